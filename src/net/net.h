@@ -106,9 +106,11 @@ struct net_config {
     uint64_t cluster_id;
     /* Largest payload accepted in one incoming frame; advertised in the
      * handshake so that the other end refuses bigger sends with
-     * CRAFT_ETOOBIG instead of sending them.  In 1..NET_FRAME_MAX_LIMIT. */
+     * CRAFT_ETOOBIG instead of sending them.  In 64..NET_FRAME_MAX_LIMIT. */
     uint32_t frame_max;
-    /* Largest total of queued, unsent output bytes per connection. */
+    /* Largest total of queued, unsent output bytes per connection (at
+     * least 4096; make it at least frame_max + NET_FRAME_HDR_SIZE, or the
+     * largest frames can never be queued). */
     size_t queue_bytes_max;
     unsigned connect_timeout_ms;
     unsigned handshake_timeout_ms;
