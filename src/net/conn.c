@@ -296,12 +296,31 @@ void net_conn_close(struct net_conn *conn)
     net__conn_close(conn, 0);
 }
 
-/* Close because the other end broke the protocol or the socket failed. */
+/*
+ * Close because the other end broke the protocol or the socket failed.  A
+ * broken protocol is always worth a warning (a bug, corruption or a stranger
+ * on the port); a socket error or timeout is routine when a peer dies, and
+ * the owner (a net_peer, say) reports that at its own level.
+ */
 static void conn_fail(struct net_conn *c, int status, const char *why)
 {
     char addr[NET_ADDR_FMT_MAX];
-    LOG_WARNF("net: closing connection with %s: %s (%s)",
-              conn_peer_str(c, addr, sizeof addr), why, craft_errname(status));
+    conn_peer_str(c, addr, sizeof addr);
+    switch (status) {
+    case CRAFT_EPROTO:
+    case CRAFT_EVERSION:
+    case CRAFT_ECORRUPT:
+    case CRAFT_ETOOBIG:
+    case CRAFT_EMISMATCH:
+    case CRAFT_ENOMEM:
+        LOG_WARNF("net: closing connection with %s: %s (%s)", addr, why,
+                  craft_errname(status));
+        break;
+    default:
+        LOG_DEBUGF("net: closing connection with %s: %s (%s)", addr, why,
+                   craft_errname(status));
+        break;
+    }
     net__conn_close(c, status);
 }
 
@@ -521,6 +540,12 @@ int net_replyv(struct net_request *req, int status, const struct net_iovec *iov,
                               .status = (int16_t)status,
                               .id = r->id};
     int rv = conn_write(c, &h, iov, n_iov, 0);
+    if (rv == CRAFT_ETOOBIG || rv == CRAFT_ELIMIT) {
+        /* Tell the caller now rather than let it wait for its timeout; an
+         * empty error response is tiny and usually still fits. */
+        h.status = (int16_t)rv;
+        (void)conn_write(c, &h, NULL, 0, 0);
+    }
     free(r);
     conn_unref(c);
     return rv;

@@ -528,6 +528,35 @@ static void large_frames_at_limit(void **state)
     srv_stop(&v);
 }
 
+/* A reply bigger than the caller accepts is not sent; the caller learns
+ * CRAFT_ETOOBIG at once instead of waiting for its timeout. */
+static void reply_too_big(void **state)
+{
+    (void)state;
+    struct net_config cfg = config();
+    struct srv v;
+    srv_start(&v, &cfg, "127.0.0.1:0");
+    struct net_config small = config();
+    small.frame_max = 64 * 1024;
+    struct cli c;
+    assert_int_equal(cli_connect_cfg(&c, &small, v.port), 0);
+    RUN_UNTIL(v.conn != NULL);
+    assert_int_equal(net_conn_peer_frame_max(v.conn), 64 * 1024);
+    static uint8_t big[100 * 1024];
+    struct result r = {0};
+    assert_int_equal(
+        net_call(c.conn, T_HOLD, big, sizeof big, DEADLINE_MS, &r, result_cb),
+        0);
+    RUN_UNTIL(v.n_held == 1);
+    assert_int_equal(net_reply(v.held[0], 0, big, sizeof big), CRAFT_ETOOBIG);
+    v.n_held = 0;
+    RUN_UNTIL(r.fired);
+    assert_int_equal(r.status, CRAFT_ETOOBIG);
+    assert_int_equal(r.payload.len, 0);
+    cli_close(&c);
+    srv_stop(&v);
+}
+
 /*
  * A raw TCP client, to send what a craft endpoint never would.
  */
@@ -1151,6 +1180,200 @@ static void server_errors(void **state)
     srv_stop(&v);
 }
 
+/*
+ * Chaos: random calls, replies (now, later, never), closes from either end
+ * and timeouts, checking that every call's callback fires exactly once and
+ * that everything closes without leaks (ASan).  Seeded; CRAFT_SEED replays
+ * the same random choices (the timing of real sockets still varies).
+ */
+#define CHAOS_CLIENTS 4
+#define CHAOS_CALLS 3000
+#define CHAOS_HELD 256
+#define CHAOS_SERVER_CONNS 64
+
+struct chaos {
+    struct rng rng;
+    struct net_server *server;
+    int server_closed;
+    struct net_conn *sconns[CHAOS_SERVER_CONNS];
+    int n_sconns;
+    struct net_request *held[CHAOS_HELD];
+    int n_held;
+    struct cli clients[CHAOS_CLIENTS];
+    int fired[CHAOS_CALLS];
+    int ok, timedout, closed_calls, n_calls;
+    int n_later; /* replies scheduled on a timer, not yet sent */
+};
+
+static struct chaos ch;
+
+struct chaos_later {
+    uv_timer_t timer;
+    struct net_request *req;
+};
+
+static void chaos_later_cb(uv_timer_t *t)
+{
+    struct chaos_later *l = t->data;
+    ch.n_later--;
+    net_reply(l->req, 0, l->req->payload, l->req->len);
+    uv_close((uv_handle_t *)&l->timer, later_closed_cb);
+}
+
+static void chaos_on_request(void *data, struct net_conn *conn,
+                             struct net_request *req)
+{
+    (void)data;
+    (void)conn;
+    uint64_t pick = rng_range(&ch.rng, 0, 10);
+    if (pick < 5) {
+        net_reply(req, 0, req->payload, req->len);
+    } else if (pick < 8 || ch.n_held == CHAOS_HELD) {
+        struct chaos_later *l = malloc(sizeof *l);
+        assert_non_null(l);
+        ch.n_later++;
+        l->req = req;
+        uv_timer_init(lp, &l->timer);
+        l->timer.data = l;
+        uv_timer_start(&l->timer, chaos_later_cb, rng_range(&ch.rng, 0, 30), 0);
+    } else {
+        ch.held[ch.n_held++] = req;
+    }
+}
+
+static void chaos_on_open(void *data, struct net_conn *conn)
+{
+    (void)data;
+    assert_true(ch.n_sconns < CHAOS_SERVER_CONNS);
+    ch.sconns[ch.n_sconns++] = conn;
+}
+
+static void chaos_on_close(void *data, struct net_conn *conn, int status)
+{
+    (void)data;
+    (void)status;
+    for (int i = 0; i < ch.n_sconns; i++) {
+        if (ch.sconns[i] == conn) {
+            ch.sconns[i] = ch.sconns[--ch.n_sconns];
+            return;
+        }
+    }
+    fail_msg("close of an unknown server connection");
+}
+
+static void chaos_call_cb(void *data, int status, const uint8_t *payload,
+                          size_t len)
+{
+    int i = (int)(intptr_t)data;
+    assert_int_equal(ch.fired[i], 0); /* exactly once */
+    ch.fired[i]++;
+    if (status == 0) {
+        assert_int_equal(len, 4);
+        assert_int_equal(get_u32(payload), (uint32_t)i);
+        ch.ok++;
+    } else if (status == CRAFT_ETIMEDOUT) {
+        ch.timedout++;
+    } else {
+        assert_int_equal(status, CRAFT_ECLOSED);
+        ch.closed_calls++;
+    }
+}
+
+static void chaos_connect(struct cli *c, const char *addr)
+{
+    memset(c, 0, sizeof *c);
+    struct net_config cfg = config();
+    struct net_handlers h = {.data = c, .on_close = cli_on_close};
+    assert_int_equal(net_connect(lp, &cfg, addr, &h, NULL, c, cli_connect_cb),
+                     0);
+}
+
+static void chaos_step(const char *addr)
+{
+    uint64_t pick = rng_range(&ch.rng, 0, 100);
+    struct cli *c = &ch.clients[rng_range(&ch.rng, 0, CHAOS_CLIENTS)];
+    if (c->connect_done && c->conn == NULL) {
+        chaos_connect(c, addr); /* it closed: reconnect */
+    } else if (pick < 80 && c->conn != NULL && ch.n_calls < CHAOS_CALLS) {
+        uint8_t p[4];
+        int i = ch.n_calls;
+        put_u32(p, (uint32_t)i);
+        unsigned timeout =
+            rng_chance(&ch.rng, 200) ? 0 : (unsigned)rng_range(&ch.rng, 1, 40);
+        assert_int_equal(net_call(c->conn, T_ECHO, p, sizeof p, timeout,
+                                  (void *)(intptr_t)i, chaos_call_cb),
+                         0);
+        ch.n_calls++;
+    } else if (pick < 83 && c->conn != NULL) {
+        net_conn_close(c->conn);
+    } else if (pick < 86 && ch.n_sconns > 0) {
+        net_conn_close(ch.sconns[rng_range(&ch.rng, 0, ch.n_sconns)]);
+    } else if (pick < 95 && ch.n_held > 0) {
+        int k = (int)rng_range(&ch.rng, 0, ch.n_held);
+        struct net_request *req = ch.held[k];
+        ch.held[k] = ch.held[--ch.n_held];
+        int rv = net_reply(req, 0, req->payload, req->len);
+        assert_true(rv == 0 || rv == CRAFT_ECLOSED);
+    } else {
+        uv_run(lp, UV_RUN_ONCE);
+    }
+    uv_run(lp, UV_RUN_NOWAIT);
+}
+
+static void chaos_exactly_once(void **state)
+{
+    (void)state;
+    uint64_t seed = uv_hrtime();
+    const char *env = getenv("CRAFT_SEED");
+    if (env != NULL) {
+        seed = strtoull(env, NULL, 10);
+    }
+    printf("chaos_exactly_once: seed %llu (replay with CRAFT_SEED)\n",
+           (unsigned long long)seed);
+    memset(&ch, 0, sizeof ch);
+    rng_init(&ch.rng, seed);
+    struct net_config cfg = config();
+    struct net_handlers h = {.on_open = chaos_on_open,
+                             .on_close = chaos_on_close,
+                             .on_request = chaos_on_request};
+    char err[128], addr[64];
+    assert_int_equal(net_server_new(lp, &cfg, "127.0.0.1:0", &h, &ch.server,
+                                    err, sizeof err),
+                     0);
+    addr_of(addr, sizeof addr, net_server_port(ch.server));
+    for (int i = 0; i < CHAOS_CLIENTS; i++) {
+        chaos_connect(&ch.clients[i], addr);
+    }
+    uint64_t deadline = uv_now(lp) + 30000;
+    while (ch.n_calls < CHAOS_CALLS) {
+        assert_true(uv_now(lp) < deadline);
+        chaos_step(addr);
+    }
+    /* Wind down: every client closes, held requests are answered. */
+    for (int i = 0; i < CHAOS_CLIENTS; i++) {
+        struct cli *c = &ch.clients[i];
+        RUN_UNTIL(c->connect_done);
+        if (c->conn != NULL) {
+            net_conn_close(c->conn);
+        }
+    }
+    RUN_UNTIL(ch.n_sconns == 0 && ch.n_later == 0);
+    while (ch.n_held > 0) {
+        struct net_request *req = ch.held[--ch.n_held];
+        int rv = net_reply(req, 0, NULL, 0);
+        assert_true(rv == 0 || rv == CRAFT_ECLOSED);
+    }
+    net_server_close(ch.server, &ch.server_closed, flag_cb);
+    RUN_UNTIL(ch.server_closed);
+    for (int i = 0; i < CHAOS_CALLS; i++) {
+        assert_int_equal(ch.fired[i], 1);
+    }
+    printf("chaos: %d ok, %d timed out, %d closed\n", ch.ok, ch.timedout,
+           ch.closed_calls);
+    assert_true(ch.ok > 0);
+    assert_int_equal(ch.ok + ch.timedout + ch.closed_calls, CHAOS_CALLS);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1158,6 +1381,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(client_answers_server, setup, teardown),
         cmocka_unit_test_setup_teardown(many_concurrent_calls, setup, teardown),
         cmocka_unit_test_setup_teardown(large_frames_at_limit, setup, teardown),
+        cmocka_unit_test_setup_teardown(reply_too_big, setup, teardown),
         cmocka_unit_test_setup_teardown(garbage_bytes, setup, teardown),
         cmocka_unit_test_setup_teardown(garbage_before_hello, setup, teardown),
         cmocka_unit_test_setup_teardown(wrong_version, setup, teardown),
@@ -1181,6 +1405,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(server_close_with_connections, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(server_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(chaos_exactly_once, setup, teardown),
     };
     return cmocka_run_group_tests_name("net", tests, NULL, NULL);
 }
