@@ -401,3 +401,25 @@ void mr_seg_reader_close(struct mr_seg_reader *r)
     r->fd = -1;
     buf_close(&r->in);
 }
+
+int mr_run_seal_segment(int fd, const struct mr_segment *seg)
+{
+    CRAFT_ASSERT(seg->offset == 0);
+    uint8_t tail[MR_RUN_INDEX_ENTRY_SIZE + MR_RUN_FOOTER_SIZE] = {0};
+    put_u64(tail, 0);
+    put_u64(tail + 8, seg->length);
+    put_u64(tail + 16, seg->n_records);
+    put_u32(tail + 24, seg->crc);
+    put_u32(tail + MR_RUN_INDEX_ENTRY_SIZE, 1);
+    put_u32(tail + MR_RUN_INDEX_ENTRY_SIZE + 4,
+            crc32c(0, tail, MR_RUN_INDEX_ENTRY_SIZE));
+    put_u64(tail + MR_RUN_INDEX_ENTRY_SIZE + 8, MR_RUN_MAGIC);
+    if (lseek(fd, (off_t)seg->length, SEEK_SET) < 0) {
+        return CRAFT_EIO;
+    }
+    int rv = mr_write_all(fd, tail, sizeof tail);
+    if (rv != 0) {
+        return rv == -ENOSPC ? CRAFT_ENOSPC : CRAFT_EIO;
+    }
+    return 0;
+}

@@ -120,6 +120,11 @@ int mr_key_cmp(const void *a, size_t alen, const void *b, size_t blen);
 /* FNV-1a 32-bit, masked to 31 bits, mod n: the partition of a key. */
 uint32_t mr_partition(const void *key, size_t len, uint32_t n);
 
+/* Makes a one-partition run of a file whose first seg->length bytes are a
+ * segment (fetched from another worker): appends the index and footer at
+ * that offset.  seg->offset must be 0.  0 or CRAFT_EIO / CRAFT_ENOSPC. */
+int mr_run_seal_segment(int fd, const struct mr_segment *seg);
+
 /* write() all of it, retrying on EINTR and short writes.  0 or -errno. */
 int mr_write_all(int fd, const void *p, size_t n);
 
