@@ -126,5 +126,7 @@ static int wc_reduce(void *state, const void *key, size_t key_len,
     return emit_u64(out, key, key_len, sum);
 }
 
+#ifndef WC_NO_EXPORT
 MR_PLUGIN_V1(.name = "wc", .map = wc_map, .reduce = wc_reduce,
              .combine = wc_reduce);
+#endif
