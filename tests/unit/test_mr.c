@@ -379,7 +379,7 @@ static void reduce_over_many_runs(void **state)
         assert_int_equal(mr_run_writer_open(&w, paths[i], 1, err, sizeof err),
                          0);
         for (int k = 0; k < 10; k++) {
-            char key[8];
+            char key[16];
             snprintf(key, sizeof key, "k%d", k);
             assert_int_equal(mr_run_writer_add(&w, 0, key, 2, "1", 1), 0);
         }
