@@ -53,6 +53,22 @@ struct upload {
     struct upload *next;
 };
 
+/* A TASK request with nothing to hand out yet, answered as soon as
+ * something changes (a completion, a failure, a lost worker, a timeout) or
+ * after COORD_PARK_MS with WAIT.  Long polling gives an idle worker its
+ * next task within a round trip instead of a polling period. */
+struct waiter {
+    struct net_request *req;
+    uint32_t worker;
+    uint64_t since_ms;
+    struct waiter *next;
+};
+
+/* How long a parked TASK request waits before it is answered WAIT (the
+ * worker then asks again): short enough that a worker notices a dead
+ * coordinator through its RPC timeout, long enough to cost nothing. */
+#define COORD_PARK_MS 1000u
+
 struct commit_work {
     uv_work_t work;
     struct coord *c;
@@ -80,6 +96,7 @@ struct coord {
     struct upload *uploads;
     struct net_conn **conns;
     size_t n_conns, cap_conns;
+    struct waiter *waiters; /* parked TASK requests (long poll) */
     int finishing;
     uint64_t finish_ms, start_ms;
     uint64_t bytes_in, bytes_out, total_in;
@@ -128,6 +145,9 @@ static void drop_uploads_of(struct coord *c, uint32_t worker)
     }
 }
 
+static void on_server_closed(void *data);
+static void after_change(struct coord *c);
+
 static void on_close(void *data, struct net_conn *conn, int status)
 {
     struct coord *c = data;
@@ -146,6 +166,12 @@ static void on_close(void *data, struct net_conn *conn, int status)
         }
         mr_sched_worker_lost(&c->sched, id);
         drop_uploads_of(c, id);
+        after_change(c);
+    }
+    if (c->finishing && c->n_conns == 0 && c->srv) {
+        uv_timer_stop(&c->tick);
+        net_server_close(c->srv, c, on_server_closed);
+        c->srv = NULL;
     }
 }
 
@@ -259,6 +285,60 @@ static void encode_reduce(struct coord *c, struct mr_wbuf *w, uint32_t r)
         mr_w_u64(w, s->length);
         mr_w_u64(w, s->n_records);
         mr_w_u32(w, s->crc);
+    }
+}
+
+static void reply_assignment(struct coord *c, struct net_request *req,
+                             uint32_t id, struct mr_assignment a)
+{
+    if (c->finishing) {
+        a.reply = MR_REPLY_EXIT;
+    }
+    struct mr_wbuf w;
+    mr_w_init(&w);
+    mr_w_u8(&w, (uint8_t)a.reply);
+    if (a.reply == MR_REPLY_TASK) {
+        mr_w_u8(&w, (uint8_t)a.kind);
+        mr_w_u32(&w, a.task);
+        mr_w_u64(&w, a.attempt);
+        if (a.kind == MR_MAP) {
+            const struct mr_split *s = &c->splits[a.task];
+            mr_w_str(&w, c->cfg->inputs[s->file]);
+            mr_w_u64(&w, s->length);
+        } else {
+            encode_reduce(c, &w, a.task);
+        }
+        LOG_DEBUGF("%s %u (attempt %" PRIu64 ") to worker %u",
+                   a.kind == MR_MAP ? "map" : "reduce", a.task, a.attempt, id);
+    }
+    reply_wbuf(req, &w);
+}
+
+/* Answers parked TASK requests that can be answered now: with a task or
+ * EXIT, with WAIT once parked for COORD_PARK_MS, and (freeing it) when the
+ * worker is gone. */
+static void serve_waiters(struct coord *c)
+{
+    struct waiter **pp = &c->waiters;
+    while (*pp) {
+        struct waiter *wt = *pp;
+        struct mr_assignment a = {MR_REPLY_WAIT, MR_MAP, 0, 0};
+        int answer = 0;
+        if (!net_request_conn(wt->req) ||
+            !mr_sched_worker(&c->sched, wt->worker)) {
+            net_reply(wt->req, CRAFT_ENOENT, NULL, 0);
+        } else {
+            a = mr_sched_request(&c->sched, wt->worker, now_ms(c));
+            answer = a.reply != MR_REPLY_WAIT || c->finishing ||
+                     now_ms(c) >= wt->since_ms + COORD_PARK_MS;
+            if (!answer) {
+                pp = &wt->next;
+                continue;
+            }
+            reply_assignment(c, wt->req, wt->worker, a);
+        }
+        *pp = wt->next;
+        free(wt);
     }
 }
 
@@ -488,6 +568,7 @@ static void commit_done(uv_work_t *work, int status)
     net_reply(cw->req, cw->rv, &accepted, 1);
     free(up);
     free(cw);
+    after_change(c);
 }
 
 static void handle_reduce_done(struct coord *c, struct net_request *req,
@@ -595,6 +676,18 @@ static void handle_fetch_failed(struct coord *c, struct net_request *req,
     net_reply(req, 0, NULL, 0);
 }
 
+static void finish(struct coord *c);
+
+/* After anything that may change the schedule: end the job the moment it
+ * is done (invariant 3), else hand out what became available. */
+static void after_change(struct coord *c)
+{
+    if (!c->finishing && (mr_sched_done(&c->sched) || c->sched.failed)) {
+        finish(c);
+    }
+    serve_waiters(c);
+}
+
 static void on_request(void *data, struct net_conn *conn,
                        struct net_request *req)
 {
@@ -635,6 +728,9 @@ static void on_request(void *data, struct net_conn *conn,
     default:
         reply_err(req, CRAFT_EPROTO, "unknown request type");
         break;
+    }
+    if (req->type != MR_MSG_TASK) {
+        after_change(c);
     }
 }
 
@@ -685,6 +781,7 @@ static void on_server_closed(void *data)
 
 static void finish(struct coord *c)
 {
+    CRAFT_ASSERT(!c->finishing);
     c->finishing = 1;
     c->finish_ms = now_ms(c);
     c->exit_code = c->sched.failed ? 1 : 0;
@@ -710,11 +807,10 @@ static void on_tick(uv_timer_t *t)
         return;
     }
     mr_sched_tick(&c->sched, now_ms(c));
-    if (mr_sched_done(&c->sched) || c->sched.failed) {
-        finish(c);
-        return;
+    after_change(c);
+    if (!c->finishing) {
+        progress(c, 0);
     }
-    progress(c, 0);
 }
 
 /* ---- setup -------------------------------------------------------------- */
@@ -843,6 +939,7 @@ static int start_server(struct coord *c)
 
 static void coord_free(struct coord *c)
 {
+    CRAFT_ASSERT(c->waiters == NULL);
     while (c->uploads) {
         struct upload *u = c->uploads;
         c->uploads = u->next;

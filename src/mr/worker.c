@@ -57,7 +57,7 @@
 /* RPC timeouts: the coordinator answers at once except REDUCE_DONE, which
  * waits for an fsync; 30 s covers a slow disk. */
 #define RPC_TIMEOUT_MS 30000u
-#define WAIT_POLL_MS 100u
+#define WAIT_POLL_MS 10u
 #define HEARTBEAT_MS 1000u
 
 struct fetch_src {
