@@ -694,7 +694,8 @@ static void on_request(void *data, struct net_conn *conn,
     struct coord *c = data;
     struct mr_rbuf r;
     mr_r_init(&r, req->payload, req->len);
-    switch (req->type) {
+    uint16_t type = req->type; /* req is freed by the reply */
+    switch (type) {
     case MR_MSG_HELLO:
         handle_hello(c, conn, req, &r);
         break;
@@ -729,7 +730,7 @@ static void on_request(void *data, struct net_conn *conn,
         reply_err(req, CRAFT_EPROTO, "unknown request type");
         break;
     }
-    if (req->type != MR_MSG_TASK) {
+    if (type != MR_MSG_TASK) {
         after_change(c);
     }
 }

@@ -373,11 +373,20 @@ case_grep() {
     compare_with "$T/ref.sorted"
 }
 
+# No process may report a sanitizer error (test builds), whatever the case.
+check_logs() {
+    if cat "$T"/*.log 2>/dev/null |
+        grep -Eq "ERROR: (Address|Leak|Thread)Sanitizer|runtime error:"; then
+        fail "a sanitizer reported an error"
+    fi
+}
+
 case "${1:-}" in
 wc | indexer | map_parallelism | reduce_parallelism | job_count | early_exit | \
     crash | kill_mid_map | kill_mid_reduce | kill_before_fetch | bad_abi | \
     no_symbol | segv | toobig | fail | refused | usage | grep)
     "case_$1"
+    check_logs
     echo "PASS: $1"
     ;;
 *)
