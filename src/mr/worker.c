@@ -131,6 +131,7 @@ struct worker {
     int work_busy;
     int work_rv;
     int crashed;
+    struct mr_map_stats map_stats;
     char errmsg[1024];
     int exiting;
     int exit_code;
@@ -419,10 +420,10 @@ static void run_guarded(struct worker *w)
         return;
     }
     if (w->kind == MR_MAP) {
-        w->work_rv = mr_map_run(&w->plugin, task, w->filename, w->input,
-                                (size_t)w->length, w->n_reduces,
-                                (size_t)(w->cfg->memory_bytes / 4), w->dir,
-                                w->out_path, NULL, w->errmsg, sizeof w->errmsg);
+        w->work_rv = mr_map_run(
+            &w->plugin, task, w->filename, w->input, (size_t)w->length,
+            w->n_reduces, (size_t)(w->cfg->memory_bytes / 4), w->dir,
+            w->out_path, &w->map_stats, w->errmsg, sizeof w->errmsg);
     } else {
         struct mr_output out;
         w->work_rv =
@@ -459,6 +460,8 @@ static void map_done_cb(void *data, int status, const uint8_t *p, size_t len)
 
 static void map_finished(struct worker *w)
 {
+    LOG_INFOF("map %u done: %" PRIu64 " records, %u spills", w->task,
+              w->map_stats.records, w->map_stats.spills);
     free(w->input);
     w->input = NULL;
     struct mr_segment *segs;

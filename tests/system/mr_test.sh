@@ -302,6 +302,60 @@ case_kill_before_fetch() {
     compare_with "$T/ref.sorted"
 }
 
+case_stopped_worker() {
+    reference wc
+    # A worker that stops answering (SIGSTOP: a hung machine, a partition)
+    # is declared lost after --worker-timeout; its tasks run elsewhere.
+    # When it comes back its stale completions are refused and it
+    # registers again as a new worker.
+    start_coord slowwc --worker-timeout 1 --arg map_sleep_ms=300
+    start_worker a
+    local a=$WPID
+    wait_for "grep -q registered '$T/worker-a.log'" 10
+    kill -STOP "$a"
+    start_worker b
+    wait_for "grep -q 'worker 1 .*lost\|disconnected' '$T/coord.log' || [ -n \"\$(ls '$T/out')\" ]" 30
+    sleep 1.5
+    kill -CONT "$a"
+    wait_exit "$CPID" 60
+    [ "$RC" -eq 0 ] || fail "coordinator exited $RC"
+    compare_with "$T/ref.sorted"
+    wait_exit "$a" 15
+}
+
+case_bounded_memory() {
+    # A 33 MB input cut into 4 MiB splits, grep emitting most lines: the
+    # map output of each split (~7 MiB) overflows the 4 MiB sort buffer of
+    # a --memory-mb 16 worker, so maps spill and merge.  The output must
+    # match seq, and the worker's peak RSS must stay under 16 MiB (checked
+    # without sanitizers, whose shadow memory does not count).
+    for i in $(seq 10); do cat "${INPUTS[@]}"; done >"$T/big.txt"
+    INPUTS=("$T/big.txt")
+    reference grep --arg "pattern=[aeiou]"
+    start_coord grep --split-mb 4 --reduce 4 --arg "pattern=[aeiou]"
+    mkdir -p "$T/w-m"
+    python3 - "$MR" "$PORT" "$T/w-m" >"$T/rss" 2>"$T/worker-m.log" <<'EOF2' || fail "worker failed"
+import os, subprocess, sys
+p = subprocess.Popen([sys.argv[1], "worker", "--coordinator",
+                      "127.0.0.1:" + sys.argv[2], "--work-dir", sys.argv[3],
+                      "--memory-mb", "16", "--log-level", "info"])
+_, status, ru = os.wait4(p.pid, 0)
+print(ru.ru_maxrss // 1024)
+sys.exit(os.waitstatus_to_exitcode(status))
+EOF2
+    wait_exit "$CPID" 60
+    [ "$RC" -eq 0 ] || fail "coordinator exited $RC"
+    compare_with "$T/ref.sorted"
+    local rss
+    rss=$(cat "$T/rss")
+    echo "worker peak RSS: $rss MiB (limit 16)"
+    grep -q "spills" "$T/worker-m.log" || fail "no map statistics logged"
+    grep -q " 0 spills" "$T/worker-m.log" && fail "some map did not spill"
+    if ! ldd "$MR" | grep -q libasan; then
+        [ "$rss" -lt 16 ] || fail "worker peak RSS $rss MiB over its 16 MiB limit"
+    fi
+}
+
 # bad_plugin NAME PATTERN: the job fails with a message naming the plugin,
 # the task and matching PATTERN.
 bad_plugin() {
@@ -384,7 +438,8 @@ check_logs() {
 case "${1:-}" in
 wc | indexer | map_parallelism | reduce_parallelism | job_count | early_exit | \
     crash | kill_mid_map | kill_mid_reduce | kill_before_fetch | bad_abi | \
-    no_symbol | segv | toobig | fail | refused | usage | grep)
+    no_symbol | segv | toobig | fail | refused | usage | grep | \
+    stopped_worker | bounded_memory)
     "case_$1"
     check_logs
     echo "PASS: $1"
