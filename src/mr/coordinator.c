@@ -557,12 +557,8 @@ static void commit_done(uv_work_t *work, int status)
     } else {
         /* Complete even if the worker was lost meanwhile: the output is
          * final and correct, which is all a reduce owes the job. */
-        struct mr_worker_rec *w = &c->sched.workers[up->worker - 1];
-        int alive = w->alive;
-        w->alive = 1;
         accepted = (uint8_t)mr_sched_complete(&c->sched, MR_REDUCE, up->reduce,
                                               up->worker, up->attempt);
-        w->alive = alive;
         LOG_DEBUGF("reduce %u committed", up->reduce);
     }
     net_reply(cw->req, cw->rv, &accepted, 1);

@@ -19,8 +19,10 @@
  *      of its output) is alive, unless every reduce is DONE.
  *   3. No reduce is issued before every map is DONE.
  *   4. A task is DONE at most once per completion accepted: a completion
- *      for a DONE task, or from a worker that is no longer alive, is a
- *      duplicate and changes nothing.
+ *      for a DONE task, or of a map from a worker that is no longer
+ *      alive, is a duplicate and changes nothing.  (A reduce completes
+ *      after the coordinator committed its output, so its worker's later
+ *      fate does not matter.)
  *   5. The job is done exactly when every reduce is DONE; it has failed
  *      when some task failed max_failures times or lost max_losses workers.
  *

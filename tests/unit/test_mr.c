@@ -27,6 +27,7 @@
 #include "mr/sched.h"
 #include "mr/split.h"
 #include "mr/task.h"
+#include "mr/wire.h"
 #include "util/rng.h"
 
 static char tmpdir[256];
@@ -643,6 +644,92 @@ static void sched_failures_fail_the_job(void **state)
     mr_sched_close(&s);
 }
 
+static void sched_reduce_completes_after_its_worker_is_lost(void **state)
+{
+    (void)state;
+    struct mr_sched s;
+    sched_new(&s, 1, 1);
+    uint32_t w1 = mr_sched_add_worker(&s, "a:1", 0);
+    struct mr_assignment m = mr_sched_request(&s, w1, 0);
+    assert_int_equal(mr_sched_complete(&s, MR_MAP, 0, w1, m.attempt), 1);
+    struct mr_assignment r = mr_sched_request(&s, w1, 1);
+    assert_int_equal(r.kind, MR_REDUCE);
+    /* The coordinator committed the reduce's output; meanwhile the worker
+     * was declared lost (so map 0 is to run again).  The reduce still
+     * counts: its output is final. */
+    mr_sched_worker_lost(&s, w1);
+    assert_int_equal(mr_sched_complete(&s, MR_REDUCE, 0, w1, r.attempt), 1);
+    assert_true(mr_sched_done(&s));
+    /* A map from a lost worker never counts. */
+    struct mr_sched s2;
+    sched_new(&s2, 1, 1);
+    uint32_t w = mr_sched_add_worker(&s2, "a:1", 0);
+    struct mr_assignment m2 = mr_sched_request(&s2, w, 0);
+    mr_sched_worker_lost(&s2, w);
+    assert_int_equal(mr_sched_complete(&s2, MR_MAP, 0, w, m2.attempt), 0);
+    mr_sched_close(&s);
+    mr_sched_close(&s2);
+}
+
+/* ---- wire decoding never trusts its input ---------------------------------
+ */
+
+static void wire_roundtrip_and_malformed(void **state)
+{
+    (void)state;
+    struct mr_wbuf w;
+    mr_w_init(&w);
+    mr_w_u8(&w, 7);
+    mr_w_u16(&w, 65000);
+    mr_w_u32(&w, 123456789);
+    mr_w_u64(&w, 1ull << 40);
+    mr_w_str(&w, "pg-grimm.txt");
+    mr_w_bytes(&w, "tail", 4);
+    assert_false(w.oom);
+    struct mr_rbuf r;
+    char str[64];
+    mr_r_init(&r, w.b.data, w.b.len);
+    assert_int_equal(mr_r_u8(&r), 7);
+    assert_int_equal(mr_r_u16(&r), 65000);
+    assert_int_equal(mr_r_u32(&r), 123456789);
+    assert_true(mr_r_u64(&r) == 1ull << 40);
+    mr_r_str(&r, str, sizeof str);
+    assert_string_equal(str, "pg-grimm.txt");
+    size_t n;
+    const uint8_t *rest = mr_r_rest(&r, &n);
+    assert_int_equal(n, 4);
+    assert_memory_equal(rest, "tail", 4);
+    assert_true(mr_r_ok(&r));
+    /* Every truncation of the payload is caught, never read past. */
+    for (size_t len = 0; len < 1 + 2 + 4 + 8 + 4 + 12; len++) {
+        mr_r_init(&r, w.b.data, len);
+        (void)mr_r_u8(&r);
+        (void)mr_r_u16(&r);
+        (void)mr_r_u32(&r);
+        (void)mr_r_u64(&r);
+        mr_r_str(&r, str, sizeof str);
+        assert_true(r.err);
+    }
+    /* A string longer than the destination, or with a NUL inside. */
+    mr_r_init(&r, w.b.data + 15, w.b.len - 15);
+    mr_r_str(&r, str, 8);
+    assert_true(r.err);
+    uint8_t nul[] = {3, 0, 0, 0, 'a', 0, 'b'};
+    mr_r_init(&r, nul, sizeof nul);
+    mr_r_str(&r, str, sizeof str);
+    assert_true(r.err);
+    /* A length field claiming 4 GiB. */
+    uint8_t huge[] = {0xff, 0xff, 0xff, 0xff, 'x'};
+    mr_r_init(&r, huge, sizeof huge);
+    mr_r_str(&r, str, sizeof str);
+    assert_true(r.err);
+    /* Trailing bytes make a payload malformed too. */
+    mr_r_init(&r, w.b.data, 2);
+    (void)mr_r_u8(&r);
+    assert_false(mr_r_ok(&r));
+    mr_w_close(&w);
+}
+
 /* Random schedule of requests, completions, failures, losses and ticks:
  * the invariants hold after every event and the job finishes once workers
  * stop failing. */
@@ -718,7 +805,9 @@ int main(void)
         cmocka_unit_test(sched_lost_worker_reruns_its_maps),
         cmocka_unit_test(sched_silent_worker_is_lost),
         cmocka_unit_test(sched_failures_fail_the_job),
+        cmocka_unit_test(sched_reduce_completes_after_its_worker_is_lost),
         cmocka_unit_test(sched_random_schedules),
+        cmocka_unit_test(wire_roundtrip_and_malformed),
     };
     return cmocka_run_group_tests(tests, setup_dir, teardown_dir);
 }
