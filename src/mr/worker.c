@@ -251,13 +251,13 @@ static void close_streams(struct worker *w)
 }
 
 /* Forgets the current task (invariant 1) and deletes its files. */
-static void drop_task(struct worker *w)
+/* Frees what the task's computation reads.  Only while no pool job runs
+ * (invariant 2): an abandoned job keeps its buffers until work_after. */
+static void free_task_data(struct worker *w)
 {
-    w->gen++;
-    w->has_task = 0;
+    CRAFT_ASSERT(!w->work_busy);
     free(w->input);
     w->input = NULL;
-    close_streams(w);
     for (uint32_t i = 0; i < w->n_runs; i++) {
         unlink(w->runs[i]);
         free(w->runs[i]);
@@ -275,7 +275,17 @@ static void drop_task(struct worker *w)
         unlink(w->out_path);
     }
     w->out_path[0] = '\0';
+}
+
+static void drop_task(struct worker *w)
+{
+    w->gen++;
+    w->has_task = 0;
+    close_streams(w);
     uv_timer_stop(&w->hb);
+    if (!w->work_busy) {
+        free_task_data(w);
+    }
 }
 
 static void finish(struct worker *w, int code, const char *why)
@@ -503,7 +513,12 @@ static void work_after(uv_work_t *work, int status)
     }
     if (!w->has_task) {
         /* Abandoned while it ran (the coordinator connection was lost):
-         * register again if the new connection is up already. */
+         * free what it used, and register again if the new connection is
+         * up already. */
+        if (w->kind == MR_MAP && w->out_path[0]) {
+            unlink(w->out_path);
+        }
+        free_task_data(w);
         if (w->coord && w->id == 0) {
             send_hello(w);
         }
