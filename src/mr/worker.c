@@ -430,10 +430,10 @@ static void run_guarded(struct worker *w)
         return;
     }
     if (w->kind == MR_MAP) {
-        w->work_rv = mr_map_run(
-            &w->plugin, task, w->filename, w->input, (size_t)w->length,
-            w->n_reduces, (size_t)(w->cfg->memory_bytes / 4), w->dir,
-            w->out_path, &w->map_stats, w->errmsg, sizeof w->errmsg);
+        w->work_rv = mr_map_run(&w->plugin, task, w->filename, w->input,
+                                (size_t)w->length, w->n_reduces,
+                                (size_t)(w->cfg->memory_bytes / 4), w->out_path,
+                                &w->map_stats, w->errmsg, sizeof w->errmsg);
     } else {
         struct mr_output out;
         w->work_rv =

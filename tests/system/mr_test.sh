@@ -430,7 +430,7 @@ case_grep() {
 # No process may report a sanitizer error (test builds), whatever the case.
 check_logs() {
     if cat "$T"/*.log 2>/dev/null |
-        grep -Eq "ERROR: (Address|Leak|Thread)Sanitizer|runtime error:"; then
+        grep -Eq "(ERROR|WARNING): (Address|Leak|Thread)Sanitizer|runtime error:"; then
         fail "a sanitizer reported an error"
     fi
 }

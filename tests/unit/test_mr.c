@@ -295,7 +295,7 @@ static void check_map_reduce(const struct mr_plugin_v1 *v1, size_t sort_bytes,
     struct mr_map_stats st;
     const char *out = path_in("map.out");
     assert_int_equal(mr_map_run(&p, "map 0", "in", input, len, n_part,
-                                sort_bytes, tmpdir, out, &st, err, sizeof err),
+                                sort_bytes, out, &st, err, sizeof err),
                      0);
     assert_int_equal(st.records, NREC);
     if (expect_spills) {
@@ -357,7 +357,7 @@ static void combiner_must_keep_its_key(void **state)
     char err[256] = "";
     const char in[] = "a\nb\n";
     int rv = mr_map_run(&p, "map 7", "in", in, sizeof in - 1, 2, 1 << 20,
-                        tmpdir, path_in("bc.out"), NULL, err, sizeof err);
+                        path_in("bc.out"), NULL, err, sizeof err);
     assert_int_equal(rv, CRAFT_EPLUGIN);
     assert_non_null(strstr(err, "badc"));
     assert_non_null(strstr(err, "map 7"));
