@@ -252,19 +252,14 @@ case_crash() {
 
 # ---- faults past the classic suite -------------------------------------------
 
-# The work dir of a worker started as start_worker NAME (one subdirectory).
-wdir() { echo "$T/w-$1"/craft-mr-worker-*; }
-
 case_kill_mid_map() {
     reference wc
-    start_coord slowwc --arg map_sleep_ms=800
+    start_coord slowwc --arg map_sleep_ms=800 --arg "dir=$T"
     start_worker a
     local a=$WPID
     start_worker b
-    # Both are inside their first map (0.8 s each) once they registered.
-    wait_for "grep -q registered '$T/worker-a.log' && grep -q registered '$T/worker-b.log'" 10
-    sleep 0.2
-    [ -z "$(ls "$(wdir a)" | grep '^map-')" ] || fail "worker a finished a map already"
+    # slowwc announces each map's pause with a marker file.
+    wait_for "[ -e '$T/slowwc-map-$a' ]" 20
     kill -9 "$a"
     wait_exit "$CPID" 60
     [ "$RC" -eq 0 ] || fail "coordinator exited $RC"
@@ -273,12 +268,12 @@ case_kill_mid_map() {
 
 case_kill_mid_reduce() {
     reference wc
-    start_coord slowwc --arg reduce_sleep_ms=600
+    start_coord slowwc --arg reduce_sleep_ms=600 --arg "dir=$T"
     start_worker a
     local a=$WPID
     start_worker b
-    # A reduce starts by fetching: kill a as soon as it has fetched files.
-    wait_for "ls $T/w-a/craft-mr-worker-*/ 2>/dev/null | grep -q '^fetch-'" 30
+    # Inside reduce(): slowwc's marker file exists during its pause.
+    wait_for "[ -e '$T/slowwc-reduce-$a' ]" 30
     kill -9 "$a"
     wait_exit "$CPID" 60
     [ "$RC" -eq 0 ] || fail "coordinator exited $RC"
