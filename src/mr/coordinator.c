@@ -90,7 +90,10 @@ struct coord {
     char plugin_name[64];
     struct mr_split *splits;
     uint32_t n_splits;
-    int *input_fds;
+    /* The input file read last: chunks of a split come in a row, and
+     * keeping one fd (not one per input) works for any number of inputs. */
+    int input_fd;
+    uint32_t input_fd_file;
     struct mr_segment **map_index; /* [map][reduce], set when DONE */
     uint8_t *committing;           /* [reduce] */
     struct upload *uploads;
@@ -398,7 +401,16 @@ static void handle_input(struct coord *c, struct net_request *req,
         reply_err(req, CRAFT_ENOMEM, "out of memory");
         return;
     }
-    int rv = mr_pread_all(c->input_fds[s->file], chunk, n, s->offset + off);
+    if (c->input_fd < 0 || c->input_fd_file != s->file) {
+        if (c->input_fd >= 0) {
+            close(c->input_fd);
+        }
+        c->input_fd = open(c->cfg->inputs[s->file], O_RDONLY | O_CLOEXEC);
+        c->input_fd_file = s->file;
+    }
+    int rv = c->input_fd < 0
+                 ? -errno
+                 : mr_pread_all(c->input_fd, chunk, n, s->offset + off);
     if (rv != 0) {
         LOG_ERRORF("reading input %s: %s", c->cfg->inputs[s->file],
                    rv == CRAFT_ECORRUPT ? "file shrank" : strerror(-rv));
@@ -491,6 +503,17 @@ static void unlink_upload(struct coord *c, struct upload *up)
     }
 }
 
+/* The coordinator's own disk failed: no worker can fix that, so the job
+ * fails (workers are told to exit) rather than retrying forever. */
+static void output_failed(struct coord *c, uint32_t reduce, const char *why)
+{
+    char msg[512];
+    snprintf(msg, sizeof msg, "cannot write the output of reduce %u in %s: %s",
+             reduce, c->cfg->output_dir, why);
+    LOG_ERRORF("%s", msg);
+    mr_sched_abort(&c->sched, msg);
+}
+
 static void handle_output(struct coord *c, struct net_request *req,
                           struct mr_rbuf *r)
 {
@@ -511,8 +534,8 @@ static void handle_output(struct coord *c, struct net_request *req,
         snprintf(path, sizeof path, "%s/mr-out-%u", c->cfg->output_dir, reduce);
         u = calloc(1, sizeof *u);
         if (!u || mr_output_open(&u->out, path, err, sizeof err) != 0) {
+            output_failed(c, reduce, u ? err : "out of memory");
             free(u);
-            LOG_ERRORF("reduce %u: %s", reduce, err);
             reply_err(req, CRAFT_EIO, "the coordinator cannot write output");
             return;
         }
@@ -551,9 +574,7 @@ static void commit_done(uv_work_t *work, int status)
     c->committing[up->reduce] = 0;
     uint8_t accepted = 0;
     if (cw->rv != 0) {
-        LOG_ERRORF("reduce %u: commit failed: %s", up->reduce, cw->errmsg);
-        mr_sched_fail(&c->sched, MR_REDUCE, up->reduce, up->worker, up->attempt,
-                      cw->errmsg);
+        output_failed(c, up->reduce, cw->errmsg);
     } else {
         /* Complete even if the worker was lost meanwhile: the output is
          * final and correct, which is all a reduce owes the job. */
@@ -588,6 +609,7 @@ static void handle_reduce_done(struct coord *c, struct net_request *req,
         snprintf(path, sizeof path, "%s/mr-out-%u", c->cfg->output_dir, reduce);
         u = calloc(1, sizeof *u);
         if (!u || mr_output_open(&u->out, path, err, sizeof err) != 0) {
+            output_failed(c, reduce, u ? err : "out of memory");
             free(u);
             reply_err(req, CRAFT_EIO, "the coordinator cannot write output");
             return;
@@ -854,25 +876,12 @@ static int split_inputs(struct coord *c)
 {
     const struct mr_coord_config *cfg = c->cfg;
     char err[512];
-    c->input_fds = malloc(cfg->n_inputs * sizeof *c->input_fds);
-    if (!c->input_fds) {
-        return CRAFT_ENOMEM;
-    }
-    for (uint32_t i = 0; i < cfg->n_inputs; i++) {
-        c->input_fds[i] = -1;
-    }
     for (uint32_t i = 0; i < cfg->n_inputs; i++) {
         int rv = mr_split_file(cfg->inputs[i], i, cfg->split_bytes, &c->splits,
                                &c->n_splits, err, sizeof err);
         if (rv != 0) {
             fprintf(stderr, "craft-mr coordinator: %s\n", err);
             return rv;
-        }
-        c->input_fds[i] = open(cfg->inputs[i], O_RDONLY | O_CLOEXEC);
-        if (c->input_fds[i] < 0) {
-            fprintf(stderr, "craft-mr coordinator: input %s: %s\n",
-                    cfg->inputs[i], strerror(errno));
-            return CRAFT_EIO;
         }
     }
     for (uint32_t m = 0; m < c->n_splits; m++) {
@@ -881,6 +890,25 @@ static int split_inputs(struct coord *c)
     c->map_index = calloc(c->n_splits ? c->n_splits : 1, sizeof *c->map_index);
     c->committing = calloc(cfg->n_reduces, 1);
     return c->map_index && c->committing ? 0 : CRAFT_ENOMEM;
+}
+
+static int check_output_dir(const char *dir)
+{
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
+        fprintf(stderr, "craft-mr coordinator: --output-dir %s: %s\n", dir,
+                strerror(errno));
+        return CRAFT_EIO;
+    }
+    struct stat st;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode) ||
+        access(dir, W_OK | X_OK) != 0) {
+        fprintf(stderr,
+                "craft-mr coordinator: --output-dir %s: not a writable "
+                "directory\n",
+                dir);
+        return CRAFT_EIO;
+    }
+    return 0;
 }
 
 static int write_port_file(const char *path, uint16_t port)
@@ -946,14 +974,11 @@ static void coord_free(struct coord *c)
     for (uint32_t m = 0; c->map_index && m < c->n_splits; m++) {
         free(c->map_index[m]);
     }
-    for (uint32_t i = 0; c->input_fds && i < c->cfg->n_inputs; i++) {
-        if (c->input_fds[i] >= 0) {
-            close(c->input_fds[i]);
-        }
+    if (c->input_fd >= 0) {
+        close(c->input_fd);
     }
     free(c->map_index);
     free(c->committing);
-    free(c->input_fds);
     free(c->splits);
     free(c->plugin);
     free(c->conns);
@@ -967,6 +992,7 @@ int mr_coordinator_run(const struct mr_coord_config *cfg)
     memset(&c, 0, sizeof c);
     c.cfg = cfg;
     c.exit_code = 1;
+    c.input_fd = -1;
     c.tty = isatty(2);
     log_set_ident("mr-coordinator");
     uv_loop_t loop;
@@ -974,7 +1000,10 @@ int mr_coordinator_run(const struct mr_coord_config *cfg)
         return 1;
     }
     c.loop = &loop;
-    int rv = load_plugin_bytes(&c);
+    int rv = check_output_dir(cfg->output_dir);
+    if (rv == 0) {
+        rv = load_plugin_bytes(&c);
+    }
     if (rv == 0) {
         rv = split_inputs(&c);
     }

@@ -272,6 +272,14 @@ void mr_sched_fetch_failed(struct mr_sched *s, uint32_t reduce,
     CRAFT_DASSERT(mr_sched_check(s));
 }
 
+void mr_sched_abort(struct mr_sched *s, const char *why)
+{
+    if (!s->failed) {
+        s->failed = 1;
+        snprintf(s->errmsg, sizeof s->errmsg, "%s", why);
+    }
+}
+
 uint32_t mr_sched_tick(struct mr_sched *s, uint64_t now_ms)
 {
     uint32_t changes = 0;

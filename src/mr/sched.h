@@ -131,6 +131,10 @@ void mr_sched_fetch_failed(struct mr_sched *s, uint32_t reduce,
 /* The worker is gone (its connection closed, or it went silent). */
 void mr_sched_worker_lost(struct mr_sched *s, uint32_t worker);
 
+/* Fails the job for a reason outside any task (the coordinator cannot
+ * write its output, say).  why is copied. */
+void mr_sched_abort(struct mr_sched *s, const char *why);
+
 /* Timeouts: re-issues RUNNING tasks older than task_timeout_ms and loses
  * workers silent for worker_timeout_ms.  Returns the number of changes. */
 uint32_t mr_sched_tick(struct mr_sched *s, uint64_t now_ms);

@@ -405,6 +405,9 @@ case_usage() {
     [ $? -eq 2 ] || fail "--reduce 0 accepted"
     "$MR" coordinator --plugin "$PL/wc.so" --listen nonsense --quiet "${INPUTS[0]}" 2>"$T/e"
     [ $? -eq 1 ] && grep -q "nonsense" "$T/e" || fail "bad --listen"
+    "$MR" coordinator --plugin "$PL/wc.so" --output-dir /proc/no/such --quiet \
+        --listen 127.0.0.1:0 "${INPUTS[0]}" 2>"$T/e"
+    [ $? -eq 1 ] && grep -q "/proc/no/such" "$T/e" || fail "bad --output-dir"
     "$MR" seq --plugin "$PL/wc.so" --output "$T/x" /nonexistent 2>"$T/e"
     [ $? -eq 1 ] && grep -q "/nonexistent" "$T/e" || fail "missing input"
     "$MR" seq --plugin /nonexistent.so --output "$T/x" "${INPUTS[0]}" 2>"$T/e"
