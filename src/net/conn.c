@@ -20,14 +20,6 @@
 #include "util/encoding.h"
 #include "util/log.h"
 
-/* A frame handed to uv_write(), header and payload in one allocation. */
-struct wreq {
-    uv_write_t req;
-    struct net_conn *conn;
-    size_t size; /* NET_FRAME_HDR_SIZE + payload */
-    uint8_t data[];
-};
-
 struct net__call {
     uv_timer_t timer; /* used iff has_timer */
     int has_timer;
@@ -47,6 +39,8 @@ struct net__request {
 
 static void conn_unref(struct net_conn *c);
 static void conn_start_reading(struct net_conn *c);
+static void conn_lost(struct net_conn *c, size_t bytes, uint32_t n_frames);
+static void seg_list_free(struct net__seg *s);
 
 /*
  * Configuration and errors.
@@ -169,6 +163,8 @@ static struct net_conn *conn_alloc(uv_loop_t *loop, const struct net__cfg *cfg,
     buf_init(&c->rbuf);
     CRAFT_ASSERT(uv_timer_init(loop, &c->timer) == 0);
     c->timer.data = c;
+    CRAFT_ASSERT(uv_prepare_init(loop, &c->flush) == 0);
+    c->flush.data = c;
     return c;
 }
 
@@ -271,11 +267,23 @@ void net__conn_close(struct net_conn *c, int status)
     }
     c->state = CONN_CLOSING;
     c->close_status = status;
-    c->closing_handles = 2;
-    /* Closing the stream cancels the queued writes (their callbacks run
-     * with UV_ECANCELED before the close callback) and stops reading. */
+    c->closing_handles = 3;
+    /* Closing the stream cancels the writes handed to libuv (their
+     * callbacks run with UV_ECANCELED before the close callback) and stops
+     * reading; output not yet flushed is dropped here. */
     uv_close((uv_handle_t *)&c->tcp, conn_handle_closed_cb);
     uv_close((uv_handle_t *)&c->timer, conn_handle_closed_cb);
+    uv_close((uv_handle_t *)&c->flush, conn_handle_closed_cb);
+    size_t bytes = 0;
+    uint32_t frames = 0;
+    for (struct net__seg *sg = c->out_head; sg != NULL; sg = sg->next) {
+        bytes += sg->len;
+        frames += sg->n_frames;
+    }
+    conn_lost(c, bytes, frames);
+    seg_list_free(c->out_head);
+    c->out_head = c->out_tail = NULL;
+    c->out_segs = 0;
 }
 
 static void conn_unref(struct net_conn *c)
@@ -328,25 +336,117 @@ static void conn_fail(struct net_conn *c, int status, const char *why)
  * Sending.
  */
 
+/*
+ * Output is coalesced: conn_write() appends the encoded frame to the
+ * connection's list of unsent segments and arms the flush handle, and
+ * conn_flush_cb() hands every segment to libuv in one uv_write() (one
+ * writev(2)) just before the loop next polls.  A burst of small messages
+ * sent from one loop iteration -- a leader's heartbeats, a reply per
+ * request read -- thus costs one system call, not one per frame, and the
+ * first write happens within the same iteration, so no latency is added.
+ * Small frames share 64 KiB segments; a larger frame gets a segment of its
+ * own, so nothing is ever copied twice.
+ */
+static void seg_list_free(struct net__seg *s)
+{
+    while (s != NULL) {
+        struct net__seg *next = s->next;
+        free(s);
+        s = next;
+    }
+}
+
+/* Frames dropped unsent: counted for a peer, and out of the queue bytes. */
+static void conn_lost(struct net_conn *c, size_t bytes, uint32_t n_frames)
+{
+    CRAFT_ASSERT(c->queued_bytes >= bytes);
+    c->queued_bytes -= bytes;
+    if (c->peer != NULL && n_frames > 0) {
+        net__peer_frames_lost(c->peer, n_frames,
+                              bytes - (size_t)n_frames * NET_FRAME_HDR_SIZE);
+    }
+}
+
 static void conn_write_cb(uv_write_t *req, int status)
 {
-    struct wreq *w = (struct wreq *)req;
-    struct net_conn *c = w->conn;
-    CRAFT_ASSERT(c->queued_bytes >= w->size);
-    c->queued_bytes -= w->size;
-    if (status < 0 && c->peer != NULL) {
-        net__peer_frame_lost(c->peer, w->size - NET_FRAME_HDR_SIZE);
+    struct net__wbatch *b = (struct net__wbatch *)req;
+    struct net_conn *c = b->conn;
+    if (status < 0) {
+        conn_lost(c, b->bytes, b->n_frames);
+    } else {
+        CRAFT_ASSERT(c->queued_bytes >= b->bytes);
+        c->queued_bytes -= b->bytes;
     }
-    free(w);
+    seg_list_free(b->segs);
+    free(b);
     if (status < 0 && status != UV_ECANCELED) {
         conn_fail(c, net__uv_error(status), uv_strerror(status));
     }
 }
 
+static void conn_flush_cb(uv_prepare_t *prepare)
+{
+    struct net_conn *c = prepare->data;
+    uv_prepare_stop(&c->flush);
+    CRAFT_ASSERT(c->state == CONN_HANDSHAKE || c->state == CONN_OPEN);
+    CRAFT_ASSERT(c->out_head != NULL);
+    struct net__wbatch *b = malloc(sizeof *b + c->out_segs * sizeof(uv_buf_t));
+    if (b == NULL) {
+        conn_fail(c, CRAFT_ENOMEM, "no memory to send");
+        return;
+    }
+    b->conn = c;
+    b->segs = c->out_head;
+    b->bytes = 0;
+    b->n_frames = 0;
+    unsigned n = 0;
+    for (struct net__seg *s = c->out_head; s != NULL; s = s->next) {
+        b->bufs[n++] = uv_buf_init((char *)s->data, (unsigned)s->len);
+        b->bytes += s->len;
+        b->n_frames += s->n_frames;
+    }
+    CRAFT_ASSERT(n == c->out_segs);
+    c->out_head = c->out_tail = NULL;
+    c->out_segs = 0;
+    int rv =
+        uv_write(&b->req, (uv_stream_t *)&c->tcp, b->bufs, n, conn_write_cb);
+    if (rv != 0) {
+        conn_lost(c, b->bytes, b->n_frames);
+        seg_list_free(b->segs);
+        free(b);
+        conn_fail(c, net__uv_error(rv), uv_strerror(rv));
+    }
+}
+
+/* Room for size bytes at the end of the unsent output, or NULL. */
+static uint8_t *conn_out_reserve(struct net_conn *c, size_t size)
+{
+    struct net__seg *t = c->out_tail;
+    if (t == NULL || t->cap - t->len < size) {
+        size_t cap = size > NET_SEG_SIZE ? size : NET_SEG_SIZE;
+        t = malloc(sizeof *t + cap);
+        if (t == NULL) {
+            return NULL;
+        }
+        t->next = NULL;
+        t->len = 0;
+        t->cap = cap;
+        t->n_frames = 0;
+        if (c->out_tail != NULL) {
+            c->out_tail->next = t;
+        } else {
+            c->out_head = t;
+        }
+        c->out_tail = t;
+        c->out_segs++;
+    }
+    return t->data + t->len;
+}
+
 /*
  * Frame the payload pieces with header *h and queue them.  The payload is
- * copied once into the write request and its checksum computed on the copy
- * (cache-hot).  hello marks the one frame allowed before OPEN.
+ * copied once, into the output segment, and its checksum computed on the
+ * copy (cache-hot).  hello marks the one frame allowed before OPEN.
  */
 static int conn_write(struct net_conn *c, struct net_frame_hdr *h,
                       const struct net_iovec *iov, unsigned n_iov, int hello)
@@ -367,16 +467,14 @@ static int conn_write(struct net_conn *c, struct net_frame_hdr *h,
         return CRAFT_ETOOBIG;
     }
     size_t size = NET_FRAME_HDR_SIZE + total;
-    if (!hello && size > c->cfg.c.queue_bytes_max - c->queued_bytes) {
+    if (size > c->cfg.c.queue_bytes_max - c->queued_bytes) {
         return CRAFT_ELIMIT;
     }
-    struct wreq *w = malloc(sizeof *w + size);
-    if (w == NULL) {
+    uint8_t *dst = conn_out_reserve(c, size);
+    if (dst == NULL) {
         return CRAFT_ENOMEM;
     }
-    w->conn = c;
-    w->size = size;
-    uint8_t *p = w->data + NET_FRAME_HDR_SIZE;
+    uint8_t *p = dst + NET_FRAME_HDR_SIZE;
     for (unsigned i = 0; i < n_iov; i++) {
         if (iov[i].len > 0) {
             memcpy(p, iov[i].base, iov[i].len);
@@ -384,17 +482,15 @@ static int conn_write(struct net_conn *c, struct net_frame_hdr *h,
         }
     }
     h->length = (uint32_t)total;
-    h->payload_crc = crc32c(0, w->data + NET_FRAME_HDR_SIZE, total);
-    net_frame_encode_hdr(w->data, h);
-
-    uv_buf_t b = uv_buf_init((char *)w->data, (unsigned)size);
-    int rv = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, conn_write_cb);
-    if (rv != 0) {
-        free(w);
-        return net__uv_error(rv);
-    }
+    h->payload_crc = crc32c(0, dst + NET_FRAME_HDR_SIZE, total);
+    net_frame_encode_hdr(dst, h);
+    c->out_tail->len += size;
+    c->out_tail->n_frames++;
     c->queued_bytes += size;
-    CRAFT_DASSERT(hello || c->queued_bytes <= c->cfg.c.queue_bytes_max);
+    if (!uv_is_active((uv_handle_t *)&c->flush)) {
+        uv_prepare_start(&c->flush, conn_flush_cb);
+    }
+    CRAFT_ASSERT(c->queued_bytes <= c->cfg.c.queue_bytes_max);
     return 0;
 }
 

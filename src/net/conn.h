@@ -16,9 +16,10 @@
  *
  * Invariants:
  *  1. Frames other than HELLO are sent and delivered only in OPEN.
- *  2. queued_bytes is the sum of the sizes of the frames handed to
- *     uv_write() whose write callback has not run; it never exceeds
- *     cfg.queue_bytes_max except by the HELLO.
+ *  2. queued_bytes is the size of the frames waiting in out_head plus those
+ *     handed to uv_write() whose callback has not run; it never exceeds
+ *     cfg.queue_bytes_max.  The flush handle is active iff out_head is
+ *     non-empty (until CLOSING).
  *  3. Every pending call is in the slot table exactly once and has a
  *     callback still to fire; it leaves the table before the callback runs.
  *  4. refs counts the connection itself (until CLOSED) plus every received
@@ -74,6 +75,29 @@ struct net__link {
 
 struct net__call;
 
+/* Small frames are packed into output segments of this size: big enough
+ * that a burst of Raft messages or replies is one writev(2) entry, small
+ * enough not to matter per connection. */
+#define NET_SEG_SIZE (64u * 1024)
+
+/* Encoded frames waiting to be written, in order. */
+struct net__seg {
+    struct net__seg *next;
+    size_t len, cap;
+    uint32_t n_frames;
+    uint8_t data[];
+};
+
+/* Segments handed to libuv in one uv_write(); freed in its callback. */
+struct net__wbatch {
+    uv_write_t req;
+    struct net_conn *conn;
+    struct net__seg *segs;
+    size_t bytes;
+    uint32_t n_frames;
+    uv_buf_t bufs[];
+};
+
 /* A configuration copied and checked: bind_host resolved into bind_addr. */
 struct net__cfg {
     struct net_config c; /* c.bind_host is NULL in the copy */
@@ -84,7 +108,8 @@ struct net__cfg {
 struct net_conn {
     uv_loop_t *loop;
     uv_tcp_t tcp;
-    uv_timer_t timer; /* connect and handshake deadline */
+    uv_timer_t timer;   /* connect and handshake deadline */
+    uv_prepare_t flush; /* active while output is waiting (conn_write) */
     uv_connect_t connect_req;
     enum conn_state state;
     int was_open;     /* reached OPEN (so on_close is owed) */
@@ -105,7 +130,9 @@ struct net_conn {
 
     struct buf rbuf; /* received bytes; frames start at rpos */
     size_t rpos;
-    size_t queued_bytes;
+    size_t queued_bytes;                  /* unsent: in segments and in libuv */
+    struct net__seg *out_head, *out_tail; /* not yet handed to libuv */
+    unsigned out_segs;
 
     uint64_t peer_id;
     uint32_t peer_frame_max;
@@ -151,6 +178,7 @@ void net__server_conn_closed(struct net_server *s, struct net_conn *c);
 void net__peer_conn_opened(struct net_peer *p, struct net_conn *c);
 void net__peer_conn_closed(struct net_peer *p, struct net_conn *c, int was_open,
                            int status);
-void net__peer_frame_lost(struct net_peer *p, size_t bytes);
+void net__peer_frames_lost(struct net_peer *p, uint32_t n_frames,
+                           size_t payload_bytes);
 
 #endif /* CRAFT_NET_CONN_H */

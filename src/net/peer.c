@@ -195,10 +195,11 @@ void net__peer_conn_closed(struct net_peer *p, struct net_conn *c, int was_open,
     peer_backoff(p);
 }
 
-void net__peer_frame_lost(struct net_peer *p, size_t bytes)
+void net__peer_frames_lost(struct net_peer *p, uint32_t n_frames,
+                           size_t payload_bytes)
 {
-    p->stats.frames_dropped++;
-    p->stats.bytes_dropped += bytes;
+    p->stats.frames_dropped += n_frames;
+    p->stats.bytes_dropped += payload_bytes;
 }
 
 int net_peer_new(uv_loop_t *loop, const struct net_config *cfg,
