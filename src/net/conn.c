@@ -41,6 +41,7 @@ static void conn_unref(struct net_conn *c);
 static void conn_start_reading(struct net_conn *c);
 static void conn_lost(struct net_conn *c, size_t bytes, uint32_t n_frames);
 static void seg_list_free(struct net__seg *s);
+static void conn_flush(struct net_conn *c);
 
 /*
  * Configuration and errors.
@@ -265,6 +266,14 @@ void net__conn_close(struct net_conn *c, int status)
     if (c->state == CONN_CLOSING || c->state == CONN_CLOSED) {
         return;
     }
+    /* Frames queued before a close still go out as far as the socket takes
+     * them without waiting: "send a last message, then close" works. */
+    if (c->out_head != NULL && status == 0) {
+        conn_flush(c);
+        if (c->state == CONN_CLOSING) {
+            return; /* the flush failed and closed it */
+        }
+    }
     c->state = CONN_CLOSING;
     c->close_status = status;
     c->closing_handles = 3;
@@ -384,9 +393,10 @@ static void conn_write_cb(uv_write_t *req, int status)
     }
 }
 
-static void conn_flush_cb(uv_prepare_t *prepare)
+/* Hand every unsent segment to libuv, which writes at once what the socket
+ * takes and the rest as it drains. */
+static void conn_flush(struct net_conn *c)
 {
-    struct net_conn *c = prepare->data;
     uv_prepare_stop(&c->flush);
     CRAFT_ASSERT(c->state == CONN_HANDSHAKE || c->state == CONN_OPEN);
     CRAFT_ASSERT(c->out_head != NULL);
@@ -416,6 +426,11 @@ static void conn_flush_cb(uv_prepare_t *prepare)
         free(b);
         conn_fail(c, net__uv_error(rv), uv_strerror(rv));
     }
+}
+
+static void conn_flush_cb(uv_prepare_t *prepare)
+{
+    conn_flush(prepare->data);
 }
 
 /* Room for size bytes at the end of the unsent output, or NULL. */

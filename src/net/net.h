@@ -274,9 +274,11 @@ int net_replyv(struct net_request *req, int status, const struct net_iovec *iov,
 /* The connection a request arrived on, or NULL if it has closed since. */
 struct net_conn *net_request_conn(const struct net_request *req);
 
-/* Close conn: stop reading, drop unsent output, fail pending calls with
- * CRAFT_ECLOSED, then on_close(status 0) -- all from later loop iterations.
- * Calling it again, or on a conn already closing, does nothing. */
+/* Close conn: stop reading; hand queued output to the socket as far as it
+ * takes it without waiting (a last message sent just before the close goes
+ * out) and drop the rest; then fail pending calls with CRAFT_ECLOSED and
+ * call on_close(status 0) -- both from later loop iterations.  Calling it
+ * again, or on a conn already closing, does nothing. */
 void net_conn_close(struct net_conn *conn);
 
 /* A user pointer per connection (NULL initially). */

@@ -375,6 +375,28 @@ static void round_trip(void **state)
     srv_stop(&v);
 }
 
+/* Messages sent just before a close still go out (the close flushes). */
+static void last_messages_before_close(void **state)
+{
+    (void)state;
+    struct net_config cfg = config();
+    struct srv v;
+    srv_start(&v, &cfg, "127.0.0.1:0");
+    struct cli c;
+    cli_connect(&c, v.port);
+    for (int i = 0; i < 100; i++) {
+        assert_int_equal(net_send(c.conn, 8, &i, sizeof i), 0);
+    }
+    net_conn_close(c.conn);
+    RUN_UNTIL(v.closed == 1);
+    assert_int_equal(v.messages, 100);
+    int last;
+    memcpy(&last, v.last_msg.data, sizeof last);
+    assert_int_equal(last, 99);
+    RUN_UNTIL(c.closed == 1);
+    srv_stop(&v);
+}
+
 /* Requests are answered by the server too (symmetry): the server calls the
  * client over the connection the client opened. */
 static void client_answers_server(void **state)
@@ -1484,6 +1506,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(round_trip, setup, teardown),
+        cmocka_unit_test_setup_teardown(last_messages_before_close, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(client_answers_server, setup, teardown),
         cmocka_unit_test_setup_teardown(many_concurrent_calls, setup, teardown),
         cmocka_unit_test_setup_teardown(large_frames_at_limit, setup, teardown),
