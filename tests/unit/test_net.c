@@ -14,6 +14,9 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "craft/common.h"
 #include "net/frame.h"
@@ -1030,6 +1033,43 @@ static void handshake_timeout(void **state)
     mute_stop(&m);
 }
 
+/* A listener whose accept queue is full drops new SYNs, so a connect hangs
+ * at the TCP level: the connect deadline (not the handshake's) ends it. */
+static void connect_timeout(void **state)
+{
+    (void)state;
+    int lfd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(lfd >= 0);
+    struct sockaddr_in sa;
+    uv_ip4_addr("127.0.0.1", 0, &sa);
+    assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(listen(lfd, 0), 0);
+    socklen_t slen = sizeof sa;
+    getsockname(lfd, (struct sockaddr *)&sa, &slen);
+    /* Fill the accept queue (never accepted) with plain connections. */
+    int fill[4];
+    for (int i = 0; i < 4; i++) {
+        fill[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        assert_true(fill[i] >= 0);
+        (void)connect(fill[i], (struct sockaddr *)&sa, sizeof sa);
+    }
+    uv_run(lp, UV_RUN_NOWAIT);
+
+    struct net_config cfg = config();
+    cfg.connect_timeout_ms = 200;
+    cfg.handshake_timeout_ms = DEADLINE_MS * 2;
+    struct cli c;
+    uint64_t t0 = uv_now(lp);
+    assert_int_equal(cli_connect_cfg(&c, &cfg, ntohs(sa.sin_port)),
+                     CRAFT_ETIMEDOUT);
+    uint64_t took = uv_now(lp) - t0;
+    assert_true(took >= 200 && took < DEADLINE_MS);
+    for (int i = 0; i < 4; i++) {
+        close(fill[i]);
+    }
+    close(lfd);
+}
+
 /* The output queue is bounded: against a peer that stops reading, sends are
  * refused with CRAFT_ELIMIT once queue_bytes_max is reached, and memory
  * (queued bytes) never exceeds it. */
@@ -1528,6 +1568,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(connect_refused_and_cancel, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(handshake_timeout, setup, teardown),
+        cmocka_unit_test_setup_teardown(connect_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(bounded_queue, setup, teardown),
         cmocka_unit_test_setup_teardown(reconnect_with_backoff, setup,
                                         teardown),
