@@ -646,6 +646,10 @@ int net_replyv(struct net_request *req, int status, const struct net_iovec *iov,
     CRAFT_ASSERT(status <= 0 && status >= INT16_MIN);
     struct net__request *r = (struct net__request *)req;
     struct net_conn *c = r->conn;
+    CRAFT_ASSERT(c->n_requests > 0);
+    CRAFT_ASSERT(c->request_bytes >= req->len);
+    c->n_requests--;
+    c->request_bytes -= req->len;
     struct net_frame_hdr h = {.kind = NET_KIND_RESPONSE,
                               .type = req->type,
                               .status = (int16_t)status,
@@ -738,6 +742,26 @@ static void conn_on_hello(struct net_conn *c, const uint8_t *p, size_t len)
 static void conn_on_request(struct net_conn *c, const struct net_frame_hdr *h,
                             const uint8_t *payload)
 {
+    /* Requests the handler holds pin memory until answered; past the bound
+     * they are shed with CRAFT_EBUSY instead of being queued.  Shedding,
+     * not pausing the reads, because a handler may be waiting on a response
+     * that comes in over this same connection. */
+    if (c->n_requests >= NET_REQUESTS_MAX ||
+        h->length > c->cfg.c.queue_bytes_max - c->request_bytes) {
+        struct net_frame_hdr rh = {.kind = NET_KIND_RESPONSE,
+                                   .type = h->type,
+                                   .status = CRAFT_EBUSY,
+                                   .id = h->id};
+        if (c->n_shed++ % 1000 == 0) {
+            char addr[NET_ADDR_FMT_MAX];
+            LOG_WARNF("net: %s: %u requests (%zu bytes) unanswered, "
+                      "refusing more (%llu refused)",
+                      conn_peer_str(c, addr, sizeof addr), c->n_requests,
+                      c->request_bytes, (unsigned long long)c->n_shed);
+        }
+        (void)conn_write(c, &rh, NULL, 0, 0);
+        return;
+    }
     struct net__request *r = malloc(sizeof *r + h->length);
     if (r == NULL) {
         conn_fail(c, CRAFT_ENOMEM, "no memory for a request");
@@ -752,6 +776,8 @@ static void conn_on_request(struct net_conn *c, const struct net_frame_hdr *h,
         memcpy(r->payload, payload, h->length);
     }
     c->refs++;
+    c->n_requests++;
+    c->request_bytes += h->length;
     if (c->h.on_request != NULL) {
         c->h.on_request(c->h.data, c, &r->pub);
     } else {

@@ -23,7 +23,8 @@
  *  3. Every pending call is in the slot table exactly once and has a
  *     callback still to fire; it leaves the table before the callback runs.
  *  4. refs counts the connection itself (until CLOSED) plus every received
- *     request not yet passed to net_reply(); memory is freed at zero.
+ *     request not yet passed to net_reply() (n_requests of them, holding
+ *     request_bytes <= cfg.queue_bytes_max); memory is freed at zero.
  */
 #ifndef CRAFT_NET_CONN_H
 #define CRAFT_NET_CONN_H
@@ -35,6 +36,12 @@
  * instead of growing the slot table without bound.  64 Ki is far beyond
  * any pipelining depth craft uses (a few hundred chunk fetches). */
 #define NET_CALLS_MAX 65536u
+
+/* Most requests received on one connection and not yet answered; more are
+ * refused with CRAFT_EBUSY (as are requests whose payloads would take the
+ * bytes held past queue_bytes_max).  Far above any legitimate pipelining
+ * depth, low enough to bound the bookkeeping a flood can cause. */
+#define NET_REQUESTS_MAX 4096u
 
 /* Size of the HELLO payload of protocol version 1 (docs/net.md). */
 #define NET_HELLO_SIZE 24u
@@ -133,6 +140,10 @@ struct net_conn {
     size_t queued_bytes;                  /* unsent: in segments and in libuv */
     struct net__seg *out_head, *out_tail; /* not yet handed to libuv */
     unsigned out_segs;
+
+    uint32_t n_requests;  /* received, not yet passed to net_reply */
+    size_t request_bytes; /* their payload bytes */
+    uint64_t n_shed;      /* requests refused with CRAFT_EBUSY */
 
     uint64_t peer_id;
     uint32_t peer_frame_max;

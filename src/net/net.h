@@ -141,7 +141,10 @@ struct net_handlers {
     void (*on_message)(void *data, struct net_conn *conn, uint16_t type,
                        const uint8_t *payload, size_t len);
     /* A request.  The handler (now or later) must pass req to net_reply()
-     * exactly once, even if the connection has closed meanwhile. */
+     * exactly once, even if the connection has closed meanwhile.  While a
+     * connection has 4096 requests unanswered, or their payloads total
+     * queue_bytes_max, further requests are answered CRAFT_EBUSY without
+     * reaching the handler. */
     void (*on_request)(void *data, struct net_conn *conn,
                        struct net_request *req);
     /* The connection closed: status 0 after net_conn_close(), else why

@@ -582,6 +582,51 @@ static void reply_too_big(void **state)
     srv_stop(&v);
 }
 
+/* Requests a handler holds are bounded in bytes: beyond queue_bytes_max
+ * they are refused with CRAFT_EBUSY, and accepted again once answered. */
+static void held_requests_bounded(void **state)
+{
+    (void)state;
+    struct net_config cfg = config();
+    cfg.queue_bytes_max = 64 * 1024;
+    struct srv v;
+    srv_start(&v, &cfg, "127.0.0.1:0");
+    struct cli c;
+    cli_connect(&c, v.port);
+    static uint8_t p[10 * 1024];
+    struct result r[10];
+    memset(r, 0, sizeof r);
+    for (int i = 0; i < 10; i++) {
+        assert_int_equal(net_call(c.conn, T_HOLD, p, sizeof p, DEADLINE_MS,
+                                  &r[i], result_cb),
+                         0);
+    }
+    /* 6 x 10 KiB fit in 64 KiB; the other 4 are refused at once. */
+    RUN_UNTIL(r[6].fired && r[7].fired && r[8].fired && r[9].fired);
+    assert_int_equal(v.n_held, 6);
+    for (int i = 6; i < 10; i++) {
+        assert_int_equal(r[i].status, CRAFT_EBUSY);
+    }
+    for (int i = 0; i < 6; i++) {
+        assert_int_equal(r[i].fired, 0);
+        assert_int_equal(net_reply(v.held[i], 0, "ok", 2), 0);
+    }
+    v.n_held = 0;
+    RUN_UNTIL(r[0].fired && r[5].fired);
+    struct result again = {0};
+    assert_int_equal(
+        net_call(c.conn, T_ECHO, p, sizeof p, DEADLINE_MS, &again, result_cb),
+        0);
+    RUN_UNTIL(again.fired);
+    assert_int_equal(again.status, 0);
+    for (int i = 0; i < 10; i++) {
+        buf_close(&r[i].payload);
+    }
+    buf_close(&again.payload);
+    cli_close(&c);
+    srv_stop(&v);
+}
+
 /*
  * A raw TCP client, to send what a craft endpoint never would.
  */
@@ -1552,6 +1597,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(many_concurrent_calls, setup, teardown),
         cmocka_unit_test_setup_teardown(large_frames_at_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(reply_too_big, setup, teardown),
+        cmocka_unit_test_setup_teardown(held_requests_bounded, setup, teardown),
         cmocka_unit_test_setup_teardown(garbage_bytes, setup, teardown),
         cmocka_unit_test_setup_teardown(garbage_before_hello, setup, teardown),
         cmocka_unit_test_setup_teardown(wrong_version, setup, teardown),
