@@ -47,7 +47,9 @@
  * closing), CRAFT_ENOCONN (a peer with no connection and none being made),
  * CRAFT_ETIMEDOUT, CRAFT_ECONNREFUSED, CRAFT_EPROTO / CRAFT_EVERSION /
  * CRAFT_ECORRUPT (the other end broke the protocol), CRAFT_EMISMATCH (the
- * handshake found another cluster id), CRAFT_EBUSY (address in use),
+ * handshake found another cluster id), CRAFT_EAUTH (the cluster secrets
+ * differ, or only one end has one), CRAFT_EBUSY (address in use, or a
+ * request refused because too many are unanswered),
  * CRAFT_EIO (any other socket error; the detail is logged).
  */
 #ifndef CRAFT_NET_NET_H
@@ -79,6 +81,9 @@
  * one connect attempt per 2 s and a recovering one is found within ~2 s. */
 #define NET_BACKOFF_MIN_MS_DEFAULT 50u
 #define NET_BACKOFF_MAX_MS_DEFAULT 2000u
+
+/* Longest cluster secret accepted (struct net_config). */
+#define NET_SECRET_MAX 256
 
 /* Longest "HOST:PORT" accepted, and the host part of it. */
 #define NET_ADDR_STR_MAX 128
@@ -116,6 +121,13 @@ struct net_config {
     unsigned handshake_timeout_ms;
     unsigned backoff_min_ms; /* net_peer only */
     unsigned backoff_max_ms; /* net_peer only */
+    /* If not NULL, the cluster secret (secret_len bytes, 1..256; copied):
+     * both ends must have the same one, proven in the handshake with
+     * HMAC-SHA-256 over fresh nonces (CRAFT_EAUTH otherwise).  This keeps
+     * strangers and misconfigured nodes out; it does not protect frames
+     * against an attacker on the path (docs/net.md). */
+    const void *secret;
+    size_t secret_len;
     /* Outgoing connections only: if not NULL, a numeric IP address the
      * socket is bound to (port 0) before connecting, so that the peer sees
      * this source address (firewall rules on 127.0.0.11..17 then partition
@@ -212,7 +224,8 @@ typedef void (*net_connect_cb)(void *data, struct net_conn *conn, int status);
  * (CRAFT_ETIMEDOUT) plus cfg->handshake_timeout_ms.  On 0, cb fires exactly
  * once: with an open conn (whose later events go to h, starting with no
  * on_open) or with an error (ECONNREFUSED, ETIMEDOUT, EMISMATCH, EPROTO,
- * ECLOSED, EIO, or CRAFT_ECANCELED if net_connect_cancel() was called).
+ * ECLOSED, EAUTH, EIO, or CRAFT_ECANCELED if net_connect_cancel() was
+ * called).
  * *pending (if not NULL) receives a handle for net_connect_cancel(), valid
  * until cb fires.  Errors without callback: CRAFT_EINVAL (bad address or
  * bind_host), CRAFT_ENOMEM, CRAFT_EIO.

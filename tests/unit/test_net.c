@@ -1003,6 +1003,106 @@ static void flag_cb(void *data)
     *(int *)data = 1;
 }
 
+/* Cluster secrets: equal ones connect; different or one-sided ones are
+ * refused with CRAFT_EAUTH and the server never sees a connection. */
+static void auth_with_cluster_secret(void **state)
+{
+    (void)state;
+    struct net_config cfg = config();
+    cfg.node_id = 1;
+    cfg.secret = "correct horse battery staple";
+    cfg.secret_len = strlen(cfg.secret);
+    struct srv v;
+    srv_start(&v, &cfg, "127.0.0.1:0");
+
+    struct net_config good = config();
+    good.node_id = 2;
+    good.secret = "correct horse battery staple";
+    good.secret_len = strlen(good.secret);
+    struct cli c;
+    assert_int_equal(cli_connect_cfg(&c, &good, v.port), 0);
+    assert_int_equal(net_conn_peer_id(c.conn), 1);
+    RUN_UNTIL(v.opened == 1);
+    assert_int_equal(v.last_peer_id, 2);
+    struct result r = {0};
+    assert_int_equal(net_call(c.conn, T_ECHO, "hi", 2, 1000, &r, result_cb), 0);
+    RUN_UNTIL(r.fired);
+    assert_int_equal(r.status, 0);
+    buf_close(&r.payload);
+    cli_close(&c);
+
+    struct net_config bad = good;
+    bad.secret = "correct horse battery stapler";
+    bad.secret_len = strlen(bad.secret);
+    assert_int_equal(cli_connect_cfg(&c, &bad, v.port), CRAFT_EAUTH);
+    struct net_config none = config();
+    assert_int_equal(cli_connect_cfg(&c, &none, v.port), CRAFT_EAUTH);
+    assert_int_equal(v.opened, 1);
+    srv_stop(&v);
+
+    /* The other way round: a server without a secret refuses a client
+     * that requires one. */
+    struct net_config open_cfg = config();
+    srv_start(&v, &open_cfg, "127.0.0.1:0");
+    assert_int_equal(cli_connect_cfg(&c, &good, v.port), CRAFT_EAUTH);
+    assert_int_equal(v.opened, 0);
+    srv_stop(&v);
+
+    /* Bad secret settings are refused with no callback. */
+    struct net_config inval = config();
+    inval.secret = "x";
+    inval.secret_len = 0;
+    memset(&c, 0, sizeof c);
+    char addr[64];
+    addr_of(addr, sizeof addr, 1);
+    assert_int_equal(
+        net_connect(lp, &inval, addr, NULL, NULL, &c, cli_connect_cb),
+        CRAFT_EINVAL);
+    assert_int_equal(c.connect_done, 0);
+}
+
+/* A raw client that claims a secret but cannot prove it, or sends AUTH out
+ * of turn, is dropped before it is ever a connection. */
+static void auth_forged_or_out_of_turn(void **state)
+{
+    (void)state;
+    struct net_config cfg = config();
+    cfg.secret = "s";
+    cfg.secret_len = 1;
+    struct srv v;
+    srv_start(&v, &cfg, "127.0.0.1:0");
+    for (int round = 0; round < 2; round++) {
+        struct raw r;
+        raw_connect(&r, v.port);
+        uint8_t f[256], mac[32];
+        memset(mac, 0x5a, sizeof mac);
+        struct net_frame_hdr ah = {.kind = NET_KIND_AUTH};
+        size_t n = 0;
+        if (round == 0) {
+            /* HELLO with the auth flag and a nonce, then a forged MAC. */
+            uint8_t p[56] = {0};
+            put_u16(p, 1);
+            put_u16(p + 2, 1);
+            put_u32(p + 4, 1u << 20);
+            put_u64(p + 8, 9);
+            put_u64(p + 16, 42);
+            struct net_frame_hdr hh = {.kind = NET_KIND_HELLO};
+            net_frame_encode(f, &hh, p, sizeof p);
+            memcpy(f + NET_FRAME_HDR_SIZE, p, sizeof p);
+            n = NET_FRAME_HDR_SIZE + sizeof p;
+        }
+        /* round 1: AUTH before any HELLO */
+        net_frame_encode(f + n, &ah, mac, sizeof mac);
+        memcpy(f + n + NET_FRAME_HDR_SIZE, mac, sizeof mac);
+        n += NET_FRAME_HDR_SIZE + sizeof mac;
+        raw_write(&r, f, n);
+        RUN_UNTIL(r.eof);
+        assert_int_equal(v.opened, 0);
+        raw_close(&r);
+    }
+    srv_stop(&v);
+}
+
 /* A listener that accepts and never says HELLO: the handshake times out. */
 struct mute {
     uv_tcp_t listener;
@@ -1611,6 +1711,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(calls_fail_on_local_close, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(cluster_mismatch, setup, teardown),
+        cmocka_unit_test_setup_teardown(auth_with_cluster_secret, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(auth_forged_or_out_of_turn, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(connect_refused_and_cancel, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(handshake_timeout, setup, teardown),
