@@ -1452,6 +1452,42 @@ static void bind_source_address(void **state)
     srv_stop(&v);
 }
 
+/* IPv6 loopback end to end, when the host has it. */
+static void ipv6_loopback(void **state)
+{
+    (void)state;
+    struct net_config cfg = config();
+    struct net_server *s;
+    char err[128];
+    int rv = net_server_new(lp, &cfg, "[::1]:0", NULL, &s, err, sizeof err);
+    if (rv == CRAFT_EINVAL || rv == CRAFT_EIO) {
+        uv_run(lp, UV_RUN_NOWAIT); /* let the failed listener close */
+        skip();                    /* no IPv6 on this host */
+    }
+    assert_int_equal(rv, 0);
+    char addr[64];
+    snprintf(addr, sizeof addr, "[::1]:%u", (unsigned)net_server_port(s));
+    struct cli c;
+    memset(&c, 0, sizeof c);
+    struct net_handlers h = {.data = &c, .on_close = cli_on_close};
+    assert_int_equal(net_connect(lp, &cfg, addr, &h, NULL, &c, cli_connect_cb),
+                     0);
+    RUN_UNTIL(c.connect_done);
+    assert_int_equal(c.connect_status, 0);
+    char peer[NET_ADDR_FMT_MAX];
+    net_conn_peer_addr(c.conn, peer, sizeof peer);
+    assert_string_equal(peer, addr);
+    /* A handler-less server answers every request CRAFT_ENOENT. */
+    struct result r = {0};
+    assert_int_equal(net_call(c.conn, 1, "x", 1, 1000, &r, result_cb), 0);
+    RUN_UNTIL(r.fired);
+    assert_int_equal(r.status, CRAFT_ENOENT);
+    cli_close(&c);
+    int closed = 0;
+    net_server_close(s, &closed, flag_cb);
+    RUN_UNTIL(closed);
+}
+
 /* A server closed with connections open closes them all (on_close 0). */
 static void server_close_with_connections(void **state)
 {
@@ -1725,6 +1761,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(flapping_link_backs_off, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(bind_source_address, setup, teardown),
+        cmocka_unit_test_setup_teardown(ipv6_loopback, setup, teardown),
         cmocka_unit_test_setup_teardown(server_close_with_connections, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(server_errors, setup, teardown),
