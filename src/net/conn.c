@@ -233,7 +233,8 @@ static void conn_fail_calls(struct net_conn *c)
     CRAFT_ASSERT(c->n_calls == 0);
 }
 
-/* Both handles are closed: tell the user and the owner, drop our ref. */
+/* All three handles are closed: fail the calls, tell the user and the
+ * owner, drop our reference. */
 static void conn_finish_close(struct net_conn *c)
 {
     CRAFT_ASSERT(c->state == CONN_CLOSING);
