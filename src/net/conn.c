@@ -11,6 +11,7 @@
  * and the read loop stops as soon as it sees the state change.
  */
 #include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -70,9 +71,30 @@ static int cfg_error(char *errmsg, size_t errmsg_len, const char *msg)
     return CRAFT_EINVAL;
 }
 
+/*
+ * libuv writes with writev(2), which raises SIGPIPE when the other end has
+ * reset the connection; its default action would kill the process over
+ * what is, for a transport, a routine error (reported as CRAFT_ECLOSED).
+ * So the first net object created ignores SIGPIPE, unless the program has
+ * installed its own handler.
+ */
+static void ignore_sigpipe(void)
+{
+    static int done;
+    if (done) {
+        return;
+    }
+    done = 1;
+    struct sigaction old;
+    if (sigaction(SIGPIPE, NULL, &old) == 0 && old.sa_handler == SIG_DFL) {
+        signal(SIGPIPE, SIG_IGN);
+    }
+}
+
 int net__cfg_init(struct net__cfg *out, const struct net_config *cfg,
                   char *errmsg, size_t errmsg_len)
 {
+    ignore_sigpipe();
     CRAFT_ASSERT(out != NULL);
     CRAFT_ASSERT(cfg != NULL);
     if (cfg->frame_max < NET_FRAME_MAX_MIN ||

@@ -28,6 +28,10 @@
  *  4. An object is freed by this layer only after its last callback has
  *     returned; the pointer is invalid after that (stated per object below).
  *
+ * Signals: creating the first server, connection or peer sets SIGPIPE to
+ * ignored if it still has its default action, since a write to a reset
+ * connection must be an error (CRAFT_ECLOSED), not the end of the process.
+ *
  * Ownership of bytes: every payload passed to a send function is COPIED
  * before the function returns, so the caller may reuse its buffer at once.
  * Every payload passed to a callback is BORROWED for the duration of that

@@ -6,6 +6,7 @@
  * runs until a condition holds, with a deadline that fails the test.
  */
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -1488,6 +1489,40 @@ static void ipv6_loopback(void **state)
     RUN_UNTIL(closed);
 }
 
+/* Writing to a connection the other end reset must report an error, not
+ * kill the process with SIGPIPE. */
+static void peer_reset_no_sigpipe(void **state)
+{
+    (void)state;
+    struct net_config cfg = config();
+    struct srv v;
+    srv_start(&v, &cfg, "127.0.0.1:0");
+    struct raw r;
+    raw_connect(&r, v.port);
+    uint8_t f[64];
+    raw_write(&r, f, hello_frame(f, 42));
+    RUN_UNTIL(v.opened == 1);
+    /* Reset: SO_LINGER 0 makes close() send an RST. */
+    uv_os_fd_t fd;
+    assert_int_equal(uv_fileno((uv_handle_t *)&r.tcp, &fd), 0);
+    struct linger lg = {1, 0};
+    assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg), 0);
+    raw_close(&r);
+    static uint8_t chunk[16 * 1024];
+    while (v.closed == 0) {
+        if (v.conn != NULL) {
+            (void)net_send(v.conn, 1, chunk, sizeof chunk);
+        }
+        uv_run(lp, UV_RUN_NOWAIT);
+    }
+    assert_int_equal(v.close_status, CRAFT_ECLOSED);
+    /* Whichever write hits the reset socket, SIGPIPE cannot kill us. */
+    struct sigaction sa;
+    assert_int_equal(sigaction(SIGPIPE, NULL, &sa), 0);
+    assert_true(sa.sa_handler == SIG_IGN);
+    srv_stop(&v);
+}
+
 /* A server closed with connections open closes them all (on_close 0). */
 static void server_close_with_connections(void **state)
 {
@@ -1762,6 +1797,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(bind_source_address, setup, teardown),
         cmocka_unit_test_setup_teardown(ipv6_loopback, setup, teardown),
+        cmocka_unit_test_setup_teardown(peer_reset_no_sigpipe, setup, teardown),
         cmocka_unit_test_setup_teardown(server_close_with_connections, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(server_errors, setup, teardown),
