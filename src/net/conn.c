@@ -542,6 +542,8 @@ static int conn_write(struct net_conn *c, struct net_frame_hdr *h,
     c->out_tail->len += size;
     c->out_tail->n_frames++;
     c->queued_bytes += size;
+    c->stats.frames_out++;
+    c->stats.bytes_out += size;
     if (!uv_is_active((uv_handle_t *)&c->flush)) {
         uv_prepare_start(&c->flush, conn_flush_cb);
     }
@@ -632,6 +634,7 @@ static void call_timeout_cb(uv_timer_t *timer)
     struct net_conn *c = call->conn;
     struct net__call *taken = call_take(c, call->id);
     CRAFT_ASSERT(taken == call);
+    c->stats.calls_timed_out++;
     call->cb(call->data, CRAFT_ETIMEDOUT, NULL, 0);
     call_dispose(call);
 }
@@ -878,12 +881,13 @@ static void conn_on_request(struct net_conn *c, const struct net_frame_hdr *h,
                                    .type = h->type,
                                    .status = CRAFT_EBUSY,
                                    .id = h->id};
-        if (c->n_shed++ % 1000 == 0) {
+        if (c->stats.requests_refused++ % 1000 == 0) {
             char addr[NET_ADDR_FMT_MAX];
             LOG_WARNF("net: %s: %u requests (%zu bytes) unanswered, "
                       "refusing more (%llu refused)",
                       conn_peer_str(c, addr, sizeof addr), c->n_requests,
-                      c->request_bytes, (unsigned long long)c->n_shed);
+                      c->request_bytes,
+                      (unsigned long long)c->stats.requests_refused);
         }
         (void)conn_write(c, &rh, NULL, 0, 0);
         return;
@@ -979,6 +983,8 @@ static void conn_process(struct net_conn *c)
             return;
         }
         c->rpos += NET_FRAME_HDR_SIZE + h.length;
+        c->stats.frames_in++;
+        c->stats.bytes_in += NET_FRAME_HDR_SIZE + h.length;
         conn_dispatch(c, &h, p + NET_FRAME_HDR_SIZE);
     }
 }
@@ -1239,4 +1245,9 @@ void net_conn_local_addr(const struct net_conn *conn, char *buf, size_t len)
 size_t net_conn_queued_bytes(const struct net_conn *conn)
 {
     return conn->queued_bytes;
+}
+
+void net_conn_get_stats(const struct net_conn *conn, struct net_conn_stats *out)
+{
+    *out = conn->stats;
 }

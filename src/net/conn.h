@@ -151,9 +151,9 @@ struct net_conn {
     struct net__seg *out_head, *out_tail; /* not yet handed to libuv */
     unsigned out_segs;
 
-    uint32_t n_requests;  /* received, not yet passed to net_reply */
-    size_t request_bytes; /* their payload bytes */
-    uint64_t n_shed;      /* requests refused with CRAFT_EBUSY */
+    uint32_t n_requests;         /* received, not yet passed to net_reply */
+    size_t request_bytes;        /* their payload bytes */
+    struct net_conn_stats stats; /* requests_refused counts the shed */
 
     int hello_received;
     uint8_t nonce[NET_NONCE_SIZE];      /* ours, with a secret */

@@ -316,6 +316,18 @@ void net_conn_local_addr(const struct net_conn *conn, char *buf, size_t len);
 /* Bytes queued on conn and not yet written to the socket. */
 size_t net_conn_queued_bytes(const struct net_conn *conn);
 
+/* Traffic on one connection since it was made, handshake included.  A
+ * frame counts as out once queued (it may still be lost if the connection
+ * drops), as in once decoded and checked. */
+struct net_conn_stats {
+    uint64_t frames_out, bytes_out; /* bytes include the 32-byte headers */
+    uint64_t frames_in, bytes_in;
+    uint64_t calls_timed_out;  /* net_call callbacks with ETIMEDOUT */
+    uint64_t requests_refused; /* answered CRAFT_EBUSY (too many held) */
+};
+void net_conn_get_stats(const struct net_conn *conn,
+                        struct net_conn_stats *out);
+
 /*
  * Peers: a kept-open outgoing connection (craftd's link to each other node).
  */

@@ -373,6 +373,17 @@ static void round_trip(void **state)
     assert_int_equal(v.last_type, 99);
     assert_memory_equal(v.last_msg.data, "ping", 4);
 
+    /* HELLO + 3 requests + 1 message out; HELLO + 3 responses in. */
+    struct net_conn_stats cs, ss;
+    net_conn_get_stats(c.conn, &cs);
+    net_conn_get_stats(v.conn, &ss);
+    assert_int_equal(cs.frames_out, 5);
+    assert_int_equal(cs.frames_in, 4);
+    assert_int_equal(ss.frames_in, cs.frames_out);
+    assert_int_equal(ss.bytes_in, cs.bytes_out);
+    assert_int_equal(cs.bytes_in, ss.bytes_out);
+    assert_int_equal(cs.bytes_out, 5 * NET_FRAME_HDR_SIZE + 24 + 5 + 0 + 1 + 4);
+
     cli_close(&c);
     RUN_UNTIL(v.closed == 1);
     assert_int_equal(v.close_status, CRAFT_ECLOSED); /* EOF */
@@ -608,6 +619,9 @@ static void held_requests_bounded(void **state)
     for (int i = 6; i < 10; i++) {
         assert_int_equal(r[i].status, CRAFT_EBUSY);
     }
+    struct net_conn_stats ss;
+    net_conn_get_stats(v.conn, &ss);
+    assert_int_equal(ss.requests_refused, 4);
     for (int i = 0; i < 6; i++) {
         assert_int_equal(r[i].fired, 0);
         assert_int_equal(net_reply(v.held[i], 0, "ok", 2), 0);
@@ -879,6 +893,9 @@ static void call_timeout(void **state)
     assert_int_equal(net_call(c.conn, T_HOLD, "a", 1, 50, &slow, result_cb), 0);
     RUN_UNTIL(slow.fired);
     assert_int_equal(slow.status, CRAFT_ETIMEDOUT);
+    struct net_conn_stats cs;
+    net_conn_get_stats(c.conn, &cs);
+    assert_int_equal(cs.calls_timed_out, 1);
     assert_true(uv_now(lp) - t0 >= 50);
     /* The late reply reaches the client and is dropped there. */
     assert_int_equal(v.n_held, 1);
