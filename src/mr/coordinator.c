@@ -90,10 +90,6 @@ struct coord {
     char plugin_name[64];
     struct mr_split *splits;
     uint32_t n_splits;
-    /* The input file read last: chunks of a split come in a row, and
-     * keeping one fd (not one per input) works for any number of inputs. */
-    int input_fd;
-    uint32_t input_fd_file;
     struct mr_segment **map_index; /* [map][reduce], set when DONE */
     uint8_t *committing;           /* [reduce] */
     struct upload *uploads;
@@ -380,6 +376,46 @@ static void handle_task(struct coord *c, struct net_request *req,
     reply_wbuf(req, &w);
 }
 
+/* An input chunk read on the thread pool: a cold or slow disk must not
+ * stall the loop every worker talks to (one event loop per process; slow
+ * work off-loop). */
+struct input_read {
+    uv_work_t work;
+    struct coord *c;
+    struct net_request *req;
+    const char *path; /* from the command line; outlives the job */
+    uint64_t off;
+    size_t n;
+    int rv;
+    uint8_t data[]; /* n bytes */
+};
+
+static void input_read_work(uv_work_t *work)
+{
+    struct input_read *ir = work->data;
+    int fd = open(ir->path, O_RDONLY | O_CLOEXEC);
+    ir->rv = fd < 0 ? -errno : mr_pread_all(fd, ir->data, ir->n, ir->off);
+    if (fd >= 0) {
+        close(fd);
+    }
+}
+
+static void input_read_done(uv_work_t *work, int status)
+{
+    (void)status;
+    struct input_read *ir = work->data;
+    if (ir->rv != 0) {
+        LOG_ERRORF("reading input %s: %s", ir->path,
+                   ir->rv == CRAFT_ECORRUPT ? "file shrank"
+                                            : strerror(-ir->rv));
+        reply_err(ir->req, CRAFT_EIO, "the coordinator cannot read the input");
+    } else {
+        ir->c->bytes_in += ir->n;
+        net_reply(ir->req, 0, ir->data, ir->n);
+    }
+    free(ir);
+}
+
 static void handle_input(struct coord *c, struct net_request *req,
                          struct mr_rbuf *r)
 {
@@ -396,30 +432,20 @@ static void handle_input(struct coord *c, struct net_request *req,
     const struct mr_split *s = &c->splits[map];
     uint64_t left = s->length - off;
     size_t n = left < MR_CHUNK_BYTES ? (size_t)left : MR_CHUNK_BYTES;
-    uint8_t *chunk = malloc(n ? n : 1);
-    if (!chunk) {
+    struct input_read *ir = malloc(sizeof *ir + n);
+    if (!ir) {
         reply_err(req, CRAFT_ENOMEM, "out of memory");
         return;
     }
-    if (c->input_fd < 0 || c->input_fd_file != s->file) {
-        if (c->input_fd >= 0) {
-            close(c->input_fd);
-        }
-        c->input_fd = open(c->cfg->inputs[s->file], O_RDONLY | O_CLOEXEC);
-        c->input_fd_file = s->file;
-    }
-    int rv = c->input_fd < 0
-                 ? -errno
-                 : mr_pread_all(c->input_fd, chunk, n, s->offset + off);
-    if (rv != 0) {
-        LOG_ERRORF("reading input %s: %s", c->cfg->inputs[s->file],
-                   rv == CRAFT_ECORRUPT ? "file shrank" : strerror(-rv));
-        reply_err(req, CRAFT_EIO, "the coordinator cannot read the input");
-    } else {
-        c->bytes_in += n;
-        net_reply(req, 0, chunk, n);
-    }
-    free(chunk);
+    *ir = (struct input_read){.c = c,
+                              .req = req,
+                              .path = c->cfg->inputs[s->file],
+                              .off = s->offset + off,
+                              .n = n};
+    ir->work.data = ir;
+    int rv =
+        uv_queue_work(c->loop, &ir->work, input_read_work, input_read_done);
+    CRAFT_ASSERT(rv == 0); /* fails only for a NULL callback */
 }
 
 static void handle_heartbeat(struct coord *c, struct net_request *req,
@@ -974,9 +1000,6 @@ static void coord_free(struct coord *c)
     for (uint32_t m = 0; c->map_index && m < c->n_splits; m++) {
         free(c->map_index[m]);
     }
-    if (c->input_fd >= 0) {
-        close(c->input_fd);
-    }
     free(c->map_index);
     free(c->committing);
     free(c->splits);
@@ -992,7 +1015,6 @@ int mr_coordinator_run(const struct mr_coord_config *cfg)
     memset(&c, 0, sizeof c);
     c.cfg = cfg;
     c.exit_code = 1;
-    c.input_fd = -1;
     c.tty = isatty(2);
     log_set_ident("mr-coordinator");
     uv_loop_t loop;

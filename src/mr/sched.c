@@ -189,6 +189,12 @@ int mr_sched_complete(struct mr_sched *s, enum mr_task_kind kind, uint32_t task,
     t->state = MR_DONE;
     t->worker = worker;
     t->attempt = attempt;
+    /* The limits are on failures in a row: a task that completed is not
+     * poison, even if it must run again later because its output was lost
+     * with its worker (which, with failing machines, can happen many times
+     * over a long job). */
+    t->failures = 0;
+    t->losses = 0;
     if (kind == MR_MAP) {
         s->maps_done++;
     } else {

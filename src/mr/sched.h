@@ -24,7 +24,8 @@
  *      after the coordinator committed its output, so its worker's later
  *      fate does not matter.)
  *   5. The job is done exactly when every reduce is DONE; it has failed
- *      when some task failed max_failures times or lost max_losses workers.
+ *      when some task failed max_failures times or lost max_losses workers
+ *      without completing in between.
  *
  * Workers ask for work; the answer is a task, WAIT (nothing to do now: maps
  * are running elsewhere and may yet fail, so the worker must keep asking)
@@ -47,8 +48,10 @@ struct mr_task {
     uint32_t worker;     /* RUNNING: runs it; DONE map: holds its output */
     uint64_t attempt;    /* of the latest issue (RUNNING) or completion */
     uint64_t started_ms; /* of the latest issue */
-    uint32_t failures;   /* errors reported by workers */
-    uint32_t losses;     /* attempts that died with their worker */
+    uint32_t failures;   /* errors reported by workers, since it last
+                            completed */
+    uint32_t losses;     /* attempts that died with their worker, since it
+                            last completed */
     uint32_t issues;     /* times issued, for statistics */
 };
 

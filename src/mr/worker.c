@@ -259,8 +259,10 @@ static void free_task_data(struct worker *w)
     free(w->input);
     w->input = NULL;
     for (uint32_t i = 0; i < w->n_runs; i++) {
-        unlink(w->runs[i]);
-        free(w->runs[i]);
+        if (w->runs[i]) { /* NULL: not fetched (yet), or empty */
+            unlink(w->runs[i]);
+            free(w->runs[i]);
+        }
     }
     free(w->runs);
     w->runs = NULL;
@@ -1314,6 +1316,58 @@ static void start_connect(struct worker *w)
 
 /* ---- the fetch server -------------------------------------------------- */
 
+/* A FETCH served on the thread pool, like the coordinator's input reads:
+ * the loop keeps answering the coordinator and other reducers meanwhile. */
+struct fetch_read {
+    uv_work_t work;
+    struct net_request *req;
+    char path[4400];
+    uint32_t n_partitions, part;
+    uint64_t off;
+    int status; /* 0 or the CRAFT_E* code to answer with */
+    size_t n;
+    uint8_t *data;
+};
+
+static void fetch_read_work(uv_work_t *work)
+{
+    struct fetch_read *fr = work->data;
+    struct mr_segment *segs;
+    char err[256];
+    if (mr_run_read_index(fr->path, fr->n_partitions, &segs, err, sizeof err) !=
+        0) {
+        fr->status = CRAFT_ENOENT; /* lost with a re-registration */
+        return;
+    }
+    struct mr_segment seg = segs[fr->part];
+    free(segs);
+    if (fr->off >= seg.length) {
+        fr->status = CRAFT_EPROTO;
+        return;
+    }
+    uint64_t left = seg.length - fr->off;
+    fr->n = left < MR_CHUNK_BYTES ? (size_t)left : MR_CHUNK_BYTES;
+    fr->data = malloc(fr->n);
+    int fd = open(fr->path, O_RDONLY | O_CLOEXEC);
+    int rv = fr->data && fd >= 0
+                 ? mr_pread_all(fd, fr->data, fr->n, seg.offset + fr->off)
+                 : CRAFT_EIO;
+    if (fd >= 0) {
+        close(fd);
+    }
+    fr->status = rv == 0 ? 0 : CRAFT_EIO;
+}
+
+static void fetch_read_done(uv_work_t *work, int status)
+{
+    (void)status;
+    struct fetch_read *fr = work->data;
+    net_reply(fr->req, fr->status, fr->status == 0 ? fr->data : NULL,
+              fr->status == 0 ? fr->n : 0);
+    free(fr->data);
+    free(fr);
+}
+
 static void serve_fetch(struct worker *w, struct net_request *req)
 {
     struct mr_rbuf r;
@@ -1326,35 +1380,21 @@ static void serve_fetch(struct worker *w, struct net_request *req)
         net_reply(req, CRAFT_EPROTO, NULL, 0);
         return;
     }
-    char path[4400], err[256];
-    snprintf(path, sizeof path, "%s/map-%u-%" PRIu64 ".run", w->dir, map,
-             attempt);
-    struct mr_segment *segs;
-    if (mr_run_read_index(path, w->n_reduces, &segs, err, sizeof err) != 0) {
-        net_reply(req, CRAFT_ENOENT, NULL, 0);
+    struct fetch_read *fr = calloc(1, sizeof *fr);
+    if (!fr) {
+        net_reply(req, CRAFT_ENOMEM, NULL, 0);
         return;
     }
-    struct mr_segment s = segs[part];
-    free(segs);
-    if (off >= s.length) {
-        net_reply(req, CRAFT_EPROTO, NULL, 0);
-        return;
-    }
-    uint64_t left = s.length - off;
-    size_t n = left < MR_CHUNK_BYTES ? (size_t)left : MR_CHUNK_BYTES;
-    uint8_t *chunk = malloc(n);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    int rv = chunk && fd >= 0 ? mr_pread_all(fd, chunk, n, s.offset + off)
-                              : CRAFT_EIO;
-    if (fd >= 0) {
-        close(fd);
-    }
-    if (rv != 0) {
-        net_reply(req, CRAFT_EIO, NULL, 0);
-    } else {
-        net_reply(req, 0, chunk, n);
-    }
-    free(chunk);
+    fr->req = req;
+    snprintf(fr->path, sizeof fr->path, "%s/map-%u-%" PRIu64 ".run", w->dir,
+             map, attempt);
+    fr->n_partitions = w->n_reduces;
+    fr->part = part;
+    fr->off = off;
+    fr->work.data = fr;
+    int rv =
+        uv_queue_work(w->loop, &fr->work, fetch_read_work, fetch_read_done);
+    CRAFT_ASSERT(rv == 0); /* fails only for a NULL callback */
 }
 
 static void fetch_on_request(void *data, struct net_conn *conn,

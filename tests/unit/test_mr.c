@@ -603,6 +603,37 @@ static void sched_lost_worker_reruns_its_maps(void **state)
     mr_sched_close(&s);
 }
 
+static void sched_loss_limit_counts_losses_in_a_row(void **state)
+{
+    (void)state;
+    struct mr_sched s;
+    struct mr_sched_config cfg = {1, 1, 10000, 3000, 3, 3};
+    assert_int_equal(mr_sched_init(&s, &cfg), 0);
+    /* The map's holder dies after each completion, many times over: the
+     * map runs again each time but the job does not fail. */
+    for (int round = 0; round < 10; round++) {
+        uint32_t w = mr_sched_add_worker(&s, "a:1", 0);
+        uint32_t x = mr_sched_add_worker(&s, "b:1", 0);
+        struct mr_assignment a = mr_sched_request(&s, w, 0);
+        assert_int_equal(a.kind, MR_MAP);
+        mr_sched_worker_lost(&s, w); /* dies running it: one loss */
+        a = mr_sched_request(&s, x, 0);
+        assert_int_equal(mr_sched_complete(&s, MR_MAP, 0, x, a.attempt), 1);
+        mr_sched_worker_lost(&s, x); /* dies holding it: runs again */
+        assert_int_equal(s.maps_done, 0);
+        assert_false(s.failed);
+    }
+    /* But max_losses in a row fail the job. */
+    for (int i = 0; i < 3; i++) {
+        uint32_t w = mr_sched_add_worker(&s, "c:1", 0);
+        mr_sched_request(&s, w, 0);
+        mr_sched_worker_lost(&s, w);
+    }
+    assert_true(s.failed);
+    assert_non_null(strstr(s.errmsg, "lost its worker 3 times"));
+    mr_sched_close(&s);
+}
+
 static void sched_silent_worker_is_lost(void **state)
 {
     (void)state;
@@ -803,6 +834,7 @@ int main(void)
         cmocka_unit_test(sched_happy_path),
         cmocka_unit_test(sched_timeout_reissues_and_late_completion),
         cmocka_unit_test(sched_lost_worker_reruns_its_maps),
+        cmocka_unit_test(sched_loss_limit_counts_losses_in_a_row),
         cmocka_unit_test(sched_silent_worker_is_lost),
         cmocka_unit_test(sched_failures_fail_the_job),
         cmocka_unit_test(sched_reduce_completes_after_its_worker_is_lost),
