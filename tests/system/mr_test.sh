@@ -159,7 +159,7 @@ case_map_parallelism() {
     local times
     times=$(outputs | grep -c '^times-')
     [ "$times" -eq 2 ] || fail "saw $times workers rather than 2"
-    outputs | grep -q '^parallel.* 2' || fail "map workers did not run in parallel"
+    outputs | grep '^parallel.* 2' >/dev/null || fail "map workers did not run in parallel"
 }
 
 case_reduce_parallelism() {
@@ -289,8 +289,8 @@ case_kill_before_fetch() {
     start_worker b
     # a holds finished map output, and the reduce phase has begun (on b),
     # so later reduces will find a gone when they fetch from it.
-    wait_for "ls $T/w-a/craft-mr-worker-*/ 2>/dev/null | grep -q '^map-'" 30
-    wait_for "ls $T/w-b/craft-mr-worker-*/ 2>/dev/null | grep -q '^fetch-'" 30
+    wait_for "ls $T/w-a/craft-mr-worker-*/map-* >/dev/null 2>&1" 30
+    wait_for "ls $T/w-b/craft-mr-worker-*/fetch-* >/dev/null 2>&1" 30
     kill -9 "$a"
     wait_exit "$CPID" 60
     [ "$RC" -eq 0 ] || fail "coordinator exited $RC"
@@ -351,6 +351,42 @@ EOF2
     fi
 }
 
+case_corrupt_map_output() {
+    reference wc
+    # Map output that rots on the holder's disk after the map finished is
+    # caught by the reducer's crc32c check (against the crc the map reported
+    # to the coordinator), the holder is reported, and the maps run again.
+    start_coord slowwc --arg reduce_sleep_ms=400 --arg "dir=$T"
+    start_worker a
+    local a=$WPID
+    start_worker b
+    wait_for "[ -e '$T/slowwc-reduce-$WPID' ] || [ -e '$T/slowwc-reduce-$a' ]" 30
+    # Flip a byte in the middle of every partition of every map output a
+    # holds (run.h: the index of n_partitions 32-byte entries sits before a
+    # 16-byte footer).
+    python3 - "$T"/w-a/craft-mr-worker-*/ <<'EOF2' || fail "cannot corrupt"
+import glob, os, struct, sys
+n = 0
+for path in glob.glob(os.path.join(sys.argv[1], "map-*.run")):
+    with open(path, "r+b") as f:
+        data = f.read()
+        parts = struct.unpack_from("<I", data, len(data) - 16)[0]
+        base = len(data) - 16 - 32 * parts
+        for p in range(parts):
+            off, length = struct.unpack_from("<QQ", data, base + 32 * p)
+            if length:
+                f.seek(off + length // 2)
+                f.write(bytes([data[off + length // 2] ^ 0xff]))
+                n += 1
+print(n, "segments corrupted")
+EOF2
+    wait_exit "$CPID" 60
+    [ "$RC" -eq 0 ] || fail "coordinator exited $RC"
+    compare_with "$T/ref.sorted"
+    grep -q "cannot fetch map" "$T"/worker-*.log ||
+        fail "no reducer noticed the corruption"
+}
+
 # bad_plugin NAME PATTERN: the job fails with a message naming the plugin,
 # the task and matching PATTERN.
 bad_plugin() {
@@ -367,9 +403,11 @@ bad_plugin() {
     wait_exit "$CPID" 10
     [ "$RC" -eq 1 ] || fail "coordinator exited $RC, wanted 1"
     grep -q "FAILED" "$T/coord.log" || fail "no failure summary"
-    grep "FAILED" "$T/coord.log" | grep -q "$name.so" || fail "failure does not name the plugin"
-    grep "FAILED" "$T/coord.log" | grep -q "map" || fail "failure does not name the task"
-    grep "FAILED" "$T/coord.log" | grep -Eq "$pattern" || fail "failure does not say: $pattern"
+    local summary
+    summary=$(grep "FAILED" "$T/coord.log")
+    [[ "$summary" == *"$name.so"* ]] || fail "failure does not name the plugin"
+    [[ "$summary" == *"map "* ]] || fail "failure does not name the task"
+    [[ "$summary" =~ $pattern ]] || fail "failure does not say: $pattern"
     [ -z "$(ls "$T/out")" ] || fail "a failed job left output"
 }
 
@@ -427,8 +465,10 @@ case_grep() {
 
 # No process may report a sanitizer error (test builds), whatever the case.
 check_logs() {
-    if cat "$T"/*.log 2>/dev/null |
-        grep -Eq "(ERROR|WARNING): (Address|Leak|Thread)Sanitizer|runtime error:"; then
+    # (No "cat | grep -q": under pipefail, grep -q's early exit makes the
+    # pipeline fail by SIGPIPE exactly when it found something.)
+    if grep -Eqs "(ERROR|WARNING): (Address|Leak|Thread)Sanitizer|runtime error:" \
+        "$T"/*.log; then
         fail "a sanitizer reported an error"
     fi
 }
@@ -437,7 +477,7 @@ case "${1:-}" in
 wc | indexer | map_parallelism | reduce_parallelism | job_count | early_exit | \
     crash | kill_mid_map | kill_mid_reduce | kill_before_fetch | bad_abi | \
     no_symbol | segv | toobig | fail | refused | usage | grep | \
-    stopped_worker | bounded_memory)
+    stopped_worker | bounded_memory | corrupt_map_output)
     "case_$1"
     check_logs
     echo "PASS: $1"
