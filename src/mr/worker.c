@@ -1162,20 +1162,28 @@ static int decode_hello(struct worker *w, const uint8_t *p, size_t len)
         strchr(w->plugin_name, '/') || w->n_reduces == 0) {
         return CRAFT_EPROTO;
     }
-    if (crc != w->plugin_crc) {
+    /* The loaded plugin holds pointers into its args for its whole life
+     * (craft/mr.h): registering again with the same coordinator keeps both;
+     * a different plugin is unloaded (fini) before its args are freed. */
+    int keep = w->plugin.v1 != NULL && crc == w->plugin_crc;
+    if (!keep) {
+        mr_plugin_close(&w->plugin);
         w->plugin_ok = 0;
         w->plugin_crc = crc;
-    }
-    free_args(w);
-    w->arg_keys = calloc(n ? n : 1, sizeof(char *));
-    w->arg_values = calloc(n ? n : 1, sizeof(char *));
-    if (!w->arg_keys || !w->arg_values) {
-        return CRAFT_ENOMEM;
+        free_args(w);
+        w->arg_keys = calloc(n ? n : 1, sizeof(char *));
+        w->arg_values = calloc(n ? n : 1, sizeof(char *));
+        if (!w->arg_keys || !w->arg_values) {
+            return CRAFT_ENOMEM;
+        }
     }
     for (uint32_t i = 0; i < n; i++) {
         char k[MR_STR_MAX + 1], v[MR_STR_MAX + 1];
         mr_r_str(&r, k, sizeof k);
         mr_r_str(&r, v, sizeof v);
+        if (keep) {
+            continue;
+        }
         w->arg_keys[i] = strdup(k);
         w->arg_values[i] = strdup(v);
         w->n_args = i + 1;

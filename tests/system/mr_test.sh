@@ -469,6 +469,8 @@ check_logs() {
     # pipeline fail by SIGPIPE exactly when it found something.)
     if grep -Eqs "(ERROR|WARNING): (Address|Leak|Thread)Sanitizer|runtime error:" \
         "$T"/*.log; then
+        grep -Es -A12 "(ERROR|WARNING): (Address|Leak|Thread)Sanitizer|runtime error:" \
+            "$T"/*.log | head -60 >&2
         fail "a sanitizer reported an error"
     fi
 }
