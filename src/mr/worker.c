@@ -1205,8 +1205,10 @@ static void hello_cb(void *data, int status, const uint8_t *p, size_t len)
         finish(w, 1, "malformed HELLO reply from the coordinator");
         return;
     }
-    say(w, "registered as worker %u (%u maps, %u reduces, plugin %s)", w->id,
-        w->n_maps, w->n_reduces, w->plugin_name);
+    say(w,
+        "registered as worker %u (%u maps, %u reduces, plugin %s); serving "
+        "map output on port %u",
+        w->id, w->n_maps, w->n_reduces, w->plugin_name, w->fetch_port);
     w->registered_once = 1;
     fetch_plugin(w);
 }

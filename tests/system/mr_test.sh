@@ -128,7 +128,10 @@ case_wc() {
     python3 - "$PORT" <<'EOF' || fail "could not send junk"
 import socket, sys
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
-s.sendall(b"GET / HTTP/1.0\r\n\r\n" + bytes(range(256)) * 64)
+try:
+    s.sendall(b"GET / HTTP/1.0\r\n\r\n" + bytes(range(256)) * 64)
+except OSError:
+    pass  # the coordinator hung up on the junk: fine
 s.close()
 EOF
     for i in 1 2 3; do start_worker "$i"; done
@@ -293,6 +296,36 @@ case_kill_before_fetch() {
     wait_for "ls $T/w-b/craft-mr-worker-*/fetch-* >/dev/null 2>&1" 30
     kill -9 "$a"
     wait_exit "$CPID" 60
+    [ "$RC" -eq 0 ] || fail "coordinator exited $RC"
+    compare_with "$T/ref.sorted"
+}
+
+case_junk_frames() {
+    reference wc
+    # Junk on a worker's fetch port, while the job runs (maps take 0.5 s
+    # each), closes that connection only: the job completes.
+    start_coord slowwc --arg map_sleep_ms=500
+    start_worker 1
+    start_worker 2
+    wait_for "grep -q 'serving map output on port' '$T/worker-1.log'" 10
+    local fport
+    fport=$(sed -n 's/.*serving map output on port \([0-9]*\).*/\1/p' "$T/worker-1.log")
+    python3 - "$fport" "$PORT" <<'EOF' || fail "could not send junk"
+import socket, sys
+junk = [b"CRFT" + bytes(28) + b"\xff" * 4096,   # a header with a bad crc
+        b"CRFT\x01\x02" + b"\xff" * 26,          # a huge length
+        bytes(range(256)) * 16]                   # not craft at all
+for port in sys.argv[1:]:
+    for j in junk:
+        s = socket.create_connection(("127.0.0.1", int(port)))
+        try:
+            s.sendall(j)
+            s.recv(1)  # wait for the hang-up
+        except OSError:
+            pass  # hung up on us: fine
+        s.close()
+EOF
+    wait_exit "$CPID" 45
     [ "$RC" -eq 0 ] || fail "coordinator exited $RC"
     compare_with "$T/ref.sorted"
 }
@@ -479,7 +512,7 @@ case "${1:-}" in
 wc | indexer | map_parallelism | reduce_parallelism | job_count | early_exit | \
     crash | kill_mid_map | kill_mid_reduce | kill_before_fetch | bad_abi | \
     no_symbol | segv | toobig | fail | refused | usage | grep | \
-    stopped_worker | bounded_memory | corrupt_map_output)
+    stopped_worker | bounded_memory | corrupt_map_output | junk_frames)
     "case_$1"
     check_logs
     echo "PASS: $1"
