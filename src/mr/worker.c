@@ -683,13 +683,41 @@ static void stream_error(struct stream *s, const char *why)
 
 static void fetch_chunk(struct stream *s);
 
+/* The context of one fetch call or connect: the stream and the task
+ * generation it was made for (invariant 1).  A stream is reused by the
+ * next task, so the stream alone cannot tell a stale callback apart. */
+struct stream_call {
+    struct stream *s;
+    uint64_t gen;
+};
+
+static struct stream_call *stream_call_new(struct stream *s)
+{
+    struct stream_call *c = malloc(sizeof *c);
+    if (c) {
+        c->s = s;
+        c->gen = s->w->gen;
+    }
+    return c;
+}
+
+/* Takes the call context: the stream if it is still current, else NULL. */
+static struct stream *stream_call_take(void *data)
+{
+    struct stream_call *c = data;
+    struct stream *s = c->s;
+    int current = c->gen == s->w->gen && !s->w->exiting;
+    free(c);
+    return current ? s : NULL;
+}
+
 static void fetch_cb(void *data, int status, const uint8_t *p, size_t len)
 {
-    struct stream *s = data;
-    struct worker *w = s->w;
-    if (s->gen != w->gen || w->exiting) {
+    struct stream *s = stream_call_take(data);
+    if (!s) {
         return;
     }
+    struct worker *w = s->w;
     if (status != 0) {
         stream_error(s, craft_strerror(status));
         return;
@@ -736,11 +764,13 @@ static void fetch_chunk(struct stream *s)
     mr_w_u64(&b, f->attempt);
     mr_w_u32(&b, w->task);
     mr_w_u64(&b, s->off);
-    int rv = b.oom ? CRAFT_ENOMEM
-                   : net_call(s->conn, MR_MSG_FETCH, b.b.data, b.b.len,
-                              RPC_TIMEOUT_MS, s, fetch_cb);
+    struct stream_call *call = b.oom ? NULL : stream_call_new(s);
+    int rv = call ? net_call(s->conn, MR_MSG_FETCH, b.b.data, b.b.len,
+                             RPC_TIMEOUT_MS, call, fetch_cb)
+                  : CRAFT_ENOMEM;
     mr_w_close(&b);
     if (rv != 0) {
+        free(call);
         stream_error(s, craft_strerror(rv));
     }
 }
@@ -758,9 +788,8 @@ static void stream_on_close(void *data, struct net_conn *conn, int status)
 
 static void stream_connected(void *data, struct net_conn *conn, int status)
 {
-    struct stream *s = data;
-    struct worker *w = s->w;
-    if (s->gen != w->gen || w->exiting) {
+    struct stream *s = stream_call_take(data);
+    if (!s) {
         if (conn) {
             net_conn_close(conn);
         }
@@ -806,9 +835,12 @@ static void stream_begin(struct stream *s)
     net_config_init(&ncfg);
     ncfg.frame_max = 4 * MR_CHUNK_BYTES;
     struct net_handlers h = {w, NULL, NULL, NULL, stream_on_close};
-    int rv =
-        net_connect(w->loop, &ncfg, f->addr, &h, NULL, s, stream_connected);
+    struct stream_call *call = stream_call_new(s);
+    int rv = call ? net_connect(w->loop, &ncfg, f->addr, &h, NULL, call,
+                                stream_connected)
+                  : CRAFT_ENOMEM;
     if (rv != 0) {
+        free(call);
         stream_error(s, craft_strerror(rv));
     }
 }
