@@ -84,7 +84,8 @@ int mr_seq_run(const struct mr_seq_config *cfg)
         rv = mr_output_open(&out, cfg->output, errmsg, sizeof errmsg);
         if (rv == 0) {
             rv = mr_reduce_run(&p, "reduce 0", (const char *const *)runs,
-                               n_runs, 1, 0, dir, &out, errmsg, sizeof errmsg);
+                               n_runs, 1, 0, mr_merge_fanin(cfg->sort_bytes),
+                               dir, &out, errmsg, sizeof errmsg);
             if (rv == 0) {
                 rv = mr_output_commit(&out, errmsg, sizeof errmsg);
             } else {

@@ -28,6 +28,7 @@ struct task_ctx {
     int rv;
     char *errmsg;
     size_t errlen;
+    uint32_t fanin; /* runs merged at once */
 };
 
 static int ctx_fail(struct task_ctx *c, int rv, const char *fmt, ...)
@@ -195,11 +196,11 @@ static int read_indexes(struct task_ctx *c, const char *const *paths,
     return 0;
 }
 
-/* One merge pass of at most MR_MERGE_FANIN runs into out_path. */
+/* One merge pass of at most c->fanin runs into out_path. */
 static int merge_once(struct task_ctx *c, const char *const *paths, uint32_t n,
                       uint32_t n_partitions, int combine, const char *out_path)
 {
-    CRAFT_ASSERT(n <= MR_MERGE_FANIN);
+    CRAFT_ASSERT(n <= c->fanin);
     struct mr_segment **segs;
     int rv = read_indexes(c, paths, n, n_partitions, &segs);
     if (rv != 0) {
@@ -242,7 +243,7 @@ static int merge_once(struct task_ctx *c, const char *const *paths, uint32_t n,
 }
 
 /*
- * Reduces n runs to at most MR_MERGE_FANIN by merging groups of them into
+ * Reduces n runs to at most c->fanin by merging groups of them into
  * intermediate runs next to `base`.  On success *paths_out lists the runs
  * to read (the originals when n is small enough) and *tmp_out says which of
  * them are ours to delete, tagged in the top bit of *n_out (free_paths()
@@ -269,16 +270,18 @@ static int merge_down(struct task_ctx *c, const char *const *paths, uint32_t n,
     uint32_t pass = 0;
     int owned = 0; /* cur[] are intermediates of ours */
     int rv = 0;
-    while (rv == 0 && n > MR_MERGE_FANIN) {
-        uint32_t groups = (n + MR_MERGE_FANIN - 1) / MR_MERGE_FANIN;
+    uint32_t fanin = c->fanin;
+    CRAFT_ASSERT(fanin >= 2);
+    while (rv == 0 && n > fanin) {
+        uint32_t groups = (n + fanin - 1) / fanin;
         char **next = calloc(groups, sizeof *next);
         if (!next) {
             rv = ctx_fail(c, CRAFT_ENOMEM, "out of memory");
             break;
         }
         for (uint32_t g = 0; rv == 0 && g < groups; g++) {
-            uint32_t lo = g * MR_MERGE_FANIN;
-            uint32_t k = n - lo < MR_MERGE_FANIN ? n - lo : MR_MERGE_FANIN;
+            uint32_t lo = g * fanin;
+            uint32_t k = n - lo < fanin ? n - lo : fanin;
             next[g] = malloc(strlen(base) + 32);
             if (!next[g]) {
                 rv = ctx_fail(c, CRAFT_ENOMEM, "out of memory");
@@ -327,11 +330,22 @@ static void free_paths(char **paths, uint32_t n_tagged)
     free(paths);
 }
 
+uint32_t mr_merge_fanin(size_t budget_bytes)
+{
+    size_t k = budget_bytes / MR_RUN_IO_BYTES;
+    if (k < 2) {
+        return 2;
+    }
+    return k > MR_MERGE_FANIN ? MR_MERGE_FANIN : (uint32_t)k;
+}
+
 int mr_merge_runs(struct mr_plugin *p, const char *task_name,
                   const char *const *paths, uint32_t n, uint32_t n_partitions,
-                  const char *out_path, char *errmsg, size_t errlen)
+                  uint32_t fanin, const char *out_path, char *errmsg,
+                  size_t errlen)
 {
-    struct task_ctx c = {p, task_name, 0, errmsg, errlen};
+    CRAFT_ASSERT(fanin >= 2 && fanin <= MR_MERGE_FANIN);
+    struct task_ctx c = {p, task_name, 0, errmsg, errlen, fanin};
     int combine = p && p->v1->combine;
     char **cur;
     uint32_t n_cur;
@@ -544,7 +558,7 @@ int mr_map_run(struct mr_plugin *p, const char *task_name, const char *filename,
     CRAFT_ASSERT(n_partitions > 0);
     struct sorter s;
     memset(&s, 0, sizeof s);
-    s.c = (struct task_ctx){p, task_name, 0, errmsg, errlen};
+    s.c = (struct task_ctx){p, task_name, 0, errmsg, errlen, 0};
     s.n_partitions = n_partitions;
     s.limit = sort_bytes < MR_SORT_BYTES_MIN ? MR_SORT_BYTES_MIN : sort_bytes;
     s.out_path = out_path;
@@ -558,10 +572,16 @@ int mr_map_run(struct mr_plugin *p, const char *task_name, const char *filename,
         if (s.n > 0) {
             rv = sorter_spill(&s);
         }
+        /* The sort buffer's memory goes to the merge's read buffers. */
+        free(s.ents);
+        s.ents = NULL;
+        s.n = s.cap = 0;
+        buf_close(&s.arena);
         if (rv == 0) {
-            rv = mr_merge_runs(p, task_name, (const char *const *)s.spills,
-                               s.n_spills, n_partitions, out_path, errmsg,
-                               errlen);
+            rv =
+                mr_merge_runs(p, task_name, (const char *const *)s.spills,
+                              s.n_spills, n_partitions, mr_merge_fanin(s.limit),
+                              out_path, errmsg, errlen);
         }
     }
     if (stats) {
@@ -600,12 +620,13 @@ static int reduce_emit(void *host, const void *key, size_t key_len,
 
 int mr_reduce_run(struct mr_plugin *p, const char *task_name,
                   const char *const *paths, uint32_t n, uint32_t n_partitions,
-                  uint32_t part, const char *work_dir, struct mr_output *out,
-                  char *errmsg, size_t errlen)
+                  uint32_t part, uint32_t fanin, const char *work_dir,
+                  struct mr_output *out, char *errmsg, size_t errlen)
 {
     CRAFT_ASSERT(p->v1 != NULL);
     CRAFT_ASSERT(part < n_partitions);
-    struct task_ctx c = {p, task_name, 0, errmsg, errlen};
+    CRAFT_ASSERT(fanin >= 2 && fanin <= MR_MERGE_FANIN);
+    struct task_ctx c = {p, task_name, 0, errmsg, errlen, fanin};
     char base[4096];
     snprintf(base, sizeof base, "%s/reduce-%d-%u", work_dir, (int)getpid(),
              part);

@@ -10,8 +10,9 @@
  * the task's memory is sort_bytes plus the input split, whatever it emits.
  *
  * Reduce side.  The inputs are runs (for a worker: the segments it fetched,
- * each stored as a one-partition run).  At most MR_MERGE_FANIN are merged at
- * once; more are first merged in groups into intermediate runs.  reduce()
+ * each stored as a one-partition run).  At most `fanin` are merged at once,
+ * each through a MR_RUN_IO_BYTES buffer; more are first merged in groups
+ * into intermediate runs.  mr_merge_fanin() sizes fanin to a budget.  reduce()
  * gets each key with an iterator over its values, in key order.
  *
  * Errors name the plugin and the task (task_name, e.g. "map 3") in errmsg:
@@ -50,14 +51,19 @@ int mr_map_run(struct mr_plugin *p, const char *task_name, const char *filename,
  * work_dir holds intermediate merges (removed afterwards). */
 int mr_reduce_run(struct mr_plugin *p, const char *task_name,
                   const char *const *paths, uint32_t n, uint32_t n_partitions,
-                  uint32_t part, const char *work_dir, struct mr_output *out,
-                  char *errmsg, size_t errlen);
+                  uint32_t part, uint32_t fanin, const char *work_dir,
+                  struct mr_output *out, char *errmsg, size_t errlen);
+
+/* How many runs to merge at once within budget_bytes of read buffers:
+ * between 2 and MR_MERGE_FANIN. */
+uint32_t mr_merge_fanin(size_t budget_bytes);
 
 /* Merges the n runs at paths into one run at out_path, partition by
  * partition, through the plugin's combiner if p != NULL and it has one.
- * Intermediate passes (n > MR_MERGE_FANIN) write next to out_path. */
+ * Intermediate passes (n > fanin) write next to out_path. */
 int mr_merge_runs(struct mr_plugin *p, const char *task_name,
                   const char *const *paths, uint32_t n, uint32_t n_partitions,
-                  const char *out_path, char *errmsg, size_t errlen);
+                  uint32_t fanin, const char *out_path, char *errmsg,
+                  size_t errlen);
 
 #endif /* CRAFT_MR_TASK_H */

@@ -443,7 +443,8 @@ static void run_guarded(struct worker *w)
         if (w->work_rv == 0) {
             w->work_rv = mr_reduce_run(
                 &w->plugin, task, (const char *const *)w->runs, w->n_runs, 1, 0,
-                w->dir, &out, w->errmsg, sizeof w->errmsg);
+                mr_merge_fanin((size_t)(w->cfg->memory_bytes / 4)), w->dir,
+                &out, w->errmsg, sizeof w->errmsg);
         }
         if (w->work_rv == 0) {
             w->up_size = out.bytes;

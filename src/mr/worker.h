@@ -14,9 +14,10 @@
  * thread is caught: the task is reported failed with the signal named, and
  * the worker exits, since its memory can no longer be trusted.
  *
- * Memory: the sort buffer and the largest split accepted are each a quarter
- * of --memory-mb; a reduce merges at most MR_MERGE_FANIN buffers of
- * MR_RUN_IO_BYTES; transfers move in MR_CHUNK_BYTES pieces.
+ * Memory: the sort buffer, the largest split accepted and the merge's read
+ * buffers (MR_RUN_IO_BYTES per run merged at once, so the merge fan-in) are
+ * each at most a quarter of --memory-mb; transfers move in MR_CHUNK_BYTES
+ * pieces.
  */
 #ifndef CRAFT_MR_WORKER_H
 #define CRAFT_MR_WORKER_H

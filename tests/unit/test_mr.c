@@ -310,7 +310,8 @@ static void check_map_reduce(const struct mr_plugin_v1 *v1, size_t sort_bytes,
         assert_int_equal(mr_output_open(&o, res, err, sizeof err), 0);
         const char *paths[1] = {out};
         assert_int_equal(mr_reduce_run(&p, "reduce", paths, 1, n_part, part,
-                                       tmpdir, &o, err, sizeof err),
+                                       MR_MERGE_FANIN, tmpdir, &o, err,
+                                       sizeof err),
                          0);
         assert_int_equal(mr_output_commit(&o, err, sizeof err), 0);
         FILE *f = fopen(res, "r");
@@ -364,17 +365,15 @@ static void combiner_must_keep_its_key(void **state)
     assert_int_not_equal(access(path_in("bc.out"), F_OK), 0);
 }
 
-static void reduce_over_many_runs(void **state)
+/* n runs of keys k0..k9 (value "1" each) reduced with the given fan-in:
+ * intermediate passes are needed when n > fanin. */
+static void check_many_runs(uint32_t n, uint32_t fanin)
 {
-    (void)state;
-    /* More runs than one merge pass takes: an intermediate pass is needed.
-     * Run i holds keys k0..k9, each with value "1". */
-    enum { NRUNS = MR_MERGE_FANIN + 7 };
     char err[256];
-    char *paths[NRUNS];
-    for (int i = 0; i < NRUNS; i++) {
+    char **paths = calloc(n, sizeof *paths);
+    for (uint32_t i = 0; i < n; i++) {
         char name[32];
-        snprintf(name, sizeof name, "many%d", i);
+        snprintf(name, sizeof name, "many%u", i);
         paths[i] = strdup(path_in(name));
         struct mr_run_writer w;
         assert_int_equal(mr_run_writer_open(&w, paths[i], 1, err, sizeof err),
@@ -391,23 +390,40 @@ static void reduce_over_many_runs(void **state)
     const char *res = path_in("many.result");
     assert_int_equal(mr_output_open(&o, res, err, sizeof err), 0);
     assert_int_equal(mr_reduce_run(&p, "reduce 0", (const char *const *)paths,
-                                   NRUNS, 1, 0, tmpdir, &o, err, sizeof err),
+                                   n, 1, 0, fanin, tmpdir, &o, err, sizeof err),
                      0);
     assert_int_equal(mr_output_commit(&o, err, sizeof err), 0);
     FILE *f = fopen(res, "r");
     char line[64];
-    int n = 0;
+    int k = 0;
     while (fgets(line, sizeof line, f)) {
         char want[64];
-        snprintf(want, sizeof want, "k%d %d\n", n, NRUNS);
+        snprintf(want, sizeof want, "k%d %u\n", k, n);
         assert_string_equal(line, want);
-        n++;
+        k++;
     }
     fclose(f);
-    assert_int_equal(n, 10);
-    for (int i = 0; i < NRUNS; i++) {
+    assert_int_equal(k, 10);
+    for (uint32_t i = 0; i < n; i++) {
+        /* The inputs are the caller's; intermediates are gone. */
+        assert_int_equal(access(paths[i], F_OK), 0);
         free(paths[i]);
     }
+    free(paths);
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "! ls '%s' | grep -q merge", tmpdir);
+    assert_int_equal(system(cmd), 0);
+}
+
+static void reduce_over_many_runs(void **state)
+{
+    (void)state;
+    check_many_runs(MR_MERGE_FANIN + 7, MR_MERGE_FANIN); /* two passes */
+    check_many_runs(70, 4); /* four passes: 70 -> 18 -> 5 -> 2 -> 1 */
+    check_many_runs(3, 2);
+    assert_int_equal(mr_merge_fanin(0), 2);
+    assert_int_equal(mr_merge_fanin(4u << 20), 16);
+    assert_int_equal(mr_merge_fanin(1u << 30), MR_MERGE_FANIN);
 }
 
 /* ---- output ------------------------------------------------------------- */
