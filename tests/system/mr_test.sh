@@ -390,11 +390,16 @@ case_corrupt_map_output() {
     # Map output that rots on the holder's disk after the map finished is
     # caught by the reducer's crc32c check (against the crc the map reported
     # to the coordinator), the holder is reported, and the maps run again.
-    start_coord slowwc --arg reduce_sleep_ms=400 --arg "dir=$T"
+    start_coord slowwc --arg reduce_sleep_ms=400 --arg "dir=$T" \
+        --worker-timeout 60
     start_worker a
     local a=$WPID
     start_worker b
-    wait_for "[ -e '$T/slowwc-reduce-$WPID' ] || [ -e '$T/slowwc-reduce-$a' ]" 30
+    local b=$WPID
+    wait_for "[ -e '$T/slowwc-reduce-$b' ] || [ -e '$T/slowwc-reduce-$a' ]" 30
+    # Freeze both workers while the files rot, however long that takes on
+    # a busy machine: the reduces after the first ones fetch rotten data.
+    kill -STOP "$a" "$b"
     # Flip a byte in the middle of every partition of every map output a
     # holds (run.h: the index of n_partitions 32-byte entries sits before a
     # 16-byte footer).
@@ -414,6 +419,7 @@ for path in glob.glob(os.path.join(sys.argv[1], "map-*.run")):
                 n += 1
 print(n, "segments corrupted")
 EOF2
+    kill -CONT "$a" "$b"
     wait_exit "$CPID" 60
     [ "$RC" -eq 0 ] || fail "coordinator exited $RC"
     compare_with "$T/ref.sorted"
