@@ -48,6 +48,7 @@ static int cmd_seq(int argc, char **argv)
         {"split-mb", required_argument, NULL, 's'},
         {"sort-mb", required_argument, NULL, 'm'},
         {"work-dir", required_argument, NULL, 'w'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     struct mr_arglist args = {0};
     struct mr_seq_config cfg = {.output = "mr-out-0",
@@ -77,6 +78,10 @@ static int cmd_seq(int argc, char **argv)
         case 'w':
             cfg.work_dir = optarg;
             break;
+        case 'h':
+            fputs(usage, stdout);
+            mr_arglist_free(&args);
+            return 0;
         default:
             bad = 1;
         }
@@ -130,6 +135,7 @@ static int cmd_coordinator(int argc, char **argv)
         {"port-file", required_argument, NULL, 'P'},
         {"log-level", required_argument, NULL, 'L'},
         {"quiet", no_argument, NULL, 'q'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     struct mr_arglist args = {0};
     struct mr_coord_config cfg = {.n_reduces = 10,
@@ -186,6 +192,10 @@ static int cmd_coordinator(int argc, char **argv)
         case 'q':
             cfg.quiet = 1;
             break;
+        case 'h':
+            fputs(usage, stdout);
+            mr_arglist_free(&args);
+            return 0;
         default:
             bad = 1;
         }
@@ -219,6 +229,7 @@ static int cmd_worker(int argc, char **argv)
         {"connect-timeout", required_argument, NULL, 't'},
         {"log-level", required_argument, NULL, 'L'},
         {"quiet", no_argument, NULL, 'q'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     struct mr_worker_config cfg = {.coordinator = "127.0.0.1:7400",
                                    .memory_bytes = 256u << 20,
@@ -249,6 +260,9 @@ static int cmd_worker(int argc, char **argv)
         case 'q':
             cfg.quiet = 1;
             break;
+        case 'h':
+            fputs(usage, stdout);
+            return 0;
         default:
             bad = 1;
         }
