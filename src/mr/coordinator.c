@@ -41,8 +41,13 @@
  * and keeps a mistaken --plugin (a disk image, say) from eating memory. */
 #define MR_PLUGIN_BYTES_MAX (256u * 1024u * 1024u)
 
-/* After JOB_OVER, wait this long at most for workers to hang up. */
+/* After JOB_OVER, wait this long at most for workers to hang up (they do
+ * within a round trip; a worker that misses it finds the coordinator gone
+ * and exits after its --connect-timeout). */
 #define COORD_LINGER_MS 1000u
+/* Timeouts are checked and progress drawn every 100 ms: fine next to task
+ * and worker timeouts of seconds, and nothing else waits on the tick (job
+ * completion and task hand-out react to events at once). */
 #define COORD_TICK_MS 100u
 
 /* One reduce output being received from one attempt. */

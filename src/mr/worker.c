@@ -52,12 +52,20 @@
 /* Parallel fetch streams per reduce: enough to overlap round trips to
  * several holders, few enough not to flood one. */
 #define FETCH_STREAMS 4
+/* A holder that fails 4 times over ~1 s (a refused connect, a bad crc) is
+ * reported: long enough to ride out a hiccup, short enough that a dead
+ * holder's maps start again promptly. */
 #define FETCH_RETRIES 3
 #define FETCH_RETRY_MS 300u
 /* RPC timeouts: the coordinator answers at once except REDUCE_DONE, which
- * waits for an fsync; 30 s covers a slow disk. */
+ * waits for an fsync, and a parked TASK (at most a second); 30 s covers a
+ * slow disk. */
 #define RPC_TIMEOUT_MS 30000u
+/* After a WAIT answer (the coordinator already held the request for up to
+ * a second), ask again almost at once. */
 #define WAIT_POLL_MS 10u
+/* Heartbeats while a task runs: five per --worker-timeout (5 s), so one
+ * lost or late heartbeat never makes a busy worker look dead. */
 #define HEARTBEAT_MS 1000u
 
 struct fetch_src {
