@@ -405,19 +405,28 @@ static void input_read_work(uv_work_t *work)
     }
 }
 
+
 static void input_read_done(uv_work_t *work, int status)
 {
     (void)status;
     struct input_read *ir = work->data;
+    struct coord *c = ir->c;
     if (ir->rv != 0) {
-        LOG_ERRORF("reading input %s: %s", ir->path,
-                   ir->rv == CRAFT_ECORRUPT ? "file shrank"
-                                            : strerror(-ir->rv));
-        reply_err(ir->req, CRAFT_EIO, "the coordinator cannot read the input");
-    } else {
-        ir->c->bytes_in += ir->n;
-        net_reply(ir->req, 0, ir->data, ir->n);
+        /* The coordinator's own input is gone or unreadable: no worker can
+         * fix that, so the job fails rather than retrying forever. */
+        char msg[512];
+        snprintf(msg, sizeof msg, "cannot read input %s: %s", ir->path,
+                 ir->rv == CRAFT_ECORRUPT ? "the file shrank"
+                                          : strerror(-ir->rv));
+        LOG_ERRORF("%s", msg);
+        mr_sched_abort(&c->sched, msg);
+        reply_err(ir->req, CRAFT_ESHUTDOWN, msg);
+        free(ir);
+        after_change(c);
+        return;
     }
+    c->bytes_in += ir->n;
+    net_reply(ir->req, 0, ir->data, ir->n);
     free(ir);
 }
 

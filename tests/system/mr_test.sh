@@ -331,6 +331,23 @@ EOF
     compare_with "$T/ref.sorted"
 }
 
+case_input_vanishes() {
+    # An input deleted after the coordinator split it: the job fails with
+    # a message naming it (no worker can help), and the workers exit.
+    mkdir -p "$T/in"
+    cp "${INPUTS[@]}" "$T/in/"
+    INPUTS=("$T"/in/pg-*.txt)
+    start_coord wc
+    rm "$T/in/pg-tom_sawyer.txt"
+    start_worker 1
+    start_worker 2
+    wait_exit "$CPID" 30
+    [ "$RC" -eq 1 ] || fail "coordinator exited $RC, wanted 1"
+    grep -q "FAILED.*cannot read input .*pg-tom_sawyer.txt" "$T/coord.log" ||
+        fail "no clear message"
+    wait_exit "$WPID" 15
+}
+
 case_stopped_worker() {
     reference wc
     # A worker that stops answering (SIGSTOP: a hung machine, a partition)
@@ -519,7 +536,8 @@ case "${1:-}" in
 wc | indexer | map_parallelism | reduce_parallelism | job_count | early_exit | \
     crash | kill_mid_map | kill_mid_reduce | kill_before_fetch | bad_abi | \
     no_symbol | segv | toobig | fail | refused | usage | grep | \
-    stopped_worker | bounded_memory | corrupt_map_output | junk_frames)
+    stopped_worker | bounded_memory | corrupt_map_output | junk_frames | \
+    input_vanishes)
     "case_$1"
     check_logs
     echo "PASS: $1"
