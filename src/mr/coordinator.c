@@ -405,7 +405,6 @@ static void input_read_work(uv_work_t *work)
     }
 }
 
-
 static void input_read_done(uv_work_t *work, int status)
 {
     (void)status;

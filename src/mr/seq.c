@@ -7,11 +7,58 @@
 #include <unistd.h>
 
 #include "craft/common.h"
+#include "mr/guard.h"
 #include "mr/output.h"
 #include "mr/plugin.h"
 #include "mr/split.h"
 #include "mr/task.h"
 #include "util/assert.h"
+
+/* One map or the reduce, run under the crash guard (guard.h), so that a
+ * crashing plugin is reported with its name and task like in a job. */
+struct seq_call {
+    struct mr_plugin *p;
+    const char *task;
+    const char *input;
+    const void *data;
+    size_t len;
+    size_t sort_bytes;
+    const char *out_path;
+    char *const *runs;
+    uint32_t n_runs;
+    const char *dir;
+    struct mr_output *out;
+    char *errmsg;
+    size_t errlen;
+    int rv;
+};
+
+static void seq_map_fn(void *arg)
+{
+    struct seq_call *c = arg;
+    c->rv = mr_map_run(c->p, c->task, c->input, c->data, c->len, 1,
+                       c->sort_bytes, c->out_path, NULL, c->errmsg, c->errlen);
+}
+
+static void seq_reduce_fn(void *arg)
+{
+    struct seq_call *c = arg;
+    c->rv = mr_reduce_run(c->p, c->task, (const char *const *)c->runs,
+                          c->n_runs, 1, 0, mr_merge_fanin(c->sort_bytes),
+                          c->dir, c->out, c->errmsg, c->errlen);
+}
+
+static int guarded(void (*fn)(void *), struct seq_call *c)
+{
+    int sig = mr_guard_run(fn, c);
+    if (sig != 0) {
+        snprintf(c->errmsg, c->errlen,
+                 "plugin %s, %s: crashed with signal %d (%s)", c->p->name,
+                 c->task, sig, strsignal(sig));
+        return CRAFT_EPLUGIN;
+    }
+    return c->rv;
+}
 
 static int seq_maps(const struct mr_seq_config *cfg, struct mr_plugin *p,
                     const char *dir, char ***runs, uint32_t *n_runs,
@@ -45,8 +92,16 @@ static int seq_maps(const struct mr_seq_config *cfg, struct mr_plugin *p,
         sprintf(paths[m], "%s/map-%u", dir, m);
         char task[32];
         snprintf(task, sizeof task, "map %u", m);
-        rv = mr_map_run(p, task, input, data, (size_t)splits[m].length, 1,
-                        cfg->sort_bytes, paths[m], NULL, errmsg, errlen);
+        struct seq_call call = {.p = p,
+                                .task = task,
+                                .input = input,
+                                .data = data,
+                                .len = (size_t)splits[m].length,
+                                .sort_bytes = cfg->sort_bytes,
+                                .out_path = paths[m],
+                                .errmsg = errmsg,
+                                .errlen = errlen};
+        rv = guarded(seq_map_fn, &call);
         free(data);
         *n_runs = m + 1;
     }
@@ -59,6 +114,7 @@ int mr_seq_run(const struct mr_seq_config *cfg)
 {
     CRAFT_ASSERT(cfg->plugin_path != NULL);
     CRAFT_ASSERT(cfg->output != NULL);
+    mr_guard_install();
     char errmsg[512] = "";
     char dir[4096];
     if (cfg->work_dir) {
@@ -83,9 +139,16 @@ int mr_seq_run(const struct mr_seq_config *cfg)
     if (rv == 0) {
         rv = mr_output_open(&out, cfg->output, errmsg, sizeof errmsg);
         if (rv == 0) {
-            rv = mr_reduce_run(&p, "reduce 0", (const char *const *)runs,
-                               n_runs, 1, 0, mr_merge_fanin(cfg->sort_bytes),
-                               dir, &out, errmsg, sizeof errmsg);
+            struct seq_call call = {.p = &p,
+                                    .task = "reduce 0",
+                                    .sort_bytes = cfg->sort_bytes,
+                                    .runs = runs,
+                                    .n_runs = n_runs,
+                                    .dir = dir,
+                                    .out = &out,
+                                    .errmsg = errmsg,
+                                    .errlen = sizeof errmsg};
+            rv = guarded(seq_reduce_fn, &call);
             if (rv == 0) {
                 rv = mr_output_commit(&out, errmsg, sizeof errmsg);
             } else {

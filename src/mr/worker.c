@@ -27,7 +27,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -38,6 +37,7 @@
 #include <uv.h>
 
 #include "craft/common.h"
+#include "mr/guard.h"
 #include "mr/output.h"
 #include "mr/plugin.h"
 #include "mr/run.h"
@@ -150,34 +150,6 @@ static void send_hello(struct worker *w);
 static void coord_lost(struct worker *w, int status);
 static void start_connect(struct worker *w);
 static void stream_next(struct stream *s);
-
-/* ---- crash guard -------------------------------------------------------- */
-
-static _Thread_local sigjmp_buf *crash_jmp;
-static volatile sig_atomic_t crash_signal;
-
-static void on_fatal_signal(int sig)
-{
-    if (crash_jmp) {
-        crash_signal = sig;
-        siglongjmp(*crash_jmp, 1);
-    }
-    signal(sig, SIG_DFL);
-    raise(sig);
-}
-
-static void install_crash_guard(void)
-{
-    static const int sigs[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT};
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_fatal_signal;
-    sigemptyset(&sa.sa_mask);
-    sa.sa_flags = SA_NODEFER;
-    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
-        sigaction(sigs[i], &sa, NULL);
-    }
-}
 
 /* ---- small helpers ------------------------------------------------------ */
 
@@ -423,46 +395,48 @@ static void report_fail(struct worker *w, const char *msg)
 
 /* ---- the pool job ------------------------------------------------------- */
 
-static void run_guarded(struct worker *w)
+/* The task's computation, on a pool thread (invariant 2). */
+static void run_task(void *arg)
 {
+    struct worker *w = arg;
     char task[64];
     snprintf(task, sizeof task, "%s %u", w->kind == MR_MAP ? "map" : "reduce",
              w->task);
-    sigjmp_buf jb;
-    crash_jmp = &jb;
-    if (sigsetjmp(jb, 1) != 0) {
-        crash_jmp = NULL;
-        w->crashed = 1;
-        w->work_rv = CRAFT_EPLUGIN;
-        snprintf(w->errmsg, sizeof w->errmsg,
-                 "plugin %s, %s: crashed with signal %d (%s)", w->plugin.name,
-                 task, (int)crash_signal, strsignal(crash_signal));
-        return;
-    }
     if (w->kind == MR_MAP) {
         w->work_rv = mr_map_run(&w->plugin, task, w->filename, w->input,
                                 (size_t)w->length, w->n_reduces,
                                 (size_t)(w->cfg->memory_bytes / 4), w->out_path,
                                 &w->map_stats, w->errmsg, sizeof w->errmsg);
-    } else {
-        struct mr_output out;
-        w->work_rv =
-            mr_output_open(&out, w->out_path, w->errmsg, sizeof w->errmsg);
-        if (w->work_rv == 0) {
-            w->work_rv = mr_reduce_run(
-                &w->plugin, task, (const char *const *)w->runs, w->n_runs, 1, 0,
-                mr_merge_fanin((size_t)(w->cfg->memory_bytes / 4)), w->dir,
-                &out, w->errmsg, sizeof w->errmsg);
-        }
-        if (w->work_rv == 0) {
-            w->up_size = out.bytes;
-            w->up_crc = out.crc;
-            w->work_rv = mr_output_commit(&out, w->errmsg, sizeof w->errmsg);
-        } else {
-            mr_output_abort(&out);
-        }
+        return;
     }
-    crash_jmp = NULL;
+    struct mr_output out;
+    w->work_rv = mr_output_open(&out, w->out_path, w->errmsg, sizeof w->errmsg);
+    if (w->work_rv == 0) {
+        w->work_rv = mr_reduce_run(
+            &w->plugin, task, (const char *const *)w->runs, w->n_runs, 1, 0,
+            mr_merge_fanin((size_t)(w->cfg->memory_bytes / 4)), w->dir, &out,
+            w->errmsg, sizeof w->errmsg);
+    }
+    if (w->work_rv == 0) {
+        w->up_size = out.bytes;
+        w->up_crc = out.crc;
+        w->work_rv = mr_output_commit(&out, w->errmsg, sizeof w->errmsg);
+    } else {
+        mr_output_abort(&out);
+    }
+}
+
+static void run_guarded(struct worker *w)
+{
+    int sig = mr_guard_run(run_task, w);
+    if (sig != 0) {
+        w->crashed = 1;
+        w->work_rv = CRAFT_EPLUGIN;
+        snprintf(w->errmsg, sizeof w->errmsg,
+                 "plugin %s, %s %u: crashed with signal %d (%s)",
+                 w->plugin.name, w->kind == MR_MAP ? "map" : "reduce", w->task,
+                 sig, strsignal(sig));
+    }
 }
 
 static void work_run(uv_work_t *work)
@@ -1526,7 +1500,7 @@ int mr_worker_run(const struct mr_worker_config *cfg)
     w->plugin_fd = -1;
     w->up_fd = -1;
     log_set_ident("mr-worker");
-    install_crash_guard();
+    mr_guard_install();
     uv_loop_t loop;
     if (uv_loop_init(&loop) != 0) {
         free(w);

@@ -505,6 +505,10 @@ case_usage() {
     [ $? -eq 1 ] && grep -q "/proc/no/such" "$T/e" || fail "bad --output-dir"
     "$MR" seq --plugin "$PL/wc.so" --output "$T/x" /nonexistent 2>"$T/e"
     [ $? -eq 1 ] && grep -q "/nonexistent" "$T/e" || fail "missing input"
+    "$MR" seq --plugin "$PL/segv.so" --output "$T/x" "${INPUTS[0]}" 2>"$T/e"
+    [ $? -eq 1 ] && grep -q "plugin segv.so, map 0: crashed with signal 11" "$T/e" ||
+        fail "seq with a crashing plugin"
+    [ ! -e "$T/x" ] || fail "seq left output after a crash"
     "$MR" seq --plugin /nonexistent.so --output "$T/x" "${INPUTS[0]}" 2>"$T/e"
     [ $? -eq 1 ] && grep -q "nonexistent.so" "$T/e" || fail "missing plugin"
 }
