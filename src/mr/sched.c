@@ -149,7 +149,10 @@ struct mr_assignment mr_sched_request(struct mr_sched *s, uint32_t worker,
     uint32_t n = maps_left ? s->cfg.n_maps : s->cfg.n_reduces;
     for (uint32_t i = 0; i < n; i++) {
         struct mr_task *t = task_at(s, kind, i);
-        if (t->state == MR_IDLE) {
+        /* A task that just failed on this worker goes to another one
+         * while there is another one (it may be this machine's fault). */
+        if (t->state == MR_IDLE &&
+            (t->failed_on != worker || s->n_alive == 1)) {
             CRAFT_ASSERT(kind == MR_MAP || s->maps_done == s->cfg.n_maps);
             issue(s, t, worker, now_ms);
             a = (struct mr_assignment){MR_REPLY_TASK, kind, i, t->attempt};
@@ -195,6 +198,7 @@ int mr_sched_complete(struct mr_sched *s, enum mr_task_kind kind, uint32_t task,
      * over a long job). */
     t->failures = 0;
     t->losses = 0;
+    t->failed_on = 0;
     if (kind == MR_MAP) {
         s->maps_done++;
     } else {
@@ -214,6 +218,7 @@ void mr_sched_fail(struct mr_sched *s, enum mr_task_kind kind, uint32_t task,
     }
     t->state = MR_IDLE;
     t->failures++;
+    t->failed_on = worker;
     if (t->failures >= s->cfg.max_failures) {
         job_fail_failures(s, kind, task, t->failures, errmsg);
     }

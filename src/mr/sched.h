@@ -9,7 +9,8 @@
  *       ^               |
  *       +--timeout------+   (task_timeout_ms without completing: issued
  *       +--worker lost--+    again; the old attempt may still complete)
- *       +--failed-------+   (the worker reported an error)
+ *       +--failed-------+   (the worker reported an error; the task then
+                             goes to another worker while there is one)
  *     DONE map --its worker lost, reduces not all done--> IDLE
  *     RUNNING reduce --fetch failure reported--> IDLE
  *
@@ -53,6 +54,7 @@ struct mr_task {
     uint32_t losses;     /* attempts that died with their worker, since it
                             last completed */
     uint32_t issues;     /* times issued, for statistics */
+    uint32_t failed_on;  /* worker of the last reported failure, or 0 */
 };
 
 struct mr_worker_rec {

@@ -669,6 +669,35 @@ static void sched_silent_worker_is_lost(void **state)
     mr_sched_close(&s);
 }
 
+static void sched_failed_task_goes_to_another_worker(void **state)
+{
+    (void)state;
+    struct mr_sched s;
+    sched_new(&s, 1, 1);
+    uint32_t w1 = mr_sched_add_worker(&s, "a:1", 0);
+    uint32_t w2 = mr_sched_add_worker(&s, "b:1", 0);
+    struct mr_assignment a = mr_sched_request(&s, w1, 0);
+    mr_sched_fail(&s, MR_MAP, 0, w1, a.attempt, "boom");
+    /* Not back to w1 while w2 is alive ... */
+    assert_int_equal(mr_sched_request(&s, w1, 1).reply, MR_REPLY_WAIT);
+    struct mr_assignment b = mr_sched_request(&s, w2, 1);
+    assert_int_equal(b.reply, MR_REPLY_TASK);
+    mr_sched_fail(&s, MR_MAP, 0, w2, b.attempt, "boom");
+    /* ... w1 may take it after w2 failed it too ... */
+    struct mr_assignment c = mr_sched_request(&s, w1, 2);
+    assert_int_equal(c.reply, MR_REPLY_TASK);
+    mr_sched_fail(&s, MR_MAP, 0, w1, c.attempt, "boom");
+    assert_true(s.failed); /* third failure */
+    mr_sched_close(&s);
+    /* ... and the last worker alive gets it again. */
+    sched_new(&s, 1, 1);
+    w1 = mr_sched_add_worker(&s, "a:1", 0);
+    a = mr_sched_request(&s, w1, 0);
+    mr_sched_fail(&s, MR_MAP, 0, w1, a.attempt, "boom");
+    assert_int_equal(mr_sched_request(&s, w1, 1).reply, MR_REPLY_TASK);
+    mr_sched_close(&s);
+}
+
 static void sched_failures_fail_the_job(void **state)
 {
     (void)state;
@@ -853,6 +882,7 @@ int main(void)
         cmocka_unit_test(sched_loss_limit_counts_losses_in_a_row),
         cmocka_unit_test(sched_silent_worker_is_lost),
         cmocka_unit_test(sched_failures_fail_the_job),
+        cmocka_unit_test(sched_failed_task_goes_to_another_worker),
         cmocka_unit_test(sched_reduce_completes_after_its_worker_is_lost),
         cmocka_unit_test(sched_random_schedules),
         cmocka_unit_test(wire_roundtrip_and_malformed),
