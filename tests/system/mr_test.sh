@@ -258,7 +258,7 @@ case_crash() {
 
 case_kill_mid_map() {
     reference wc
-    start_coord slowwc --arg map_sleep_ms=800 --arg "dir=$T"
+    start_coord slowwc --arg map_sleep_ms=500 --arg "dir=$T"
     start_worker a
     local a=$WPID
     start_worker b
@@ -272,7 +272,7 @@ case_kill_mid_map() {
 
 case_kill_mid_reduce() {
     reference wc
-    start_coord slowwc --arg reduce_sleep_ms=600 --arg "dir=$T"
+    start_coord slowwc --arg reduce_sleep_ms=400 --arg "dir=$T"
     start_worker a
     local a=$WPID
     start_worker b
@@ -303,9 +303,9 @@ case_kill_before_fetch() {
 
 case_junk_frames() {
     reference wc
-    # Junk on a worker's fetch port, while the job runs (maps take 0.5 s
+    # Junk on a worker's fetch port, while the job runs (maps take 0.3 s
     # each), closes that connection only: the job completes.
-    start_coord slowwc --arg map_sleep_ms=500
+    start_coord slowwc --arg map_sleep_ms=300
     start_worker 1
     start_worker 2
     wait_for "grep -q 'serving map output on port' '$T/worker-1.log'" 10
@@ -370,12 +370,12 @@ case_stopped_worker() {
 }
 
 case_bounded_memory() {
-    # A 33 MB input cut into 4 MiB splits, grep emitting most lines: the
+    # A 16 MB input cut into 4 MiB splits, grep emitting most lines: the
     # map output of each split (~7 MiB) overflows the 4 MiB sort buffer of
     # a --memory-mb 16 worker, so maps spill and merge.  The output must
     # match seq, and the worker's peak RSS must stay under 16 MiB (checked
     # without sanitizers, whose shadow memory does not count).
-    for i in $(seq 10); do cat "${INPUTS[@]}"; done >"$T/big.txt"
+    for i in $(seq 5); do cat "${INPUTS[@]}"; done >"$T/big.txt"
     INPUTS=("$T/big.txt")
     reference grep --arg "pattern=[aeiou]"
     start_coord grep --split-mb 4 --reduce 4 --arg "pattern=[aeiou]"
