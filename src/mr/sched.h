@@ -10,7 +10,7 @@
  *       +--timeout------+   (task_timeout_ms without completing: issued
  *       +--worker lost--+    again; the old attempt may still complete)
  *       +--failed-------+   (the worker reported an error; the task then
-                             goes to another worker while there is one)
+ *                             goes to another worker while there is one)
  *     DONE map --its worker lost, reduces not all done--> IDLE
  *     RUNNING reduce --fetch failure reported--> IDLE
  *
@@ -26,7 +26,7 @@
  *      fate does not matter.)
  *   5. The job is done exactly when every reduce is DONE; it has failed
  *      when some task failed max_failures times or lost max_losses workers
- *      without completing in between.
+ *      without completing in between, or mr_sched_abort() was called.
  *
  * Workers ask for work; the answer is a task, WAIT (nothing to do now: maps
  * are running elsewhere and may yet fail, so the worker must keep asking)
