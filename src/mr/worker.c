@@ -3,8 +3,10 @@
  *
  * The worker is a chain of asynchronous steps on the loop thread:
  *
- *   connect -> HELLO -> [PLUGIN chunks] -> TASK --WAIT--> (100 ms) TASK
+ *   connect -> HELLO -> [PLUGIN chunks] -> TASK --WAIT--> (10 ms) TASK
  *                                            |--EXIT--> exit 0
+ *   (the coordinator parks a TASK with nothing to hand out for up to 1 s,
+ *   so WAIT is rare and an idle worker costs one request a second)
  *     map:    INPUT chunks -> map on the pool -> MAP_DONE  -> TASK
  *     reduce: FETCH from holders (4 streams) -> reduce on the pool
  *             -> OUTPUT chunks -> REDUCE_DONE -> TASK
@@ -18,8 +20,10 @@
  *      blocks on it.
  *   3. A fetched segment is used only after its crc32c matched the one the
  *      map reported to the coordinator (end-to-end check).
- *   4. The worker exits 0 only on EXIT / JOB_OVER from the coordinator,
- *      i.e. when the job is done -- never because it ran out of tasks.
+ *   4. The worker exits 0 only when the coordinator says the job is over
+ *      (EXIT, JOB_OVER, a heartbeat answer, or ESHUTDOWN to a HELLO) --
+ *      never because it ran out of tasks.  Losing the coordinator for
+ *      longer than --connect-timeout is an error (exit 1).
  */
 #include "mr/worker.h"
 
