@@ -247,7 +247,11 @@ static void gen_step(struct henv *e, struct rng *g)
         gen_append(e, g, next, 0, (uint32_t)rng_range(g, 1, 9), term,
                    rng_chance(g, 200));
     } else if (p < 60 && m->last > m->snap) {
-        raft_index t = rng_range(g, m->snap + 1, m->last + 1);
+        /* Half of the truncations reach far back, into closed segments. */
+        raft_index lo = m->snap + 1;
+        raft_index t = rng_chance(g, 500)
+                           ? rng_range(g, lo, lo + (m->last + 1 - lo) / 2 + 1)
+                           : rng_range(g, lo, m->last + 1);
         gen_append(e, g, t, t, (uint32_t)rng_range(g, 0, 4), term + 1, true);
     } else if (p < 72 && m->last > m->snap) {
         raft_index x = rng_range(g, m->snap + 1, m->last + 1);
@@ -511,6 +515,48 @@ static void crash_at_random_points(void **state)
     }
 }
 
+/* A crash before every single operation of a run (fewer seeds). */
+static void crash_before_every_op(void **state)
+{
+    (void)state;
+    struct henv e;
+    char where[128];
+    unsigned seeds = n_seeds < 3 ? n_seeds : 3;
+    for (unsigned si = 0; si < seeds; si++) {
+        uint64_t seed = seed_at(si) ^ 0x5eed;
+        if (one_seed) {
+            seed = seed_at(si);
+        }
+        run_seed(&e, seed, 0, 0, 0);
+        uint64_t total = R.total_ops;
+        henv_close(&e);
+        for (uint64_t n = 1; n <= total; n++) {
+            run_seed(&e, seed, n, 0, 0);
+            struct memfs *img = memfs_take_capture(e.fs);
+            assert_non_null(img);
+            memfs_free(e.fs);
+            size_t len = memfs_last_write_len(img);
+            size_t tears[3] = {0, len / 2, len ? len - 1 : 0};
+            for (int m = 0; m < 5; m++) {
+                e.fs = memfs_clone(img);
+                if (m == 0) {
+                    memfs_crash(e.fs, MEMFS_LOSE, 0, 0);
+                } else if (m < 4) {
+                    memfs_crash(e.fs, MEMFS_TEAR, tears[m - 1], 0);
+                } else {
+                    memfs_crash(e.fs, MEMFS_SECTORS, 0, n);
+                }
+                snprintf(where, sizeof where,
+                         "crash before op %" PRIu64 " mode %d", n, m);
+                check_reopen(&e, n, where);
+                memfs_free(e.fs);
+            }
+            e.fs = img;
+            henv_close(&e);
+        }
+    }
+}
+
 /* Operation n fails with EIO or ENOSPC. */
 static void faults_reach_the_caller(void **state)
 {
@@ -619,6 +665,7 @@ int main(int argc, char **argv)
     log_set_level(LOG_OFF);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(crash_at_random_points),
+        cmocka_unit_test(crash_before_every_op),
         cmocka_unit_test(faults_reach_the_caller),
         cmocka_unit_test(bit_flips_are_corruption),
     };
