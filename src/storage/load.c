@@ -632,8 +632,9 @@ static int join_snapshot(struct scan_ctx *c)
     while (skip < sc->n_entries && sc->entries[skip].index <= snap) {
         skip++;
     }
-    memmove(sc->entries, sc->entries + skip,
-            (sc->n_entries - skip) * sizeof *sc->entries);
+    sc->all_entries = sc->entries;
+    sc->n_all_entries = sc->n_entries;
+    sc->entries += skip;
     sc->n_entries -= skip;
     return 0;
 }
@@ -686,7 +687,7 @@ void store_scan_close(struct store_scan *sc)
     }
     free(sc->bufs);
     free(sc->segs);
-    free(sc->entries);
+    free(sc->all_entries != NULL ? sc->all_entries : sc->entries);
     memset(sc, 0, sizeof *sc);
 }
 
