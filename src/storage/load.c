@@ -518,7 +518,14 @@ static int load_segment(struct scan_ctx *c, struct store_seg_info *si,
         why = check_record(buf, size, off, c->o, &h, &len);
         if (why == NULL &&
             !index_fits(si, started, want_first, h.first_index)) {
-            why = "a record whose first index follows on from the log";
+            /* A whole, checksummed record in the wrong place is never a
+             * torn write (e.g. a segment before it went missing). */
+            set_err(c->errmsg, c->errmsg_len,
+                    "%s/%s: offset %" PRIu64 ": record for index %" PRIu64
+                    " (expected index %" PRIu64 ")",
+                    c->dir, si->name, off, h.first_index,
+                    started ? si->last + 1 : want_first);
+            return CRAFT_ECORRUPT;
         }
         if (why == NULL) {
             if (!started) {

@@ -537,8 +537,24 @@ static void fail_reqs(struct store_req *r, int status)
     }
 }
 
+/* Keep the current snapshot open for store_snapshot_read(), so that a job
+ * unlinking it after a newer one is durable never races with the reader.
+ * On failure the reader retries lazily. */
+static void open_snap_reader(struct store *s)
+{
+    if (s->snap_read_fd >= 0) {
+        s->vfs->close(s->vfs, s->snap_read_fd);
+        s->snap_read_fd = -1;
+    }
+    char path[4096];
+    path_of(s, path, sizeof path, s->snap_cur_name);
+    int fd = s->vfs->open(s->vfs, path, O_RDONLY, 0);
+    s->snap_read_fd = fd >= 0 ? fd : -1;
+}
+
 static void note_snapshots(struct store *s, const struct job *j)
 {
+    bool found = false;
     for (const struct op *op = j->head; op != NULL; op = op->next) {
         if (op->type != OP_SNAP_FINISH) {
             continue;
@@ -546,10 +562,10 @@ static void note_snapshots(struct store *s, const struct job *j)
         s->has_snap_cur = true;
         s->snap_cur = op->meta;
         snprintf(s->snap_cur_name, sizeof s->snap_cur_name, "%s", op->name);
-        if (s->snap_read_fd >= 0) {
-            s->vfs->close(s->vfs, s->snap_read_fd);
-            s->snap_read_fd = -1;
-        }
+        found = true;
+    }
+    if (found) {
+        open_snap_reader(s);
     }
 }
 
@@ -1129,6 +1145,7 @@ static int model_from_scan(struct store *s)
         s->snap_cur = sc->snapshot;
         snprintf(s->snap_cur_name, sizeof s->snap_cur_name, "%s",
                  sc->snapshot_name);
+        open_snap_reader(s);
     }
     return 0;
 }

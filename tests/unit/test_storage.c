@@ -449,6 +449,35 @@ static void corruption_is_reported_with_file_and_offset(void **state)
     henv_close(&e);
 }
 
+/* A segment that goes missing is corruption, never a shorter log. */
+static void missing_segments_are_corruption(void **state)
+{
+    (void)state;
+    struct henv e;
+    henv_init(&e, 4096);
+    assert_int_equal(henv_open(&e), 0);
+    assert_int_equal(append_wait(&e, 0, 1, 80, 1, NULL), 0);
+    henv_close_store(&e);
+    static char names[64][64];
+    size_t n = memfs_list(e.fs, names, 64);
+    assert_true(n >= 4); /* three closed segments at least, and open */
+    /* names are sorted: closed segments first, then "open". */
+    const char *victims[] = {names[1], names[n - 2]};
+    for (int v = 0; v < 2; v++) {
+        struct memfs *c = memfs_clone(e.fs);
+        char path[128];
+        snprintf(path, sizeof path, "/data/%s", victims[v]);
+        assert_int_equal(memfs_vfs(c)->unlink(memfs_vfs(c), path), 0);
+        struct memfs *orig = e.fs;
+        e.fs = c;
+        assert_int_equal(henv_open(&e), CRAFT_ECORRUPT);
+        assert_non_null(strstr(e.err, "expected"));
+        memfs_free(c);
+        e.fs = orig;
+    }
+    henv_close(&e);
+}
+
 static void enospc_fails_the_store_and_keeps_durable_data(void **state)
 {
     (void)state;
@@ -590,6 +619,7 @@ int main(void)
         cmocka_unit_test(meta_alternates_and_survives_a_torn_write),
         cmocka_unit_test(snapshot_chunks_read_back_and_compaction),
         cmocka_unit_test(corruption_is_reported_with_file_and_offset),
+        cmocka_unit_test(missing_segments_are_corruption),
         cmocka_unit_test(enospc_fails_the_store_and_keeps_durable_data),
         cmocka_unit_test(options_are_checked),
         cmocka_unit_test(posix_files_modes_and_mapped_load),
