@@ -8,7 +8,12 @@
  * on it.  Expired keys are invisible to every command and are deleted
  * lazily by the next write that touches them, on every replica alike.
  */
+#include <ctype.h>
+#include <errno.h>
 #include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -510,6 +515,178 @@ static int cmd_persist(struct kvsm_exec *x)
     return resp_write_int(x->out, 1);
 }
 
+/* RENAME and RENAMENX: the value moves (no copy) and keeps its expiry. */
+static int rename_generic(struct kvsm_exec *x, int nx)
+{
+    struct kvsm *sm = x->rw;
+    struct ht_entry *src = lookup_w(sm, x->argv[1], x->lens[1]);
+    if (src == NULL) {
+        return resp_write_error(x->out, "ERR no such key");
+    }
+    if (x->lens[1] == x->lens[2] &&
+        memcmp(x->argv[1], x->argv[2], x->lens[1]) == 0) {
+        return nx ? resp_write_int(x->out, 0) : resp_write_simple(x->out, "OK");
+    }
+    if (nx && lookup_w(sm, x->argv[2], x->lens[2]) != NULL) {
+        return resp_write_int(x->out, 0);
+    }
+    size_t mark = x->out->len;
+    int rv = nx ? resp_write_int(x->out, 1) : resp_write_simple(x->out, "OK");
+    if (rv != 0) {
+        return rv;
+    }
+    struct ht_entry *dst;
+    int created;
+    rv = ht_upsert(&sm->keys, x->argv[2], x->lens[2], &dst, &created);
+    if (rv != 0) {
+        x->out->len = mark;
+        return rv;
+    }
+    /* Swap the value buffers; deleting src then frees dst's old value.
+     * Entries do not move when the table grows, so src is still valid. */
+    uint8_t *v = dst->val;
+    size_t vl = dst->val_len, vc = dst->val_cap;
+    dst->val = src->val;
+    dst->val_len = src->val_len;
+    dst->val_cap = src->val_cap;
+    dst->expire_ms = src->expire_ms;
+    src->val = v;
+    src->val_len = vl;
+    src->val_cap = vc;
+    ht_delete(&sm->keys, x->argv[1], x->lens[1]);
+    return 0;
+}
+
+static int cmd_rename(struct kvsm_exec *x)
+{
+    return rename_generic(x, 0);
+}
+
+static int cmd_renamenx(struct kvsm_exec *x)
+{
+    return rename_generic(x, 1);
+}
+
+/* SETRANGE key offset value: Redis's setrangeCommand(), zero padding. */
+static int cmd_setrange(struct kvsm_exec *x)
+{
+    struct kvsm *sm = x->rw;
+    long long off;
+    if (arg_ll(x, 2, &off) != 0) {
+        return resp_write_error(x->out, E_NOT_INT);
+    }
+    if (off < 0) {
+        return resp_write_error(x->out, "ERR offset is out of range");
+    }
+    struct ht_entry *e = lookup_w(sm, x->argv[1], x->lens[1]);
+    size_t n = x->lens[3];
+    if (n == 0) {
+        return resp_write_int(x->out, e ? (long long)e->val_len : 0);
+    }
+    if ((unsigned long long)off + n > KVSM_VALUE_MAX) {
+        return resp_write_error(x->out, E_TOO_BIG);
+    }
+    int created = 0, rv = 0;
+    if (e == NULL) {
+        rv = ht_upsert(&sm->keys, x->argv[1], x->lens[1], &e, &created);
+        if (rv != 0) {
+            return rv;
+        }
+    }
+    size_t cur = e->val_len, end = (size_t)off + n;
+    if (end > cur) {
+        /* Appending zeros keeps the growth amortised like APPEND. */
+        static const uint8_t zeros[4096];
+        for (size_t pad = end - cur; rv == 0 && pad > 0;) {
+            size_t k = pad < sizeof zeros ? pad : sizeof zeros;
+            rv = ht_entry_append(&sm->keys, e, zeros, k);
+            pad -= k;
+        }
+        if (rv != 0) {
+            if (created) {
+                ht_delete(&sm->keys, x->argv[1], x->lens[1]);
+            } else {
+                e->val_len = cur;
+            }
+            return rv;
+        }
+    }
+    memcpy(e->val + off, x->argv[3], n);
+    return resp_write_int(x->out, (long long)e->val_len);
+}
+
+/* Redis's string2ld(): strtold, refusing leading blanks, trailing bytes,
+ * NaN and overflow. */
+static int parse_ld(const uint8_t *p, size_t n, long double *v)
+{
+    char tmp[5 * 1024];
+    if (n == 0 || n >= sizeof tmp) {
+        return -1;
+    }
+    memcpy(tmp, p, n);
+    tmp[n] = '\0';
+    char *end;
+    errno = 0;
+    long double d = strtold(tmp, &end);
+    if (isspace((unsigned char)tmp[0]) || *end != '\0' ||
+        (size_t)(end - tmp) != n ||
+        (errno == ERANGE &&
+         (d == HUGE_VALL || d == -HUGE_VALL || fpclassify(d) == FP_ZERO)) ||
+        isnan(d)) {
+        return -1;
+    }
+    *v = d;
+    return 0;
+}
+
+/* INCRBYFLOAT key increment.  The result is formatted as Redis's
+ * ld2string(LD_STR_HUMAN) does: %.17Lf without trailing zeros.  Long
+ * double arithmetic is deterministic on one architecture, which a cluster
+ * is assumed to share. */
+static int cmd_incrbyfloat(struct kvsm_exec *x)
+{
+    struct kvsm *sm = x->rw;
+    struct ht_entry *e = lookup_w(sm, x->argv[1], x->lens[1]);
+    long double cur = 0, by;
+    if ((e != NULL && parse_ld(e->val, e->val_len, &cur) != 0) ||
+        parse_ld(x->argv[2], x->lens[2], &by) != 0) {
+        return resp_write_error(x->out, "ERR value is not a valid float");
+    }
+    cur += by;
+    if (isnan(cur) || isinf(cur)) {
+        return resp_write_error(x->out,
+                                "ERR increment would produce NaN or Infinity");
+    }
+    char buf[5 * 1024];
+    int l = snprintf(buf, sizeof buf, "%.17Lf", cur);
+    if (l < 0 || (size_t)l + 1 > sizeof buf) {
+        return resp_write_error(x->out,
+                                "ERR increment would produce NaN or Infinity");
+    }
+    if (strchr(buf, '.') != NULL) {
+        while (buf[l - 1] == '0') {
+            l--;
+        }
+        if (buf[l - 1] == '.') {
+            l--;
+        }
+    }
+    if (l == 2 && buf[0] == '-' && buf[1] == '0') {
+        buf[0] = '0';
+        l = 1;
+    }
+    size_t mark = x->out->len;
+    int rv = resp_write_bulk(x->out, buf, (size_t)l);
+    if (rv == 0) {
+        rv = store(sm, x->argv[1], x->lens[1], (const uint8_t *)buf, (size_t)l,
+                   1);
+    }
+    if (rv != 0) {
+        x->out->len = mark;
+    }
+    return rv;
+}
+
 static int cmd_flushall(struct kvsm_exec *x)
 {
     /* FLUSHALL/FLUSHDB [ASYNC|SYNC]: both run synchronously here. */
@@ -560,6 +737,10 @@ static const struct kvsm_command commands[] = {
     {"decrby", 3, W, cmd_decrby},
     {"mset", -3, W, cmd_mset},
     {"msetnx", -3, W, cmd_msetnx},
+    {"rename", 3, W, cmd_rename},
+    {"renamenx", 3, W, cmd_renamenx},
+    {"setrange", 4, W, cmd_setrange},
+    {"incrbyfloat", 3, W, cmd_incrbyfloat},
     {"expire", -3, W, cmd_expire},
     {"pexpire", -3, W, cmd_pexpire},
     {"persist", 2, W, cmd_persist},

@@ -178,6 +178,42 @@ static void set_options(void **state)
     assert_string_equal(READ("GET j"), "$1\r\nx\r\n");
 }
 
+static void rename_setrange_incrbyfloat(void **state)
+{
+    struct fixture *f = *state;
+    uint64_t idx = 0, now = 1000;
+    assert_string_equal(APPLY("RENAME a b"), "-ERR no such key\r\n");
+    assert_string_equal(APPLY("SET a 1 PX 100"), "+OK\r\n");
+    assert_string_equal(APPLY("SET b 2"), "+OK\r\n");
+    assert_string_equal(APPLY("RENAMENX a b"), ":0\r\n");
+    assert_string_equal(APPLY("RENAME a b"), "+OK\r\n");
+    assert_string_equal(READ("GET b"), "$1\r\n1\r\n");
+    assert_string_equal(READ("PTTL b"), ":100\r\n");
+    assert_string_equal(READ("EXISTS a"), ":0\r\n");
+    assert_string_equal(APPLY("RENAME b b"), "+OK\r\n");
+    assert_string_equal(APPLY("RENAMENX b c"), ":1\r\n");
+    assert_string_equal(READ("DBSIZE"), ":1\r\n");
+    assert_string_equal(APPLY("SETRANGE s 3 ab"), ":5\r\n");
+    assert_memory_equal(READ("GET s"), "$5\r\n\0\0\0ab\r\n", 11);
+    assert_string_equal(APPLY("SETRANGE s 1 xyzw"), ":5\r\n");
+    assert_string_equal(APPLY("SETRANGE s -1 x"),
+                        "-ERR offset is out of range\r\n");
+    assert_string_equal(APPLY("SETRANGE s 536870911 xy"),
+                        "-ERR string exceeds maximum allowed size "
+                        "(proto-max-bulk-len)\r\n");
+    assert_string_equal(APPLY("INCRBYFLOAT f 10.5"), "$4\r\n10.5\r\n");
+    assert_string_equal(APPLY("INCRBYFLOAT f 0.1"), "$4\r\n10.6\r\n");
+    assert_string_equal(APPLY("INCRBYFLOAT f -10.6"), "$1\r\n0\r\n");
+    assert_string_equal(APPLY("INCRBYFLOAT f 5.0e3"), "$4\r\n5000\r\n");
+    assert_string_equal(APPLY("INCRBYFLOAT f x"),
+                        "-ERR value is not a valid float\r\n");
+    assert_string_equal(APPLY("INCRBYFLOAT f nan"),
+                        "-ERR value is not a valid float\r\n");
+    assert_string_equal(APPLY("INCRBYFLOAT f inf"),
+                        "-ERR increment would produce NaN or Infinity\r\n");
+    assert_string_equal(READ("GET f"), "$4\r\n5000\r\n");
+}
+
 static void key_expiry_by_leader_time(void **state)
 {
     struct fixture *f = *state;
@@ -669,6 +705,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(integers_like_redis, setup, teardown),
         cmocka_unit_test_setup_teardown(errors_like_redis, setup, teardown),
         cmocka_unit_test_setup_teardown(set_options, setup, teardown),
+        cmocka_unit_test_setup_teardown(rename_setrange_incrbyfloat, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(key_expiry_by_leader_time, setup,
                                         teardown),
         cmocka_unit_test(classify_routes),

@@ -188,7 +188,16 @@ static size_t random_arg(struct rng *r, char *out, size_t cap)
                                         "100",
                                         "-100",
                                         " 1",
-                                        "x\r\ny"};
+                                        "x\r\ny",
+                                        "1e3",
+                                        "-0.1",
+                                        "0.1",
+                                        "inf",
+                                        "nan",
+                                        "0x10",
+                                        "3.0",
+                                        "1e4000",
+                                        "5"};
     if (rng_chance(r, 50)) {
         size_t n = (size_t)rng_range(r, 0, 8);
         for (size_t i = 0; i < n && i < cap; i++) {
@@ -218,11 +227,13 @@ static void replies_match_redis(void **state)
     struct kvsm *sm;
     assert_int_equal(kvsm_new(&c, &sm), 0);
     static const char *const cmds[] = {
-        "GET",    "SET",    "SET",    "SET",      "APPEND", "DEL",
-        "EXISTS", "INCR",   "INCRBY", "DECR",     "DECRBY", "MGET",
-        "MSET",   "STRLEN", "DBSIZE", "SETNX",    "GETSET", "GETDEL",
-        "MSETNX", "TYPE",   "PING",   "ECHO",     "incr",   "GETRANGE",
-        "FROB",   "sEt",    "get",    "FLUSHALL", "INCR",   "APPEND"};
+        "GET",    "SET",      "SET",      "SET",         "APPEND",
+        "DEL",    "EXISTS",   "INCR",     "INCRBY",      "DECR",
+        "DECRBY", "MGET",     "MSET",     "STRLEN",      "DBSIZE",
+        "SETNX",  "GETSET",   "GETDEL",   "MSETNX",      "TYPE",
+        "PING",   "ECHO",     "incr",     "GETRANGE",    "FROB",
+        "sEt",    "get",      "FLUSHALL", "INCR",        "APPEND",
+        "RENAME", "RENAMENX", "SETRANGE", "INCRBYFLOAT", "INCRBYFLOAT"};
     uint64_t idx = 0;
     struct buf mine;
     buf_init(&mine);
