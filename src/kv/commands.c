@@ -708,10 +708,21 @@ static int cmd_craft_nested(struct kvsm_exec *x)
                              (const char *)x->argv[0]);
 }
 
+/* MULTI, EXEC and DISCARD are the connection's business (kvsm_classify()
+ * says KVSM_TX); the state machine sees a transaction only as a whole
+ * entry.  Reaching this handler is a server bug, answered politely. */
+static int cmd_tx_misrouted(struct kvsm_exec *x)
+{
+    return resp_write_errorf(
+        x->out, "ERR %.*s must be handled by the connection",
+        (int)(x->lens[0] > 16 ? 16 : x->lens[0]), (const char *)x->argv[0]);
+}
+
 #define R KVSM_CMD_READ
 #define W KVSM_CMD_WRITE
 #define L KVSM_CMD_LOCAL
 #define S KVSM_CMD_SESSION
+#define T KVSM_CMD_TX
 
 static const struct kvsm_command commands[] = {
     {"get", 2, R, cmd_get},
@@ -746,6 +757,9 @@ static const struct kvsm_command commands[] = {
     {"persist", 2, W, cmd_persist},
     {"flushall", -1, W, cmd_flushall},
     {"flushdb", -1, W, cmd_flushall},
+    {"multi", 1, T, cmd_tx_misrouted},
+    {"exec", 1, T, cmd_tx_misrouted},
+    {"discard", 1, T, cmd_tx_misrouted},
     {"craft.session", 1, W | S, cmd_craft_nested},
     {"craft.exec", -4, W | S, cmd_craft_nested},
 };
@@ -754,6 +768,7 @@ static const struct kvsm_command commands[] = {
 #undef W
 #undef L
 #undef S
+#undef T
 
 const struct kvsm_command *kvsm__command_find(const uint8_t *name, size_t n)
 {

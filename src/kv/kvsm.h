@@ -16,6 +16,10 @@
  *                                     clock, propose; on commit every replica
  *                                     runs kvsm_apply() and the proposing
  *                                     node sends its reply bytes
+ *                        KVSM_TX      MULTI / EXEC / DISCARD: the server
+ *                                     queues commands between MULTI and
+ *                                     EXEC (classifying each) and proposes
+ *                                     them as one kvsm_multi_encode() entry
  *
  * Invariants:
  *   1. Determinism: kvsm_apply() depends only on the state and the entry.
@@ -95,7 +99,9 @@ enum kvsm_class {
     KVSM_REJECT, /* error reply already written; nothing to run */
     KVSM_LOCAL,  /* stateless (PING, ECHO): kvsm_read() right away */
     KVSM_READ,   /* read-only: ReadIndex, then kvsm_read() */
-    KVSM_WRITE   /* goes through the log: kvsm_cmd_encode(), propose */
+    KVSM_WRITE,  /* goes through the log: kvsm_cmd_encode(), propose */
+    KVSM_TX      /* MULTI, EXEC or DISCARD: the connection's transaction
+                    queue (server side); EXEC proposes kvsm_multi_encode() */
 };
 
 /* The session part of a log entry. */
@@ -135,22 +141,48 @@ int kvsm_cmd_encode(uint64_t time_ms, const struct kvsm_session_ref *session,
                     size_t argc, const uint8_t *const *argv, const size_t *lens,
                     struct buf *out);
 
+/* One command as an argument vector (borrowed). */
+struct kvsm_argv {
+    size_t argc;
+    const uint8_t *const *argv;
+    const size_t *lens;
+};
+
+/* The most commands in one transaction entry.  Redis has no limit; a
+ * transaction is applied in one step, so bound the work of that step. */
+#define KVSM_MULTI_MAX 1024
+
+/*
+ * Encode a transaction (MULTI ... EXEC) as one entry: the commands run
+ * back to back in one apply, nothing interleaves, and the reply is an array
+ * of their replies, as Redis's EXEC.  Same returns as kvsm_cmd_encode();
+ * more than KVSM_MULTI_MAX commands is CRAFT_EINVAL.
+ */
+int kvsm_multi_encode(uint64_t time_ms, const struct kvsm_session_ref *session,
+                      size_t n_cmds, const struct kvsm_argv *cmds,
+                      struct buf *out);
+
 /* A decoded entry.  Argument bytes point into the payload (borrowed). */
 struct kvsm_cmd {
     uint64_t time_ms;
     bool has_session;
     struct kvsm_session_ref s;
-    size_t argc;
-    const uint8_t *args; /* argc times: u32 length, bytes */
-    size_t args_len;
+    bool multi;          /* a transaction */
+    size_t n_cmds;       /* 1 unless multi */
+    size_t argc;         /* of the first command */
+    const uint8_t *cmds; /* n_cmds times: u32 argc, argc (u32 len, bytes) */
+    size_t cmds_len;
 };
 
 /* Strictly validate and decode a payload.  0, CRAFT_EVERSION (unknown
  * version byte) or CRAFT_ECORRUPT (anything malformed: short, trailing
- * bytes, reserved bits, zero or too many arguments, lengths past the end). */
+ * bytes, reserved bits, zero or too many commands or arguments, lengths
+ * past the end). */
 int kvsm_cmd_decode(const void *payload, size_t len, struct kvsm_cmd *out);
 
-/* Iterate the arguments of a decoded entry: *off starts at 0. */
+/* Walk a decoded entry: *off starts at 0; kvsm_cmd_next() returns the next
+ * command's argc, then kvsm_cmd_arg() yields its arguments one by one. */
+size_t kvsm_cmd_next(const struct kvsm_cmd *c, size_t *off);
 void kvsm_cmd_arg(const struct kvsm_cmd *c, size_t *off, const uint8_t **p,
                   size_t *n);
 

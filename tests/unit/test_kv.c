@@ -292,6 +292,12 @@ static void classify_routes(void **state)
          "-ERR wrong number of arguments for 'get' command\r\n"},
         {"CRAFT.EXEC 1 3 CRAFT.SESSION", KVSM_REJECT, 0, 0, 0,
          "-ERR CRAFT.EXEC cannot wrap craft.session\r\n"},
+        {"multi", KVSM_TX, 0, 0, 0, NULL},
+        {"EXEC", KVSM_TX, 0, 0, 0, NULL},
+        {"DISCARD", KVSM_TX, 0, 0, 0, NULL},
+        {"CRAFT.EXEC 7 5 EXEC", KVSM_TX, 3, 1, 5, NULL},
+        {"CRAFT.EXEC 7 5 MULTI", KVSM_REJECT, 0, 0, 0,
+         "-ERR CRAFT.EXEC cannot wrap multi\r\n"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         struct words w;
@@ -342,7 +348,10 @@ static void entry_codec_strict(void **state)
             assert_int_equal(c.s.first_unacked, 20);
         }
         assert_int_equal(c.argc, 3);
+        assert_int_equal(c.n_cmds, 1);
+        assert_false(c.multi);
         size_t off = 0;
+        assert_int_equal(kvsm_cmd_next(&c, &off), 3);
         for (size_t i = 0; i < 3; i++) {
             const uint8_t *p;
             size_t n;
@@ -412,6 +421,70 @@ static void entry_fuzz_never_crashes(void **state)
     assert_true(kvsm_check(f->sm));
     buf_close(&e);
     buf_close(&reply);
+}
+
+static const char *apply_multi(struct kvsm *sm, uint64_t index,
+                               const struct kvsm_session_ref *s, size_t n,
+                               const char *const *lines)
+{
+    static char out[4096];
+    struct words w[8];
+    struct kvsm_argv cmds[8];
+    assert_true(n <= 8);
+    for (size_t i = 0; i < n; i++) {
+        words_split(&w[i], lines[i]);
+        cmds[i] = (struct kvsm_argv){w[i].argc, w[i].argv, w[i].lens};
+    }
+    struct buf e, r;
+    buf_init(&e);
+    buf_init(&r);
+    assert_int_equal(kvsm_multi_encode(1, s, n, cmds, &e), 0);
+    struct kvsm_cmd c;
+    assert_int_equal(kvsm_cmd_decode(e.data, e.len, &c), 0);
+    assert_true(c.multi);
+    assert_int_equal(c.n_cmds, n);
+    /* Every truncation of a transaction entry is corrupt too. */
+    for (size_t k = 0; k < e.len; k++) {
+        assert_int_equal(kvsm_cmd_decode(e.data, k, &c), CRAFT_ECORRUPT);
+    }
+    assert_int_equal(kvsm_apply(sm, index, e.data, e.len, &r), 0);
+    assert_true(r.len < sizeof out);
+    memcpy(out, r.data, r.len);
+    out[r.len] = '\0';
+    buf_close(&e);
+    buf_close(&r);
+    return out;
+}
+
+static void multi_exec_is_one_entry(void **state)
+{
+    struct fixture *f = *state;
+    uint64_t idx = 0, now = 1;
+    const char *tx[] = {"SET a 1", "INCR a",        "INCR s",
+                        "GET a",   "CRAFT.SESSION", "SET s x"};
+    APPLY("SET s notanumber");
+    assert_string_equal(
+        apply_multi(f->sm, ++idx, NULL, 6, tx),
+        "*6\r\n+OK\r\n:2\r\n-ERR value is not an integer or out of "
+        "range\r\n$1\r\n2\r\n-ERR craft.session is not allowed inside "
+        "MULTI\r\n+OK\r\n");
+    assert_string_equal(READ("MGET a s"), "*2\r\n$1\r\n2\r\n$1\r\nx\r\n");
+    /* Under a session, the whole transaction runs once. */
+    assert_string_equal(APPLY("CRAFT.SESSION"), ":3\r\n");
+    const char *incr[] = {"INCR a", "INCR a"};
+    struct kvsm_session_ref s = {3, 1, 1};
+    assert_string_equal(apply_multi(f->sm, ++idx, &s, 2, incr),
+                        "*2\r\n:3\r\n:4\r\n");
+    assert_string_equal(apply_multi(f->sm, ++idx, &s, 2, incr),
+                        "*2\r\n:3\r\n:4\r\n");
+    assert_string_equal(READ("GET a"), "$1\r\n4\r\n");
+    /* Transaction control never reaches the state machine as a command. */
+    assert_string_equal(APPLY("EXEC"),
+                        "-ERR EXEC must be handled by the connection\r\n");
+    struct buf e;
+    buf_init(&e);
+    assert_int_equal(kvsm_multi_encode(1, NULL, 0, NULL, &e), CRAFT_EINVAL);
+    buf_close(&e);
 }
 
 /* ---- sessions ---- */
@@ -710,6 +783,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(key_expiry_by_leader_time, setup,
                                         teardown),
         cmocka_unit_test(classify_routes),
+        cmocka_unit_test_setup_teardown(multi_exec_is_one_entry, setup,
+                                        teardown),
         cmocka_unit_test(entry_codec_strict),
         cmocka_unit_test_setup_teardown(entry_fuzz_never_crashes, setup,
                                         teardown),
