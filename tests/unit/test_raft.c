@@ -910,6 +910,13 @@ static void random_faults(void **state)
         for (unsigned i = 0; i < n; i++) {
             assert_true(c.nodes[i].hash == c.nodes[0].hash);
         }
+        struct raft_status st = h_status(&c, (unsigned)h_leader(&c));
+        print_message("  %u nodes: %u proposed, %llu committed, term %llu, "
+                      "snapshot at %llu, %llu chunks\n",
+                      n, proposed, (unsigned long long)idx,
+                      (unsigned long long)st.term,
+                      (unsigned long long)st.snapshot_index,
+                      (unsigned long long)c.sent[RAFT_MSG_SNAPSHOT]);
         h_close(&c);
     }
 }
