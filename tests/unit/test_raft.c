@@ -291,6 +291,37 @@ static void election_lease_ignores_votes(void **state)
     assert_int_equal(h_live_allocs, 0);
 }
 
+/* A candidate whose peers alone form a majority still waits for its own
+ * vote to be durable before acting as leader (found by the simulator). */
+static void election_leader_waits_for_durable_vote(void **state)
+{
+    (void)state;
+    struct raft_options o;
+    raft_options_default(&o);
+    o.pre_vote = false;
+    struct raft *r = hand_core(3, 1, &o);
+    struct raft_update u;
+    struct raft_event tk = {.type = RAFT_TICK};
+    uint64_t seq = 0;
+    do {
+        step_ok(r, &tk, &u);
+        seq = u.persist_seq ? u.persist_seq : seq;
+    } while (u.role != RAFT_CANDIDATE);
+    for (raft_id p = 2; p <= 3; p++) {
+        struct raft_message g = {.type = RAFT_MSG_VOTE_RESP,
+                                 .from = p,
+                                 .to = 1,
+                                 .term = u.term,
+                                 .vote_resp = {.granted = true}};
+        u = recv(r, &g);
+        assert_int_equal(u.role, RAFT_CANDIDATE);
+    }
+    u = persisted(r, seq);
+    assert_int_equal(u.role, RAFT_LEADER);
+    raft_free(r);
+    assert_int_equal(h_live_allocs, 0);
+}
+
 /* ---- replication ---------------------------------------------------- */
 
 static void replication_basic_commit(void **state)
@@ -1045,6 +1076,7 @@ int main(void)
         T(election_vote_rules),
         T(election_vote_needs_up_to_date_log),
         T(election_lease_ignores_votes),
+        T(election_leader_waits_for_durable_vote),
         T(replication_basic_commit),
         T(replication_divergent_logs_converge),
         T(replication_fast_backtracking),
