@@ -668,6 +668,61 @@ static void snapshot_chunks_resume_after_loss(void **state)
     h_close(&c);
 }
 
+/* A snapshot is installed while a write of older entries is in flight: the
+ * install drops the whole old log in order after that write (found by the
+ * simulator: the write landed after compaction and left a gap). */
+static void snapshot_install_with_write_in_flight(void **state)
+{
+    (void)state;
+    struct raft *r = hand_core(3, 1, NULL);
+    struct raft_entry a[3] = {ent(1, 1), ent(1, 2), ent(1, 3)};
+    struct raft_message m = {.type = RAFT_MSG_APPEND,
+                             .from = 2,
+                             .to = 1,
+                             .term = 1,
+                             .append = {.entries = a, .n_entries = 3}};
+    struct raft_update u = recv(r, &m);
+    uint64_t s1 = u.persist_seq;
+    static const char data[8] = "snapshot";
+    struct raft_message sn = {
+        .type = RAFT_MSG_SNAPSHOT,
+        .from = 2,
+        .to = 1,
+        .term = 1,
+        .snapshot = {.meta = {.index = 10,
+                              .term = 1,
+                              .config = {.n = 3, .ids = {1, 2, 3}},
+                              .size = 8},
+                     .offset = 0,
+                     .last = true,
+                     .data = {(void *)data, 8}}};
+    u = recv(r, &sn);
+    assert_non_null(u.snapshot_chunk);
+    assert_true(u.snapshot_chunk->last);
+    uint64_t s2 = u.persist_seq;
+    assert_true(s2 > s1);
+    u = persisted(r, s2);
+    assert_non_null(u.install);
+    assert_int_equal(u.install->index, 10);
+    assert_int_equal(u.truncate_from, 1); /* after the in-flight write */
+    assert_int_equal(u.compact_to, 10);
+    assert_true(u.persist_seq > s2);
+    /* The ack of the append (term 1, index 3) and the snapshot's "done". */
+    bool done = false;
+    for (size_t k = 0; k < u.n_messages; k++) {
+        done |= u.messages[k].type == RAFT_MSG_SNAPSHOT_RESP &&
+                u.messages[k].snapshot_resp.done;
+    }
+    assert_true(done);
+    struct raft_status st = hstat(r);
+    assert_int_equal(st.applied, 10);
+    assert_int_equal(st.commit, 10);
+    assert_int_equal(st.last_index, 10);
+    assert_int_equal(st.durable_index, 10);
+    raft_free(r);
+    assert_int_equal(h_live_allocs, 0);
+}
+
 /* ---- ReadIndex ------------------------------------------------------ */
 
 static void readindex_basic(void **state)
@@ -1086,6 +1141,7 @@ int main(void)
         T(persist_restart_keeps_votes_and_log),
         T(snapshot_lagging_follower_catches_up),
         T(snapshot_chunks_resume_after_loss),
+        T(snapshot_install_with_write_in_flight),
         T(readindex_basic),
         T(readindex_waits_for_own_term_commit),
         T(flow_idle_heartbeats_bounded),
