@@ -363,7 +363,8 @@ CRAFT_API void raft_free(struct raft *r);
  * or:
  *   RAFT_PROPOSE   CRAFT_ENOTLEADER (not the leader, or handing leadership
  *                  over), CRAFT_EINVAL (n == 0 or more than
- *                  RAFT_PROPOSE_MAX commands), CRAFT_ENOMEM;
+ *                  RAFT_PROPOSE_MAX commands), CRAFT_ETOOBIG (a command
+ *                  above RAFT_ENTRY_BYTES_MAX), CRAFT_ENOMEM;
  *   RAFT_RECEIVE   CRAFT_EPROTO (an impossible message: wrong recipient,
  *                  unknown sender, inconsistent fields), which changed
  *                  nothing;

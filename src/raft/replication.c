@@ -30,6 +30,11 @@ int raft__propose(struct raft *r, struct raft_event *ev)
     if (n == 0 || n > RAFT_PROPOSE_MAX || ev->propose.bufs == NULL) {
         return CRAFT_EINVAL;
     }
+    for (unsigned k = 0; k < n; k++) {
+        if (ev->propose.bufs[k].len > RAFT_ENTRY_BYTES_MAX) {
+            return CRAFT_ETOOBIG; /* could never be sent */
+        }
+    }
     if (raft__log_reserve(&r->log, n) != 0) {
         return CRAFT_ENOMEM;
     }
