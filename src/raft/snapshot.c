@@ -271,6 +271,8 @@ void raft__snapshot_durable(struct raft *r, const struct raft_persist_rec *rec)
         r->commit = meta->index;
     }
     r->applied = meta->index;
+    CRAFT_ASSERT(r->log.base_index == meta->index);
+    CRAFT_ASSERT(r->durable >= r->applied);
     r->out.install = *meta;
     r->out.has_install = true;
     r->out.compact_to = meta->index;
