@@ -662,6 +662,48 @@ static void persist_truncate_during_write(void **state)
     assert_int_equal(h_live_allocs, 0);
 }
 
+/* A heartbeat arriving while a write is in flight is answered at once when
+ * it claims only durable entries; a reply claiming pending ones waits. */
+static void persist_heartbeat_ack_not_held(void **state)
+{
+    (void)state;
+    struct raft *r = hand_core(3, 1, NULL);
+    struct raft_entry a[2] = {ent(1, 1), ent(1, 2)};
+    struct raft_message m = {.type = RAFT_MSG_APPEND,
+                             .from = 2,
+                             .to = 1,
+                             .term = 1,
+                             .append = {.entries = a, .n_entries = 2}};
+    struct raft_update u = recv(r, &m);
+    u = persisted(r, u.persist_seq);
+    assert_int_equal(u.n_messages, 1);
+    struct raft_entry b[1] = {ent(1, 3)};
+    m.append.prev_index = 2;
+    m.append.prev_term = 1;
+    m.append.entries = b;
+    m.append.n_entries = 1;
+    u = recv(r, &m); /* write of entry 3 in flight */
+    uint64_t s = u.persist_seq;
+    assert_int_equal(u.n_messages, 0);
+    struct raft_message hb = {
+        .type = RAFT_MSG_APPEND,
+        .from = 2,
+        .to = 1,
+        .term = 1,
+        .append = {.prev_index = 2, .prev_term = 1, .read_round = 4}};
+    u = recv(r, &hb);
+    assert_int_equal(u.n_messages, 1);
+    assert_int_equal(u.messages[0].append_resp.index, 2);
+    assert_int_equal(u.messages[0].append_resp.read_round, 4);
+    hb.append.prev_index = 3; /* claims the pending entry: waits */
+    u = recv(r, &hb);
+    assert_int_equal(u.n_messages, 0);
+    u = persisted(r, s);
+    assert_int_equal(u.n_messages, 2);
+    raft_free(r);
+    assert_int_equal(h_live_allocs, 0);
+}
+
 static void persist_restart_keeps_votes_and_log(void **state)
 {
     (void)state;
@@ -1232,6 +1274,7 @@ int main(void)
         T(election_check_quorum_timing),
         T(persist_leader_commits_only_when_durable),
         T(persist_truncate_during_write),
+        T(persist_heartbeat_ack_not_held),
         T(persist_restart_keeps_votes_and_log),
         T(snapshot_lagging_follower_catches_up),
         T(snapshot_chunks_resume_after_loss),
