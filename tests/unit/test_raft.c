@@ -1025,6 +1025,33 @@ static void flow_pipelining_window(void **state)
     assert_int_equal(h_live_allocs, 0);
 }
 
+/* A follower that does not answer is re-probed every heartbeat with an
+ * empty append, not with the whole batch again. */
+static void flow_silent_follower_gets_empty_probes(void **state)
+{
+    (void)state;
+    struct raft *r = hand_core(3, 1, NULL);
+    make_leader(r);
+    struct raft_buffer b = {(void *)"payload", 7};
+    struct raft_event p = {.type = RAFT_PROPOSE,
+                           .propose = {.bufs = &b, .n = 1}};
+    struct raft_update u;
+    step_ok(r, &p, &u);
+    struct raft_event tk = {.type = RAFT_TICK};
+    unsigned probes = 0;
+    for (int t = 0; t < 30; t++) {
+        step_ok(r, &tk, &u);
+        for (size_t k = 0; k < u.n_messages; k++) {
+            assert_int_equal(u.messages[k].type, RAFT_MSG_APPEND);
+            assert_int_equal(u.messages[k].append.n_entries, 0);
+            probes++;
+        }
+    }
+    assert_int_equal(probes, 6); /* 3 heartbeats x 2 followers */
+    raft_free(r);
+    assert_int_equal(h_live_allocs, 0);
+}
+
 /* ---- leadership transfer -------------------------------------------- */
 
 static void transfer_hands_over(void **state)
@@ -1284,6 +1311,7 @@ int main(void)
         T(flow_idle_heartbeats_bounded),
         T(flow_proposals_message_count),
         T(flow_pipelining_window),
+        T(flow_silent_follower_gets_empty_probes),
         T(transfer_hands_over),
         T(random_faults),
         T(alloc_failures_are_clean),
