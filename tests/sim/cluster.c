@@ -148,8 +148,9 @@ static void install_snapshot(struct sim_cluster *c, struct sim_node *n,
     struct sim_storage *s = &n->st;
     if (!s->has_snap || s->snap.index != meta->index ||
         s->snap.term != meta->term) {
-        sim_fail(c, "n%llu: install of snapshot %llu/%llu that is not the "
-                    "durable one",
+        sim_fail(c,
+                 "n%llu: install of snapshot %llu/%llu that is not the "
+                 "durable one",
                  (unsigned long long)n->id, (unsigned long long)meta->index,
                  (unsigned long long)meta->term);
     }
@@ -203,8 +204,9 @@ static void handle_reads(struct sim_cluster *c, struct sim_node *n,
             pp = &(*pp)->next;
         }
         if (*pp == NULL || (*pp)->index != 0) {
-            sim_fail(c, "n%llu: read answer for unknown or answered ctx "
-                        "%llu",
+            sim_fail(c,
+                     "n%llu: read answer for unknown or answered ctx "
+                     "%llu",
                      (unsigned long long)n->id, (unsigned long long)rd->ctx);
         }
         struct sim_read_req *req = *pp;
@@ -215,10 +217,10 @@ static void handle_reads(struct sim_cluster *c, struct sim_node *n,
             continue;
         }
         if (rd->index < req->need_index) {
-            sim_fail(c, "n%llu: stale read: ReadIndex %llu but index %llu "
-                        "was committed before the read was issued",
-                     (unsigned long long)n->id,
-                     (unsigned long long)rd->index,
+            sim_fail(c,
+                     "n%llu: stale read: ReadIndex %llu but index %llu "
+                     "was committed before the read was issued",
+                     (unsigned long long)n->id, (unsigned long long)rd->index,
                      (unsigned long long)req->need_index);
         }
         req->index = rd->index;
@@ -234,10 +236,10 @@ static void handle_reads(struct sim_cluster *c, struct sim_node *n,
          * apply checks tie to the committed log; it reflects every write
          * acknowledged before the read if it covers them all. */
         if (n->applied < req->need_applied) {
-            sim_fail(c, "n%llu: read served at %llu misses write %llu "
-                        "acknowledged before it",
-                     (unsigned long long)n->id,
-                     (unsigned long long)n->applied,
+            sim_fail(c,
+                     "n%llu: read served at %llu misses write %llu "
+                     "acknowledged before it",
+                     (unsigned long long)n->id, (unsigned long long)n->applied,
                      (unsigned long long)req->need_applied);
         }
         *pp = req->next;
@@ -479,8 +481,8 @@ static void node_start(struct sim_cluster *c, struct sim_node *n)
     opts.trace = sim__raft_trace_hook;
     opts.trace_data = n;
     struct raft *r = NULL;
-    int rv = raft_new(n->id, &config, &opts, rng_next(&c->rng), &restore,
-                      NULL, &r);
+    int rv =
+        raft_new(n->id, &config, &opts, rng_next(&c->rng), &restore, NULL, &r);
     if (rv != 0) {
         sim_fail(c, "n%llu: raft_new failed: %s", (unsigned long long)n->id,
                  craft_strerror(rv));
@@ -631,8 +633,8 @@ const char *sim_fail_reason(const struct sim_cluster *c)
 
 /* ---- clients ------------------------------------------------------------ */
 
-int sim_propose(struct sim_cluster *c, raft_id id, const void *data,
-                size_t len, raft_index *index, raft_term *term)
+int sim_propose(struct sim_cluster *c, raft_id id, const void *data, size_t len,
+                raft_index *index, raft_term *term)
 {
     struct sim_node *n = sim__node(c, id);
     if (!n->up) {
@@ -720,8 +722,7 @@ unsigned sim_n_nodes(const struct sim_cluster *c)
     return c->o.n_nodes;
 }
 
-bool sim_status(const struct sim_cluster *c, raft_id id,
-                struct raft_status *st)
+bool sim_status(const struct sim_cluster *c, raft_id id, struct raft_status *st)
 {
     CRAFT_ASSERT(id >= 1 && id <= c->o.n_nodes);
     const struct sim_node *n = &c->nodes[id - 1];

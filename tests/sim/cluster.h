@@ -73,9 +73,9 @@ typedef void (*sim_apply_cb)(void *data, raft_id node,
                              const struct raft_entry *e);
 
 struct sim_options {
-    unsigned n_nodes;  /* 1..SIM_NODES_MAX */
-    uint64_t seed;     /* drives every random choice of the simulation */
-    unsigned tick_ms;  /* simulated milliseconds per raft tick; default 10 */
+    unsigned n_nodes; /* 1..SIM_NODES_MAX */
+    uint64_t seed;    /* drives every random choice of the simulation */
+    unsigned tick_ms; /* simulated milliseconds per raft tick; default 10 */
     /* Raft tunables given to every core (trace hook is set by the
      * cluster).  Filled with raft_options_default() by sim_options_init. */
     struct raft_options raft;
@@ -99,9 +99,9 @@ void sim_options_init(struct sim_options *o);
 
 /* Faults on one directed link.  Rates are per mille. */
 struct sim_link_faults {
-    unsigned drop_pm;       /* drop the message */
-    unsigned dup_pm;        /* deliver it twice (the copy later) */
-    unsigned delay_min_ms;  /* delay drawn uniformly from [min, max] */
+    unsigned drop_pm;      /* drop the message */
+    unsigned dup_pm;       /* deliver it twice (the copy later) */
+    unsigned delay_min_ms; /* delay drawn uniformly from [min, max] */
     unsigned delay_max_ms;
     unsigned long_reorder_pm; /* instead delay 200 + rand(rand(2000)) */
 };
@@ -146,9 +146,9 @@ uint64_t sim_now(const struct sim_cluster *c);
 void sim_run_for(struct sim_cluster *c, uint64_t ms);
 /* Run until pred() is true (checked after every event) or timeout_ms have
  * passed; returns pred()'s last value. */
-bool sim_run_until(struct sim_cluster *c, bool (*pred)(struct sim_cluster *,
-                                                       void *),
-                   void *data, uint64_t timeout_ms);
+bool sim_run_until(struct sim_cluster *c,
+                   bool (*pred)(struct sim_cluster *, void *), void *data,
+                   uint64_t timeout_ms);
 /* Events processed so far (all nodes). */
 uint64_t sim_events(const struct sim_cluster *c);
 
@@ -182,8 +182,8 @@ bool sim_is_up(const struct sim_cluster *c, raft_id id);
 /* Propose one command on node id (copied).  Returns 0 and sets *index and
  * *term (either may be NULL), or CRAFT_ENOTLEADER (also for a crashed
  * node). */
-int sim_propose(struct sim_cluster *c, raft_id id, const void *data,
-                size_t len, raft_index *index, raft_term *term);
+int sim_propose(struct sim_cluster *c, raft_id id, const void *data, size_t len,
+                raft_index *index, raft_term *term);
 /* Propose a command that is the 8-byte little-endian encoding of value. */
 int sim_propose_u64(struct sim_cluster *c, raft_id id, uint64_t value,
                     raft_index *index, raft_term *term);

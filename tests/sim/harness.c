@@ -134,8 +134,9 @@ void st_check_no_leader(struct sim_test *t)
 {
     for (raft_id i = 1; i <= sim_n_nodes(t->c); i++) {
         if (live(t, i) && st_is_leader(t, i, NULL)) {
-            st_fail(t, "expected no leader among connected servers, but "
-                       "n%llu claims to be leader",
+            st_fail(t,
+                    "expected no leader among connected servers, but "
+                    "n%llu claims to be leader",
                     (unsigned long long)i);
         }
     }
@@ -162,8 +163,8 @@ unsigned st_n_committed(struct sim_test *t, raft_index index, uint64_t *cmd,
     return count;
 }
 
-bool st_start(struct sim_test *t, raft_id id, uint64_t cmd,
-              raft_index *index, raft_term *term)
+bool st_start(struct sim_test *t, raft_id id, uint64_t cmd, raft_index *index,
+              raft_term *term)
 {
     return sim_propose_u64(t->c, id, cmd, index, term) == 0;
 }
@@ -253,8 +254,9 @@ void st_one_many(struct sim_test *t, const uint64_t *cmds, unsigned n_cmds,
     uint64_t t0 = sim_now(t->c);
     while (n_done < n_cmds) {
         if (sim_now(t->c) - t0 >= ST_ONE_MS) {
-            st_fail(t, "%u of %u concurrent one() calls failed to reach "
-                       "agreement in %d ms",
+            st_fail(t,
+                    "%u of %u concurrent one() calls failed to reach "
+                    "agreement in %d ms",
                     n_cmds - n_done, n_cmds, ST_ONE_MS);
         }
         for (unsigned k = 0; k < n_cmds; k++) {
@@ -287,8 +289,8 @@ void st_one_many(struct sim_test *t, const uint64_t *cmds, unsigned n_cmds,
     }
 }
 
-bool st_wait(struct sim_test *t, raft_index index, unsigned n,
-             raft_term term, uint64_t *cmd)
+bool st_wait(struct sim_test *t, raft_index index, unsigned n, raft_term term,
+             uint64_t *cmd)
 {
     uint64_t to = 10;
     unsigned nd = 0;

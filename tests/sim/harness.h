@@ -31,7 +31,7 @@ struct sim_test {
     bool verbose;
     /* A scenario may tune the cluster before st_make (zero: defaults). */
     unsigned snapshot_trailing;
-    unsigned nodes; /* for random runs: 0 lets the seed choose */
+    unsigned nodes;     /* for random runs: 0 lets the seed choose */
     const char *replay; /* the command line that replays this run */
     void *user;         /* for the scenario function */
 };
@@ -69,11 +69,11 @@ raft_index st_one(struct sim_test *t, uint64_t cmd, unsigned expected,
                   bool retry);
 /* wait(index, n, term): poll with backoff until n nodes applied index;
  * returns false if a node's term moved past `term` (when term != 0). */
-bool st_wait(struct sim_test *t, raft_index index, unsigned n,
-             raft_term term, uint64_t *cmd);
+bool st_wait(struct sim_test *t, raft_index index, unsigned n, raft_term term,
+             uint64_t *cmd);
 /* Start(cmd) on node id: true if it is the leader. */
-bool st_start(struct sim_test *t, raft_id id, uint64_t cmd,
-              raft_index *index, raft_term *term);
+bool st_start(struct sim_test *t, raft_id id, uint64_t cmd, raft_index *index,
+              raft_term *term);
 /* GetState(): term and whether node id thinks it leads (false if down). */
 bool st_is_leader(struct sim_test *t, raft_id id, raft_term *term);
 

@@ -170,9 +170,10 @@ static void match_register(struct sim_cluster *c, struct sim_node *n,
         return;
     }
     if (c->match_vals[j] != phash) {
-        sim_fail(c, "log matching violated: n%llu holds entry %llu of term "
-                    "%llu but its log up to there differs from another "
-                    "log holding that entry",
+        sim_fail(c,
+                 "log matching violated: n%llu holds entry %llu of term "
+                 "%llu but its log up to there differs from another "
+                 "log holding that entry",
                  ID(n), U(index), U(term));
     }
 }
@@ -198,13 +199,14 @@ void sim__invariants_close(struct sim_cluster *c)
 
 /* ---- the shadow log ----------------------------------------------------- */
 
-static void entry_at(struct sim_cluster *c, struct sim_node *n,
-                     raft_index i, struct raft_entry *e)
+static void entry_at(struct sim_cluster *c, struct sim_node *n, raft_index i,
+                     struct raft_entry *e)
 {
     int rv = raft_entry_at(n->r, i, e);
     if (rv != 0 || e->index != i) {
-        sim_fail(c, "n%llu: raft_entry_at(%llu) failed (%s) although the "
-                    "status says the log holds it",
+        sim_fail(c,
+                 "n%llu: raft_entry_at(%llu) failed (%s) although the "
+                 "status says the log holds it",
                  ID(n), U(i), rv != 0 ? craft_strerror(rv) : "wrong index");
     }
 }
@@ -262,8 +264,9 @@ static uint64_t base_hash_for(struct sim_cluster *c, struct sim_node *n,
         match_lookup(c, base, st->snapshot_term, &h)) {
         return h;
     }
-    sim_fail(c, "n%llu: its log starts after index %llu, which no node "
-                "ever committed",
+    sim_fail(c,
+             "n%llu: its log starts after index %llu, which no node "
+             "ever committed",
              ID(n), U(base));
 }
 
@@ -279,8 +282,7 @@ static void shadow_fill(struct sim_cluster *c, struct sim_node *n,
     for (raft_index i = from; i <= last; i++) {
         struct raft_entry e;
         entry_at(c, n, i, &e);
-        uint64_t h =
-            sim__chain(prev, i, e.term, e.type, e.buf.base, e.buf.len);
+        uint64_t h = sim__chain(prev, i, e.term, e.type, e.buf.base, e.buf.len);
         struct sim_shadow_entry *se = shadow_at(s, i);
         se->term = e.term;
         se->phash = h;
@@ -385,8 +387,9 @@ static void check_complete(struct sim_cluster *c, struct sim_node *n)
         return;
     }
     if (s->last < m || shadow_hash(s, m) != c->idx[m].chain) {
-        sim_fail(c, "leader completeness violated: n%llu leads term %llu "
-                    "without entry %llu committed in term %llu",
+        sim_fail(c,
+                 "leader completeness violated: n%llu leads term %llu "
+                 "without entry %llu committed in term %llu",
                  ID(n), U(n->term), U(m), U(c->idx[m].commit_term));
     }
 }
@@ -403,8 +406,9 @@ static void check_leaders_hold(struct sim_cluster *c, raft_index i)
             continue;
         }
         if (l->log.last < i || shadow_hash(&l->log, i) != rec->chain) {
-            sim_fail(c, "leader completeness violated: n%llu leads term "
-                        "%llu without entry %llu committed in term %llu",
+            sim_fail(c,
+                     "leader completeness violated: n%llu leads term "
+                     "%llu without entry %llu committed in term %llu",
                      ID(l), U(l->term), U(i), U(rec->commit_term));
         }
     }
@@ -416,8 +420,8 @@ static void check_commit(struct sim_cluster *c, struct sim_node *n,
 {
     struct sim_shadow *s = &n->log;
     if (commit < n->commit) {
-        sim_fail(c, "n%llu: commit index went back from %llu to %llu",
-                 ID(n), U(n->commit), U(commit));
+        sim_fail(c, "n%llu: commit index went back from %llu to %llu", ID(n),
+                 U(n->commit), U(commit));
     }
     n->commit = commit;
     if (commit > s->last) {
@@ -429,8 +433,9 @@ static void check_commit(struct sim_cluster *c, struct sim_node *n,
     }
     if (commit <= c->commit_max) {
         if (shadow_hash(s, commit) != c->idx[commit].chain) {
-            sim_fail(c, "n%llu: commits a different entry at %llu than "
-                        "another node did",
+            sim_fail(c,
+                     "n%llu: commits a different entry at %llu than "
+                     "another node did",
                      ID(n), U(commit));
         }
         return;
@@ -438,8 +443,9 @@ static void check_commit(struct sim_cluster *c, struct sim_node *n,
     for (raft_index i = c->commit_max + 1; i <= commit; i++) {
         struct sim_index_rec *rec = idx_rec(c, i);
         if (i <= s->base) {
-            sim_fail(c, "n%llu: commits %llu past entries no node "
-                        "committed",
+            sim_fail(c,
+                     "n%llu: commits %llu past entries no node "
+                     "committed",
                      ID(n), U(commit));
         }
         rec->committed = true;
@@ -465,22 +471,23 @@ void sim__check_update(struct sim_cluster *c, struct sim_node *n,
     }
     if (u->role != st.role || u->term != st.term) {
         sim_fail(c, "n%llu: update says %s/%llu, status %s/%llu", ID(n),
-                 raft_role_name(u->role), U(u->term),
-                 raft_role_name(st.role), U(st.term));
+                 raft_role_name(u->role), U(u->term), raft_role_name(st.role),
+                 U(st.term));
     }
 
     /* Property 2, before the shadow forgets the old entries. */
     struct sim_shadow *s = &n->log;
-    bool leading_on = was_leader && u->role == RAFT_LEADER &&
-                      u->term == old_term;
+    bool leading_on =
+        was_leader && u->role == RAFT_LEADER && u->term == old_term;
     uint64_t old_tail = last_before > s->base ? shadow_hash(s, last_before) : 0;
     raft_index from = shadow_sync(c, n, u, &st);
     if (leading_on) {
         if (u->truncate_from != 0 || st.last_index < last_before ||
             (from <= last_before && last_before > s->base &&
              shadow_hash(s, last_before) != old_tail)) {
-            sim_fail(c, "leader append-only violated: n%llu changed its "
-                        "log below %llu while leading term %llu",
+            sim_fail(c,
+                     "leader append-only violated: n%llu changed its "
+                     "log below %llu while leading term %llu",
                      ID(n), U(last_before), U(u->term));
         }
     }
@@ -497,8 +504,9 @@ void sim__check_update(struct sim_cluster *c, struct sim_node *n,
         if (*who == 0) {
             *who = n->id;
         } else if (*who != n->id) {
-            sim_fail(c, "election safety violated: n%llu and n%llu both "
-                        "lead term %llu",
+            sim_fail(c,
+                     "election safety violated: n%llu and n%llu both "
+                     "lead term %llu",
                      U(*who), ID(n), U(u->term));
         }
         if (!leading_on) {
@@ -521,17 +529,17 @@ void sim__check_apply(struct sim_cluster *c, struct sim_node *n,
                  ID(n), U(e->index), U(n->applied));
     }
     if (e->index > n->commit) {
-        sim_fail(c, "n%llu: applied %llu beyond its commit index %llu",
-                 ID(n), U(e->index), U(n->commit));
+        sim_fail(c, "n%llu: applied %llu beyond its commit index %llu", ID(n),
+                 U(e->index), U(n->commit));
     }
-    uint64_t h =
-        sim__chain(n->chain, e->index, e->term, e->type, e->buf.base,
-                   e->buf.len);
+    uint64_t h = sim__chain(n->chain, e->index, e->term, e->type, e->buf.base,
+                            e->buf.len);
     struct sim_index_rec *rec = idx_rec(c, e->index);
     if (!rec->committed || rec->chain != h) {
-        sim_fail(c, "state machine safety violated: n%llu applied at %llu "
-                    "an entry (term %llu) that differs from the committed "
-                    "one (term %llu)",
+        sim_fail(c,
+                 "state machine safety violated: n%llu applied at %llu "
+                 "an entry (term %llu) that differs from the committed "
+                 "one (term %llu)",
                  ID(n), U(e->index), U(e->term), U(rec->term));
     }
     if (!rec->applied) {
@@ -550,14 +558,16 @@ void sim__check_install(struct sim_cluster *c, struct sim_node *n,
                         const struct raft_snapshot_meta *meta, uint64_t chain)
 {
     if (meta->index < n->applied) {
-        sim_fail(c, "n%llu: snapshot install at %llu moves its state back "
-                    "from %llu",
+        sim_fail(c,
+                 "n%llu: snapshot install at %llu moves its state back "
+                 "from %llu",
                  ID(n), U(meta->index), U(n->applied));
     }
     if (meta->index >= c->cap_idx || !c->idx[meta->index].committed ||
         c->idx[meta->index].chain != chain) {
-        sim_fail(c, "n%llu: installed snapshot %llu does not hold the "
-                    "committed state at that index",
+        sim_fail(c,
+                 "n%llu: installed snapshot %llu does not hold the "
+                 "committed state at that index",
                  ID(n), U(meta->index));
     }
     if (meta->index > n->commit) {
@@ -576,8 +586,8 @@ void sim_audit(struct sim_cluster *c)
         raft_status(n->r, &st);
         struct sim_shadow *s = &n->log;
         if (s->last != st.last_index) {
-            sim_fail(c, "audit: n%llu shadow ends at %llu, core at %llu",
-                     ID(n), U(s->last), U(st.last_index));
+            sim_fail(c, "audit: n%llu shadow ends at %llu, core at %llu", ID(n),
+                     U(s->last), U(st.last_index));
         }
         uint64_t prev = s->base_hash;
         for (raft_index i = s->base + 1; i <= s->last; i++) {
@@ -585,8 +595,9 @@ void sim_audit(struct sim_cluster *c)
             entry_at(c, n, i, &e);
             prev = sim__chain(prev, i, e.term, e.type, e.buf.base, e.buf.len);
             if (prev != shadow_at(s, i)->phash) {
-                sim_fail(c, "audit: n%llu entry %llu changed without an "
-                            "update announcing it",
+                sim_fail(c,
+                         "audit: n%llu entry %llu changed without an "
+                         "update announcing it",
                          ID(n), U(i));
             }
         }

@@ -31,8 +31,15 @@ const struct sim_scenario sim_scenarios[] = {SIM_SCENARIOS(SIM__ENTRY)};
 #undef SIM__ENTRY
 const size_t sim_n_scenarios = sizeof sim_scenarios / sizeof sim_scenarios[0];
 
-enum mode { MODE_NONE, MODE_LIST, MODE_SCENARIO, MODE_ALL, MODE_RANDOM,
-            MODE_SOAK, MODE_BENCH };
+enum mode {
+    MODE_NONE,
+    MODE_LIST,
+    MODE_SCENARIO,
+    MODE_ALL,
+    MODE_RANDOM,
+    MODE_SOAK,
+    MODE_BENCH
+};
 
 struct args {
     enum mode mode;
@@ -46,14 +53,13 @@ struct args {
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: craft-sim --list\n"
-            "       craft-sim --scenario NAME [--seed S] [--verbose]\n"
-            "       craft-sim --all [--seed S]\n"
-            "       craft-sim --random --seed S --runs N [--nodes 3|5|7] "
-            "[--verbose]\n"
-            "       craft-sim --soak SECONDS [--seed S] [--nodes 3|5|7]\n"
-            "       craft-sim --bench SIM_SECONDS [--seed S]\n");
+    fprintf(f, "usage: craft-sim --list\n"
+               "       craft-sim --scenario NAME [--seed S] [--verbose]\n"
+               "       craft-sim --all [--seed S]\n"
+               "       craft-sim --random --seed S --runs N [--nodes 3|5|7] "
+               "[--verbose]\n"
+               "       craft-sim --soak SECONDS [--seed S] [--nodes 3|5|7]\n"
+               "       craft-sim --bench SIM_SECONDS [--seed S]\n");
 }
 
 static int parse_u64(const char *flag, const char *s, uint64_t *out)
@@ -76,8 +82,7 @@ static int parse_u64(const char *flag, const char *s, uint64_t *out)
 static int set_mode(struct args *a, enum mode m, const char *flag)
 {
     if (a->mode != MODE_NONE) {
-        fprintf(stderr, "craft-sim: %s conflicts with an earlier mode\n",
-                flag);
+        fprintf(stderr, "craft-sim: %s conflicts with an earlier mode\n", flag);
         return -1;
     }
     a->mode = m;
@@ -176,8 +181,7 @@ static double wall_now(void)
 }
 
 static int run_scenario(const struct sim_scenario *s, uint64_t seed,
-                        bool verbose, double *wall,
-                        struct sim_run_stats *stats)
+                        bool verbose, double *wall, struct sim_run_stats *stats)
 {
     char replay[160];
     snprintf(replay, sizeof replay, "craft-sim --scenario %s --seed %llu",
@@ -201,8 +205,8 @@ static int cmd_all(const struct args *a)
     for (size_t i = 0; i < sim_n_scenarios; i++) {
         double wall;
         struct sim_run_stats st = {0, 0};
-        int rv = run_scenario(&sim_scenarios[i], a->seed, a->verbose, &wall,
-                              &st);
+        int rv =
+            run_scenario(&sim_scenarios[i], a->seed, a->verbose, &wall, &st);
         total += wall;
         failed += rv != 0;
         printf("%-32s %s %7.3f s wall %8.1f s simulated %9llu events\n",
@@ -220,8 +224,8 @@ static void print_totals(const struct sim_random_totals *tot, double wall)
     printf("%llu runs, %llu failed; %.1f simulated s in %.2f wall s (%.0fx); "
            "%llu events, %llu entries committed, %llu reads served\n",
            U(tot->runs), U(tot->failures), (double)tot->sim_ms / 1000.0, wall,
-           wall > 0 ? (double)tot->sim_ms / 1000.0 / wall : 0.0,
-           U(tot->events), U(tot->commits), U(tot->reads_served));
+           wall > 0 ? (double)tot->sim_ms / 1000.0 / wall : 0.0, U(tot->events),
+           U(tot->commits), U(tot->reads_served));
 }
 
 static int cmd_random(const struct args *a)

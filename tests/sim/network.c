@@ -39,8 +39,8 @@ static bool is_request(uint8_t type)
 }
 
 /* Copy m, with `chunk` (len bytes) as the snapshot data if it is one. */
-static struct sim_msg *msg_copy(const struct raft_message *m,
-                                const void *chunk, size_t chunk_len)
+static struct sim_msg *msg_copy(const struct raft_message *m, const void *chunk,
+                                size_t chunk_len)
 {
     size_t n_entries = 0, data = chunk_len;
     if (m->type == RAFT_MSG_APPEND) {
@@ -49,8 +49,8 @@ static struct sim_msg *msg_copy(const struct raft_message *m,
             data += m->append.entries[i].buf.len;
         }
     }
-    size_t size = sizeof(struct sim_msg) + n_entries * sizeof(struct raft_entry) +
-                  data;
+    size_t size =
+        sizeof(struct sim_msg) + n_entries * sizeof(struct raft_entry) + data;
     struct sim_msg *sm = malloc(size);
     CRAFT_ASSERT(sm != NULL);
     sm->m = *m;
@@ -86,8 +86,7 @@ void sim__msg_free(struct sim_msg *m)
     free(m);
 }
 
-static bool link_passes(const struct sim_cluster *c, unsigned from,
-                        unsigned to)
+static bool link_passes(const struct sim_cluster *c, unsigned from, unsigned to)
 {
     return c->nodes[from].connected && c->nodes[to].connected &&
            c->link_up[from][to];
@@ -129,17 +128,17 @@ static const uint8_t *chunk_bytes(struct sim_cluster *c, struct sim_node *n,
         return NULL;
     }
     if (sn->offset > s->snap_len || sn->data.len > s->snap_len - sn->offset) {
-        sim_fail(c, "n%llu: snapshot chunk [%llu, +%zu) beyond snapshot "
-                    "%llu of %zu bytes",
+        sim_fail(c,
+                 "n%llu: snapshot chunk [%llu, +%zu) beyond snapshot "
+                 "%llu of %zu bytes",
                  (unsigned long long)n->id, (unsigned long long)sn->offset,
-                 sn->data.len, (unsigned long long)sn->meta.index,
-                 s->snap_len);
+                 sn->data.len, (unsigned long long)sn->meta.index, s->snap_len);
     }
     if (sn->last && sn->offset + sn->data.len != s->snap_len) {
-        sim_fail(c, "n%llu: last chunk of snapshot %llu ends at %llu, not "
-                    "at its size %zu",
-                 (unsigned long long)n->id,
-                 (unsigned long long)sn->meta.index,
+        sim_fail(c,
+                 "n%llu: last chunk of snapshot %llu ends at %llu, not "
+                 "at its size %zu",
+                 (unsigned long long)n->id, (unsigned long long)sn->meta.index,
                  (unsigned long long)(sn->offset + sn->data.len), s->snap_len);
     }
     return s->snap_data + sn->offset;
@@ -209,8 +208,7 @@ static void trace_receive(struct sim_cluster *c, const struct raft_message *m)
         sim__trace(c, (unsigned)m->to, "<-%llu APP t%llu %llu/%llu +%zu c%llu",
                    (unsigned long long)m->from, (unsigned long long)m->term,
                    (unsigned long long)m->append.prev_index,
-                   (unsigned long long)m->append.prev_term,
-                   m->append.n_entries,
+                   (unsigned long long)m->append.prev_term, m->append.n_entries,
                    (unsigned long long)m->append.commit);
         break;
     case RAFT_MSG_APPEND_RESP:

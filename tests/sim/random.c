@@ -220,8 +220,9 @@ static void random_schedule(struct sim_test *t)
         st_fail(t, "sim_cluster_new: %s", craft_strerror(rv));
     }
     sim_set_fail_jump(t->c, &t->jb);
-    sim_note(t->c, 0, "random run: %u nodes, snapshot every %u (+%u), "
-                      "fsync <= %u ms, pre-vote %d, check-quorum %d",
+    sim_note(t->c, 0,
+             "random run: %u nodes, snapshot every %u (+%u), "
+             "fsync <= %u ms, pre-vote %d, check-quorum %d",
              o.n_nodes, o.snapshot_every, o.snapshot_trailing, o.fsync_max_ms,
              o.raft.pre_vote, o.raft.check_quorum);
     if (st_rand(t, 0, 2) == 0) {

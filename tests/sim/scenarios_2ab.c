@@ -33,8 +33,8 @@ void sc_initial_election_2a(struct sim_test *t)
     st_sleep(t, 2 * ELECTION_TIMEOUT_MS);
     raft_term term2 = st_check_terms(t);
     if (term1 != term2) {
-        st_fail(t, "term changed from %llu to %llu with no failures",
-                U(term1), U(term2));
+        st_fail(t, "term changed from %llu to %llu with no failures", U(term1),
+                U(term2));
     }
     /* There should still be a leader. */
     st_check_one_leader(t);
@@ -137,8 +137,8 @@ void sc_rpc_bytes_2b(struct sim_test *t)
     uint64_t got = st_bytes_total(t) - bytes0;
     uint64_t expected = SERVERS * sent;
     if (got > expected + 50000) {
-        st_fail(t, "too many bytes sent: %llu, expected at most %llu",
-                U(got), U(expected + 50000));
+        st_fail(t, "too many bytes sent: %llu, expected at most %llu", U(got),
+                U(expected + 50000));
     }
 }
 
@@ -456,8 +456,9 @@ void sc_count_2b(struct sim_test *t)
                 break;
             }
             if (cmd != cmds[i - 1]) {
-                st_fail(t, "wrong value %llu committed for index %llu; "
-                           "expected %llu",
+                st_fail(t,
+                        "wrong value %llu committed for index %llu; "
+                        "expected %llu",
                         U(cmd), U(starti + i), U(cmds[i - 1]));
             }
         }

@@ -185,8 +185,7 @@ void sc_figure8_unreliable_2c(struct sim_test *t)
             }
         }
         figure8_pause(t);
-        if (leader != 0 &&
-            st_rand(t, 0, 1000) < ELECTION_TIMEOUT_MS / 2) {
+        if (leader != 0 && st_rand(t, 0, 1000) < ELECTION_TIMEOUT_MS / 2) {
             sim_disconnect(t->c, leader);
             nup--;
         }
@@ -213,10 +212,10 @@ void sc_figure8_unreliable_2c(struct sim_test *t)
 
 struct churn_client {
     unsigned me;
-    uint64_t wake;   /* next simulated time to act */
-    uint64_t x;      /* the command being waited for, or 0 */
+    uint64_t wake; /* next simulated time to act */
+    uint64_t x;    /* the command being waited for, or 0 */
     raft_index index;
-    unsigned poll;   /* position in the polling schedule */
+    unsigned poll; /* position in the polling schedule */
 };
 
 struct churn {
@@ -364,8 +363,7 @@ static void internal_churn(struct sim_test *t, bool unreliable)
             st_fail(t, "didn't find a value %llu seen committed", U(v));
         }
     }
-    sim_note(t->c, 0, "churn: %zu client commands seen committed",
-             ch->n_seen);
+    sim_note(t->c, 0, "churn: %zu client commands seen committed", ch->n_seen);
     free(found);
     free(ch);
 }

@@ -27,8 +27,8 @@ struct sim_msg {
 
 struct sim_event {
     uint64_t time;
-    uint64_t seq; /* ties broken by queueing order: deterministic */
-    uint8_t type; /* enum sim_event_type */
+    uint64_t seq;  /* ties broken by queueing order: deterministic */
+    uint8_t type;  /* enum sim_event_type */
     unsigned node; /* index 0..n-1 of the node it happens on */
     unsigned incarnation;
     union {
@@ -143,8 +143,8 @@ struct sim_index_rec {
     uint8_t type;
     raft_term term;
     raft_term commit_term; /* term of the node that first reported it */
-    uint64_t chain; /* prefix hash up to and including this index */
-    uint64_t value; /* first 8 bytes of a command */
+    uint64_t chain;        /* prefix hash up to and including this index */
+    uint64_t value;        /* first 8 bytes of a command */
 };
 
 /* ---- the trace (trace.c) ------------------------------------------------ */
@@ -152,9 +152,10 @@ struct sim_index_rec {
 struct sim_trace_line {
     uint64_t time;
     unsigned node; /* 0: the whole cluster */
-    raft_term term;
-    uint8_t role;
-    char text[72];
+    /* Every node's term and role at that moment (role 0: down). */
+    uint32_t term[SIM_NODES_MAX];
+    uint8_t role[SIM_NODES_MAX];
+    char text[88];
 };
 
 /* ---- the cluster -------------------------------------------------------- */
@@ -221,8 +222,7 @@ void sim__check_update(struct sim_cluster *c, struct sim_node *n,
 void sim__check_apply(struct sim_cluster *c, struct sim_node *n,
                       const struct raft_entry *e);
 void sim__check_install(struct sim_cluster *c, struct sim_node *n,
-                        const struct raft_snapshot_meta *meta,
-                        uint64_t chain);
+                        const struct raft_snapshot_meta *meta, uint64_t chain);
 void sim__shadow_rebuild(struct sim_cluster *c, struct sim_node *n);
 void sim__shadow_close(struct sim_shadow *s);
 void sim__invariants_close(struct sim_cluster *c);

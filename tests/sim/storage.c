@@ -64,8 +64,8 @@ struct sim_pending *sim__pending_new(const struct raft_update *u)
     if (u->snapshot_chunk != NULL) {
         p->has_chunk = true;
         p->chunk = *u->snapshot_chunk;
-        p->chunk.data.base =
-            dup_bytes(u->snapshot_chunk->data.base, u->snapshot_chunk->data.len);
+        p->chunk.data.base = dup_bytes(u->snapshot_chunk->data.base,
+                                       u->snapshot_chunk->data.len);
     }
     return p;
 }
@@ -117,8 +117,9 @@ static void write_chunk(struct sim_cluster *c, struct sim_storage *s,
     }
     if (!s->has_part || s->part.index != ch->meta.index ||
         s->part.term != ch->meta.term || ch->offset != s->part_len) {
-        sim_fail(c, "storage: snapshot chunk %llu@%llu does not continue "
-                    "the partial snapshot",
+        sim_fail(c,
+                 "storage: snapshot chunk %llu@%llu does not continue "
+                 "the partial snapshot",
                  (unsigned long long)ch->meta.index,
                  (unsigned long long)ch->offset);
     }

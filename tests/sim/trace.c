@@ -3,15 +3,18 @@
  *
  * The cluster records one line per notable event (messages received, role
  * changes, applies, snapshots, faults, proposals, and the core's own trace
- * hook) in a ring of SIM_TRACE_MAX lines.  On a failure the last lines are
- * printed with one column per node, so that the run reads like a story:
+ * hook) in a ring of SIM_TRACE_MAX lines, with every node's term and role
+ * at that moment.  On a failure the last lines are printed with one column
+ * per node, the acting node's column marked with '*', and the event at the
+ * right, so that the run reads like a story:
  *
- *   time ms | n1                 | n2                 | n3
- *      1230 | 4C <-2 VOTE_RESP ye |                    |
- *      1230 | 4L -> leader        |                    |
+ *   time ms |  n1   n2   n3  | event
+ *      1063 |  3C*  2P   2F  | n1 candidate
+ *      1072 |  3C   3F*  2F  | n2 <-1 VOTE t3 last 4/2
+ *      1093 |  3L*  3F   3F  | n1 leader, no-op at 6
  *
- * Each cell starts with the node's term and role letter (F follower, P
- * pre-candidate, C candidate, L leader, - down) at that moment.
+ * A cell is the node's term and role letter: F follower, P pre-candidate,
+ * C candidate, L leader; "-" is a node that is down.
  */
 #include <stdarg.h>
 #include <string.h>
@@ -26,16 +29,15 @@ static void trace_vadd(struct sim_cluster *c, unsigned node, const char *fmt,
     c->n_trace++;
     l->time = c->now;
     l->node = node;
-    l->term = 0;
-    l->role = 0;
-    if (node >= 1 && node <= c->o.n_nodes) {
-        l->term = c->nodes[node - 1].term;
-        l->role = c->nodes[node - 1].up ? c->nodes[node - 1].role : 0;
+    for (unsigned k = 0; k < c->o.n_nodes; k++) {
+        const struct sim_node *n = &c->nodes[k];
+        l->term[k] = (uint32_t)n->term;
+        l->role[k] = n->up ? n->role : 0;
     }
     vsnprintf(l->text, sizeof l->text, fmt, ap);
     if (c->o.verbose) {
-        fprintf(stderr, "%8llu n%u t%llu %s\n", (unsigned long long)l->time,
-                node, (unsigned long long)l->term, l->text);
+        fprintf(stderr, "%8llu n%u t%u %s\n", (unsigned long long)l->time, node,
+                node ? l->term[node - 1] : 0, l->text);
     }
 }
 
@@ -56,9 +58,15 @@ void sim_note(struct sim_cluster *c, raft_id id, const char *fmt, ...)
     va_end(ap);
 }
 
+/* The core's lines start with "n<id> t<term> <role>: ", which the columns
+ * already show. */
 void sim__raft_trace_hook(void *data, const char *line)
 {
     struct sim_node *n = data;
+    const char *colon = strstr(line, ": ");
+    if (line[0] == 'n' && colon != NULL && colon - line < 32) {
+        line = colon + 2;
+    }
     sim__trace(n->cluster, (unsigned)n->id, "%s", line);
 }
 
@@ -80,40 +88,33 @@ static char role_letter(uint8_t role)
 void sim_trace_print(const struct sim_cluster *c, FILE *f, unsigned n)
 {
     unsigned nodes = c->o.n_nodes;
-    /* Fit the columns in about 160 characters. */
-    int width = nodes <= 3 ? 34 : nodes <= 5 ? 28 : 20;
     size_t count = c->n_trace < n ? c->n_trace : n;
     if (count > SIM_TRACE_MAX) {
         count = SIM_TRACE_MAX;
     }
-    fprintf(f, "--- last %zu of %llu trace lines ---\n%8s", count,
+    fprintf(f, "--- last %zu of %llu trace lines ---\n%8s |", count,
             (unsigned long long)c->n_trace, "time ms");
     for (unsigned k = 1; k <= nodes; k++) {
-        fprintf(f, " | n%-*u", width - 2, k);
+        fprintf(f, "  n%-3u", k);
     }
-    fputc('\n', f);
+    fprintf(f, " | event\n");
     for (size_t i = c->n_trace - count; i < c->n_trace; i++) {
         const struct sim_trace_line *l = &c->trace[i % SIM_TRACE_MAX];
-        fprintf(f, "%8llu", (unsigned long long)l->time);
+        fprintf(f, "%8llu |", (unsigned long long)l->time);
+        for (unsigned k = 0; k < nodes; k++) {
+            char cell[16];
+            if (l->role[k] == 0) {
+                snprintf(cell, sizeof cell, "-");
+            } else {
+                snprintf(cell, sizeof cell, "%u%c", (unsigned)l->term[k],
+                         role_letter(l->role[k]));
+            }
+            fprintf(f, " %5s%c", cell, l->node == k + 1 ? '*' : ' ');
+        }
         if (l->node == 0) {
             fprintf(f, " | == %s\n", l->text);
-            continue;
+        } else {
+            fprintf(f, " | n%u %s\n", l->node, l->text);
         }
-        for (unsigned k = 1; k <= nodes; k++) {
-            if (k != l->node) {
-                fprintf(f, " | %-*s", width - 1, "");
-                continue;
-            }
-            char cell[128];
-            snprintf(cell, sizeof cell, "%llu%c %s",
-                     (unsigned long long)l->term, role_letter(l->role),
-                     l->text);
-            if (k == nodes) {
-                fprintf(f, " | %s", cell); /* the last column may run on */
-            } else {
-                fprintf(f, " | %-*.*s", width - 1, width - 1, cell);
-            }
-        }
-        fputc('\n', f);
     }
 }
