@@ -440,6 +440,14 @@ static void node_start(struct sim_cluster *c, struct sim_node *n)
         config.ids[i] = i + 1;
     }
 
+    if (n->incarnation > 0 && (c->o.inject & SIM_INJECT_FORGET_VOTE)) {
+        s->hs.vote = 0;
+    }
+    if (n->incarnation > 0 && (c->o.inject & SIM_INJECT_LOSE_TAIL) &&
+        s->n_log > 0) {
+        free(s->log[--s->n_log].buf.base);
+    }
+
     /* Durable entries from the snapshot's own index on (the core checks
      * that entry's term against the snapshot), without a gap after it. */
     raft_index after = s->has_snap ? s->snap.index : 0;

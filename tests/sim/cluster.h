@@ -91,6 +91,19 @@ struct sim_options {
     void *apply_cb_data;
     /* Print every trace line to stderr as it happens (debugging). */
     bool verbose;
+    /* Deliberate bugs in the runtime (enum sim_inject bits), for checking
+     * that the invariant checks catch what they claim to catch. */
+    unsigned inject;
+};
+
+enum sim_inject {
+    /* Storage forgets the vote of the durable hard state on restart. */
+    SIM_INJECT_FORGET_VOTE = 1u << 0,
+    /* Storage loses the last durable log entry on restart (a torn tail
+     * that was acknowledged). */
+    SIM_INJECT_LOSE_TAIL = 1u << 1,
+    /* The network flips a byte in one entry of one append in 20. */
+    SIM_INJECT_CORRUPT = 1u << 2
 };
 
 /* Defaults: 3 nodes, seed 1, 10 ms ticks, raft defaults, 1 ms fsync, no

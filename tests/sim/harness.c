@@ -19,6 +19,7 @@ void st_make(struct sim_test *t, unsigned n, bool unreliable, bool snapshot)
     o.n_nodes = n;
     o.seed = t->seed;
     o.verbose = t->verbose;
+    o.inject = t->inject;
     if (snapshot) {
         /* applierSnap snapshots when (index + 1) % 10 == 0, i.e. every 10
          * entries. */
@@ -401,6 +402,8 @@ int sim_test_run(const struct sim_test *proto, void (*fn)(struct sim_test *),
     t->nodes = proto->nodes;
     t->replay = proto->replay;
     t->user = proto->user;
+    t->inject = proto->inject;
+    t->quiet = proto->quiet;
     t->snapshot_trailing = proto->snapshot_trailing;
     rng_init(&t->rng, t->seed ^ 0x5ca1ab1eull);
     int rv = 0;
@@ -417,7 +420,9 @@ int sim_test_run(const struct sim_test *proto, void (*fn)(struct sim_test *),
             fprintf(stderr, "FAIL %s (seed %llu) at %llu ms: %s\n", t->name,
                     (unsigned long long)t->seed,
                     (unsigned long long)sim_now(t->c), sim_fail_reason(t->c));
-            sim_trace_print(t->c, stderr, 60);
+            if (!t->quiet) {
+                sim_trace_print(t->c, stderr, 60);
+            }
         }
         fprintf(stderr, "replay: %s\n", t->replay);
     }

@@ -34,6 +34,8 @@ struct sim_test {
     unsigned nodes;     /* for random runs: 0 lets the seed choose */
     const char *replay; /* the command line that replays this run */
     void *user;         /* for the scenario function */
+    unsigned inject;    /* enum sim_inject bits for the cluster */
+    bool quiet;         /* on failure print only the reason */
 };
 
 /* make_config(n, unreliable, snapshot): n nodes, the labrpc unreliable

@@ -72,8 +72,11 @@ uint64_t sim__chain(uint64_t prev, raft_index index, raft_term term,
 static uint64_t value_of(const struct raft_entry *e)
 {
     uint8_t b[8] = {0};
+    if (e->buf.len == 0) {
+        return 0;
+    }
     memcpy(b, e->buf.base, e->buf.len < 8 ? e->buf.len : 8);
-    return e->buf.len > 0 ? get_u64(b) : 0;
+    return get_u64(b);
 }
 
 /* ---- growable tables ---------------------------------------------------- */

@@ -23,6 +23,7 @@
 
 #include "random.h"
 #include "scenarios.h"
+#include "util/assert.h"
 
 #define U(x) ((unsigned long long)(x))
 
@@ -38,7 +39,18 @@ enum mode {
     MODE_ALL,
     MODE_RANDOM,
     MODE_SOAK,
-    MODE_BENCH
+    MODE_BENCH,
+    MODE_SELFTEST
+};
+
+/* The deliberate bugs of --selftest. */
+static const struct {
+    const char *name;
+    unsigned inject;
+} injections[] = {
+    {"forget-vote", SIM_INJECT_FORGET_VOTE},
+    {"lose-tail", SIM_INJECT_LOSE_TAIL},
+    {"corrupt", SIM_INJECT_CORRUPT},
 };
 
 struct args {
@@ -49,6 +61,8 @@ struct args {
     uint64_t seconds;
     unsigned nodes;
     bool verbose;
+    unsigned inject;
+    const char *inject_name;
 };
 
 static void usage(FILE *f)
@@ -59,7 +73,9 @@ static void usage(FILE *f)
                "       craft-sim --random --seed S --runs N [--nodes 3|5|7] "
                "[--verbose]\n"
                "       craft-sim --soak SECONDS [--seed S] [--nodes 3|5|7]\n"
-               "       craft-sim --bench SIM_SECONDS [--seed S]\n");
+               "       craft-sim --bench SIM_SECONDS [--seed S]\n"
+               "       craft-sim --selftest forget-vote|lose-tail|corrupt "
+               "[--seed S] [--runs N]\n");
 }
 
 static int parse_u64(const char *flag, const char *s, uint64_t *out)
@@ -138,6 +154,21 @@ static int parse_args(int argc, char **argv, struct args *a)
             }
             if (rv == 0 && (a->seconds == 0 || a->seconds > 1000000)) {
                 fprintf(stderr, "craft-sim: %s: 1 to 1000000 seconds\n", f);
+                rv = -1;
+            }
+            i++;
+        } else if (strcmp(f, "--selftest") == 0) {
+            rv = set_mode(a, MODE_SELFTEST, f);
+            for (size_t k = 0; rv == 0 && k < CRAFT_ARRAY_LEN(injections);
+                 k++) {
+                if (v != NULL && strcmp(v, injections[k].name) == 0) {
+                    a->inject = injections[k].inject;
+                    a->inject_name = injections[k].name;
+                }
+            }
+            if (rv == 0 && a->inject == 0) {
+                fprintf(stderr, "craft-sim: --selftest needs forget-vote, "
+                                "lose-tail or corrupt\n");
                 rv = -1;
             }
             i++;
@@ -298,6 +329,11 @@ int main(int argc, char **argv)
         return cmd_soak(&a);
     case MODE_BENCH:
         return sim_bench((unsigned)a.seconds, a.seed) == 0 ? 0 : 1;
+    case MODE_SELFTEST:
+        return sim_selftest(a.inject_name, a.inject, a.seed,
+                            a.runs ? a.runs : 200, a.verbose) == 0
+                   ? 0
+                   : 1;
     }
     return 2;
 }

@@ -183,6 +183,14 @@ void sim__send(struct sim_cluster *c, struct sim_node *from,
     }
     for (unsigned i = 0; i < copies; i++) {
         struct sim_msg *sm = msg_copy(m, chunk, chunk_len);
+        if ((c->o.inject & SIM_INJECT_CORRUPT) &&
+            sm->m.type == RAFT_MSG_APPEND && sm->m.append.n_entries > 0 &&
+            rng_chance(&c->rng, 50)) {
+            struct raft_entry *e = (struct raft_entry *)sm->m.append.entries;
+            if (e->buf.len > 0) {
+                ((uint8_t *)e->buf.base)[0] ^= 0x40;
+            }
+        }
         sm->dest_incarnation = c->nodes[t].incarnation;
         enqueue(c, t, sm, draw_delay(c, lf));
     }

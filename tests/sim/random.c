@@ -209,6 +209,7 @@ static void random_schedule(struct sim_test *t)
     o.n_nodes = t->nodes ? t->nodes : sizes[st_rand(t, 0, 3)];
     o.seed = t->seed;
     o.verbose = t->verbose;
+    o.inject = t->inject;
     o.fsync_min_ms = 0;
     o.fsync_max_ms = (unsigned)st_rand(t, 0, 10);
     o.snapshot_every = snap_every[st_rand(t, 0, 4)];
@@ -273,6 +274,32 @@ int sim_random_run(uint64_t seed, unsigned nodes, bool verbose,
         tot->failures += rv != 0;
     }
     return rv;
+}
+
+int sim_selftest(const char *name, unsigned inject, uint64_t seed,
+                 uint64_t runs, bool show_trace)
+{
+    for (uint64_t k = 0; k < runs; k++) {
+        char replay[128];
+        snprintf(replay, sizeof replay,
+                 "craft-sim --selftest %s --seed %llu --runs 1", name,
+                 U(seed + k));
+        struct sim_test proto;
+        memset(&proto, 0, sizeof proto);
+        proto.name = "selftest";
+        proto.seed = seed + k;
+        proto.replay = replay;
+        proto.inject = inject;
+        proto.quiet = !show_trace;
+        if (sim_test_run(&proto, random_schedule, NULL) != 0) {
+            printf("selftest: the injected bug was caught in run %llu of "
+                   "%llu (seed %llu)\n",
+                   U(k + 1), U(runs), U(seed + k));
+            return 0;
+        }
+    }
+    printf("selftest: the injected bug went unnoticed in %llu runs\n", U(runs));
+    return -1;
 }
 
 /* ---- the benchmark ------------------------------------------------------ */

@@ -20,6 +20,13 @@ struct sim_random_totals {
 int sim_random_run(uint64_t seed, unsigned nodes, bool verbose,
                    struct sim_random_totals *tot);
 
+/* Check the checkers: random runs with a deliberate runtime bug (enum
+ * sim_inject bits) must end in a reported violation within `runs` runs.
+ * Returns 0 when one was reported, -1 when the bug went unnoticed.  The
+ * trace of the failure is printed only with show_trace. */
+int sim_selftest(const char *name, unsigned inject, uint64_t seed,
+                 uint64_t runs, bool show_trace);
+
 /* 5 nodes, steady proposals and reads, an unreliable network with
  * partitions and crashes, for sim_seconds of simulated time; prints
  * simulated seconds per wall-clock second.  Returns 0 or -1. */
