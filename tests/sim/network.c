@@ -196,55 +196,6 @@ void sim__send(struct sim_cluster *c, struct sim_node *from,
     }
 }
 
-static void trace_receive(struct sim_cluster *c, const struct raft_message *m)
-{
-    switch ((enum raft_msg_type)m->type) {
-    case RAFT_MSG_VOTE:
-        sim__trace(c, (unsigned)m->to, "<-%llu %sVOTE t%llu last %llu/%llu",
-                   (unsigned long long)m->from, m->vote.pre ? "PRE" : "",
-                   (unsigned long long)m->term,
-                   (unsigned long long)m->vote.last_index,
-                   (unsigned long long)m->vote.last_term);
-        break;
-    case RAFT_MSG_VOTE_RESP:
-        sim__trace(c, (unsigned)m->to, "<-%llu %sVOTE_RESP t%llu %s",
-                   (unsigned long long)m->from, m->vote_resp.pre ? "PRE" : "",
-                   (unsigned long long)m->term,
-                   m->vote_resp.granted ? "yes" : "no");
-        break;
-    case RAFT_MSG_APPEND:
-        sim__trace(c, (unsigned)m->to, "<-%llu APP t%llu %llu/%llu +%zu c%llu",
-                   (unsigned long long)m->from, (unsigned long long)m->term,
-                   (unsigned long long)m->append.prev_index,
-                   (unsigned long long)m->append.prev_term, m->append.n_entries,
-                   (unsigned long long)m->append.commit);
-        break;
-    case RAFT_MSG_APPEND_RESP:
-        sim__trace(c, (unsigned)m->to, "<-%llu APP_RESP t%llu %s %llu",
-                   (unsigned long long)m->from, (unsigned long long)m->term,
-                   m->append_resp.success ? "ok" : "rej",
-                   (unsigned long long)m->append_resp.index);
-        break;
-    case RAFT_MSG_SNAPSHOT:
-        sim__trace(c, (unsigned)m->to, "<-%llu SNAP t%llu %llu @%llu%s",
-                   (unsigned long long)m->from, (unsigned long long)m->term,
-                   (unsigned long long)m->snapshot.meta.index,
-                   (unsigned long long)m->snapshot.offset,
-                   m->snapshot.last ? " last" : "");
-        break;
-    case RAFT_MSG_SNAPSHOT_RESP:
-        sim__trace(c, (unsigned)m->to, "<-%llu SNAP_RESP t%llu %llu%s",
-                   (unsigned long long)m->from, (unsigned long long)m->term,
-                   (unsigned long long)m->snapshot_resp.index,
-                   m->snapshot_resp.done ? " done" : "");
-        break;
-    case RAFT_MSG_TIMEOUT_NOW:
-        sim__trace(c, (unsigned)m->to, "<-%llu TIMEOUT_NOW t%llu",
-                   (unsigned long long)m->from, (unsigned long long)m->term);
-        break;
-    }
-}
-
 void sim__deliver(struct sim_cluster *c, struct sim_event *ev)
 {
     struct sim_msg *sm = ev->msg;
@@ -263,7 +214,7 @@ void sim__deliver(struct sim_cluster *c, struct sim_event *ev)
     if (sm->m.type == RAFT_MSG_SNAPSHOT) {
         to->cnt.snapshots_in++;
     }
-    trace_receive(c, &sm->m);
+    sim__trace_receive(c, &sm->m);
     struct raft_event rev = {.type = RAFT_RECEIVE};
     rev.receive.msg = &sm->m;
     /* The cluster frees the copy if the step fails and unwinds. */

@@ -155,6 +155,10 @@ struct sim_trace_line {
     /* Every node's term and role at that moment (role 0: down). */
     uint32_t term[SIM_NODES_MAX];
     uint8_t role[SIM_NODES_MAX];
+    /* Either text, or (when is_msg) a received message, formatted only
+     * when printed: formatting every line would cost a third of the run. */
+    bool is_msg;
+    struct raft_message msg; /* entries and data not kept */
     char text[88];
 };
 
@@ -231,5 +235,6 @@ void sim__invariants_close(struct sim_cluster *c);
 void sim__trace(struct sim_cluster *c, unsigned node, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void sim__raft_trace_hook(void *data, const char *line);
+void sim__trace_receive(struct sim_cluster *c, const struct raft_message *m);
 
 #endif /* CRAFT_SIM_INTERNAL_H */

@@ -22,8 +22,8 @@
 #include "sim_internal.h"
 #include "util/assert.h"
 
-static void trace_vadd(struct sim_cluster *c, unsigned node, const char *fmt,
-                       va_list ap)
+/* A new line with every node's state now; the caller fills in the event. */
+static struct sim_trace_line *line_new(struct sim_cluster *c, unsigned node)
 {
     struct sim_trace_line *l = &c->trace[c->n_trace % SIM_TRACE_MAX];
     c->n_trace++;
@@ -34,10 +34,56 @@ static void trace_vadd(struct sim_cluster *c, unsigned node, const char *fmt,
         l->term[k] = (uint32_t)n->term;
         l->role[k] = n->up ? n->role : 0;
     }
+    return l;
+}
+
+static void format_msg(const struct raft_message *m, char *buf, size_t size);
+
+/* The event of a line as text. */
+static const char *line_text(const struct sim_trace_line *l, char *buf,
+                             size_t size)
+{
+    if (!l->is_msg) {
+        return l->text;
+    }
+    format_msg(&l->msg, buf, size);
+    return buf;
+}
+
+static void verbose_print(const struct sim_cluster *c,
+                          const struct sim_trace_line *l)
+{
+    char buf[128];
+    fprintf(stderr, "%8llu n%u t%u %s\n", (unsigned long long)l->time, l->node,
+            l->node ? l->term[l->node - 1] : 0, line_text(l, buf, sizeof buf));
+    (void)c;
+}
+
+static void trace_vadd(struct sim_cluster *c, unsigned node, const char *fmt,
+                       va_list ap)
+{
+    struct sim_trace_line *l = line_new(c, node);
+    l->is_msg = false;
     vsnprintf(l->text, sizeof l->text, fmt, ap);
     if (c->o.verbose) {
-        fprintf(stderr, "%8llu n%u t%u %s\n", (unsigned long long)l->time, node,
-                node ? l->term[node - 1] : 0, l->text);
+        verbose_print(c, l);
+    }
+}
+
+void sim__trace_receive(struct sim_cluster *c, const struct raft_message *m)
+{
+    struct sim_trace_line *l = line_new(c, (unsigned)m->to);
+    l->is_msg = true;
+    l->msg = *m;
+    /* Only the summary survives: the entries and data die with the
+     * delivery. */
+    if (m->type == RAFT_MSG_APPEND) {
+        l->msg.append.entries = NULL;
+    } else if (m->type == RAFT_MSG_SNAPSHOT) {
+        l->msg.snapshot.data.base = NULL;
+    }
+    if (c->o.verbose) {
+        verbose_print(c, l);
     }
 }
 
@@ -68,6 +114,56 @@ void sim__raft_trace_hook(void *data, const char *line)
         line = colon + 2;
     }
     sim__trace(n->cluster, (unsigned)n->id, "%s", line);
+}
+
+static void format_msg(const struct raft_message *m, char *buf, size_t size)
+{
+    buf[0] = '\0';
+    switch ((enum raft_msg_type)m->type) {
+    case RAFT_MSG_VOTE:
+        snprintf(buf, size, "<-%llu %sVOTE t%llu last %llu/%llu",
+                 (unsigned long long)m->from, m->vote.pre ? "PRE" : "",
+                 (unsigned long long)m->term,
+                 (unsigned long long)m->vote.last_index,
+                 (unsigned long long)m->vote.last_term);
+        break;
+    case RAFT_MSG_VOTE_RESP:
+        snprintf(buf, size, "<-%llu %sVOTE_RESP t%llu %s",
+                 (unsigned long long)m->from, m->vote_resp.pre ? "PRE" : "",
+                 (unsigned long long)m->term,
+                 m->vote_resp.granted ? "yes" : "no");
+        break;
+    case RAFT_MSG_APPEND:
+        snprintf(buf, size, "<-%llu APP t%llu %llu/%llu +%zu c%llu",
+                 (unsigned long long)m->from, (unsigned long long)m->term,
+                 (unsigned long long)m->append.prev_index,
+                 (unsigned long long)m->append.prev_term, m->append.n_entries,
+                 (unsigned long long)m->append.commit);
+        break;
+    case RAFT_MSG_APPEND_RESP:
+        snprintf(buf, size, "<-%llu APP_RESP t%llu %s %llu",
+                 (unsigned long long)m->from, (unsigned long long)m->term,
+                 m->append_resp.success ? "ok" : "rej",
+                 (unsigned long long)m->append_resp.index);
+        break;
+    case RAFT_MSG_SNAPSHOT:
+        snprintf(buf, size, "<-%llu SNAP t%llu %llu @%llu%s",
+                 (unsigned long long)m->from, (unsigned long long)m->term,
+                 (unsigned long long)m->snapshot.meta.index,
+                 (unsigned long long)m->snapshot.offset,
+                 m->snapshot.last ? " last" : "");
+        break;
+    case RAFT_MSG_SNAPSHOT_RESP:
+        snprintf(buf, size, "<-%llu SNAP_RESP t%llu %llu%s",
+                 (unsigned long long)m->from, (unsigned long long)m->term,
+                 (unsigned long long)m->snapshot_resp.index,
+                 m->snapshot_resp.done ? " done" : "");
+        break;
+    case RAFT_MSG_TIMEOUT_NOW:
+        snprintf(buf, size, "<-%llu TIMEOUT_NOW t%llu",
+                 (unsigned long long)m->from, (unsigned long long)m->term);
+        break;
+    }
 }
 
 static char role_letter(uint8_t role)
@@ -111,10 +207,12 @@ void sim_trace_print(const struct sim_cluster *c, FILE *f, unsigned n)
             }
             fprintf(f, " %5s%c", cell, l->node == k + 1 ? '*' : ' ');
         }
+        char buf[128];
+        const char *text = line_text(l, buf, sizeof buf);
         if (l->node == 0) {
-            fprintf(f, " | == %s\n", l->text);
+            fprintf(f, " | == %s\n", text);
         } else {
-            fprintf(f, " | n%u %s\n", l->node, l->text);
+            fprintf(f, " | n%u %s\n", l->node, text);
         }
     }
 }
