@@ -165,6 +165,7 @@ void raft__apply(struct raft *r, struct raft_update *u)
     }
     if (upto > r->applied) {
         CRAFT_ASSERT(r->applied >= r->log.base_index);
+        CRAFT_ASSERT(upto <= raft__log_last(&r->log));
         u->committed = raft__log_get(&r->log, r->applied + 1);
         u->n_committed = (size_t)(upto - r->applied);
         r->applied = upto;

@@ -30,6 +30,11 @@ int raft__propose(struct raft *r, struct raft_event *ev)
     if (n == 0 || n > RAFT_PROPOSE_MAX || ev->propose.bufs == NULL) {
         return CRAFT_EINVAL;
     }
+    for (unsigned k = 0; k < n; k++) {
+        if (ev->propose.bufs[k].len > RAFT_ENTRY_BYTES_MAX) {
+            return CRAFT_ETOOBIG; /* could never be sent */
+        }
+    }
     if (raft__log_reserve(&r->log, n) != 0) {
         return CRAFT_ENOMEM;
     }
@@ -258,6 +263,7 @@ void raft__maybe_commit(struct raft *r)
         m[j] = v;
     }
     raft_index idx = m[raft__quorum(r) - 1];
+    CRAFT_ASSERT(idx <= raft__log_last(&r->log));
     bool known;
     if (idx > r->commit && raft__log_term(&r->log, idx, &known) == r->term) {
         /* Invariant 3 (Figure 8): only a current-term entry commits by
@@ -375,10 +381,12 @@ int raft__recv_append(struct raft *r, const struct raft_message *m)
         raft__appended(r, idx);
     }
     raft_index matched = prev + n;
+    CRAFT_ASSERT(matched <= raft__log_last(&r->log));
     raft_index c = m->append.commit < matched ? m->append.commit : matched;
     if (c > r->commit) {
         r->commit = c; /* invariant 4 */
     }
+    CRAFT_ASSERT(r->commit <= raft__log_last(&r->log));
     resp.append_resp.index = matched;
     return raft__send_ack(r, &resp);
 }

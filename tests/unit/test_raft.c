@@ -291,6 +291,37 @@ static void election_lease_ignores_votes(void **state)
     assert_int_equal(h_live_allocs, 0);
 }
 
+/* A candidate whose peers alone form a majority still waits for its own
+ * vote to be durable before acting as leader (found by the simulator). */
+static void election_leader_waits_for_durable_vote(void **state)
+{
+    (void)state;
+    struct raft_options o;
+    raft_options_default(&o);
+    o.pre_vote = false;
+    struct raft *r = hand_core(3, 1, &o);
+    struct raft_update u;
+    struct raft_event tk = {.type = RAFT_TICK};
+    uint64_t seq = 0;
+    do {
+        step_ok(r, &tk, &u);
+        seq = u.persist_seq ? u.persist_seq : seq;
+    } while (u.role != RAFT_CANDIDATE);
+    for (raft_id p = 2; p <= 3; p++) {
+        struct raft_message g = {.type = RAFT_MSG_VOTE_RESP,
+                                 .from = p,
+                                 .to = 1,
+                                 .term = u.term,
+                                 .vote_resp = {.granted = true}};
+        u = recv(r, &g);
+        assert_int_equal(u.role, RAFT_CANDIDATE);
+    }
+    u = persisted(r, seq);
+    assert_int_equal(u.role, RAFT_LEADER);
+    raft_free(r);
+    assert_int_equal(h_live_allocs, 0);
+}
+
 /* ---- replication ---------------------------------------------------- */
 
 static void replication_basic_commit(void **state)
@@ -451,6 +482,98 @@ static void replication_figure8_no_commit_of_old_term(void **state)
     u = recv(r, &ack);
     assert_int_equal(u.commit_index, 3);
     assert_int_equal(hstat(r).progress[1].match, 3);
+    raft_free(r);
+    assert_int_equal(h_live_allocs, 0);
+}
+
+/* Replies to old requests or from old terms never move the leader's view
+ * of a follower backwards (§5.3 with pipelining). */
+static void replication_stale_replies_ignored(void **state)
+{
+    (void)state;
+    struct raft_config cfg = {.n = 3, .ids = {1, 2, 3}};
+    struct raft_restore rs = {.hs = {5, 0}};
+    struct raft *r;
+    assert_int_equal(raft_new(1, &cfg, NULL, 1, &rs, &h_alloc, &r), 0);
+    make_leader(r);
+    raft_term t = hstat(r).term;
+    struct raft_message ack = {.type = RAFT_MSG_APPEND_RESP,
+                               .from = 2,
+                               .to = 1,
+                               .term = t,
+                               .append_resp = {.success = true, .index = 1}};
+    recv(r, &ack);
+    assert_int_equal(hstat(r).progress[1].state, RAFT_PROGRESS_REPLICATE);
+    struct raft_buffer b[5];
+    for (int k = 0; k < 5; k++) {
+        b[k] = (struct raft_buffer){(void *)"e", 1};
+    }
+    struct raft_event p = {.type = RAFT_PROPOSE,
+                           .propose = {.bufs = b, .n = 5}};
+    struct raft_update u;
+    step_ok(r, &p, &u);
+    assert_int_equal(hstat(r).progress[1].next, 7);
+    /* A rejection of an index at or below match: from an older request. */
+    struct raft_message rej = {
+        .type = RAFT_MSG_APPEND_RESP,
+        .from = 2,
+        .to = 1,
+        .term = t,
+        .append_resp = {.rejected = 1, .conflict_index = 1}};
+    u = recv(r, &rej);
+    assert_int_equal(hstat(r).progress[1].state, RAFT_PROGRESS_REPLICATE);
+    assert_int_equal(hstat(r).progress[1].next, 7);
+    assert_int_equal(u.n_messages, 0);
+    /* A success from an older term changes nothing either. */
+    ack.term = t - 1;
+    ack.append_resp.index = 6;
+    u = recv(r, &ack);
+    assert_int_equal(hstat(r).progress[1].match, 1);
+    /* A success claiming entries the leader never had is refused. */
+    ack.term = t;
+    ack.append_resp.index = 99;
+    struct raft_event ev = {.type = RAFT_RECEIVE, .receive = {&ack}};
+    assert_int_equal(raft_step(r, &ev, &u), CRAFT_EPROTO);
+    assert_int_equal(hstat(r).progress[1].match, 1);
+    /* A genuine rejection above match sends the follower back to probe,
+     * and the probe goes out at once. */
+    rej.append_resp.rejected = 3;
+    rej.append_resp.conflict_index = 3;
+    u = recv(r, &rej);
+    assert_int_equal(hstat(r).progress[1].state, RAFT_PROGRESS_PROBE);
+    assert_int_equal(u.n_messages, 1);
+    assert_int_equal(u.messages[0].append.prev_index, 2);
+    /* The transport reports node 3 unreachable: it is probed again. */
+    struct raft_event un = {.type = RAFT_UNREACHABLE,
+                            .unreachable = {.peer = 3}};
+    step_ok(r, &un, &u);
+    assert_int_equal(hstat(r).progress[2].state, RAFT_PROGRESS_PROBE);
+    raft_free(r);
+    assert_int_equal(h_live_allocs, 0);
+}
+
+/* Check-quorum (thesis §6.2): a leader hearing from no majority for
+ * election_ticks_max ticks steps down, and fails its pending reads. */
+static void election_check_quorum_timing(void **state)
+{
+    (void)state;
+    struct raft *r = hand_core(3, 1, NULL);
+    make_leader(r);
+    struct raft_options o;
+    raft_options_default(&o);
+    struct raft_event rd = {.type = RAFT_READ, .read = {.ctx = 1}};
+    struct raft_update u;
+    step_ok(r, &rd, &u);
+    struct raft_event tk = {.type = RAFT_TICK};
+    unsigned ticks = 0;
+    do {
+        step_ok(r, &tk, &u);
+        ticks++;
+    } while (u.role == RAFT_LEADER && ticks < 1000);
+    assert_int_equal(ticks, o.election_ticks_max);
+    assert_true(u.role_changed);
+    assert_int_equal(u.n_reads, 1);
+    assert_int_equal(u.reads[0].status, CRAFT_ELEADERLOST);
     raft_free(r);
     assert_int_equal(h_live_allocs, 0);
 }
@@ -635,6 +758,61 @@ static void snapshot_chunks_resume_after_loss(void **state)
     c.drop_per_mille = 0;
     assert_true(c.nodes[f].hash == c.nodes[(unsigned)l].hash);
     h_close(&c);
+}
+
+/* A snapshot is installed while a write of older entries is in flight: the
+ * install drops the whole old log in order after that write (found by the
+ * simulator: the write landed after compaction and left a gap). */
+static void snapshot_install_with_write_in_flight(void **state)
+{
+    (void)state;
+    struct raft *r = hand_core(3, 1, NULL);
+    struct raft_entry a[3] = {ent(1, 1), ent(1, 2), ent(1, 3)};
+    struct raft_message m = {.type = RAFT_MSG_APPEND,
+                             .from = 2,
+                             .to = 1,
+                             .term = 1,
+                             .append = {.entries = a, .n_entries = 3}};
+    struct raft_update u = recv(r, &m);
+    uint64_t s1 = u.persist_seq;
+    static const char data[8] = "snapshot";
+    struct raft_message sn = {
+        .type = RAFT_MSG_SNAPSHOT,
+        .from = 2,
+        .to = 1,
+        .term = 1,
+        .snapshot = {.meta = {.index = 10,
+                              .term = 1,
+                              .config = {.n = 3, .ids = {1, 2, 3}},
+                              .size = 8},
+                     .offset = 0,
+                     .last = true,
+                     .data = {(void *)data, 8}}};
+    u = recv(r, &sn);
+    assert_non_null(u.snapshot_chunk);
+    assert_true(u.snapshot_chunk->last);
+    uint64_t s2 = u.persist_seq;
+    assert_true(s2 > s1);
+    u = persisted(r, s2);
+    assert_non_null(u.install);
+    assert_int_equal(u.install->index, 10);
+    assert_int_equal(u.truncate_from, 1); /* after the in-flight write */
+    assert_int_equal(u.compact_to, 10);
+    assert_true(u.persist_seq > s2);
+    /* The ack of the append (term 1, index 3) and the snapshot's "done". */
+    bool done = false;
+    for (size_t k = 0; k < u.n_messages; k++) {
+        done |= u.messages[k].type == RAFT_MSG_SNAPSHOT_RESP &&
+                u.messages[k].snapshot_resp.done;
+    }
+    assert_true(done);
+    struct raft_status st = hstat(r);
+    assert_int_equal(st.applied, 10);
+    assert_int_equal(st.commit, 10);
+    assert_int_equal(st.last_index, 10);
+    assert_int_equal(st.durable_index, 10);
+    raft_free(r);
+    assert_int_equal(h_live_allocs, 0);
 }
 
 /* ---- ReadIndex ------------------------------------------------------ */
@@ -910,6 +1088,13 @@ static void random_faults(void **state)
         for (unsigned i = 0; i < n; i++) {
             assert_true(c.nodes[i].hash == c.nodes[0].hash);
         }
+        struct raft_status st = h_status(&c, (unsigned)h_leader(&c));
+        print_message("  %u nodes: %u proposed, %llu committed, term %llu, "
+                      "snapshot at %llu, %llu chunks\n",
+                      n, proposed, (unsigned long long)idx,
+                      (unsigned long long)st.term,
+                      (unsigned long long)st.snapshot_index,
+                      (unsigned long long)c.sent[RAFT_MSG_SNAPSHOT]);
         h_close(&c);
     }
 }
@@ -1038,15 +1223,19 @@ int main(void)
         T(election_vote_rules),
         T(election_vote_needs_up_to_date_log),
         T(election_lease_ignores_votes),
+        T(election_leader_waits_for_durable_vote),
         T(replication_basic_commit),
         T(replication_divergent_logs_converge),
         T(replication_fast_backtracking),
         T(replication_figure8_no_commit_of_old_term),
+        T(replication_stale_replies_ignored),
+        T(election_check_quorum_timing),
         T(persist_leader_commits_only_when_durable),
         T(persist_truncate_during_write),
         T(persist_restart_keeps_votes_and_log),
         T(snapshot_lagging_follower_catches_up),
         T(snapshot_chunks_resume_after_loss),
+        T(snapshot_install_with_write_in_flight),
         T(readindex_basic),
         T(readindex_waits_for_own_term_commit),
         T(flow_idle_heartbeats_bounded),

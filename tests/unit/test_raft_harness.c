@@ -98,8 +98,10 @@ static void store_compact(struct h_store *s, raft_index upto)
     while (k < s->n && s->log[k].index <= upto) {
         free(s->log[k++].buf.base);
     }
-    memmove(s->log, s->log + k, (s->n - k) * sizeof *s->log);
-    s->n -= k;
+    if (k > 0) {
+        memmove(s->log, s->log + k, (s->n - k) * sizeof *s->log);
+        s->n -= k;
+    }
 }
 
 static void store_append(struct h_store *s, const struct raft_entry *e)
