@@ -112,35 +112,41 @@ static void propose_some(struct sim_test *t)
     }
 }
 
-/* One random action of the fault phase. */
-static void random_action(struct sim_test *t)
+/* One client action: proposals, or a ReadIndex read. */
+static void client_action(struct sim_test *t)
+{
+    if (st_rand(t, 0, 100) < 75) {
+        propose_some(t);
+    } else {
+        sim_read(t->c, pick_target(t));
+    }
+}
+
+/* One fault action. */
+static void fault_action(struct sim_test *t)
 {
     unsigned n = sim_n_nodes(t->c);
     raft_id who = st_rand(t, 1, n + 1);
     uint64_t dice = st_rand(t, 0, 1000);
-    if (dice < 450) {
-        propose_some(t);
-    } else if (dice < 570) {
-        sim_read(t->c, pick_target(t));
-    } else if (dice < 620) {
+    if (dice < 150) {
         partition_random(t);
-    } else if (dice < 660) {
+    } else if (dice < 250) {
         sim_disconnect(t->c, who);
-    } else if (dice < 680) {
+    } else if (dice < 300) {
         raft_id to = st_rand(t, 1, n + 1);
         sim_link_set(t->c, who, to, false);
         sim_note(t->c, 0, "CUT %llu->%llu", U(who), U(to));
-    } else if (dice < 760) {
+    } else if (dice < 480) {
         heal_links(t);
-    } else if (dice < 810) {
+    } else if (dice < 600) {
         sim_crash(t->c, who);
-    } else if (dice < 880) {
+    } else if (dice < 760) {
         if (!sim_is_up(t->c, who)) {
             sim_restart(t->c, who);
         }
-    } else if (dice < 920) {
+    } else if (dice < 860) {
         random_link_faults(t);
-    } else if (dice < 940) {
+    } else if (dice < 910) {
         sim_set_unreliable(t->c, st_rand(t, 0, 2) == 0);
     } else if (dice < 960) {
         raft_id leader = find_leader(t);
@@ -148,7 +154,7 @@ static void random_action(struct sim_test *t)
             sim_transfer(t->c, leader, st_rand(t, 1, n + 1));
         }
     }
-    /* else: nothing happens for a while. */
+    /* else: a quiet spell. */
 }
 
 static void heal_all(struct sim_test *t)
@@ -230,10 +236,20 @@ static void random_schedule(struct sim_test *t)
         sim_set_unreliable(t->c, true);
     }
 
+    /* Clients act every 1-40 ms; faults strike every 20-400 ms. */
     uint64_t end = sim_now(t->c) + st_rand(t, 2000, 12000);
+    uint64_t next_client = sim_now(t->c), next_fault = sim_now(t->c);
     while (sim_now(t->c) < end) {
-        random_action(t);
-        st_sleep(t, st_rand(t, 1, 120));
+        if (sim_now(t->c) >= next_client) {
+            client_action(t);
+            next_client = sim_now(t->c) + st_rand(t, 1, 41);
+        }
+        if (sim_now(t->c) >= next_fault) {
+            fault_action(t);
+            next_fault = sim_now(t->c) + st_rand(t, 20, 401);
+        }
+        uint64_t next = next_client < next_fault ? next_client : next_fault;
+        st_sleep(t, next - sim_now(t->c));
     }
     heal_all(t);
     check_progress(t);
