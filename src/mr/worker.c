@@ -258,8 +258,10 @@ static void drop_task(struct worker *w)
     w->input = NULL;
     close_streams(w);
     for (uint32_t i = 0; i < w->n_runs; i++) {
-        unlink(w->runs[i]);
-        free(w->runs[i]);
+        if (w->runs[i] != NULL) { /* NULL: that fetch never completed */
+            unlink(w->runs[i]);
+            free(w->runs[i]);
+        }
     }
     free(w->runs);
     w->runs = NULL;
