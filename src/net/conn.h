@@ -8,6 +8,8 @@
  *   CONNECTING --tcp connected, HELLO sent--> HANDSHAKE   (outgoing)
  *   (accepted) --HELLO sent------------------> HANDSHAKE   (incoming)
  *   HANDSHAKE  --valid HELLO received--------> OPEN        owner "opened"
+ *              (with a secret: HELLO received, AUTH sent; then
+ *               valid AUTH received -----------> OPEN)
  *   any        --error or close request------> CLOSING     uv_close both
  * handles CLOSING    --both handles closed---------> CLOSED      calls failed,
  *                                                          on_close, owner
@@ -15,7 +17,7 @@
  *   CLOSED     --last reference dropped------> freed
  *
  * Invariants:
- *  1. Frames other than HELLO are sent and delivered only in OPEN.
+ *  1. Frames other than HELLO and AUTH are sent and delivered only in OPEN.
  *  2. queued_bytes is the size of the frames waiting in out_head plus those
  *     handed to uv_write() whose callback has not run; it never exceeds
  *     cfg.queue_bytes_max.  The flush handle is active iff out_head is
@@ -43,8 +45,12 @@
  * depth, low enough to bound the bookkeeping a flood can cause. */
 #define NET_REQUESTS_MAX 4096u
 
-/* Size of the HELLO payload of protocol version 1 (docs/net.md). */
+/* Size of the HELLO payload of protocol version 1 (docs/net.md), and with
+ * the nonce that follows when NET_HELLO_FLAG_AUTH is set. */
 #define NET_HELLO_SIZE 24u
+#define NET_NONCE_SIZE 32u
+#define NET_HELLO_AUTH_SIZE (NET_HELLO_SIZE + NET_NONCE_SIZE)
+#define NET_HELLO_FLAG_AUTH 0x0001u
 
 /* The smallest frame max accepted: the HELLO must always fit. */
 #define NET_FRAME_MAX_MIN 64u
@@ -105,11 +111,15 @@ struct net__wbatch {
     uv_buf_t bufs[];
 };
 
-/* A configuration copied and checked: bind_host resolved into bind_addr. */
+/* A configuration copied and checked: bind_host resolved into bind_addr,
+ * the secret copied. */
 struct net__cfg {
-    struct net_config c; /* c.bind_host is NULL in the copy */
+    struct net_config c; /* c.bind_host and c.secret are NULL in the copy */
     int has_bind;
     struct sockaddr_storage bind_addr;
+    int has_secret;
+    size_t secret_len;
+    uint8_t secret[NET_SECRET_MAX];
 };
 
 struct net_conn {
@@ -141,10 +151,13 @@ struct net_conn {
     struct net__seg *out_head, *out_tail; /* not yet handed to libuv */
     unsigned out_segs;
 
-    uint32_t n_requests;  /* received, not yet passed to net_reply */
-    size_t request_bytes; /* their payload bytes */
-    uint64_t n_shed;      /* requests refused with CRAFT_EBUSY */
+    uint32_t n_requests;         /* received, not yet passed to net_reply */
+    size_t request_bytes;        /* their payload bytes */
+    struct net_conn_stats stats; /* requests_refused counts the shed */
 
+    int hello_received;
+    uint8_t nonce[NET_NONCE_SIZE];      /* ours, with a secret */
+    uint8_t peer_nonce[NET_NONCE_SIZE]; /* theirs */
     uint64_t peer_id;
     uint32_t peer_frame_max;
     struct sockaddr_storage peer_addr;
