@@ -719,6 +719,43 @@ static void ht_matches_reference(void **state)
     assert_int_equal(ta.live, 0);
 }
 
+/* FLUSHALL drops the table in O(1); later writes free it bit by bit. */
+static void ht_clear_is_incremental(void **state)
+{
+    (void)state;
+    struct test_alloc ta = {0};
+    struct craft_alloc al = test_alloc_of(&ta);
+    struct ht h;
+    assert_int_equal(ht_init(&h, &al, 5, 6), 0);
+    char key[16];
+    for (int round = 0; round < 6; round++) {
+        for (int i = 0; i < 5000; i++) {
+            int n = snprintf(key, sizeof key, "%d:%d", round, i);
+            struct ht_entry *e;
+            int created;
+            assert_int_equal(ht_upsert(&h, key, (size_t)n, &e, &created), 0);
+            assert_int_equal(ht_entry_set(&h, e, key, (size_t)n), 0);
+        }
+        long live = ta.live;
+        assert_int_equal(ht_clear(&h), 0);
+        assert_int_equal(ht_count(&h), 0);
+        /* Nothing was freed yet, except when the graves overflowed. */
+        assert_true(ta.live > live - 100 || round >= HT_GRAVES_MAX);
+        assert_true(h.n_graves >= 1 && h.n_graves <= HT_GRAVES_MAX);
+        assert_true(ht_check(&h));
+    }
+    /* Each delete (even of a missing key) reaps HT_REAP_STEP entries. */
+    for (int i = 0; i < 100000 && h.n_graves > 0; i++) {
+        long live = ta.live;
+        ht_delete(&h, "nope", 4);
+        assert_true(live - ta.live <= 2 * HT_REAP_STEP + 1);
+    }
+    assert_int_equal(h.n_graves, 0);
+    assert_int_equal(ta.live, 1); /* the empty bucket array */
+    ht_close(&h);
+    assert_int_equal(ta.live, 0);
+}
+
 /* Allocation failures at every point: errors, never crashes or leaks. */
 static void alloc_failures_are_clean(void **state)
 {
@@ -794,6 +831,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test(replicas_agree),
         cmocka_unit_test(ht_matches_reference),
+        cmocka_unit_test(ht_clear_is_incremental),
         cmocka_unit_test(alloc_failures_are_clean),
     };
     return cmocka_run_group_tests_name("kv", tests, NULL, NULL);
