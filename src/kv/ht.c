@@ -452,6 +452,48 @@ struct ht_entry *ht_iter_next(struct ht_iter *it)
     return e;
 }
 
+static uint64_t rev(uint64_t v)
+{
+    uint64_t r = 0;
+    for (int i = 0; i < 64; i++) {
+        r = (r << 1) | (v & 1);
+        v >>= 1;
+    }
+    return r;
+}
+
+static void scan_bucket(struct ht_entry *const *t, size_t b, ht_scan_fn fn,
+                        void *ctx)
+{
+    for (const struct ht_entry *e = t[b]; e != NULL; e = e->next) {
+        fn(ctx, e);
+    }
+}
+
+uint64_t ht_scan(const struct ht *h, uint64_t v, ht_scan_fn fn, void *ctx)
+{
+    CRAFT_ASSERT(h != NULL && fn != NULL);
+    if (!rehashing(h)) {
+        uint64_t m0 = h->size[0] - 1;
+        scan_bucket(h->t[0], v & m0, fn, ctx);
+        /* Increment the reversed cursor within the mask's bits, so a
+         * later resize never makes the scan skip a bucket. */
+        v |= ~m0;
+        return rev(rev(v) + 1);
+    }
+    int small = h->size[0] <= h->size[1] ? 0 : 1, big = 1 - small;
+    uint64_t m0 = h->size[small] - 1, m1 = h->size[big] - 1;
+    scan_bucket(h->t[small], v & m0, fn, ctx);
+    /* Then every bucket of the larger table that the smaller one's bucket
+     * expands to. */
+    do {
+        scan_bucket(h->t[big], v & m1, fn, ctx);
+        v |= ~m1;
+        v = rev(rev(v) + 1);
+    } while (v & (m0 ^ m1));
+    return v;
+}
+
 int ht_check(const struct ht *h)
 {
     size_t seen[2] = {0, 0};

@@ -113,6 +113,16 @@ void ht_iter_init(struct ht_iter *it, const struct ht *h);
 /* The next entry, or NULL at the end.  Order is unspecified. */
 struct ht_entry *ht_iter_next(struct ht_iter *it);
 
+/*
+ * One step of a SCAN (Redis's dictScan(): reverse-binary cursor).  Calls
+ * fn for every entry of the bucket(s) that cursor names and returns the
+ * next cursor, 0 when the scan is complete.  A full scan from cursor 0
+ * returns every key present throughout it at least once, even across
+ * resizes; keys may be returned twice.  Does not modify the table.
+ */
+typedef void (*ht_scan_fn)(void *ctx, const struct ht_entry *e);
+uint64_t ht_scan(const struct ht *h, uint64_t cursor, ht_scan_fn fn, void *ctx);
+
 /* O(n) consistency check for tests and debug builds.  1 if consistent. */
 int ht_check(const struct ht *h);
 

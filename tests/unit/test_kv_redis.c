@@ -153,6 +153,11 @@ static void kv_call(struct kvsm *sm, uint64_t *idx, size_t argc,
     }
 }
 
+static int strcmp_ptr(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
 static const char *pick(struct rng *r, const char *const *v, size_t n)
 {
     return v[rng_range(r, 0, n)];
@@ -280,6 +285,96 @@ static void replies_match_redis(void **state)
     assert_int_equal(mismatches, 0);
 }
 
+/* The elements of an array-of-bulks reply, sorted, as "a\nb\n...". */
+static void sorted_elements(const uint8_t *p, size_t n, struct buf *out)
+{
+    assert_int_equal(p[0], '*');
+    long count = strtol((const char *)p + 1, NULL, 10);
+    const uint8_t *q = (const uint8_t *)memchr(p, '\n', n) + 1;
+    char **v = calloc((size_t)count + 1, sizeof *v);
+    for (long i = 0; i < count; i++) {
+        assert_int_equal(q[0], '$');
+        long len = strtol((const char *)q + 1, NULL, 10);
+        q = (const uint8_t *)memchr(q, '\n', (size_t)(p + n - q)) + 1;
+        v[i] = strndup((const char *)q, (size_t)len);
+        q += len + 2;
+    }
+    assert_true(q == p + n);
+    qsort(v, (size_t)count, sizeof *v, strcmp_ptr);
+    buf_reset(out);
+    for (long i = 0; i < count; i++) {
+        buf_append(out, v[i], strlen(v[i]));
+        buf_append(out, "\n", 1);
+        free(v[i]);
+    }
+    free(v);
+}
+
+static void keys_match_redis(void **state)
+{
+    (void)state;
+    struct redis rd;
+    if (redis_start(&rd) != 0) {
+        redis_stop(&rd);
+        skip();
+    }
+    struct rng r;
+    rng_init(&r, test_seed("keys_match_redis", 33));
+    struct kvsm_config c;
+    kvsm_config_default(&c);
+    struct kvsm *sm;
+    assert_int_equal(kvsm_new(&c, &sm), 0);
+    static const char alphabet[] = "abc:[]*?^-\\";
+    uint64_t idx = 0;
+    struct buf mine, theirs, sorted_mine, sorted_theirs;
+    buf_init(&mine);
+    buf_init(&theirs);
+    buf_init(&sorted_mine);
+    buf_init(&sorted_theirs);
+    for (int i = 0; i < 300; i++) {
+        char key[8];
+        size_t n = (size_t)rng_range(&r, 1, 5);
+        for (size_t k = 0; k < n; k++) {
+            key[k] = alphabet[rng_range(&r, 0, sizeof alphabet - 1)];
+        }
+        const uint8_t *argv[] = {(const uint8_t *)"SET", (uint8_t *)key,
+                                 (const uint8_t *)"v"};
+        size_t lens[] = {3, n, 1};
+        size_t rn;
+        redis_call(&rd, 3, argv, lens, &rn);
+        kv_call(sm, &idx, 3, argv, lens, &mine);
+    }
+    int mismatches = 0;
+    for (int i = 0; i < 500 && mismatches == 0; i++) {
+        char pat[12];
+        size_t n = (size_t)rng_range(&r, 0, 7);
+        for (size_t k = 0; k < n; k++) {
+            pat[k] = alphabet[rng_range(&r, 0, sizeof alphabet - 1)];
+        }
+        const uint8_t *argv[] = {(const uint8_t *)"KEYS", (uint8_t *)pat};
+        size_t lens[] = {4, n};
+        size_t rn;
+        const uint8_t *rep = redis_call(&rd, 2, argv, lens, &rn);
+        sorted_elements(rep, rn, &sorted_theirs);
+        kv_call(sm, &idx, 2, argv, lens, &mine);
+        sorted_elements(mine.data, mine.len, &sorted_mine);
+        if (sorted_mine.len != sorted_theirs.len ||
+            memcmp(sorted_mine.data, sorted_theirs.data, sorted_mine.len)) {
+            printf("KEYS '%.*s'\n  redis: %.*s\n  craft: %.*s\n", (int)n, pat,
+                   (int)sorted_theirs.len, (const char *)sorted_theirs.data,
+                   (int)sorted_mine.len, (const char *)sorted_mine.data);
+            mismatches++;
+        }
+    }
+    buf_close(&mine);
+    buf_close(&theirs);
+    buf_close(&sorted_mine);
+    buf_close(&sorted_theirs);
+    kvsm_free(sm);
+    redis_stop(&rd);
+    assert_int_equal(mismatches, 0);
+}
+
 static int redis_connect(const struct redis *r)
 {
     int fd = socket(AF_UNIX, SOCK_STREAM, 0);
@@ -387,6 +482,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(replies_match_redis),
         cmocka_unit_test(inline_parsing_matches_redis),
+        cmocka_unit_test(keys_match_redis),
     };
     return cmocka_run_group_tests_name("kv_redis", tests, NULL, NULL);
 }
