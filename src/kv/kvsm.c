@@ -11,7 +11,8 @@
  *   below it) and refresh its last-used time, then
  *     seq < first_unacked            -> STALESEQ error (reply forgotten)
  *     reply for seq saved            -> the saved bytes again (duplicate)
- *     replies_max replies saved      -> SESSIONFULL error, nothing runs
+ *     replies_max replies or
+ *     bytes_max bytes saved          -> SESSIONFULL error, nothing runs
  *     else                           -> run the command, save its reply
  *
  * Every branch depends only on the session table and the entry, so every
@@ -35,13 +36,14 @@ void kvsm_config_default(struct kvsm_config *c)
     c->sessions_max = KVSM_SESSIONS_MAX;
     c->session_timeout_ms = KVSM_SESSION_TIMEOUT_MS;
     c->session_replies_max = KVSM_SESSION_REPLIES_MAX;
+    c->session_bytes_max = KVSM_SESSION_BYTES_MAX;
 }
 
 int kvsm_new(const struct kvsm_config *c, struct kvsm **out)
 {
     CRAFT_ASSERT(c != NULL && out != NULL);
     if (c->sessions_max == 0 || c->session_timeout_ms == 0 ||
-        c->session_replies_max == 0) {
+        c->session_replies_max == 0 || c->session_bytes_max == 0) {
         return CRAFT_EINVAL;
     }
     struct kvsm *sm = craft_calloc(c->alloc, 1, sizeof *sm);
@@ -313,12 +315,13 @@ static int session_exec(struct kvsm *sm, uint64_t index,
     if (saved != NULL) {
         return buf_append(reply, saved->data, saved->len);
     }
-    if (s->n_saved >= sm->cfg.session_replies_max) {
+    if (s->n_saved >= sm->cfg.session_replies_max ||
+        s->saved_bytes >= sm->cfg.session_bytes_max) {
         return resp_write_errorf(
             reply,
-            "SESSIONFULL session %llu has %zu unacknowledged replies; "
-            "raise first-unacked before sending more",
-            (unsigned long long)ref->id, s->n_saved);
+            "SESSIONFULL session %llu holds %zu unacknowledged replies "
+            "(%zu bytes); raise first-unacked before sending more",
+            (unsigned long long)ref->id, s->n_saved, s->saved_bytes);
     }
     size_t mark = reply->len;
     int rv = run_entry(sm, index, c, reply);

@@ -162,6 +162,7 @@ void session_ack(struct kvsm_sessions *ss, struct kvsm_session *s,
     s->first_unacked = first_unacked;
     size_t drop = 0;
     while (drop < s->n_saved && s->saved[drop].seq < first_unacked) {
+        s->saved_bytes -= s->saved[drop].len;
         craft_free(ss->alloc, s->saved[drop].data);
         drop++;
     }
@@ -217,6 +218,7 @@ int session_save(struct kvsm_sessions *ss, struct kvsm_session *s, uint64_t seq,
             (s->n_saved - at) * sizeof *s->saved);
     s->saved[at] = (struct kvsm_saved){.seq = seq, .data = copy, .len = len};
     s->n_saved++;
+    s->saved_bytes += len;
     return 0;
 }
 
@@ -235,11 +237,16 @@ int sessions_check(const struct kvsm_sessions *ss, size_t sessions_max,
         if (s->n_saved > replies_max || s->n_saved > s->cap_saved) {
             return 0;
         }
+        size_t bytes = 0;
         for (size_t i = 0; i < s->n_saved; i++) {
             if (s->saved[i].seq < s->first_unacked ||
                 (i > 0 && s->saved[i - 1].seq >= s->saved[i].seq)) {
                 return 0;
             }
+            bytes += s->saved[i].len;
+        }
+        if (bytes != s->saved_bytes) {
+            return 0;
         }
         prev = s;
         n++;

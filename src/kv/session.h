@@ -36,6 +36,7 @@ struct kvsm_session {
     struct kvsm_saved *saved;
     size_t n_saved;
     size_t cap_saved;
+    size_t saved_bytes; /* sum of the saved replies' lengths */
 };
 
 struct kvsm_sessions {

@@ -547,9 +547,9 @@ static void session_pipelining(void **state)
     /* The window (replies_max = 3) is full until the client acknowledges:
      * the request is refused, not run. */
     assert_string_equal(kv_exec(f->sm, ++idx, now, 1, 4, 1, "APPEND s d"),
-                        "-SESSIONFULL session 1 has 3 unacknowledged "
-                        "replies; raise first-unacked before sending "
-                        "more\r\n");
+                        "-SESSIONFULL session 1 holds 3 unacknowledged "
+                        "replies (12 bytes); raise first-unacked before "
+                        "sending more\r\n");
     assert_string_equal(READ("GET s"), "$3\r\nacb\r\n");
     /* Acknowledging 1..2 frees room; 3 is still retrievable. */
     assert_string_equal(kv_exec(f->sm, ++idx, now, 1, 4, 3, "APPEND s d"),
@@ -557,6 +557,34 @@ static void session_pipelining(void **state)
     assert_string_equal(kv_exec(f->sm, ++idx, now, 1, 3, 3, "APPEND s c"),
                         ":2\r\n");
     assert_string_equal(READ("GET s"), "$4\r\nacbd\r\n");
+}
+
+/* The bytes of saved replies are bounded too. */
+static void session_bytes_bounded(void **state)
+{
+    (void)state;
+    struct kvsm_config c;
+    kvsm_config_default(&c);
+    c.session_bytes_max = 64;
+    struct kvsm *sm;
+    assert_int_equal(kvsm_new(&c, &sm), 0);
+    uint64_t idx = 0;
+    assert_string_equal(kv_apply(sm, ++idx, 1, "CRAFT.SESSION"), ":1\r\n");
+    char line[128];
+    snprintf(line, sizeof line, "SET big %070d", 7);
+    kv_apply(sm, ++idx, 1, line);
+    assert_string_equal(kv_exec(sm, ++idx, 1, 1, 1, 1, "GET big"),
+                        "$70\r\n0000000000000000000000000000000000000000000000"
+                        "000000000000000000000007\r\n");
+    /* 77 bytes saved >= 64: refused until acknowledged. */
+    const char *full = kv_exec(sm, ++idx, 1, 1, 2, 1, "INCR n");
+    assert_memory_equal(full,
+                        "-SESSIONFULL session 1 holds 1 unacknowledged "
+                        "replies (77 bytes)",
+                        64);
+    assert_string_equal(kv_exec(sm, ++idx, 1, 1, 2, 2, "INCR n"), ":1\r\n");
+    assert_true(kvsm_check(sm));
+    kvsm_free(sm);
 }
 
 static void session_expiry_and_eviction(void **state)
@@ -981,6 +1009,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(session_exactly_once, setup, teardown),
         cmocka_unit_test_setup_teardown(session_pipelining, setup, teardown),
+        cmocka_unit_test(session_bytes_bounded),
         cmocka_unit_test_setup_teardown(session_expiry_and_eviction, setup,
                                         teardown),
         cmocka_unit_test(replicas_agree),
