@@ -209,7 +209,7 @@ static void collect_key(void *ctx, const struct ht_entry *e)
     c->visited++;
     if (c->rv != 0 || expired(c->sm, e) || !c->type_ok ||
         (c->pat != NULL &&
-         !glob_match(c->pat, c->pat_len, e->key, e->key_len))) {
+         !kvsm__glob_match(c->pat, c->pat_len, e->key, e->key_len))) {
         return;
     }
     c->rv = resp_write_bulk(&c->keys, e->key, e->key_len);

@@ -51,7 +51,7 @@ static int match_token(const uint8_t *p, size_t pn, uint8_t c, size_t *len)
     return neg ? !hit : hit;
 }
 
-int glob_match(const uint8_t *p, size_t pn, const uint8_t *s, size_t sn)
+int kvsm__glob_match(const uint8_t *p, size_t pn, const uint8_t *s, size_t sn)
 {
     size_t pi = 0, si = 0;
     size_t star = SIZE_MAX, star_si = 0; /* after the last *, and where */

@@ -18,6 +18,6 @@
 #include <stdint.h>
 
 /* 1 if s[0, sn) matches the pattern p[0, pn), else 0. */
-int glob_match(const uint8_t *p, size_t pn, const uint8_t *s, size_t sn);
+int kvsm__glob_match(const uint8_t *p, size_t pn, const uint8_t *s, size_t sn);
 
 #endif /* CRAFT_KV_GLOB_H */

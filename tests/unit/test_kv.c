@@ -784,7 +784,8 @@ static void glob_patterns(void **state)
         {"**a", "ba", 1},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        int got = glob_match((const uint8_t *)cases[i].p, strlen(cases[i].p),
+        int got =
+            kvsm__glob_match((const uint8_t *)cases[i].p, strlen(cases[i].p),
                              (const uint8_t *)cases[i].s, strlen(cases[i].s));
         if (got != cases[i].want) {
             fail_msg("'%s' vs '%s': %d", cases[i].p, cases[i].s, got);
