@@ -442,7 +442,7 @@ static void reply_writers(void **state)
     assert_int_equal(resp_write_int(&b, 0), 0);
     assert_int_equal(resp_write_bulk(&b, "", 0), 0);
     assert_int_equal(resp_write_null_array(&b), 0);
-    assert_int_equal(resp_write_errorf(&b, "ERR x %s", "a\nb"), 0);
+    assert_int_equal(resp_write_errorf(&b, "ERR x %s", "a\nb\r\n"), 0);
     const char *want = "+OK\r\n-ERR bad\r\n:-42\r\n$4\r\na\r\nb\r\n$-1\r\n"
                        "*2\r\n:0\r\n$0\r\n\r\n*-1\r\n-ERR x a b\r\n";
     assert_int_equal(b.len, strlen(want));
