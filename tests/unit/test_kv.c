@@ -1008,8 +1008,12 @@ static void alloc_failures_are_clean(void **state)
     }
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    /* --seed N replays the randomised tests (same as CRAFT_SEED=N). */
+    if (argc == 3 && strcmp(argv[1], "--seed") == 0) {
+        setenv("CRAFT_SEED", argv[2], 1);
+    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(strings_basic, setup, teardown),
         cmocka_unit_test_setup_teardown(binary_safe_keys_and_values, setup,

@@ -521,8 +521,12 @@ static int group_teardown(void **state)
     return 0;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    /* --seed N replays the randomised tests (same as CRAFT_SEED=N). */
+    if (argc == 3 && strcmp(argv[1], "--seed") == 0) {
+        setenv("CRAFT_SEED", argv[2], 1);
+    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(replies_match_redis),
         cmocka_unit_test(inline_parsing_matches_redis),

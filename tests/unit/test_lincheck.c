@@ -310,7 +310,7 @@ static uint64_t seed_of(const char *name, uint64_t dflt)
 {
     const char *env = getenv("CRAFT_SEED");
     uint64_t seed = env ? strtoull(env, NULL, 0) : dflt;
-    printf("%s: seed=%llu (replay: CRAFT_SEED=%llu)\n", name,
+    printf("%s: seed=%llu (replay: --seed %llu)\n", name,
            (unsigned long long)seed, (unsigned long long)seed);
     return seed;
 }
@@ -486,8 +486,12 @@ static void cli_exit_codes(void **state)
     }
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    /* --seed N replays the randomised tests (same as CRAFT_SEED=N). */
+    if (argc == 3 && strcmp(argv[1], "--seed") == 0) {
+        setenv("CRAFT_SEED", argv[2], 1);
+    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(known_histories),
         cmocka_unit_test(report_names_window),

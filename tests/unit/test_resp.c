@@ -368,7 +368,7 @@ static void random_round_trips(void **state)
     if (env) {
         seed = strtoull(env, NULL, 0);
     }
-    printf("random_round_trips seed=%llu (replay: CRAFT_SEED=%llu)\n",
+    printf("random_round_trips seed=%llu (replay: --seed %llu)\n",
            (unsigned long long)seed, (unsigned long long)seed);
     struct rng r;
     rng_init(&r, seed);
@@ -542,8 +542,12 @@ static void parse_throughput(void **state)
     buf_close(&wire);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    /* --seed N replays the randomised tests (same as CRAFT_SEED=N). */
+    if (argc == 3 && strcmp(argv[1], "--seed") == 0) {
+        setenv("CRAFT_SEED", argv[2], 1);
+    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(multibulk_basic),
         cmocka_unit_test(pipelined_in_order),
