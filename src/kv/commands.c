@@ -17,6 +17,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "kv/glob.h"
 #include "kv/kvsm_int.h"
 #include "server/resp.h"
 #include "util/assert.h"
@@ -25,6 +26,8 @@
 #define E_OVERFLOW "ERR increment or decrement would overflow"
 #define E_SYNTAX "ERR syntax error"
 #define E_TOO_BIG "ERR string exceeds maximum allowed size (proto-max-bulk-len)"
+
+static int printable_len(const uint8_t *p, size_t n, size_t max);
 
 static int expired(const struct kvsm *sm, const struct ht_entry *e)
 {
@@ -187,6 +190,134 @@ static int cmd_ttl(struct kvsm_exec *x)
 static int cmd_pttl(struct kvsm_exec *x)
 {
     return ttl_reply(x, 1);
+}
+
+/* Keys collected by KEYS and SCAN: the entries are stable because the
+ * read path never modifies the table. */
+struct collect {
+    const struct kvsm *sm;
+    const uint8_t *pat;
+    size_t pat_len;  /* 0 with pat NULL: match everything */
+    int type_ok;     /* TYPE filter: 1 keep strings, 0 drop everything */
+    struct buf keys; /* RESP bulks of the matching keys */
+    size_t n;        /* keys in it */
+    size_t visited;  /* keys looked at, matching or not */
+    int rv;
+};
+
+static void collect_key(void *ctx, const struct ht_entry *e)
+{
+    struct collect *c = ctx;
+    c->visited++;
+    if (c->rv != 0 || expired(c->sm, e) || !c->type_ok ||
+        (c->pat != NULL &&
+         !kvsm__glob_match(c->pat, c->pat_len, e->key, e->key_len))) {
+        return;
+    }
+    c->rv = resp_write_bulk(&c->keys, e->key, e->key_len);
+    c->n += c->rv == 0;
+}
+
+static int reply_collected(struct buf *out, struct collect *c)
+{
+    int rv = c->rv;
+    if (rv == 0) {
+        rv = resp_write_array(out, c->n);
+    }
+    if (rv == 0) {
+        rv = buf_append(out, c->keys.data, c->keys.len);
+    }
+    buf_close(&c->keys);
+    return rv;
+}
+
+static int cmd_keys(struct kvsm_exec *x)
+{
+    struct collect c = {
+        .sm = x->ro, .pat = x->argv[1], .pat_len = x->lens[1], .type_ok = 1};
+    if (x->lens[1] == 1 && x->argv[1][0] == '*') {
+        c.pat = NULL;
+    }
+    buf_init(&c.keys);
+    struct ht_iter it;
+    ht_iter_init(&it, &x->ro->keys);
+    for (const struct ht_entry *e; (e = ht_iter_next(&it)) != NULL;) {
+        collect_key(&c, e);
+    }
+    return reply_collected(x->out, &c);
+}
+
+/* Redis's parseScanCursorOrReply(): strtoul, no leading blank. */
+static int parse_cursor(const uint8_t *p, size_t n, uint64_t *v)
+{
+    char tmp[128];
+    if (n == 0 || n >= sizeof tmp || isspace(p[0])) {
+        return -1;
+    }
+    memcpy(tmp, p, n);
+    tmp[n] = '\0';
+    char *end;
+    errno = 0;
+    unsigned long long c = strtoull(tmp, &end, 10);
+    if (*end != '\0' || errno == ERANGE || (size_t)(end - tmp) != n) {
+        return -1;
+    }
+    *v = c;
+    return 0;
+}
+
+/* SCAN cursor [MATCH pattern] [COUNT count] [TYPE type] */
+static int cmd_scan(struct kvsm_exec *x)
+{
+    uint64_t cursor;
+    if (parse_cursor(x->argv[1], x->lens[1], &cursor) != 0) {
+        return resp_write_error(x->out, "ERR invalid cursor");
+    }
+    struct collect c = {.sm = x->ro, .type_ok = 1};
+    long long count = 10;
+    for (size_t i = 2; i < x->argc; i += 2) {
+        if (i + 1 >= x->argc) {
+            return resp_write_error(x->out, E_SYNTAX);
+        }
+        if (is_opt(x, i, "COUNT")) {
+            if (arg_ll(x, i + 1, &count) != 0) {
+                return resp_write_error(x->out, E_NOT_INT);
+            }
+            if (count < 1) {
+                return resp_write_error(x->out, E_SYNTAX);
+            }
+        } else if (is_opt(x, i, "MATCH")) {
+            c.pat = x->argv[i + 1];
+            c.pat_len = x->lens[i + 1];
+            if (c.pat_len == 1 && c.pat[0] == '*') {
+                c.pat = NULL;
+            }
+        } else if (is_opt(x, i, "TYPE")) {
+            c.type_ok = is_opt(x, i + 1, "string");
+        } else {
+            return resp_write_error(x->out, E_SYNTAX);
+        }
+    }
+    /* As Redis: visit buckets until count keys were looked at or
+     * 10 * count buckets were visited, so a sparse table cannot stall. */
+    buf_init(&c.keys);
+    long long budget = count > LLONG_MAX / 10 ? LLONG_MAX : count * 10;
+    do {
+        cursor = ht_scan(&x->ro->keys, cursor, collect_key, &c);
+    } while (cursor != 0 && budget-- > 0 && c.rv == 0 &&
+             c.visited < (unsigned long long)count);
+    char digits[24];
+    int dn =
+        snprintf(digits, sizeof digits, "%llu", (unsigned long long)cursor);
+    int rv = c.rv == 0 ? resp_write_array(x->out, 2) : c.rv;
+    if (rv == 0) {
+        rv = resp_write_bulk(x->out, digits, (size_t)dn);
+    }
+    if (rv != 0) {
+        buf_close(&c.keys);
+        return rv;
+    }
+    return reply_collected(x->out, &c);
 }
 
 /* ---- stateless ---- */
@@ -465,33 +596,82 @@ static int cmd_msetnx(struct kvsm_exec *x)
     return mset_generic(x, 1);
 }
 
+#define EXP_NX 1
+#define EXP_XX 2
+#define EXP_GT 4
+#define EXP_LT 8
+
+/* The NX | XX | GT | LT options of EXPIRE, as Redis 7 parses them.
+ * Returns 0 with *flags, or 1 with an error reply written, or an error. */
+static int expire_flags(struct kvsm_exec *x, int *flags)
+{
+    static const char *names[] = {"NX", "XX", "GT", "LT"};
+    *flags = 0;
+    for (size_t i = 3; i < x->argc; i++) {
+        size_t k = 0;
+        while (k < 4 && !is_opt(x, i, names[k])) {
+            k++;
+        }
+        if (k == 4) {
+            int rv =
+                resp_write_errorf(x->out, "ERR Unsupported option %.*s",
+                                  printable_len(x->argv[i], x->lens[i], 128),
+                                  (const char *)x->argv[i]);
+            return rv ? rv : 1;
+        }
+        *flags |= 1 << k;
+    }
+    const char *err = NULL;
+    if ((*flags & EXP_NX) && (*flags & (EXP_XX | EXP_GT | EXP_LT))) {
+        err = "ERR NX and XX, GT or LT options at the same time are not "
+              "compatible";
+    } else if ((*flags & EXP_GT) && (*flags & EXP_LT)) {
+        err = "ERR GT and LT options at the same time are not compatible";
+    }
+    if (err != NULL) {
+        int rv = resp_write_error(x->out, err);
+        return rv ? rv : 1;
+    }
+    return 0;
+}
+
+/* EXPIRE / PEXPIRE key time [NX | XX | GT | LT]: Redis's
+ * expireGenericCommand(), with the state's clock as "now". */
 static int expire_generic(struct kvsm_exec *x, long long unit_ms,
                           const char *name)
 {
-    if (x->argc > 3) {
-        return resp_write_errorf(x->out, "ERR Unsupported option %.*s",
-                                 (int)(x->lens[3] > 64 ? 64 : x->lens[3]),
-                                 (const char *)x->argv[3]);
+    int flags, rv = expire_flags(x, &flags);
+    if (rv != 0) {
+        return rv > 0 ? 0 : rv;
     }
-    long long v;
-    if (arg_ll(x, 2, &v) != 0) {
+    long long when;
+    if (arg_ll(x, 2, &when) != 0) {
         return resp_write_error(x->out, E_NOT_INT);
     }
     struct kvsm *sm = x->rw;
+    long long now = (long long)sm->now_ms;
+    if (when > LLONG_MAX / unit_ms || when < LLONG_MIN / unit_ms ||
+        when * unit_ms > LLONG_MAX - now) {
+        return resp_write_errorf(
+            x->out, "ERR invalid expire time in '%s' command", name);
+    }
+    when = when * unit_ms + now;
     struct ht_entry *e = lookup_w(sm, x->argv[1], x->lens[1]);
     if (e == NULL) {
         return resp_write_int(x->out, 0);
     }
+    long long cur = e->expire_ms ? e->expire_ms : -1;
+    if (((flags & EXP_NX) && cur != -1) || ((flags & EXP_XX) && cur == -1) ||
+        ((flags & EXP_GT) && (cur == -1 || when <= cur)) ||
+        ((flags & EXP_LT) && cur != -1 && when >= cur)) {
+        return resp_write_int(x->out, 0);
+    }
     /* A time already past deletes the key, as in Redis. */
-    if (v <= 0) {
+    if (when <= now) {
         ht_delete(&sm->keys, x->argv[1], x->lens[1]);
-        return resp_write_int(x->out, 1);
+    } else {
+        e->expire_ms = when;
     }
-    if (v > (LLONG_MAX - (long long)sm->now_ms) / unit_ms) {
-        return resp_write_errorf(
-            x->out, "ERR invalid expire time in '%s' command", name);
-    }
-    e->expire_ms = (long long)sm->now_ms + v * unit_ms;
     return resp_write_int(x->out, 1);
 }
 
@@ -733,6 +913,8 @@ static const struct kvsm_command commands[] = {
     {"type", 2, R, cmd_type},
     {"getrange", 4, R, cmd_getrange},
     {"ttl", 2, R, cmd_ttl},
+    {"keys", 2, R, cmd_keys},
+    {"scan", -2, R, cmd_scan},
     {"pttl", 2, R, cmd_pttl},
     {"ping", -1, L, cmd_ping},
     {"echo", 2, L, cmd_echo},

@@ -11,7 +11,8 @@
  *   below it) and refresh its last-used time, then
  *     seq < first_unacked            -> STALESEQ error (reply forgotten)
  *     reply for seq saved            -> the saved bytes again (duplicate)
- *     replies_max replies saved      -> SESSIONFULL error, nothing runs
+ *     replies_max replies or
+ *     bytes_max bytes saved          -> SESSIONFULL error, nothing runs
  *     else                           -> run the command, save its reply
  *
  * Every branch depends only on the session table and the entry, so every
@@ -35,13 +36,14 @@ void kvsm_config_default(struct kvsm_config *c)
     c->sessions_max = KVSM_SESSIONS_MAX;
     c->session_timeout_ms = KVSM_SESSION_TIMEOUT_MS;
     c->session_replies_max = KVSM_SESSION_REPLIES_MAX;
+    c->session_bytes_max = KVSM_SESSION_BYTES_MAX;
 }
 
 int kvsm_new(const struct kvsm_config *c, struct kvsm **out)
 {
     CRAFT_ASSERT(c != NULL && out != NULL);
     if (c->sessions_max == 0 || c->session_timeout_ms == 0 ||
-        c->session_replies_max == 0) {
+        c->session_replies_max == 0 || c->session_bytes_max == 0) {
         return CRAFT_EINVAL;
     }
     struct kvsm *sm = craft_calloc(c->alloc, 1, sizeof *sm);
@@ -53,7 +55,7 @@ int kvsm_new(const struct kvsm_config *c, struct kvsm **out)
     if (rv != 0) {
         goto err_keys;
     }
-    rv = sessions_init(&sm->sessions, c->alloc, c->sessions_max);
+    rv = kvsm__sessions_init(&sm->sessions, c->alloc, c->sessions_max);
     if (rv != 0) {
         goto err_sessions;
     }
@@ -72,7 +74,7 @@ void kvsm_free(struct kvsm *sm)
     if (sm == NULL) {
         return;
     }
-    sessions_close(&sm->sessions);
+    kvsm__sessions_close(&sm->sessions);
     ht_close(&sm->keys);
     craft_free(sm->cfg.alloc, sm);
 }
@@ -218,10 +220,10 @@ static int open_session(struct kvsm *sm, uint64_t index, struct buf *reply)
     /* A full table evicts the least recently used session: deterministic,
      * because the age order is a function of the log alone. */
     if (ss->count >= sm->cfg.sessions_max) {
-        sessions_remove(ss, ss->head);
+        kvsm__sessions_remove(ss, ss->head);
     }
     struct kvsm_session *s;
-    int rv = sessions_add(ss, index, sm->now_ms, &s);
+    int rv = kvsm__sessions_add(ss, index, sm->now_ms, &s);
     if (rv != 0) {
         return rv;
     }
@@ -288,7 +290,7 @@ static int session_exec(struct kvsm *sm, uint64_t index,
 {
     const struct kvsm_session_ref *ref = &c->s;
     struct kvsm_sessions *ss = &sm->sessions;
-    struct kvsm_session *s = sessions_find(ss, ref->id);
+    struct kvsm_session *s = kvsm__sessions_find(ss, ref->id);
     if (s == NULL) {
         return resp_write_errorf(reply,
                                  "NOSESSION session %llu is unknown or has "
@@ -300,8 +302,8 @@ static int session_exec(struct kvsm *sm, uint64_t index,
         return resp_write_error(
             reply, "ERR CRAFT.EXEC: first-unacked must be in [1, seq]");
     }
-    session_ack(ss, s, ref->first_unacked);
-    sessions_touch(ss, s, sm->now_ms);
+    kvsm__session_ack(ss, s, ref->first_unacked);
+    kvsm__sessions_touch(ss, s, sm->now_ms);
     if (ref->seq < s->first_unacked) {
         return resp_write_errorf(
             reply,
@@ -309,23 +311,25 @@ static int session_exec(struct kvsm *sm, uint64_t index,
             "reply discarded",
             (unsigned long long)ref->seq, (unsigned long long)ref->id);
     }
-    const struct kvsm_saved *saved = session_saved(s, ref->seq);
+    const struct kvsm_saved *saved = kvsm__session_saved(s, ref->seq);
     if (saved != NULL) {
         return buf_append(reply, saved->data, saved->len);
     }
-    if (s->n_saved >= sm->cfg.session_replies_max) {
+    if (s->n_saved >= sm->cfg.session_replies_max ||
+        s->saved_bytes >= sm->cfg.session_bytes_max) {
         return resp_write_errorf(
             reply,
-            "SESSIONFULL session %llu has %zu unacknowledged replies; "
-            "raise first-unacked before sending more",
-            (unsigned long long)ref->id, s->n_saved);
+            "SESSIONFULL session %llu holds %zu unacknowledged replies "
+            "(%zu bytes); raise first-unacked before sending more",
+            (unsigned long long)ref->id, s->n_saved, s->saved_bytes);
     }
     size_t mark = reply->len;
     int rv = run_entry(sm, index, c, reply);
     if (rv != 0) {
         return rv;
     }
-    return session_save(ss, s, ref->seq, reply->data + mark, reply->len - mark);
+    return kvsm__session_save(ss, s, ref->seq, reply->data + mark,
+                              reply->len - mark);
 }
 
 /* A plain, session-less CRAFT.SESSION entry. */
@@ -354,7 +358,8 @@ int kvsm_apply(struct kvsm *sm, uint64_t index, const void *payload, size_t len,
     if (c.time_ms > sm->now_ms) {
         sm->now_ms = c.time_ms;
     }
-    sessions_expire(&sm->sessions, sm->now_ms, sm->cfg.session_timeout_ms);
+    kvsm__sessions_expire(&sm->sessions, sm->now_ms,
+                          sm->cfg.session_timeout_ms);
     size_t mark = reply->len;
     if (is_session_open(&c)) {
         rv = open_session(sm, index, reply);
@@ -415,8 +420,8 @@ int kvsm_check(const struct kvsm *sm)
     if (!ht_check(&sm->keys)) {
         return 0;
     }
-    if (!sessions_check(&sm->sessions, sm->cfg.sessions_max,
-                        sm->cfg.session_replies_max)) {
+    if (!kvsm__sessions_check(&sm->sessions, sm->cfg.sessions_max,
+                              sm->cfg.session_replies_max)) {
         return 0;
     }
     return sm->sessions.tail == NULL ||

@@ -32,8 +32,9 @@
  *      was already discarded, or an unknown or expired session, gets an
  *      error; nothing is ever executed a second time.
  *   3. Bounded: at most sessions_max sessions, each holding at most
- *      session_replies_max saved replies; keys and values are at most
- *      KVSM_VALUE_MAX bytes.
+ *      session_replies_max saved replies, and taking no new request while
+ *      they total session_bytes_max bytes or more; keys and values are at
+ *      most KVSM_VALUE_MAX bytes.
  *   4. last_applied strictly increases with every kvsm_apply()/kvsm_skip().
  *   5. The reply of every command is a single RESP2 value.
  *
@@ -73,6 +74,11 @@
  * session's pipeline depth.  redis-benchmark's default pipeline is 1 and
  * heavy pipelining uses tens; 128 leaves room. */
 #define KVSM_SESSION_REPLIES_MAX 128
+/* Default bound on the bytes of saved replies per session: a session whose
+ * saved replies reach it takes no new request until it acknowledges some,
+ * so a session holds at most this plus one reply.  1 MiB covers 128 typical
+ * replies many times over; a client reading big values acknowledges. */
+#define KVSM_SESSION_BYTES_MAX (1024u * 1024u)
 
 struct kvsm_config {
     const struct craft_alloc *alloc; /* NULL for malloc */
@@ -81,6 +87,7 @@ struct kvsm_config {
     size_t sessions_max;
     uint64_t session_timeout_ms;
     size_t session_replies_max;
+    size_t session_bytes_max;
 };
 
 /* Fill in the defaults above with a fixed hash seed. */

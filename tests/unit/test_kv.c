@@ -2,6 +2,7 @@
  * codec, the hash table and the exactly-once sessions. */
 #include "test_kv_helpers.h"
 
+#include "kv/glob.h"
 #include "kv/ht.h"
 #include "util/assert.h"
 #include "util/rng.h"
@@ -244,6 +245,25 @@ static void key_expiry_by_leader_time(void **state)
     assert_string_equal(APPLY("PERSIST k"), ":1\r\n");
     assert_string_equal(APPLY("PERSIST k"), ":0\r\n");
     assert_string_equal(APPLY("EXPIRE nope 5"), ":0\r\n");
+    assert_string_equal(APPLY("EXPIRE k 5 NX"), ":1\r\n");
+    assert_string_equal(APPLY("EXPIRE k 6 NX"), ":0\r\n");
+    assert_string_equal(APPLY("EXPIRE k 9 GT"), ":1\r\n");
+    assert_string_equal(APPLY("EXPIRE k 7 GT"), ":0\r\n");
+    assert_string_equal(APPLY("EXPIRE k 7 lt"), ":1\r\n");
+    assert_string_equal(READ("TTL k"), ":7\r\n");
+    assert_string_equal(APPLY("EXPIRE k 7 NX XX"),
+                        "-ERR NX and XX, GT or LT options at the same time "
+                        "are not compatible\r\n");
+    assert_string_equal(APPLY("EXPIRE k 7 GT LT"),
+                        "-ERR GT and LT options at the same time are not "
+                        "compatible\r\n");
+    assert_string_equal(APPLY("EXPIRE k 7 FOO"),
+                        "-ERR Unsupported option FOO\r\n");
+    assert_string_equal(APPLY("EXPIRE k 9223372036854775807"),
+                        "-ERR invalid expire time in 'expire' command\r\n");
+    assert_string_equal(APPLY("PERSIST k"), ":1\r\n");
+    assert_string_equal(APPLY("EXPIRE k 5 XX"), ":0\r\n");
+    assert_string_equal(APPLY("EXPIRE k 5 LT"), ":1\r\n");
     assert_string_equal(APPLY("PEXPIRE k 0"), ":1\r\n");
     assert_string_equal(READ("GET k"), "$-1\r\n");
     /* KEEPTTL and INCR keep the expiry; a plain SET clears it. */
@@ -546,9 +566,9 @@ static void session_pipelining(void **state)
     /* The window (replies_max = 3) is full until the client acknowledges:
      * the request is refused, not run. */
     assert_string_equal(kv_exec(f->sm, ++idx, now, 1, 4, 1, "APPEND s d"),
-                        "-SESSIONFULL session 1 has 3 unacknowledged "
-                        "replies; raise first-unacked before sending "
-                        "more\r\n");
+                        "-SESSIONFULL session 1 holds 3 unacknowledged "
+                        "replies (12 bytes); raise first-unacked before "
+                        "sending more\r\n");
     assert_string_equal(READ("GET s"), "$3\r\nacb\r\n");
     /* Acknowledging 1..2 frees room; 3 is still retrievable. */
     assert_string_equal(kv_exec(f->sm, ++idx, now, 1, 4, 3, "APPEND s d"),
@@ -556,6 +576,34 @@ static void session_pipelining(void **state)
     assert_string_equal(kv_exec(f->sm, ++idx, now, 1, 3, 3, "APPEND s c"),
                         ":2\r\n");
     assert_string_equal(READ("GET s"), "$4\r\nacbd\r\n");
+}
+
+/* The bytes of saved replies are bounded too. */
+static void session_bytes_bounded(void **state)
+{
+    (void)state;
+    struct kvsm_config c;
+    kvsm_config_default(&c);
+    c.session_bytes_max = 64;
+    struct kvsm *sm;
+    assert_int_equal(kvsm_new(&c, &sm), 0);
+    uint64_t idx = 0;
+    assert_string_equal(kv_apply(sm, ++idx, 1, "CRAFT.SESSION"), ":1\r\n");
+    char line[128];
+    snprintf(line, sizeof line, "SET big %070d", 7);
+    kv_apply(sm, ++idx, 1, line);
+    assert_string_equal(kv_exec(sm, ++idx, 1, 1, 1, 1, "GET big"),
+                        "$70\r\n0000000000000000000000000000000000000000000000"
+                        "000000000000000000000007\r\n");
+    /* 77 bytes saved >= 64: refused until acknowledged. */
+    const char *full = kv_exec(sm, ++idx, 1, 1, 2, 1, "INCR n");
+    assert_memory_equal(full,
+                        "-SESSIONFULL session 1 holds 1 unacknowledged "
+                        "replies (77 bytes)",
+                        64);
+    assert_string_equal(kv_exec(sm, ++idx, 1, 1, 2, 2, "INCR n"), ":1\r\n");
+    assert_true(kvsm_check(sm));
+    kvsm_free(sm);
 }
 
 static void session_expiry_and_eviction(void **state)
@@ -719,6 +767,197 @@ static void ht_matches_reference(void **state)
     assert_int_equal(ta.live, 0);
 }
 
+static void glob_patterns(void **state)
+{
+    (void)state;
+    struct {
+        const char *p, *s;
+        int want;
+    } cases[] = {
+        {"*", "", 1},
+        {"*", "abc", 1},
+        {"", "", 1},
+        {"", "a", 0},
+        {"a*", "abc", 1},
+        {"*c", "abc", 1},
+        {"a*c", "abbbc", 1},
+        {"a*c", "abbb", 0},
+        {"a?c", "abc", 1},
+        {"a?c", "ac", 0},
+        {"[abc]x", "bx", 1},
+        {"[^abc]x", "bx", 0},
+        {"[^abc]x", "dx", 1},
+        {"[a-c]", "b", 1},
+        {"[c-a]", "b", 1},
+        {"[a-c]", "d", 0},
+        {"\\*", "*", 1},
+        {"\\*", "a", 0},
+        {"a\\", "a\\", 1},
+        {"[\\]]", "]", 1},
+        {"[abc", "b", 1},
+        {"[abc", "d", 0},
+        {"*a*a*a*a*a*b", "aaaaaaaaaaaaaaaaaaaaaaaa", 0},
+        {"h*llo", "hello", 1},
+        {"h[ae]llo", "hallo", 1},
+        {"user:*:name", "user:42:name", 1},
+        {"**a", "ba", 1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int got =
+            kvsm__glob_match((const uint8_t *)cases[i].p, strlen(cases[i].p),
+                             (const uint8_t *)cases[i].s, strlen(cases[i].s));
+        if (got != cases[i].want) {
+            fail_msg("'%s' vs '%s': %d", cases[i].p, cases[i].s, got);
+        }
+    }
+}
+
+struct scan_seen {
+    int *seen;
+};
+
+static void scan_mark(void *ctx, const struct ht_entry *e)
+{
+    struct scan_seen *s = ctx;
+    char key[16];
+    snprintf(key, sizeof key, "%.*s", (int)e->key_len, (const char *)e->key);
+    int k = atoi(key + 1);
+    s->seen[k]++;
+}
+
+/* A full SCAN returns every key present throughout it, however the table
+ * grows, shrinks or rehashes between steps. */
+static void ht_scan_survives_resizes(void **state)
+{
+    (void)state;
+    struct rng r;
+    rng_init(&r, test_seed("ht_scan_survives_resizes", 8));
+    enum { N = 4000 };
+    static int present[N], stable[N], seen[N];
+    for (int round = 0; round < 20; round++) {
+        struct ht h;
+        assert_int_equal(ht_init(&h, NULL, round, 2), 0);
+        memset(present, 0, sizeof present);
+        char key[16];
+        for (int i = 0; i < N; i++) {
+            if (rng_chance(&r, 500)) {
+                int n = snprintf(key, sizeof key, "k%d", i);
+                struct ht_entry *e;
+                int created;
+                ht_upsert(&h, key, (size_t)n, &e, &created);
+                present[i] = 1;
+            }
+        }
+        memcpy(stable, present, sizeof stable);
+        memset(seen, 0, sizeof seen);
+        struct scan_seen ss = {seen};
+        uint64_t cursor = 0;
+        int grow = round % 2;
+        do {
+            cursor = ht_scan(&h, cursor, scan_mark, &ss);
+            for (int j = 0; j < 8; j++) {
+                int k = (int)rng_range(&r, 0, N);
+                int n = snprintf(key, sizeof key, "k%d", k);
+                if (grow ? rng_chance(&r, 800) : rng_chance(&r, 200)) {
+                    struct ht_entry *e;
+                    int created;
+                    ht_upsert(&h, key, (size_t)n, &e, &created);
+                    present[k] = 1;
+                } else {
+                    ht_delete(&h, key, (size_t)n);
+                    present[k] = 0;
+                    stable[k] = 0;
+                }
+            }
+        } while (cursor != 0);
+        for (int i = 0; i < N; i++) {
+            if (stable[i] && present[i] && seen[i] == 0) {
+                fail_msg("round %d: key k%d missed", round, i);
+            }
+        }
+        ht_close(&h);
+    }
+}
+
+static void keys_and_scan_commands(void **state)
+{
+    struct fixture *f = *state;
+    uint64_t idx = 0, now = 1000;
+    char line[64];
+    for (int i = 0; i < 300; i++) {
+        snprintf(line, sizeof line, "SET %s:%d v", i % 3 ? "user" : "item", i);
+        APPLY(line);
+    }
+    APPLY("SET gone v PX 5");
+    now = 2000;
+    APPLY("PING");
+    const char *r = READ("KEYS item:1*");
+    /* item:12, item:15, item:18, and item:102 ... item:198 */
+    assert_memory_equal(r, "*", 1);
+    assert_int_equal(atoi(r + 1), 3 + 33);
+    assert_string_equal(READ("KEYS gone"), "*0\r\n");
+    assert_string_equal(READ("SCAN x"), "-ERR invalid cursor\r\n");
+    assert_string_equal(READ("SCAN 0 COUNT 0"), "-ERR syntax error\r\n");
+    assert_string_equal(READ("SCAN 0 COUNT"), "-ERR syntax error\r\n");
+    assert_string_equal(READ("SCAN 0 BOGUS 1"), "-ERR syntax error\r\n");
+    assert_string_equal(READ("SCAN 0 TYPE hash"), READ("SCAN 0 TYPE hash"));
+    /* A full scan with MATCH finds the 100 items exactly once each here
+     * (no resizes in between). */
+    uint64_t cursor = 0;
+    int items = 0, steps = 0;
+    do {
+        snprintf(line, sizeof line, "SCAN %llu MATCH item:* COUNT 7",
+                 (unsigned long long)cursor);
+        const char *rep = READ(line);
+        assert_memory_equal(rep, "*2\r\n$", 5);
+        const char *c = strchr(rep + 5, '\n') + 1;
+        cursor = strtoull(c, NULL, 10);
+        const char *arr = strchr(c, '\n') + 1;
+        assert_int_equal(arr[0], '*');
+        items += atoi(arr + 1);
+        steps++;
+    } while (cursor != 0);
+    assert_int_equal(items, 100);
+    assert_true(steps > 5);
+}
+
+/* FLUSHALL drops the table in O(1); later writes free it bit by bit. */
+static void ht_clear_is_incremental(void **state)
+{
+    (void)state;
+    struct test_alloc ta = {0};
+    struct craft_alloc al = test_alloc_of(&ta);
+    struct ht h;
+    assert_int_equal(ht_init(&h, &al, 5, 6), 0);
+    char key[16];
+    for (int round = 0; round < 6; round++) {
+        for (int i = 0; i < 5000; i++) {
+            int n = snprintf(key, sizeof key, "%d:%d", round, i);
+            struct ht_entry *e;
+            int created;
+            assert_int_equal(ht_upsert(&h, key, (size_t)n, &e, &created), 0);
+            assert_int_equal(ht_entry_set(&h, e, key, (size_t)n), 0);
+        }
+        long live = ta.live;
+        assert_int_equal(ht_clear(&h), 0);
+        assert_int_equal(ht_count(&h), 0);
+        /* Nothing was freed yet, except when the graves overflowed. */
+        assert_true(ta.live > live - 100 || round >= HT_GRAVES_MAX);
+        assert_true(h.n_graves >= 1 && h.n_graves <= HT_GRAVES_MAX);
+        assert_true(ht_check(&h));
+    }
+    /* Each delete (even of a missing key) reaps HT_REAP_STEP entries. */
+    for (int i = 0; i < 100000 && h.n_graves > 0; i++) {
+        long live = ta.live;
+        ht_delete(&h, "nope", 4);
+        assert_true(live - ta.live <= 2 * HT_REAP_STEP + 1);
+    }
+    assert_int_equal(h.n_graves, 0);
+    assert_int_equal(ta.live, 1); /* the empty bucket array */
+    ht_close(&h);
+    assert_int_equal(ta.live, 0);
+}
+
 /* Allocation failures at every point: errors, never crashes or leaks. */
 static void alloc_failures_are_clean(void **state)
 {
@@ -769,8 +1008,12 @@ static void alloc_failures_are_clean(void **state)
     }
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    /* --seed N replays the randomised tests (same as CRAFT_SEED=N). */
+    if (argc == 3 && strcmp(argv[1], "--seed") == 0) {
+        setenv("CRAFT_SEED", argv[2], 1);
+    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(strings_basic, setup, teardown),
         cmocka_unit_test_setup_teardown(binary_safe_keys_and_values, setup,
@@ -790,10 +1033,16 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(session_exactly_once, setup, teardown),
         cmocka_unit_test_setup_teardown(session_pipelining, setup, teardown),
+        cmocka_unit_test(session_bytes_bounded),
         cmocka_unit_test_setup_teardown(session_expiry_and_eviction, setup,
                                         teardown),
         cmocka_unit_test(replicas_agree),
         cmocka_unit_test(ht_matches_reference),
+        cmocka_unit_test(ht_clear_is_incremental),
+        cmocka_unit_test(glob_patterns),
+        cmocka_unit_test(ht_scan_survives_resizes),
+        cmocka_unit_test_setup_teardown(keys_and_scan_commands, setup,
+                                        teardown),
         cmocka_unit_test(alloc_failures_are_clean),
     };
     return cmocka_run_group_tests_name("kv", tests, NULL, NULL);

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -25,6 +26,11 @@ struct redis {
     char sock[96];
     struct buf in;
 };
+
+/* One redis-server for the whole group: started in the group setup and
+ * stopped in the teardown, which cmocka runs even when a test fails. */
+static struct redis server;
+static int server_up;
 
 static double mono_ms(void)
 {
@@ -48,6 +54,8 @@ static int redis_start(struct redis *r)
         return -1;
     }
     if (r->pid == 0) {
+        /* Die with the test, even if it crashes. */
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
         int null = open("/dev/null", O_WRONLY);
         if (null >= 0) {
             dup2(null, 1);
@@ -123,6 +131,15 @@ static const uint8_t *redis_call(struct redis *r, size_t argc,
     }
 }
 
+/* Each test starts from an empty redis-server. */
+static void redis_flush(void)
+{
+    const uint8_t *argv[] = {(const uint8_t *)"FLUSHALL"};
+    size_t lens[] = {8}, n;
+    const uint8_t *rep = redis_call(&server, 1, argv, lens, &n);
+    assert_memory_equal(rep, "+OK\r\n", 5);
+}
+
 /* Run through the state machine the way the server will: classify, then
  * reject, read or apply. */
 static void kv_call(struct kvsm *sm, uint64_t *idx, size_t argc,
@@ -151,6 +168,11 @@ static void kv_call(struct kvsm *sm, uint64_t *idx, size_t argc,
         return;
     }
     }
+}
+
+static int strcmp_ptr(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
 static const char *pick(struct rng *r, const char *const *v, size_t n)
@@ -214,15 +236,17 @@ static size_t random_arg(struct rng *r, char *out, size_t cap)
     return n;
 }
 
+/* EXPIRE is compared with second-granularity times only: redis-server uses
+ * its own clock, the state machine the entries' stamps, and no key may
+ * expire during the test (the shortest positive TTL used is 1000 s). */
 static void replies_match_redis(void **state)
 {
     (void)state;
-    struct redis rd;
-    if (redis_start(&rd) != 0) {
-        redis_stop(&rd);
+    if (!server_up) {
         printf("redis-server not available: skipped\n");
         skip();
     }
+    redis_flush();
     struct rng r;
     rng_init(&r, test_seed("replies_match_redis", 31));
     struct kvsm_config c;
@@ -236,7 +260,8 @@ static void replies_match_redis(void **state)
         "SETNX",  "GETSET",   "GETDEL",   "MSETNX",      "TYPE",
         "PING",   "ECHO",     "incr",     "GETRANGE",    "FROB",
         "sEt",    "get",      "FLUSHALL", "INCR",        "APPEND",
-        "RENAME", "RENAMENX", "SETRANGE", "INCRBYFLOAT", "INCRBYFLOAT"};
+        "RENAME", "RENAMENX", "SETRANGE", "INCRBYFLOAT", "INCRBYFLOAT",
+        "EXPIRE", "EXPIRE",   "PERSIST"};
     uint64_t idx = 0;
     struct buf mine;
     buf_init(&mine);
@@ -259,8 +284,20 @@ static void replies_match_redis(void **state)
             lens[k] = random_arg(&r, args[k - 1], sizeof args[0]);
             argv[k] = (const uint8_t *)args[k - 1];
         }
+        if (strcmp(name, "EXPIRE") == 0 && argc >= 3) {
+            /* Only times that are past or far away (see above). */
+            static const char *const t[] = {"-1",
+                                            "0",
+                                            "1000",
+                                            "5000",
+                                            "abc",
+                                            "9223372036854775807",
+                                            "-9223372036854775808"};
+            argv[2] = (const uint8_t *)PICK(&r, t);
+            lens[2] = strlen((const char *)argv[2]);
+        }
         size_t n;
-        const uint8_t *theirs = redis_call(&rd, argc, argv, lens, &n);
+        const uint8_t *theirs = redis_call(&server, argc, argv, lens, &n);
         kv_call(sm, &idx, argc, argv, lens, &mine);
         if (mine.len != n || memcmp(mine.data, theirs, n) != 0) {
             printf("command %d:", i);
@@ -276,7 +313,96 @@ static void replies_match_redis(void **state)
     assert_true(kvsm_check(sm));
     buf_close(&mine);
     kvsm_free(sm);
-    redis_stop(&rd);
+    assert_int_equal(mismatches, 0);
+}
+
+/* The elements of an array-of-bulks reply, sorted, as "a\nb\n...". */
+static void sorted_elements(const uint8_t *p, size_t n, struct buf *out)
+{
+    assert_int_equal(p[0], '*');
+    long count = strtol((const char *)p + 1, NULL, 10);
+    const uint8_t *q = (const uint8_t *)memchr(p, '\n', n) + 1;
+    char **v = calloc((size_t)count + 1, sizeof *v);
+    for (long i = 0; i < count; i++) {
+        assert_int_equal(q[0], '$');
+        long len = strtol((const char *)q + 1, NULL, 10);
+        q = (const uint8_t *)memchr(q, '\n', (size_t)(p + n - q)) + 1;
+        v[i] = strndup((const char *)q, (size_t)len);
+        q += len + 2;
+    }
+    assert_true(q == p + n);
+    qsort(v, (size_t)count, sizeof *v, strcmp_ptr);
+    buf_reset(out);
+    for (long i = 0; i < count; i++) {
+        buf_append(out, v[i], strlen(v[i]));
+        buf_append(out, "\n", 1);
+        free(v[i]);
+    }
+    free(v);
+}
+
+static void keys_match_redis(void **state)
+{
+    (void)state;
+    if (!server_up) {
+        printf("redis-server not available: skipped\n");
+        skip();
+    }
+    redis_flush();
+    struct rng r;
+    rng_init(&r, test_seed("keys_match_redis", 33));
+    struct kvsm_config c;
+    kvsm_config_default(&c);
+    struct kvsm *sm;
+    assert_int_equal(kvsm_new(&c, &sm), 0);
+    static const char alphabet[] = "abc:[]*?^-\\";
+    uint64_t idx = 0;
+    struct buf mine, theirs, sorted_mine, sorted_theirs;
+    buf_init(&mine);
+    buf_init(&theirs);
+    buf_init(&sorted_mine);
+    buf_init(&sorted_theirs);
+    for (int i = 0; i < 300; i++) {
+        char key[8];
+        size_t n = (size_t)rng_range(&r, 1, 5);
+        for (size_t k = 0; k < n; k++) {
+            key[k] = alphabet[rng_range(&r, 0, sizeof alphabet - 1)];
+        }
+        const uint8_t *argv[] = {(const uint8_t *)"SET", (uint8_t *)key,
+                                 (const uint8_t *)"v"};
+        size_t lens[] = {3, n, 1};
+        size_t rn;
+        redis_call(&server, 3, argv, lens, &rn);
+        kv_call(sm, &idx, 3, argv, lens, &mine);
+    }
+    int mismatches = 0;
+    for (int i = 0; i < 500 && mismatches == 0; i++) {
+        char pat[12];
+        size_t n = (size_t)rng_range(&r, 0, 7);
+        for (size_t k = 0; k < n; k++) {
+            pat[k] = alphabet[rng_range(&r, 0, sizeof alphabet - 1)];
+        }
+        const uint8_t *argv[] = {(const uint8_t *)"KEYS", (uint8_t *)pat};
+        size_t lens[] = {4, n};
+        size_t rn;
+        const uint8_t *rep = redis_call(&server, 2, argv, lens, &rn);
+        sorted_elements(rep, rn, &sorted_theirs);
+        kv_call(sm, &idx, 2, argv, lens, &mine);
+        sorted_elements(mine.data, mine.len, &sorted_mine);
+        if (sorted_mine.len != sorted_theirs.len ||
+            (sorted_mine.len > 0 && memcmp(sorted_mine.data, sorted_theirs.data,
+                                           sorted_mine.len) != 0)) {
+            printf("KEYS '%.*s'\n  redis: %.*s\n  craft: %.*s\n", (int)n, pat,
+                   (int)sorted_theirs.len, (const char *)sorted_theirs.data,
+                   (int)sorted_mine.len, (const char *)sorted_mine.data);
+            mismatches++;
+        }
+    }
+    buf_close(&mine);
+    buf_close(&theirs);
+    buf_close(&sorted_mine);
+    buf_close(&sorted_theirs);
+    kvsm_free(sm);
     assert_int_equal(mismatches, 0);
 }
 
@@ -326,11 +452,11 @@ static size_t random_inline(struct rng *r, char *out, size_t cap)
 static void inline_parsing_matches_redis(void **state)
 {
     (void)state;
-    struct redis rd;
-    if (redis_start(&rd) != 0) {
-        redis_stop(&rd);
+    if (!server_up) {
+        printf("redis-server not available: skipped\n");
         skip();
     }
+    redis_flush();
     struct rng r;
     rng_init(&r, test_seed("inline_parsing_matches_redis", 32));
     int mismatches = 0;
@@ -341,7 +467,7 @@ static void inline_parsing_matches_redis(void **state)
         len += 2;
         /* Redis closes the connection after a protocol error: use a fresh
          * one per request. */
-        int fd = redis_connect(&rd);
+        int fd = redis_connect(&server);
         assert_int_equal(write(fd, line, len), (ssize_t)len);
         struct buf in;
         buf_init(&in);
@@ -378,15 +504,34 @@ static void inline_parsing_matches_redis(void **state)
         buf_close(&mine);
         buf_close(&in);
     }
-    redis_stop(&rd);
     assert_int_equal(mismatches, 0);
 }
 
-int main(void)
+static int group_setup(void **state)
 {
+    (void)state;
+    server_up = redis_start(&server) == 0;
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    redis_stop(&server);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    /* --seed N replays the randomised tests (same as CRAFT_SEED=N). */
+    if (argc == 3 && strcmp(argv[1], "--seed") == 0) {
+        setenv("CRAFT_SEED", argv[2], 1);
+    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(replies_match_redis),
         cmocka_unit_test(inline_parsing_matches_redis),
+        cmocka_unit_test(keys_match_redis),
     };
-    return cmocka_run_group_tests_name("kv_redis", tests, NULL, NULL);
+    return cmocka_run_group_tests_name("kv_redis", tests, group_setup,
+                                       group_teardown);
 }

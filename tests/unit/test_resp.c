@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -367,7 +368,7 @@ static void random_round_trips(void **state)
     if (env) {
         seed = strtoull(env, NULL, 0);
     }
-    printf("random_round_trips seed=%llu (replay: CRAFT_SEED=%llu)\n",
+    printf("random_round_trips seed=%llu (replay: --seed %llu)\n",
            (unsigned long long)seed, (unsigned long long)seed);
     struct rng r;
     rng_init(&r, seed);
@@ -441,7 +442,7 @@ static void reply_writers(void **state)
     assert_int_equal(resp_write_int(&b, 0), 0);
     assert_int_equal(resp_write_bulk(&b, "", 0), 0);
     assert_int_equal(resp_write_null_array(&b), 0);
-    assert_int_equal(resp_write_errorf(&b, "ERR x %s", "a\nb"), 0);
+    assert_int_equal(resp_write_errorf(&b, "ERR x %s", "a\nb\r\n"), 0);
     const char *want = "+OK\r\n-ERR bad\r\n:-42\r\n$4\r\na\r\nb\r\n$-1\r\n"
                        "*2\r\n:0\r\n$0\r\n\r\n*-1\r\n-ERR x a b\r\n";
     assert_int_equal(b.len, strlen(want));
@@ -504,8 +505,49 @@ static void strtoll_strict(void **state)
     }
 }
 
-int main(void)
+/* A figure, not an assertion: pipelined parse throughput. */
+static void parse_throughput(void **state)
 {
+    (void)state;
+    enum { N = 300000 };
+    struct buf wire;
+    buf_init(&wire);
+    for (int i = 0; i < N; i++) {
+        char key[32];
+        int kn = snprintf(key, sizeof key, "key:%d", i);
+        const uint8_t *argv[] = {(const uint8_t *)"SET", (uint8_t *)key,
+                                 (const uint8_t *)"some-value-of-24-bytes!!"};
+        size_t lens[] = {3, (size_t)kn, 24};
+        assert_int_equal(resp_write_command(&wire, 3, argv, lens), 0);
+    }
+    struct resp_parser p;
+    resp_parser_init(&p, NULL, NULL);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    size_t off = 0, n = 0, used;
+    struct resp_cmd cmd;
+    while (resp_parse(&p, wire.data + off, wire.len - off, &cmd, &used) ==
+           RESP_OK) {
+        off += used;
+        n++;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double s = (double)(t1.tv_sec - t0.tv_sec) +
+               (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    assert_int_equal(n, N);
+    assert_int_equal(off, wire.len);
+    printf("parsed %d pipelined SETs (%.1f MiB) in %.1f ms: %.1f M cmd/s\n", N,
+           (double)wire.len / 1048576.0, s * 1e3, (double)N / s / 1e6);
+    resp_parser_close(&p);
+    buf_close(&wire);
+}
+
+int main(int argc, char **argv)
+{
+    /* --seed N replays the randomised tests (same as CRAFT_SEED=N). */
+    if (argc == 3 && strcmp(argv[1], "--seed") == 0) {
+        setenv("CRAFT_SEED", argv[2], 1);
+    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(multibulk_basic),
         cmocka_unit_test(pipelined_in_order),
@@ -517,6 +559,7 @@ int main(void)
         cmocka_unit_test(random_round_trips),
         cmocka_unit_test(reply_writers),
         cmocka_unit_test(strtoll_strict),
+        cmocka_unit_test(parse_throughput),
     };
     return cmocka_run_group_tests_name("resp", tests, NULL, NULL);
 }
