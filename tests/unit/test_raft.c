@@ -704,6 +704,41 @@ static void persist_heartbeat_ack_not_held(void **state)
     assert_int_equal(h_live_allocs, 0);
 }
 
+/* Restart with log entries of a newer term than the durable hard state:
+ * the term is adopted with no vote, and the first update persists it. */
+static void persist_restore_raises_term(void **state)
+{
+    (void)state;
+    struct raft_config cfg = {.n = 3, .ids = {1, 2, 3}};
+    struct raft_entry es[2] = {ent(1, 1), ent(3, 2)};
+    struct raft_restore rs = {.hs = {1, 2}, .entries = es, .n_entries = 2};
+    struct raft *r;
+    assert_int_equal(raft_new(1, &cfg, NULL, 1, &rs, &h_alloc, &r), 0);
+    assert_int_equal(hstat(r).term, 3);
+    assert_int_equal(hstat(r).vote, 0);
+    struct raft_event tk = {.type = RAFT_TICK};
+    struct raft_update u;
+    step_ok(r, &tk, &u);
+    assert_true(u.hs_changed);
+    assert_int_equal(u.hs.term, 3);
+    assert_int_equal(u.hs.vote, 0);
+    raft_free(r);
+    /* A snapshot whose entry disagrees with the log: the tail is cut. */
+    struct raft_snapshot_meta meta = {
+        .index = 2, .term = 2, .config = cfg, .size = 0};
+    struct raft_entry es2[3] = {ent(1, 1), ent(1, 2), ent(1, 3)};
+    struct raft_restore rs2 = {
+        .hs = {2, 0}, .snapshot = &meta, .entries = es2, .n_entries = 3};
+    assert_int_equal(raft_new(1, &cfg, NULL, 1, &rs2, &h_alloc, &r), 0);
+    assert_int_equal(hstat(r).last_index, 2);
+    step_ok(r, &tk, &u);
+    assert_int_equal(u.truncate_from, 3);
+    step_ok(r, &tk, &u);
+    assert_int_equal(u.truncate_from, 0);
+    raft_free(r);
+    assert_int_equal(h_live_allocs, 0);
+}
+
 static void persist_restart_keeps_votes_and_log(void **state)
 {
     (void)state;
@@ -1306,6 +1341,7 @@ int main(void)
         T(persist_leader_commits_only_when_durable),
         T(persist_truncate_during_write),
         T(persist_heartbeat_ack_not_held),
+        T(persist_restore_raises_term),
         T(persist_restart_keeps_votes_and_log),
         T(snapshot_lagging_follower_catches_up),
         T(snapshot_chunks_resume_after_loss),
