@@ -892,6 +892,64 @@ static void snapshot_install_with_write_in_flight(void **state)
     assert_int_equal(h_live_allocs, 0);
 }
 
+/* The leader sends a snapshot to a follower whose log is too short, then a
+ * duplicated "done" reply must not overfill the pipeline (found by the
+ * simulator with max_inflight 1). */
+static void snapshot_leader_sends_and_ignores_duplicate_done(void **state)
+{
+    (void)state;
+    struct raft_options o;
+    raft_options_default(&o);
+    o.max_inflight = 1;
+    o.max_msg_entries = 1;
+    o.snapshot_chunk_bytes = 5;
+    struct raft_config cfg = {.n = 3, .ids = {1, 2, 3}};
+    struct raft_snapshot_meta meta = {
+        .index = 10, .term = 2, .config = cfg, .size = 8};
+    struct raft_entry es[2] = {ent(2, 11), ent(2, 12)};
+    struct raft_restore rs = {
+        .hs = {2, 0}, .snapshot = &meta, .entries = es, .n_entries = 2};
+    struct raft *r;
+    assert_int_equal(raft_new(1, &cfg, &o, 1, &rs, &h_alloc, &r), 0);
+    make_leader(r);
+    raft_term t = hstat(r).term;
+    struct raft_message rej = {
+        .type = RAFT_MSG_APPEND_RESP,
+        .from = 2,
+        .to = 1,
+        .term = t,
+        .append_resp = {.rejected = 12, .conflict_index = 1}};
+    struct raft_update u = recv(r, &rej);
+    assert_int_equal(hstat(r).progress[1].state, RAFT_PROGRESS_SNAPSHOT);
+    assert_int_equal(u.n_messages, 1);
+    assert_int_equal(u.messages[0].type, RAFT_MSG_SNAPSHOT);
+    assert_int_equal(u.messages[0].snapshot.offset, 0);
+    assert_int_equal(u.messages[0].snapshot.data.len, 5);
+    assert_false(u.messages[0].snapshot.last);
+    struct raft_message sr = {.type = RAFT_MSG_SNAPSHOT_RESP,
+                              .from = 2,
+                              .to = 1,
+                              .term = t,
+                              .snapshot_resp = {.index = 10, .next_offset = 5}};
+    u = recv(r, &sr);
+    assert_int_equal(u.n_messages, 1);
+    assert_int_equal(u.messages[0].snapshot.offset, 5);
+    assert_int_equal(u.messages[0].snapshot.data.len, 3);
+    assert_true(u.messages[0].snapshot.last);
+    sr.snapshot_resp.next_offset = 8;
+    sr.snapshot_resp.done = true;
+    u = recv(r, &sr);
+    assert_int_equal(hstat(r).progress[1].state, RAFT_PROGRESS_REPLICATE);
+    assert_int_equal(hstat(r).progress[1].match, 10);
+    assert_int_equal(u.n_messages, 1); /* one append: the window is 1 */
+    assert_int_equal(u.messages[0].append.prev_index, 10);
+    u = recv(r, &sr); /* the network repeats the reply */
+    assert_int_equal(u.n_messages, 0);
+    assert_int_equal(hstat(r).progress[1].state, RAFT_PROGRESS_REPLICATE);
+    raft_free(r);
+    assert_int_equal(h_live_allocs, 0);
+}
+
 /* ---- ReadIndex ------------------------------------------------------ */
 
 static void readindex_basic(void **state)
@@ -1346,6 +1404,7 @@ int main(void)
         T(snapshot_lagging_follower_catches_up),
         T(snapshot_chunks_resume_after_loss),
         T(snapshot_install_with_write_in_flight),
+        T(snapshot_leader_sends_and_ignores_duplicate_done),
         T(readindex_basic),
         T(readindex_waits_for_own_term_commit),
         T(flow_idle_heartbeats_bounded),
