@@ -387,6 +387,15 @@ static void run_one(struct sim_cluster *c)
             persist_done(c, n, ev.persist_seq);
         }
         break;
+    case SIM_EV_UNREACHABLE:
+        if (n->up && n->incarnation == ev.incarnation) {
+            struct raft_event un = {.type = RAFT_UNREACHABLE};
+            un.unreachable.peer = ev.peer;
+            sim__trace(c, (unsigned)n->id, "unreachable: n%llu",
+                       (unsigned long long)ev.peer);
+            sim__node_step(c, n, &un);
+        }
+        break;
     }
 }
 
@@ -774,6 +783,13 @@ bool sim_has_snapshot(const struct sim_cluster *c, raft_id id)
 {
     CRAFT_ASSERT(id >= 1 && id <= c->o.n_nodes);
     return c->nodes[id - 1].st.has_snap;
+}
+
+void *sim_app_state(const struct sim_cluster *c, raft_id id)
+{
+    CRAFT_ASSERT(id >= 1 && id <= c->o.n_nodes);
+    const struct sim_node *n = &c->nodes[id - 1];
+    return n->up ? n->app : NULL;
 }
 
 void sim_counters(const struct sim_cluster *c, raft_id id,

@@ -28,7 +28,7 @@
  * completeness and state machine safety, plus in-order application and
  * ReadIndex freshness.  A violated property, like a failed scenario
  * assertion, calls sim_fail(), which prints the reason and the trace of the
- * last events and unwinds to the runner (see sim_run_guarded()).
+ * last events and unwinds to the runner (sim_test_run() in harness.h).
  *
  * Node ids are 1..n.  Times are simulated milliseconds since the start.
  * Nothing here is thread-safe; a cluster belongs to one thread.
@@ -142,8 +142,8 @@ int sim_cluster_new(const struct sim_options *o, struct sim_cluster **out);
 void sim_cluster_free(struct sim_cluster *c);
 
 /* Where sim_fail() unwinds to: the caller's jmp_buf, set with setjmp()
- * before any call that may fail (NULL: sim_fail aborts).  Prefer
- * sim_run_guarded(), which does this and frees the cluster. */
+ * before any call that may fail (NULL: sim_fail prints and aborts).
+ * sim_test_run() in harness.h does this and frees the cluster. */
 void sim_set_fail_jump(struct sim_cluster *c, jmp_buf *jb);
 
 /* Report a failed check: record the reason, print it with the trace and
@@ -231,6 +231,9 @@ raft_index sim_commit_max(const struct sim_cluster *c);
  * the wire format would hold them), the classic suite's RaftStateSize. */
 size_t sim_log_state_size(const struct sim_cluster *c, raft_id id);
 bool sim_has_snapshot(const struct sim_cluster *c, raft_id id);
+/* The state of the user state machine on a node (NULL when down or when
+ * the cluster has no sim_app_ops). */
+void *sim_app_state(const struct sim_cluster *c, raft_id id);
 
 void sim_counters(const struct sim_cluster *c, raft_id id,
                   struct sim_counters *out);

@@ -520,9 +520,6 @@ void sim__check_update(struct sim_cluster *c, struct sim_node *n,
                      "lead term %llu",
                      U(*who), ID(n), U(u->term));
         }
-        if (!leading_on) {
-            n->leader_start_last = s->last;
-        }
     }
     if (u->commit_index != n->commit || from <= u->commit_index) {
         check_commit(c, n, u->commit_index);

@@ -22,6 +22,7 @@
 #include "harness.h"
 #include "random.h"
 #include "util/assert.h"
+#include "util/encoding.h"
 
 #define U(x) ((unsigned long long)(x))
 
@@ -205,6 +206,106 @@ static void check_progress(struct sim_test *t)
     st_fail(t, "no ReadIndex read served after the faults healed");
 }
 
+/* ---- a small replicated state machine ----------------------------------
+ *
+ * Random runs host a ledger on every node through struct sim_app_ops, the
+ * hook the KV scenarios use: a count, sum and xor of the commands applied,
+ * snapshotted and restored with the register.  At the end, every node that
+ * applied the same index must hold the same ledger. */
+
+struct ledger {
+    raft_index applied;
+    uint64_t count, sum, xor;
+};
+
+#define LEDGER_BYTES 32
+
+static void *ledger_open(void *data, raft_id id)
+{
+    (void)data;
+    (void)id;
+    return calloc(1, sizeof(struct ledger));
+}
+
+static void ledger_close(void *data, void *state)
+{
+    (void)data;
+    free(state);
+}
+
+static void ledger_apply(void *data, void *state, const struct raft_entry *e)
+{
+    (void)data;
+    struct ledger *l = state;
+    l->applied = e->index;
+    if (e->type == RAFT_ENTRY_COMMAND && e->buf.len >= 8) {
+        uint64_t v = get_u64(e->buf.base);
+        l->count++;
+        l->sum += v;
+        l->xor ^= v;
+    }
+}
+
+static int ledger_snapshot(void *data, void *state, struct raft_buffer *out)
+{
+    (void)data;
+    const struct ledger *l = state;
+    uint8_t *b = malloc(LEDGER_BYTES);
+    if (b == NULL) {
+        return CRAFT_ENOMEM;
+    }
+    put_u64(b, l->applied);
+    put_u64(b + 8, l->count);
+    put_u64(b + 16, l->sum);
+    put_u64(b + 24, l->xor);
+    out->base = b;
+    out->len = LEDGER_BYTES;
+    return 0;
+}
+
+static int ledger_restore(void *data, void *state, const void *buf, size_t len)
+{
+    (void)data;
+    struct ledger *l = state;
+    if (len != LEDGER_BYTES) {
+        return CRAFT_ECORRUPT;
+    }
+    const uint8_t *b = buf;
+    l->applied = get_u64(b);
+    l->count = get_u64(b + 8);
+    l->sum = get_u64(b + 16);
+    l->xor = get_u64(b + 24);
+    return 0;
+}
+
+static const struct sim_app_ops ledger_ops = {
+    .open = ledger_open,
+    .close = ledger_close,
+    .apply = ledger_apply,
+    .snapshot = ledger_snapshot,
+    .restore = ledger_restore,
+};
+
+static void check_ledgers(struct sim_test *t)
+{
+    const struct ledger *ref = NULL;
+    for (raft_id i = 1; i <= sim_n_nodes(t->c); i++) {
+        const struct ledger *l = sim_app_state(t->c, i);
+        if (l == NULL || l->applied != sim_applied(t->c, i)) {
+            st_fail(t, "n%llu: ledger at %llu, register at %llu", U(i),
+                    U(l ? l->applied : 0), U(sim_applied(t->c, i)));
+        }
+        if (ref != NULL && ref->applied == l->applied &&
+            (ref->count != l->count || ref->sum != l->sum ||
+             ref->xor != l->xor)) {
+            st_fail(t, "ledgers differ at index %llu", U(l->applied));
+        }
+        if (ref == NULL || l->applied > ref->applied) {
+            ref = l;
+        }
+    }
+}
+
 static void random_schedule(struct sim_test *t)
 {
     static const unsigned sizes[] = {3, 5, 7};
@@ -222,6 +323,7 @@ static void random_schedule(struct sim_test *t)
     o.snapshot_trailing = (unsigned)st_rand(t, 0, 6);
     o.raft.pre_vote = st_rand(t, 0, 5) != 0;
     o.raft.check_quorum = st_rand(t, 0, 5) != 0;
+    o.app = &ledger_ops;
     int rv = sim_cluster_new(&o, &t->c);
     if (rv != 0) {
         st_fail(t, "sim_cluster_new: %s", craft_strerror(rv));
@@ -253,6 +355,7 @@ static void random_schedule(struct sim_test *t)
     }
     heal_all(t);
     check_progress(t);
+    check_ledgers(t);
 
     if (tot != NULL) {
         struct sim_read_stats rs;

@@ -12,9 +12,10 @@
 /* ---- events ------------------------------------------------------------- */
 
 enum sim_event_type {
-    SIM_EV_TICK = 1, /* a node's clock ticks */
-    SIM_EV_DELIVER,  /* a message arrives */
-    SIM_EV_PERSIST   /* a node's pending persistence up to seq is durable */
+    SIM_EV_TICK = 1,   /* a node's clock ticks */
+    SIM_EV_DELIVER,    /* a message arrives */
+    SIM_EV_PERSIST,    /* a node's pending persistence up to seq is durable */
+    SIM_EV_UNREACHABLE /* tell a node that a peer refused a connection */
 };
 
 /* A queued message: the raft_message plus its own copies of the entries
@@ -34,6 +35,7 @@ struct sim_event {
     union {
         struct sim_msg *msg;  /* SIM_EV_DELIVER, owned by the event */
         uint64_t persist_seq; /* SIM_EV_PERSIST */
+        raft_id peer;         /* SIM_EV_UNREACHABLE */
     };
 };
 
@@ -129,7 +131,6 @@ struct sim_node {
     uint8_t role;
     raft_term term;
     raft_index commit;
-    raft_index leader_start_last; /* last index when it became leader */
     struct sim_shadow log;
     struct sim_read_req *reads;
     struct sim_counters cnt;
@@ -176,6 +177,8 @@ struct sim_cluster {
     bool link_up[SIM_NODES_MAX][SIM_NODES_MAX];
     struct sim_link_faults faults[SIM_NODES_MAX][SIM_NODES_MAX];
     bool long_reorder;
+    /* When each link last reported its peer unreachable (rate limit). */
+    uint64_t unreachable_at[SIM_NODES_MAX][SIM_NODES_MAX];
     struct sim_msg *delivering; /* freed by sim_cluster_free on a failure */
     /* Invariant state. */
     raft_id *leader_of_term; /* indexed by term */

@@ -57,3 +57,16 @@ add_test(NAME sim_selftest_forget-vote
   COMMAND craft-sim --selftest forget-vote --seed 1 --runs 3000)
 set_tests_properties(sim_selftest_forget-vote PROPERTIES TIMEOUT 120
   LABELS "sim;nosan")
+
+# Bad command lines get a clear message and exit status 2, never a crash.
+foreach(bad "nodes4;--random;--seed;1;--runs;1;--nodes;4;must be 3, 5 or 7"
+            "noscenario;--scenario;nope;no scenario 'nope'"
+            "badseed;--random;--seed;x;--runs;1;not a number"
+            "nomode;--verbose;no mode given"
+            "unknown;--frobnicate;unknown argument")
+  list(POP_FRONT bad name)
+  list(POP_BACK bad expect)
+  add_test(NAME sim_cli_${name} COMMAND craft-sim ${bad})
+  set_tests_properties(sim_cli_${name} PROPERTIES TIMEOUT 30 LABELS sim
+    PASS_REGULAR_EXPRESSION "${expect}")
+endforeach()

@@ -59,8 +59,8 @@ static void verbose_print(const struct sim_cluster *c,
     (void)c;
 }
 
-static void trace_vadd(struct sim_cluster *c, unsigned node, const char *fmt,
-                       va_list ap)
+__attribute__((format(printf, 3, 0))) static void
+trace_vadd(struct sim_cluster *c, unsigned node, const char *fmt, va_list ap)
 {
     struct sim_trace_line *l = line_new(c, node);
     l->is_msg = false;
