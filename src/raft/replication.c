@@ -104,7 +104,9 @@ int raft__send_append(struct raft *r, struct raft_progress *pr, bool probe)
         raft__progress_snapshot(pr, r->snap.index, r->snap.term);
         return raft__send_snapshot(r, pr);
     }
-    size_t n = batch(r, pr->next);
+    /* A repeated probe carries no entries: the follower may be down, and
+     * resending a full batch every heartbeat would waste bandwidth. */
+    size_t n = probe && pr->probe_sent ? 0 : batch(r, pr->next);
     if (n == 0 && !probe) {
         return 0;
     }
@@ -176,6 +178,11 @@ void raft__send_heartbeat(struct raft *r, struct raft_progress *pr)
          * to resend. */
         raft__progress_probe(pr);
         (void)raft__send_append(r, pr, true);
+        return;
+    }
+    if (pr->state == RAFT_PROGRESS_REPLICATE &&
+        pr->next <= raft__log_last(&r->log) && !raft__inflight_full(r, pr)) {
+        pump(r, pr); /* entries waiting (an earlier send failed) */
         return;
     }
     bool known;

@@ -662,6 +662,48 @@ static void persist_truncate_during_write(void **state)
     assert_int_equal(h_live_allocs, 0);
 }
 
+/* A heartbeat arriving while a write is in flight is answered at once when
+ * it claims only durable entries; a reply claiming pending ones waits. */
+static void persist_heartbeat_ack_not_held(void **state)
+{
+    (void)state;
+    struct raft *r = hand_core(3, 1, NULL);
+    struct raft_entry a[2] = {ent(1, 1), ent(1, 2)};
+    struct raft_message m = {.type = RAFT_MSG_APPEND,
+                             .from = 2,
+                             .to = 1,
+                             .term = 1,
+                             .append = {.entries = a, .n_entries = 2}};
+    struct raft_update u = recv(r, &m);
+    u = persisted(r, u.persist_seq);
+    assert_int_equal(u.n_messages, 1);
+    struct raft_entry b[1] = {ent(1, 3)};
+    m.append.prev_index = 2;
+    m.append.prev_term = 1;
+    m.append.entries = b;
+    m.append.n_entries = 1;
+    u = recv(r, &m); /* write of entry 3 in flight */
+    uint64_t s = u.persist_seq;
+    assert_int_equal(u.n_messages, 0);
+    struct raft_message hb = {
+        .type = RAFT_MSG_APPEND,
+        .from = 2,
+        .to = 1,
+        .term = 1,
+        .append = {.prev_index = 2, .prev_term = 1, .read_round = 4}};
+    u = recv(r, &hb);
+    assert_int_equal(u.n_messages, 1);
+    assert_int_equal(u.messages[0].append_resp.index, 2);
+    assert_int_equal(u.messages[0].append_resp.read_round, 4);
+    hb.append.prev_index = 3; /* claims the pending entry: waits */
+    u = recv(r, &hb);
+    assert_int_equal(u.n_messages, 0);
+    u = persisted(r, s);
+    assert_int_equal(u.n_messages, 2);
+    raft_free(r);
+    assert_int_equal(h_live_allocs, 0);
+}
+
 static void persist_restart_keeps_votes_and_log(void **state)
 {
     (void)state;
@@ -983,6 +1025,33 @@ static void flow_pipelining_window(void **state)
     assert_int_equal(h_live_allocs, 0);
 }
 
+/* A follower that does not answer is re-probed every heartbeat with an
+ * empty append, not with the whole batch again. */
+static void flow_silent_follower_gets_empty_probes(void **state)
+{
+    (void)state;
+    struct raft *r = hand_core(3, 1, NULL);
+    make_leader(r);
+    struct raft_buffer b = {(void *)"payload", 7};
+    struct raft_event p = {.type = RAFT_PROPOSE,
+                           .propose = {.bufs = &b, .n = 1}};
+    struct raft_update u;
+    step_ok(r, &p, &u);
+    struct raft_event tk = {.type = RAFT_TICK};
+    unsigned probes = 0;
+    for (int t = 0; t < 30; t++) {
+        step_ok(r, &tk, &u);
+        for (size_t k = 0; k < u.n_messages; k++) {
+            assert_int_equal(u.messages[k].type, RAFT_MSG_APPEND);
+            assert_int_equal(u.messages[k].append.n_entries, 0);
+            probes++;
+        }
+    }
+    assert_int_equal(probes, 6); /* 3 heartbeats x 2 followers */
+    raft_free(r);
+    assert_int_equal(h_live_allocs, 0);
+}
+
 /* ---- leadership transfer -------------------------------------------- */
 
 static void transfer_hands_over(void **state)
@@ -1232,6 +1301,7 @@ int main(void)
         T(election_check_quorum_timing),
         T(persist_leader_commits_only_when_durable),
         T(persist_truncate_during_write),
+        T(persist_heartbeat_ack_not_held),
         T(persist_restart_keeps_votes_and_log),
         T(snapshot_lagging_follower_catches_up),
         T(snapshot_chunks_resume_after_loss),
@@ -1241,6 +1311,7 @@ int main(void)
         T(flow_idle_heartbeats_bounded),
         T(flow_proposals_message_count),
         T(flow_pipelining_window),
+        T(flow_silent_follower_gets_empty_probes),
         T(transfer_hands_over),
         T(random_faults),
         T(alloc_failures_are_clean),
