@@ -785,6 +785,13 @@ bool sim_has_snapshot(const struct sim_cluster *c, raft_id id)
     return c->nodes[id - 1].st.has_snap;
 }
 
+uint64_t sim_digest(const struct sim_cluster *c)
+{
+    uint64_t chain = c->commit_max > 0 ? c->idx[c->commit_max].chain : 0;
+    uint64_t parts[5] = {c->now, c->n_events, c->commit_max, chain, c->n_trace};
+    return sim__hash_bytes(parts, sizeof parts);
+}
+
 void *sim_app_state(const struct sim_cluster *c, raft_id id)
 {
     CRAFT_ASSERT(id >= 1 && id <= c->o.n_nodes);

@@ -240,6 +240,10 @@ void sim_counters(const struct sim_cluster *c, raft_id id,
 /* Sum over every node. */
 void sim_counters_total(const struct sim_cluster *c, struct sim_counters *out);
 
+/* A fingerprint of the run so far (clock, events, committed log, trace
+ * length): two runs from the same seed must agree on it. */
+uint64_t sim_digest(const struct sim_cluster *c);
+
 /* Print the last `n` trace lines, one column per node. */
 void sim_trace_print(const struct sim_cluster *c, FILE *f, unsigned n);
 /* Add a free-form line to the trace (e.g. scenario steps). */

@@ -257,6 +257,7 @@ static void print_totals(const struct sim_random_totals *tot, double wall)
            U(tot->runs), U(tot->failures), (double)tot->sim_ms / 1000.0, wall,
            wall > 0 ? (double)tot->sim_ms / 1000.0 / wall : 0.0, U(tot->events),
            U(tot->commits), U(tot->reads_served));
+    printf("digest %016llx\n", U(tot->digest));
 }
 
 static int cmd_random(const struct args *a)

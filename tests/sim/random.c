@@ -364,6 +364,7 @@ static void random_schedule(struct sim_test *t)
         tot->events += sim_events(t->c);
         tot->commits += sim_commit_max(t->c);
         tot->reads_served += rs.served;
+        tot->digest = tot->digest * 0x100000001B3ull ^ sim_digest(t->c);
     }
 }
 

@@ -12,6 +12,7 @@
 struct sim_random_totals {
     uint64_t runs, failures;
     uint64_t sim_ms, events, commits, reads_served;
+    uint64_t digest; /* of every run in order: equal for equal seeds */
 };
 
 /* One randomized run: `nodes` of 3, 5 or 7 (0: the seed chooses), a random

@@ -70,3 +70,18 @@ foreach(bad "nodes4;--random;--seed;1;--runs;1;--nodes;4;must be 3, 5 or 7"
   set_tests_properties(sim_cli_${name} PROPERTIES TIMEOUT 30 LABELS sim
     PASS_REGULAR_EXPRESSION "${expect}")
 endforeach()
+
+# Determinism: the same seeds give the same runs, event for event (replay
+# depends on it).
+add_test(NAME sim_deterministic
+  COMMAND ${CMAKE_COMMAND} -DSIM=$<TARGET_FILE:craft-sim>
+    -P ${CMAKE_CURRENT_SOURCE_DIR}/check_deterministic.cmake)
+set_tests_properties(sim_deterministic PROPERTIES TIMEOUT 60 LABELS sim)
+
+# Every scenario with other seeds (their random choices change).
+foreach(seed 2 3 4 5)
+  add_test(NAME sim_scenarios_seed_${seed}
+    COMMAND craft-sim --all --seed ${seed})
+  set_tests_properties(sim_scenarios_seed_${seed} PROPERTIES TIMEOUT 120
+    LABELS "sim;nosan")
+endforeach()
