@@ -699,6 +699,7 @@ int sim_read(struct sim_cluster *c, raft_id id)
     req->ctx = ++c->read_ctx;
     req->need_index = c->commit_max;
     req->need_applied = c->applied_max;
+    req->issued_at = c->now;
     req->next = n->reads;
     n->reads = req;
     c->reads.issued++;
@@ -730,6 +731,16 @@ int sim_transfer(struct sim_cluster *c, raft_id id, raft_id peer)
 void sim_read_stats(const struct sim_cluster *c, struct sim_read_stats *s)
 {
     *s = c->reads;
+    s->oldest_pending = UINT64_MAX;
+    for (unsigned i = 0; i < c->o.n_nodes; i++) {
+        const struct sim_node *n = &c->nodes[i];
+        for (const struct sim_read_req *r = n->reads; n->up && r != NULL;
+             r = r->next) {
+            if (r->issued_at < s->oldest_pending) {
+                s->oldest_pending = r->issued_at;
+            }
+        }
+    }
 }
 
 /* ---- observation -------------------------------------------------------- */

@@ -211,6 +211,9 @@ int sim_transfer(struct sim_cluster *c, raft_id id, raft_id peer);
 
 struct sim_read_stats {
     uint64_t issued, served, refused;
+    /* Issue time of the oldest read still waiting on a live node, or
+     * UINT64_MAX. */
+    uint64_t oldest_pending;
 };
 void sim_read_stats(const struct sim_cluster *c, struct sim_read_stats *s);
 

@@ -183,9 +183,25 @@ static bool read_served(struct sim_cluster *c, void *data)
     return rs.served > w->served_before;
 }
 
+/* Every read issued before the faults healed at healed_at is answered by
+ * now -- served, or refused so that the client can try elsewhere: a client
+ * must never hang on a read once the cluster is healthy. */
+static void check_reads_answered(struct sim_test *t, uint64_t healed_at)
+{
+    struct sim_read_stats rs;
+    sim_read_stats(t->c, &rs);
+    if (rs.oldest_pending < healed_at) {
+        st_fail(t,
+                "a read issued at %llu ms, before the faults healed at "
+                "%llu ms, is still unanswered",
+                U(rs.oldest_pending), U(healed_at));
+    }
+}
+
 /* After healing: progress on every node and a fresh read. */
 static void check_progress(struct sim_test *t)
 {
+    uint64_t healed_at = sim_now(t->c);
     unsigned n = sim_n_nodes(t->c);
     st_one(t, st_rand(t, 1, UINT64_MAX), n, true);
     for (int tries = 0; tries < 5; tries++) {
@@ -200,6 +216,7 @@ static void check_progress(struct sim_test *t)
         w.served_before = rs.served;
         sim_read(t->c, leader);
         if (sim_run_until(t->c, read_served, &w, READ_DEADLINE_MS)) {
+            check_reads_answered(t, healed_at);
             return;
         }
     }

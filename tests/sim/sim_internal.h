@@ -93,6 +93,7 @@ struct sim_read_req {
     raft_index need_index;   /* commit index known anywhere at issue */
     raft_index need_applied; /* highest index applied anywhere at issue */
     raft_index index;        /* ReadIndex answered, 0 while waiting */
+    uint64_t issued_at;
     struct sim_read_req *next;
 };
 
