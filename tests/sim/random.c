@@ -223,6 +223,12 @@ static void check_progress(struct sim_test *t)
     st_fail(t, "no ReadIndex read served after the faults healed");
 }
 
+/* What a random run's schedule function gets through t->user. */
+struct random_ctx {
+    struct sim_random_totals *tot;
+    bool small_limits;
+};
+
 /* ---- a small replicated state machine ----------------------------------
  *
  * Random runs host a ledger on every node through struct sim_app_ops, the
@@ -327,7 +333,8 @@ static void random_schedule(struct sim_test *t)
 {
     static const unsigned sizes[] = {3, 5, 7};
     static const unsigned snap_every[] = {0, 3, 10, 40};
-    struct sim_random_totals *tot = t->user;
+    const struct random_ctx *ctx = t->user;
+    struct sim_random_totals *tot = ctx != NULL ? ctx->tot : NULL;
     struct sim_options o;
     sim_options_init(&o);
     o.n_nodes = t->nodes ? t->nodes : sizes[st_rand(t, 0, 3)];
@@ -340,6 +347,13 @@ static void random_schedule(struct sim_test *t)
     o.snapshot_trailing = (unsigned)st_rand(t, 0, 6);
     o.raft.pre_vote = st_rand(t, 0, 5) != 0;
     o.raft.check_quorum = st_rand(t, 0, 5) != 0;
+    /* Small limits in some runs: snapshots of many chunks (the ledger's
+     * snapshot is 48 bytes), appends of a few entries, a short pipeline. */
+    if (ctx != NULL && ctx->small_limits && st_rand(t, 0, 3) == 0) {
+        o.raft.snapshot_chunk_bytes = st_rand(t, 1, 20);
+        o.raft.max_msg_entries = (unsigned)st_rand(t, 1, 5);
+        o.raft.max_inflight = (unsigned)st_rand(t, 1, 4);
+    }
     o.app = &ledger_ops;
     int rv = sim_cluster_new(&o, &t->c);
     if (rv != 0) {
@@ -347,10 +361,12 @@ static void random_schedule(struct sim_test *t)
     }
     sim_set_fail_jump(t->c, &t->jb);
     sim_note(t->c, 0,
-             "random run: %u nodes, snapshot every %u (+%u), "
-             "fsync <= %u ms, pre-vote %d, check-quorum %d",
-             o.n_nodes, o.snapshot_every, o.snapshot_trailing, o.fsync_max_ms,
-             o.raft.pre_vote, o.raft.check_quorum);
+             "random run: %u nodes, snapshot every %u (+%u, chunks of %zu), "
+             "fsync <= %u ms, pre-vote %d, check-quorum %d, %u entries "
+             "per append, %u in flight",
+             o.n_nodes, o.snapshot_every, o.snapshot_trailing,
+             o.raft.snapshot_chunk_bytes, o.fsync_max_ms, o.raft.pre_vote,
+             o.raft.check_quorum, o.raft.max_msg_entries, o.raft.max_inflight);
     if (st_rand(t, 0, 2) == 0) {
         sim_set_unreliable(t->c, true);
     }
@@ -385,26 +401,28 @@ static void random_schedule(struct sim_test *t)
     }
 }
 
-int sim_random_run(uint64_t seed, unsigned nodes, bool verbose,
+int sim_random_run(uint64_t seed, const struct sim_random_opts *opts,
                    struct sim_random_totals *tot)
 {
-    char replay[128];
-    if (nodes != 0) {
-        snprintf(replay, sizeof replay,
-                 "craft-sim --random --seed %llu --runs 1 --nodes %u", U(seed),
-                 nodes);
-    } else {
-        snprintf(replay, sizeof replay,
-                 "craft-sim --random --seed %llu --runs 1", U(seed));
+    char replay[160];
+    int len = snprintf(replay, sizeof replay,
+                       "craft-sim --random --seed %llu --runs 1", U(seed));
+    if (opts->nodes != 0) {
+        len += snprintf(replay + len, sizeof replay - (size_t)len,
+                        " --nodes %u", opts->nodes);
     }
+    if (opts->small_limits) {
+        snprintf(replay + len, sizeof replay - (size_t)len, " --small-limits");
+    }
+    struct random_ctx ctx = {.tot = tot, .small_limits = opts->small_limits};
     struct sim_test proto;
     memset(&proto, 0, sizeof proto);
     proto.name = "random";
     proto.seed = seed;
-    proto.nodes = nodes;
-    proto.verbose = verbose;
+    proto.nodes = opts->nodes;
+    proto.verbose = opts->verbose;
     proto.replay = replay;
-    proto.user = tot;
+    proto.user = &ctx;
     int rv = sim_test_run(&proto, random_schedule, NULL);
     if (tot != NULL) {
         tot->runs++;
