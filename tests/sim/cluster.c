@@ -347,10 +347,9 @@ static void schedule_tick(struct sim_cluster *c, struct sim_node *n,
     sim__push(c, &ev);
 }
 
-static void persist_done(struct sim_cluster *c, struct sim_node *n,
-                         uint64_t seq)
+static void commit_pending(struct sim_cluster *c, struct sim_node *n,
+                           uint64_t seq)
 {
-    CRAFT_ASSERT(n->pend_head != NULL && n->pend_head->seq <= seq);
     while (n->pend_head != NULL && n->pend_head->seq <= seq) {
         struct sim_pending *p = n->pend_head;
         sim__storage_commit(c, &n->st, p);
@@ -360,9 +359,22 @@ static void persist_done(struct sim_cluster *c, struct sim_node *n,
         }
         sim__pending_free(p);
     }
+}
+
+static void persist_done(struct sim_cluster *c, struct sim_node *n,
+                         uint64_t seq)
+{
+    CRAFT_ASSERT(n->pend_head != NULL && n->pend_head->seq <= seq);
+    bool early = (c->o.inject & SIM_INJECT_EARLY_ACK) != 0;
+    if (!early) {
+        commit_pending(c, n, seq);
+    }
     struct raft_event ev = {.type = RAFT_PERSISTED};
     ev.persisted.seq = seq;
     sim__node_step(c, n, &ev);
+    if (early && n->up) {
+        commit_pending(c, n, seq);
+    }
 }
 
 static void run_one(struct sim_cluster *c)

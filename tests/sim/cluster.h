@@ -103,7 +103,9 @@ enum sim_inject {
      * that was acknowledged). */
     SIM_INJECT_LOSE_TAIL = 1u << 1,
     /* The network flips a byte in one entry of one append in 20. */
-    SIM_INJECT_CORRUPT = 1u << 2
+    SIM_INJECT_CORRUPT = 1u << 2,
+    /* Storage reports a write durable just before it is. */
+    SIM_INJECT_EARLY_ACK = 1u << 3
 };
 
 /* Defaults: 3 nodes, seed 1, 10 ms ticks, raft defaults, 1 ms fsync, no

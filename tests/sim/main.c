@@ -51,6 +51,7 @@ static const struct {
     {"forget-vote", SIM_INJECT_FORGET_VOTE},
     {"lose-tail", SIM_INJECT_LOSE_TAIL},
     {"corrupt", SIM_INJECT_CORRUPT},
+    {"early-ack", SIM_INJECT_EARLY_ACK},
 };
 
 struct args {
@@ -68,16 +69,18 @@ struct args {
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: craft-sim --list\n"
-               "       craft-sim --scenario NAME [--seed S] [--verbose]\n"
-               "       craft-sim --all [--seed S]\n"
-               "       craft-sim --random --seed S --runs N [--nodes 3|5|7] "
-               "[--small-limits] [--verbose]\n"
-               "       craft-sim --soak SECONDS [--seed S] [--nodes 3|5|7] "
-               "[--small-limits]\n"
-               "       craft-sim --bench SIM_SECONDS [--seed S]\n"
-               "       craft-sim --selftest forget-vote|lose-tail|corrupt "
-               "[--seed S] [--runs N]\n");
+    fprintf(
+        f,
+        "usage: craft-sim --list\n"
+        "       craft-sim --scenario NAME [--seed S] [--verbose]\n"
+        "       craft-sim --all [--seed S]\n"
+        "       craft-sim --random --seed S --runs N [--nodes 3|5|7] "
+        "[--small-limits] [--verbose]\n"
+        "       craft-sim --soak SECONDS [--seed S] [--nodes 3|5|7] "
+        "[--small-limits]\n"
+        "       craft-sim --bench SIM_SECONDS [--seed S]\n"
+        "       craft-sim --selftest forget-vote|lose-tail|corrupt|early-ack "
+        "[--seed S] [--runs N]\n");
 }
 
 static int parse_u64(const char *flag, const char *s, uint64_t *out)
@@ -172,7 +175,7 @@ static int parse_args(int argc, char **argv, struct args *a)
             }
             if (rv == 0 && a->inject == 0) {
                 fprintf(stderr, "craft-sim: --selftest needs forget-vote, "
-                                "lose-tail or corrupt\n");
+                                "lose-tail, corrupt or early-ack\n");
                 rv = -1;
             }
             i++;

@@ -176,6 +176,7 @@ void sim__send(struct sim_cluster *c, struct sim_node *from,
                  (unsigned long long)from->id, raft_msg_type_name(m->type),
                  (unsigned long long)m->from, (unsigned long long)m->to);
     }
+    sim__check_reply_durable(c, from, m);
     const void *chunk = NULL;
     size_t chunk_len = 0;
     if (m->type == RAFT_MSG_SNAPSHOT) {

@@ -231,6 +231,9 @@ void sim__check_apply(struct sim_cluster *c, struct sim_node *n,
                       const struct raft_entry *e);
 void sim__check_install(struct sim_cluster *c, struct sim_node *n,
                         const struct raft_snapshot_meta *meta, uint64_t chain);
+/* Property 7, for a message a node is about to send. */
+void sim__check_reply_durable(struct sim_cluster *c, struct sim_node *n,
+                              const struct raft_message *m);
 void sim__shadow_rebuild(struct sim_cluster *c, struct sim_node *n);
 void sim__shadow_close(struct sim_shadow *s);
 void sim__invariants_close(struct sim_cluster *c);
