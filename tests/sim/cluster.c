@@ -193,37 +193,41 @@ static void apply_entries(struct sim_cluster *c, struct sim_node *n,
     }
 }
 
+/* The core answered read rd: refused, or a ReadIndex to check. */
+static void read_answered(struct sim_cluster *c, struct sim_node *n,
+                          const struct raft_read *rd)
+{
+    struct sim_read_req **pp = &n->reads;
+    while (*pp != NULL && (*pp)->ctx != rd->ctx) {
+        pp = &(*pp)->next;
+    }
+    if (*pp == NULL || (*pp)->index != 0) {
+        sim_fail(c, "n%llu: read answer for unknown or answered ctx %llu",
+                 (unsigned long long)n->id, (unsigned long long)rd->ctx);
+    }
+    struct sim_read_req *req = *pp;
+    if (rd->status != 0) {
+        *pp = req->next;
+        free(req);
+        c->reads.refused++;
+        return;
+    }
+    if (rd->index < req->need_index) {
+        sim_fail(c,
+                 "n%llu: stale read: ReadIndex %llu but index %llu "
+                 "was committed before the read was issued",
+                 (unsigned long long)n->id, (unsigned long long)rd->index,
+                 (unsigned long long)req->need_index);
+    }
+    req->index = rd->index;
+}
+
 /* ReadIndex answers, then serve every read whose index is applied. */
 static void handle_reads(struct sim_cluster *c, struct sim_node *n,
                          const struct raft_update *u)
 {
     for (size_t i = 0; i < u->n_reads; i++) {
-        const struct raft_read *rd = &u->reads[i];
-        struct sim_read_req **pp = &n->reads;
-        while (*pp != NULL && (*pp)->ctx != rd->ctx) {
-            pp = &(*pp)->next;
-        }
-        if (*pp == NULL || (*pp)->index != 0) {
-            sim_fail(c,
-                     "n%llu: read answer for unknown or answered ctx "
-                     "%llu",
-                     (unsigned long long)n->id, (unsigned long long)rd->ctx);
-        }
-        struct sim_read_req *req = *pp;
-        if (rd->status != 0) {
-            *pp = req->next;
-            free(req);
-            c->reads.refused++;
-            continue;
-        }
-        if (rd->index < req->need_index) {
-            sim_fail(c,
-                     "n%llu: stale read: ReadIndex %llu but index %llu "
-                     "was committed before the read was issued",
-                     (unsigned long long)n->id, (unsigned long long)rd->index,
-                     (unsigned long long)req->need_index);
-        }
-        req->index = rd->index;
+        read_answered(c, n, &u->reads[i]);
     }
     struct sim_read_req **pp = &n->reads;
     while (*pp != NULL) {
@@ -716,6 +720,16 @@ int sim_read(struct sim_cluster *c, raft_id id)
     n->reads = req;
     c->reads.issued++;
     sim__trace(c, (unsigned)id, "read #%llu", (unsigned long long)req->ctx);
+    if ((c->o.inject & SIM_INJECT_LOCAL_READ) && n->role == RAFT_LEADER) {
+        /* The injected bug: a "leader" answers from its own commit index
+         * without confirming that it still leads. */
+        struct raft_read rd = {.ctx = req->ctx, .index = n->commit};
+        struct raft_update none;
+        memset(&none, 0, sizeof none);
+        read_answered(c, n, &rd);
+        handle_reads(c, n, &none);
+        return 0;
+    }
     struct raft_event ev = {.type = RAFT_READ};
     ev.read.ctx = req->ctx;
     sim__node_step(c, n, &ev);

@@ -105,7 +105,9 @@ enum sim_inject {
     /* The network flips a byte in one entry of one append in 20. */
     SIM_INJECT_CORRUPT = 1u << 2,
     /* Storage reports a write durable just before it is. */
-    SIM_INJECT_EARLY_ACK = 1u << 3
+    SIM_INJECT_EARLY_ACK = 1u << 3,
+    /* A leader serves reads from its own commit index, without ReadIndex. */
+    SIM_INJECT_LOCAL_READ = 1u << 4
 };
 
 /* Defaults: 3 nodes, seed 1, 10 ms ticks, raft defaults, 1 ms fsync, no

@@ -508,9 +508,6 @@ void sim__check_update(struct sim_cluster *c, struct sim_node *n,
     }
 
     n->term = u->term;
-    if (u->role_changed || u->role != n->role) {
-        sim__trace(c, (unsigned)n->id, "-> %s", raft_role_name(u->role));
-    }
     n->role = u->role;
 
     /* Property 1. */

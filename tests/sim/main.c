@@ -52,6 +52,7 @@ static const struct {
     {"lose-tail", SIM_INJECT_LOSE_TAIL},
     {"corrupt", SIM_INJECT_CORRUPT},
     {"early-ack", SIM_INJECT_EARLY_ACK},
+    {"local-read", SIM_INJECT_LOCAL_READ},
 };
 
 struct args {
@@ -69,18 +70,17 @@ struct args {
 
 static void usage(FILE *f)
 {
-    fprintf(
-        f,
-        "usage: craft-sim --list\n"
-        "       craft-sim --scenario NAME [--seed S] [--verbose]\n"
-        "       craft-sim --all [--seed S]\n"
-        "       craft-sim --random --seed S --runs N [--nodes 3|5|7] "
-        "[--small-limits] [--verbose]\n"
-        "       craft-sim --soak SECONDS [--seed S] [--nodes 3|5|7] "
-        "[--small-limits]\n"
-        "       craft-sim --bench SIM_SECONDS [--seed S]\n"
-        "       craft-sim --selftest forget-vote|lose-tail|corrupt|early-ack "
-        "[--seed S] [--runs N]\n");
+    fprintf(f, "usage: craft-sim --list\n"
+               "       craft-sim --scenario NAME [--seed S] [--verbose]\n"
+               "       craft-sim --all [--seed S]\n"
+               "       craft-sim --random --seed S --runs N [--nodes 3|5|7] "
+               "[--small-limits] [--verbose]\n"
+               "       craft-sim --soak SECONDS [--seed S] [--nodes 3|5|7] "
+               "[--small-limits]\n"
+               "       craft-sim --bench SIM_SECONDS [--seed S]\n"
+               "       craft-sim --selftest "
+               "forget-vote|lose-tail|corrupt|early-ack|local-read "
+               "[--seed S] [--runs N]\n");
 }
 
 static int parse_u64(const char *flag, const char *s, uint64_t *out)
@@ -175,7 +175,8 @@ static int parse_args(int argc, char **argv, struct args *a)
             }
             if (rv == 0 && a->inject == 0) {
                 fprintf(stderr, "craft-sim: --selftest needs forget-vote, "
-                                "lose-tail, corrupt or early-ack\n");
+                                "lose-tail, corrupt, early-ack or "
+                                "local-read\n");
                 rv = -1;
             }
             i++;

@@ -45,7 +45,7 @@ set_tests_properties(sim_random_san PROPERTIES TIMEOUT 300 LABELS sim)
 # The checkers themselves: with a deliberate runtime bug injected, random
 # runs must end in a reported violation (craft-sim --selftest exits 0 only
 # then).  A checker that stopped checking would turn these red.
-foreach(fault corrupt lose-tail early-ack)
+foreach(fault corrupt lose-tail early-ack local-read)
   add_test(NAME sim_selftest_${fault}
     COMMAND craft-sim --selftest ${fault} --seed 1 --runs 200)
   set_tests_properties(sim_selftest_${fault} PROPERTIES TIMEOUT 120
