@@ -210,6 +210,9 @@ static void read_answered(struct sim_cluster *c, struct sim_node *n,
         *pp = req->next;
         free(req);
         c->reads.refused++;
+        if (c->o.read_cb != NULL) {
+            c->o.read_cb(c->o.apply_cb_data, n->id, rd->ctx, rd->status, 0);
+        }
         return;
     }
     if (rd->index < req->need_index) {
@@ -247,8 +250,12 @@ static void handle_reads(struct sim_cluster *c, struct sim_node *n,
                      (unsigned long long)req->need_applied);
         }
         *pp = req->next;
+        uint64_t ctx = req->ctx;
         free(req);
         c->reads.served++;
+        if (c->o.read_cb != NULL) {
+            c->o.read_cb(c->o.apply_cb_data, n->id, ctx, 0, n->applied);
+        }
     }
 }
 
@@ -704,7 +711,7 @@ int sim_propose_u64(struct sim_cluster *c, raft_id id, uint64_t value,
     return sim_propose(c, id, b, sizeof b, index, term);
 }
 
-int sim_read(struct sim_cluster *c, raft_id id)
+int sim_read(struct sim_cluster *c, raft_id id, uint64_t *ctx)
 {
     struct sim_node *n = sim__node(c, id);
     if (!n->up) {
@@ -720,6 +727,9 @@ int sim_read(struct sim_cluster *c, raft_id id)
     n->reads = req;
     c->reads.issued++;
     sim__trace(c, (unsigned)id, "read #%llu", (unsigned long long)req->ctx);
+    if (ctx != NULL) {
+        *ctx = req->ctx;
+    }
     if ((c->o.inject & SIM_INJECT_LOCAL_READ) && n->role == RAFT_LEADER) {
         /* The injected bug: a "leader" answers from its own commit index
          * without confirming that it still leads. */

@@ -72,6 +72,13 @@ struct sim_app_ops {
 typedef void (*sim_apply_cb)(void *data, raft_id node,
                              const struct raft_entry *e);
 
+/* Called once per read: status 0 when it is served -- the node's state
+ * machine is now at `applied` >= the ReadIndex, read it now -- or the
+ * core's refusal (CRAFT_ENOTLEADER, CRAFT_ELEADERLOST).  A read on a node
+ * that crashes first gets no call. */
+typedef void (*sim_read_cb)(void *data, raft_id node, uint64_t ctx, int status,
+                            raft_index applied);
+
 struct sim_options {
     unsigned n_nodes; /* 1..SIM_NODES_MAX */
     uint64_t seed;    /* drives every random choice of the simulation */
@@ -89,6 +96,7 @@ struct sim_options {
     const struct sim_app_ops *app; /* may be NULL */
     sim_apply_cb apply_cb;         /* may be NULL */
     void *apply_cb_data;
+    sim_read_cb read_cb; /* may be NULL; called with apply_cb_data */
     /* Print every trace line to stderr as it happens (debugging). */
     bool verbose;
     /* Deliberate bugs in the runtime (enum sim_inject bits), for checking
@@ -206,8 +214,10 @@ int sim_propose_u64(struct sim_cluster *c, raft_id id, uint64_t value,
                     raft_index *index, raft_term *term);
 
 /* Ask node id for a ReadIndex read; the cluster checks its freshness when
- * it is served.  Returns 0 or CRAFT_ENOTLEADER for a crashed node. */
-int sim_read(struct sim_cluster *c, raft_id id);
+ * it is served.  Returns 0 and sets *ctx (may be NULL) to the read's
+ * number, as given to the read callback, or CRAFT_ENOTLEADER for a crashed
+ * node. */
+int sim_read(struct sim_cluster *c, raft_id id, uint64_t *ctx);
 
 /* Ask leader `id` to hand leadership to `peer` (RAFT_TRANSFER).  0, or
  * CRAFT_ENOTLEADER / CRAFT_EINVAL as the core answers. */

@@ -119,7 +119,7 @@ static void client_action(struct sim_test *t)
     if (st_rand(t, 0, 100) < 75) {
         propose_some(t);
     } else {
-        sim_read(t->c, pick_target(t));
+        sim_read(t->c, pick_target(t), NULL);
     }
 }
 
@@ -214,7 +214,7 @@ static void check_progress(struct sim_test *t)
         struct sim_read_stats rs;
         sim_read_stats(t->c, &rs);
         w.served_before = rs.served;
-        sim_read(t->c, leader);
+        sim_read(t->c, leader, NULL);
         if (sim_run_until(t->c, read_served, &w, READ_DEADLINE_MS)) {
             check_reads_answered(t, healed_at);
             return;
@@ -329,6 +329,23 @@ static void check_ledgers(struct sim_test *t)
     }
 }
 
+/* A served read sees the ledger at the index the cluster says it is at. */
+static void ledger_read_cb(void *data, raft_id node, uint64_t ctx, int status,
+                           raft_index applied)
+{
+    struct sim_test *t = data;
+    if (status != 0) {
+        return;
+    }
+    const struct ledger *l = sim_app_state(t->c, node);
+    if (l == NULL || l->applied != applied) {
+        st_fail(t,
+                "n%llu: read #%llu served at %llu but the ledger is at "
+                "%llu",
+                U(node), U(ctx), U(applied), U(l ? l->applied : 0));
+    }
+}
+
 static void random_schedule(struct sim_test *t)
 {
     static const unsigned sizes[] = {3, 5, 7};
@@ -355,6 +372,8 @@ static void random_schedule(struct sim_test *t)
         o.raft.max_inflight = (unsigned)st_rand(t, 1, 4);
     }
     o.app = &ledger_ops;
+    o.read_cb = ledger_read_cb;
+    o.apply_cb_data = t;
     int rv = sim_cluster_new(&o, &t->c);
     if (rv != 0) {
         st_fail(t, "sim_cluster_new: %s", craft_strerror(rv));
@@ -485,7 +504,7 @@ static void bench_schedule(struct sim_test *t)
             sim_propose_u64(t->c, leader, st_rand(t, 1, UINT64_MAX), NULL,
                             NULL);
             if (sim_now(t->c) % 50 < 10) {
-                sim_read(t->c, leader);
+                sim_read(t->c, leader, NULL);
             }
         }
         if (sim_now(t->c) >= next_fault) {
