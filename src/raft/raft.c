@@ -428,6 +428,8 @@ static bool in_lease(const struct raft *r)
     return r->leader != 0 && r->election_elapsed < r->opts.election_ticks_min;
 }
 
+/* Everything that can be checked before a message changes anything, so
+ * that CRAFT_EPROTO always means "nothing changed". */
 static bool message_valid(const struct raft *r, const struct raft_message *m)
 {
     if (m->to != r->id || m->from == r->id || raft__slot(r, m->from) < 0 ||
@@ -442,10 +444,12 @@ static bool message_valid(const struct raft *r, const struct raft_message *m)
     case RAFT_MSG_TIMEOUT_NOW:
         return true;
     case RAFT_MSG_APPEND:
-        return m->append.n_entries == 0 || m->append.entries != NULL;
+        return (m->append.n_entries == 0 || m->append.entries != NULL) &&
+               raft__entries_valid(m);
     case RAFT_MSG_SNAPSHOT:
         return m->snapshot.meta.index > 0 &&
-               (m->snapshot.data.len == 0 || m->snapshot.data.base != NULL);
+               (m->snapshot.data.len == 0 || m->snapshot.data.base != NULL) &&
+               raft__chunk_valid(m);
     }
     return false;
 }

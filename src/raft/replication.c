@@ -284,7 +284,7 @@ void raft__maybe_commit(struct raft *r)
 
 /* Entries must be numbered on from prev and have sane terms; a leader that
  * sends anything else is broken or not a Raft peer. */
-static bool entries_valid(const struct raft_message *m)
+bool raft__entries_valid(const struct raft_message *m)
 {
     raft_term t = m->append.prev_term;
     for (size_t k = 0; k < m->append.n_entries; k++) {
@@ -329,9 +329,7 @@ int raft__recv_append(struct raft *r, const struct raft_message *m)
     if (r->role == RAFT_LEADER) {
         return CRAFT_EPROTO; /* two leaders in one term (§5.2 forbids) */
     }
-    if (!entries_valid(m)) {
-        return CRAFT_EPROTO;
-    }
+    CRAFT_DASSERT(raft__entries_valid(m)); /* checked on receipt */
     if (r->role != RAFT_FOLLOWER || r->leader != m->from) {
         raft__become_follower(r, m->from);
     }

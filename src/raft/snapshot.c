@@ -130,6 +130,7 @@ int raft__recv_snapshot_resp(struct raft *r, const struct raft_message *m)
         if (pr->next <= pr->match) {
             pr->next = pr->match + 1;
         }
+        raft__inflight_free_to(r, pr, pr->match);
         raft__maybe_commit(r);
         (void)raft__send_append(r, pr, pr->state == RAFT_PROGRESS_PROBE);
         return 0;
@@ -145,7 +146,7 @@ int raft__recv_snapshot_resp(struct raft *r, const struct raft_message *m)
 
 /* ---- follower ------------------------------------------------------- */
 
-static bool chunk_valid(const struct raft_message *m)
+bool raft__chunk_valid(const struct raft_message *m)
 {
     const struct raft_msg_snapshot *s = &m->snapshot;
     if (s->meta.term == 0 || s->meta.term > m->term || s->meta.config.n == 0 ||
@@ -162,9 +163,7 @@ int raft__recv_snapshot(struct raft *r, const struct raft_message *m)
     if (r->role == RAFT_LEADER) {
         return CRAFT_EPROTO;
     }
-    if (!chunk_valid(m)) {
-        return CRAFT_EPROTO;
-    }
+    CRAFT_DASSERT(raft__chunk_valid(m)); /* checked on receipt */
     if (r->role != RAFT_FOLLOWER || r->leader != m->from) {
         raft__become_follower(r, m->from);
     }

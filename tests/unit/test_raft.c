@@ -1263,6 +1263,10 @@ static void bad_input_rejected(void **state)
     m.append.entries = bad;
     m.append.n_entries = 2;
     assert_int_equal(raft_step(r, &ev, &u), CRAFT_EPROTO); /* numbering */
+    m.term = 7; /* a bad message with a newer term changes nothing */
+    assert_int_equal(raft_step(r, &ev, &u), CRAFT_EPROTO);
+    assert_int_equal(hstat(r).term, 0);
+    assert_int_equal(u.persist_seq, 0);
     struct raft_event snap = {.type = RAFT_SNAPSHOT, .snapshot = {.index = 5}};
     assert_int_equal(raft_step(r, &snap, &u), CRAFT_EINVAL);
     struct raft_event pers = {.type = RAFT_PERSISTED, .persisted = {99}};
