@@ -207,6 +207,8 @@ static void read_answered(struct sim_cluster *c, struct sim_node *n,
     }
     struct sim_read_req *req = *pp;
     if (rd->status != 0) {
+        sim__trace(c, (unsigned)n->id, "read #%llu refused: %s",
+                   (unsigned long long)rd->ctx, craft_strerror(rd->status));
         *pp = req->next;
         free(req);
         c->reads.refused++;
@@ -223,6 +225,8 @@ static void read_answered(struct sim_cluster *c, struct sim_node *n,
                  (unsigned long long)req->need_index);
     }
     req->index = rd->index;
+    sim__trace(c, (unsigned)n->id, "read #%llu at index %llu",
+               (unsigned long long)rd->ctx, (unsigned long long)rd->index);
 }
 
 /* ReadIndex answers, then serve every read whose index is applied. */
@@ -249,6 +253,9 @@ static void handle_reads(struct sim_cluster *c, struct sim_node *n,
                      (unsigned long long)n->id, (unsigned long long)n->applied,
                      (unsigned long long)req->need_applied);
         }
+        sim__trace(c, (unsigned)n->id, "read #%llu served at %llu",
+                   (unsigned long long)req->ctx,
+                   (unsigned long long)n->applied);
         *pp = req->next;
         uint64_t ctx = req->ctx;
         free(req);
@@ -336,10 +343,24 @@ static int step_once(struct sim_cluster *c, struct sim_node *n,
     return rv;
 }
 
+static void schedule_retry(struct sim_cluster *c, struct sim_node *n,
+                           const struct raft_event *ev);
+
 void sim__node_step(struct sim_cluster *c, struct sim_node *n,
                     struct raft_event *ev)
 {
     int rv = step_once(c, n, ev);
+    if (rv == CRAFT_ENOMEM && c->alloc_failures > 0) {
+        /* An injected failure: the core is unchanged but for lost
+         * messages.  A runtime retries a persistence notice; a lost tick,
+         * message or snapshot notice is made good by the protocol. */
+        sim__trace(c, (unsigned)n->id, "ENOMEM on event %d", ev->type);
+        if ((ev->type == RAFT_PERSISTED || ev->type == RAFT_SNAPSHOT) &&
+            n->up) {
+            schedule_retry(c, n, ev);
+        }
+        return;
+    }
     if (rv != 0) {
         sim_fail(c, "n%llu: raft_step(%d) failed: %s",
                  (unsigned long long)n->id, ev->type, craft_strerror(rv));
@@ -370,6 +391,29 @@ static void commit_pending(struct sim_cluster *c, struct sim_node *n,
         }
         sim__pending_free(p);
     }
+}
+
+/* Notices a runtime must not lose -- "this is durable", "this snapshot is
+ * stored" -- are stepped again 1 ms after an ENOMEM. */
+static void schedule_retry(struct sim_cluster *c, struct sim_node *n,
+                           const struct raft_event *ev)
+{
+    struct sim_event e = {.time = c->now + 1,
+                          .type = SIM_EV_RETRY,
+                          .node = (unsigned)(n->id - 1),
+                          .incarnation = n->incarnation,
+                          .retry = *ev};
+    sim__push(c, &e);
+}
+
+static void retry(struct sim_cluster *c, struct sim_node *n,
+                  struct raft_event *ev)
+{
+    if (ev->type == RAFT_SNAPSHOT &&
+        (!n->st.has_snap || n->st.snap.index != ev->snapshot.index)) {
+        return; /* a newer snapshot's notice supersedes this one */
+    }
+    sim__node_step(c, n, ev);
 }
 
 static void persist_done(struct sim_cluster *c, struct sim_node *n,
@@ -408,6 +452,11 @@ static void run_one(struct sim_cluster *c)
     case SIM_EV_PERSIST:
         if (n->up && n->incarnation == ev.incarnation) {
             persist_done(c, n, ev.persist_seq);
+        }
+        break;
+    case SIM_EV_RETRY:
+        if (n->up && n->incarnation == ev.incarnation) {
+            retry(c, n, &ev.retry);
         }
         break;
     case SIM_EV_UNREACHABLE:
@@ -457,6 +506,60 @@ bool sim_run_until(struct sim_cluster *c,
     }
     c->now = end;
     return pred(c, data);
+}
+
+/* ---- the cores' allocator ---------------------------------------------- */
+
+static bool alloc_fails(struct sim_alloc *al)
+{
+    struct sim_cluster *c = al->node->cluster;
+    if (!al->armed || c->alloc_fail_pm == 0 ||
+        !rng_chance(&c->rng, c->alloc_fail_pm)) {
+        return false;
+    }
+    c->alloc_failures++;
+    return true;
+}
+
+static void *al_malloc(void *data, size_t size)
+{
+    struct sim_alloc *al = data;
+    void *p = alloc_fails(al) ? NULL : malloc(size);
+    al->live += p != NULL;
+    return p;
+}
+
+static void *al_calloc(void *data, size_t nmemb, size_t size)
+{
+    struct sim_alloc *al = data;
+    void *p = alloc_fails(al) ? NULL : calloc(nmemb, size);
+    al->live += p != NULL;
+    return p;
+}
+
+static void *al_realloc(void *data, void *ptr, size_t size)
+{
+    struct sim_alloc *al = data;
+    if (alloc_fails(al)) {
+        return NULL;
+    }
+    void *p = realloc(ptr, size);
+    al->live += ptr == NULL && p != NULL;
+    return p;
+}
+
+static void al_free(void *data, void *ptr)
+{
+    struct sim_alloc *al = data;
+    al->live -= ptr != NULL;
+    free(ptr);
+}
+
+void sim_set_alloc_failures(struct sim_cluster *c, unsigned per_mille)
+{
+    CRAFT_ASSERT(per_mille <= 1000);
+    c->alloc_fail_pm = per_mille;
+    sim__trace(c, 0, "allocation failures %u/1000", per_mille);
 }
 
 /* ---- node life cycle ---------------------------------------------------- */
@@ -521,8 +624,15 @@ static void node_start(struct sim_cluster *c, struct sim_node *n)
     opts.trace = sim__raft_trace_hook;
     opts.trace_data = n;
     struct raft *r = NULL;
-    int rv =
-        raft_new(n->id, &config, &opts, rng_next(&c->rng), &restore, NULL, &r);
+    n->alloc = (struct sim_alloc){.a = {.data = &n->alloc,
+                                        .malloc = al_malloc,
+                                        .calloc = al_calloc,
+                                        .realloc = al_realloc,
+                                        .free = al_free},
+                                  .node = n};
+    int rv = raft_new(n->id, &config, &opts, rng_next(&c->rng), &restore,
+                      &n->alloc.a, &r);
+    n->alloc.armed = true;
     if (rv != 0) {
         sim_fail(c, "n%llu: raft_new failed: %s", (unsigned long long)n->id,
                  craft_strerror(rv));
@@ -545,6 +655,10 @@ void sim_crash(struct sim_cluster *c, raft_id id)
     }
     raft_free(n->r);
     n->r = NULL;
+    if (n->alloc.live != 0) {
+        sim_fail(c, "n%llu: the core leaked %lld allocations",
+                 (unsigned long long)id, (long long)n->alloc.live);
+    }
     n->up = false;
     n->incarnation++; /* orphans its queued ticks, fsyncs and messages */
     while (n->pend_head != NULL) {
@@ -688,6 +802,10 @@ int sim_propose(struct sim_cluster *c, raft_id id, const void *data, size_t len,
     if (rv == CRAFT_ENOTLEADER) {
         return rv;
     }
+    if (rv == CRAFT_ENOMEM && c->alloc_failures > 0) {
+        sim__trace(c, (unsigned)id, "propose: ENOMEM");
+        return rv;
+    }
     if (rv != 0) {
         sim_fail(c, "n%llu: propose failed: %s", (unsigned long long)id,
                  craft_strerror(rv));
@@ -742,7 +860,17 @@ int sim_read(struct sim_cluster *c, raft_id id, uint64_t *ctx)
     }
     struct raft_event ev = {.type = RAFT_READ};
     ev.read.ctx = req->ctx;
-    sim__node_step(c, n, &ev);
+    int rv = step_once(c, n, &ev);
+    if (rv == CRAFT_ENOMEM && c->alloc_failures > 0 && n->up) {
+        /* Refused before it started: the client sees the error. */
+        struct raft_read rd = {.ctx = req->ctx, .status = CRAFT_ENOMEM};
+        read_answered(c, n, &rd);
+        return CRAFT_ENOMEM;
+    }
+    if (rv != 0) {
+        sim_fail(c, "n%llu: read failed: %s", (unsigned long long)id,
+                 craft_strerror(rv));
+    }
     return 0;
 }
 
@@ -755,7 +883,8 @@ int sim_transfer(struct sim_cluster *c, raft_id id, raft_id peer)
     struct raft_event ev = {.type = RAFT_TRANSFER};
     ev.transfer.peer = peer;
     int rv = step_once(c, n, &ev);
-    if (rv != 0 && rv != CRAFT_ENOTLEADER && rv != CRAFT_EINVAL) {
+    if (rv != 0 && rv != CRAFT_ENOTLEADER && rv != CRAFT_EINVAL &&
+        !(rv == CRAFT_ENOMEM && c->alloc_failures > 0)) {
         sim_fail(c, "n%llu: transfer failed: %s", (unsigned long long)id,
                  craft_strerror(rv));
     }

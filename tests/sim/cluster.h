@@ -196,6 +196,13 @@ void sim_set_link_faults(struct sim_cluster *c, raft_id from, raft_id to,
 void sim_set_unreliable(struct sim_cluster *c, bool unreliable);
 void sim_set_long_reordering(struct sim_cluster *c, bool on);
 
+/* Make that many per mille of the cores' allocations fail (0: none).  A
+ * core answers CRAFT_ENOMEM and must stay consistent; the cluster retries
+ * what a runtime would retry (persistence notices) and treats the rest as
+ * lost.  Independently, every crash checks that the core freed all its
+ * memory. */
+void sim_set_alloc_failures(struct sim_cluster *c, unsigned per_mille);
+
 /* Crash a node: its core is freed, in-flight persistence is lost, messages
  * to it are dropped.  Restart: a new core from its durable state. */
 void sim_crash(struct sim_cluster *c, raft_id id);

@@ -5,6 +5,7 @@
  *   craft-sim --scenario NAME [--seed S]  run one scenario
  *   craft-sim --all [--seed S]            run every scenario, timing each
  *   craft-sim --random --seed S --runs N [--nodes 3|5|7] [--small-limits]
+ *             [--alloc-failures]
  *                                         N random fault schedules from S
  *   craft-sim --soak SECONDS [--seed S] [--nodes N]
  *                                         random runs for a wall-clock time
@@ -66,6 +67,7 @@ struct args {
     unsigned inject;
     const char *inject_name;
     bool small_limits;
+    bool alloc_failures;
 };
 
 static void usage(FILE *f)
@@ -74,7 +76,7 @@ static void usage(FILE *f)
                "       craft-sim --scenario NAME [--seed S] [--verbose]\n"
                "       craft-sim --all [--seed S]\n"
                "       craft-sim --random --seed S --runs N [--nodes 3|5|7] "
-               "[--small-limits] [--verbose]\n"
+               "[--small-limits] [--alloc-failures] [--verbose]\n"
                "       craft-sim --soak SECONDS [--seed S] [--nodes 3|5|7] "
                "[--small-limits]\n"
                "       craft-sim --bench SIM_SECONDS [--seed S]\n"
@@ -130,6 +132,8 @@ static int parse_args(int argc, char **argv, struct args *a)
             a->verbose = true;
         } else if (strcmp(f, "--small-limits") == 0) {
             a->small_limits = true;
+        } else if (strcmp(f, "--alloc-failures") == 0) {
+            a->alloc_failures = true;
         } else if (strcmp(f, "--scenario") == 0) {
             rv = set_mode(a, MODE_SCENARIO, f);
             if (rv == 0 && v == NULL) {
@@ -270,7 +274,8 @@ static void print_totals(const struct sim_random_totals *tot, double wall)
 
 static int cmd_random(const struct args *a)
 {
-    struct sim_random_opts ro = {a->nodes, a->verbose, a->small_limits};
+    struct sim_random_opts ro = {a->nodes, a->verbose, a->small_limits,
+                                 a->alloc_failures};
     struct sim_random_totals tot;
     memset(&tot, 0, sizeof tot);
     double t0 = wall_now();
@@ -283,7 +288,8 @@ static int cmd_random(const struct args *a)
 
 static int cmd_soak(const struct args *a)
 {
-    struct sim_random_opts ro = {a->nodes, a->verbose, a->small_limits};
+    struct sim_random_opts ro = {a->nodes, a->verbose, a->small_limits,
+                                 a->alloc_failures};
     struct sim_random_totals tot;
     memset(&tot, 0, sizeof tot);
     double t0 = wall_now(), last = t0;

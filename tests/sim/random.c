@@ -169,6 +169,7 @@ static void heal_all(struct sim_test *t)
     heal_links(t);
     sim_set_unreliable(t->c, false);
     sim_set_long_reordering(t->c, false);
+    sim_set_alloc_failures(t->c, 0);
 }
 
 struct read_wait {
@@ -227,6 +228,7 @@ static void check_progress(struct sim_test *t)
 struct random_ctx {
     struct sim_random_totals *tot;
     bool small_limits;
+    bool alloc_failures;
 };
 
 /* ---- a small replicated state machine ----------------------------------
@@ -389,6 +391,9 @@ static void random_schedule(struct sim_test *t)
     if (st_rand(t, 0, 2) == 0) {
         sim_set_unreliable(t->c, true);
     }
+    if (ctx != NULL && ctx->alloc_failures) {
+        sim_set_alloc_failures(t->c, (unsigned)st_rand(t, 1, 30));
+    }
 
     /* Clients act every 1-40 ms; faults strike every 20-400 ms. */
     uint64_t end = sim_now(t->c) + st_rand(t, 2000, 12000);
@@ -431,9 +436,16 @@ int sim_random_run(uint64_t seed, const struct sim_random_opts *opts,
                         " --nodes %u", opts->nodes);
     }
     if (opts->small_limits) {
-        snprintf(replay + len, sizeof replay - (size_t)len, " --small-limits");
+        len += snprintf(replay + len, sizeof replay - (size_t)len,
+                        " --small-limits");
     }
-    struct random_ctx ctx = {.tot = tot, .small_limits = opts->small_limits};
+    if (opts->alloc_failures) {
+        snprintf(replay + len, sizeof replay - (size_t)len,
+                 " --alloc-failures");
+    }
+    struct random_ctx ctx = {.tot = tot,
+                             .small_limits = opts->small_limits,
+                             .alloc_failures = opts->alloc_failures};
     struct sim_test proto;
     memset(&proto, 0, sizeof proto);
     proto.name = "random";

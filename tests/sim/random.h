@@ -21,6 +21,8 @@ struct sim_random_opts {
     /* In about a third of the runs, tiny core limits: snapshot chunks of a
      * few bytes, 1-4 entries per append, 1-3 appends in flight. */
     bool small_limits;
+    /* Core allocations fail now and then during the fault phase. */
+    bool alloc_failures;
 };
 
 /* One randomized run: a random fault phase, then every fault healed and

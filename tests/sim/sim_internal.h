@@ -12,10 +12,11 @@
 /* ---- events ------------------------------------------------------------- */
 
 enum sim_event_type {
-    SIM_EV_TICK = 1,   /* a node's clock ticks */
-    SIM_EV_DELIVER,    /* a message arrives */
-    SIM_EV_PERSIST,    /* a node's pending persistence up to seq is durable */
-    SIM_EV_UNREACHABLE /* tell a node that a peer refused a connection */
+    SIM_EV_TICK = 1,    /* a node's clock ticks */
+    SIM_EV_DELIVER,     /* a message arrives */
+    SIM_EV_PERSIST,     /* a node's pending persistence up to seq is durable */
+    SIM_EV_UNREACHABLE, /* tell a node that a peer refused a connection */
+    SIM_EV_RETRY        /* step a persistence or snapshot notice again */
 };
 
 /* A queued message: the raft_message plus its own copies of the entries
@@ -33,9 +34,10 @@ struct sim_event {
     unsigned node; /* index 0..n-1 of the node it happens on */
     unsigned incarnation;
     union {
-        struct sim_msg *msg;  /* SIM_EV_DELIVER, owned by the event */
-        uint64_t persist_seq; /* SIM_EV_PERSIST */
-        raft_id peer;         /* SIM_EV_UNREACHABLE */
+        struct sim_msg *msg;     /* SIM_EV_DELIVER, owned by the event */
+        uint64_t persist_seq;    /* SIM_EV_PERSIST */
+        raft_id peer;            /* SIM_EV_UNREACHABLE */
+        struct raft_event retry; /* SIM_EV_RETRY: PERSISTED or SNAPSHOT */
     };
 };
 
@@ -113,8 +115,18 @@ struct sim_shadow {
     size_t cap;
 };
 
+/* The allocator a node's core uses: counts live blocks (a crash must free
+ * them all) and fails on demand. */
+struct sim_alloc {
+    struct craft_alloc a;
+    struct sim_node *node;
+    int64_t live;
+    bool armed; /* failures only while the core runs, not in raft_new */
+};
+
 struct sim_node {
     struct sim_cluster *cluster;
+    struct sim_alloc alloc;
     raft_id id;
     bool up;
     bool connected;
@@ -178,6 +190,8 @@ struct sim_cluster {
     bool link_up[SIM_NODES_MAX][SIM_NODES_MAX];
     struct sim_link_faults faults[SIM_NODES_MAX][SIM_NODES_MAX];
     bool long_reorder;
+    unsigned alloc_fail_pm; /* core allocations that fail, per mille */
+    uint64_t alloc_failures;
     /* When each link last reported its peer unreachable (rate limit). */
     uint64_t unreachable_at[SIM_NODES_MAX][SIM_NODES_MAX];
     struct sim_msg *delivering; /* freed by sim_cluster_free on a failure */

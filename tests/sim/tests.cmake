@@ -93,3 +93,15 @@ add_test(NAME sim_random_small_limits
   COMMAND craft-sim --random --seed 500001 --runs 300 --small-limits)
 set_tests_properties(sim_random_small_limits PROPERTIES TIMEOUT 300
   LABELS "sim;nosan")
+
+# Random runs in which the cores' allocations fail now and then: every
+# CRAFT_ENOMEM must leave a consistent core, and a crash must find every
+# allocation freed.
+add_test(NAME sim_random_alloc_failures
+  COMMAND craft-sim --random --seed 1 --runs 600 --alloc-failures)
+set_tests_properties(sim_random_alloc_failures PROPERTIES TIMEOUT 300
+  LABELS "sim;nosan")
+add_test(NAME sim_random_alloc_failures_san
+  COMMAND craft-sim --random --seed 700001 --runs 60 --alloc-failures)
+set_tests_properties(sim_random_alloc_failures_san PROPERTIES TIMEOUT 300
+  LABELS sim)
