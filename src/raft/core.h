@@ -216,6 +216,8 @@ void raft__broadcast_heartbeat(struct raft *r);
 void raft__maybe_commit(struct raft *r);
 void raft__send_heartbeat(struct raft *r, struct raft_progress *pr);
 int raft__send_append(struct raft *r, struct raft_progress *pr, bool probe);
+/* Send whatever flow control allows to one follower. */
+void raft__pump(struct raft *r, struct raft_progress *pr);
 
 /* progress.c */
 int raft__progress_init(struct raft *r);
