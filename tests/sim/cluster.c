@@ -193,37 +193,48 @@ static void apply_entries(struct sim_cluster *c, struct sim_node *n,
     }
 }
 
+/* The core answered read rd: refused, or a ReadIndex to check. */
+static void read_answered(struct sim_cluster *c, struct sim_node *n,
+                          const struct raft_read *rd)
+{
+    struct sim_read_req **pp = &n->reads;
+    while (*pp != NULL && (*pp)->ctx != rd->ctx) {
+        pp = &(*pp)->next;
+    }
+    if (*pp == NULL || (*pp)->index != 0) {
+        sim_fail(c, "n%llu: read answer for unknown or answered ctx %llu",
+                 (unsigned long long)n->id, (unsigned long long)rd->ctx);
+    }
+    struct sim_read_req *req = *pp;
+    if (rd->status != 0) {
+        sim__trace(c, (unsigned)n->id, "read #%llu refused: %s",
+                   (unsigned long long)rd->ctx, craft_strerror(rd->status));
+        *pp = req->next;
+        free(req);
+        c->reads.refused++;
+        if (c->o.read_cb != NULL) {
+            c->o.read_cb(c->o.apply_cb_data, n->id, rd->ctx, rd->status, 0);
+        }
+        return;
+    }
+    if (rd->index < req->need_index) {
+        sim_fail(c,
+                 "n%llu: stale read: ReadIndex %llu but index %llu "
+                 "was committed before the read was issued",
+                 (unsigned long long)n->id, (unsigned long long)rd->index,
+                 (unsigned long long)req->need_index);
+    }
+    req->index = rd->index;
+    sim__trace(c, (unsigned)n->id, "read #%llu at index %llu",
+               (unsigned long long)rd->ctx, (unsigned long long)rd->index);
+}
+
 /* ReadIndex answers, then serve every read whose index is applied. */
 static void handle_reads(struct sim_cluster *c, struct sim_node *n,
                          const struct raft_update *u)
 {
     for (size_t i = 0; i < u->n_reads; i++) {
-        const struct raft_read *rd = &u->reads[i];
-        struct sim_read_req **pp = &n->reads;
-        while (*pp != NULL && (*pp)->ctx != rd->ctx) {
-            pp = &(*pp)->next;
-        }
-        if (*pp == NULL || (*pp)->index != 0) {
-            sim_fail(c,
-                     "n%llu: read answer for unknown or answered ctx "
-                     "%llu",
-                     (unsigned long long)n->id, (unsigned long long)rd->ctx);
-        }
-        struct sim_read_req *req = *pp;
-        if (rd->status != 0) {
-            *pp = req->next;
-            free(req);
-            c->reads.refused++;
-            continue;
-        }
-        if (rd->index < req->need_index) {
-            sim_fail(c,
-                     "n%llu: stale read: ReadIndex %llu but index %llu "
-                     "was committed before the read was issued",
-                     (unsigned long long)n->id, (unsigned long long)rd->index,
-                     (unsigned long long)req->need_index);
-        }
-        req->index = rd->index;
+        read_answered(c, n, &u->reads[i]);
     }
     struct sim_read_req **pp = &n->reads;
     while (*pp != NULL) {
@@ -242,9 +253,16 @@ static void handle_reads(struct sim_cluster *c, struct sim_node *n,
                      (unsigned long long)n->id, (unsigned long long)n->applied,
                      (unsigned long long)req->need_applied);
         }
+        sim__trace(c, (unsigned)n->id, "read #%llu served at %llu",
+                   (unsigned long long)req->ctx,
+                   (unsigned long long)n->applied);
         *pp = req->next;
+        uint64_t ctx = req->ctx;
         free(req);
         c->reads.served++;
+        if (c->o.read_cb != NULL) {
+            c->o.read_cb(c->o.apply_cb_data, n->id, ctx, 0, n->applied);
+        }
     }
 }
 
@@ -325,10 +343,24 @@ static int step_once(struct sim_cluster *c, struct sim_node *n,
     return rv;
 }
 
+static void schedule_retry(struct sim_cluster *c, struct sim_node *n,
+                           const struct raft_event *ev);
+
 void sim__node_step(struct sim_cluster *c, struct sim_node *n,
                     struct raft_event *ev)
 {
     int rv = step_once(c, n, ev);
+    if (rv == CRAFT_ENOMEM && c->alloc_failures > 0) {
+        /* An injected failure: the core is unchanged but for lost
+         * messages.  A runtime retries a persistence notice; a lost tick,
+         * message or snapshot notice is made good by the protocol. */
+        sim__trace(c, (unsigned)n->id, "ENOMEM on event %d", ev->type);
+        if ((ev->type == RAFT_PERSISTED || ev->type == RAFT_SNAPSHOT) &&
+            n->up) {
+            schedule_retry(c, n, ev);
+        }
+        return;
+    }
     if (rv != 0) {
         sim_fail(c, "n%llu: raft_step(%d) failed: %s",
                  (unsigned long long)n->id, ev->type, craft_strerror(rv));
@@ -347,10 +379,9 @@ static void schedule_tick(struct sim_cluster *c, struct sim_node *n,
     sim__push(c, &ev);
 }
 
-static void persist_done(struct sim_cluster *c, struct sim_node *n,
-                         uint64_t seq)
+static void commit_pending(struct sim_cluster *c, struct sim_node *n,
+                           uint64_t seq)
 {
-    CRAFT_ASSERT(n->pend_head != NULL && n->pend_head->seq <= seq);
     while (n->pend_head != NULL && n->pend_head->seq <= seq) {
         struct sim_pending *p = n->pend_head;
         sim__storage_commit(c, &n->st, p);
@@ -360,9 +391,45 @@ static void persist_done(struct sim_cluster *c, struct sim_node *n,
         }
         sim__pending_free(p);
     }
+}
+
+/* Notices a runtime must not lose -- "this is durable", "this snapshot is
+ * stored" -- are stepped again 1 ms after an ENOMEM. */
+static void schedule_retry(struct sim_cluster *c, struct sim_node *n,
+                           const struct raft_event *ev)
+{
+    struct sim_event e = {.time = c->now + 1,
+                          .type = SIM_EV_RETRY,
+                          .node = (unsigned)(n->id - 1),
+                          .incarnation = n->incarnation,
+                          .retry = *ev};
+    sim__push(c, &e);
+}
+
+static void retry(struct sim_cluster *c, struct sim_node *n,
+                  struct raft_event *ev)
+{
+    if (ev->type == RAFT_SNAPSHOT &&
+        (!n->st.has_snap || n->st.snap.index != ev->snapshot.index)) {
+        return; /* a newer snapshot's notice supersedes this one */
+    }
+    sim__node_step(c, n, ev);
+}
+
+static void persist_done(struct sim_cluster *c, struct sim_node *n,
+                         uint64_t seq)
+{
+    CRAFT_ASSERT(n->pend_head != NULL && n->pend_head->seq <= seq);
+    bool early = (c->o.inject & SIM_INJECT_EARLY_ACK) != 0;
+    if (!early) {
+        commit_pending(c, n, seq);
+    }
     struct raft_event ev = {.type = RAFT_PERSISTED};
     ev.persisted.seq = seq;
     sim__node_step(c, n, &ev);
+    if (early && n->up) {
+        commit_pending(c, n, seq);
+    }
 }
 
 static void run_one(struct sim_cluster *c)
@@ -385,6 +452,20 @@ static void run_one(struct sim_cluster *c)
     case SIM_EV_PERSIST:
         if (n->up && n->incarnation == ev.incarnation) {
             persist_done(c, n, ev.persist_seq);
+        }
+        break;
+    case SIM_EV_RETRY:
+        if (n->up && n->incarnation == ev.incarnation) {
+            retry(c, n, &ev.retry);
+        }
+        break;
+    case SIM_EV_UNREACHABLE:
+        if (n->up && n->incarnation == ev.incarnation) {
+            struct raft_event un = {.type = RAFT_UNREACHABLE};
+            un.unreachable.peer = ev.peer;
+            sim__trace(c, (unsigned)n->id, "unreachable: n%llu",
+                       (unsigned long long)ev.peer);
+            sim__node_step(c, n, &un);
         }
         break;
     }
@@ -425,6 +506,60 @@ bool sim_run_until(struct sim_cluster *c,
     }
     c->now = end;
     return pred(c, data);
+}
+
+/* ---- the cores' allocator ---------------------------------------------- */
+
+static bool alloc_fails(struct sim_alloc *al)
+{
+    struct sim_cluster *c = al->node->cluster;
+    if (!al->armed || c->alloc_fail_pm == 0 ||
+        !rng_chance(&c->rng, c->alloc_fail_pm)) {
+        return false;
+    }
+    c->alloc_failures++;
+    return true;
+}
+
+static void *al_malloc(void *data, size_t size)
+{
+    struct sim_alloc *al = data;
+    void *p = alloc_fails(al) ? NULL : malloc(size);
+    al->live += p != NULL;
+    return p;
+}
+
+static void *al_calloc(void *data, size_t nmemb, size_t size)
+{
+    struct sim_alloc *al = data;
+    void *p = alloc_fails(al) ? NULL : calloc(nmemb, size);
+    al->live += p != NULL;
+    return p;
+}
+
+static void *al_realloc(void *data, void *ptr, size_t size)
+{
+    struct sim_alloc *al = data;
+    if (alloc_fails(al)) {
+        return NULL;
+    }
+    void *p = realloc(ptr, size);
+    al->live += ptr == NULL && p != NULL;
+    return p;
+}
+
+static void al_free(void *data, void *ptr)
+{
+    struct sim_alloc *al = data;
+    al->live -= ptr != NULL;
+    free(ptr);
+}
+
+void sim_set_alloc_failures(struct sim_cluster *c, unsigned per_mille)
+{
+    CRAFT_ASSERT(per_mille <= 1000);
+    c->alloc_fail_pm = per_mille;
+    sim__trace(c, 0, "allocation failures %u/1000", per_mille);
 }
 
 /* ---- node life cycle ---------------------------------------------------- */
@@ -489,8 +624,15 @@ static void node_start(struct sim_cluster *c, struct sim_node *n)
     opts.trace = sim__raft_trace_hook;
     opts.trace_data = n;
     struct raft *r = NULL;
-    int rv =
-        raft_new(n->id, &config, &opts, rng_next(&c->rng), &restore, NULL, &r);
+    n->alloc = (struct sim_alloc){.a = {.data = &n->alloc,
+                                        .malloc = al_malloc,
+                                        .calloc = al_calloc,
+                                        .realloc = al_realloc,
+                                        .free = al_free},
+                                  .node = n};
+    int rv = raft_new(n->id, &config, &opts, rng_next(&c->rng), &restore,
+                      &n->alloc.a, &r);
+    n->alloc.armed = true;
     if (rv != 0) {
         sim_fail(c, "n%llu: raft_new failed: %s", (unsigned long long)n->id,
                  craft_strerror(rv));
@@ -513,6 +655,10 @@ void sim_crash(struct sim_cluster *c, raft_id id)
     }
     raft_free(n->r);
     n->r = NULL;
+    if (n->alloc.live != 0) {
+        sim_fail(c, "n%llu: the core leaked %lld allocations",
+                 (unsigned long long)id, (long long)n->alloc.live);
+    }
     n->up = false;
     n->incarnation++; /* orphans its queued ticks, fsyncs and messages */
     while (n->pend_head != NULL) {
@@ -656,6 +802,10 @@ int sim_propose(struct sim_cluster *c, raft_id id, const void *data, size_t len,
     if (rv == CRAFT_ENOTLEADER) {
         return rv;
     }
+    if (rv == CRAFT_ENOMEM && c->alloc_failures > 0) {
+        sim__trace(c, (unsigned)id, "propose: ENOMEM");
+        return rv;
+    }
     if (rv != 0) {
         sim_fail(c, "n%llu: propose failed: %s", (unsigned long long)id,
                  craft_strerror(rv));
@@ -679,7 +829,7 @@ int sim_propose_u64(struct sim_cluster *c, raft_id id, uint64_t value,
     return sim_propose(c, id, b, sizeof b, index, term);
 }
 
-int sim_read(struct sim_cluster *c, raft_id id)
+int sim_read(struct sim_cluster *c, raft_id id, uint64_t *ctx)
 {
     struct sim_node *n = sim__node(c, id);
     if (!n->up) {
@@ -690,13 +840,37 @@ int sim_read(struct sim_cluster *c, raft_id id)
     req->ctx = ++c->read_ctx;
     req->need_index = c->commit_max;
     req->need_applied = c->applied_max;
+    req->issued_at = c->now;
     req->next = n->reads;
     n->reads = req;
     c->reads.issued++;
     sim__trace(c, (unsigned)id, "read #%llu", (unsigned long long)req->ctx);
+    if (ctx != NULL) {
+        *ctx = req->ctx;
+    }
+    if ((c->o.inject & SIM_INJECT_LOCAL_READ) && n->role == RAFT_LEADER) {
+        /* The injected bug: a "leader" answers from its own commit index
+         * without confirming that it still leads. */
+        struct raft_read rd = {.ctx = req->ctx, .index = n->commit};
+        struct raft_update none;
+        memset(&none, 0, sizeof none);
+        read_answered(c, n, &rd);
+        handle_reads(c, n, &none);
+        return 0;
+    }
     struct raft_event ev = {.type = RAFT_READ};
     ev.read.ctx = req->ctx;
-    sim__node_step(c, n, &ev);
+    int rv = step_once(c, n, &ev);
+    if (rv == CRAFT_ENOMEM && c->alloc_failures > 0 && n->up) {
+        /* Refused before it started: the client sees the error. */
+        struct raft_read rd = {.ctx = req->ctx, .status = CRAFT_ENOMEM};
+        read_answered(c, n, &rd);
+        return CRAFT_ENOMEM;
+    }
+    if (rv != 0) {
+        sim_fail(c, "n%llu: read failed: %s", (unsigned long long)id,
+                 craft_strerror(rv));
+    }
     return 0;
 }
 
@@ -709,7 +883,8 @@ int sim_transfer(struct sim_cluster *c, raft_id id, raft_id peer)
     struct raft_event ev = {.type = RAFT_TRANSFER};
     ev.transfer.peer = peer;
     int rv = step_once(c, n, &ev);
-    if (rv != 0 && rv != CRAFT_ENOTLEADER && rv != CRAFT_EINVAL) {
+    if (rv != 0 && rv != CRAFT_ENOTLEADER && rv != CRAFT_EINVAL &&
+        !(rv == CRAFT_ENOMEM && c->alloc_failures > 0)) {
         sim_fail(c, "n%llu: transfer failed: %s", (unsigned long long)id,
                  craft_strerror(rv));
     }
@@ -721,6 +896,16 @@ int sim_transfer(struct sim_cluster *c, raft_id id, raft_id peer)
 void sim_read_stats(const struct sim_cluster *c, struct sim_read_stats *s)
 {
     *s = c->reads;
+    s->oldest_pending = UINT64_MAX;
+    for (unsigned i = 0; i < c->o.n_nodes; i++) {
+        const struct sim_node *n = &c->nodes[i];
+        for (const struct sim_read_req *r = n->reads; n->up && r != NULL;
+             r = r->next) {
+            if (r->issued_at < s->oldest_pending) {
+                s->oldest_pending = r->issued_at;
+            }
+        }
+    }
 }
 
 /* ---- observation -------------------------------------------------------- */
@@ -774,6 +959,20 @@ bool sim_has_snapshot(const struct sim_cluster *c, raft_id id)
 {
     CRAFT_ASSERT(id >= 1 && id <= c->o.n_nodes);
     return c->nodes[id - 1].st.has_snap;
+}
+
+uint64_t sim_digest(const struct sim_cluster *c)
+{
+    uint64_t chain = c->commit_max > 0 ? c->idx[c->commit_max].chain : 0;
+    uint64_t parts[5] = {c->now, c->n_events, c->commit_max, chain, c->n_trace};
+    return sim__hash_bytes(parts, sizeof parts);
+}
+
+void *sim_app_state(const struct sim_cluster *c, raft_id id)
+{
+    CRAFT_ASSERT(id >= 1 && id <= c->o.n_nodes);
+    const struct sim_node *n = &c->nodes[id - 1];
+    return n->up ? n->app : NULL;
 }
 
 void sim_counters(const struct sim_cluster *c, raft_id id,

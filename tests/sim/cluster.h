@@ -28,7 +28,7 @@
  * completeness and state machine safety, plus in-order application and
  * ReadIndex freshness.  A violated property, like a failed scenario
  * assertion, calls sim_fail(), which prints the reason and the trace of the
- * last events and unwinds to the runner (see sim_run_guarded()).
+ * last events and unwinds to the runner (sim_test_run() in harness.h).
  *
  * Node ids are 1..n.  Times are simulated milliseconds since the start.
  * Nothing here is thread-safe; a cluster belongs to one thread.
@@ -72,6 +72,13 @@ struct sim_app_ops {
 typedef void (*sim_apply_cb)(void *data, raft_id node,
                              const struct raft_entry *e);
 
+/* Called once per read: status 0 when it is served -- the node's state
+ * machine is now at `applied` >= the ReadIndex, read it now -- or the
+ * core's refusal (CRAFT_ENOTLEADER, CRAFT_ELEADERLOST).  A read on a node
+ * that crashes first gets no call. */
+typedef void (*sim_read_cb)(void *data, raft_id node, uint64_t ctx, int status,
+                            raft_index applied);
+
 struct sim_options {
     unsigned n_nodes; /* 1..SIM_NODES_MAX */
     uint64_t seed;    /* drives every random choice of the simulation */
@@ -89,6 +96,7 @@ struct sim_options {
     const struct sim_app_ops *app; /* may be NULL */
     sim_apply_cb apply_cb;         /* may be NULL */
     void *apply_cb_data;
+    sim_read_cb read_cb; /* may be NULL; called with apply_cb_data */
     /* Print every trace line to stderr as it happens (debugging). */
     bool verbose;
     /* Deliberate bugs in the runtime (enum sim_inject bits), for checking
@@ -103,7 +111,11 @@ enum sim_inject {
      * that was acknowledged). */
     SIM_INJECT_LOSE_TAIL = 1u << 1,
     /* The network flips a byte in one entry of one append in 20. */
-    SIM_INJECT_CORRUPT = 1u << 2
+    SIM_INJECT_CORRUPT = 1u << 2,
+    /* Storage reports a write durable just before it is. */
+    SIM_INJECT_EARLY_ACK = 1u << 3,
+    /* A leader serves reads from its own commit index, without ReadIndex. */
+    SIM_INJECT_LOCAL_READ = 1u << 4
 };
 
 /* Defaults: 3 nodes, seed 1, 10 ms ticks, raft defaults, 1 ms fsync, no
@@ -142,8 +154,8 @@ int sim_cluster_new(const struct sim_options *o, struct sim_cluster **out);
 void sim_cluster_free(struct sim_cluster *c);
 
 /* Where sim_fail() unwinds to: the caller's jmp_buf, set with setjmp()
- * before any call that may fail (NULL: sim_fail aborts).  Prefer
- * sim_run_guarded(), which does this and frees the cluster. */
+ * before any call that may fail (NULL: sim_fail prints and aborts).
+ * sim_test_run() in harness.h does this and frees the cluster. */
 void sim_set_fail_jump(struct sim_cluster *c, jmp_buf *jb);
 
 /* Report a failed check: record the reason, print it with the trace and
@@ -184,6 +196,13 @@ void sim_set_link_faults(struct sim_cluster *c, raft_id from, raft_id to,
 void sim_set_unreliable(struct sim_cluster *c, bool unreliable);
 void sim_set_long_reordering(struct sim_cluster *c, bool on);
 
+/* Make that many per mille of the cores' allocations fail (0: none).  A
+ * core answers CRAFT_ENOMEM and must stay consistent; the cluster retries
+ * what a runtime would retry (persistence notices) and treats the rest as
+ * lost.  Independently, every crash checks that the core freed all its
+ * memory. */
+void sim_set_alloc_failures(struct sim_cluster *c, unsigned per_mille);
+
 /* Crash a node: its core is freed, in-flight persistence is lost, messages
  * to it are dropped.  Restart: a new core from its durable state. */
 void sim_crash(struct sim_cluster *c, raft_id id);
@@ -202,8 +221,10 @@ int sim_propose_u64(struct sim_cluster *c, raft_id id, uint64_t value,
                     raft_index *index, raft_term *term);
 
 /* Ask node id for a ReadIndex read; the cluster checks its freshness when
- * it is served.  Returns 0 or CRAFT_ENOTLEADER for a crashed node. */
-int sim_read(struct sim_cluster *c, raft_id id);
+ * it is served.  Returns 0 and sets *ctx (may be NULL) to the read's
+ * number, as given to the read callback, or CRAFT_ENOTLEADER for a crashed
+ * node. */
+int sim_read(struct sim_cluster *c, raft_id id, uint64_t *ctx);
 
 /* Ask leader `id` to hand leadership to `peer` (RAFT_TRANSFER).  0, or
  * CRAFT_ENOTLEADER / CRAFT_EINVAL as the core answers. */
@@ -211,6 +232,9 @@ int sim_transfer(struct sim_cluster *c, raft_id id, raft_id peer);
 
 struct sim_read_stats {
     uint64_t issued, served, refused;
+    /* Issue time of the oldest read still waiting on a live node, or
+     * UINT64_MAX. */
+    uint64_t oldest_pending;
 };
 void sim_read_stats(const struct sim_cluster *c, struct sim_read_stats *s);
 
@@ -231,11 +255,18 @@ raft_index sim_commit_max(const struct sim_cluster *c);
  * the wire format would hold them), the classic suite's RaftStateSize. */
 size_t sim_log_state_size(const struct sim_cluster *c, raft_id id);
 bool sim_has_snapshot(const struct sim_cluster *c, raft_id id);
+/* The state of the user state machine on a node (NULL when down or when
+ * the cluster has no sim_app_ops). */
+void *sim_app_state(const struct sim_cluster *c, raft_id id);
 
 void sim_counters(const struct sim_cluster *c, raft_id id,
                   struct sim_counters *out);
 /* Sum over every node. */
 void sim_counters_total(const struct sim_cluster *c, struct sim_counters *out);
+
+/* A fingerprint of the run so far (clock, events, committed log, trace
+ * length): two runs from the same seed must agree on it. */
+uint64_t sim_digest(const struct sim_cluster *c);
 
 /* Print the last `n` trace lines, one column per node. */
 void sim_trace_print(const struct sim_cluster *c, FILE *f, unsigned n);

@@ -23,6 +23,10 @@
  *      commands at one index.
  *   6. Each node applies in order without gaps; a snapshot install jumps
  *      forward, never backwards, and carries the committed prefix hash.
+ *   7. Durability before replies (Figure 2: "updated on stable storage
+ *      before responding to RPCs"): a granted vote, a successful append
+ *      acknowledgement and a finished snapshot reply leave only once what
+ *      they promise is durable in the sender's sim_storage.
  *
  * Each node's shadow log (struct sim_shadow) mirrors its core's log: it is
  * brought up to date after every step from the update's hints and
@@ -504,9 +508,6 @@ void sim__check_update(struct sim_cluster *c, struct sim_node *n,
     }
 
     n->term = u->term;
-    if (u->role_changed || u->role != n->role) {
-        sim__trace(c, (unsigned)n->id, "-> %s", raft_role_name(u->role));
-    }
     n->role = u->role;
 
     /* Property 1. */
@@ -519,9 +520,6 @@ void sim__check_update(struct sim_cluster *c, struct sim_node *n,
                      "election safety violated: n%llu and n%llu both "
                      "lead term %llu",
                      U(*who), ID(n), U(u->term));
-        }
-        if (!leading_on) {
-            n->leader_start_last = s->last;
         }
     }
     if (u->commit_index != n->commit || from <= u->commit_index) {
@@ -612,5 +610,79 @@ void sim_audit(struct sim_cluster *c)
                          ID(n), U(i));
             }
         }
+    }
+}
+
+/* The durable entry at index i, or NULL. */
+static const struct raft_entry *durable_entry(const struct sim_storage *st,
+                                              raft_index i)
+{
+    if (st->n_log == 0 || i < st->log[0].index ||
+        i > st->log[st->n_log - 1].index) {
+        return NULL;
+    }
+    return &st->log[i - st->log[0].index];
+}
+
+void sim__check_reply_durable(struct sim_cluster *c, struct sim_node *n,
+                              const struct raft_message *m)
+{
+    const struct sim_storage *st = &n->st;
+    switch ((enum raft_msg_type)m->type) {
+    case RAFT_MSG_VOTE_RESP:
+        if (m->vote_resp.granted && !m->vote_resp.pre &&
+            (st->hs.term != m->term || st->hs.vote != m->to)) {
+            sim_fail(c,
+                     "n%llu grants its vote in term %llu to n%llu before "
+                     "that vote is durable (durable: term %llu vote %llu)",
+                     ID(n), U(m->term), U(m->to), U(st->hs.term),
+                     U(st->hs.vote));
+        }
+        break;
+    case RAFT_MSG_APPEND_RESP: {
+        raft_index i = m->append_resp.index;
+        if (!m->append_resp.success) {
+            break;
+        }
+        if (st->hs.term < m->term) {
+            sim_fail(c,
+                     "n%llu acknowledges an append of term %llu before "
+                     "that term is durable (durable term %llu)",
+                     ID(n), U(m->term), U(st->hs.term));
+        }
+        if (i == 0 || (st->has_snap && i <= st->snap.index)) {
+            break;
+        }
+        const struct raft_entry *e = durable_entry(st, i);
+        struct raft_entry mine;
+        if (e == NULL || raft_entry_at(n->r, i, &mine) != 0 ||
+            mine.term != e->term) {
+            sim_fail(c, "n%llu acknowledges entry %llu before it is durable",
+                     ID(n), U(i));
+        }
+        break;
+    }
+    case RAFT_MSG_SNAPSHOT_RESP: {
+        /* Done: a durable snapshot covers the index, or the durable log
+         * already holds it (the follower had the entries anyway). */
+        raft_index i = m->snapshot_resp.index;
+        const struct raft_entry *e = durable_entry(st, i);
+        struct raft_entry mine;
+        bool in_log = e != NULL && raft_entry_at(n->r, i, &mine) == 0 &&
+                      mine.term == e->term;
+        if (m->snapshot_resp.done && !in_log &&
+            (!st->has_snap || st->snap.index < i)) {
+            sim_fail(c,
+                     "n%llu reports snapshot %llu installed before it is "
+                     "durable",
+                     ID(n), U(i));
+        }
+        break;
+    }
+    case RAFT_MSG_VOTE:
+    case RAFT_MSG_APPEND:
+    case RAFT_MSG_SNAPSHOT:
+    case RAFT_MSG_TIMEOUT_NOW:
+        break;
     }
 }

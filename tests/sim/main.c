@@ -4,7 +4,8 @@
  *   craft-sim --list                      scenario names, one per line
  *   craft-sim --scenario NAME [--seed S]  run one scenario
  *   craft-sim --all [--seed S]            run every scenario, timing each
- *   craft-sim --random --seed S --runs N [--nodes 3|5|7]
+ *   craft-sim --random --seed S --runs N [--nodes 3|5|7] [--small-limits]
+ *             [--alloc-failures]
  *                                         N random fault schedules from S
  *   craft-sim --soak SECONDS [--seed S] [--nodes N]
  *                                         random runs for a wall-clock time
@@ -51,6 +52,8 @@ static const struct {
     {"forget-vote", SIM_INJECT_FORGET_VOTE},
     {"lose-tail", SIM_INJECT_LOSE_TAIL},
     {"corrupt", SIM_INJECT_CORRUPT},
+    {"early-ack", SIM_INJECT_EARLY_ACK},
+    {"local-read", SIM_INJECT_LOCAL_READ},
 };
 
 struct args {
@@ -63,6 +66,8 @@ struct args {
     bool verbose;
     unsigned inject;
     const char *inject_name;
+    bool small_limits;
+    bool alloc_failures;
 };
 
 static void usage(FILE *f)
@@ -71,10 +76,12 @@ static void usage(FILE *f)
                "       craft-sim --scenario NAME [--seed S] [--verbose]\n"
                "       craft-sim --all [--seed S]\n"
                "       craft-sim --random --seed S --runs N [--nodes 3|5|7] "
-               "[--verbose]\n"
-               "       craft-sim --soak SECONDS [--seed S] [--nodes 3|5|7]\n"
+               "[--small-limits] [--alloc-failures] [--verbose]\n"
+               "       craft-sim --soak SECONDS [--seed S] [--nodes 3|5|7] "
+               "[--small-limits]\n"
                "       craft-sim --bench SIM_SECONDS [--seed S]\n"
-               "       craft-sim --selftest forget-vote|lose-tail|corrupt "
+               "       craft-sim --selftest "
+               "forget-vote|lose-tail|corrupt|early-ack|local-read "
                "[--seed S] [--runs N]\n");
 }
 
@@ -123,6 +130,10 @@ static int parse_args(int argc, char **argv, struct args *a)
             rv = set_mode(a, MODE_RANDOM, f);
         } else if (strcmp(f, "--verbose") == 0) {
             a->verbose = true;
+        } else if (strcmp(f, "--small-limits") == 0) {
+            a->small_limits = true;
+        } else if (strcmp(f, "--alloc-failures") == 0) {
+            a->alloc_failures = true;
         } else if (strcmp(f, "--scenario") == 0) {
             rv = set_mode(a, MODE_SCENARIO, f);
             if (rv == 0 && v == NULL) {
@@ -168,7 +179,8 @@ static int parse_args(int argc, char **argv, struct args *a)
             }
             if (rv == 0 && a->inject == 0) {
                 fprintf(stderr, "craft-sim: --selftest needs forget-vote, "
-                                "lose-tail or corrupt\n");
+                                "lose-tail, corrupt, early-ack or "
+                                "local-read\n");
                 rv = -1;
             }
             i++;
@@ -257,15 +269,18 @@ static void print_totals(const struct sim_random_totals *tot, double wall)
            U(tot->runs), U(tot->failures), (double)tot->sim_ms / 1000.0, wall,
            wall > 0 ? (double)tot->sim_ms / 1000.0 / wall : 0.0, U(tot->events),
            U(tot->commits), U(tot->reads_served));
+    printf("digest %016llx\n", U(tot->digest));
 }
 
 static int cmd_random(const struct args *a)
 {
+    struct sim_random_opts ro = {a->nodes, a->verbose, a->small_limits,
+                                 a->alloc_failures};
     struct sim_random_totals tot;
     memset(&tot, 0, sizeof tot);
     double t0 = wall_now();
     for (uint64_t k = 0; k < a->runs; k++) {
-        sim_random_run(a->seed + k, a->nodes, a->verbose, &tot);
+        sim_random_run(a->seed + k, &ro, &tot);
     }
     print_totals(&tot, wall_now() - t0);
     return tot.failures == 0 ? 0 : 1;
@@ -273,12 +288,14 @@ static int cmd_random(const struct args *a)
 
 static int cmd_soak(const struct args *a)
 {
+    struct sim_random_opts ro = {a->nodes, a->verbose, a->small_limits,
+                                 a->alloc_failures};
     struct sim_random_totals tot;
     memset(&tot, 0, sizeof tot);
     double t0 = wall_now(), last = t0;
     uint64_t seed = a->seed;
     while (wall_now() - t0 < (double)a->seconds) {
-        sim_random_run(seed++, a->nodes, a->verbose, &tot);
+        sim_random_run(seed++, &ro, &tot);
         if (wall_now() - last >= 10.0) {
             last = wall_now();
             print_totals(&tot, last - t0);

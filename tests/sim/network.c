@@ -15,12 +15,19 @@
  *      connection it travelled on died with the old process.
  *   4. Counters: out when queued (also for messages then lost), in when
  *      delivered.
+ *   5. A message to a crashed node fails like a refused connection: the
+ *      sender is stepped RAFT_UNREACHABLE 1 ms later, at most once per
+ *      link per UNREACHABLE_EVERY_MS.
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "sim_internal.h"
 #include "util/assert.h"
+
+/* A runtime reconnects with a back-off; one report per 100 ms per link
+ * matches a reconnect timer and keeps a dead peer from flooding the core. */
+#define UNREACHABLE_EVERY_MS 100
 
 static bool is_request(uint8_t type)
 {
@@ -144,6 +151,22 @@ static const uint8_t *chunk_bytes(struct sim_cluster *c, struct sim_node *n,
     return s->snap_data + sn->offset;
 }
 
+static void report_unreachable(struct sim_cluster *c, struct sim_node *from,
+                               raft_id peer)
+{
+    uint64_t *last = &c->unreachable_at[from->id - 1][peer - 1];
+    if (*last != 0 && c->now - *last < UNREACHABLE_EVERY_MS) {
+        return;
+    }
+    *last = c->now;
+    struct sim_event ev = {.time = c->now + 1,
+                           .type = SIM_EV_UNREACHABLE,
+                           .node = (unsigned)(from->id - 1),
+                           .incarnation = from->incarnation,
+                           .peer = peer};
+    sim__push(c, &ev);
+}
+
 void sim__send(struct sim_cluster *c, struct sim_node *from,
                const struct raft_message *m)
 {
@@ -153,6 +176,7 @@ void sim__send(struct sim_cluster *c, struct sim_node *from,
                  (unsigned long long)from->id, raft_msg_type_name(m->type),
                  (unsigned long long)m->from, (unsigned long long)m->to);
     }
+    sim__check_reply_durable(c, from, m);
     const void *chunk = NULL;
     size_t chunk_len = 0;
     if (m->type == RAFT_MSG_SNAPSHOT) {
@@ -171,6 +195,10 @@ void sim__send(struct sim_cluster *c, struct sim_node *from,
         from->cnt.rpcs_out++;
     }
     if (!link_passes(c, f, t)) {
+        return;
+    }
+    if (!c->nodes[t].up) {
+        report_unreachable(c, from, m->to);
         return;
     }
     const struct sim_link_faults *lf = &c->faults[f][t];

@@ -22,6 +22,7 @@
 #include "harness.h"
 #include "random.h"
 #include "util/assert.h"
+#include "util/encoding.h"
 
 #define U(x) ((unsigned long long)(x))
 
@@ -118,7 +119,7 @@ static void client_action(struct sim_test *t)
     if (st_rand(t, 0, 100) < 75) {
         propose_some(t);
     } else {
-        sim_read(t->c, pick_target(t));
+        sim_read(t->c, pick_target(t), NULL);
     }
 }
 
@@ -168,6 +169,7 @@ static void heal_all(struct sim_test *t)
     heal_links(t);
     sim_set_unreliable(t->c, false);
     sim_set_long_reordering(t->c, false);
+    sim_set_alloc_failures(t->c, 0);
 }
 
 struct read_wait {
@@ -182,9 +184,25 @@ static bool read_served(struct sim_cluster *c, void *data)
     return rs.served > w->served_before;
 }
 
+/* Every read issued before the faults healed at healed_at is answered by
+ * now -- served, or refused so that the client can try elsewhere: a client
+ * must never hang on a read once the cluster is healthy. */
+static void check_reads_answered(struct sim_test *t, uint64_t healed_at)
+{
+    struct sim_read_stats rs;
+    sim_read_stats(t->c, &rs);
+    if (rs.oldest_pending < healed_at) {
+        st_fail(t,
+                "a read issued at %llu ms, before the faults healed at "
+                "%llu ms, is still unanswered",
+                U(rs.oldest_pending), U(healed_at));
+    }
+}
+
 /* After healing: progress on every node and a fresh read. */
 static void check_progress(struct sim_test *t)
 {
+    uint64_t healed_at = sim_now(t->c);
     unsigned n = sim_n_nodes(t->c);
     st_one(t, st_rand(t, 1, UINT64_MAX), n, true);
     for (int tries = 0; tries < 5; tries++) {
@@ -197,19 +215,145 @@ static void check_progress(struct sim_test *t)
         struct sim_read_stats rs;
         sim_read_stats(t->c, &rs);
         w.served_before = rs.served;
-        sim_read(t->c, leader);
+        sim_read(t->c, leader, NULL);
         if (sim_run_until(t->c, read_served, &w, READ_DEADLINE_MS)) {
+            check_reads_answered(t, healed_at);
             return;
         }
     }
     st_fail(t, "no ReadIndex read served after the faults healed");
 }
 
+/* What a random run's schedule function gets through t->user. */
+struct random_ctx {
+    struct sim_random_totals *tot;
+    bool small_limits;
+    bool alloc_failures;
+};
+
+/* ---- a small replicated state machine ----------------------------------
+ *
+ * Random runs host a ledger on every node through struct sim_app_ops, the
+ * hook the KV scenarios use: a count, sum and xor of the commands applied,
+ * snapshotted and restored with the register.  At the end, every node that
+ * applied the same index must hold the same ledger. */
+
+struct ledger {
+    raft_index applied;
+    uint64_t count, sum, xor;
+};
+
+#define LEDGER_BYTES 32
+
+static void *ledger_open(void *data, raft_id id)
+{
+    (void)data;
+    (void)id;
+    return calloc(1, sizeof(struct ledger));
+}
+
+static void ledger_close(void *data, void *state)
+{
+    (void)data;
+    free(state);
+}
+
+static void ledger_apply(void *data, void *state, const struct raft_entry *e)
+{
+    (void)data;
+    struct ledger *l = state;
+    l->applied = e->index;
+    if (e->type == RAFT_ENTRY_COMMAND && e->buf.len >= 8) {
+        uint64_t v = get_u64(e->buf.base);
+        l->count++;
+        l->sum += v;
+        l->xor ^= v;
+    }
+}
+
+static int ledger_snapshot(void *data, void *state, struct raft_buffer *out)
+{
+    (void)data;
+    const struct ledger *l = state;
+    uint8_t *b = malloc(LEDGER_BYTES);
+    if (b == NULL) {
+        return CRAFT_ENOMEM;
+    }
+    put_u64(b, l->applied);
+    put_u64(b + 8, l->count);
+    put_u64(b + 16, l->sum);
+    put_u64(b + 24, l->xor);
+    out->base = b;
+    out->len = LEDGER_BYTES;
+    return 0;
+}
+
+static int ledger_restore(void *data, void *state, const void *buf, size_t len)
+{
+    (void)data;
+    struct ledger *l = state;
+    if (len != LEDGER_BYTES) {
+        return CRAFT_ECORRUPT;
+    }
+    const uint8_t *b = buf;
+    l->applied = get_u64(b);
+    l->count = get_u64(b + 8);
+    l->sum = get_u64(b + 16);
+    l->xor = get_u64(b + 24);
+    return 0;
+}
+
+static const struct sim_app_ops ledger_ops = {
+    .open = ledger_open,
+    .close = ledger_close,
+    .apply = ledger_apply,
+    .snapshot = ledger_snapshot,
+    .restore = ledger_restore,
+};
+
+static void check_ledgers(struct sim_test *t)
+{
+    const struct ledger *ref = NULL;
+    for (raft_id i = 1; i <= sim_n_nodes(t->c); i++) {
+        const struct ledger *l = sim_app_state(t->c, i);
+        if (l == NULL || l->applied != sim_applied(t->c, i)) {
+            st_fail(t, "n%llu: ledger at %llu, register at %llu", U(i),
+                    U(l ? l->applied : 0), U(sim_applied(t->c, i)));
+        }
+        if (ref != NULL && ref->applied == l->applied &&
+            (ref->count != l->count || ref->sum != l->sum ||
+             ref->xor != l->xor)) {
+            st_fail(t, "ledgers differ at index %llu", U(l->applied));
+        }
+        if (ref == NULL || l->applied > ref->applied) {
+            ref = l;
+        }
+    }
+}
+
+/* A served read sees the ledger at the index the cluster says it is at. */
+static void ledger_read_cb(void *data, raft_id node, uint64_t ctx, int status,
+                           raft_index applied)
+{
+    struct sim_test *t = data;
+    if (status != 0) {
+        return;
+    }
+    const struct ledger *l = sim_app_state(t->c, node);
+    if (l == NULL || l->applied != applied) {
+        st_fail(t,
+                "n%llu: read #%llu served at %llu but the ledger is at "
+                "%llu",
+                U(node), U(ctx), U(applied), U(l ? l->applied : 0));
+    }
+}
+
 static void random_schedule(struct sim_test *t)
 {
     static const unsigned sizes[] = {3, 5, 7};
     static const unsigned snap_every[] = {0, 3, 10, 40};
-    struct sim_random_totals *tot = t->user;
+    const struct random_ctx *ctx = t->user;
+    struct sim_random_totals *tot = ctx != NULL ? ctx->tot : NULL;
     struct sim_options o;
     sim_options_init(&o);
     o.n_nodes = t->nodes ? t->nodes : sizes[st_rand(t, 0, 3)];
@@ -222,18 +366,33 @@ static void random_schedule(struct sim_test *t)
     o.snapshot_trailing = (unsigned)st_rand(t, 0, 6);
     o.raft.pre_vote = st_rand(t, 0, 5) != 0;
     o.raft.check_quorum = st_rand(t, 0, 5) != 0;
+    /* Small limits in some runs: snapshots of many chunks (the ledger's
+     * snapshot is 48 bytes), appends of a few entries, a short pipeline. */
+    if (ctx != NULL && ctx->small_limits && st_rand(t, 0, 3) == 0) {
+        o.raft.snapshot_chunk_bytes = st_rand(t, 1, 20);
+        o.raft.max_msg_entries = (unsigned)st_rand(t, 1, 5);
+        o.raft.max_inflight = (unsigned)st_rand(t, 1, 4);
+    }
+    o.app = &ledger_ops;
+    o.read_cb = ledger_read_cb;
+    o.apply_cb_data = t;
     int rv = sim_cluster_new(&o, &t->c);
     if (rv != 0) {
         st_fail(t, "sim_cluster_new: %s", craft_strerror(rv));
     }
     sim_set_fail_jump(t->c, &t->jb);
     sim_note(t->c, 0,
-             "random run: %u nodes, snapshot every %u (+%u), "
-             "fsync <= %u ms, pre-vote %d, check-quorum %d",
-             o.n_nodes, o.snapshot_every, o.snapshot_trailing, o.fsync_max_ms,
-             o.raft.pre_vote, o.raft.check_quorum);
+             "random run: %u nodes, snapshot every %u (+%u, chunks of %zu), "
+             "fsync <= %u ms, pre-vote %d, check-quorum %d, %u entries "
+             "per append, %u in flight",
+             o.n_nodes, o.snapshot_every, o.snapshot_trailing,
+             o.raft.snapshot_chunk_bytes, o.fsync_max_ms, o.raft.pre_vote,
+             o.raft.check_quorum, o.raft.max_msg_entries, o.raft.max_inflight);
     if (st_rand(t, 0, 2) == 0) {
         sim_set_unreliable(t->c, true);
+    }
+    if (ctx != NULL && ctx->alloc_failures) {
+        sim_set_alloc_failures(t->c, (unsigned)st_rand(t, 1, 30));
     }
 
     /* Clients act every 1-40 ms; faults strike every 20-400 ms. */
@@ -253,6 +412,7 @@ static void random_schedule(struct sim_test *t)
     }
     heal_all(t);
     check_progress(t);
+    check_ledgers(t);
 
     if (tot != NULL) {
         struct sim_read_stats rs;
@@ -261,29 +421,39 @@ static void random_schedule(struct sim_test *t)
         tot->events += sim_events(t->c);
         tot->commits += sim_commit_max(t->c);
         tot->reads_served += rs.served;
+        tot->digest = tot->digest * 0x100000001B3ull ^ sim_digest(t->c);
     }
 }
 
-int sim_random_run(uint64_t seed, unsigned nodes, bool verbose,
+int sim_random_run(uint64_t seed, const struct sim_random_opts *opts,
                    struct sim_random_totals *tot)
 {
-    char replay[128];
-    if (nodes != 0) {
-        snprintf(replay, sizeof replay,
-                 "craft-sim --random --seed %llu --runs 1 --nodes %u", U(seed),
-                 nodes);
-    } else {
-        snprintf(replay, sizeof replay,
-                 "craft-sim --random --seed %llu --runs 1", U(seed));
+    char replay[160];
+    int len = snprintf(replay, sizeof replay,
+                       "craft-sim --random --seed %llu --runs 1", U(seed));
+    if (opts->nodes != 0) {
+        len += snprintf(replay + len, sizeof replay - (size_t)len,
+                        " --nodes %u", opts->nodes);
     }
+    if (opts->small_limits) {
+        len += snprintf(replay + len, sizeof replay - (size_t)len,
+                        " --small-limits");
+    }
+    if (opts->alloc_failures) {
+        snprintf(replay + len, sizeof replay - (size_t)len,
+                 " --alloc-failures");
+    }
+    struct random_ctx ctx = {.tot = tot,
+                             .small_limits = opts->small_limits,
+                             .alloc_failures = opts->alloc_failures};
     struct sim_test proto;
     memset(&proto, 0, sizeof proto);
     proto.name = "random";
     proto.seed = seed;
-    proto.nodes = nodes;
-    proto.verbose = verbose;
+    proto.nodes = opts->nodes;
+    proto.verbose = opts->verbose;
     proto.replay = replay;
-    proto.user = tot;
+    proto.user = &ctx;
     int rv = sim_test_run(&proto, random_schedule, NULL);
     if (tot != NULL) {
         tot->runs++;
@@ -346,7 +516,7 @@ static void bench_schedule(struct sim_test *t)
             sim_propose_u64(t->c, leader, st_rand(t, 1, UINT64_MAX), NULL,
                             NULL);
             if (sim_now(t->c) % 50 < 10) {
-                sim_read(t->c, leader);
+                sim_read(t->c, leader, NULL);
             }
         }
         if (sim_now(t->c) >= next_fault) {

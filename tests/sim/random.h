@@ -12,12 +12,23 @@
 struct sim_random_totals {
     uint64_t runs, failures;
     uint64_t sim_ms, events, commits, reads_served;
+    uint64_t digest; /* of every run in order: equal for equal seeds */
 };
 
-/* One randomized run: `nodes` of 3, 5 or 7 (0: the seed chooses), a random
- * fault phase, then every fault healed and progress required.  Returns 0
- * or -1 (after printing the reason, trace and replay command). */
-int sim_random_run(uint64_t seed, unsigned nodes, bool verbose,
+struct sim_random_opts {
+    unsigned nodes; /* 3, 5 or 7; 0 lets the seed choose */
+    bool verbose;   /* stream the trace */
+    /* In about a third of the runs, tiny core limits: snapshot chunks of a
+     * few bytes, 1-4 entries per append, 1-3 appends in flight. */
+    bool small_limits;
+    /* Core allocations fail now and then during the fault phase. */
+    bool alloc_failures;
+};
+
+/* One randomized run: a random fault phase, then every fault healed and
+ * progress required.  Returns 0 or -1 (after printing the reason, trace
+ * and replay command).  tot may be NULL. */
+int sim_random_run(uint64_t seed, const struct sim_random_opts *opts,
                    struct sim_random_totals *tot);
 
 /* Check the checkers: random runs with a deliberate runtime bug (enum

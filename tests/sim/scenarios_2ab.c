@@ -136,6 +136,8 @@ void sc_rpc_bytes_2b(struct sim_test *t)
     }
     uint64_t got = st_bytes_total(t) - bytes0;
     uint64_t expected = SERVERS * sent;
+    sim_note(t->c, 0, "rpc_bytes: %llu bytes for %llu command bytes", U(got),
+             U(sent));
     if (got > expected + 50000) {
         st_fail(t, "too many bytes sent: %llu, expected at most %llu", U(got),
                 U(expected + 50000));
@@ -415,6 +417,7 @@ void sc_count_2b(struct sim_test *t)
     st_make(t, SERVERS, false, false);
     raft_id leader = st_check_one_leader(t);
     uint64_t total1 = st_rpc_total(t);
+    sim_note(t->c, 0, "count: %llu RPCs to elect the first leader", U(total1));
     if (total1 > 30 || total1 < 1) {
         st_fail(t, "too many or few RPCs (%llu) to elect initial leader",
                 U(total1));
@@ -471,6 +474,8 @@ void sc_count_2b(struct sim_test *t)
             continue; /* term changed -- can't expect low RPC counts */
         }
         total2 = st_rpc_total(t);
+        sim_note(t->c, 0, "count: %llu RPCs for %d entries", U(total2 - total1),
+                 ITERS);
         if (total2 - total1 > (ITERS + 1 + 3) * 3) {
             st_fail(t, "too many RPCs (%llu) for %d entries",
                     U(total2 - total1), ITERS);
@@ -482,6 +487,7 @@ void sc_count_2b(struct sim_test *t)
     }
     st_sleep(t, ELECTION_TIMEOUT_MS);
     uint64_t total3 = st_rpc_total(t);
+    sim_note(t->c, 0, "count: %llu RPCs in 1 s idle", U(total3 - total2));
     if (total3 - total2 > 3 * 20) {
         st_fail(t, "too many RPCs (%llu) for 1 second of idleness",
                 U(total3 - total2));

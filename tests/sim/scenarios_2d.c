@@ -55,6 +55,7 @@ static void snapcommon(struct sim_test *t, bool disconnect, bool reliable,
             st_one(t, any_cmd(t), SERVERS - 1, true);
         }
         size_t size = st_log_size(t);
+        sim_note(t->c, 0, "log size %zu", size);
         if (size >= MAX_LOG_SIZE) {
             st_fail(t, "log size too large: %zu bytes", size);
         }

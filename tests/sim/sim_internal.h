@@ -12,9 +12,11 @@
 /* ---- events ------------------------------------------------------------- */
 
 enum sim_event_type {
-    SIM_EV_TICK = 1, /* a node's clock ticks */
-    SIM_EV_DELIVER,  /* a message arrives */
-    SIM_EV_PERSIST   /* a node's pending persistence up to seq is durable */
+    SIM_EV_TICK = 1,    /* a node's clock ticks */
+    SIM_EV_DELIVER,     /* a message arrives */
+    SIM_EV_PERSIST,     /* a node's pending persistence up to seq is durable */
+    SIM_EV_UNREACHABLE, /* tell a node that a peer refused a connection */
+    SIM_EV_RETRY        /* step a persistence or snapshot notice again */
 };
 
 /* A queued message: the raft_message plus its own copies of the entries
@@ -32,8 +34,10 @@ struct sim_event {
     unsigned node; /* index 0..n-1 of the node it happens on */
     unsigned incarnation;
     union {
-        struct sim_msg *msg;  /* SIM_EV_DELIVER, owned by the event */
-        uint64_t persist_seq; /* SIM_EV_PERSIST */
+        struct sim_msg *msg;     /* SIM_EV_DELIVER, owned by the event */
+        uint64_t persist_seq;    /* SIM_EV_PERSIST */
+        raft_id peer;            /* SIM_EV_UNREACHABLE */
+        struct raft_event retry; /* SIM_EV_RETRY: PERSISTED or SNAPSHOT */
     };
 };
 
@@ -91,6 +95,7 @@ struct sim_read_req {
     raft_index need_index;   /* commit index known anywhere at issue */
     raft_index need_applied; /* highest index applied anywhere at issue */
     raft_index index;        /* ReadIndex answered, 0 while waiting */
+    uint64_t issued_at;
     struct sim_read_req *next;
 };
 
@@ -110,8 +115,18 @@ struct sim_shadow {
     size_t cap;
 };
 
+/* The allocator a node's core uses: counts live blocks (a crash must free
+ * them all) and fails on demand. */
+struct sim_alloc {
+    struct craft_alloc a;
+    struct sim_node *node;
+    int64_t live;
+    bool armed; /* failures only while the core runs, not in raft_new */
+};
+
 struct sim_node {
     struct sim_cluster *cluster;
+    struct sim_alloc alloc;
     raft_id id;
     bool up;
     bool connected;
@@ -129,7 +144,6 @@ struct sim_node {
     uint8_t role;
     raft_term term;
     raft_index commit;
-    raft_index leader_start_last; /* last index when it became leader */
     struct sim_shadow log;
     struct sim_read_req *reads;
     struct sim_counters cnt;
@@ -176,6 +190,10 @@ struct sim_cluster {
     bool link_up[SIM_NODES_MAX][SIM_NODES_MAX];
     struct sim_link_faults faults[SIM_NODES_MAX][SIM_NODES_MAX];
     bool long_reorder;
+    unsigned alloc_fail_pm; /* core allocations that fail, per mille */
+    uint64_t alloc_failures;
+    /* When each link last reported its peer unreachable (rate limit). */
+    uint64_t unreachable_at[SIM_NODES_MAX][SIM_NODES_MAX];
     struct sim_msg *delivering; /* freed by sim_cluster_free on a failure */
     /* Invariant state. */
     raft_id *leader_of_term; /* indexed by term */
@@ -227,6 +245,9 @@ void sim__check_apply(struct sim_cluster *c, struct sim_node *n,
                       const struct raft_entry *e);
 void sim__check_install(struct sim_cluster *c, struct sim_node *n,
                         const struct raft_snapshot_meta *meta, uint64_t chain);
+/* Property 7, for a message a node is about to send. */
+void sim__check_reply_durable(struct sim_cluster *c, struct sim_node *n,
+                              const struct raft_message *m);
 void sim__shadow_rebuild(struct sim_cluster *c, struct sim_node *n);
 void sim__shadow_close(struct sim_shadow *s);
 void sim__invariants_close(struct sim_cluster *c);

@@ -131,11 +131,10 @@ static void write_chunk(struct sim_cluster *c, struct sim_storage *s,
         s->part_data = d;
         s->part_len += ch->data.len;
     }
-    if (ch->last && s->has_snap && s->snap.index >= s->part.index) {
+    if (ch->last && s->has_snap && s->snap.index > s->part.index) {
         /* The application took a newer snapshot while this one was being
          * written (it applied the same entries from its log): keep the
-         * newer one, as a real store that orders snapshots by index does.
-         * See CORE-BUGS.md: the contract should say so. */
+         * newer one, as raft.h (struct raft_snapshot_chunk) requires. */
         free(s->part_data);
         s->has_part = false;
         s->part_data = NULL;

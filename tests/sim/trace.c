@@ -59,8 +59,8 @@ static void verbose_print(const struct sim_cluster *c,
     (void)c;
 }
 
-static void trace_vadd(struct sim_cluster *c, unsigned node, const char *fmt,
-                       va_list ap)
+__attribute__((format(printf, 3, 0))) static void
+trace_vadd(struct sim_cluster *c, unsigned node, const char *fmt, va_list ap)
 {
     struct sim_trace_line *l = line_new(c, node);
     l->is_msg = false;
@@ -134,17 +134,21 @@ static void format_msg(const struct raft_message *m, char *buf, size_t size)
                  m->vote_resp.granted ? "yes" : "no");
         break;
     case RAFT_MSG_APPEND:
-        snprintf(buf, size, "<-%llu APP t%llu %llu/%llu +%zu c%llu",
+        snprintf(buf, size, "<-%llu APP t%llu %llu/%llu +%zu c%llu r%llu",
                  (unsigned long long)m->from, (unsigned long long)m->term,
                  (unsigned long long)m->append.prev_index,
                  (unsigned long long)m->append.prev_term, m->append.n_entries,
-                 (unsigned long long)m->append.commit);
+                 (unsigned long long)m->append.commit,
+                 (unsigned long long)m->append.read_round);
         break;
     case RAFT_MSG_APPEND_RESP:
-        snprintf(buf, size, "<-%llu APP_RESP t%llu %s %llu",
+        snprintf(buf, size, "<-%llu APP_RESP t%llu %s %llu r%llu",
                  (unsigned long long)m->from, (unsigned long long)m->term,
                  m->append_resp.success ? "ok" : "rej",
-                 (unsigned long long)m->append_resp.index);
+                 (unsigned long long)(m->append_resp.success
+                                          ? m->append_resp.index
+                                          : m->append_resp.rejected),
+                 (unsigned long long)m->append_resp.read_round);
         break;
     case RAFT_MSG_SNAPSHOT:
         snprintf(buf, size, "<-%llu SNAP t%llu %llu @%llu%s",
