@@ -6,7 +6,8 @@
  *  1. Metadata: of meta1 and meta2, the valid one with the higher seq wins.
  *     One invalid file is a torn write of a value never reported durable
  *     (the other file still holds the previous value) and is logged; both
- *     invalid is corruption.
+ *     invalid is corruption.  (store_open() creates meta2 with seq 0 in a
+ *     new directory, so a lone invalid file is a torn initialisation.)
  *  2. Snapshot: the snap-<index>-<term> file with the highest index is
  *     current and must validate completely (it was renamed into place only
  *     after an fsync).  snap.tmp and older snapshots are stale.

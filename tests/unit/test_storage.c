@@ -459,10 +459,15 @@ static void missing_segments_are_corruption(void **state)
     assert_int_equal(append_wait(&e, 0, 1, 80, 1, NULL), 0);
     henv_close_store(&e);
     static char names[64][64];
-    size_t n = memfs_list(e.fs, names, 64);
-    assert_true(n >= 4); /* three closed segments at least, and open */
-    /* names are sorted: closed segments first, then "open". */
-    const char *victims[] = {names[1], names[n - 2]};
+    size_t n = memfs_list(e.fs, names, 64), closed = 0;
+    raft_index a, b;
+    for (size_t i = 0; i < n; i++) {
+        closed += store__seg_name_parse(names[i], &a, &b);
+    }
+    assert_true(closed >= 3);
+    /* Sorted names put closed segments first: one in the middle, and the
+     * last one (right before the open segment). */
+    const char *victims[] = {names[1], names[closed - 1]};
     for (int v = 0; v < 2; v++) {
         struct memfs *c = memfs_clone(e.fs);
         char path[128];
