@@ -23,7 +23,9 @@
  * without a crash) must pass the same checks.  Bit flips in closed segments
  * and snapshots must be reported as corruption naming the file.
  *
- * Every failure prints its seed; `test_storage_crash --seed S` replays one.
+ * Every failure of a check prints its seed; `test_storage_crash --seed S`
+ * replays that one.  A whole run replays with its seed base:
+ * `CRAFT_SEED=B test_storage_crash --seeds N` (both are printed first).
  */
 #include "storage_harness.h"
 
