@@ -22,7 +22,8 @@
  *
  *   craft-bench-storage --dir D --fsync-floor --entries N --size B
  *       The raw floor: N times (pwrite B bytes + fdatasync) on a
- *       preallocated file in D:  floor size=B ops_per_s=X us_per_op=Y
+ *       preallocated file in D:
+ *         floor size=B ops=N seconds=T ops_per_s=X us_per_op=Y
  *
  *   craft-bench-storage --dir D --seq-write --size MB
  *       Raw sequential write bandwidth: MB MiB in 1 MiB writes, then one
@@ -389,8 +390,10 @@ static int run_floor(const struct args *a)
         }
     }
     double secs = now_s() - t0;
-    printf("floor size=%" PRIu64 " ops_per_s=%.0f us_per_op=%.1f\n", a->size,
-           (double)a->entries / secs, secs * 1e6 / (double)a->entries);
+    printf("floor size=%" PRIu64 " ops=%" PRIu64
+           " seconds=%.3f ops_per_s=%.0f us_per_op=%.1f\n",
+           a->size, a->entries, secs, (double)a->entries / secs,
+           secs * 1e6 / (double)a->entries);
     close(fd);
     free(buf);
     return 0;
