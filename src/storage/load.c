@@ -362,7 +362,6 @@ static int push_entry(struct store_scan *sc, const struct raft_entry *e)
 /* Why a record at off is not acceptable, or 0 with *rec_len set.  Checks
  * everything except how first_index fits the log. */
 static const char *check_record(const uint8_t *buf, uint64_t size, uint64_t off,
-                                const struct store_options *o,
                                 struct store_rec_hdr *h, uint64_t *rec_len)
 {
     if (size - off < STORE_REC_HDR_BYTES) {
@@ -371,10 +370,12 @@ static const char *check_record(const uint8_t *buf, uint64_t size, uint64_t off,
     if (store__rec_hdr_decode(buf + off, h) != 0) {
         return "a record header with its magic and CRC";
     }
-    if (h->n_entries > STORE_RECORD_ENTRIES_MAX ||
-        h->data_len > (uint64_t)h->n_entries * o->entry_bytes_max ||
+    /* The fields are covered by the header CRC; these bounds only keep the
+     * arithmetic below in range.  entry_bytes_max limits new appends, not
+     * what may be read: a directory stays readable with a smaller limit. */
+    if (h->n_entries > STORE_RECORD_ENTRIES_MAX || h->data_len > size ||
         h->flags != 0) {
-        return "a record within the limits";
+        return "a record within the format's limits";
     }
     uint64_t len = store__rec_bytes(h->n_entries, h->data_len);
     if (len > size - off) {
@@ -389,7 +390,7 @@ static const char *check_record(const uint8_t *buf, uint64_t size, uint64_t off,
     for (uint32_t i = 0; i < h->n_entries; i++) {
         struct store_desc ds;
         store__desc_decode(d + (size_t)i * STORE_DESC_BYTES, &ds);
-        if (ds.len > o->entry_bytes_max || total + ds.len > h->data_len) {
+        if (total + ds.len > h->data_len) {
             return "entry lengths adding up to the record's data length";
         }
         if (crc32c(0, p + total, ds.len) != ds.crc) {
@@ -467,13 +468,13 @@ static bool index_fits(const struct store_seg_info *si, bool started,
 
 /* In the open segment, is there a valid record anywhere after off? */
 static bool valid_record_after(const uint8_t *buf, uint64_t size, uint64_t off,
-                               const struct store_options *o, uint64_t *found)
+                               uint64_t *found)
 {
     for (uint64_t p = (off + 8) & ~(uint64_t)7; p + STORE_REC_HDR_BYTES <= size;
          p += 8) {
         struct store_rec_hdr h;
         uint64_t len;
-        if (check_record(buf, size, p, o, &h, &len) == NULL) {
+        if (check_record(buf, size, p, &h, &len) == NULL) {
             *found = p;
             return true;
         }
@@ -498,7 +499,7 @@ static int take_records(struct scan_ctx *c, struct store_seg_info *si,
             all_zero(buf + *off, size - *off)) {
             break; /* the preallocated, never written rest */
         }
-        *why = check_record(buf, size, *off, c->o, &h, &len);
+        *why = check_record(buf, size, *off, &h, &len);
         if (*why != NULL) {
             break;
         }
@@ -536,7 +537,7 @@ static int classify_tail(struct scan_ctx *c, struct store_seg_info *si,
     CRAFT_ASSERT(si->open);
     CRAFT_ASSERT(why != NULL);
     uint64_t found;
-    if (valid_record_after(buf, size, off, c->o, &found)) {
+    if (valid_record_after(buf, size, off, &found)) {
         set_err(c->errmsg, c->errmsg_len,
                 "%s/%s: offset %" PRIu64 ": damaged data (expected %s) "
                 "followed by a valid record at offset %" PRIu64
