@@ -113,6 +113,8 @@ static int list_fn(void *arg, const char *name)
         c->open_present = true;
     } else if (strcmp(name, "snap.tmp") == 0) {
         c->tmp_present = true;
+    } else if (strcmp(name, "LOCK") == 0) {
+        /* the directory lock (store_lock()) */
     } else if (store__seg_name_parse(name, &a, &b)) {
         if (c->n_closed == c->cap_closed) {
             size_t cap = c->cap_closed ? 2 * c->cap_closed : 16;
@@ -837,6 +839,35 @@ static int cut_open(struct scan_ctx *c, struct store_seg_info *si)
     si->file_bytes =
         c->o->segment_bytes > si->end ? c->o->segment_bytes : si->end;
     return 0;
+}
+
+int store_lock(const char *dir, const struct store_options *o, int *handle,
+               char *errmsg, size_t errmsg_len)
+{
+    struct store_vfs *vfs = o->vfs ? o->vfs : store_vfs_posix();
+    *handle = -1;
+    if (vfs->lock == NULL) {
+        return 0;
+    }
+    int rv = vfs->lock(vfs, dir, handle);
+    if (rv == -EWOULDBLOCK) {
+        set_err(errmsg, errmsg_len,
+                "%s: in use by another process (it holds %s/LOCK)", dir, dir);
+        return CRAFT_EBUSY;
+    }
+    if (rv != 0) {
+        set_err(errmsg, errmsg_len, "%s/LOCK: %s", dir, strerror(-rv));
+        return store__errno_code(rv);
+    }
+    return 0;
+}
+
+void store_unlock(const struct store_options *o, int handle)
+{
+    struct store_vfs *vfs = o->vfs ? o->vfs : store_vfs_posix();
+    if (handle >= 0 && vfs->unlock != NULL) {
+        vfs->unlock(vfs, handle);
+    }
 }
 
 int store_repair(const char *dir, const struct store_options *o,

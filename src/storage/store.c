@@ -122,6 +122,7 @@ struct store {
     struct raft_snapshot_meta snap_cur;
     char snap_cur_name[STORE_NAME_MAX];
     int snap_read_fd;
+    int lock_handle; /* store_lock() */
 
     /* Worker state: touched only by the job in flight. */
     int open_fd;
@@ -1224,7 +1225,7 @@ int store_open(const char *dir, const struct store_options *o, uv_loop_t *loop,
     s->loop = loop;
     s->o = *o;
     s->vfs = o->vfs ? o->vfs : store_vfs_posix();
-    s->open_fd = s->snap_fd = s->snap_read_fd = -1;
+    s->open_fd = s->snap_fd = s->snap_read_fd = s->lock_handle = -1;
     s->meta_fd[0] = s->meta_fd[1] = s->meta_fd[2] = -1;
     rv = s->vfs->mkdir(s->vfs, dir);
     if (rv != 0) {
@@ -1232,9 +1233,13 @@ int store_open(const char *dir, const struct store_options *o, uv_loop_t *loop,
         rv = store__errno_code(rv);
         goto err_store;
     }
-    rv = store_scan(dir, o, &s->scan, errmsg, errmsg_len);
+    rv = store_lock(dir, o, &s->lock_handle, errmsg, errmsg_len);
     if (rv != 0) {
         goto err_store;
+    }
+    rv = store_scan(dir, o, &s->scan, errmsg, errmsg_len);
+    if (rv != 0) {
+        goto err_lock;
     }
     s->scan_loaded = true;
     rv = store_repair(dir, o, &s->scan, errmsg, errmsg_len);
@@ -1255,6 +1260,8 @@ int store_open(const char *dir, const struct store_options *o, uv_loop_t *loop,
 
 err_scan:
     store_scan_close(&s->scan);
+err_lock:
+    store_unlock(o, s->lock_handle);
 err_store:
     free(s->segs);
     free(s->dir);
@@ -1297,6 +1304,7 @@ static void finish_close(struct store *s)
         }
     }
     store_release_loaded(s);
+    store_unlock(&s->o, s->lock_handle);
     /* The callback gets the pointer for identification; the store is freed
      * right after it returns. */
     if (s->close_cb != NULL) {

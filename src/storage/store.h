@@ -135,6 +135,17 @@ void store_scan_close(struct store_scan *scan);
 int store_repair(const char *dir, const struct store_options *o,
                  struct store_scan *scan, char *errmsg, size_t errmsg_len);
 
+/*
+ * Lock the directory against other processes (an exclusive flock() on
+ * dir/LOCK, which the kernel releases when the process dies).  store_open()
+ * holds it until store_close(); craft-cli takes it for --repair.  0 (with
+ * *handle for store_unlock()), CRAFT_EBUSY if another process holds it, or
+ * an I/O error.  A no-op with a file layer that has no lock.
+ */
+int store_lock(const char *dir, const struct store_options *o, int *handle,
+               char *errmsg, size_t errmsg_len);
+void store_unlock(const struct store_options *o, int handle);
+
 struct store;
 struct store_req;
 
@@ -155,7 +166,8 @@ struct store_req {
  * Files are created with mode 0600.  Runs synchronously on the calling
  * (loop) thread.  On success *out is set and store_loaded() gives what was
  * loaded.  Errors as store_scan(), plus CRAFT_EINVAL for options that do
- * not fit together; errmsg explains.  The store must be closed with
+ * not fit together and CRAFT_EBUSY when another process has the directory
+ * open (store_lock()); errmsg explains.  The store must be closed with
  * store_close() before the loop is closed.
  */
 int store_open(const char *dir, const struct store_options *o, uv_loop_t *loop,

@@ -610,6 +610,12 @@ static void posix_files_modes_and_mapped_load(void **state)
     /* Reload through mmap. */
     rv = store_open(dir, &o, &loop, &s, err, sizeof err);
     assert_int_equal(rv, 0);
+    /* A second user of the directory is refused while this one has it. */
+    struct store *s2 = NULL;
+    assert_int_equal(store_open(dir, &o, &loop, &s2, err, sizeof err),
+                     CRAFT_EBUSY);
+    assert_null(s2);
+    assert_non_null(strstr(err, "in use"));
     const struct store_scan *sc = store_loaded(s);
     assert_int_equal(sc->hs.term, 2);
     assert_int_equal(sc->snapshot.index, 10);
