@@ -426,6 +426,7 @@ static int take_record(struct scan_ctx *c, struct store_seg_info *si,
                        const struct store_rec_hdr *h)
 {
     struct store_scan *sc = c->sc;
+    CRAFT_ASSERT(h->n_entries <= STORE_RECORD_ENTRIES_MAX);
     bool empty = si->last < si->first;
     raft_index next = empty ? si->first : si->last + 1;
     if (!empty && h->first_index < next) {
@@ -452,6 +453,8 @@ static int take_record(struct scan_ctx *c, struct store_seg_info *si,
     }
     si->last = h->first_index + h->n_entries - 1;
     si->n_records++;
+    CRAFT_DASSERT(sc->n_entries == 0 ||
+                  sc->entries[sc->n_entries - 1].index == si->last);
     return 0;
 }
 

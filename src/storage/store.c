@@ -154,6 +154,7 @@ static int fail(struct job *j, int neg_errno, const char *what,
 static int write_meta(struct job *j)
 {
     struct store *s = j->s;
+    CRAFT_ASSERT(j->has_hs);
     struct store_meta m = {.seq = s->meta_seq + 1, .hs = j->hs};
     int i = (m.seq & 1u) ? 1 : 2;
     char name[16], path[4096];
@@ -182,6 +183,7 @@ static int write_meta(struct job *j)
         return fail(j, rv, "fdatasync", name);
     }
     s->meta_seq = m.seq;
+    CRAFT_ASSERT(s->meta_fd[i] >= 0);
     return 0;
 }
 
@@ -190,6 +192,8 @@ static int write_rec(struct job *j, int fd, struct rec *r, uint64_t off,
                      const char *name)
 {
     struct store_vfs *vfs = j->s->vfs;
+    CRAFT_ASSERT(fd >= 0);
+    CRAFT_ASSERT(r->desc.len == (size_t)r->n * STORE_DESC_BYTES);
     const uint8_t *p = r->data.data;
     uint8_t *d = r->desc.data;
     for (uint32_t i = 0; i < r->n; i++, d += STORE_DESC_BYTES) {
@@ -282,6 +286,8 @@ static int op_close(struct job *j, struct op *op)
 static int op_delete(struct job *j, struct op *op)
 {
     struct store *s = j->s;
+    CRAFT_ASSERT(op->type == OP_DELETE);
+    CRAFT_ASSERT(op->name[0] != '\0');
     if (op->is_open && s->open_fd >= 0) {
         s->vfs->close(s->vfs, s->open_fd);
         s->open_fd = -1;
@@ -338,6 +344,7 @@ static int op_reopen(struct job *j, struct op *op)
 static int op_snap_chunk(struct job *j, struct op *op)
 {
     struct store *s = j->s;
+    CRAFT_ASSERT(op->type == OP_SNAP_CHUNK);
     char path[4096];
     path_of(s, path, sizeof path, "snap.tmp");
     if (op->snap_off == 0) {
@@ -643,6 +650,7 @@ static uint64_t seg_limit(const struct store *s)
 
 static int plan_delete(struct store *s, size_t i)
 {
+    CRAFT_ASSERT(i < s->n_segs);
     struct op *op = add_op(s, OP_DELETE);
     if (op == NULL) {
         return CRAFT_ENOMEM;
@@ -660,6 +668,8 @@ static int plan_delete(struct store *s, size_t i)
 
 static int plan_create(struct store *s, raft_index first)
 {
+    CRAFT_ASSERT(open_seg(s) == NULL);
+    CRAFT_ASSERT(first > s->snap_index || s->snap_index == 0);
     if (add_op(s, OP_CREATE) == NULL) {
         return CRAFT_ENOMEM;
     }
@@ -675,6 +685,7 @@ static int plan_roll(struct store *s)
 {
     struct seg *g = open_seg(s);
     CRAFT_ASSERT(g != NULL);
+    CRAFT_ASSERT(g->size <= s->o.segment_bytes);
     s->pending_write = NULL;
     if (g->last < g->first) {
         int rv = plan_delete(s, s->n_segs - 1);
@@ -711,6 +722,8 @@ static struct op *plan_record(struct store *s, raft_index first_index)
 
 static int plan_entry(struct store *s, const struct raft_entry *e)
 {
+    CRAFT_ASSERT(e->index == s->log_last + 1 || s->n_segs == 0);
+    CRAFT_ASSERT(e->buf.len <= s->o.entry_bytes_max);
     struct seg *g = open_seg(s);
     struct op *w = s->pending_write;
     uint64_t len = e->buf.len;
@@ -855,6 +868,7 @@ static int plan_truncate(struct store *s, raft_index t)
  */
 static int plan_wipe(struct store *s, raft_index to)
 {
+    CRAFT_ASSERT(to <= s->snap_index);
     size_t n = 0;
     while (n < s->n_segs) {
         const struct seg *g = &s->segs[n];
@@ -874,6 +888,8 @@ static int plan_wipe(struct store *s, raft_index to)
         s->log_last = 0;
         s->pending_write = NULL;
     }
+    CRAFT_ASSERT(s->n_segs == 0 || s->segs[0].last > to ||
+                 s->segs[0].last < s->segs[0].first);
     return 0;
 }
 
