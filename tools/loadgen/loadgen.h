@@ -42,6 +42,8 @@ struct lg_config {
     uint64_t requests;  /* stop after this many (0: only --duration) */
     double duration_s;  /* stop issuing after this long (0: no limit) */
     uint64_t key_space; /* keys are drawn from [0, key_space) */
+    int sequential;     /* keys 0, 1, 2, ... (mod key_space) in issue
+                           order, e.g. to fill the key space first */
     size_t value_size;
     unsigned pipeline;
     uint64_t seed;

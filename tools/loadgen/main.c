@@ -5,7 +5,8 @@
  *   craft-loadgen --target resp|etcd --addr HOST:PORT[,HOST:PORT...]
  *                 [--clients C] [--requests N] [--duration SEC]
  *                 [--op put|get] [--key-space K] [--value-size B]
- *                 [--pipeline P] [--seed S] [--serializable] [--check]
+ *                 [--pipeline P] [--seed S] [--sequential]
+ *                 [--serializable] [--check]
  *                 [--timeout-ms T] [--retry-ms R]
  *   craft-loadgen --target fsync --dir DIR [--requests N] [--value-size B]
  *                 [--append]
@@ -40,7 +41,8 @@ static void usage(FILE *f)
                "[--duration SEC] [--op put|get]\n"
                "                     [--key-space K] [--value-size B] "
                "[--pipeline P] [--seed S]\n"
-               "                     [--serializable] [--check] "
+               "                     [--sequential] [--serializable] [--check]"
+               "\n                     "
                "[--timeout-ms T] [--retry-ms R]\n"
                "       craft-loadgen --target fsync --dir DIR [--requests N] "
                "[--value-size B] [--append]\n"
@@ -53,6 +55,10 @@ static void usage(FILE *f)
                "etcd: /v3/kv/put and /v3/kv/range over HTTP/1.1 keep-alive "
                "(ranges are\n"
                "      linearizable unless --serializable).\n"
+               "Keys are key:<12 digits>, drawn at random from the key space "
+               "(per-client\n"
+               "streams from --seed), or in order with --sequential (to fill "
+               "it).\n"
                "--check: GET compares every value found with what put "
                "writes for --seed.\n"
                "fsync: pwrite B bytes + fdatasync, N times, in a "
@@ -100,8 +106,16 @@ static int parse_addrs(struct lg_config *cfg, const char *list)
         if (n == 0 || n >= LG_HOST_MAX || cfg->n_addrs == LG_ADDRS_MAX) {
             return -1;
         }
-        memcpy(cfg->addrs[cfg->n_addrs], p, n);
-        cfg->addrs[cfg->n_addrs][n] = '\0';
+        char *a = cfg->addrs[cfg->n_addrs];
+        memcpy(a, p, n);
+        a[n] = '\0';
+        /* HOST:PORT with a numeric port; the host is resolved later. */
+        const char *colon = strrchr(a, ':');
+        uint64_t port;
+        if (colon == NULL || colon == a ||
+            parse_u64(colon + 1, 1, 65535, &port) != 0) {
+            return -1;
+        }
         cfg->n_addrs++;
         p += n + (comma != NULL);
         if (comma != NULL && *p == '\0') {
@@ -124,6 +138,7 @@ enum {
     OPT_SEED,
     OPT_SERIALIZABLE,
     OPT_CHECK,
+    OPT_SEQUENTIAL,
     OPT_TIMEOUT,
     OPT_RETRY,
     OPT_DIR,
@@ -144,6 +159,7 @@ static const struct option options[] = {
     {"seed", required_argument, NULL, OPT_SEED},
     {"serializable", no_argument, NULL, OPT_SERIALIZABLE},
     {"check", no_argument, NULL, OPT_CHECK},
+    {"sequential", no_argument, NULL, OPT_SEQUENTIAL},
     {"timeout-ms", required_argument, NULL, OPT_TIMEOUT},
     {"retry-ms", required_argument, NULL, OPT_RETRY},
     {"dir", required_argument, NULL, OPT_DIR},
@@ -233,6 +249,9 @@ static int apply_option(struct lg_config *cfg, int opt, const char *arg,
         return 0;
     case OPT_CHECK:
         cfg->check = 1;
+        return 0;
+    case OPT_SEQUENTIAL:
+        cfg->sequential = 1;
         return 0;
     case OPT_TIMEOUT:
     case OPT_RETRY:

@@ -223,7 +223,8 @@ static unsigned new_round(struct client *c)
             break;
         }
         struct slot *s = &c->slots[c->n_slots++];
-        s->key = rng_range(&c->rng, 0, cfg->key_space);
+        s->key = cfg->sequential ? r->issued % cfg->key_space
+                                 : rng_range(&c->rng, 0, cfg->key_space);
         s->start_ns = now;
         s->state = S_RETRY; /* "to send" */
         r->issued++;
