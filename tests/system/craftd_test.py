@@ -1,0 +1,346 @@
+#!/usr/bin/env python3
+"""
+craftd system tests: real processes on 127.0.0.1 (see craftd_harness.py).
+
+    craftd_test.py [test ...]      run the named tests (default: all)
+    CRAFT_SEED=n                   replay the random choices of a run
+"""
+import os
+import random
+import shutil
+import socket
+import subprocess
+import threading
+import time
+
+from craftd_harness import (Client, Cluster, Conn, RespError, craftd_path,
+                            poll, run_tests)
+
+
+def run_craftd(args, timeout=10):
+    p = subprocess.run([craftd_path()] + args, capture_output=True,
+                       timeout=timeout)
+    return p.returncode, (p.stdout + p.stderr).decode()
+
+
+def test_cli_errors():
+    rc, out = run_craftd(["--help"])
+    assert rc == 0 and "--cluster" in out and "--requirepass" in out, out
+    rc, out = run_craftd(["--id", "1"])
+    assert rc == 2 and "missing --cluster" in out, (rc, out)
+    rc, out = run_craftd(["--id", "9", "--cluster", "1=127.0.0.1:7001",
+                          "--data-dir", "/tmp/x"])
+    assert rc == 2 and "not a member" in out, (rc, out)
+    rc, out = run_craftd(["--frobnicate"])
+    assert rc == 2 and "unknown option" in out, (rc, out)
+
+    c = Cluster(1, name="cli")
+    try:
+        nd = c.node(1)
+        # An unwritable data dir.
+        rc, out = run_craftd(["--id", "1", "--cluster", c.spec,
+                              "--data-dir", "/proc/craftd-test/dir"])
+        assert rc == 1 and "cannot create data dir" in out, (rc, out)
+        # The client port in use.
+        s = socket.socket()
+        s.bind(("127.0.0.1", nd.port))
+        s.listen(1)
+        rc, out = run_craftd(nd.args()[1:])
+        s.close()
+        assert rc == 1 and "address already in use" in out, (rc, out)
+        # First start records the identity; another id or member list is
+        # refused.
+        nd.start()
+        assert nd.stop() == 0
+        other = "%s,2=127.0.0.1:%d" % (c.spec, nd.port + 1)
+        rc, out = run_craftd(["--id", "1", "--cluster", other, "--data-dir",
+                              nd.dir, "--raft-port-offset", str(c.offset)])
+        assert rc == 1 and "belongs to cluster" in out, (rc, out)
+        rc, out = run_craftd(["--id", "2", "--cluster", other, "--data-dir",
+                              nd.dir, "--raft-port-offset", str(c.offset)])
+        assert rc == 1 and "belongs to node 1" in out, (rc, out)
+        # Two processes on one data dir.
+        nd.start()
+        rc, out = run_craftd(nd.args()[1:])
+        assert rc == 1 and "in use by another craftd" in out, (rc, out)
+        assert nd.stop() == 0
+    finally:
+        c.close()
+
+
+def test_single_node():
+    c = Cluster(1, name="single")
+    try:
+        c.start()
+        assert c.leader() == 1
+        k = Conn(c.node(1).port)
+        assert k.call("PING") == "PONG"
+        assert k.call("SET", "a", "1") == "OK"
+        assert k.call("INCR", "a") == 2
+        assert k.call("GET", "a") == b"2"
+        assert k.call("GET", "missing") is None
+        k.close()
+        assert c.node(1).stop() == 0
+        c.node(1).start()
+        c.leader()
+        k = Conn(c.node(1).port)
+        assert poll("a after restart",
+                    lambda: k.call("GET", "a") == b"2", 10)
+        k.close()
+    except BaseException:
+        c.dump_logs()
+        raise
+    finally:
+        c.close()
+
+
+def test_basic_three():
+    c = Cluster(3, name="basic")
+    try:
+        c.start()
+        lid = c.leader()
+        leader = c.node(lid)
+        follower = next(nd for nd in c.nodes if nd.id != lid)
+        k = Conn(leader.port)
+        assert k.call("PING") == "PONG"
+        assert k.call("SET", "x", "hello") == "OK"
+        assert k.call("APPEND", "x", " world") == 11
+        assert k.call("GET", "x") == b"hello world"
+        f = Conn(follower.port)
+        r = f.call("SET", "y", "1")
+        assert isinstance(r, RespError) and \
+            r.text == "MOVED 0 127.0.0.1:%d" % leader.port, r
+        r = f.call("GET", "x")
+        assert isinstance(r, RespError) and r.kind() == "MOVED", r
+        assert f.call("PING") == "PONG"
+        # redis-cli -c follows the redirect.
+        out = subprocess.run(["redis-cli", "-c", "-p", str(follower.port),
+                              "SET", "z", "via-cli"], capture_output=True,
+                             timeout=10).stdout.decode()
+        assert "OK" in out, out
+        assert k.call("GET", "z") == b"via-cli"
+        # Pipelined commands are answered in order.
+        k.send_raw(b"".join(Conn.encode("INCR", "p") for _ in range(100)))
+        assert [k.read_reply() for _ in range(100)] == list(range(1, 101))
+        k.close()
+        f.close()
+        # Clean stops, a restart of all, the data is still there.
+        for nd in c.nodes:
+            assert nd.stop() == 0, nd.tail()
+        c.start()
+        c.leader()
+        cl = Client(c)
+        assert cl.call("GET", "x") == b"hello world"
+        assert cl.call("GET", "p") == b"100"
+        cl.close()
+    except BaseException:
+        c.dump_logs()
+        raise
+    finally:
+        c.close()
+
+
+class Writer(threading.Thread):
+    """SETs unique keys; records what was acknowledged."""
+
+    def __init__(self, cluster, tag):
+        super().__init__(daemon=True)
+        self.client = Client(cluster, timeout=30.0)
+        self.tag = tag
+        self.acked = {}
+        self.stop = False
+        self.error = None
+
+    def run(self):
+        i = 0
+        try:
+            while not self.stop:
+                key, val = "k-%s-%d" % (self.tag, i), "v%d" % i
+                r = self.client.call("SET", key, val)
+                if r == "OK":
+                    self.acked[key] = val
+                i += 1
+        except BaseException as e:
+            self.error = e
+        finally:
+            self.client.close()
+
+
+class SessionCounter(threading.Thread):
+    """INCRs a counter through a CRAFT session, retrying every unknown
+    outcome with the same sequence number: exactly-once means the counter
+    ends equal to the number of increments."""
+
+    def __init__(self, cluster, key):
+        super().__init__(daemon=True)
+        self.client = Client(cluster, timeout=30.0)
+        self.key = key
+        self.done = 0
+        self.stop = False
+        self.error = None
+
+    def run(self):
+        try:
+            sid = None
+            while sid is None:
+                r = self.client.call("CRAFT.SESSION")
+                if isinstance(r, int):
+                    sid = r
+            seq = 1
+            while not self.stop:
+                r = self.client.call("CRAFT.EXEC", sid, seq, "INCR", self.key)
+                if isinstance(r, int):
+                    assert r == seq, "counter %d at seq %d" % (r, seq)
+                    self.done = seq
+                    seq += 1
+                elif isinstance(r, RespError) and r.kind() != "UNCERTAIN":
+                    raise AssertionError("unexpected %r" % r)
+                # Otherwise (UNCERTAIN, connection lost): retry same seq.
+        except BaseException as e:
+            self.error = e
+        finally:
+            self.client.close()
+
+
+def check_acked(c, writers, counter):
+    cl = Client(c, timeout=30.0)
+    n = 0
+    for w in writers:
+        for k, v in w.acked.items():
+            r = cl.call("GET", k)
+            assert r == v.encode(), "acknowledged %s=%s lost: got %r" % (
+                k, v, r)
+            n += 1
+    got = cl.call("GET", counter.key)
+    assert got == str(counter.done).encode() or (
+        counter.done == 0 and got is None), \
+        "session counter %r, expected %d" % (got, counter.done)
+    cl.close()
+    return n
+
+
+def test_crash_restart():
+    # A small snapshot threshold, so that snapshots (and restarts from
+    # them) happen during the test, with the sessions inside.
+    c = Cluster(3, extra=["--snapshot-bytes", "64k"], name="crash")
+    try:
+        c.start()
+        c.leader()
+        writers = [Writer(c, t) for t in range(4)]
+        counter = SessionCounter(c, "ctr")
+        for w in writers + [counter]:
+            w.start()
+        rounds = int(os.environ.get("CRAFT_CRASH_ROUNDS", "8"))
+        for rnd in range(rounds):
+            # Let the workload run, then kill the leader or a follower.
+            time.sleep(random.uniform(0.3, 0.8))
+            lid = c.leader()
+            victim = lid if rnd % 2 == 0 else random.choice(
+                [nd.id for nd in c.nodes if nd.id != lid])
+            print("   round %d: kill -9 node %d (%s)" % (
+                rnd, victim, "leader" if victim == lid else "follower"),
+                flush=True)
+            c.node(victim).kill9()
+            time.sleep(random.uniform(0.0, 0.5))
+            c.node(victim).start()
+        for w in writers + [counter]:
+            w.stop = True
+        for w in writers + [counter]:
+            w.join(60)
+            assert w.error is None, w.error
+        n = check_acked(c, writers, counter)
+        print("   %d acknowledged writes and %d session increments "
+              "verified" % (n, counter.done))
+        assert n > 50 and counter.done > 10, (n, counter.done)
+        # All down hard, all up: still there.
+        for nd in c.nodes:
+            nd.kill9()
+        c.start()
+        c.leader()
+        check_acked(c, writers, counter)
+    except BaseException:
+        c.dump_logs()
+        raise
+    finally:
+        c.close()
+
+
+def test_snapshot_catchup():
+    c = Cluster(3, extra=["--snapshot-bytes", "32k"], name="snap")
+    try:
+        c.start()
+        lid = c.leader()
+        lag = next(nd for nd in c.nodes if nd.id != lid)
+        lag.stop()
+        cl = Client(c)
+        # Far more than the trailing entries kept after a snapshot, so the
+        # lagging node can only catch up by installing one.
+        n = 6000
+        conn = Conn(c.node(lid).port)
+        for base in range(0, n, 500):
+            conn.send_raw(b"".join(Conn.encode("SET", "s%d" % i, "v" * 20)
+                                   for i in range(base, base + 500)))
+            for _ in range(500):
+                assert conn.read_reply() == "OK"
+        conn.close()
+        lag.start()
+        expect = str(n)
+
+        def caught_up():
+            i = lag.info()
+            return i.get("keys") == expect and \
+                int(i.get("raft_snapshot_index", "0")) > 0
+        poll("node %d to catch up by snapshot" % lag.id, caught_up, 30)
+        # Restart everything: each node loads its snapshot and log.
+        for nd in c.nodes:
+            assert nd.stop() == 0
+        c.start()
+        c.leader()
+        for nd in c.nodes:
+            poll("node %d keys" % nd.id,
+                 lambda: nd.info().get("keys") == expect, 15)
+        assert cl.call("GET", "s5999") == b"v" * 20
+        cl.close()
+    except BaseException:
+        c.dump_logs()
+        raise
+    finally:
+        c.close()
+
+
+def test_redis_tools():
+    if shutil.which("redis-benchmark") is None:
+        print("   redis-benchmark not installed; skipped")
+        return
+    c = Cluster(3, name="tools")
+    try:
+        c.start()
+        lid = c.leader()
+        port = str(c.node(lid).port)
+        p = subprocess.run(["redis-benchmark", "-p", port, "-t", "set,get",
+                            "-n", "2000", "-c", "10", "-q"],
+                           capture_output=True, timeout=60)
+        out = p.stdout.decode()
+        assert p.returncode == 0 and "SET:" in out and "GET:" in out, \
+            out + p.stderr.decode()
+        p = subprocess.run(["redis-cli", "-p", port, "DBSIZE"],
+                           capture_output=True, timeout=10)
+        assert p.stdout.strip() == b"1", p.stdout
+    except BaseException:
+        c.dump_logs()
+        raise
+    finally:
+        c.close()
+
+
+TESTS = {
+    "cli_errors": test_cli_errors,
+    "single_node": test_single_node,
+    "basic_three": test_basic_three,
+    "crash_restart": test_crash_restart,
+    "snapshot_catchup": test_snapshot_catchup,
+    "redis_tools": test_redis_tools,
+}
+
+if __name__ == "__main__":
+    run_tests(TESTS)
