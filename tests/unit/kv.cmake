@@ -1,0 +1,1 @@
+craft_test(test_kv SOURCES test_kv.c LIBS craft_kv TIMEOUT 120)

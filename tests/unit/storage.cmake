@@ -1,0 +1,3 @@
+# Storage unit tests and crash-consistency tests, on the in-memory crash VFS.
+craft_test(test_storage SOURCES test_storage.c storage_memfs.c
+  LIBS craft_storage TIMEOUT 120)
