@@ -39,7 +39,8 @@ def test_cli_errors():
         nd = c.node(1)
         # An unwritable data dir.
         rc, out = run_craftd(["--id", "1", "--cluster", c.spec,
-                              "--data-dir", "/proc/craftd-test/dir"])
+                              "--data-dir", "/proc/craftd-test/dir",
+                              "--raft-port-offset", str(c.offset)])
         assert rc == 1 and "cannot create data dir" in out, (rc, out)
         # The client port in use.
         s = socket.socket()
