@@ -41,12 +41,14 @@
  */
 #include "node/node.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -79,11 +81,18 @@
 #define NODE_SNAPSHOT_CHUNK (1u << 20)
 /* How often the loop checks whether the snapshot child has finished. */
 #define NODE_SNAPSHOT_POLL_MS 10
+/* Entry bytes handed to the store and not yet durable above which a leader
+ * stops proposing (commands wait in the front end's queues, and clients
+ * see latency instead of the node running out of memory).  64 MiB is many
+ * group commits' worth, and well below the store's own limit
+ * (STORE_PENDING_BYTES_MAX_DEFAULT, 256 MiB), which must never be hit. */
+#define NODE_PERSIST_BYTES_MAX (64u << 20)
 
 struct persist_req {
     struct store_req req;
     struct node *n;
-    uint64_t seq; /* 0 unless this request completes an update */
+    uint64_t seq;   /* 0 unless this request completes an update */
+    uint64_t bytes; /* entry bytes it carries, for n->persist_bytes */
 };
 
 /* One ReadIndex round, shared by every read queued when it started. */
@@ -138,6 +147,7 @@ struct node {
     bool stepping;
     uint32_t unreachable; /* bit i: member i could not be sent to */
     uint64_t deferred_persisted;
+    uint64_t persist_bytes; /* entry bytes submitted, not yet durable */
     struct raft_entry *scratch;
     struct buf sendbuf;
 
@@ -159,7 +169,8 @@ struct node {
     uint64_t snap_started_ns;
     int snap_fd;
     bool remote_snap; /* the leader is sending us a snapshot */
-    struct persist_req snap_req;
+    uint64_t snap_gen;  /* increments with every local snapshot */
+    pid_t pid;          /* of this process (not of a snapshot child) */
     uint8_t *snap_chunk;
     uint64_t log_bytes; /* entry bytes persisted since the last snapshot */
     raft_index snapshot_index;
@@ -172,6 +183,7 @@ struct node {
 
 static void node_step(struct node *n, struct raft_event *ev);
 static void node_shutdown(struct node *n);
+static void snap_abandon(struct node *n, const char *why);
 
 /* ---- helpers -------------------------------------------------------- */
 
@@ -262,6 +274,8 @@ static void on_persisted(struct store_req *req, int status)
     struct persist_req *p = req->data;
     struct node *n = p->n;
     uint64_t seq = p->seq;
+    CRAFT_ASSERT(n->persist_bytes >= p->bytes);
+    n->persist_bytes -= p->bytes;
     free(p);
     if (status != 0) {
         node_fatal(n, "writing the Raft log", status);
@@ -307,11 +321,16 @@ static void persist(struct node *n, const struct raft_update *u)
             node_fatal(n, "queueing a Raft log write", rv);
         }
         for (size_t i = 0; i < u->n_entries; i++) {
-            n->log_bytes += u->entries[i].buf.len + 32;
+            p->bytes += u->entries[i].buf.len + 32;
         }
+        n->log_bytes += p->bytes;
+        n->persist_bytes += p->bytes;
     }
     if (chunk != NULL) {
         /* A snapshot from the leader replaces whatever we were making. */
+        if (n->snap != SNAP_IDLE) {
+            snap_abandon(n, "the leader is sending a snapshot");
+        }
         n->remote_snap = !chunk->last;
         struct persist_req *p = persist_req_new(n, u->persist_seq);
         int rv = store_snapshot_put(n->store, &p->req, &chunk->meta,
@@ -417,6 +436,9 @@ static int64_t read_store_snapshot(void *data, void *buf, size_t len)
 
 static void install(struct node *n, const struct raft_snapshot_meta *meta)
 {
+    if (n->snap != SNAP_IDLE) {
+        snap_abandon(n, "a snapshot from the leader was installed");
+    }
     struct snap_reader r = {.n = n, .index = meta->index, .off = 0};
     int rv = node_sm_snapshot_load(n->sm, read_store_snapshot, &r);
     if (rv != 0) {
@@ -684,7 +706,9 @@ static void flush_reads(struct node *n)
 static void on_batch(uv_prepare_t *h)
 {
     struct node *n = h->data;
-    if (n->writes.n > 0) {
+    /* Past the limit, the writes wait here for the disk to catch up; the
+     * store callback that lowers persist_bytes wakes the loop again. */
+    if (n->writes.n > 0 && n->persist_bytes < NODE_PERSIST_BYTES_MAX) {
         flush_writes(n);
     }
     if (n->reads.n > 0) {
@@ -778,9 +802,31 @@ static int backend_info(void *data, struct buf *b)
 
 /* ---- snapshots ------------------------------------------------------ */
 
+/* Each snapshot child writes its own file, so that a child left over from
+ * an earlier process (it dies with its parent, see snap_child, but may
+ * still be finishing) never writes into a newer child's file. */
 static void snap_path(const struct node *n, char *out, size_t cap)
 {
-    snprintf(out, cap, "%s/snapshot.data.tmp", n->cfg.data_dir);
+    snprintf(out, cap, "%s/snapshot-%ld-%llu.tmp", n->cfg.data_dir,
+             (long)n->pid, (unsigned long long)n->snap_gen);
+}
+
+/* Remove the data files of snapshots that earlier processes left behind. */
+static void snap_cleanup(const struct node *n)
+{
+    DIR *d = opendir(n->cfg.data_dir);
+    if (d == NULL) {
+        return;
+    }
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        size_t len = strlen(e->d_name);
+        if (strncmp(e->d_name, "snapshot-", 9) == 0 && len > 4 &&
+            strcmp(e->d_name + len - 4, ".tmp") == 0) {
+            unlinkat(dirfd(d), e->d_name, 0);
+        }
+    }
+    closedir(d);
 }
 
 static void snap_finish(struct node *n, const char *why)
@@ -800,16 +846,32 @@ static void snap_finish(struct node *n, const char *why)
     }
 }
 
+/* Stop making a local snapshot, whatever stage it is in. */
+static void snap_abandon(struct node *n, const char *why)
+{
+    if (n->snap_pid > 0) {
+        kill(n->snap_pid, SIGKILL);
+        waitpid(n->snap_pid, NULL, 0);
+        n->snap_pid = 0;
+    }
+    if (n->snap != SNAP_IDLE) {
+        snap_finish(n, why);
+    }
+}
+
 static void snap_store_next(struct node *n);
 
 static void on_snap_chunk(struct store_req *req, int status)
 {
-    struct node *n = ((struct persist_req *)req->data)->n;
+    struct persist_req *p = req->data;
+    struct node *n = p->n;
+    uint64_t gen = p->seq;
+    free(p);
     if (status != 0) {
         node_fatal(n, "writing a snapshot", status);
     }
-    if (n->snap != SNAP_STORING) {
-        return;
+    if (n->snap != SNAP_STORING || gen != n->snap_gen) {
+        return; /* abandoned meanwhile */
     }
     if (n->snap_off < n->snap_size) {
         snap_store_next(n);
@@ -831,10 +893,6 @@ static void on_snap_chunk(struct store_req *req, int status)
 
 static void snap_store_next(struct node *n)
 {
-    if (n->remote_snap) {
-        snap_finish(n, "the leader is sending a snapshot");
-        return;
-    }
     uint64_t left = n->snap_size - n->snap_off;
     size_t len = left < NODE_SNAPSHOT_CHUNK ? (size_t)left
                                             : NODE_SNAPSHOT_CHUNK;
@@ -854,12 +912,14 @@ static void snap_store_next(struct node *n)
     }
     uint64_t off = n->snap_off;
     n->snap_off += len;
-    n->snap_req.n = n;
-    n->snap_req.req.data = &n->snap_req;
-    int rv = store_snapshot_put(n->store, &n->snap_req.req, &meta, off,
-                                n->snap_chunk, len, n->snap_off == n->snap_size,
+    /* The request's seq field carries the snapshot generation, so that a
+     * callback of an abandoned snapshot is recognised. */
+    struct persist_req *p = persist_req_new(n, n->snap_gen);
+    int rv = store_snapshot_put(n->store, &p->req, &meta, off, n->snap_chunk,
+                                len, n->snap_off == n->snap_size,
                                 on_snap_chunk);
     if (rv != 0) {
+        free(p);
         snap_finish(n, craft_strerror(rv));
     }
 }
@@ -896,6 +956,14 @@ static void on_snap_poll(uv_timer_t *t)
  * shares nothing with the parent but the copy-on-write memory image. */
 static void snap_child(struct node *n)
 {
+    /* Die with the parent: a snapshot nobody will store is wasted work.
+     * And hold none of its sockets and files: a child still finishing
+     * after its parent was killed must not keep the ports bound. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != n->pid) {
+        _exit(5);
+    }
+    close_range(3, ~0u, 0);
     char path[NODE_PATH_MAX + 32];
     snap_path(n, path, sizeof path);
     FILE *f = fopen(path, "we");
@@ -920,6 +988,7 @@ static void maybe_snapshot(struct node *n)
     }
     n->snap_index = n->applied;
     n->snap_term = n->applied_term;
+    n->snap_gen++;
     n->snap_started_ns = uv_hrtime();
     pid_t pid = fork();
     if (pid < 0) {
@@ -1155,6 +1224,7 @@ int node_start(uv_loop_t *loop, const struct node_config *cfg,
     n->cfg = *cfg;
     n->lock_fd = -1;
     n->snap_fd = -1;
+    n->pid = getpid();
     n->role = RAFT_FOLLOWER;
     buf_init(&n->sendbuf);
     buf_init(&n->wdata);
@@ -1163,6 +1233,7 @@ int node_start(uv_loop_t *loop, const struct node_config *cfg,
         free(n);
         return rv;
     }
+    snap_cleanup(n);
     n->scratch = calloc(NODE_DECODE_ENTRIES_MAX, sizeof *n->scratch);
     n->snap_chunk = malloc(NODE_SNAPSHOT_CHUNK);
     if (n->scratch == NULL || n->snap_chunk == NULL) {
@@ -1234,14 +1305,7 @@ static void on_store_closed(struct store *s)
 static void node_shutdown(struct node *n)
 {
     CRAFT_ASSERT(n->stopping);
-    if (n->snap_pid > 0) {
-        kill(n->snap_pid, SIGKILL);
-        waitpid(n->snap_pid, NULL, 0);
-        n->snap_pid = 0;
-    }
-    if (n->snap != SNAP_IDLE) {
-        snap_finish(n, "stopping");
-    }
+    snap_abandon(n, "stopping");
     uv_handle_t *handles[] = {
         (uv_handle_t *)&n->ticker,     (uv_handle_t *)&n->batcher,
         (uv_handle_t *)&n->sigterm,    (uv_handle_t *)&n->sigint,
