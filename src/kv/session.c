@@ -165,8 +165,11 @@ void session_ack(struct kvsm_sessions *ss, struct kvsm_session *s,
         craft_free(ss->alloc, s->saved[drop].data);
         drop++;
     }
-    memmove(s->saved, s->saved + drop, (s->n_saved - drop) * sizeof *s->saved);
-    s->n_saved -= drop;
+    if (drop > 0) {
+        memmove(s->saved, s->saved + drop,
+                (s->n_saved - drop) * sizeof *s->saved);
+        s->n_saved -= drop;
+    }
 }
 
 const struct kvsm_saved *session_saved(const struct kvsm_session *s,

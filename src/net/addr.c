@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "net/conn.h"
 #include "net/net.h"
 #include "util/assert.h"
 
@@ -157,9 +158,6 @@ void net_addr_format(const struct sockaddr *sa, char *buf, size_t len)
     }
 }
 
-/* Used by conn.c for bind_host, which has no port. */
-int net__host_resolve(const char *host, uint16_t port,
-                      struct sockaddr_storage *out);
 int net__host_resolve(const char *host, uint16_t port,
                       struct sockaddr_storage *out)
 {

@@ -106,9 +106,11 @@ struct net_config {
     uint64_t cluster_id;
     /* Largest payload accepted in one incoming frame; advertised in the
      * handshake so that the other end refuses bigger sends with
-     * CRAFT_ETOOBIG instead of sending them.  In 1..NET_FRAME_MAX_LIMIT. */
+     * CRAFT_ETOOBIG instead of sending them.  In 64..NET_FRAME_MAX_LIMIT. */
     uint32_t frame_max;
-    /* Largest total of queued, unsent output bytes per connection. */
+    /* Largest total of queued, unsent output bytes per connection (at
+     * least 4096; make it at least frame_max + NET_FRAME_HDR_SIZE, or the
+     * largest frames can never be queued). */
     size_t queue_bytes_max;
     unsigned connect_timeout_ms;
     unsigned handshake_timeout_ms;
@@ -259,7 +261,9 @@ int net_callv(struct net_conn *conn, uint16_t type, const struct net_iovec *iov,
  * Answer req (with status 0, or a CRAFT_E* code the caller will receive as
  * its status) and free it: req is invalid after this returns, whatever the
  * result.  The payload is copied.  0, or CRAFT_ECLOSED (the connection is
- * gone; the caller already got CRAFT_ECLOSED), CRAFT_ETOOBIG, CRAFT_ELIMIT,
+ * gone; the caller already got CRAFT_ECLOSED), CRAFT_ETOOBIG or
+ * CRAFT_ELIMIT (the payload was not sent; the caller gets that code as its
+ * status through an empty error response when one still fits),
  * CRAFT_ENOMEM (nothing sent; the caller will time out or see the close).
  */
 int net_reply(struct net_request *req, int status, const void *payload,

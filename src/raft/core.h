@@ -38,10 +38,10 @@
 /* Per-follower replication state, kept by the leader (slot of config). */
 struct raft_progress {
     raft_id id;
-    uint8_t state;      /* enum raft_progress_state */
-    raft_index match;   /* highest index known replicated durably */
-    raft_index next;    /* next index to send */
-    bool probe_sent;    /* PROBE: an append is outstanding */
+    uint8_t state;    /* enum raft_progress_state */
+    raft_index match; /* highest index known replicated durably */
+    raft_index next;  /* next index to send */
+    bool probe_sent;  /* PROBE: an append is outstanding */
     uint64_t ticks_since_contact;
     raft_index stall_match; /* match at the last heartbeat (loss check) */
     unsigned stall_beats;   /* heartbeats since match last moved */
@@ -53,19 +53,19 @@ struct raft_progress {
     /* SNAPSHOT: which snapshot is being sent and how far. */
     raft_index snap_index;
     raft_term snap_term;
-    uint64_t snap_acked;  /* bytes the follower holds durably */
-    uint64_t snap_sent;   /* bytes sent */
-    unsigned snap_idle;   /* ticks without progress */
+    uint64_t snap_acked; /* bytes the follower holds durably */
+    uint64_t snap_sent;  /* bytes sent */
+    unsigned snap_idle;  /* ticks without progress */
 };
 
 /* A write handed to the runtime, not yet reported durable. */
 struct raft_persist_rec {
     uint64_t seq;
-    raft_index last;          /* log last index once it is durable */
+    raft_index last;           /* log last index once it is durable */
     struct raft_hard_state hs; /* hard state once it is durable */
-    bool chunk;               /* carries a snapshot chunk */
+    bool chunk;                /* carries a snapshot chunk */
     bool chunk_last;
-    uint64_t chunk_end;       /* offset after the chunk */
+    uint64_t chunk_end; /* offset after the chunk */
     struct raft_snapshot_meta chunk_meta;
 };
 
@@ -138,8 +138,8 @@ struct raft {
     bool timeout_now_sent;
 
     /* ReadIndex. */
-    uint64_t read_round;      /* last round started */
-    bool round_pending;       /* reads wait for a round not yet started */
+    uint64_t read_round; /* last round started */
+    bool round_pending;  /* reads wait for a round not yet started */
     struct raft_pending_read *reads;
     size_t n_reads, cap_reads;
 
@@ -233,8 +233,7 @@ int raft__send_snapshot(struct raft *r, struct raft_progress *pr);
 void raft__tick_snapshot(struct raft *r, struct raft_progress *pr);
 int raft__recv_snapshot(struct raft *r, const struct raft_message *m);
 int raft__recv_snapshot_resp(struct raft *r, const struct raft_message *m);
-void raft__snapshot_durable(struct raft *r,
-                            const struct raft_persist_rec *rec);
+void raft__snapshot_durable(struct raft *r, const struct raft_persist_rec *rec);
 
 /* readindex.c */
 int raft__read(struct raft *r, uint64_t ctx);

@@ -169,8 +169,7 @@ int raft__transfer(struct raft *r, raft_id peer)
     r->transferee = peer;
     r->transfer_elapsed = 0;
     r->timeout_now_sent = false;
-    raft__trace(r, "transferring leadership to %llu",
-                (unsigned long long)peer);
+    raft__trace(r, "transferring leadership to %llu", (unsigned long long)peer);
     raft__transfer_check(r, &r->prs[slot]);
     return 0;
 }

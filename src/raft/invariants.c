@@ -11,7 +11,7 @@
 #define CHECK(r, cond)                                                         \
     do {                                                                       \
         if (!(cond)) {                                                         \
-            raft__trace((struct raft *)(r), "invariant failed: %s", #cond);   \
+            raft__trace((struct raft *)(r), "invariant failed: %s", #cond);    \
             return false;                                                      \
         }                                                                      \
     } while (0)
@@ -22,8 +22,8 @@ static bool log_ok(const struct raft *r)
     raft_term prev = l->base_term;
     for (size_t k = 0; k < l->n; k++) {
         const struct raft_entry *e = &l->entries[k];
-        CHECK(r, e->index == l->base_index + 1 + k);   /* log.h 1 */
-        CHECK(r, e->term >= prev);                     /* log.h 2 */
+        CHECK(r, e->index == l->base_index + 1 + k); /* log.h 1 */
+        CHECK(r, e->term >= prev);                   /* log.h 2 */
         CHECK(r, e->term <= r->term);
         CHECK(r, (e->buf.base == NULL) == (e->buf.len == 0)); /* log.h 3 */
         prev = e->term;
@@ -43,7 +43,7 @@ static bool leader_ok(const struct raft *r)
             continue;
         }
         const struct raft_progress *pr = &r->prs[i];
-        CHECK(r, pr->match < pr->next);      /* progress.c 1 */
+        CHECK(r, pr->match < pr->next); /* progress.c 1 */
         CHECK(r, pr->next <= last + 1);
         CHECK(r, pr->in_count <= r->opts.max_inflight); /* progress.c 2 */
         CHECK(r, pr->in_count == 0 || pr->state == RAFT_PROGRESS_REPLICATE);
@@ -60,10 +60,10 @@ bool raft__invariants_ok(const struct raft *r)
     CHECK(r, r->leader == 0 || raft__slot(r, r->leader) >= 0);
     CHECK(r, r->hs_durable.term <= r->hs_issued.term);
     CHECK(r, r->hs_issued.term <= r->term);
-    CHECK(r, r->applied <= r->commit);         /* persist.c 4 */
+    CHECK(r, r->applied <= r->commit); /* persist.c 4 */
     CHECK(r, r->commit <= last);
-    CHECK(r, r->applied <= r->durable);        /* persist.c 4 */
-    CHECK(r, r->durable <= last);              /* persist.c 1 */
+    CHECK(r, r->applied <= r->durable);           /* persist.c 4 */
+    CHECK(r, r->durable <= last);                 /* persist.c 1 */
     CHECK(r, r->log.base_index <= r->snap.index); /* snapshot.c 1 */
     CHECK(r, r->snap.index <= r->applied);
     CHECK(r, r->seq_done <= r->seq_issued);

@@ -70,8 +70,7 @@ int raft__log_reserve(struct raft_log *l, size_t n)
     while (cap < l->n + n) {
         cap *= 2;
     }
-    struct raft_entry *e =
-        craft_realloc(l->alloc, l->entries, cap * sizeof *e);
+    struct raft_entry *e = craft_realloc(l->alloc, l->entries, cap * sizeof *e);
     if (e == NULL) {
         return CRAFT_ENOMEM;
     }

@@ -46,8 +46,7 @@ raft_term raft__log_term(const struct raft_log *l, raft_index i, bool *known);
 raft_term raft__log_last_term(const struct raft_log *l);
 
 /* Entry i, which must be held (base_index < i <= last). */
-const struct raft_entry *raft__log_get(const struct raft_log *l,
-                                       raft_index i);
+const struct raft_entry *raft__log_get(const struct raft_log *l, raft_index i);
 
 /* Append one entry at last + 1 with a copy of buf.  0 or CRAFT_ENOMEM
  * (log unchanged). */

@@ -42,8 +42,7 @@ static int held_push(struct raft *r, uint64_t seq, const struct raft_message *m)
 {
     if (r->n_held == r->cap_held) {
         size_t cap = r->cap_held ? r->cap_held * 2 : 16;
-        struct raft_held *h =
-            craft_realloc(r->alloc, r->held, cap * sizeof *h);
+        struct raft_held *h = craft_realloc(r->alloc, r->held, cap * sizeof *h);
         if (h == NULL) {
             return CRAFT_ENOMEM;
         }

@@ -106,9 +106,9 @@ void raft__trace(struct raft *r, const char *fmt, ...)
         return;
     }
     char line[256];
-    int n = snprintf(line, sizeof line, "n%llu t%llu %s: ",
-                     (unsigned long long)r->id, (unsigned long long)r->term,
-                     raft_role_name(r->role));
+    int n = snprintf(line, sizeof line,
+                     "n%llu t%llu %s: ", (unsigned long long)r->id,
+                     (unsigned long long)r->term, raft_role_name(r->role));
     if (n < 0 || (size_t)n >= sizeof line) {
         return;
     }
@@ -132,8 +132,7 @@ static int restore(struct raft *r, const struct raft_restore *rs)
     raft_term snap_term = 0;
     if (rs->snapshot != NULL) {
         r->snap = *rs->snapshot;
-        if (r->snap.index == 0 || r->snap.term == 0 ||
-            r->snap.term > r->term) {
+        if (r->snap.index == 0 || r->snap.term == 0 || r->snap.term > r->term) {
             return CRAFT_EINVAL;
         }
         raft__log_reset(&r->log, r->snap.index, r->snap.term);
@@ -320,8 +319,7 @@ int raft__become_leader(struct raft *r)
     }
     r->term_start = raft__log_last(&r->log);
     raft__appended(r, r->term_start);
-    raft__trace(r, "leader, no-op at %llu",
-                (unsigned long long)r->term_start);
+    raft__trace(r, "leader, no-op at %llu", (unsigned long long)r->term_start);
     raft__broadcast_append(r);
     raft__maybe_commit(r); /* a single-member cluster */
     return 0;
@@ -362,8 +360,8 @@ void raft__appended(struct raft *r, raft_index index)
 
 /* ---- outgoing messages ---------------------------------------------- */
 
-static int grow(const struct craft_alloc *a, void **p, size_t *cap,
-                size_t n, size_t size)
+static int grow(const struct craft_alloc *a, void **p, size_t *cap, size_t n,
+                size_t size)
 {
     if (n < *cap) {
         return 0;
@@ -455,15 +453,13 @@ static bool message_valid(const struct raft *r, const struct raft_message *m)
 /* Messages from an older term (invariant 3). */
 static int stale_term(struct raft *r, const struct raft_message *m)
 {
-    struct raft_message resp = {.from = r->id, .to = m->from,
-                                .term = r->term};
+    struct raft_message resp = {.from = r->id, .to = m->from, .term = r->term};
     if (m->type == RAFT_MSG_APPEND || m->type == RAFT_MSG_SNAPSHOT) {
         /* Tell a deposed leader about the newer term; with check-quorum
          * and pre-vote it might otherwise never learn it. */
         resp.type = RAFT_MSG_APPEND_RESP;
-        resp.append_resp.rejected = m->type == RAFT_MSG_APPEND
-                                        ? m->append.prev_index
-                                        : 0;
+        resp.append_resp.rejected =
+            m->type == RAFT_MSG_APPEND ? m->append.prev_index : 0;
         return raft__send(r, &resp);
     }
     if (m->type == RAFT_MSG_VOTE && m->vote.pre) {
@@ -486,9 +482,9 @@ static int receive(struct raft *r, const struct raft_message *m)
                         (unsigned long long)m->from);
             return 0;
         }
-        bool keep = (vote && m->vote.pre) ||
-                    (m->type == RAFT_MSG_VOTE_RESP && m->vote_resp.pre &&
-                     m->vote_resp.granted);
+        bool keep =
+            (vote && m->vote.pre) || (m->type == RAFT_MSG_VOTE_RESP &&
+                                      m->vote_resp.pre && m->vote_resp.granted);
         if (!keep) {
             bool from_leader = m->type == RAFT_MSG_APPEND ||
                                m->type == RAFT_MSG_SNAPSHOT ||

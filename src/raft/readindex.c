@@ -31,7 +31,8 @@ int raft__read_answer(struct raft *r, uint64_t ctx, int status,
     struct raft_out *o = &r->out;
     if (o->n_reads == o->cap_reads) {
         size_t cap = o->cap_reads ? o->cap_reads * 2 : 16;
-        struct raft_read *p = craft_realloc(r->alloc, o->reads, cap * sizeof *p);
+        struct raft_read *p =
+            craft_realloc(r->alloc, o->reads, cap * sizeof *p);
         if (p == NULL) {
             return CRAFT_ENOMEM;
         }

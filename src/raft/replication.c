@@ -287,8 +287,7 @@ static bool entries_valid(const struct raft_message *m)
     return m->append.prev_term <= m->term;
 }
 
-static int reject(struct raft *r, const struct raft_message *m,
-                  raft_index prev)
+static int reject(struct raft *r, const struct raft_message *m, raft_index prev)
 {
     struct raft_message resp = {
         .type = RAFT_MSG_APPEND_RESP,
@@ -386,7 +385,8 @@ int raft__recv_append(struct raft *r, const struct raft_message *m)
 
 /* ---- leader: replies ------------------------------------------------ */
 
-static raft_index backtrack(const struct raft *r, const struct raft_progress *pr,
+static raft_index backtrack(const struct raft *r,
+                            const struct raft_progress *pr,
                             const struct raft_msg_append_resp *a)
 {
     raft_index next = a->conflict_index;
@@ -453,8 +453,7 @@ int raft__recv_append_resp(struct raft *r, const struct raft_message *m)
         pr->next = next;
         raft__trace(r, "%llu rejected %llu, next %llu",
                     (unsigned long long)m->from,
-                    (unsigned long long)a->rejected,
-                    (unsigned long long)next);
+                    (unsigned long long)a->rejected, (unsigned long long)next);
     }
     pump(r, pr);
     raft__read_check(r);

@@ -475,8 +475,9 @@ static int load_segment(struct scan_ctx *c, struct store_seg_info *si,
     si->file_bytes = size;
     size_t base = sc->n_entries;
     raft_index name_first = si->first, name_last = si->last;
-    si->first = want_first;
-    si->last = want_first ? want_first - 1 : 0;
+    /* Empty until a record says where it starts (last = first - 1). */
+    si->first = want_first ? want_first : 1;
+    si->last = si->first - 1;
     uint64_t off = STORE_SEG_HDR_BYTES;
     int hv = size >= STORE_SEG_HDR_BYTES ? store__seg_hdr_decode(buf)
                                          : CRAFT_ECORRUPT;
@@ -558,7 +559,7 @@ static int load_segment(struct scan_ctx *c, struct store_seg_info *si,
                 name_last);
         return CRAFT_ECORRUPT;
     }
-    if (si->last >= si->first) {
+    if (sc->n_entries > base) {
         si->first_term = sc->entries[base].term;
         si->last_term = sc->entries[sc->n_entries - 1].term;
     }

@@ -17,6 +17,7 @@
 
 #include "storage/store.h"
 #include "storage_memfs.h"
+#include "util/log.h"
 #include "util/rng.h"
 
 struct treq {

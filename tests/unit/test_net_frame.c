@@ -27,7 +27,9 @@ static size_t build(uint8_t *out, uint8_t kind, uint16_t type, uint64_t id,
     struct net_frame_hdr h = {
         .kind = kind, .flags = 0, .type = type, .status = status, .id = id};
     net_frame_encode(out, &h, payload, len);
-    memcpy(out + NET_FRAME_HDR_SIZE, payload, len);
+    if (len > 0) {
+        memcpy(out + NET_FRAME_HDR_SIZE, payload, len);
+    }
     return NET_FRAME_HDR_SIZE + len;
 }
 
