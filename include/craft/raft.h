@@ -324,7 +324,9 @@ struct raft_update {
     size_t n_committed;
     raft_index commit_index;
     /* Log entries <= compact_to are covered by a durable snapshot and may
-     * be deleted from storage (0: nothing new to delete). */
+     * be deleted from storage at once (0: nothing new to delete).  Should
+     * a write still in flight add such entries afterwards, they are kept
+     * or removed by a later truncate_from; a restore skips them. */
     raft_index compact_to;
 
     /* -- 4. ReadIndex answers. */

@@ -315,7 +315,8 @@ struct net_peer_stats {
  * (on_open/on_close fire for each successive connection).  The first connect
  * starts at once; after a failure or a close the next attempt waits a delay
  * that starts at backoff_min_ms and doubles (with random jitter of up to
- * half) up to backoff_max_ms, resetting after a successful handshake.
+ * half) up to backoff_max_ms, and starts over once a connection has stayed
+ * open for backoff_max_ms.
  * 0 and *out set, or CRAFT_EINVAL (bad address), CRAFT_ENOMEM.
  */
 int net_peer_new(uv_loop_t *loop, const struct net_config *cfg,

@@ -14,8 +14,11 @@
  *     has closed); the backoff timer runs only in BACKOFF.
  *  2. Messages wait in the peer's own queue only in CONNECTING, and
  *     pending_bytes (their framed size) stays <= queue_bytes_max.
- *  3. backoff_ms is 0 after a successful handshake and otherwise the last
- *     delay drawn, within [backoff_min_ms / 2, backoff_max_ms].
+ *  3. stats.backoff_ms is 0 after a successful handshake and otherwise the
+ *     last delay drawn, within [backoff_min_ms / 2, backoff_max_ms].
+ *  4. The nominal delay (delay_ms) restarts from backoff_min_ms only after
+ *     a connection stayed open for backoff_max_ms, so a link that flaps
+ *     right after each handshake still backs off.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -46,9 +49,10 @@ struct net_peer {
     uv_timer_t timer;
     struct pmsg *head, **tail;
     size_t pending_bytes;
-    unsigned delay_ms; /* nominal delay; doubles per failure */
-    unsigned fails;    /* failed attempts since the last success */
-    struct rng rng;    /* backoff jitter */
+    unsigned delay_ms;  /* nominal delay; doubles per failure */
+    uint64_t opened_at; /* uv_now() of the last handshake */
+    unsigned fails;     /* failed attempts since the last success */
+    struct rng rng;     /* backoff jitter */
     struct net_peer_stats stats;
     int timer_closed;
     void *close_data;
@@ -139,7 +143,7 @@ void net__peer_conn_opened(struct net_peer *p, struct net_conn *c)
     p->state = PEER_OPEN;
     p->stats.connects++;
     p->stats.backoff_ms = 0;
-    p->delay_ms = 0;
+    p->opened_at = uv_now(p->loop);
     LOG_INFOF("net: connected to %s (node %llu)%s", p->address,
               (unsigned long long)net_conn_peer_id(c),
               p->fails > 0 ? " after retrying" : "");
@@ -173,6 +177,12 @@ void net__peer_conn_closed(struct net_peer *p, struct net_conn *c, int was_open,
     if (was_open) {
         LOG_INFOF("net: connection to %s lost: %s", p->address,
                   craft_strerror(status));
+        /* Start over from the shortest delay only if the connection was
+         * good for a while: one that the other end drops right after the
+         * handshake must not be retried 20 times a second. */
+        if (uv_now(p->loop) - p->opened_at >= p->cfg.c.backoff_max_ms) {
+            p->delay_ms = 0;
+        }
     } else {
         p->stats.connect_fails++;
         /* The first failure of a series is worth a line; the retries that

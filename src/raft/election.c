@@ -63,19 +63,19 @@ int raft__tally(struct raft *r)
     if (!pre && r->role != RAFT_CANDIDATE) {
         return 0;
     }
-    int yes = 0, no = 0;
+    /* Invariant 4: our own vote, and with it the term we would lead,
+     * must be durable before we count it or act as leader in that term
+     * (a crash would otherwise let us vote again in it). */
+    bool own =
+        pre || (r->hs_durable.term == r->term && r->hs_durable.vote == r->id);
+    int yes = own, no = 0;
     for (unsigned i = 0; i < r->config.n; i++) {
-        if (i == r->self) {
-            /* Invariant 4. */
-            bool own = pre || (r->hs_durable.term == r->term &&
-                               r->hs_durable.vote == r->id);
-            yes += own;
-            continue;
+        if (i != r->self) {
+            yes += r->granted[i];
+            no += r->responded[i] && !r->granted[i];
         }
-        yes += r->granted[i];
-        no += r->responded[i] && !r->granted[i];
     }
-    if (yes >= raft__quorum(r)) {
+    if (yes >= raft__quorum(r) && own) {
         if (pre) {
             return raft__campaign(r, false, r->transfer_campaign);
         }

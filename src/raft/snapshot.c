@@ -241,14 +241,24 @@ void raft__snapshot_durable(struct raft *r, const struct raft_persist_rec *rec)
     if (known && t == meta->term) {
         raft__log_compact(&r->log, meta->index); /* invariant 3 */
     } else {
-        if (raft__log_last(&r->log) > meta->index) {
-            r->out.truncate_from = meta->index + 1;
+        /* Drop the whole old log from storage, in order after the writes
+         * still in flight: they may carry entries below the snapshot that
+         * would otherwise land after compact_to already cleared them. */
+        raft_index from = r->log.base_index + 1;
+        if (r->out.truncate_from == 0 || from < r->out.truncate_from) {
+            r->out.truncate_from = from;
         }
         raft__log_reset(&r->log, meta->index, meta->term);
         for (size_t k = 0; k < r->n_recs; k++) {
             if (r->recs[k].last > meta->index) {
                 r->recs[k].last = meta->index;
             }
+        }
+        if (r->role != RAFT_FOLLOWER) {
+            /* Voters judged our old log (§5.4.1); a campaign must not
+             * go on with a different one. */
+            CRAFT_ASSERT(r->role != RAFT_LEADER);
+            raft__become_follower(r, 0);
         }
     }
     if (r->durable < meta->index) {

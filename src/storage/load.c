@@ -187,7 +187,7 @@ static int load_meta(struct scan_ctx *c)
     bool ok[3] = {false, false, false};
     int n_bad = 0;
     for (int i = 1; i <= 2; i++) {
-        char name[8];
+        char name[16];
         snprintf(name, sizeof name, "meta%d", i);
         if (!c->meta_present[i]) {
             continue;
@@ -570,7 +570,9 @@ static int load_segments(struct scan_ctx *c)
 {
     struct store_scan *sc = c->sc;
     size_t n = c->n_closed + (c->open_present ? 1 : 0);
-    qsort(c->closed, c->n_closed, sizeof *c->closed, cmp_seg);
+    if (c->n_closed > 0) {
+        qsort(c->closed, c->n_closed, sizeof *c->closed, cmp_seg);
+    }
     sc->segs = calloc(n ? n : 1, sizeof *sc->segs);
     sc->bufs = calloc(n ? n : 1, sizeof *sc->bufs);
     if (sc->segs == NULL || sc->bufs == NULL) {
@@ -632,8 +634,9 @@ static int join_snapshot(struct scan_ctx *c)
     while (skip < sc->n_entries && sc->entries[skip].index <= snap) {
         skip++;
     }
-    memmove(sc->entries, sc->entries + skip,
-            (sc->n_entries - skip) * sizeof *sc->entries);
+    sc->all_entries = sc->entries;
+    sc->n_all_entries = sc->n_entries;
+    sc->entries += skip;
     sc->n_entries -= skip;
     return 0;
 }
@@ -686,7 +689,7 @@ void store_scan_close(struct store_scan *sc)
     }
     free(sc->bufs);
     free(sc->segs);
-    free(sc->entries);
+    free(sc->all_entries != NULL ? sc->all_entries : sc->entries);
     memset(sc, 0, sizeof *sc);
 }
 

@@ -155,7 +155,7 @@ static int write_meta(struct job *j)
     struct store *s = j->s;
     struct store_meta m = {.seq = s->meta_seq + 1, .hs = j->hs};
     int i = (m.seq & 1u) ? 1 : 2;
-    char name[8], path[4096];
+    char name[16], path[4096];
     snprintf(name, sizeof name, "meta%d", i);
     path_of(s, path, sizeof path, name);
     if (s->meta_fd[i] < 0) {

@@ -99,6 +99,10 @@ struct store_scan {
     size_t n_segs;
     struct raft_entry *entries;
     size_t n_entries;
+    /* Every entry in the segments, including those the snapshot covers
+     * that compaction has not removed yet (entries points into it). */
+    struct raft_entry *all_entries;
+    size_t n_all_entries;
     raft_index log_first, log_last; /* all entries in segments; 0,0: none */
     bool torn;        /* a torn tail was found (and not yet cut) */
     bool stale_files; /* snap.tmp or older snapshots to remove */

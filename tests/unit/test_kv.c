@@ -629,8 +629,8 @@ static void alloc_failures_are_clean(void **state)
         const char *script[] = {"CRAFT.SESSION",
                                 "SET a 1",
                                 "APPEND a 2",
-                                "MSET b 1 c 2 d 3 e 4 f 5 g 6 h 7 i 8 j 9 "
-                                "k 10 l 11 m 12 n 13 o 14 p 15 q 16 r 17",
+                                ("MSET b 1 c 2 d 3 e 4 f 5 g 6 h 7 i 8 j 9 "
+                                 "k 10 l 11 m 12 n 13 o 14 p 15 q 16 r 17"),
                                 "INCR z",
                                 "CRAFT.SESSION",
                                 "CRAFT.SESSION"};

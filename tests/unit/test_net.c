@@ -1113,6 +1113,112 @@ static void reconnect_with_backoff(void **state)
     srv_stop(&v);
 }
 
+/* A listener that completes each handshake and then hangs up at once. */
+struct flapper {
+    uv_tcp_t listener;
+    int accepted, closed, listener_closed;
+};
+
+struct flap_conn {
+    uv_tcp_t tcp;
+    struct flapper *f;
+    uint8_t in[256];
+    size_t n;
+};
+
+static void flap_conn_closed_cb(uv_handle_t *h)
+{
+    struct flap_conn *fc = h->data;
+    fc->f->closed++;
+    free(fc);
+}
+
+static void flap_alloc_cb(uv_handle_t *h, size_t n, uv_buf_t *b)
+{
+    (void)n;
+    struct flap_conn *fc = h->data;
+    *b = uv_buf_init((char *)fc->in + fc->n, (unsigned)(sizeof fc->in - fc->n));
+}
+
+static void flap_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
+{
+    (void)b;
+    struct flap_conn *fc = s->data;
+    if (n > 0) {
+        fc->n += (size_t)n;
+    }
+    /* Read the client's whole HELLO first, so that closing sends a clean
+     * FIN after our HELLO rather than a reset that could discard it. */
+    if (n < 0 || fc->n >= NET_FRAME_HDR_SIZE + 24) {
+        uint8_t f[64];
+        size_t len = hello_frame(f, 42);
+        uv_buf_t out = uv_buf_init((char *)f, (unsigned)len);
+        if (n > 0) {
+            assert_int_equal(uv_try_write(s, &out, 1), (int)len);
+        }
+        uv_read_stop(s);
+        uv_close((uv_handle_t *)s, flap_conn_closed_cb);
+    }
+}
+
+static void flap_connection_cb(uv_stream_t *s, int status)
+{
+    struct flapper *f = s->data;
+    assert_int_equal(status, 0);
+    struct flap_conn *fc = calloc(1, sizeof *fc);
+    assert_non_null(fc);
+    fc->f = f;
+    uv_tcp_init(lp, &fc->tcp);
+    fc->tcp.data = fc;
+    assert_int_equal(uv_accept(s, (uv_stream_t *)&fc->tcp), 0);
+    f->accepted++;
+    uv_read_start((uv_stream_t *)&fc->tcp, flap_alloc_cb, flap_read_cb);
+}
+
+static void flapper_closed_cb(uv_handle_t *h)
+{
+    struct flapper *f = h->data;
+    f->listener_closed = 1;
+}
+
+/* A link dropped right after each handshake keeps backing off instead of
+ * reconnecting at the minimum delay forever. */
+static void flapping_link_backs_off(void **state)
+{
+    (void)state;
+    struct flapper f;
+    memset(&f, 0, sizeof f);
+    struct sockaddr_in sa;
+    uv_ip4_addr("127.0.0.1", 0, &sa);
+    uv_tcp_init(lp, &f.listener);
+    f.listener.data = &f;
+    assert_int_equal(uv_tcp_bind(&f.listener, (const struct sockaddr *)&sa, 0),
+                     0);
+    assert_int_equal(
+        uv_listen((uv_stream_t *)&f.listener, 8, flap_connection_cb), 0);
+    struct sockaddr_in bound;
+    int len = sizeof bound;
+    uv_tcp_getsockname(&f.listener, (struct sockaddr *)&bound, &len);
+    char addr[64];
+    addr_of(addr, sizeof addr, ntohs(bound.sin_port));
+
+    struct net_config cfg = config();
+    cfg.backoff_min_ms = 10;
+    cfg.backoff_max_ms = 80;
+    struct net_peer *p;
+    assert_int_equal(net_peer_new(lp, &cfg, addr, NULL, &p), 0);
+    struct net_peer_stats st;
+    RUN_UNTIL((net_peer_get_stats(p, &st), st.connects >= 5 && !st.connected));
+    /* Nominal delays 10, 20, 40, 80, 80: the last draw is in [40, 80]. */
+    assert_true(st.backoff_ms >= 40 && st.backoff_ms <= 80);
+    assert_int_equal(st.connect_fails, 0);
+    int closed = 0;
+    net_peer_close(p, &closed, flag_cb);
+    RUN_UNTIL(closed && f.closed == f.accepted);
+    uv_close((uv_handle_t *)&f.listener, flapper_closed_cb);
+    RUN_UNTIL(f.listener_closed);
+}
+
 /* Bind-before-connect: the server sees the configured source address. */
 static void bind_source_address(void **state)
 {
@@ -1400,6 +1506,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(handshake_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(bounded_queue, setup, teardown),
         cmocka_unit_test_setup_teardown(reconnect_with_backoff, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(flapping_link_backs_off, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(bind_source_address, setup, teardown),
         cmocka_unit_test_setup_teardown(server_close_with_connections, setup,

@@ -291,6 +291,37 @@ static void election_lease_ignores_votes(void **state)
     assert_int_equal(h_live_allocs, 0);
 }
 
+/* A candidate whose peers alone form a majority still waits for its own
+ * vote to be durable before acting as leader (found by the simulator). */
+static void election_leader_waits_for_durable_vote(void **state)
+{
+    (void)state;
+    struct raft_options o;
+    raft_options_default(&o);
+    o.pre_vote = false;
+    struct raft *r = hand_core(3, 1, &o);
+    struct raft_update u;
+    struct raft_event tk = {.type = RAFT_TICK};
+    uint64_t seq = 0;
+    do {
+        step_ok(r, &tk, &u);
+        seq = u.persist_seq ? u.persist_seq : seq;
+    } while (u.role != RAFT_CANDIDATE);
+    for (raft_id p = 2; p <= 3; p++) {
+        struct raft_message g = {.type = RAFT_MSG_VOTE_RESP,
+                                 .from = p,
+                                 .to = 1,
+                                 .term = u.term,
+                                 .vote_resp = {.granted = true}};
+        u = recv(r, &g);
+        assert_int_equal(u.role, RAFT_CANDIDATE);
+    }
+    u = persisted(r, seq);
+    assert_int_equal(u.role, RAFT_LEADER);
+    raft_free(r);
+    assert_int_equal(h_live_allocs, 0);
+}
+
 /* ---- replication ---------------------------------------------------- */
 
 static void replication_basic_commit(void **state)
@@ -635,6 +666,61 @@ static void snapshot_chunks_resume_after_loss(void **state)
     c.drop_per_mille = 0;
     assert_true(c.nodes[f].hash == c.nodes[(unsigned)l].hash);
     h_close(&c);
+}
+
+/* A snapshot is installed while a write of older entries is in flight: the
+ * install drops the whole old log in order after that write (found by the
+ * simulator: the write landed after compaction and left a gap). */
+static void snapshot_install_with_write_in_flight(void **state)
+{
+    (void)state;
+    struct raft *r = hand_core(3, 1, NULL);
+    struct raft_entry a[3] = {ent(1, 1), ent(1, 2), ent(1, 3)};
+    struct raft_message m = {.type = RAFT_MSG_APPEND,
+                             .from = 2,
+                             .to = 1,
+                             .term = 1,
+                             .append = {.entries = a, .n_entries = 3}};
+    struct raft_update u = recv(r, &m);
+    uint64_t s1 = u.persist_seq;
+    static const char data[8] = "snapshot";
+    struct raft_message sn = {
+        .type = RAFT_MSG_SNAPSHOT,
+        .from = 2,
+        .to = 1,
+        .term = 1,
+        .snapshot = {.meta = {.index = 10,
+                              .term = 1,
+                              .config = {.n = 3, .ids = {1, 2, 3}},
+                              .size = 8},
+                     .offset = 0,
+                     .last = true,
+                     .data = {(void *)data, 8}}};
+    u = recv(r, &sn);
+    assert_non_null(u.snapshot_chunk);
+    assert_true(u.snapshot_chunk->last);
+    uint64_t s2 = u.persist_seq;
+    assert_true(s2 > s1);
+    u = persisted(r, s2);
+    assert_non_null(u.install);
+    assert_int_equal(u.install->index, 10);
+    assert_int_equal(u.truncate_from, 1); /* after the in-flight write */
+    assert_int_equal(u.compact_to, 10);
+    assert_true(u.persist_seq > s2);
+    /* The ack of the append (term 1, index 3) and the snapshot's "done". */
+    bool done = false;
+    for (size_t k = 0; k < u.n_messages; k++) {
+        done |= u.messages[k].type == RAFT_MSG_SNAPSHOT_RESP &&
+                u.messages[k].snapshot_resp.done;
+    }
+    assert_true(done);
+    struct raft_status st = hstat(r);
+    assert_int_equal(st.applied, 10);
+    assert_int_equal(st.commit, 10);
+    assert_int_equal(st.last_index, 10);
+    assert_int_equal(st.durable_index, 10);
+    raft_free(r);
+    assert_int_equal(h_live_allocs, 0);
 }
 
 /* ---- ReadIndex ------------------------------------------------------ */
@@ -1045,6 +1131,7 @@ int main(void)
         T(election_vote_rules),
         T(election_vote_needs_up_to_date_log),
         T(election_lease_ignores_votes),
+        T(election_leader_waits_for_durable_vote),
         T(replication_basic_commit),
         T(replication_divergent_logs_converge),
         T(replication_fast_backtracking),
@@ -1054,6 +1141,7 @@ int main(void)
         T(persist_restart_keeps_votes_and_log),
         T(snapshot_lagging_follower_catches_up),
         T(snapshot_chunks_resume_after_loss),
+        T(snapshot_install_with_write_in_flight),
         T(readindex_basic),
         T(readindex_waits_for_own_term_commit),
         T(flow_idle_heartbeats_bounded),
