@@ -148,6 +148,10 @@ struct node {
     uint32_t unreachable; /* bit i: member i could not be sent to */
     uint64_t deferred_persisted;
     uint64_t persist_bytes; /* entry bytes submitted, not yet durable */
+    /* What the store holds once everything submitted is done: the last
+     * log index and the index of the current snapshot. */
+    raft_index store_last;
+    raft_index store_snap;
     struct raft_entry *scratch;
     struct buf sendbuf;
 
@@ -299,6 +303,22 @@ static struct persist_req *persist_req_new(struct node *n, uint64_t seq)
     return p;
 }
 
+/*
+ * The core asks to drop entries >= truncate_from; the store refuses a
+ * truncation at or below its snapshot, whose entries compaction removes
+ * (and which the store drops by itself when the next append starts after
+ * the snapshot).  So a truncation below the snapshot becomes one just
+ * after it, or none when the log holds nothing beyond the snapshot.
+ */
+static raft_index store_truncation(const struct node *n,
+                                   raft_index truncate_from)
+{
+    if (truncate_from == 0 || truncate_from > n->store_snap) {
+        return truncate_from;
+    }
+    return n->store_last > n->store_snap ? n->store_snap + 1 : 0;
+}
+
 static void persist(struct node *n, const struct raft_update *u)
 {
     if (u->persist_seq == 0) {
@@ -313,18 +333,33 @@ static void persist(struct node *n, const struct raft_update *u)
     if (log) {
         struct persist_req *p =
             persist_req_new(n, chunk == NULL ? u->persist_seq : 0);
+        raft_index truncate_from = store_truncation(n, u->truncate_from);
         int rv = store_append(n->store, &p->req, u->hs_changed ? &u->hs : NULL,
-                              u->truncate_from, u->entries, u->n_entries,
+                              truncate_from, u->entries, u->n_entries,
                               on_persisted);
         if (rv != 0) {
             free(p);
-            node_fatal(n, "queueing a Raft log write", rv);
+            char what[160];
+            snprintf(what, sizeof what,
+                     "queueing a Raft log write (truncate_from %llu, %zu "
+                     "entries from %llu, snapshot %llu)",
+                     (unsigned long long)u->truncate_from, u->n_entries,
+                     (unsigned long long)(u->n_entries ? u->entries[0].index
+                                                       : 0),
+                     (unsigned long long)n->snapshot_index);
+            node_fatal(n, what, rv);
         }
         for (size_t i = 0; i < u->n_entries; i++) {
             p->bytes += u->entries[i].buf.len + 32;
         }
         n->log_bytes += p->bytes;
         n->persist_bytes += p->bytes;
+        if (truncate_from != 0) {
+            n->store_last = truncate_from - 1;
+        }
+        if (u->n_entries > 0) {
+            n->store_last = u->entries[u->n_entries - 1].index;
+        }
     }
     if (chunk != NULL) {
         /* A snapshot from the leader replaces whatever we were making. */
@@ -340,6 +375,9 @@ static void persist(struct node *n, const struct raft_update *u)
         if (rv != 0) {
             free(p);
             node_fatal(n, "queueing a snapshot chunk", rv);
+        }
+        if (chunk->last) {
+            n->store_snap = chunk->meta.index;
         }
     }
 }
@@ -915,12 +953,16 @@ static void snap_store_next(struct node *n)
     /* The request's seq field carries the snapshot generation, so that a
      * callback of an abandoned snapshot is recognised. */
     struct persist_req *p = persist_req_new(n, n->snap_gen);
+    bool last = n->snap_off == n->snap_size;
     int rv = store_snapshot_put(n->store, &p->req, &meta, off, n->snap_chunk,
-                                len, n->snap_off == n->snap_size,
-                                on_snap_chunk);
+                                len, last, on_snap_chunk);
     if (rv != 0) {
         free(p);
         snap_finish(n, craft_strerror(rv));
+        return;
+    }
+    if (last) {
+        n->store_snap = n->snap_index;
     }
 }
 
@@ -1120,6 +1162,8 @@ static int start_core(struct node *n, char *errmsg, size_t len)
     for (size_t i = 0; i < l->n_entries; i++) {
         n->log_bytes += l->entries[i].buf.len + 32;
     }
+    n->store_last = l->log_last;
+    n->store_snap = l->has_snapshot ? l->snapshot.index : 0;
     struct raft_restore restore = {.hs = l->hs,
                                    .snapshot = l->has_snapshot ? &l->snapshot
                                                                : NULL,
