@@ -250,8 +250,9 @@ class Node:
 
 
 class Cluster:
-    def __init__(self, n=3, extra=None, name="craftd"):
-        self.tmp = tempfile.mkdtemp(prefix="craft-%s-" % name)
+    def __init__(self, n=3, extra=None, name="craftd", root=None,
+                 fast=True):
+        self.tmp = tempfile.mkdtemp(prefix="craft-%s-" % name, dir=root)
         self.offset = random.randint(1000, 5000)
         ports = []
         while len(ports) < n:
@@ -263,8 +264,8 @@ class Cluster:
         self.spec = ",".join("%d=127.0.0.1:%d" % (nd.id, nd.port)
                              for nd in self.nodes)
         # Fast elections keep the tests short; still 10x the heartbeat.
-        self.extra = ["--election-ms", "300-600", "--heartbeat-ms", "30"] + \
-            (extra or [])
+        fast_args = ["--election-ms", "300-600", "--heartbeat-ms", "30"]
+        self.extra = (fast_args if fast else []) + (extra or [])
 
     def node(self, nid):
         return self.nodes[nid - 1]
