@@ -388,6 +388,9 @@ static void send_message(struct node *n, const struct raft_message *m)
 {
     int idx = member_index(n, m->to);
     CRAFT_ASSERT(idx >= 0 && (unsigned)idx != n->cfg.self);
+    if (n->peers[idx] == NULL) {
+        return; /* stopping: the peers are closed; Raft tolerates loss */
+    }
     size_t hdr = raft_message_encoded_size(m);
     size_t extra = m->type == RAFT_MSG_SNAPSHOT ? m->snapshot.data.len : 0;
     buf_reset(&n->sendbuf);
