@@ -87,6 +87,10 @@
  * group commits' worth, and well below the store's own limit
  * (STORE_PENDING_BYTES_MAX_DEFAULT, 256 MiB), which must never be hit. */
 #define NODE_PERSIST_BYTES_MAX (64u << 20)
+/* How long a stopping leader waits for the peer it hands leadership to:
+ * the peer is caught up at once in the common case and wins its election
+ * in one round trip; beyond this the cluster elects one the normal way. */
+#define NODE_TRANSFER_WAIT_MS 500
 
 struct persist_req {
     struct store_req req;
@@ -181,6 +185,7 @@ struct node {
 
     /* Stopping. */
     bool stopping;
+    bool transferring; /* handing leadership over before closing */
     bool srv_stopped;
     unsigned open_handles;
 };
@@ -603,6 +608,20 @@ static void role_change(struct node *n, const struct raft_update *u)
     }
 }
 
+/* After a step: a stopping leader whose transfer went through closes now,
+ * once the update (with the TimeoutNow message) has been handed to net.
+ * The peers are closed on a later loop turn, after that message is
+ * written. */
+static void after_step(struct node *n)
+{
+    if (n->transferring && n->role != RAFT_LEADER) {
+        n->transferring = false;
+        LOG_INFOF("leadership handed over");
+        uv_timer_stop(&n->stop_timer);
+        node_shutdown(n);
+    }
+}
+
 static void maybe_snapshot(struct node *n);
 
 static void handle_update(struct node *n, const struct raft_update *u)
@@ -664,6 +683,7 @@ static int node_step_hooked(struct node *n, struct raft_event *ev,
         ue.unreachable.peer = n->cfg.members[i].id;
         node_step(n, &ue);
     }
+    after_step(n);
     return rv;
 }
 
@@ -1078,7 +1098,7 @@ static void peer_on_message(void *data, struct net_conn *conn, uint16_t type,
     uint64_t from = net_conn_peer_id(conn);
     const char *why = NULL;
     struct raft_message m;
-    if (n->stopping || n->raft == NULL) {
+    if (n->raft == NULL) {
         return;
     }
     if (type != NODE_MSG_RAFT) {
@@ -1380,6 +1400,53 @@ static void node_shutdown(struct node *n)
     }
 }
 
+static void on_transfer_timeout(uv_timer_t *t)
+{
+    struct node *n = t->data;
+    if (n->transferring) {
+        n->transferring = false;
+        LOG_INFOF("leadership transfer did not complete in %d ms",
+                  NODE_TRANSFER_WAIT_MS);
+        node_shutdown(n);
+    }
+}
+
+/* A stopping leader hands leadership to its most up-to-date peer (thesis
+ * §3.10), so that the cluster does not wait an election timeout for a new
+ * one.  Returns true if a transfer started; node_shutdown() then follows
+ * the role change (or NODE_TRANSFER_WAIT_MS). */
+static bool start_transfer(struct node *n)
+{
+    if (n->role != RAFT_LEADER || n->cfg.n_members < 2) {
+        return false;
+    }
+    struct raft_status st;
+    raft_status(n->raft, &st);
+    raft_id best = 0;
+    raft_index best_match = 0;
+    for (unsigned i = 0; i < st.n_progress; i++) {
+        const struct raft_progress_status *p = &st.progress[i];
+        if (p->id != n->cfg.id && (best == 0 || p->match > best_match)) {
+            best = p->id;
+            best_match = p->match;
+        }
+    }
+    if (best == 0) {
+        return false;
+    }
+    LOG_INFOF("handing leadership to node %llu", (unsigned long long)best);
+    n->transferring = true;
+    struct raft_event ev = {.type = RAFT_TRANSFER};
+    ev.transfer.peer = best;
+    if (node_step_hooked(n, &ev, NULL, NULL) != 0 || !n->transferring) {
+        n->transferring = false;
+        return n->role != RAFT_LEADER; /* already done, or refused */
+    }
+    uv_timer_start(&n->stop_timer, on_transfer_timeout, NODE_TRANSFER_WAIT_MS,
+                   0);
+    return true;
+}
+
 static void on_srv_stopped(struct srv *s, void *data)
 {
     struct node *n = data;
@@ -1389,7 +1456,10 @@ static void on_srv_stopped(struct srv *s, void *data)
     srv_free(s);
     n->srv = NULL;
     LOG_INFOF("clients closed; closing peers and the log");
-    node_shutdown(n);
+    uv_timer_stop(&n->stop_timer);
+    if (!start_transfer(n)) {
+        node_shutdown(n);
+    }
 }
 
 static void on_stop_grace(uv_timer_t *t)

@@ -126,6 +126,12 @@ def test_basic_three():
         assert [k.read_reply() for _ in range(100)] == list(range(1, 101))
         k.close()
         f.close()
+        # A leader stopped with SIGTERM hands leadership over first.
+        assert leader.stop() == 0
+        with open(leader.log) as lf:
+            assert "leadership handed over" in lf.read(), leader.tail()
+        assert c.leader() != lid
+        leader.start()
         # Clean stops, a restart of all, the data is still there.
         for nd in c.nodes:
             assert nd.stop() == 0, nd.tail()
