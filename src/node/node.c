@@ -858,6 +858,30 @@ static int backend_info(void *data, struct buf *b)
         (unsigned long long)st.snapshot_index, n->cfg.n_members, n->props.n,
         (unsigned long long)node_sm_keys(n->sm));
     CRAFT_ASSERT(len > 0 && (size_t)len < sizeof text);
+    for (unsigned i = 0; i < n->cfg.n_members; i++) {
+        if (n->peers[i] == NULL) {
+            continue;
+        }
+        struct net_peer_stats ps;
+        net_peer_get_stats(n->peers[i], &ps);
+        const struct raft_progress_status *pr = NULL;
+        for (unsigned j = 0; j < st.n_progress; j++) {
+            if (st.progress[j].id == n->cfg.members[i].id) {
+                pr = &st.progress[j];
+            }
+        }
+        int k = snprintf(
+            text + len, sizeof text - (size_t)len,
+            "raft_peer_%llu:connected=%d,match=%llu,state=%d,frames_sent="
+            "%llu,frames_dropped=%llu\r\n",
+            (unsigned long long)n->cfg.members[i].id, ps.connected,
+            (unsigned long long)(pr ? pr->match : 0), pr ? pr->state : -1,
+            (unsigned long long)ps.frames_sent,
+            (unsigned long long)ps.frames_dropped);
+        if (k > 0 && (size_t)(len + k) < sizeof text) {
+            len += k;
+        }
+    }
     return buf_append(b, text, (size_t)len);
 }
 
