@@ -5,6 +5,7 @@
  */
 #include "node/config.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
 #include <stdarg.h>
@@ -198,8 +199,7 @@ static int parse_member(const char *item, unsigned offset,
     const char *eq = strchr(item, '=');
     const char *colon = strrchr(item, ':');
     if (eq == NULL || colon == NULL || colon < eq) {
-        return fail(errmsg, len,
-                    "--cluster: '%s' is not ID=HOST:PORT", item);
+        return fail(errmsg, len, "--cluster: '%s' is not ID=HOST:PORT", item);
     }
     char idbuf[16];
     size_t idlen = (size_t)(eq - item);
@@ -220,6 +220,12 @@ static int parse_member(const char *item, unsigned offset,
     }
     memcpy(m->host, eq + 1, hostlen);
     m->host[hostlen] = '\0';
+    struct in_addr a;
+    if (inet_pton(AF_INET, m->host, &a) != 1) {
+        return fail(errmsg, len,
+                    "--cluster: host '%s' is not a numeric IPv4 address",
+                    m->host);
+    }
     unsigned port;
     if (parse_unsigned(colon + 1, 1, 65535, &port) != 0) {
         return fail(errmsg, len, "--cluster: bad port in '%s'", item);
@@ -419,8 +425,10 @@ static int parse_flag(int c, const char *arg, struct node_config *cfg,
         return 0;
     case OPT_RAFT_PORT_OFFSET:
         if (parse_unsigned(arg, 1, 64000, &cfg->raft_port_offset) != 0) {
-            return fail(errmsg, len, "--raft-port-offset: '%s' is not in "
-                                     "1..64000", arg);
+            return fail(errmsg, len,
+                        "--raft-port-offset: '%s' is not in "
+                        "1..64000",
+                        arg);
         }
         return 0;
     case OPT_LOG_LEVEL:
@@ -439,8 +447,7 @@ static int parse_flag(int c, const char *arg, struct node_config *cfg,
         return 0;
     case OPT_TICK_MS:
         if (parse_unsigned(arg, 1, 1000, &cfg->tick_ms) != 0) {
-            return fail(errmsg, len, "--tick-ms: '%s' is not in 1..1000",
-                        arg);
+            return fail(errmsg, len, "--tick-ms: '%s' is not in 1..1000", arg);
         }
         return 0;
     case OPT_ELECTION_MS:
@@ -465,8 +472,8 @@ static int parse_flag(int c, const char *arg, struct node_config *cfg,
         return 0;
     case OPT_MAX_CLIENTS:
         if (parse_unsigned(arg, 1, MAX_CLIENTS_MAX, &cfg->max_clients) != 0) {
-            return fail(errmsg, len, "--max-clients: '%s' is not in 1..%d",
-                        arg, MAX_CLIENTS_MAX);
+            return fail(errmsg, len, "--max-clients: '%s' is not in 1..%d", arg,
+                        MAX_CLIENTS_MAX);
         }
         return 0;
     case OPT_REQUIREPASS:
@@ -512,8 +519,8 @@ int node_config_parse(int argc, char **argv, struct node_config *cfg,
             return fail(errmsg, errmsg_len, "option '%s' needs a value",
                         argv[optind - 1]);
         }
-        int rv = parse_flag(ch, optarg, &c, &cluster, &have_id, errmsg,
-                            errmsg_len);
+        int rv =
+            parse_flag(ch, optarg, &c, &cluster, &have_id, errmsg, errmsg_len);
         if (rv != 0) {
             return rv;
         }

@@ -30,8 +30,8 @@ static int open_log(const struct node_config *cfg)
     if (cfg->log_file[0] == '\0') {
         return 0;
     }
-    int fd = open(cfg->log_file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC,
-                  0644);
+    int fd =
+        open(cfg->log_file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (fd < 0) {
         fprintf(stderr, "craftd: cannot open --log-file %s: %s\n",
                 cfg->log_file, strerror(errno));

@@ -100,8 +100,7 @@ static int write_all(int fd, const char *p, size_t n)
     return 0;
 }
 
-static int write_ident(const struct node_config *cfg, char *errmsg,
-                       size_t len)
+static int write_ident(const struct node_config *cfg, char *errmsg, size_t len)
 {
     char text[IDENT_MAX], tmp[NODE_PATH_MAX + 32], path[NODE_PATH_MAX + 32];
     int n = format_ident(cfg, text, sizeof text);
@@ -210,8 +209,8 @@ static int read_or_create(const struct node_config *cfg, char *errmsg,
     return check_ident(cfg, text, (size_t)n, path, errmsg, len);
 }
 
-int node_ident_open(const struct node_config *cfg, int *lock_fd,
-                    char *errmsg, size_t errmsg_len)
+int node_ident_open(const struct node_config *cfg, int *lock_fd, char *errmsg,
+                    size_t errmsg_len)
 {
     CRAFT_ASSERT(cfg->data_dir[0] != '\0');
     CRAFT_ASSERT(errmsg_len > 0);
@@ -236,8 +235,8 @@ int node_ident_open(const struct node_config *cfg, int *lock_fd,
                         "data dir %s is in use by another craftd",
                         cfg->data_dir);
         }
-        return fail(CRAFT_EIO, errmsg, errmsg_len, "cannot lock %s: %s",
-                    path, strerror(e));
+        return fail(CRAFT_EIO, errmsg, errmsg_len, "cannot lock %s: %s", path,
+                    strerror(e));
     }
     int rv = read_or_create(cfg, errmsg, errmsg_len);
     if (rv != 0) {

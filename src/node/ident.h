@@ -28,7 +28,7 @@
  * process), CRAFT_EMISMATCH (another node id or member list) or
  * CRAFT_ECORRUPT (an unreadable identity file), with the reason in errmsg.
  */
-int node_ident_open(const struct node_config *cfg, int *lock_fd,
-                    char *errmsg, size_t errmsg_len);
+int node_ident_open(const struct node_config *cfg, int *lock_fd, char *errmsg,
+                    size_t errmsg_len);
 
 #endif /* CRAFT_NODE_IDENT_H */

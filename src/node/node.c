@@ -115,8 +115,8 @@ struct op_list {
 
 enum snap_state {
     SNAP_IDLE = 0,
-    SNAP_CHILD,    /* a forked child is writing the data file */
-    SNAP_STORING,  /* handing the data file to the store, chunk by chunk */
+    SNAP_CHILD,   /* a forked child is writing the data file */
+    SNAP_STORING, /* handing the data file to the store, chunk by chunk */
 };
 
 struct node {
@@ -176,9 +176,9 @@ struct node {
     uint64_t snap_off;
     uint64_t snap_started_ns;
     int snap_fd;
-    bool remote_snap; /* the leader is sending us a snapshot */
-    uint64_t snap_gen;  /* increments with every local snapshot */
-    pid_t pid;          /* of this process (not of a snapshot child) */
+    bool remote_snap;  /* the leader is sending us a snapshot */
+    uint64_t snap_gen; /* increments with every local snapshot */
+    pid_t pid;         /* of this process (not of a snapshot child) */
     uint8_t *snap_chunk;
     uint64_t log_bytes; /* entry bytes persisted since the last snapshot */
     raft_index snapshot_index;
@@ -339,19 +339,19 @@ static void persist(struct node *n, const struct raft_update *u)
         struct persist_req *p =
             persist_req_new(n, chunk == NULL ? u->persist_seq : 0);
         raft_index truncate_from = store_truncation(n, u->truncate_from);
-        int rv = store_append(n->store, &p->req, u->hs_changed ? &u->hs : NULL,
-                              truncate_from, u->entries, u->n_entries,
-                              on_persisted);
+        int rv =
+            store_append(n->store, &p->req, u->hs_changed ? &u->hs : NULL,
+                         truncate_from, u->entries, u->n_entries, on_persisted);
         if (rv != 0) {
             free(p);
             char what[160];
-            snprintf(what, sizeof what,
-                     "queueing a Raft log write (truncate_from %llu, %zu "
-                     "entries from %llu, snapshot %llu)",
-                     (unsigned long long)u->truncate_from, u->n_entries,
-                     (unsigned long long)(u->n_entries ? u->entries[0].index
-                                                       : 0),
-                     (unsigned long long)n->snapshot_index);
+            snprintf(
+                what, sizeof what,
+                "queueing a Raft log write (truncate_from %llu, %zu "
+                "entries from %llu, snapshot %llu)",
+                (unsigned long long)u->truncate_from, u->n_entries,
+                (unsigned long long)(u->n_entries ? u->entries[0].index : 0),
+                (unsigned long long)n->snapshot_index);
             node_fatal(n, what, rv);
         }
         for (size_t i = 0; i < u->n_entries; i++) {
@@ -375,8 +375,7 @@ static void persist(struct node *n, const struct raft_update *u)
         struct persist_req *p = persist_req_new(n, u->persist_seq);
         int rv = store_snapshot_put(n->store, &p->req, &chunk->meta,
                                     chunk->offset, chunk->data.base,
-                                    chunk->data.len, chunk->last,
-                                    on_persisted);
+                                    chunk->data.len, chunk->last, on_persisted);
         if (rv != 0) {
             free(p);
             node_fatal(n, "queueing a snapshot chunk", rv);
@@ -412,10 +411,9 @@ static void send_message(struct node *n, const struct raft_message *m)
          * snapshot data).  A snapshot replaced meanwhile: drop; the core
          * retries with the newest. */
         struct raft_snapshot_meta meta;
-        int64_t got = store_snapshot_read(n->store, m->snapshot.meta.index,
-                                          m->snapshot.offset,
-                                          n->sendbuf.data + total, extra,
-                                          &meta);
+        int64_t got = store_snapshot_read(
+            n->store, m->snapshot.meta.index, m->snapshot.offset,
+            n->sendbuf.data + total, extra, &meta);
         if (got != (int64_t)extra) {
             LOG_DEBUGF("snapshot %llu no longer readable; chunk dropped",
                        (unsigned long long)m->snapshot.meta.index);
@@ -423,8 +421,8 @@ static void send_message(struct node *n, const struct raft_message *m)
         }
         total += extra;
     }
-    int rv = net_peer_send(n->peers[idx], NODE_MSG_RAFT, n->sendbuf.data,
-                           total);
+    int rv =
+        net_peer_send(n->peers[idx], NODE_MSG_RAFT, n->sendbuf.data, total);
     if (rv != 0) {
         n->unreachable |= 1u << idx;
     }
@@ -472,8 +470,8 @@ static int64_t read_store_snapshot(void *data, void *buf, size_t len)
 {
     struct snap_reader *r = data;
     struct raft_snapshot_meta meta;
-    int64_t got = store_snapshot_read(r->n->store, r->index, r->off, buf, len,
-                                      &meta);
+    int64_t got =
+        store_snapshot_read(r->n->store, r->index, r->off, buf, len, &meta);
     if (got > 0) {
         r->off += (uint64_t)got;
     }
@@ -519,8 +517,8 @@ static void compact(struct node *n, raft_index to)
     int rv = store_compact(n->store, &p->req, to, on_compacted);
     if (rv != 0) {
         free(p);
-        LOG_WARNF("log compaction to %llu refused: %s",
-                  (unsigned long long)to, craft_strerror(rv));
+        LOG_WARNF("log compaction to %llu refused: %s", (unsigned long long)to,
+                  craft_strerror(rv));
     }
 }
 
@@ -565,9 +563,9 @@ static void serve_reads(struct node *n)
         struct srv_op *op = g->ops;
         while (op != NULL) {
             struct srv_op *next = op->bnext;
-            int rv = node_sm_read(n->sm, op->argc,
-                                  (const uint8_t *const *)op->argv, op->lens,
-                                  &op->reply);
+            int rv =
+                node_sm_read(n->sm, op->argc, (const uint8_t *const *)op->argv,
+                             op->lens, &op->reply);
             srv_op_done(op, rv);
             op = next;
         }
@@ -979,18 +977,16 @@ static void on_snap_chunk(struct store_req *req, int status)
 static void snap_store_next(struct node *n)
 {
     uint64_t left = n->snap_size - n->snap_off;
-    size_t len = left < NODE_SNAPSHOT_CHUNK ? (size_t)left
-                                            : NODE_SNAPSHOT_CHUNK;
-    ssize_t got = len > 0 ? pread(n->snap_fd, n->snap_chunk, len,
-                                  (off_t)n->snap_off)
-                          : 0;
+    size_t len =
+        left < NODE_SNAPSHOT_CHUNK ? (size_t)left : NODE_SNAPSHOT_CHUNK;
+    ssize_t got =
+        len > 0 ? pread(n->snap_fd, n->snap_chunk, len, (off_t)n->snap_off) : 0;
     if (got != (ssize_t)len) {
         snap_finish(n, "cannot read the data file");
         return;
     }
-    struct raft_snapshot_meta meta = {.index = n->snap_index,
-                                      .term = n->snap_term,
-                                      .size = n->snap_size};
+    struct raft_snapshot_meta meta = {
+        .index = n->snap_index, .term = n->snap_term, .size = n->snap_size};
     meta.config.n = n->cfg.n_members;
     for (unsigned i = 0; i < n->cfg.n_members; i++) {
         meta.config.ids[i] = n->cfg.members[i].id;
@@ -1141,8 +1137,7 @@ static void peer_on_message(void *data, struct net_conn *conn, uint16_t type,
         }
     }
     if (why != NULL) {
-        LOG_WARNF("disconnecting node %llu: %s", (unsigned long long)from,
-                  why);
+        LOG_WARNF("disconnecting node %llu: %s", (unsigned long long)from, why);
         net_conn_close(conn);
     }
 }
@@ -1199,8 +1194,8 @@ static int start_core(struct node *n, char *errmsg, size_t len)
         struct load_reader r = {.store = n->store, .off = 0};
         rv = node_sm_snapshot_load(n->sm, read_loaded_snapshot, &r);
         if (rv != 0) {
-            snprintf(errmsg, len, "cannot load snapshot %s/%s: %s",
-                     n->raft_dir, l->snapshot_name, craft_strerror(rv));
+            snprintf(errmsg, len, "cannot load snapshot %s/%s: %s", n->raft_dir,
+                     l->snapshot_name, craft_strerror(rv));
             return rv;
         }
         n->applied = n->snapshot_index = l->snapshot.index;
@@ -1212,8 +1207,8 @@ static int start_core(struct node *n, char *errmsg, size_t len)
     n->store_last = l->log_last;
     n->store_snap = l->has_snapshot ? l->snapshot.index : 0;
     struct raft_restore restore = {.hs = l->hs,
-                                   .snapshot = l->has_snapshot ? &l->snapshot
-                                                               : NULL,
+                                   .snapshot =
+                                       l->has_snapshot ? &l->snapshot : NULL,
                                    .entries = l->entries,
                                    .n_entries = l->n_entries};
     struct raft_config config = {.n = c->n_members};
@@ -1251,8 +1246,7 @@ static int start_net(struct node *n, char *errmsg, size_t len)
     struct net_handlers h = peer_handlers_template;
     h.data = n;
     char addr[NODE_HOST_MAX + 16];
-    snprintf(addr, sizeof addr, "%s:%u", self->host,
-             (unsigned)self->raft_port);
+    snprintf(addr, sizeof addr, "%s:%u", self->host, (unsigned)self->raft_port);
     int rv = net_server_new(n->loop, &nc, addr, &h, &n->rserver, errmsg, len);
     if (rv != 0) {
         return rv;

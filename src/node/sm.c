@@ -89,8 +89,8 @@ int node_sm_apply(struct node_sm *sm, raft_index index, const void *data,
 {
     struct buf scratch;
     buf_init(&scratch);
-    int rv = kvsm_apply(sm->kv, index, data, len,
-                        reply != NULL ? reply : &scratch);
+    int rv =
+        kvsm_apply(sm->kv, index, data, len, reply != NULL ? reply : &scratch);
     buf_close(&scratch);
     return rv;
 }

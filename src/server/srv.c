@@ -83,8 +83,8 @@ static void on_srv_handle_close(uv_handle_t *h);
 
 bool srv_arg_is(const uint8_t *arg, size_t len, const char *name)
 {
-    return strlen(name) == len && strncasecmp((const char *)arg, name, len) ==
-                                      0;
+    return strlen(name) == len &&
+           strncasecmp((const char *)arg, name, len) == 0;
 }
 
 /* ---- output --------------------------------------------------------- */
@@ -295,17 +295,28 @@ struct cmd_desc {
 };
 
 static const struct cmd_desc commands[] = {
-    {"get", 2, "readonly", 1, 1, 1},     {"set", -3, "write", 1, 1, 1},
-    {"append", 3, "write", 1, 1, 1},     {"del", -2, "write", 1, -1, 1},
-    {"exists", -2, "readonly", 1, -1, 1}, {"incr", 2, "write", 1, 1, 1},
-    {"incrby", 3, "write", 1, 1, 1},     {"decr", 2, "write", 1, 1, 1},
-    {"decrby", 3, "write", 1, 1, 1},     {"mget", -2, "readonly", 1, -1, 1},
-    {"mset", -3, "write", 1, -1, 2},     {"strlen", 2, "readonly", 1, 1, 1},
-    {"dbsize", 1, "readonly", 0, 0, 0},  {"ping", -1, "fast", 0, 0, 0},
-    {"echo", 2, "fast", 0, 0, 0},        {"quit", -1, "fast", 0, 0, 0},
-    {"select", 2, "fast", 0, 0, 0},      {"auth", -2, "fast", 0, 0, 0},
-    {"command", -1, "loading", 0, 0, 0}, {"config", -2, "admin", 0, 0, 0},
-    {"info", -1, "loading", 0, 0, 0},    {"craft.session", -1, "write", 0, 0, 0},
+    {"get", 2, "readonly", 1, 1, 1},
+    {"set", -3, "write", 1, 1, 1},
+    {"append", 3, "write", 1, 1, 1},
+    {"del", -2, "write", 1, -1, 1},
+    {"exists", -2, "readonly", 1, -1, 1},
+    {"incr", 2, "write", 1, 1, 1},
+    {"incrby", 3, "write", 1, 1, 1},
+    {"decr", 2, "write", 1, 1, 1},
+    {"decrby", 3, "write", 1, 1, 1},
+    {"mget", -2, "readonly", 1, -1, 1},
+    {"mset", -3, "write", 1, -1, 2},
+    {"strlen", 2, "readonly", 1, 1, 1},
+    {"dbsize", 1, "readonly", 0, 0, 0},
+    {"ping", -1, "fast", 0, 0, 0},
+    {"echo", 2, "fast", 0, 0, 0},
+    {"quit", -1, "fast", 0, 0, 0},
+    {"select", 2, "fast", 0, 0, 0},
+    {"auth", -2, "fast", 0, 0, 0},
+    {"command", -1, "loading", 0, 0, 0},
+    {"config", -2, "admin", 0, 0, 0},
+    {"info", -1, "loading", 0, 0, 0},
+    {"craft.session", -1, "write", 0, 0, 0},
     {"craft.exec", -4, "write", 0, 0, 0}};
 
 static void cmd_command(struct srv_client *c, const struct resp_cmd *cmd,
@@ -430,8 +441,8 @@ static void cmd_auth(struct srv_client *c, const struct resp_cmd *cmd,
     }
     /* AUTH user pass: only the "default" user exists. */
     size_t i = cmd->argc - 1;
-    bool user_ok = cmd->argc == 2 ||
-                   srv_arg_is(cmd->argv[1], cmd->lens[1], "default");
+    bool user_ok =
+        cmd->argc == 2 || srv_arg_is(cmd->argv[1], cmd->lens[1], "default");
     if (user_ok && cmd->lens[i] == strlen(pass) &&
         memcmp(cmd->argv[i], pass, cmd->lens[i]) == 0) {
         c->authed = true;
@@ -517,9 +528,9 @@ static bool needs_auth(const struct srv_client *c, const struct resp_cmd *cmd)
 
 static bool is_local(const struct resp_cmd *cmd)
 {
-    static const char *const names[] = {"ping",    "echo",   "quit",
-                                        "select",  "auth",   "command",
-                                        "config",  "info",   "client"};
+    static const char *const names[] = {"ping",   "echo", "quit",
+                                        "select", "auth", "command",
+                                        "config", "info", "client"};
     for (size_t i = 0; i < CRAFT_ARRAY_LEN(names); i++) {
         if (srv_arg_is(cmd->argv[0], cmd->lens[0], names[i])) {
             return true;
@@ -658,8 +669,8 @@ static void client_process(struct srv_client *c)
     while (c->state == CLIENT_OPEN && !client_paused(c) && pos < c->in.len) {
         struct resp_cmd cmd;
         size_t used = 0;
-        int rv = resp_parse(&c->parser, c->in.data + pos, c->in.len - pos,
-                            &cmd, &used);
+        int rv = resp_parse(&c->parser, c->in.data + pos, c->in.len - pos, &cmd,
+                            &used);
         if (rv == RESP_NEED_MORE) {
             break;
         }
@@ -837,8 +848,8 @@ static void on_failed_close(uv_handle_t *h)
 }
 
 int srv_start(uv_loop_t *loop, const struct srv_options *opts,
-              const struct srv_backend *backend, struct srv **out,
-              char *errmsg, size_t errmsg_len)
+              const struct srv_backend *backend, struct srv **out, char *errmsg,
+              size_t errmsg_len)
 {
     CRAFT_ASSERT(backend->submit != NULL && backend->leader != NULL);
     CRAFT_ASSERT(opts->max_clients > 0);

@@ -102,8 +102,8 @@ struct srv_options {
  * CRAFT_ENOMEM, with the reason in errmsg.  The backend struct is copied.
  */
 int srv_start(uv_loop_t *loop, const struct srv_options *opts,
-              const struct srv_backend *backend, struct srv **out,
-              char *errmsg, size_t errmsg_len);
+              const struct srv_backend *backend, struct srv **out, char *errmsg,
+              size_t errmsg_len);
 
 /* The port actually bound (useful with port 0). */
 uint16_t srv_port(const struct srv *s);

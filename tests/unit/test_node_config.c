@@ -92,25 +92,26 @@ static void config_errors(void **state)
          "bad port"},
         {{"--id", "1", "--cluster", "1=127.0.0.1:60000", "-d", "d"},
          "above 65535"},
-        {{"--id", "1", "--cluster", "1=127.0.0.1", "-d", "d"},
-         "ID=HOST:PORT"},
+        {{"--id", "1", "--cluster", "1=127.0.0.1", "-d", "d"}, "ID=HOST:PORT"},
         {{"--id", "1", "--cluster",
-          "1=h:1,2=h:2,3=h:3,4=h:4,5=h:5,6=h:6,7=h:7,8=h:8", "-d", "d"},
+          "1=1.0.0.1:1,2=1.0.0.1:2,3=1.0.0.1:3,4=1.0.0.1:4,5=1.0.0.1:5,"
+          "6=1.0.0.1:6,7=1.0.0.1:7,8=1.0.0.1:8",
+          "-d", "d"},
          "at most 7"},
-        {{"--id", "1", "--cluster", "1=h:7001,2=h:7001", "-d", "d"},
+        {{"--id", "1", "--cluster", "1=1.0.0.1:7001,2=1.0.0.1:7001", "-d", "d"},
          "share a port"},
+        {{"--id", "1", "--cluster", "1=localhost:7001", "-d", "d"},
+         "numeric IPv4"},
         {{"--id", "1", "--cluster", CLUSTER3, "-d", "d", "--bogus"},
          "unknown option"},
         {{"--id", "1", "--cluster", CLUSTER3, "-d", "d", "--election-ms",
           "500-100"},
          "MIN < MAX"},
-        {{"--id", "1", "--cluster", CLUSTER3, "-d", "d", "--log-level",
-          "loud"},
+        {{"--id", "1", "--cluster", CLUSTER3, "-d", "d", "--log-level", "loud"},
          "--log-level"},
         {{"--id", "1", "--cluster", CLUSTER3, "-d", "d", "extra"},
          "unexpected argument"},
-        {{"--id", "1", "--cluster", CLUSTER3, "-d", "d", "--max-clients",
-          "0"},
+        {{"--id", "1", "--cluster", CLUSTER3, "-d", "d", "--max-clients", "0"},
          "--max-clients"},
         {{"--id", "1", "--cluster", CLUSTER3, "-d", "d", "--snapshot-bytes",
           "12q"},
@@ -127,8 +128,8 @@ static void config_errors(void **state)
         int rv = node_config_parse(argc, (char **)argv, &cfg, &action, err,
                                    sizeof err);
         if (rv != CRAFT_EINVAL || strstr(err, cases[i].needle) == NULL) {
-            fail_msg("case %zu: rv %d, message '%s', expected '%s'", i, rv,
-                     err, cases[i].needle);
+            fail_msg("case %zu: rv %d, message '%s', expected '%s'", i, rv, err,
+                     cases[i].needle);
         }
     }
 }
@@ -141,8 +142,7 @@ static void config_help(void **state)
     const char *argv[] = {"craftd", "--id", "1", "--help"};
     enum node_config_action action = 0;
     assert_int_equal(
-        node_config_parse(4, (char **)argv, &cfg, &action, err, sizeof err),
-        0);
+        node_config_parse(4, (char **)argv, &cfg, &action, err, sizeof err), 0);
     assert_int_equal(action, NODE_CONFIG_HELP);
     FILE *f = tmpfile();
     node_config_usage(f);
@@ -178,8 +178,7 @@ static void ident_lifecycle(void **state)
     assert_int_equal(node_ident_open(&cfg, &fd, err, sizeof err), 0);
     assert_true(fd >= 0);
     /* A second process (here: a second open) is refused while locked. */
-    assert_int_equal(node_ident_open(&cfg, &fd2, err, sizeof err),
-                     CRAFT_EBUSY);
+    assert_int_equal(node_ident_open(&cfg, &fd2, err, sizeof err), CRAFT_EBUSY);
     assert_non_null(strstr(err, "in use"));
     close(fd);
     assert_int_equal(node_ident_open(&cfg, &fd, err, sizeof err), 0);

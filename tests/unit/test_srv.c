@@ -132,8 +132,7 @@ static struct fixture *start(unsigned max_clients, const char *pass)
     struct srv_backend be = {
         .data = f, .submit = submit, .leader = leader, .info = info};
     char err[256];
-    assert_int_equal(srv_start(&f->loop, &o, &be, &f->srv, err, sizeof err),
-                     0);
+    assert_int_equal(srv_start(&f->loop, &o, &be, &f->srv, err, sizeof err), 0);
     f->port = srv_port(f->srv);
     assert_true(f->port != 0);
     assert_int_equal(pthread_create(&f->thread, NULL, run_loop, f), 0);
