@@ -368,6 +368,46 @@ def test_minority_leader():
         c.close()
 
 
+def test_five_nodes():
+    """Five members tolerate two failures, not three; garbage on the Raft
+    port costs only that connection."""
+    c = Cluster(5, name="five")
+    try:
+        c.start()
+        lid = c.leader()
+        # Garbage and a stranger on a follower's Raft port.
+        victim = next(nd for nd in c.nodes if nd.id != lid)
+        g = socket.create_connection(("127.0.0.1", victim.port + c.offset),
+                                     timeout=5)
+        g.sendall(b"GET / HTTP/1.0\r\n\r\n" + os.urandom(64))
+        assert poll("the garbage connection to close",
+                    lambda: g.recv(4096) == b"", 10)
+        g.close()
+        cl = Client(c)
+        assert cl.call("SET", "five", "1") == "OK"
+        down = [nd for nd in c.nodes if nd.id != lid][:2]
+        for nd in down:
+            nd.kill9()
+        assert cl.call("INCR", "five") == 2
+        third = next(nd for nd in c.nodes if nd.alive() and nd.id != lid)
+        third.kill9()
+        k = Conn(c.node(lid).port, timeout=10)
+        r = k.call("INCR", "five")
+        assert isinstance(r, RespError), r
+        k.close()
+        for nd in down + [third]:
+            nd.start()
+        assert cl.call("GET", "five") in (b"2", b"3")
+        cl.close()
+        with open(victim.log) as f:
+            assert "not a craft frame" in f.read(), victim.tail()
+    except BaseException:
+        c.dump_logs()
+        raise
+    finally:
+        c.close()
+
+
 def test_redis_tools():
     if shutil.which("redis-benchmark") is None:
         print("   redis-benchmark not installed; skipped")
@@ -400,6 +440,7 @@ TESTS = {
     "crash_restart": test_crash_restart,
     "snapshot_catchup": test_snapshot_catchup,
     "minority_leader": test_minority_leader,
+    "five_nodes": test_five_nodes,
     "redis_tools": test_redis_tools,
 }
 
