@@ -298,7 +298,12 @@ struct raft_snapshot_chunk {
     struct raft_snapshot_meta meta;
     uint64_t offset; /* 0 starts a new snapshot, dropping any partial one */
     struct raft_buffer data;
-    bool last; /* after writing, make this snapshot durable and current */
+    /* After writing the last chunk, make this snapshot durable and
+     * current -- unless the runtime already holds a snapshot with a higher
+     * index (the application may have stored its own, newer one while
+     * this write was in flight); then drop it.  The core assumes exactly
+     * this rule. */
+    bool last;
 };
 
 struct raft_update {
@@ -363,7 +368,8 @@ CRAFT_API void raft_free(struct raft *r);
  * or:
  *   RAFT_PROPOSE   CRAFT_ENOTLEADER (not the leader, or handing leadership
  *                  over), CRAFT_EINVAL (n == 0 or more than
- *                  RAFT_PROPOSE_MAX commands), CRAFT_ENOMEM;
+ *                  RAFT_PROPOSE_MAX commands), CRAFT_ETOOBIG (a command
+ *                  above RAFT_ENTRY_BYTES_MAX), CRAFT_ENOMEM;
  *   RAFT_RECEIVE   CRAFT_EPROTO (an impossible message: wrong recipient,
  *                  unknown sender, inconsistent fields), which changed
  *                  nothing;

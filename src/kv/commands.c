@@ -8,10 +8,16 @@
  * on it.  Expired keys are invisible to every command and are deleted
  * lazily by the next write that touches them, on every replica alike.
  */
+#include <ctype.h>
+#include <errno.h>
 #include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include "kv/glob.h"
 #include "kv/kvsm_int.h"
 #include "server/resp.h"
 #include "util/assert.h"
@@ -182,6 +188,134 @@ static int cmd_ttl(struct kvsm_exec *x)
 static int cmd_pttl(struct kvsm_exec *x)
 {
     return ttl_reply(x, 1);
+}
+
+/* Keys collected by KEYS and SCAN: the entries are stable because the
+ * read path never modifies the table. */
+struct collect {
+    const struct kvsm *sm;
+    const uint8_t *pat;
+    size_t pat_len;  /* 0 with pat NULL: match everything */
+    int type_ok;     /* TYPE filter: 1 keep strings, 0 drop everything */
+    struct buf keys; /* RESP bulks of the matching keys */
+    size_t n;        /* keys in it */
+    size_t visited;  /* keys looked at, matching or not */
+    int rv;
+};
+
+static void collect_key(void *ctx, const struct ht_entry *e)
+{
+    struct collect *c = ctx;
+    c->visited++;
+    if (c->rv != 0 || expired(c->sm, e) || !c->type_ok ||
+        (c->pat != NULL &&
+         !kvsm__glob_match(c->pat, c->pat_len, e->key, e->key_len))) {
+        return;
+    }
+    c->rv = resp_write_bulk(&c->keys, e->key, e->key_len);
+    c->n += c->rv == 0;
+}
+
+static int reply_collected(struct buf *out, struct collect *c)
+{
+    int rv = c->rv;
+    if (rv == 0) {
+        rv = resp_write_array(out, c->n);
+    }
+    if (rv == 0) {
+        rv = buf_append(out, c->keys.data, c->keys.len);
+    }
+    buf_close(&c->keys);
+    return rv;
+}
+
+static int cmd_keys(struct kvsm_exec *x)
+{
+    struct collect c = {
+        .sm = x->ro, .pat = x->argv[1], .pat_len = x->lens[1], .type_ok = 1};
+    if (x->lens[1] == 1 && x->argv[1][0] == '*') {
+        c.pat = NULL;
+    }
+    buf_init(&c.keys);
+    struct ht_iter it;
+    ht_iter_init(&it, &x->ro->keys);
+    for (const struct ht_entry *e; (e = ht_iter_next(&it)) != NULL;) {
+        collect_key(&c, e);
+    }
+    return reply_collected(x->out, &c);
+}
+
+/* Redis's parseScanCursorOrReply(): strtoul, no leading blank. */
+static int parse_cursor(const uint8_t *p, size_t n, uint64_t *v)
+{
+    char tmp[128];
+    if (n == 0 || n >= sizeof tmp || isspace(p[0])) {
+        return -1;
+    }
+    memcpy(tmp, p, n);
+    tmp[n] = '\0';
+    char *end;
+    errno = 0;
+    unsigned long long c = strtoull(tmp, &end, 10);
+    if (*end != '\0' || errno == ERANGE || (size_t)(end - tmp) != n) {
+        return -1;
+    }
+    *v = c;
+    return 0;
+}
+
+/* SCAN cursor [MATCH pattern] [COUNT count] [TYPE type] */
+static int cmd_scan(struct kvsm_exec *x)
+{
+    uint64_t cursor;
+    if (parse_cursor(x->argv[1], x->lens[1], &cursor) != 0) {
+        return resp_write_error(x->out, "ERR invalid cursor");
+    }
+    struct collect c = {.sm = x->ro, .type_ok = 1};
+    long long count = 10;
+    for (size_t i = 2; i < x->argc; i += 2) {
+        if (i + 1 >= x->argc) {
+            return resp_write_error(x->out, E_SYNTAX);
+        }
+        if (is_opt(x, i, "COUNT")) {
+            if (arg_ll(x, i + 1, &count) != 0) {
+                return resp_write_error(x->out, E_NOT_INT);
+            }
+            if (count < 1) {
+                return resp_write_error(x->out, E_SYNTAX);
+            }
+        } else if (is_opt(x, i, "MATCH")) {
+            c.pat = x->argv[i + 1];
+            c.pat_len = x->lens[i + 1];
+            if (c.pat_len == 1 && c.pat[0] == '*') {
+                c.pat = NULL;
+            }
+        } else if (is_opt(x, i, "TYPE")) {
+            c.type_ok = is_opt(x, i + 1, "string");
+        } else {
+            return resp_write_error(x->out, E_SYNTAX);
+        }
+    }
+    /* As Redis: visit buckets until count keys were looked at or
+     * 10 * count buckets were visited, so a sparse table cannot stall. */
+    buf_init(&c.keys);
+    long long budget = count > LLONG_MAX / 10 ? LLONG_MAX : count * 10;
+    do {
+        cursor = ht_scan(&x->ro->keys, cursor, collect_key, &c);
+    } while (cursor != 0 && budget-- > 0 && c.rv == 0 &&
+             c.visited < (unsigned long long)count);
+    char digits[24];
+    int dn =
+        snprintf(digits, sizeof digits, "%llu", (unsigned long long)cursor);
+    int rv = c.rv == 0 ? resp_write_array(x->out, 2) : c.rv;
+    if (rv == 0) {
+        rv = resp_write_bulk(x->out, digits, (size_t)dn);
+    }
+    if (rv != 0) {
+        buf_close(&c.keys);
+        return rv;
+    }
+    return reply_collected(x->out, &c);
 }
 
 /* ---- stateless ---- */
@@ -510,6 +644,178 @@ static int cmd_persist(struct kvsm_exec *x)
     return resp_write_int(x->out, 1);
 }
 
+/* RENAME and RENAMENX: the value moves (no copy) and keeps its expiry. */
+static int rename_generic(struct kvsm_exec *x, int nx)
+{
+    struct kvsm *sm = x->rw;
+    struct ht_entry *src = lookup_w(sm, x->argv[1], x->lens[1]);
+    if (src == NULL) {
+        return resp_write_error(x->out, "ERR no such key");
+    }
+    if (x->lens[1] == x->lens[2] &&
+        memcmp(x->argv[1], x->argv[2], x->lens[1]) == 0) {
+        return nx ? resp_write_int(x->out, 0) : resp_write_simple(x->out, "OK");
+    }
+    if (nx && lookup_w(sm, x->argv[2], x->lens[2]) != NULL) {
+        return resp_write_int(x->out, 0);
+    }
+    size_t mark = x->out->len;
+    int rv = nx ? resp_write_int(x->out, 1) : resp_write_simple(x->out, "OK");
+    if (rv != 0) {
+        return rv;
+    }
+    struct ht_entry *dst;
+    int created;
+    rv = ht_upsert(&sm->keys, x->argv[2], x->lens[2], &dst, &created);
+    if (rv != 0) {
+        x->out->len = mark;
+        return rv;
+    }
+    /* Swap the value buffers; deleting src then frees dst's old value.
+     * Entries do not move when the table grows, so src is still valid. */
+    uint8_t *v = dst->val;
+    size_t vl = dst->val_len, vc = dst->val_cap;
+    dst->val = src->val;
+    dst->val_len = src->val_len;
+    dst->val_cap = src->val_cap;
+    dst->expire_ms = src->expire_ms;
+    src->val = v;
+    src->val_len = vl;
+    src->val_cap = vc;
+    ht_delete(&sm->keys, x->argv[1], x->lens[1]);
+    return 0;
+}
+
+static int cmd_rename(struct kvsm_exec *x)
+{
+    return rename_generic(x, 0);
+}
+
+static int cmd_renamenx(struct kvsm_exec *x)
+{
+    return rename_generic(x, 1);
+}
+
+/* SETRANGE key offset value: Redis's setrangeCommand(), zero padding. */
+static int cmd_setrange(struct kvsm_exec *x)
+{
+    struct kvsm *sm = x->rw;
+    long long off;
+    if (arg_ll(x, 2, &off) != 0) {
+        return resp_write_error(x->out, E_NOT_INT);
+    }
+    if (off < 0) {
+        return resp_write_error(x->out, "ERR offset is out of range");
+    }
+    struct ht_entry *e = lookup_w(sm, x->argv[1], x->lens[1]);
+    size_t n = x->lens[3];
+    if (n == 0) {
+        return resp_write_int(x->out, e ? (long long)e->val_len : 0);
+    }
+    if ((unsigned long long)off + n > KVSM_VALUE_MAX) {
+        return resp_write_error(x->out, E_TOO_BIG);
+    }
+    int created = 0, rv = 0;
+    if (e == NULL) {
+        rv = ht_upsert(&sm->keys, x->argv[1], x->lens[1], &e, &created);
+        if (rv != 0) {
+            return rv;
+        }
+    }
+    size_t cur = e->val_len, end = (size_t)off + n;
+    if (end > cur) {
+        /* Appending zeros keeps the growth amortised like APPEND. */
+        static const uint8_t zeros[4096];
+        for (size_t pad = end - cur; rv == 0 && pad > 0;) {
+            size_t k = pad < sizeof zeros ? pad : sizeof zeros;
+            rv = ht_entry_append(&sm->keys, e, zeros, k);
+            pad -= k;
+        }
+        if (rv != 0) {
+            if (created) {
+                ht_delete(&sm->keys, x->argv[1], x->lens[1]);
+            } else {
+                e->val_len = cur;
+            }
+            return rv;
+        }
+    }
+    memcpy(e->val + off, x->argv[3], n);
+    return resp_write_int(x->out, (long long)e->val_len);
+}
+
+/* Redis's string2ld(): strtold, refusing leading blanks, trailing bytes,
+ * NaN and overflow. */
+static int parse_ld(const uint8_t *p, size_t n, long double *v)
+{
+    char tmp[5 * 1024];
+    if (n == 0 || n >= sizeof tmp) {
+        return -1;
+    }
+    memcpy(tmp, p, n);
+    tmp[n] = '\0';
+    char *end;
+    errno = 0;
+    long double d = strtold(tmp, &end);
+    if (isspace((unsigned char)tmp[0]) || *end != '\0' ||
+        (size_t)(end - tmp) != n ||
+        (errno == ERANGE &&
+         (d == HUGE_VALL || d == -HUGE_VALL || fpclassify(d) == FP_ZERO)) ||
+        isnan(d)) {
+        return -1;
+    }
+    *v = d;
+    return 0;
+}
+
+/* INCRBYFLOAT key increment.  The result is formatted as Redis's
+ * ld2string(LD_STR_HUMAN) does: %.17Lf without trailing zeros.  Long
+ * double arithmetic is deterministic on one architecture, which a cluster
+ * is assumed to share. */
+static int cmd_incrbyfloat(struct kvsm_exec *x)
+{
+    struct kvsm *sm = x->rw;
+    struct ht_entry *e = lookup_w(sm, x->argv[1], x->lens[1]);
+    long double cur = 0, by;
+    if ((e != NULL && parse_ld(e->val, e->val_len, &cur) != 0) ||
+        parse_ld(x->argv[2], x->lens[2], &by) != 0) {
+        return resp_write_error(x->out, "ERR value is not a valid float");
+    }
+    cur += by;
+    if (isnan(cur) || isinf(cur)) {
+        return resp_write_error(x->out,
+                                "ERR increment would produce NaN or Infinity");
+    }
+    char buf[5 * 1024];
+    int l = snprintf(buf, sizeof buf, "%.17Lf", cur);
+    if (l < 0 || (size_t)l + 1 > sizeof buf) {
+        return resp_write_error(x->out,
+                                "ERR increment would produce NaN or Infinity");
+    }
+    if (strchr(buf, '.') != NULL) {
+        while (buf[l - 1] == '0') {
+            l--;
+        }
+        if (buf[l - 1] == '.') {
+            l--;
+        }
+    }
+    if (l == 2 && buf[0] == '-' && buf[1] == '0') {
+        buf[0] = '0';
+        l = 1;
+    }
+    size_t mark = x->out->len;
+    int rv = resp_write_bulk(x->out, buf, (size_t)l);
+    if (rv == 0) {
+        rv = store(sm, x->argv[1], x->lens[1], (const uint8_t *)buf, (size_t)l,
+                   1);
+    }
+    if (rv != 0) {
+        x->out->len = mark;
+    }
+    return rv;
+}
+
 static int cmd_flushall(struct kvsm_exec *x)
 {
     /* FLUSHALL/FLUSHDB [ASYNC|SYNC]: both run synchronously here. */
@@ -531,10 +837,21 @@ static int cmd_craft_nested(struct kvsm_exec *x)
                              (const char *)x->argv[0]);
 }
 
+/* MULTI, EXEC and DISCARD are the connection's business (kvsm_classify()
+ * says KVSM_TX); the state machine sees a transaction only as a whole
+ * entry.  Reaching this handler is a server bug, answered politely. */
+static int cmd_tx_misrouted(struct kvsm_exec *x)
+{
+    return resp_write_errorf(
+        x->out, "ERR %.*s must be handled by the connection",
+        (int)(x->lens[0] > 16 ? 16 : x->lens[0]), (const char *)x->argv[0]);
+}
+
 #define R KVSM_CMD_READ
 #define W KVSM_CMD_WRITE
 #define L KVSM_CMD_LOCAL
 #define S KVSM_CMD_SESSION
+#define T KVSM_CMD_TX
 
 static const struct kvsm_command commands[] = {
     {"get", 2, R, cmd_get},
@@ -545,6 +862,8 @@ static const struct kvsm_command commands[] = {
     {"type", 2, R, cmd_type},
     {"getrange", 4, R, cmd_getrange},
     {"ttl", 2, R, cmd_ttl},
+    {"keys", 2, R, cmd_keys},
+    {"scan", -2, R, cmd_scan},
     {"pttl", 2, R, cmd_pttl},
     {"ping", -1, L, cmd_ping},
     {"echo", 2, L, cmd_echo},
@@ -560,11 +879,18 @@ static const struct kvsm_command commands[] = {
     {"decrby", 3, W, cmd_decrby},
     {"mset", -3, W, cmd_mset},
     {"msetnx", -3, W, cmd_msetnx},
+    {"rename", 3, W, cmd_rename},
+    {"renamenx", 3, W, cmd_renamenx},
+    {"setrange", 4, W, cmd_setrange},
+    {"incrbyfloat", 3, W, cmd_incrbyfloat},
     {"expire", -3, W, cmd_expire},
     {"pexpire", -3, W, cmd_pexpire},
     {"persist", 2, W, cmd_persist},
     {"flushall", -1, W, cmd_flushall},
     {"flushdb", -1, W, cmd_flushall},
+    {"multi", 1, T, cmd_tx_misrouted},
+    {"exec", 1, T, cmd_tx_misrouted},
+    {"discard", 1, T, cmd_tx_misrouted},
     {"craft.session", 1, W | S, cmd_craft_nested},
     {"craft.exec", -4, W | S, cmd_craft_nested},
 };
@@ -573,6 +899,7 @@ static const struct kvsm_command commands[] = {
 #undef W
 #undef L
 #undef S
+#undef T
 
 const struct kvsm_command *kvsm__command_find(const uint8_t *name, size_t n)
 {

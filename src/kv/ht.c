@@ -13,6 +13,7 @@
  */
 #include "kv/ht.h"
 
+#include <stdint.h>
 #include <string.h>
 
 #include "util/alloc.h"
@@ -131,11 +132,40 @@ static void free_table(struct ht *h, int i)
     h->used[i] = 0;
 }
 
+/* Free up to max entries (and emptied bucket arrays) of dropped tables,
+ * oldest first.  Returns the entries freed. */
+static size_t reap(struct ht *h, size_t max)
+{
+    size_t freed = 0;
+    while (h->n_graves > 0 && freed < max) {
+        struct ht_grave *g = &h->graves[0];
+        while (g->idx < g->size && freed < max) {
+            struct ht_entry *e = g->t[g->idx];
+            if (e == NULL) {
+                g->idx++;
+                continue;
+            }
+            g->t[g->idx] = e->next;
+            free_entry(h, e);
+            freed++;
+        }
+        if (g->idx < g->size) {
+            break;
+        }
+        craft_free(h->alloc, g->t);
+        h->n_graves--;
+        memmove(h->graves, h->graves + 1, h->n_graves * sizeof *h->graves);
+    }
+    return freed;
+}
+
 void ht_close(struct ht *h)
 {
     CRAFT_ASSERT(h != NULL);
     free_table(h, 0);
     free_table(h, 1);
+    reap(h, SIZE_MAX);
+    CRAFT_ASSERT(h->n_graves == 0);
     h->rehash_idx = -1;
 }
 
@@ -144,9 +174,13 @@ static int rehashing(const struct ht *h)
     return h->rehash_idx >= 0;
 }
 
-/* Move one bucket from t[0] to t[1]; finish when t[0] is empty. */
+/* Move one bucket from t[0] to t[1]; finish when t[0] is empty.  Also
+ * reap a little of any dropped table. */
 static void rehash_step(struct ht *h)
 {
+    if (h->n_graves > 0) {
+        reap(h, HT_REAP_STEP);
+    }
     if (!rehashing(h)) {
         return;
     }
@@ -312,12 +346,25 @@ int ht_clear(struct ht *h)
     if (t == NULL) {
         return CRAFT_ENOMEM;
     }
-    free_table(h, 0);
-    free_table(h, 1);
+    for (int i = 0; i < 2; i++) {
+        if (h->t[i] == NULL) {
+            continue;
+        }
+        if (h->n_graves == HT_GRAVES_MAX) {
+            /* Free the waiting tables now: rare, and merely slower. */
+            reap(h, SIZE_MAX);
+        }
+        h->graves[h->n_graves++] =
+            (struct ht_grave){.t = h->t[i], .size = h->size[i], .idx = 0};
+        h->t[i] = NULL;
+        h->size[i] = 0;
+        h->used[i] = 0;
+    }
     h->rehash_idx = -1;
     h->t[0] = t;
     h->size[0] = HT_SIZE_MIN;
     CRAFT_ASSERT(ht_count(h) == 0);
+    CRAFT_ASSERT(h->n_graves <= HT_GRAVES_MAX);
     return 0;
 }
 
@@ -403,6 +450,48 @@ struct ht_entry *ht_iter_next(struct ht_iter *it)
     struct ht_entry *e = it->next;
     it->next = e->next;
     return e;
+}
+
+static uint64_t rev(uint64_t v)
+{
+    uint64_t r = 0;
+    for (int i = 0; i < 64; i++) {
+        r = (r << 1) | (v & 1);
+        v >>= 1;
+    }
+    return r;
+}
+
+static void scan_bucket(struct ht_entry *const *t, size_t b, ht_scan_fn fn,
+                        void *ctx)
+{
+    for (const struct ht_entry *e = t[b]; e != NULL; e = e->next) {
+        fn(ctx, e);
+    }
+}
+
+uint64_t ht_scan(const struct ht *h, uint64_t v, ht_scan_fn fn, void *ctx)
+{
+    CRAFT_ASSERT(h != NULL && fn != NULL);
+    if (!rehashing(h)) {
+        uint64_t m0 = h->size[0] - 1;
+        scan_bucket(h->t[0], v & m0, fn, ctx);
+        /* Increment the reversed cursor within the mask's bits, so a
+         * later resize never makes the scan skip a bucket. */
+        v |= ~m0;
+        return rev(rev(v) + 1);
+    }
+    int small = h->size[0] <= h->size[1] ? 0 : 1, big = 1 - small;
+    uint64_t m0 = h->size[small] - 1, m1 = h->size[big] - 1;
+    scan_bucket(h->t[small], v & m0, fn, ctx);
+    /* Then every bucket of the larger table that the smaller one's bucket
+     * expands to. */
+    do {
+        scan_bucket(h->t[big], v & m1, fn, ctx);
+        v |= ~m1;
+        v = rev(rev(v) + 1);
+    } while (v & (m0 ^ m1));
+    return v;
 }
 
 int ht_check(const struct ht *h)

@@ -11,7 +11,8 @@
  *   2. used[0] + used[1] is the number of keys.
  *   3. Table sizes are powers of two, at least HT_SIZE_MIN.
  *   4. Work per mutating call is bounded: one rehash step moves at most one
- *      bucket and visits at most HT_EMPTY_VISITS empty ones.
+ *      bucket and visits at most HT_EMPTY_VISITS empty ones; one reap step
+ *      frees at most HT_REAP_STEP entries of tables dropped by ht_clear().
  *
  * Lookups do not mutate the table (no rehash step), so the read-only path of
  * the state machine is truly read-only and an iterator stays valid across
@@ -40,6 +41,19 @@ struct ht_entry {
     uint8_t key[]; /* key_len bytes, not NUL-terminated */
 };
 
+/* Tables dropped by ht_clear(), freed a little at a time.  If more than
+ * this many are waiting, the oldest is freed at once (several FLUSHALLs in
+ * a row, where the first ones were small or nearly reaped anyway). */
+#define HT_GRAVES_MAX 4
+/* Entries freed per mutating call while a dropped table is being reaped. */
+#define HT_REAP_STEP 64
+
+struct ht_grave {
+    struct ht_entry **t;
+    size_t size;
+    size_t idx; /* buckets below idx are freed */
+};
+
 struct ht {
     const struct craft_alloc *alloc;
     uint64_t k0, k1; /* SipHash key */
@@ -47,6 +61,8 @@ struct ht {
     size_t size[2];
     size_t used[2];
     long long rehash_idx; /* -1 when not rehashing */
+    struct ht_grave graves[HT_GRAVES_MAX];
+    size_t n_graves;
 };
 
 struct ht_iter {
@@ -80,7 +96,9 @@ int ht_upsert(struct ht *h, const void *key, size_t n, struct ht_entry **out,
 /* Remove a key.  1 if it was there, 0 if not. */
 int ht_delete(struct ht *h, const void *key, size_t n);
 
-/* Remove every key, keeping a minimal table.  0 or CRAFT_ENOMEM. */
+/* Remove every key, keeping a minimal table.  O(1): the old tables are
+ * freed HT_REAP_STEP entries per later insert or delete (Redis frees them
+ * in a background thread for FLUSHALL ASYNC).  0 or CRAFT_ENOMEM. */
 int ht_clear(struct ht *h);
 
 /* Replace an entry's value with a copy of p[0, n).  0 or CRAFT_ENOMEM
@@ -94,6 +112,16 @@ int ht_entry_append(struct ht *h, struct ht_entry *e, const void *p, size_t n);
 void ht_iter_init(struct ht_iter *it, const struct ht *h);
 /* The next entry, or NULL at the end.  Order is unspecified. */
 struct ht_entry *ht_iter_next(struct ht_iter *it);
+
+/*
+ * One step of a SCAN (Redis's dictScan(): reverse-binary cursor).  Calls
+ * fn for every entry of the bucket(s) that cursor names and returns the
+ * next cursor, 0 when the scan is complete.  A full scan from cursor 0
+ * returns every key present throughout it at least once, even across
+ * resizes; keys may be returned twice.  Does not modify the table.
+ */
+typedef void (*ht_scan_fn)(void *ctx, const struct ht_entry *e);
+uint64_t ht_scan(const struct ht *h, uint64_t cursor, ht_scan_fn fn, void *ctx);
 
 /* O(n) consistency check for tests and debug builds.  1 if consistent. */
 int ht_check(const struct ht *h);

@@ -11,7 +11,8 @@
  *   below it) and refresh its last-used time, then
  *     seq < first_unacked            -> STALESEQ error (reply forgotten)
  *     reply for seq saved            -> the saved bytes again (duplicate)
- *     replies_max replies saved      -> SESSIONFULL error, nothing runs
+ *     replies_max replies or
+ *     bytes_max bytes saved          -> SESSIONFULL error, nothing runs
  *     else                           -> run the command, save its reply
  *
  * Every branch depends only on the session table and the entry, so every
@@ -35,13 +36,14 @@ void kvsm_config_default(struct kvsm_config *c)
     c->sessions_max = KVSM_SESSIONS_MAX;
     c->session_timeout_ms = KVSM_SESSION_TIMEOUT_MS;
     c->session_replies_max = KVSM_SESSION_REPLIES_MAX;
+    c->session_bytes_max = KVSM_SESSION_BYTES_MAX;
 }
 
 int kvsm_new(const struct kvsm_config *c, struct kvsm **out)
 {
     CRAFT_ASSERT(c != NULL && out != NULL);
     if (c->sessions_max == 0 || c->session_timeout_ms == 0 ||
-        c->session_replies_max == 0) {
+        c->session_replies_max == 0 || c->session_bytes_max == 0) {
         return CRAFT_EINVAL;
     }
     struct kvsm *sm = craft_calloc(c->alloc, 1, sizeof *sm);
@@ -53,7 +55,7 @@ int kvsm_new(const struct kvsm_config *c, struct kvsm **out)
     if (rv != 0) {
         goto err_keys;
     }
-    rv = sessions_init(&sm->sessions, c->alloc, c->sessions_max);
+    rv = kvsm__sessions_init(&sm->sessions, c->alloc, c->sessions_max);
     if (rv != 0) {
         goto err_sessions;
     }
@@ -72,7 +74,7 @@ void kvsm_free(struct kvsm *sm)
     if (sm == NULL) {
         return;
     }
-    sessions_close(&sm->sessions);
+    kvsm__sessions_close(&sm->sessions);
     ht_close(&sm->keys);
     craft_free(sm->cfg.alloc, sm);
 }
@@ -111,6 +113,9 @@ static int parse_u64(const uint8_t *p, size_t n, uint64_t *v)
 
 static enum kvsm_class class_of(const struct kvsm_command *c)
 {
+    if (c->flags & KVSM_CMD_TX) {
+        return KVSM_TX;
+    }
     if (c->flags & KVSM_CMD_READ) {
         return KVSM_READ;
     }
@@ -154,7 +159,10 @@ static int classify_exec(size_t argc, const uint8_t *const *argv,
     if (c == NULL) {
         return rv;
     }
-    if (c->flags & KVSM_CMD_SESSION) {
+    /* A session-wrapped transaction is CRAFT.EXEC <id> <seq> EXEC: the
+     * queued commands become one entry carrying the session. */
+    if ((c->flags & KVSM_CMD_SESSION) ||
+        ((c->flags & KVSM_CMD_TX) && strcmp(c->name, "exec") != 0)) {
         return resp_write_errorf(err, "ERR CRAFT.EXEC cannot wrap %s", c->name);
     }
     r->cls = class_of(c);
@@ -212,10 +220,10 @@ static int open_session(struct kvsm *sm, uint64_t index, struct buf *reply)
     /* A full table evicts the least recently used session: deterministic,
      * because the age order is a function of the log alone. */
     if (ss->count >= sm->cfg.sessions_max) {
-        sessions_remove(ss, ss->head);
+        kvsm__sessions_remove(ss, ss->head);
     }
     struct kvsm_session *s;
-    int rv = sessions_add(ss, index, sm->now_ms, &s);
+    int rv = kvsm__sessions_add(ss, index, sm->now_ms, &s);
     if (rv != 0) {
         return rv;
     }
@@ -223,13 +231,66 @@ static int open_session(struct kvsm *sm, uint64_t index, struct buf *reply)
     return resp_write_int(reply, (long long)index);
 }
 
-static int session_exec(struct kvsm *sm, uint64_t index,
-                        const struct kvsm_session_ref *ref, size_t argc,
-                        const uint8_t *const *argv, const size_t *lens,
-                        struct buf *reply)
+#define ARGS_ON_STACK 16
+
+/* Run the next command of an entry (at *off), appending its reply.  In a
+ * transaction, session and transaction commands are refused per element,
+ * as Redis refuses them while queueing. */
+static int run_one(struct kvsm *sm, uint64_t index, const struct kvsm_cmd *c,
+                   size_t *off, struct buf *reply)
 {
+    size_t argc = kvsm_cmd_next(c, off);
+    const uint8_t *argv_stack[ARGS_ON_STACK];
+    size_t lens_stack[ARGS_ON_STACK];
+    const uint8_t **argv = argv_stack;
+    size_t *lens = lens_stack;
+    int rv = 0;
+    if (argc > ARGS_ON_STACK) {
+        argv = craft_malloc(sm->cfg.alloc, argc * sizeof *argv);
+        lens = craft_malloc(sm->cfg.alloc, argc * sizeof *lens);
+        if (argv == NULL || lens == NULL) {
+            rv = CRAFT_ENOMEM;
+            goto out;
+        }
+    }
+    for (size_t i = 0; i < argc; i++) {
+        kvsm_cmd_arg(c, off, &argv[i], &lens[i]);
+    }
+    const struct kvsm_command *cmd = kvsm__command_find(argv[0], lens[0]);
+    if (c->multi && cmd != NULL &&
+        (cmd->flags & (KVSM_CMD_SESSION | KVSM_CMD_TX))) {
+        rv = resp_write_errorf(reply, "ERR %s is not allowed inside MULTI",
+                               cmd->name);
+    } else {
+        rv = execute(sm, index, argc, argv, lens, reply);
+    }
+out:
+    if (argv != argv_stack) {
+        craft_free(sm->cfg.alloc, (void *)argv);
+        craft_free(sm->cfg.alloc, lens);
+    }
+    return rv;
+}
+
+/* Run every command of an entry: one reply, or an array for MULTI. */
+static int run_entry(struct kvsm *sm, uint64_t index, const struct kvsm_cmd *c,
+                     struct buf *reply)
+{
+    int rv = c->multi ? resp_write_array(reply, c->n_cmds) : 0;
+    size_t off = 0;
+    for (size_t i = 0; rv == 0 && i < c->n_cmds; i++) {
+        rv = run_one(sm, index, c, &off, reply);
+    }
+    CRAFT_ASSERT(rv != 0 || off == c->cmds_len);
+    return rv;
+}
+
+static int session_exec(struct kvsm *sm, uint64_t index,
+                        const struct kvsm_cmd *c, struct buf *reply)
+{
+    const struct kvsm_session_ref *ref = &c->s;
     struct kvsm_sessions *ss = &sm->sessions;
-    struct kvsm_session *s = sessions_find(ss, ref->id);
+    struct kvsm_session *s = kvsm__sessions_find(ss, ref->id);
     if (s == NULL) {
         return resp_write_errorf(reply,
                                  "NOSESSION session %llu is unknown or has "
@@ -241,8 +302,8 @@ static int session_exec(struct kvsm *sm, uint64_t index,
         return resp_write_error(
             reply, "ERR CRAFT.EXEC: first-unacked must be in [1, seq]");
     }
-    session_ack(ss, s, ref->first_unacked);
-    sessions_touch(ss, s, sm->now_ms);
+    kvsm__session_ack(ss, s, ref->first_unacked);
+    kvsm__sessions_touch(ss, s, sm->now_ms);
     if (ref->seq < s->first_unacked) {
         return resp_write_errorf(
             reply,
@@ -250,33 +311,39 @@ static int session_exec(struct kvsm *sm, uint64_t index,
             "reply discarded",
             (unsigned long long)ref->seq, (unsigned long long)ref->id);
     }
-    const struct kvsm_saved *saved = session_saved(s, ref->seq);
+    const struct kvsm_saved *saved = kvsm__session_saved(s, ref->seq);
     if (saved != NULL) {
         return buf_append(reply, saved->data, saved->len);
     }
-    if (s->n_saved >= sm->cfg.session_replies_max) {
+    if (s->n_saved >= sm->cfg.session_replies_max ||
+        s->saved_bytes >= sm->cfg.session_bytes_max) {
         return resp_write_errorf(
             reply,
-            "SESSIONFULL session %llu has %zu unacknowledged replies; "
-            "raise first-unacked before sending more",
-            (unsigned long long)ref->id, s->n_saved);
+            "SESSIONFULL session %llu holds %zu unacknowledged replies "
+            "(%zu bytes); raise first-unacked before sending more",
+            (unsigned long long)ref->id, s->n_saved, s->saved_bytes);
     }
     size_t mark = reply->len;
-    int rv = execute(sm, index, argc, argv, lens, reply);
+    int rv = run_entry(sm, index, c, reply);
     if (rv != 0) {
         return rv;
     }
-    return session_save(ss, s, ref->seq, reply->data + mark, reply->len - mark);
+    return kvsm__session_save(ss, s, ref->seq, reply->data + mark,
+                              reply->len - mark);
 }
 
-static int is_session_open(size_t argc, const uint8_t *const *argv,
-                           const size_t *lens)
+/* A plain, session-less CRAFT.SESSION entry. */
+static int is_session_open(const struct kvsm_cmd *c)
 {
-    return argc == 1 && lens[0] == 13 &&
-           strncasecmp((const char *)argv[0], "craft.session", 13) == 0;
+    if (c->multi || c->has_session || c->argc != 1) {
+        return 0;
+    }
+    size_t off = 0, n;
+    const uint8_t *p;
+    kvsm_cmd_next(c, &off);
+    kvsm_cmd_arg(c, &off, &p, &n);
+    return n == 13 && strncasecmp((const char *)p, "craft.session", 13) == 0;
 }
-
-#define ARGS_ON_STACK 16
 
 int kvsm_apply(struct kvsm *sm, uint64_t index, const void *payload, size_t len,
                struct buf *reply)
@@ -288,48 +355,30 @@ int kvsm_apply(struct kvsm *sm, uint64_t index, const void *payload, size_t len,
     if (rv != 0) {
         return rv;
     }
-    const uint8_t *argv_stack[ARGS_ON_STACK];
-    size_t lens_stack[ARGS_ON_STACK];
-    const uint8_t **argv = argv_stack;
-    size_t *lens = lens_stack;
-    if (c.argc > ARGS_ON_STACK) {
-        argv = craft_malloc(sm->cfg.alloc, c.argc * sizeof *argv);
-        lens = craft_malloc(sm->cfg.alloc, c.argc * sizeof *lens);
-        if (argv == NULL || lens == NULL) {
-            rv = CRAFT_ENOMEM;
-            goto out;
-        }
-    }
-    size_t off = 0;
-    for (size_t i = 0; i < c.argc; i++) {
-        kvsm_cmd_arg(&c, &off, &argv[i], &lens[i]);
-    }
     if (c.time_ms > sm->now_ms) {
         sm->now_ms = c.time_ms;
     }
-    sessions_expire(&sm->sessions, sm->now_ms, sm->cfg.session_timeout_ms);
+    kvsm__sessions_expire(&sm->sessions, sm->now_ms,
+                          sm->cfg.session_timeout_ms);
     size_t mark = reply->len;
-    if (is_session_open(c.argc, argv, lens) && !c.has_session) {
+    if (is_session_open(&c)) {
         rv = open_session(sm, index, reply);
     } else if (c.has_session) {
-        rv = session_exec(sm, index, &c.s, c.argc, argv, lens, reply);
+        rv = session_exec(sm, index, &c, reply);
     } else {
-        rv = execute(sm, index, c.argc, argv, lens, reply);
+        rv = run_entry(sm, index, &c, reply);
     }
     if (rv != 0) {
         reply->len = mark;
-        goto out;
+        return rv;
     }
     sm->last_applied = index;
-    CRAFT_DASSERT(resp_reply_len(reply->data + mark, reply->len - mark, &off) ==
+    size_t n = 0;
+    CRAFT_DASSERT(resp_reply_len(reply->data + mark, reply->len - mark, &n) ==
                       RESP_OK &&
-                  off == reply->len - mark);
-out:
-    if (argv != argv_stack) {
-        craft_free(sm->cfg.alloc, (void *)argv);
-        craft_free(sm->cfg.alloc, lens);
-    }
-    return rv;
+                  n == reply->len - mark);
+    (void)n;
+    return 0;
 }
 
 void kvsm_skip(struct kvsm *sm, uint64_t index)
@@ -371,8 +420,8 @@ int kvsm_check(const struct kvsm *sm)
     if (!ht_check(&sm->keys)) {
         return 0;
     }
-    if (!sessions_check(&sm->sessions, sm->cfg.sessions_max,
-                        sm->cfg.session_replies_max)) {
+    if (!kvsm__sessions_check(&sm->sessions, sm->cfg.sessions_max,
+                              sm->cfg.session_replies_max)) {
         return 0;
     }
     return sm->sessions.tail == NULL ||

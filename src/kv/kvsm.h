@@ -16,6 +16,10 @@
  *                                     clock, propose; on commit every replica
  *                                     runs kvsm_apply() and the proposing
  *                                     node sends its reply bytes
+ *                        KVSM_TX      MULTI / EXEC / DISCARD: the server
+ *                                     queues commands between MULTI and
+ *                                     EXEC (classifying each) and proposes
+ *                                     them as one kvsm_multi_encode() entry
  *
  * Invariants:
  *   1. Determinism: kvsm_apply() depends only on the state and the entry.
@@ -28,8 +32,9 @@
  *      was already discarded, or an unknown or expired session, gets an
  *      error; nothing is ever executed a second time.
  *   3. Bounded: at most sessions_max sessions, each holding at most
- *      session_replies_max saved replies; keys and values are at most
- *      KVSM_VALUE_MAX bytes.
+ *      session_replies_max saved replies, and taking no new request while
+ *      they total session_bytes_max bytes or more; keys and values are at
+ *      most KVSM_VALUE_MAX bytes.
  *   4. last_applied strictly increases with every kvsm_apply()/kvsm_skip().
  *   5. The reply of every command is a single RESP2 value.
  *
@@ -69,6 +74,11 @@
  * session's pipeline depth.  redis-benchmark's default pipeline is 1 and
  * heavy pipelining uses tens; 128 leaves room. */
 #define KVSM_SESSION_REPLIES_MAX 128
+/* Default bound on the bytes of saved replies per session: a session whose
+ * saved replies reach it takes no new request until it acknowledges some,
+ * so a session holds at most this plus one reply.  1 MiB covers 128 typical
+ * replies many times over; a client reading big values acknowledges. */
+#define KVSM_SESSION_BYTES_MAX (1024u * 1024u)
 
 struct kvsm_config {
     const struct craft_alloc *alloc; /* NULL for malloc */
@@ -77,6 +87,7 @@ struct kvsm_config {
     size_t sessions_max;
     uint64_t session_timeout_ms;
     size_t session_replies_max;
+    size_t session_bytes_max;
 };
 
 /* Fill in the defaults above with a fixed hash seed. */
@@ -95,7 +106,9 @@ enum kvsm_class {
     KVSM_REJECT, /* error reply already written; nothing to run */
     KVSM_LOCAL,  /* stateless (PING, ECHO): kvsm_read() right away */
     KVSM_READ,   /* read-only: ReadIndex, then kvsm_read() */
-    KVSM_WRITE   /* goes through the log: kvsm_cmd_encode(), propose */
+    KVSM_WRITE,  /* goes through the log: kvsm_cmd_encode(), propose */
+    KVSM_TX      /* MULTI, EXEC or DISCARD: the connection's transaction
+                    queue (server side); EXEC proposes kvsm_multi_encode() */
 };
 
 /* The session part of a log entry. */
@@ -135,22 +148,48 @@ int kvsm_cmd_encode(uint64_t time_ms, const struct kvsm_session_ref *session,
                     size_t argc, const uint8_t *const *argv, const size_t *lens,
                     struct buf *out);
 
+/* One command as an argument vector (borrowed). */
+struct kvsm_argv {
+    size_t argc;
+    const uint8_t *const *argv;
+    const size_t *lens;
+};
+
+/* The most commands in one transaction entry.  Redis has no limit; a
+ * transaction is applied in one step, so bound the work of that step. */
+#define KVSM_MULTI_MAX 1024
+
+/*
+ * Encode a transaction (MULTI ... EXEC) as one entry: the commands run
+ * back to back in one apply, nothing interleaves, and the reply is an array
+ * of their replies, as Redis's EXEC.  Same returns as kvsm_cmd_encode();
+ * more than KVSM_MULTI_MAX commands is CRAFT_EINVAL.
+ */
+int kvsm_multi_encode(uint64_t time_ms, const struct kvsm_session_ref *session,
+                      size_t n_cmds, const struct kvsm_argv *cmds,
+                      struct buf *out);
+
 /* A decoded entry.  Argument bytes point into the payload (borrowed). */
 struct kvsm_cmd {
     uint64_t time_ms;
     bool has_session;
     struct kvsm_session_ref s;
-    size_t argc;
-    const uint8_t *args; /* argc times: u32 length, bytes */
-    size_t args_len;
+    bool multi;          /* a transaction */
+    size_t n_cmds;       /* 1 unless multi */
+    size_t argc;         /* of the first command */
+    const uint8_t *cmds; /* n_cmds times: u32 argc, argc (u32 len, bytes) */
+    size_t cmds_len;
 };
 
 /* Strictly validate and decode a payload.  0, CRAFT_EVERSION (unknown
  * version byte) or CRAFT_ECORRUPT (anything malformed: short, trailing
- * bytes, reserved bits, zero or too many arguments, lengths past the end). */
+ * bytes, reserved bits, zero or too many commands or arguments, lengths
+ * past the end). */
 int kvsm_cmd_decode(const void *payload, size_t len, struct kvsm_cmd *out);
 
-/* Iterate the arguments of a decoded entry: *off starts at 0. */
+/* Walk a decoded entry: *off starts at 0; kvsm_cmd_next() returns the next
+ * command's argc, then kvsm_cmd_arg() yields its arguments one by one. */
+size_t kvsm_cmd_next(const struct kvsm_cmd *c, size_t *off);
 void kvsm_cmd_arg(const struct kvsm_cmd *c, size_t *off, const uint8_t **p,
                   size_t *n);
 

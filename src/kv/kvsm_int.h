@@ -22,6 +22,7 @@ struct kvsm {
 #define KVSM_CMD_WRITE 0x2u   /* changes state: goes through the log */
 #define KVSM_CMD_LOCAL 0x4u   /* touches no state at all */
 #define KVSM_CMD_SESSION 0x8u /* CRAFT.SESSION / CRAFT.EXEC */
+#define KVSM_CMD_TX 0x10u     /* MULTI / EXEC / DISCARD: the server's queue */
 
 /* One command invocation.  rw is NULL on the read-only path. */
 struct kvsm_exec {

@@ -15,8 +15,8 @@ static size_t bucket_of(const struct kvsm_sessions *ss, uint64_t id)
     return (size_t)((id * 0x9E3779B97F4A7C15ull) >> 32) & (ss->n_buckets - 1);
 }
 
-int sessions_init(struct kvsm_sessions *ss, const struct craft_alloc *alloc,
-                  size_t sessions_max)
+int kvsm__sessions_init(struct kvsm_sessions *ss,
+                        const struct craft_alloc *alloc, size_t sessions_max)
 {
     CRAFT_ASSERT(ss != NULL);
     CRAFT_ASSERT(sessions_max >= 1);
@@ -43,7 +43,7 @@ static void free_session(struct kvsm_sessions *ss, struct kvsm_session *s)
     craft_free(ss->alloc, s);
 }
 
-void sessions_close(struct kvsm_sessions *ss)
+void kvsm__sessions_close(struct kvsm_sessions *ss)
 {
     CRAFT_ASSERT(ss != NULL);
     struct kvsm_session *s = ss->head;
@@ -58,7 +58,8 @@ void sessions_close(struct kvsm_sessions *ss)
     ss->count = 0;
 }
 
-struct kvsm_session *sessions_find(const struct kvsm_sessions *ss, uint64_t id)
+struct kvsm_session *kvsm__sessions_find(const struct kvsm_sessions *ss,
+                                         uint64_t id)
 {
     struct kvsm_session *s = ss->buckets[bucket_of(ss, id)];
     while (s != NULL && s->id != id) {
@@ -94,10 +95,10 @@ static void list_append(struct kvsm_sessions *ss, struct kvsm_session *s)
     ss->tail = s;
 }
 
-int sessions_add(struct kvsm_sessions *ss, uint64_t id, uint64_t now_ms,
-                 struct kvsm_session **out)
+int kvsm__sessions_add(struct kvsm_sessions *ss, uint64_t id, uint64_t now_ms,
+                       struct kvsm_session **out)
 {
-    CRAFT_ASSERT(sessions_find(ss, id) == NULL);
+    CRAFT_ASSERT(kvsm__sessions_find(ss, id) == NULL);
     CRAFT_ASSERT(ss->tail == NULL || ss->tail->last_ms <= now_ms);
     struct kvsm_session *s = craft_calloc(ss->alloc, 1, sizeof *s);
     if (s == NULL) {
@@ -115,7 +116,7 @@ int sessions_add(struct kvsm_sessions *ss, uint64_t id, uint64_t now_ms,
     return 0;
 }
 
-void sessions_remove(struct kvsm_sessions *ss, struct kvsm_session *s)
+void kvsm__sessions_remove(struct kvsm_sessions *ss, struct kvsm_session *s)
 {
     CRAFT_ASSERT(ss->count > 0);
     struct kvsm_session **link = &ss->buckets[bucket_of(ss, s->id)];
@@ -129,20 +130,20 @@ void sessions_remove(struct kvsm_sessions *ss, struct kvsm_session *s)
     free_session(ss, s);
 }
 
-size_t sessions_expire(struct kvsm_sessions *ss, uint64_t now_ms,
-                       uint64_t timeout_ms)
+size_t kvsm__sessions_expire(struct kvsm_sessions *ss, uint64_t now_ms,
+                             uint64_t timeout_ms)
 {
     size_t n = 0;
     while (ss->head != NULL && now_ms - ss->head->last_ms >= timeout_ms) {
         CRAFT_ASSERT(ss->head->last_ms <= now_ms);
-        sessions_remove(ss, ss->head);
+        kvsm__sessions_remove(ss, ss->head);
         n++;
     }
     return n;
 }
 
-void sessions_touch(struct kvsm_sessions *ss, struct kvsm_session *s,
-                    uint64_t now_ms)
+void kvsm__sessions_touch(struct kvsm_sessions *ss, struct kvsm_session *s,
+                          uint64_t now_ms)
 {
     CRAFT_ASSERT(s->last_ms <= now_ms);
     s->last_ms = now_ms;
@@ -153,8 +154,8 @@ void sessions_touch(struct kvsm_sessions *ss, struct kvsm_session *s,
     CRAFT_ASSERT(ss->tail == s);
 }
 
-void session_ack(struct kvsm_sessions *ss, struct kvsm_session *s,
-                 uint64_t first_unacked)
+void kvsm__session_ack(struct kvsm_sessions *ss, struct kvsm_session *s,
+                       uint64_t first_unacked)
 {
     if (first_unacked <= s->first_unacked) {
         return;
@@ -162,6 +163,7 @@ void session_ack(struct kvsm_sessions *ss, struct kvsm_session *s,
     s->first_unacked = first_unacked;
     size_t drop = 0;
     while (drop < s->n_saved && s->saved[drop].seq < first_unacked) {
+        s->saved_bytes -= s->saved[drop].len;
         craft_free(ss->alloc, s->saved[drop].data);
         drop++;
     }
@@ -172,8 +174,8 @@ void session_ack(struct kvsm_sessions *ss, struct kvsm_session *s,
     }
 }
 
-const struct kvsm_saved *session_saved(const struct kvsm_session *s,
-                                       uint64_t seq)
+const struct kvsm_saved *kvsm__session_saved(const struct kvsm_session *s,
+                                             uint64_t seq)
 {
     /* Binary search: the replies are sorted by seq. */
     size_t lo = 0, hi = s->n_saved;
@@ -188,11 +190,11 @@ const struct kvsm_saved *session_saved(const struct kvsm_session *s,
     return lo < s->n_saved && s->saved[lo].seq == seq ? &s->saved[lo] : NULL;
 }
 
-int session_save(struct kvsm_sessions *ss, struct kvsm_session *s, uint64_t seq,
-                 const uint8_t *data, size_t len)
+int kvsm__session_save(struct kvsm_sessions *ss, struct kvsm_session *s,
+                       uint64_t seq, const uint8_t *data, size_t len)
 {
     CRAFT_ASSERT(seq >= s->first_unacked);
-    CRAFT_ASSERT(session_saved(s, seq) == NULL);
+    CRAFT_ASSERT(kvsm__session_saved(s, seq) == NULL);
     if (s->n_saved == s->cap_saved) {
         size_t cap = s->cap_saved ? s->cap_saved * 2 : 4;
         struct kvsm_saved *v =
@@ -217,16 +219,17 @@ int session_save(struct kvsm_sessions *ss, struct kvsm_session *s, uint64_t seq,
             (s->n_saved - at) * sizeof *s->saved);
     s->saved[at] = (struct kvsm_saved){.seq = seq, .data = copy, .len = len};
     s->n_saved++;
+    s->saved_bytes += len;
     return 0;
 }
 
-int sessions_check(const struct kvsm_sessions *ss, size_t sessions_max,
-                   size_t replies_max)
+int kvsm__sessions_check(const struct kvsm_sessions *ss, size_t sessions_max,
+                         size_t replies_max)
 {
     size_t n = 0;
     const struct kvsm_session *prev = NULL;
     for (const struct kvsm_session *s = ss->head; s; s = s->next) {
-        if (s->prev != prev || sessions_find(ss, s->id) != s) {
+        if (s->prev != prev || kvsm__sessions_find(ss, s->id) != s) {
             return 0;
         }
         if (prev != NULL && prev->last_ms > s->last_ms) {
@@ -235,11 +238,16 @@ int sessions_check(const struct kvsm_sessions *ss, size_t sessions_max,
         if (s->n_saved > replies_max || s->n_saved > s->cap_saved) {
             return 0;
         }
+        size_t bytes = 0;
         for (size_t i = 0; i < s->n_saved; i++) {
             if (s->saved[i].seq < s->first_unacked ||
                 (i > 0 && s->saved[i - 1].seq >= s->saved[i].seq)) {
                 return 0;
             }
+            bytes += s->saved[i].len;
+        }
+        if (bytes != s->saved_bytes) {
+            return 0;
         }
         prev = s;
         n++;

@@ -36,6 +36,7 @@ struct kvsm_session {
     struct kvsm_saved *saved;
     size_t n_saved;
     size_t cap_saved;
+    size_t saved_bytes; /* sum of the saved replies' lengths */
 };
 
 struct kvsm_sessions {
@@ -46,40 +47,41 @@ struct kvsm_sessions {
     size_t count;
 };
 
-int sessions_init(struct kvsm_sessions *ss, const struct craft_alloc *alloc,
-                  size_t sessions_max);
-void sessions_close(struct kvsm_sessions *ss);
+int kvsm__sessions_init(struct kvsm_sessions *ss,
+                        const struct craft_alloc *alloc, size_t sessions_max);
+void kvsm__sessions_close(struct kvsm_sessions *ss);
 
-struct kvsm_session *sessions_find(const struct kvsm_sessions *ss, uint64_t id);
+struct kvsm_session *kvsm__sessions_find(const struct kvsm_sessions *ss,
+                                         uint64_t id);
 
 /* Add a session at the tail (it must not exist).  0 or CRAFT_ENOMEM. */
-int sessions_add(struct kvsm_sessions *ss, uint64_t id, uint64_t now_ms,
-                 struct kvsm_session **out);
+int kvsm__sessions_add(struct kvsm_sessions *ss, uint64_t id, uint64_t now_ms,
+                       struct kvsm_session **out);
 
-void sessions_remove(struct kvsm_sessions *ss, struct kvsm_session *s);
+void kvsm__sessions_remove(struct kvsm_sessions *ss, struct kvsm_session *s);
 
 /* Drop sessions idle for timeout_ms or longer.  Returns how many. */
-size_t sessions_expire(struct kvsm_sessions *ss, uint64_t now_ms,
-                       uint64_t timeout_ms);
+size_t kvsm__sessions_expire(struct kvsm_sessions *ss, uint64_t now_ms,
+                             uint64_t timeout_ms);
 
 /* Mark activity: last_ms = now_ms and move to the tail. */
-void sessions_touch(struct kvsm_sessions *ss, struct kvsm_session *s,
-                    uint64_t now_ms);
+void kvsm__sessions_touch(struct kvsm_sessions *ss, struct kvsm_session *s,
+                          uint64_t now_ms);
 
 /* Raise first_unacked (never lowers it) and free replies below it. */
-void session_ack(struct kvsm_sessions *ss, struct kvsm_session *s,
-                 uint64_t first_unacked);
+void kvsm__session_ack(struct kvsm_sessions *ss, struct kvsm_session *s,
+                       uint64_t first_unacked);
 
 /* The saved reply for seq, or NULL. */
-const struct kvsm_saved *session_saved(const struct kvsm_session *s,
-                                       uint64_t seq);
+const struct kvsm_saved *kvsm__session_saved(const struct kvsm_session *s,
+                                             uint64_t seq);
 
 /* Save a copy of a reply under seq (not yet saved).  0 or CRAFT_ENOMEM. */
-int session_save(struct kvsm_sessions *ss, struct kvsm_session *s, uint64_t seq,
-                 const uint8_t *data, size_t len);
+int kvsm__session_save(struct kvsm_sessions *ss, struct kvsm_session *s,
+                       uint64_t seq, const uint8_t *data, size_t len);
 
 /* O(n) consistency check.  1 if consistent. */
-int sessions_check(const struct kvsm_sessions *ss, size_t sessions_max,
-                   size_t replies_max);
+int kvsm__sessions_check(const struct kvsm_sessions *ss, size_t sessions_max,
+                         size_t replies_max);
 
 #endif /* CRAFT_KV_SESSION_H */

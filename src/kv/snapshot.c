@@ -278,7 +278,7 @@ static int load_session(struct kvsm *sm, struct reader *r, struct buf *scratch)
     struct kvsm_sessions *ss = &sm->sessions;
     if (h[0] != 'S' || id == 0 || first == 0 || last > sm->now_ms ||
         (ss->tail != NULL && ss->tail->last_ms > last) ||
-        sessions_find(ss, id) != NULL) {
+        kvsm__sessions_find(ss, id) != NULL) {
         return CRAFT_ECORRUPT;
     }
     if (n_saved > sm->cfg.session_replies_max ||
@@ -286,7 +286,7 @@ static int load_session(struct kvsm *sm, struct reader *r, struct buf *scratch)
         return CRAFT_ELIMIT;
     }
     struct kvsm_session *s;
-    rv = sessions_add(ss, id, last, &s);
+    rv = kvsm__sessions_add(ss, id, last, &s);
     if (rv != 0) {
         return rv;
     }
@@ -313,7 +313,7 @@ static int load_session(struct kvsm *sm, struct reader *r, struct buf *scratch)
             vlen != len) {
             return CRAFT_ECORRUPT;
         }
-        rv = session_save(ss, s, seq, scratch->data, len);
+        rv = kvsm__session_save(ss, s, seq, scratch->data, len);
         if (rv != 0) {
             return rv;
         }

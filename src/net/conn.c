@@ -11,22 +11,17 @@
  * and the read loop stops as soon as it sees the state change.
  */
 #include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include "net/conn.h"
 #include "util/assert.h"
 #include "util/crc32c.h"
 #include "util/encoding.h"
 #include "util/log.h"
-
-/* A frame handed to uv_write(), header and payload in one allocation. */
-struct wreq {
-    uv_write_t req;
-    struct net_conn *conn;
-    size_t size; /* NET_FRAME_HDR_SIZE + payload */
-    uint8_t data[];
-};
+#include "util/sha256.h"
 
 struct net__call {
     uv_timer_t timer; /* used iff has_timer */
@@ -47,6 +42,9 @@ struct net__request {
 
 static void conn_unref(struct net_conn *c);
 static void conn_start_reading(struct net_conn *c);
+static void conn_lost(struct net_conn *c, size_t bytes, uint32_t n_frames);
+static void seg_list_free(struct net__seg *s);
+static void conn_flush(struct net_conn *c);
 
 /*
  * Configuration and errors.
@@ -73,9 +71,30 @@ static int cfg_error(char *errmsg, size_t errmsg_len, const char *msg)
     return CRAFT_EINVAL;
 }
 
+/*
+ * libuv writes with writev(2), which raises SIGPIPE when the other end has
+ * reset the connection; its default action would kill the process over
+ * what is, for a transport, a routine error (reported as CRAFT_ECLOSED).
+ * So the first net object created ignores SIGPIPE, unless the program has
+ * installed its own handler.
+ */
+static void ignore_sigpipe(void)
+{
+    static int done;
+    if (done) {
+        return;
+    }
+    done = 1;
+    struct sigaction old;
+    if (sigaction(SIGPIPE, NULL, &old) == 0 && old.sa_handler == SIG_DFL) {
+        signal(SIGPIPE, SIG_IGN);
+    }
+}
+
 int net__cfg_init(struct net__cfg *out, const struct net_config *cfg,
                   char *errmsg, size_t errmsg_len)
 {
+    ignore_sigpipe();
     CRAFT_ASSERT(out != NULL);
     CRAFT_ASSERT(cfg != NULL);
     if (cfg->frame_max < NET_FRAME_MAX_MIN ||
@@ -92,10 +111,22 @@ int net__cfg_init(struct net__cfg *out, const struct net_config *cfg,
         return cfg_error(errmsg, errmsg_len,
                          "backoff needs 0 < backoff_min_ms <= backoff_max_ms");
     }
+    if (cfg->secret_len > NET_SECRET_MAX ||
+        (cfg->secret != NULL && cfg->secret_len == 0) ||
+        (cfg->secret == NULL && cfg->secret_len != 0)) {
+        return cfg_error(errmsg, errmsg_len,
+                         "secret must be 1..256 bytes, or NULL and 0");
+    }
     struct net__cfg c;
     memset(&c, 0, sizeof c);
     c.c = *cfg;
     c.c.bind_host = NULL;
+    c.c.secret = NULL;
+    if (cfg->secret != NULL) {
+        memcpy(c.secret, cfg->secret, cfg->secret_len);
+        c.secret_len = cfg->secret_len;
+        c.has_secret = 1;
+    }
     if (cfg->bind_host != NULL) {
         if (net__host_resolve(cfg->bind_host, 0, &c.bind_addr) != 0) {
             return cfg_error(errmsg, errmsg_len,
@@ -169,6 +200,8 @@ static struct net_conn *conn_alloc(uv_loop_t *loop, const struct net__cfg *cfg,
     buf_init(&c->rbuf);
     CRAFT_ASSERT(uv_timer_init(loop, &c->timer) == 0);
     c->timer.data = c;
+    CRAFT_ASSERT(uv_prepare_init(loop, &c->flush) == 0);
+    c->flush.data = c;
     return c;
 }
 
@@ -222,7 +255,8 @@ static void conn_fail_calls(struct net_conn *c)
     CRAFT_ASSERT(c->n_calls == 0);
 }
 
-/* Both handles are closed: tell the user and the owner, drop our ref. */
+/* All three handles are closed: fail the calls, tell the user and the
+ * owner, drop our reference. */
 static void conn_finish_close(struct net_conn *c)
 {
     CRAFT_ASSERT(c->state == CONN_CLOSING);
@@ -269,13 +303,33 @@ void net__conn_close(struct net_conn *c, int status)
     if (c->state == CONN_CLOSING || c->state == CONN_CLOSED) {
         return;
     }
+    /* Frames queued before a close still go out as far as the socket takes
+     * them without waiting: "send a last message, then close" works. */
+    if (c->out_head != NULL && status == 0) {
+        conn_flush(c);
+        if (c->state == CONN_CLOSING) {
+            return; /* the flush failed and closed it */
+        }
+    }
     c->state = CONN_CLOSING;
     c->close_status = status;
-    c->closing_handles = 2;
-    /* Closing the stream cancels the queued writes (their callbacks run
-     * with UV_ECANCELED before the close callback) and stops reading. */
+    c->closing_handles = 3;
+    /* Closing the stream cancels the writes handed to libuv (their
+     * callbacks run with UV_ECANCELED before the close callback) and stops
+     * reading; output not yet flushed is dropped here. */
     uv_close((uv_handle_t *)&c->tcp, conn_handle_closed_cb);
     uv_close((uv_handle_t *)&c->timer, conn_handle_closed_cb);
+    uv_close((uv_handle_t *)&c->flush, conn_handle_closed_cb);
+    size_t bytes = 0;
+    uint32_t frames = 0;
+    for (struct net__seg *sg = c->out_head; sg != NULL; sg = sg->next) {
+        bytes += sg->len;
+        frames += sg->n_frames;
+    }
+    conn_lost(c, bytes, frames);
+    seg_list_free(c->out_head);
+    c->out_head = c->out_tail = NULL;
+    c->out_segs = 0;
 }
 
 static void conn_unref(struct net_conn *c)
@@ -312,6 +366,7 @@ static void conn_fail(struct net_conn *c, int status, const char *why)
     case CRAFT_ECORRUPT:
     case CRAFT_ETOOBIG:
     case CRAFT_EMISMATCH:
+    case CRAFT_EAUTH:
     case CRAFT_ENOMEM:
         LOG_WARNF("net: closing connection with %s: %s (%s)", addr, why,
                   craft_errname(status));
@@ -328,31 +383,131 @@ static void conn_fail(struct net_conn *c, int status, const char *why)
  * Sending.
  */
 
+/*
+ * Output is coalesced: conn_write() appends the encoded frame to the
+ * connection's list of unsent segments and arms the flush handle, and
+ * conn_flush_cb() hands every segment to libuv in one uv_write() (one
+ * writev(2)) just before the loop next polls.  A burst of small messages
+ * sent from one loop iteration -- a leader's heartbeats, a reply per
+ * request read -- thus costs one system call, not one per frame, and the
+ * first write happens within the same iteration, so no latency is added.
+ * Small frames share 64 KiB segments; a larger frame gets a segment of its
+ * own, so nothing is ever copied twice.
+ */
+static void seg_list_free(struct net__seg *s)
+{
+    while (s != NULL) {
+        struct net__seg *next = s->next;
+        free(s);
+        s = next;
+    }
+}
+
+/* Frames dropped unsent: counted for a peer, and out of the queue bytes. */
+static void conn_lost(struct net_conn *c, size_t bytes, uint32_t n_frames)
+{
+    CRAFT_ASSERT(c->queued_bytes >= bytes);
+    c->queued_bytes -= bytes;
+    if (c->peer != NULL && n_frames > 0) {
+        net__peer_frames_lost(c->peer, n_frames,
+                              bytes - (size_t)n_frames * NET_FRAME_HDR_SIZE);
+    }
+}
+
 static void conn_write_cb(uv_write_t *req, int status)
 {
-    struct wreq *w = (struct wreq *)req;
-    struct net_conn *c = w->conn;
-    CRAFT_ASSERT(c->queued_bytes >= w->size);
-    c->queued_bytes -= w->size;
-    if (status < 0 && c->peer != NULL) {
-        net__peer_frame_lost(c->peer, w->size - NET_FRAME_HDR_SIZE);
+    struct net__wbatch *b = (struct net__wbatch *)req;
+    struct net_conn *c = b->conn;
+    if (status < 0) {
+        conn_lost(c, b->bytes, b->n_frames);
+    } else {
+        CRAFT_ASSERT(c->queued_bytes >= b->bytes);
+        c->queued_bytes -= b->bytes;
     }
-    free(w);
+    seg_list_free(b->segs);
+    free(b);
     if (status < 0 && status != UV_ECANCELED) {
         conn_fail(c, net__uv_error(status), uv_strerror(status));
     }
 }
 
+/* Hand every unsent segment to libuv, which writes at once what the socket
+ * takes and the rest as it drains. */
+static void conn_flush(struct net_conn *c)
+{
+    uv_prepare_stop(&c->flush);
+    CRAFT_ASSERT(c->state == CONN_HANDSHAKE || c->state == CONN_OPEN);
+    CRAFT_ASSERT(c->out_head != NULL);
+    struct net__wbatch *b = malloc(sizeof *b + c->out_segs * sizeof(uv_buf_t));
+    if (b == NULL) {
+        conn_fail(c, CRAFT_ENOMEM, "no memory to send");
+        return;
+    }
+    b->conn = c;
+    b->segs = c->out_head;
+    b->bytes = 0;
+    b->n_frames = 0;
+    unsigned n = 0;
+    for (struct net__seg *s = c->out_head; s != NULL; s = s->next) {
+        b->bufs[n++] = uv_buf_init((char *)s->data, (unsigned)s->len);
+        b->bytes += s->len;
+        b->n_frames += s->n_frames;
+    }
+    CRAFT_ASSERT(n == c->out_segs);
+    c->out_head = c->out_tail = NULL;
+    c->out_segs = 0;
+    int rv =
+        uv_write(&b->req, (uv_stream_t *)&c->tcp, b->bufs, n, conn_write_cb);
+    if (rv != 0) {
+        conn_lost(c, b->bytes, b->n_frames);
+        seg_list_free(b->segs);
+        free(b);
+        conn_fail(c, net__uv_error(rv), uv_strerror(rv));
+    }
+}
+
+static void conn_flush_cb(uv_prepare_t *prepare)
+{
+    conn_flush(prepare->data);
+}
+
+/* Room for size bytes at the end of the unsent output, or NULL. */
+static uint8_t *conn_out_reserve(struct net_conn *c, size_t size)
+{
+    struct net__seg *t = c->out_tail;
+    if (t == NULL || t->cap - t->len < size) {
+        size_t cap = size > NET_SEG_SIZE ? size : NET_SEG_SIZE;
+        t = malloc(sizeof *t + cap);
+        if (t == NULL) {
+            return NULL;
+        }
+        t->next = NULL;
+        t->len = 0;
+        t->cap = cap;
+        t->n_frames = 0;
+        if (c->out_tail != NULL) {
+            c->out_tail->next = t;
+        } else {
+            c->out_head = t;
+        }
+        c->out_tail = t;
+        c->out_segs++;
+    }
+    return t->data + t->len;
+}
+
 /*
  * Frame the payload pieces with header *h and queue them.  The payload is
- * copied once into the write request and its checksum computed on the copy
- * (cache-hot).  hello marks the one frame allowed before OPEN.
+ * copied once, into the output segment, and its checksum computed on the
+ * copy (cache-hot).  handshake marks the HELLO and AUTH frames, the only
+ * ones allowed before OPEN.
  */
 static int conn_write(struct net_conn *c, struct net_frame_hdr *h,
-                      const struct net_iovec *iov, unsigned n_iov, int hello)
+                      const struct net_iovec *iov, unsigned n_iov,
+                      int handshake)
 {
     CRAFT_ASSERT(iov != NULL || n_iov == 0);
-    if (c->state != CONN_OPEN && !(hello && c->state == CONN_HANDSHAKE)) {
+    if (c->state != CONN_OPEN && !(handshake && c->state == CONN_HANDSHAKE)) {
         return CRAFT_ECLOSED;
     }
     size_t total = 0;
@@ -367,16 +522,14 @@ static int conn_write(struct net_conn *c, struct net_frame_hdr *h,
         return CRAFT_ETOOBIG;
     }
     size_t size = NET_FRAME_HDR_SIZE + total;
-    if (!hello && size > c->cfg.c.queue_bytes_max - c->queued_bytes) {
+    if (size > c->cfg.c.queue_bytes_max - c->queued_bytes) {
         return CRAFT_ELIMIT;
     }
-    struct wreq *w = malloc(sizeof *w + size);
-    if (w == NULL) {
+    uint8_t *dst = conn_out_reserve(c, size);
+    if (dst == NULL) {
         return CRAFT_ENOMEM;
     }
-    w->conn = c;
-    w->size = size;
-    uint8_t *p = w->data + NET_FRAME_HDR_SIZE;
+    uint8_t *p = dst + NET_FRAME_HDR_SIZE;
     for (unsigned i = 0; i < n_iov; i++) {
         if (iov[i].len > 0) {
             memcpy(p, iov[i].base, iov[i].len);
@@ -384,30 +537,75 @@ static int conn_write(struct net_conn *c, struct net_frame_hdr *h,
         }
     }
     h->length = (uint32_t)total;
-    h->payload_crc = crc32c(0, w->data + NET_FRAME_HDR_SIZE, total);
-    net_frame_encode_hdr(w->data, h);
-
-    uv_buf_t b = uv_buf_init((char *)w->data, (unsigned)size);
-    int rv = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, conn_write_cb);
-    if (rv != 0) {
-        free(w);
-        return net__uv_error(rv);
-    }
+    h->payload_crc = crc32c(0, dst + NET_FRAME_HDR_SIZE, total);
+    net_frame_encode_hdr(dst, h);
+    c->out_tail->len += size;
+    c->out_tail->n_frames++;
     c->queued_bytes += size;
-    CRAFT_DASSERT(hello || c->queued_bytes <= c->cfg.c.queue_bytes_max);
+    c->stats.frames_out++;
+    c->stats.bytes_out += size;
+    if (!uv_is_active((uv_handle_t *)&c->flush)) {
+        uv_prepare_start(&c->flush, conn_flush_cb);
+    }
+    CRAFT_ASSERT(c->queued_bytes <= c->cfg.c.queue_bytes_max);
     return 0;
 }
 
+/*
+ * The handshake (docs/net.md).  Each end sends a HELLO at once; with a
+ * cluster secret the HELLO carries a fresh random nonce, and after reading
+ * the other end's HELLO each end sends an AUTH frame: a MAC over both
+ * nonces, both node ids and the cluster id, keyed with the secret.  The
+ * connection opens when the other end's HELLO (and AUTH, with a secret)
+ * has been checked.
+ */
 static int conn_send_hello(struct net_conn *c)
 {
-    uint8_t p[NET_HELLO_SIZE];
+    uint8_t p[NET_HELLO_AUTH_SIZE];
+    size_t len = NET_HELLO_SIZE;
     put_u16(p, 1); /* hello version */
-    put_u16(p + 2, 0);
+    put_u16(p + 2, c->cfg.has_secret ? NET_HELLO_FLAG_AUTH : 0);
     put_u32(p + 4, c->cfg.c.frame_max);
     put_u64(p + 8, c->cfg.c.node_id);
     put_u64(p + 16, c->cfg.c.cluster_id);
+    if (c->cfg.has_secret) {
+        if (getrandom(c->nonce, sizeof c->nonce, 0) !=
+            (ssize_t)sizeof c->nonce) {
+            return CRAFT_EIO;
+        }
+        memcpy(p + NET_HELLO_SIZE, c->nonce, sizeof c->nonce);
+        len = NET_HELLO_AUTH_SIZE;
+    }
     struct net_frame_hdr h = {.kind = NET_KIND_HELLO};
-    struct net_iovec iov = {p, sizeof p};
+    struct net_iovec iov = {p, len};
+    return conn_write(c, &h, &iov, 1, 1);
+}
+
+/* The MAC the end with (first_nonce, first_id) sends to the other. */
+static void auth_mac(const struct net_conn *c, const uint8_t *first_nonce,
+                     uint64_t first_id, const uint8_t *second_nonce,
+                     uint64_t second_id, uint8_t out[SHA256_SIZE])
+{
+    static const char label[] = "craft-net-auth-v1";
+    uint8_t ids[24];
+    put_u64(ids, first_id);
+    put_u64(ids + 8, second_id);
+    put_u64(ids + 16, c->cfg.c.cluster_id);
+    struct hmac_sha256 h;
+    hmac_sha256_init(&h, c->cfg.secret, c->cfg.secret_len);
+    hmac_sha256_update(&h, label, sizeof label - 1);
+    hmac_sha256_update(&h, first_nonce, NET_NONCE_SIZE);
+    hmac_sha256_update(&h, second_nonce, NET_NONCE_SIZE);
+    hmac_sha256_update(&h, ids, sizeof ids);
+    hmac_sha256_final(&h, out);
+}
+
+static int conn_send_auth(struct net_conn *c)
+{
+    uint8_t mac[SHA256_SIZE];
+    auth_mac(c, c->nonce, c->cfg.c.node_id, c->peer_nonce, c->peer_id, mac);
+    struct net_frame_hdr h = {.kind = NET_KIND_AUTH};
+    struct net_iovec iov = {mac, sizeof mac};
     return conn_write(c, &h, &iov, 1, 1);
 }
 
@@ -436,6 +634,7 @@ static void call_timeout_cb(uv_timer_t *timer)
     struct net_conn *c = call->conn;
     struct net__call *taken = call_take(c, call->id);
     CRAFT_ASSERT(taken == call);
+    c->stats.calls_timed_out++;
     call->cb(call->data, CRAFT_ETIMEDOUT, NULL, 0);
     call_dispose(call);
 }
@@ -535,6 +734,10 @@ int net_replyv(struct net_request *req, int status, const struct net_iovec *iov,
     CRAFT_ASSERT(status <= 0 && status >= INT16_MIN);
     struct net__request *r = (struct net__request *)req;
     struct net_conn *c = r->conn;
+    CRAFT_ASSERT(c->n_requests > 0);
+    CRAFT_ASSERT(c->request_bytes >= req->len);
+    c->n_requests--;
+    c->request_bytes -= req->len;
     struct net_frame_hdr h = {.kind = NET_KIND_RESPONSE,
                               .type = req->type,
                               .status = (int16_t)status,
@@ -595,7 +798,7 @@ static void conn_opened(struct net_conn *c)
 
 static void conn_on_hello(struct net_conn *c, const uint8_t *p, size_t len)
 {
-    if (c->state != CONN_HANDSHAKE) {
+    if (c->state != CONN_HANDSHAKE || c->hello_received) {
         conn_fail(c, CRAFT_EPROTO, "second hello");
         return;
     }
@@ -603,9 +806,15 @@ static void conn_on_hello(struct net_conn *c, const uint8_t *p, size_t len)
         conn_fail(c, CRAFT_EPROTO, "hello too short");
         return;
     }
-    /* A hello version above 1 may carry more fields after ours (docs). */
+    /* A hello version above 1 may carry more fields after ours (docs);
+     * unknown flag bits are ignored for the same reason. */
     if (get_u16(p) < 1) {
         conn_fail(c, CRAFT_EPROTO, "hello version 0");
+        return;
+    }
+    int peer_auth = (get_u16(p + 2) & NET_HELLO_FLAG_AUTH) != 0;
+    if (peer_auth && len < NET_HELLO_AUTH_SIZE) {
+        conn_fail(c, CRAFT_EPROTO, "hello without its nonce");
         return;
     }
     uint32_t frame_max = get_u32(p + 4);
@@ -618,15 +827,71 @@ static void conn_on_hello(struct net_conn *c, const uint8_t *p, size_t len)
         conn_fail(c, CRAFT_EMISMATCH, "other end is in another cluster");
         return;
     }
+    if (peer_auth != c->cfg.has_secret) {
+        conn_fail(c, CRAFT_EAUTH,
+                  c->cfg.has_secret ? "other end has no cluster secret"
+                                    : "other end requires a cluster secret");
+        return;
+    }
+    c->hello_received = 1;
     c->peer_frame_max =
         frame_max < NET_FRAME_MAX_LIMIT ? frame_max : NET_FRAME_MAX_LIMIT;
     c->peer_id = get_u64(p + 8);
+    if (!c->cfg.has_secret) {
+        conn_opened(c);
+        return;
+    }
+    memcpy(c->peer_nonce, p + NET_HELLO_SIZE, NET_NONCE_SIZE);
+    int rv = conn_send_auth(c);
+    if (rv != 0) {
+        conn_fail(c, rv, "cannot send auth");
+    }
+}
+
+static void conn_on_auth(struct net_conn *c, const uint8_t *p, size_t len)
+{
+    if (c->state != CONN_HANDSHAKE || !c->hello_received ||
+        !c->cfg.has_secret) {
+        conn_fail(c, CRAFT_EPROTO, "unexpected auth frame");
+        return;
+    }
+    if (len != SHA256_SIZE) {
+        conn_fail(c, CRAFT_EPROTO, "auth frame of the wrong size");
+        return;
+    }
+    uint8_t want[SHA256_SIZE];
+    auth_mac(c, c->peer_nonce, c->peer_id, c->nonce, c->cfg.c.node_id, want);
+    if (!sha256_equal(p, want)) {
+        conn_fail(c, CRAFT_EAUTH, "authentication failed (wrong secret?)");
+        return;
+    }
     conn_opened(c);
 }
 
 static void conn_on_request(struct net_conn *c, const struct net_frame_hdr *h,
                             const uint8_t *payload)
 {
+    /* Requests the handler holds pin memory until answered; past the bound
+     * they are shed with CRAFT_EBUSY instead of being queued.  Shedding,
+     * not pausing the reads, because a handler may be waiting on a response
+     * that comes in over this same connection. */
+    if (c->n_requests >= NET_REQUESTS_MAX ||
+        h->length > c->cfg.c.queue_bytes_max - c->request_bytes) {
+        struct net_frame_hdr rh = {.kind = NET_KIND_RESPONSE,
+                                   .type = h->type,
+                                   .status = CRAFT_EBUSY,
+                                   .id = h->id};
+        if (c->stats.requests_refused++ % 1000 == 0) {
+            char addr[NET_ADDR_FMT_MAX];
+            LOG_WARNF("net: %s: %u requests (%zu bytes) unanswered, "
+                      "refusing more (%llu refused)",
+                      conn_peer_str(c, addr, sizeof addr), c->n_requests,
+                      c->request_bytes,
+                      (unsigned long long)c->stats.requests_refused);
+        }
+        (void)conn_write(c, &rh, NULL, 0, 0);
+        return;
+    }
     struct net__request *r = malloc(sizeof *r + h->length);
     if (r == NULL) {
         conn_fail(c, CRAFT_ENOMEM, "no memory for a request");
@@ -641,6 +906,8 @@ static void conn_on_request(struct net_conn *c, const struct net_frame_hdr *h,
         memcpy(r->payload, payload, h->length);
     }
     c->refs++;
+    c->n_requests++;
+    c->request_bytes += h->length;
     if (c->h.on_request != NULL) {
         c->h.on_request(c->h.data, c, &r->pub);
     } else {
@@ -672,12 +939,17 @@ static void conn_dispatch(struct net_conn *c, const struct net_frame_hdr *h,
         conn_on_hello(c, payload, h->length);
         return;
     }
+    if (h->kind == NET_KIND_AUTH) {
+        conn_on_auth(c, payload, h->length);
+        return;
+    }
     if (c->state != CONN_OPEN) {
-        conn_fail(c, CRAFT_EPROTO, "frame before hello");
+        conn_fail(c, CRAFT_EPROTO, "frame before the handshake completed");
         return;
     }
     switch ((enum net_kind)h->kind) {
     case NET_KIND_HELLO:
+    case NET_KIND_AUTH:
         CRAFT_UNREACHABLE();
         break;
     case NET_KIND_MESSAGE:
@@ -711,6 +983,8 @@ static void conn_process(struct net_conn *c)
             return;
         }
         c->rpos += NET_FRAME_HDR_SIZE + h.length;
+        c->stats.frames_in++;
+        c->stats.bytes_in += NET_FRAME_HDR_SIZE + h.length;
         conn_dispatch(c, &h, p + NET_FRAME_HDR_SIZE);
     }
 }
@@ -971,4 +1245,9 @@ void net_conn_local_addr(const struct net_conn *conn, char *buf, size_t len)
 size_t net_conn_queued_bytes(const struct net_conn *conn)
 {
     return conn->queued_bytes;
+}
+
+void net_conn_get_stats(const struct net_conn *conn, struct net_conn_stats *out)
+{
+    *out = conn->stats;
 }

@@ -39,6 +39,7 @@ static int kind_known(uint8_t kind)
     case NET_KIND_REQUEST:
     case NET_KIND_RESPONSE:
     case NET_KIND_MESSAGE:
+    case NET_KIND_AUTH:
         return 1;
     }
     return 0;
@@ -58,8 +59,9 @@ static const char *hdr_inconsistency(const struct net_frame_hdr *h)
     if (h->status != 0 && h->kind != NET_KIND_RESPONSE) {
         return "status on a frame that is not a response";
     }
-    if (h->kind == NET_KIND_HELLO && h->type != 0) {
-        return "hello with a nonzero type";
+    if ((h->kind == NET_KIND_HELLO || h->kind == NET_KIND_AUTH) &&
+        h->type != 0) {
+        return "handshake frame with a nonzero type";
     }
     return NULL;
 }

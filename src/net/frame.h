@@ -7,7 +7,7 @@
  *   off size field
  *     0    4 magic        "CRFT" (0x43 0x52 0x46 0x54)
  *     4    1 version      NET_PROTO_VERSION (1)
- *     5    1 kind         enum net_kind
+ *     5    1 kind         enum net_kind (1..5)
  *     6    1 flags        0 in version 1 (bits reserved: compression, MAC)
  *     7    1 reserved     0
  *     8    2 type         application message type (0 for HELLO)
@@ -23,7 +23,7 @@
  *  2. kind is a known enum net_kind, flags and reserved are 0;
  *  3. length <= the max passed to the decoder;
  *  4. id != 0 exactly for REQUEST and RESPONSE; status != 0 only in a
- *     RESPONSE; type == 0 in a HELLO;
+ *     RESPONSE; type == 0 in HELLO and AUTH;
  *  5. the payload's CRC32C equals payload_crc.
  *
  * The header carries its own checksum so that a corrupted length is caught
@@ -63,7 +63,8 @@ enum net_kind {
     NET_KIND_HELLO = 1,    /* handshake; first frame in each direction */
     NET_KIND_REQUEST = 2,  /* expects exactly one RESPONSE with its id */
     NET_KIND_RESPONSE = 3, /* answers the REQUEST with the same id */
-    NET_KIND_MESSAGE = 4   /* one-way, no response */
+    NET_KIND_MESSAGE = 4,  /* one-way, no response */
+    NET_KIND_AUTH = 5      /* handshake MAC, when both ends have a secret */
 };
 
 /* The decoded header fields (magic, version and the CRCs are implied). */

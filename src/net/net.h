@@ -28,6 +28,10 @@
  *  4. An object is freed by this layer only after its last callback has
  *     returned; the pointer is invalid after that (stated per object below).
  *
+ * Signals: creating the first server, connection or peer sets SIGPIPE to
+ * ignored if it still has its default action, since a write to a reset
+ * connection must be an error (CRAFT_ECLOSED), not the end of the process.
+ *
  * Ownership of bytes: every payload passed to a send function is COPIED
  * before the function returns, so the caller may reuse its buffer at once.
  * Every payload passed to a callback is BORROWED for the duration of that
@@ -47,7 +51,9 @@
  * closing), CRAFT_ENOCONN (a peer with no connection and none being made),
  * CRAFT_ETIMEDOUT, CRAFT_ECONNREFUSED, CRAFT_EPROTO / CRAFT_EVERSION /
  * CRAFT_ECORRUPT (the other end broke the protocol), CRAFT_EMISMATCH (the
- * handshake found another cluster id), CRAFT_EBUSY (address in use),
+ * handshake found another cluster id), CRAFT_EAUTH (the cluster secrets
+ * differ, or only one end has one), CRAFT_EBUSY (address in use, or a
+ * request refused because too many are unanswered),
  * CRAFT_EIO (any other socket error; the detail is logged).
  */
 #ifndef CRAFT_NET_NET_H
@@ -79,6 +85,9 @@
  * one connect attempt per 2 s and a recovering one is found within ~2 s. */
 #define NET_BACKOFF_MIN_MS_DEFAULT 50u
 #define NET_BACKOFF_MAX_MS_DEFAULT 2000u
+
+/* Longest cluster secret accepted (struct net_config). */
+#define NET_SECRET_MAX 256
 
 /* Longest "HOST:PORT" accepted, and the host part of it. */
 #define NET_ADDR_STR_MAX 128
@@ -116,6 +125,13 @@ struct net_config {
     unsigned handshake_timeout_ms;
     unsigned backoff_min_ms; /* net_peer only */
     unsigned backoff_max_ms; /* net_peer only */
+    /* If not NULL, the cluster secret (secret_len bytes, 1..256; copied):
+     * both ends must have the same one, proven in the handshake with
+     * HMAC-SHA-256 over fresh nonces (CRAFT_EAUTH otherwise).  This keeps
+     * strangers and misconfigured nodes out; it does not protect frames
+     * against an attacker on the path (docs/net.md). */
+    const void *secret;
+    size_t secret_len;
     /* Outgoing connections only: if not NULL, a numeric IP address the
      * socket is bound to (port 0) before connecting, so that the peer sees
      * this source address (firewall rules on 127.0.0.11..17 then partition
@@ -141,7 +157,10 @@ struct net_handlers {
     void (*on_message)(void *data, struct net_conn *conn, uint16_t type,
                        const uint8_t *payload, size_t len);
     /* A request.  The handler (now or later) must pass req to net_reply()
-     * exactly once, even if the connection has closed meanwhile. */
+     * exactly once, even if the connection has closed meanwhile.  While a
+     * connection has 4096 requests unanswered, or their payloads total
+     * queue_bytes_max, further requests are answered CRAFT_EBUSY without
+     * reaching the handler. */
     void (*on_request)(void *data, struct net_conn *conn,
                        struct net_request *req);
     /* The connection closed: status 0 after net_conn_close(), else why
@@ -209,7 +228,8 @@ typedef void (*net_connect_cb)(void *data, struct net_conn *conn, int status);
  * (CRAFT_ETIMEDOUT) plus cfg->handshake_timeout_ms.  On 0, cb fires exactly
  * once: with an open conn (whose later events go to h, starting with no
  * on_open) or with an error (ECONNREFUSED, ETIMEDOUT, EMISMATCH, EPROTO,
- * ECLOSED, EIO, or CRAFT_ECANCELED if net_connect_cancel() was called).
+ * ECLOSED, EAUTH, EIO, or CRAFT_ECANCELED if net_connect_cancel() was
+ * called).
  * *pending (if not NULL) receives a handle for net_connect_cancel(), valid
  * until cb fires.  Errors without callback: CRAFT_EINVAL (bad address or
  * bind_host), CRAFT_ENOMEM, CRAFT_EIO.
@@ -274,9 +294,11 @@ int net_replyv(struct net_request *req, int status, const struct net_iovec *iov,
 /* The connection a request arrived on, or NULL if it has closed since. */
 struct net_conn *net_request_conn(const struct net_request *req);
 
-/* Close conn: stop reading, drop unsent output, fail pending calls with
- * CRAFT_ECLOSED, then on_close(status 0) -- all from later loop iterations.
- * Calling it again, or on a conn already closing, does nothing. */
+/* Close conn: stop reading; hand queued output to the socket as far as it
+ * takes it without waiting (a last message sent just before the close goes
+ * out) and drop the rest; then fail pending calls with CRAFT_ECLOSED and
+ * call on_close(status 0) -- both from later loop iterations.  Calling it
+ * again, or on a conn already closing, does nothing. */
 void net_conn_close(struct net_conn *conn);
 
 /* A user pointer per connection (NULL initially). */
@@ -293,6 +315,18 @@ void net_conn_local_addr(const struct net_conn *conn, char *buf, size_t len);
 
 /* Bytes queued on conn and not yet written to the socket. */
 size_t net_conn_queued_bytes(const struct net_conn *conn);
+
+/* Traffic on one connection since it was made, handshake included.  A
+ * frame counts as out once queued (it may still be lost if the connection
+ * drops), as in once decoded and checked. */
+struct net_conn_stats {
+    uint64_t frames_out, bytes_out; /* bytes include the 32-byte headers */
+    uint64_t frames_in, bytes_in;
+    uint64_t calls_timed_out;  /* net_call callbacks with ETIMEDOUT */
+    uint64_t requests_refused; /* answered CRAFT_EBUSY (too many held) */
+};
+void net_conn_get_stats(const struct net_conn *conn,
+                        struct net_conn_stats *out);
 
 /*
  * Peers: a kept-open outgoing connection (craftd's link to each other node).

@@ -195,10 +195,11 @@ void net__peer_conn_closed(struct net_peer *p, struct net_conn *c, int was_open,
     peer_backoff(p);
 }
 
-void net__peer_frame_lost(struct net_peer *p, size_t bytes)
+void net__peer_frames_lost(struct net_peer *p, uint32_t n_frames,
+                           size_t payload_bytes)
 {
-    p->stats.frames_dropped++;
-    p->stats.bytes_dropped += bytes;
+    p->stats.frames_dropped += n_frames;
+    p->stats.bytes_dropped += payload_bytes;
 }
 
 int net_peer_new(uv_loop_t *loop, const struct net_config *cfg,
@@ -316,15 +317,22 @@ int net_peer_send(struct net_peer *p, uint16_t type, const void *payload,
     return net_peer_sendv(p, type, &iov, 1);
 }
 
+/* OPEN with a connection that has not begun closing (it may be closing,
+ * its close callback not yet run, when the peer has not heard yet). */
+static int peer_usable(const struct net_peer *p)
+{
+    return p->state == PEER_OPEN && p->conn->state == CONN_OPEN;
+}
+
 struct net_conn *net_peer_conn(const struct net_peer *p)
 {
-    return p->state == PEER_OPEN ? p->conn : NULL;
+    return peer_usable(p) ? p->conn : NULL;
 }
 
 void net_peer_get_stats(const struct net_peer *p, struct net_peer_stats *out)
 {
     *out = p->stats;
-    out->connected = p->state == PEER_OPEN;
+    out->connected = peer_usable(p);
 }
 
 static void peer_timer_closed_cb(uv_handle_t *handle)

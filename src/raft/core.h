@@ -12,6 +12,7 @@
  *   snapshot.c    compaction, InstallSnapshot chunks and their replies
  *   readindex.c   ReadIndex reads (thesis §6.4)
  *   codec.c       the wire format
+ *   status.c      raft_status, raft_entry_at, names
  *   invariants.c  raft__invariants_ok
  *
  * Role transitions (Raft paper Figure 4, thesis §9.6 pre-vote):

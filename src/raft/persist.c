@@ -21,8 +21,10 @@
  *   3. Acknowledgements (vote grants, append and snapshot replies) created
  *      while a write is pending wait until every write issued so far is
  *      durable (Figure 2: "persistent state ... updated on stable storage
- *      before responding to RPCs").  Those of an older term are dropped
- *      when the term advances.
+ *      before responding to RPCs") -- unless they claim nothing pending:
+ *      the hard state is durable and an append reply's index is at most
+ *      r->durable.  Those of an older term are dropped when the term
+ *      advances.
  *   4. Committed entries are handed out for applying only up to
  *      r->durable, strictly in order, each exactly once.
  */
@@ -142,6 +144,31 @@ static void record(struct raft *r)
     r->hs_issued = rec->hs;
 }
 
+/* Whether an acknowledgement depends on nothing still being written: the
+ * hard state of its term is durable and, for an append reply, the entries
+ * it claims are.  Such acks (heartbeat replies above all) need not queue
+ * behind an unrelated write, which keeps ReadIndex rounds and check-quorum
+ * contact fast while entries stream in. */
+static bool ack_ready(const struct raft *r, const struct raft_message *m)
+{
+    if (r->hs_durable.term != r->term || r->hs_durable.vote != r->vote) {
+        return false;
+    }
+    switch ((enum raft_msg_type)m->type) {
+    case RAFT_MSG_APPEND_RESP:
+        return !m->append_resp.success || m->append_resp.index <= r->durable;
+    case RAFT_MSG_VOTE_RESP:
+        return true;
+    case RAFT_MSG_VOTE:
+    case RAFT_MSG_APPEND:
+    case RAFT_MSG_SNAPSHOT:
+    case RAFT_MSG_SNAPSHOT_RESP:
+    case RAFT_MSG_TIMEOUT_NOW:
+        return false;
+    }
+    return false;
+}
+
 /* Resolve the entries of the appends queued in this step; the log does not
  * change after this point of a step. */
 static void resolve_messages(struct raft *r)
@@ -165,6 +192,7 @@ void raft__apply(struct raft *r, struct raft_update *u)
     }
     if (upto > r->applied) {
         CRAFT_ASSERT(r->applied >= r->log.base_index);
+        CRAFT_ASSERT(upto <= raft__log_last(&r->log));
         u->committed = raft__log_get(&r->log, r->applied + 1);
         u->n_committed = (size_t)(upto - r->applied);
         r->applied = upto;
@@ -196,9 +224,10 @@ int raft__persist_finish(struct raft *r, struct raft_update *u)
             u->snapshot_chunk = &o->chunk;
         }
     }
-    /* Acknowledgements go out now if nothing is pending, else wait. */
+    /* Acknowledgements go out now if nothing they claim is pending, else
+     * wait for every write issued so far. */
     for (size_t k = 0; k < o->n_acks; k++) {
-        if (r->seq_issued == r->seq_done) {
+        if (r->seq_issued == r->seq_done || ack_ready(r, &o->acks[k].msg)) {
             (void)raft__send(r, &o->acks[k].msg);
         } else if (held_push(r, r->seq_issued, &o->acks[k].msg) != 0) {
             rv = CRAFT_ENOMEM; /* the ack is lost; the leader retries */

@@ -67,6 +67,7 @@ int raft__read(struct raft *r, uint64_t ctx)
         r->reads = p;
         r->cap_reads = cap;
     }
+    CRAFT_ASSERT(r->role == RAFT_LEADER);
     struct raft_pending_read *p = &r->reads[r->n_reads++];
     p->ctx = ctx;
     p->index = r->commit > r->term_start ? r->commit : r->term_start;

@@ -30,6 +30,11 @@ int raft__propose(struct raft *r, struct raft_event *ev)
     if (n == 0 || n > RAFT_PROPOSE_MAX || ev->propose.bufs == NULL) {
         return CRAFT_EINVAL;
     }
+    for (unsigned k = 0; k < n; k++) {
+        if (ev->propose.bufs[k].len > RAFT_ENTRY_BYTES_MAX) {
+            return CRAFT_ETOOBIG; /* could never be sent */
+        }
+    }
     if (raft__log_reserve(&r->log, n) != 0) {
         return CRAFT_ENOMEM;
     }
@@ -99,7 +104,9 @@ int raft__send_append(struct raft *r, struct raft_progress *pr, bool probe)
         raft__progress_snapshot(pr, r->snap.index, r->snap.term);
         return raft__send_snapshot(r, pr);
     }
-    size_t n = batch(r, pr->next);
+    /* A repeated probe carries no entries: the follower may be down, and
+     * resending a full batch every heartbeat would waste bandwidth. */
+    size_t n = probe && pr->probe_sent ? 0 : batch(r, pr->next);
     if (n == 0 && !probe) {
         return 0;
     }
@@ -171,6 +178,11 @@ void raft__send_heartbeat(struct raft *r, struct raft_progress *pr)
          * to resend. */
         raft__progress_probe(pr);
         (void)raft__send_append(r, pr, true);
+        return;
+    }
+    if (pr->state == RAFT_PROGRESS_REPLICATE &&
+        pr->next <= raft__log_last(&r->log) && !raft__inflight_full(r, pr)) {
+        pump(r, pr); /* entries waiting (an earlier send failed) */
         return;
     }
     bool known;
@@ -258,6 +270,7 @@ void raft__maybe_commit(struct raft *r)
         m[j] = v;
     }
     raft_index idx = m[raft__quorum(r) - 1];
+    CRAFT_ASSERT(idx <= raft__log_last(&r->log));
     bool known;
     if (idx > r->commit && raft__log_term(&r->log, idx, &known) == r->term) {
         /* Invariant 3 (Figure 8): only a current-term entry commits by
@@ -375,10 +388,12 @@ int raft__recv_append(struct raft *r, const struct raft_message *m)
         raft__appended(r, idx);
     }
     raft_index matched = prev + n;
+    CRAFT_ASSERT(matched <= raft__log_last(&r->log));
     raft_index c = m->append.commit < matched ? m->append.commit : matched;
     if (c > r->commit) {
         r->commit = c; /* invariant 4 */
     }
+    CRAFT_ASSERT(r->commit <= raft__log_last(&r->log));
     resp.append_resp.index = matched;
     return raft__send_ack(r, &resp);
 }

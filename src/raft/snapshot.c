@@ -99,7 +99,10 @@ int raft__send_snapshot(struct raft *r, struct raft_progress *pr)
 void raft__tick_snapshot(struct raft *r, struct raft_progress *pr)
 {
     CRAFT_ASSERT(pr->state == RAFT_PROGRESS_SNAPSHOT);
-    if (++pr->snap_idle >= CHUNK_RETRY_BEATS * r->opts.heartbeat_ticks) {
+    /* Resend only to a follower that answers at all (its heartbeat
+     * replies reset ticks_since_contact): chunks are large. */
+    if (++pr->snap_idle >= CHUNK_RETRY_BEATS * r->opts.heartbeat_ticks &&
+        pr->ticks_since_contact < r->opts.election_ticks_max) {
         pr->snap_sent = pr->snap_acked; /* presumed lost: resend */
         (void)raft__send_snapshot(r, pr);
     }
@@ -271,6 +274,8 @@ void raft__snapshot_durable(struct raft *r, const struct raft_persist_rec *rec)
         r->commit = meta->index;
     }
     r->applied = meta->index;
+    CRAFT_ASSERT(r->log.base_index == meta->index);
+    CRAFT_ASSERT(r->durable >= r->applied);
     r->out.install = *meta;
     r->out.has_install = true;
     r->out.compact_to = meta->index;

@@ -6,7 +6,8 @@
  *  1. Metadata: of meta1 and meta2, the valid one with the higher seq wins.
  *     One invalid file is a torn write of a value never reported durable
  *     (the other file still holds the previous value) and is logged; both
- *     invalid is corruption.
+ *     invalid is corruption.  (store_open() creates meta2 with seq 0 in a
+ *     new directory, so a lone invalid file is a torn initialisation.)
  *  2. Snapshot: the snap-<index>-<term> file with the highest index is
  *     current and must validate completely (it was renamed into place only
  *     after an fsync).  snap.tmp and older snapshots are stale.
@@ -148,9 +149,10 @@ static int cmp_seg(const void *a, const void *b)
     return x->first < y->first ? -1 : x->first > y->first;
 }
 
-/* Read a whole file into a new buffer.  *size is set to its length. */
+/* Read a whole file into a new buffer (or map it when mapped is not NULL
+ * and the file layer can).  *size is set to its length. */
 static int read_file(struct scan_ctx *c, const char *name, uint8_t **out,
-                     uint64_t *size)
+                     uint64_t *size, bool *mapped)
 {
     char path[4096];
     path_of(path, sizeof path, c->dir, name);
@@ -162,6 +164,18 @@ static int read_file(struct scan_ctx *c, const char *name, uint8_t **out,
     uint64_t n = 0;
     int rv = c->vfs->fsize(c->vfs, fd, &n);
     uint8_t *buf = NULL;
+    if (rv == 0 && mapped != NULL && c->vfs->map != NULL && n > 0) {
+        void *p = NULL;
+        rv = c->vfs->map(c->vfs, fd, n, &p);
+        if (rv == 0) {
+            c->vfs->close(c->vfs, fd);
+            *mapped = true;
+            *out = p;
+            *size = n;
+            return 0;
+        }
+        rv = 0; /* fall back to reading */
+    }
     if (rv == 0) {
         buf = malloc(n ? n : 1);
         rv = buf ? 0 : -ENOMEM;
@@ -194,7 +208,7 @@ static int load_meta(struct scan_ctx *c)
         }
         uint8_t *buf;
         uint64_t size;
-        int rv = read_file(c, name, &buf, &size);
+        int rv = read_file(c, name, &buf, &size, NULL);
         if (rv != 0) {
             return rv;
         }
@@ -235,6 +249,40 @@ static int load_meta(struct scan_ctx *c)
         c->sc->meta_seq = m[best].seq;
     }
     return 0;
+}
+
+/* The snapshot's data against the CRC in its header, read in bounded
+ * chunks: snapshots may be large. */
+static int check_snap_data(struct scan_ctx *c, int fd, const char *path,
+                           uint32_t want_crc)
+{
+    enum { CHUNK = 1 << 20 };
+    uint64_t size = c->sc->snapshot.size;
+    uint8_t *buf = malloc(CHUNK);
+    uint32_t crc = 0;
+    int rv = buf ? 0 : CRAFT_ENOMEM;
+    for (uint64_t off = 0; rv == 0 && off < size;) {
+        size_t n = size - off < CHUNK ? (size_t)(size - off) : CHUNK;
+        ssize_t got =
+            c->vfs->pread(c->vfs, fd, buf, n, STORE_SNAP_HDR_BYTES + off);
+        if (got < 0 || (size_t)got != n) {
+            set_err(c->errmsg, c->errmsg_len, "%s: read: %s", path,
+                    got < 0 ? strerror((int)-got) : "short read");
+            rv = got < 0 ? store__errno_code((int)got) : CRAFT_EIO;
+            break;
+        }
+        crc = crc32c(crc, buf, n);
+        off += n;
+    }
+    free(buf);
+    if (rv == 0 && crc != want_crc) {
+        set_err(c->errmsg, c->errmsg_len,
+                "%s: offset %u: data CRC %08" PRIx32 " (expected %08" PRIx32
+                " from the header)",
+                path, STORE_SNAP_HDR_BYTES, crc, want_crc);
+        rv = CRAFT_ECORRUPT;
+    }
+    return rv;
 }
 
 static int load_snapshot(struct scan_ctx *c)
@@ -286,33 +334,8 @@ static int load_snapshot(struct scan_ctx *c)
         c->vfs->close(c->vfs, fd);
         return CRAFT_ECORRUPT;
     }
-    /* Verify the data in bounded chunks: snapshots may be large. */
-    enum { CHUNK = 1 << 20 };
-    uint8_t *buf = malloc(CHUNK);
-    uint32_t crc = 0;
-    rv = buf ? 0 : CRAFT_ENOMEM;
-    for (uint64_t off = 0; rv == 0 && off < sc->snapshot.size;) {
-        uint64_t left = sc->snapshot.size - off;
-        size_t n = left < CHUNK ? (size_t)left : CHUNK;
-        got = c->vfs->pread(c->vfs, fd, buf, n, STORE_SNAP_HDR_BYTES + off);
-        if (got < 0 || (size_t)got != n) {
-            set_err(c->errmsg, c->errmsg_len, "%s: read: %s", path,
-                    got < 0 ? strerror((int)-got) : "short read");
-            rv = got < 0 ? store__errno_code((int)got) : CRAFT_EIO;
-            break;
-        }
-        crc = crc32c(crc, buf, n);
-        off += n;
-    }
-    free(buf);
+    rv = check_snap_data(c, fd, path, want_crc);
     c->vfs->close(c->vfs, fd);
-    if (rv == 0 && crc != want_crc) {
-        set_err(c->errmsg, c->errmsg_len,
-                "%s: offset %u: data CRC %08" PRIx32 " (expected %08" PRIx32
-                " from the header)",
-                path, STORE_SNAP_HDR_BYTES, crc, want_crc);
-        rv = CRAFT_ECORRUPT;
-    }
     if (rv == 0) {
         sc->has_snapshot = true;
         sc->snapshot_crc = want_crc;
@@ -388,12 +411,9 @@ static const char *check_record(const uint8_t *buf, uint64_t size, uint64_t off,
 
 static bool all_zero(const uint8_t *p, uint64_t n)
 {
-    for (uint64_t i = 0; i < n; i++) {
-        if (p[i] != 0) {
-            return false;
-        }
-    }
-    return true;
+    /* Each byte equals the next and the first is zero; memcmp runs at
+     * memory speed over the preallocated tail of the open segment. */
+    return n == 0 || (p[0] == 0 && memcmp(p, p + 1, (size_t)n - 1) == 0);
 }
 
 /* Take the entries of a checked record into the log.  next is the index
@@ -461,17 +481,99 @@ static bool valid_record_after(const uint8_t *buf, uint64_t size, uint64_t off,
     return false;
 }
 
+/* Take the records of a segment from off on, until the end, the zeroed
+ * preallocated rest (open segment), or a record that fails its checks
+ * (*why says what was expected there).  *off ends after the last record
+ * taken.  A checksummed record at the wrong index is corruption at once. */
+static int take_records(struct scan_ctx *c, struct store_seg_info *si,
+                        const uint8_t *buf, uint64_t size,
+                        raft_index want_first, uint64_t *off, const char **why)
+{
+    bool started = false;
+    while (*why == NULL && *off < size) {
+        struct store_rec_hdr h;
+        uint64_t len = 0;
+        if (si->open && size - *off >= STORE_REC_HDR_BYTES &&
+            all_zero(buf + *off, STORE_REC_HDR_BYTES) &&
+            all_zero(buf + *off, size - *off)) {
+            break; /* the preallocated, never written rest */
+        }
+        *why = check_record(buf, size, *off, c->o, &h, &len);
+        if (*why != NULL) {
+            break;
+        }
+        if (!index_fits(si, started, want_first, h.first_index)) {
+            /* A whole, checksummed record in the wrong place is never a
+             * torn write (e.g. a segment before it went missing). */
+            set_err(c->errmsg, c->errmsg_len,
+                    "%s/%s: offset %" PRIu64 ": record for index %" PRIu64
+                    " (expected index %" PRIu64 ")",
+                    c->dir, si->name, *off, h.first_index,
+                    started ? si->last + 1 : want_first);
+            return CRAFT_ECORRUPT;
+        }
+        if (!started) {
+            si->first = h.first_index;
+            si->last = h.first_index - 1;
+            started = true;
+        }
+        int rv = take_record(c, si, buf, *off, &h);
+        if (rv != 0) {
+            return rv;
+        }
+        *off += len;
+    }
+    CRAFT_ASSERT(*off <= size || *why != NULL);
+    return 0;
+}
+
+/* The open segment stopped at a record that fails its checks: a torn tail
+ * if nothing valid follows (store.h invariant 3), else corruption. */
+static int classify_tail(struct scan_ctx *c, struct store_seg_info *si,
+                         const uint8_t *buf, uint64_t size, uint64_t off,
+                         const char *why)
+{
+    CRAFT_ASSERT(si->open);
+    CRAFT_ASSERT(why != NULL);
+    uint64_t found;
+    if (valid_record_after(buf, size, off, c->o, &found)) {
+        set_err(c->errmsg, c->errmsg_len,
+                "%s/%s: offset %" PRIu64 ": damaged data (expected %s) "
+                "followed by a valid record at offset %" PRIu64
+                ": not a torn write",
+                c->dir, si->name, off, why, found);
+        return CRAFT_ECORRUPT;
+    }
+    uint64_t end = size;
+    while (end > off && buf[end - 1] == 0) {
+        end--;
+    }
+    si->torn = end > off;
+    si->torn_bytes = end - off;
+    c->sc->torn = c->sc->torn || si->torn;
+    if (si->torn) {
+        LOG_WARNF("storage: %s/%s: torn tail of %" PRIu64
+                  " bytes at offset %" PRIu64 " (expected %s)",
+                  c->dir, si->name, si->torn_bytes, off, why);
+    }
+    return 0;
+}
+
 static int load_segment(struct scan_ctx *c, struct store_seg_info *si,
                         raft_index want_first)
 {
     struct store_scan *sc = c->sc;
     uint8_t *buf;
     uint64_t size;
-    int rv = read_file(c, si->name, &buf, &size);
+    bool mapped = false;
+    int rv = read_file(c, si->name, &buf, &size, &mapped);
     if (rv != 0) {
         return rv;
     }
-    sc->bufs[sc->n_bufs++] = buf;
+    sc->bufs[sc->n_bufs] = buf;
+    sc->buf_sizes[sc->n_bufs] = size;
+    sc->buf_mapped[sc->n_bufs] = mapped;
+    sc->n_bufs++;
     si->file_bytes = size;
     size_t base = sc->n_entries;
     raft_index name_first = si->first, name_last = si->last;
@@ -479,10 +581,9 @@ static int load_segment(struct scan_ctx *c, struct store_seg_info *si,
     si->first = want_first ? want_first : 1;
     si->last = si->first - 1;
     uint64_t off = STORE_SEG_HDR_BYTES;
+    const char *why = NULL;
     int hv = size >= STORE_SEG_HDR_BYTES ? store__seg_hdr_decode(buf)
                                          : CRAFT_ECORRUPT;
-    const char *why = NULL;
-    bool started = false;
     if (hv == CRAFT_EVERSION) {
         set_err(c->errmsg, c->errmsg_len,
                 "%s/%s: offset 8: unsupported format version (expected %u)",
@@ -493,57 +594,15 @@ static int load_segment(struct scan_ctx *c, struct store_seg_info *si,
         why = "a segment header with its magic and CRC";
         off = 0;
     }
-    while (why == NULL && off < size) {
-        struct store_rec_hdr h;
-        uint64_t len = 0;
-        if (si->open && size - off >= STORE_REC_HDR_BYTES &&
-            all_zero(buf + off, STORE_REC_HDR_BYTES) &&
-            all_zero(buf + off, size - off)) {
-            break; /* the preallocated, never written rest */
-        }
-        why = check_record(buf, size, off, c->o, &h, &len);
-        if (why == NULL &&
-            !index_fits(si, started, want_first, h.first_index)) {
-            why = "a record whose first index follows on from the log";
-        }
-        if (why == NULL) {
-            if (!started) {
-                si->first = h.first_index;
-                si->last = h.first_index - 1;
-                started = true;
-            }
-            rv = take_record(c, si, buf, off, &h);
-            if (rv != 0) {
-                return rv;
-            }
-            off += len;
-        }
-    }
+    rv = take_records(c, si, buf, size, want_first, &off, &why);
     si->end = off;
-    if (why != NULL && si->open) {
-        uint64_t found;
-        if (valid_record_after(buf, size, off, c->o, &found)) {
-            set_err(c->errmsg, c->errmsg_len,
-                    "%s/%s: offset %" PRIu64 ": damaged data (expected %s) "
-                    "followed by a valid record at offset %" PRIu64
-                    ": not a torn write",
-                    c->dir, si->name, off, why, found);
-            return CRAFT_ECORRUPT;
-        }
-        uint64_t end = size;
-        while (end > off && buf[end - 1] == 0) {
-            end--;
-        }
+    if (rv == 0 && why != NULL && si->open) {
         si->no_header = hv != 0;
-        si->torn = end > off;
-        si->torn_bytes = end - off;
-        sc->torn = sc->torn || si->torn;
-        if (si->torn) {
-            LOG_WARNF("storage: %s/%s: torn tail of %" PRIu64
-                      " bytes at offset %" PRIu64 " (expected %s)",
-                      c->dir, si->name, si->torn_bytes, off, why);
-        }
+        rv = classify_tail(c, si, buf, size, off, why);
         why = NULL;
+    }
+    if (rv != 0) {
+        return rv;
     }
     if (why != NULL) {
         set_err(c->errmsg, c->errmsg_len,
@@ -575,7 +634,11 @@ static int load_segments(struct scan_ctx *c)
     }
     sc->segs = calloc(n ? n : 1, sizeof *sc->segs);
     sc->bufs = calloc(n ? n : 1, sizeof *sc->bufs);
-    if (sc->segs == NULL || sc->bufs == NULL) {
+    sc->buf_sizes = calloc(n ? n : 1, sizeof *sc->buf_sizes);
+    sc->buf_mapped = calloc(n ? n : 1, sizeof *sc->buf_mapped);
+    sc->vfs = c->vfs;
+    if (sc->segs == NULL || sc->bufs == NULL || sc->buf_sizes == NULL ||
+        sc->buf_mapped == NULL) {
         return CRAFT_ENOMEM;
     }
     if (c->n_closed) {
@@ -685,9 +748,15 @@ int store_scan(const char *dir, const struct store_options *o,
 void store_scan_close(struct store_scan *sc)
 {
     for (size_t i = 0; i < sc->n_bufs; i++) {
-        free(sc->bufs[i]);
+        if (sc->buf_mapped[i]) {
+            sc->vfs->unmap(sc->vfs, sc->bufs[i], sc->buf_sizes[i]);
+        } else {
+            free(sc->bufs[i]);
+        }
     }
     free(sc->bufs);
+    free(sc->buf_sizes);
+    free(sc->buf_mapped);
     free(sc->segs);
     free(sc->all_entries != NULL ? sc->all_entries : sc->entries);
     memset(sc, 0, sizeof *sc);

@@ -537,8 +537,24 @@ static void fail_reqs(struct store_req *r, int status)
     }
 }
 
+/* Keep the current snapshot open for store_snapshot_read(), so that a job
+ * unlinking it after a newer one is durable never races with the reader.
+ * On failure the reader retries lazily. */
+static void open_snap_reader(struct store *s)
+{
+    if (s->snap_read_fd >= 0) {
+        s->vfs->close(s->vfs, s->snap_read_fd);
+        s->snap_read_fd = -1;
+    }
+    char path[4096];
+    path_of(s, path, sizeof path, s->snap_cur_name);
+    int fd = s->vfs->open(s->vfs, path, O_RDONLY, 0);
+    s->snap_read_fd = fd >= 0 ? fd : -1;
+}
+
 static void note_snapshots(struct store *s, const struct job *j)
 {
+    bool found = false;
     for (const struct op *op = j->head; op != NULL; op = op->next) {
         if (op->type != OP_SNAP_FINISH) {
             continue;
@@ -546,10 +562,10 @@ static void note_snapshots(struct store *s, const struct job *j)
         s->has_snap_cur = true;
         s->snap_cur = op->meta;
         snprintf(s->snap_cur_name, sizeof s->snap_cur_name, "%s", op->name);
-        if (s->snap_read_fd >= 0) {
-            s->vfs->close(s->vfs, s->snap_read_fd);
-            s->snap_read_fd = -1;
-        }
+        found = true;
+    }
+    if (found) {
+        open_snap_reader(s);
     }
 }
 
@@ -1129,7 +1145,42 @@ static int model_from_scan(struct store *s)
         s->snap_cur = sc->snapshot;
         snprintf(s->snap_cur_name, sizeof s->snap_cur_name, "%s",
                  sc->snapshot_name);
+        open_snap_reader(s);
     }
+    return 0;
+}
+
+/*
+ * A new directory gets meta2 = {seq 0, term 0, no vote} before anything
+ * else, so that from then on both metadata files exist: a damaged one then
+ * always has a valid partner, and "both invalid" is corruption.  (Without
+ * it, damage to the only file ever written would look like a torn first
+ * write.)
+ */
+static int init_meta(struct store *s, char *errmsg, size_t errmsg_len)
+{
+    if (s->scan.meta_file != 0) {
+        return 0;
+    }
+    char path[4096];
+    path_of(s, path, sizeof path, "meta2");
+    uint8_t buf[STORE_META_BYTES];
+    struct store_meta m = {.seq = 0};
+    store__meta_encode(&m, buf);
+    struct iovec iov = {buf, sizeof buf};
+    int fd = s->vfs->open(s->vfs, path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    int rv = fd < 0 ? fd : s->vfs->pwritev(s->vfs, fd, &iov, 1, 0);
+    rv = rv ? rv : s->vfs->fdatasync(s->vfs, fd);
+    if (fd >= 0) {
+        s->vfs->close(s->vfs, fd);
+    }
+    rv = rv ? rv : s->vfs->fsync_dir(s->vfs, s->dir);
+    if (rv != 0) {
+        snprintf(errmsg, errmsg_len, "%s: %s", path, strerror(-rv));
+        return store__errno_code(rv);
+    }
+    s->scan.meta_file = 2;
+    s->meta_seq = 0;
     return 0;
 }
 
@@ -1189,6 +1240,9 @@ int store_open(const char *dir, const struct store_options *o, uv_loop_t *loop,
     rv = store_repair(dir, o, &s->scan, errmsg, errmsg_len);
     if (rv == 0) {
         rv = model_from_scan(s);
+    }
+    if (rv == 0) {
+        rv = init_meta(s, errmsg, errmsg_len);
     }
     if (rv == 0) {
         rv = open_writer(s, errmsg, errmsg_len);

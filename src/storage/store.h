@@ -108,7 +108,10 @@ struct store_scan {
     bool stale_files; /* snap.tmp or older snapshots to remove */
     /* private */
     uint8_t **bufs;
+    uint64_t *buf_sizes;
+    bool *buf_mapped;
     size_t n_bufs;
+    struct store_vfs *vfs;
     size_t cap_entries;
 };
 

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -154,11 +155,27 @@ static int px_fsync_dir(struct store_vfs *v, const char *dir)
 
 static int px_mkdir(struct store_vfs *v, const char *dir)
 {
-    (void)v;
-    if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
-        return -errno;
+    if (mkdir(dir, 0700) < 0) {
+        return errno == EEXIST ? 0 : -errno;
     }
-    return 0;
+    /* The new directory's own entry must be durable too. */
+    char parent[4096];
+    int n = snprintf(parent, sizeof parent, "%s", dir);
+    if (n <= 0 || (size_t)n >= sizeof parent) {
+        return -ENAMETOOLONG;
+    }
+    while (n > 1 && parent[n - 1] == '/') {
+        parent[--n] = '\0';
+    }
+    char *slash = strrchr(parent, '/');
+    if (slash == NULL) {
+        snprintf(parent, sizeof parent, ".");
+    } else if (slash == parent) {
+        parent[1] = '\0';
+    } else {
+        *slash = '\0';
+    }
+    return px_fsync_dir(v, parent);
 }
 
 static int px_list(struct store_vfs *v, const char *dir,
@@ -184,6 +201,26 @@ static int px_list(struct store_vfs *v, const char *dir,
     return rv;
 }
 
+static int px_map(struct store_vfs *v, int fd, uint64_t size, void **out)
+{
+    (void)v;
+    void *p =
+        mmap(NULL, (size_t)size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
+    if (p == MAP_FAILED) {
+        return -errno;
+    }
+    /* Start-up reads every byte once, front to back. */
+    (void)madvise(p, (size_t)size, MADV_SEQUENTIAL);
+    *out = p;
+    return 0;
+}
+
+static void px_unmap(struct store_vfs *v, void *p, uint64_t size)
+{
+    (void)v;
+    munmap(p, (size_t)size);
+}
+
 struct store_vfs *store_vfs_posix(void)
 {
     static struct store_vfs vfs = {
@@ -202,6 +239,8 @@ struct store_vfs *store_vfs_posix(void)
         .fsync_dir = px_fsync_dir,
         .mkdir = px_mkdir,
         .list = px_list,
+        .map = px_map,
+        .unmap = px_unmap,
     };
     return &vfs;
 }

@@ -43,12 +43,21 @@ struct store_vfs {
     int (*unlink)(struct store_vfs *v, const char *path);
     /* Make the directory's entries (creations, renames, unlinks) durable. */
     int (*fsync_dir)(struct store_vfs *v, const char *dir);
-    /* Create the directory with mode 0700 if it does not exist. */
+    /* Create the directory with mode 0700 if it does not exist, and make
+     * its entry in the parent durable. */
     int (*mkdir)(struct store_vfs *v, const char *dir);
     /* Call fn for every entry of dir except "." and "..".  fn returning
      * non-zero stops the walk and is returned. */
     int (*list)(struct store_vfs *v, const char *dir,
                 int (*fn)(void *arg, const char *name), void *arg);
+    /* Optional (may be NULL): map [0, size) of a file read-only, so that
+     * start-up reads segments straight from the page cache instead of
+     * copying them into freshly zeroed memory.  The mapping stays valid
+     * after the descriptor is closed, until unmap.  The storage never
+     * shortens a mapped file below the bytes it still uses (cutting a
+     * torn tail, or closing a segment, keeps every whole record). */
+    int (*map)(struct store_vfs *v, int fd, uint64_t size, void **out);
+    void (*unmap)(struct store_vfs *v, void *p, uint64_t size);
 };
 
 /* The real file system (POSIX calls).  A static object; never freed. */

@@ -2,6 +2,7 @@
  * codec, the hash table and the exactly-once sessions. */
 #include "test_kv_helpers.h"
 
+#include "kv/glob.h"
 #include "kv/ht.h"
 #include "util/assert.h"
 #include "util/rng.h"
@@ -178,6 +179,42 @@ static void set_options(void **state)
     assert_string_equal(READ("GET j"), "$1\r\nx\r\n");
 }
 
+static void rename_setrange_incrbyfloat(void **state)
+{
+    struct fixture *f = *state;
+    uint64_t idx = 0, now = 1000;
+    assert_string_equal(APPLY("RENAME a b"), "-ERR no such key\r\n");
+    assert_string_equal(APPLY("SET a 1 PX 100"), "+OK\r\n");
+    assert_string_equal(APPLY("SET b 2"), "+OK\r\n");
+    assert_string_equal(APPLY("RENAMENX a b"), ":0\r\n");
+    assert_string_equal(APPLY("RENAME a b"), "+OK\r\n");
+    assert_string_equal(READ("GET b"), "$1\r\n1\r\n");
+    assert_string_equal(READ("PTTL b"), ":100\r\n");
+    assert_string_equal(READ("EXISTS a"), ":0\r\n");
+    assert_string_equal(APPLY("RENAME b b"), "+OK\r\n");
+    assert_string_equal(APPLY("RENAMENX b c"), ":1\r\n");
+    assert_string_equal(READ("DBSIZE"), ":1\r\n");
+    assert_string_equal(APPLY("SETRANGE s 3 ab"), ":5\r\n");
+    assert_memory_equal(READ("GET s"), "$5\r\n\0\0\0ab\r\n", 11);
+    assert_string_equal(APPLY("SETRANGE s 1 xyzw"), ":5\r\n");
+    assert_string_equal(APPLY("SETRANGE s -1 x"),
+                        "-ERR offset is out of range\r\n");
+    assert_string_equal(APPLY("SETRANGE s 536870911 xy"),
+                        "-ERR string exceeds maximum allowed size "
+                        "(proto-max-bulk-len)\r\n");
+    assert_string_equal(APPLY("INCRBYFLOAT f 10.5"), "$4\r\n10.5\r\n");
+    assert_string_equal(APPLY("INCRBYFLOAT f 0.1"), "$4\r\n10.6\r\n");
+    assert_string_equal(APPLY("INCRBYFLOAT f -10.6"), "$1\r\n0\r\n");
+    assert_string_equal(APPLY("INCRBYFLOAT f 5.0e3"), "$4\r\n5000\r\n");
+    assert_string_equal(APPLY("INCRBYFLOAT f x"),
+                        "-ERR value is not a valid float\r\n");
+    assert_string_equal(APPLY("INCRBYFLOAT f nan"),
+                        "-ERR value is not a valid float\r\n");
+    assert_string_equal(APPLY("INCRBYFLOAT f inf"),
+                        "-ERR increment would produce NaN or Infinity\r\n");
+    assert_string_equal(READ("GET f"), "$4\r\n5000\r\n");
+}
+
 static void key_expiry_by_leader_time(void **state)
 {
     struct fixture *f = *state;
@@ -256,6 +293,12 @@ static void classify_routes(void **state)
          "-ERR wrong number of arguments for 'get' command\r\n"},
         {"CRAFT.EXEC 1 3 CRAFT.SESSION", KVSM_REJECT, 0, 0, 0,
          "-ERR CRAFT.EXEC cannot wrap craft.session\r\n"},
+        {"multi", KVSM_TX, 0, 0, 0, NULL},
+        {"EXEC", KVSM_TX, 0, 0, 0, NULL},
+        {"DISCARD", KVSM_TX, 0, 0, 0, NULL},
+        {"CRAFT.EXEC 7 5 EXEC", KVSM_TX, 3, 1, 5, NULL},
+        {"CRAFT.EXEC 7 5 MULTI", KVSM_REJECT, 0, 0, 0,
+         "-ERR CRAFT.EXEC cannot wrap multi\r\n"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         struct words w;
@@ -306,7 +349,10 @@ static void entry_codec_strict(void **state)
             assert_int_equal(c.s.first_unacked, 20);
         }
         assert_int_equal(c.argc, 3);
+        assert_int_equal(c.n_cmds, 1);
+        assert_false(c.multi);
         size_t off = 0;
+        assert_int_equal(kvsm_cmd_next(&c, &off), 3);
         for (size_t i = 0; i < 3; i++) {
             const uint8_t *p;
             size_t n;
@@ -378,6 +424,70 @@ static void entry_fuzz_never_crashes(void **state)
     buf_close(&reply);
 }
 
+static const char *apply_multi(struct kvsm *sm, uint64_t index,
+                               const struct kvsm_session_ref *s, size_t n,
+                               const char *const *lines)
+{
+    static char out[4096];
+    struct words w[8];
+    struct kvsm_argv cmds[8];
+    assert_true(n <= 8);
+    for (size_t i = 0; i < n; i++) {
+        words_split(&w[i], lines[i]);
+        cmds[i] = (struct kvsm_argv){w[i].argc, w[i].argv, w[i].lens};
+    }
+    struct buf e, r;
+    buf_init(&e);
+    buf_init(&r);
+    assert_int_equal(kvsm_multi_encode(1, s, n, cmds, &e), 0);
+    struct kvsm_cmd c;
+    assert_int_equal(kvsm_cmd_decode(e.data, e.len, &c), 0);
+    assert_true(c.multi);
+    assert_int_equal(c.n_cmds, n);
+    /* Every truncation of a transaction entry is corrupt too. */
+    for (size_t k = 0; k < e.len; k++) {
+        assert_int_equal(kvsm_cmd_decode(e.data, k, &c), CRAFT_ECORRUPT);
+    }
+    assert_int_equal(kvsm_apply(sm, index, e.data, e.len, &r), 0);
+    assert_true(r.len < sizeof out);
+    memcpy(out, r.data, r.len);
+    out[r.len] = '\0';
+    buf_close(&e);
+    buf_close(&r);
+    return out;
+}
+
+static void multi_exec_is_one_entry(void **state)
+{
+    struct fixture *f = *state;
+    uint64_t idx = 0, now = 1;
+    const char *tx[] = {"SET a 1", "INCR a",        "INCR s",
+                        "GET a",   "CRAFT.SESSION", "SET s x"};
+    APPLY("SET s notanumber");
+    assert_string_equal(
+        apply_multi(f->sm, ++idx, NULL, 6, tx),
+        "*6\r\n+OK\r\n:2\r\n-ERR value is not an integer or out of "
+        "range\r\n$1\r\n2\r\n-ERR craft.session is not allowed inside "
+        "MULTI\r\n+OK\r\n");
+    assert_string_equal(READ("MGET a s"), "*2\r\n$1\r\n2\r\n$1\r\nx\r\n");
+    /* Under a session, the whole transaction runs once. */
+    assert_string_equal(APPLY("CRAFT.SESSION"), ":3\r\n");
+    const char *incr[] = {"INCR a", "INCR a"};
+    struct kvsm_session_ref s = {3, 1, 1};
+    assert_string_equal(apply_multi(f->sm, ++idx, &s, 2, incr),
+                        "*2\r\n:3\r\n:4\r\n");
+    assert_string_equal(apply_multi(f->sm, ++idx, &s, 2, incr),
+                        "*2\r\n:3\r\n:4\r\n");
+    assert_string_equal(READ("GET a"), "$1\r\n4\r\n");
+    /* Transaction control never reaches the state machine as a command. */
+    assert_string_equal(APPLY("EXEC"),
+                        "-ERR EXEC must be handled by the connection\r\n");
+    struct buf e;
+    buf_init(&e);
+    assert_int_equal(kvsm_multi_encode(1, NULL, 0, NULL, &e), CRAFT_EINVAL);
+    buf_close(&e);
+}
+
 /* ---- sessions ---- */
 
 static void session_exactly_once(void **state)
@@ -437,9 +547,9 @@ static void session_pipelining(void **state)
     /* The window (replies_max = 3) is full until the client acknowledges:
      * the request is refused, not run. */
     assert_string_equal(kv_exec(f->sm, ++idx, now, 1, 4, 1, "APPEND s d"),
-                        "-SESSIONFULL session 1 has 3 unacknowledged "
-                        "replies; raise first-unacked before sending "
-                        "more\r\n");
+                        "-SESSIONFULL session 1 holds 3 unacknowledged "
+                        "replies (12 bytes); raise first-unacked before "
+                        "sending more\r\n");
     assert_string_equal(READ("GET s"), "$3\r\nacb\r\n");
     /* Acknowledging 1..2 frees room; 3 is still retrievable. */
     assert_string_equal(kv_exec(f->sm, ++idx, now, 1, 4, 3, "APPEND s d"),
@@ -447,6 +557,34 @@ static void session_pipelining(void **state)
     assert_string_equal(kv_exec(f->sm, ++idx, now, 1, 3, 3, "APPEND s c"),
                         ":2\r\n");
     assert_string_equal(READ("GET s"), "$4\r\nacbd\r\n");
+}
+
+/* The bytes of saved replies are bounded too. */
+static void session_bytes_bounded(void **state)
+{
+    (void)state;
+    struct kvsm_config c;
+    kvsm_config_default(&c);
+    c.session_bytes_max = 64;
+    struct kvsm *sm;
+    assert_int_equal(kvsm_new(&c, &sm), 0);
+    uint64_t idx = 0;
+    assert_string_equal(kv_apply(sm, ++idx, 1, "CRAFT.SESSION"), ":1\r\n");
+    char line[128];
+    snprintf(line, sizeof line, "SET big %070d", 7);
+    kv_apply(sm, ++idx, 1, line);
+    assert_string_equal(kv_exec(sm, ++idx, 1, 1, 1, 1, "GET big"),
+                        "$70\r\n0000000000000000000000000000000000000000000000"
+                        "000000000000000000000007\r\n");
+    /* 77 bytes saved >= 64: refused until acknowledged. */
+    const char *full = kv_exec(sm, ++idx, 1, 1, 2, 1, "INCR n");
+    assert_memory_equal(full,
+                        "-SESSIONFULL session 1 holds 1 unacknowledged "
+                        "replies (77 bytes)",
+                        64);
+    assert_string_equal(kv_exec(sm, ++idx, 1, 1, 2, 2, "INCR n"), ":1\r\n");
+    assert_true(kvsm_check(sm));
+    kvsm_free(sm);
 }
 
 static void session_expiry_and_eviction(void **state)
@@ -610,6 +748,197 @@ static void ht_matches_reference(void **state)
     assert_int_equal(ta.live, 0);
 }
 
+static void glob_patterns(void **state)
+{
+    (void)state;
+    struct {
+        const char *p, *s;
+        int want;
+    } cases[] = {
+        {"*", "", 1},
+        {"*", "abc", 1},
+        {"", "", 1},
+        {"", "a", 0},
+        {"a*", "abc", 1},
+        {"*c", "abc", 1},
+        {"a*c", "abbbc", 1},
+        {"a*c", "abbb", 0},
+        {"a?c", "abc", 1},
+        {"a?c", "ac", 0},
+        {"[abc]x", "bx", 1},
+        {"[^abc]x", "bx", 0},
+        {"[^abc]x", "dx", 1},
+        {"[a-c]", "b", 1},
+        {"[c-a]", "b", 1},
+        {"[a-c]", "d", 0},
+        {"\\*", "*", 1},
+        {"\\*", "a", 0},
+        {"a\\", "a\\", 1},
+        {"[\\]]", "]", 1},
+        {"[abc", "b", 1},
+        {"[abc", "d", 0},
+        {"*a*a*a*a*a*b", "aaaaaaaaaaaaaaaaaaaaaaaa", 0},
+        {"h*llo", "hello", 1},
+        {"h[ae]llo", "hallo", 1},
+        {"user:*:name", "user:42:name", 1},
+        {"**a", "ba", 1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int got =
+            kvsm__glob_match((const uint8_t *)cases[i].p, strlen(cases[i].p),
+                             (const uint8_t *)cases[i].s, strlen(cases[i].s));
+        if (got != cases[i].want) {
+            fail_msg("'%s' vs '%s': %d", cases[i].p, cases[i].s, got);
+        }
+    }
+}
+
+struct scan_seen {
+    int *seen;
+};
+
+static void scan_mark(void *ctx, const struct ht_entry *e)
+{
+    struct scan_seen *s = ctx;
+    char key[16];
+    snprintf(key, sizeof key, "%.*s", (int)e->key_len, (const char *)e->key);
+    int k = atoi(key + 1);
+    s->seen[k]++;
+}
+
+/* A full SCAN returns every key present throughout it, however the table
+ * grows, shrinks or rehashes between steps. */
+static void ht_scan_survives_resizes(void **state)
+{
+    (void)state;
+    struct rng r;
+    rng_init(&r, test_seed("ht_scan_survives_resizes", 8));
+    enum { N = 4000 };
+    static int present[N], stable[N], seen[N];
+    for (int round = 0; round < 20; round++) {
+        struct ht h;
+        assert_int_equal(ht_init(&h, NULL, round, 2), 0);
+        memset(present, 0, sizeof present);
+        char key[16];
+        for (int i = 0; i < N; i++) {
+            if (rng_chance(&r, 500)) {
+                int n = snprintf(key, sizeof key, "k%d", i);
+                struct ht_entry *e;
+                int created;
+                ht_upsert(&h, key, (size_t)n, &e, &created);
+                present[i] = 1;
+            }
+        }
+        memcpy(stable, present, sizeof stable);
+        memset(seen, 0, sizeof seen);
+        struct scan_seen ss = {seen};
+        uint64_t cursor = 0;
+        int grow = round % 2;
+        do {
+            cursor = ht_scan(&h, cursor, scan_mark, &ss);
+            for (int j = 0; j < 8; j++) {
+                int k = (int)rng_range(&r, 0, N);
+                int n = snprintf(key, sizeof key, "k%d", k);
+                if (grow ? rng_chance(&r, 800) : rng_chance(&r, 200)) {
+                    struct ht_entry *e;
+                    int created;
+                    ht_upsert(&h, key, (size_t)n, &e, &created);
+                    present[k] = 1;
+                } else {
+                    ht_delete(&h, key, (size_t)n);
+                    present[k] = 0;
+                    stable[k] = 0;
+                }
+            }
+        } while (cursor != 0);
+        for (int i = 0; i < N; i++) {
+            if (stable[i] && present[i] && seen[i] == 0) {
+                fail_msg("round %d: key k%d missed", round, i);
+            }
+        }
+        ht_close(&h);
+    }
+}
+
+static void keys_and_scan_commands(void **state)
+{
+    struct fixture *f = *state;
+    uint64_t idx = 0, now = 1000;
+    char line[64];
+    for (int i = 0; i < 300; i++) {
+        snprintf(line, sizeof line, "SET %s:%d v", i % 3 ? "user" : "item", i);
+        APPLY(line);
+    }
+    APPLY("SET gone v PX 5");
+    now = 2000;
+    APPLY("PING");
+    const char *r = READ("KEYS item:1*");
+    /* item:12, item:15, item:18, and item:102 ... item:198 */
+    assert_memory_equal(r, "*", 1);
+    assert_int_equal(atoi(r + 1), 3 + 33);
+    assert_string_equal(READ("KEYS gone"), "*0\r\n");
+    assert_string_equal(READ("SCAN x"), "-ERR invalid cursor\r\n");
+    assert_string_equal(READ("SCAN 0 COUNT 0"), "-ERR syntax error\r\n");
+    assert_string_equal(READ("SCAN 0 COUNT"), "-ERR syntax error\r\n");
+    assert_string_equal(READ("SCAN 0 BOGUS 1"), "-ERR syntax error\r\n");
+    assert_string_equal(READ("SCAN 0 TYPE hash"), READ("SCAN 0 TYPE hash"));
+    /* A full scan with MATCH finds the 100 items exactly once each here
+     * (no resizes in between). */
+    uint64_t cursor = 0;
+    int items = 0, steps = 0;
+    do {
+        snprintf(line, sizeof line, "SCAN %llu MATCH item:* COUNT 7",
+                 (unsigned long long)cursor);
+        const char *rep = READ(line);
+        assert_memory_equal(rep, "*2\r\n$", 5);
+        const char *c = strchr(rep + 5, '\n') + 1;
+        cursor = strtoull(c, NULL, 10);
+        const char *arr = strchr(c, '\n') + 1;
+        assert_int_equal(arr[0], '*');
+        items += atoi(arr + 1);
+        steps++;
+    } while (cursor != 0);
+    assert_int_equal(items, 100);
+    assert_true(steps > 5);
+}
+
+/* FLUSHALL drops the table in O(1); later writes free it bit by bit. */
+static void ht_clear_is_incremental(void **state)
+{
+    (void)state;
+    struct test_alloc ta = {0};
+    struct craft_alloc al = test_alloc_of(&ta);
+    struct ht h;
+    assert_int_equal(ht_init(&h, &al, 5, 6), 0);
+    char key[16];
+    for (int round = 0; round < 6; round++) {
+        for (int i = 0; i < 5000; i++) {
+            int n = snprintf(key, sizeof key, "%d:%d", round, i);
+            struct ht_entry *e;
+            int created;
+            assert_int_equal(ht_upsert(&h, key, (size_t)n, &e, &created), 0);
+            assert_int_equal(ht_entry_set(&h, e, key, (size_t)n), 0);
+        }
+        long live = ta.live;
+        assert_int_equal(ht_clear(&h), 0);
+        assert_int_equal(ht_count(&h), 0);
+        /* Nothing was freed yet, except when the graves overflowed. */
+        assert_true(ta.live > live - 100 || round >= HT_GRAVES_MAX);
+        assert_true(h.n_graves >= 1 && h.n_graves <= HT_GRAVES_MAX);
+        assert_true(ht_check(&h));
+    }
+    /* Each delete (even of a missing key) reaps HT_REAP_STEP entries. */
+    for (int i = 0; i < 100000 && h.n_graves > 0; i++) {
+        long live = ta.live;
+        ht_delete(&h, "nope", 4);
+        assert_true(live - ta.live <= 2 * HT_REAP_STEP + 1);
+    }
+    assert_int_equal(h.n_graves, 0);
+    assert_int_equal(ta.live, 1); /* the empty bucket array */
+    ht_close(&h);
+    assert_int_equal(ta.live, 0);
+}
+
 /* Allocation failures at every point: errors, never crashes or leaks. */
 static void alloc_failures_are_clean(void **state)
 {
@@ -669,18 +998,28 @@ int main(void)
         cmocka_unit_test_setup_teardown(integers_like_redis, setup, teardown),
         cmocka_unit_test_setup_teardown(errors_like_redis, setup, teardown),
         cmocka_unit_test_setup_teardown(set_options, setup, teardown),
+        cmocka_unit_test_setup_teardown(rename_setrange_incrbyfloat, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(key_expiry_by_leader_time, setup,
                                         teardown),
         cmocka_unit_test(classify_routes),
+        cmocka_unit_test_setup_teardown(multi_exec_is_one_entry, setup,
+                                        teardown),
         cmocka_unit_test(entry_codec_strict),
         cmocka_unit_test_setup_teardown(entry_fuzz_never_crashes, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(session_exactly_once, setup, teardown),
         cmocka_unit_test_setup_teardown(session_pipelining, setup, teardown),
+        cmocka_unit_test(session_bytes_bounded),
         cmocka_unit_test_setup_teardown(session_expiry_and_eviction, setup,
                                         teardown),
         cmocka_unit_test(replicas_agree),
         cmocka_unit_test(ht_matches_reference),
+        cmocka_unit_test(ht_clear_is_incremental),
+        cmocka_unit_test(glob_patterns),
+        cmocka_unit_test(ht_scan_survives_resizes),
+        cmocka_unit_test_setup_teardown(keys_and_scan_commands, setup,
+                                        teardown),
         cmocka_unit_test(alloc_failures_are_clean),
     };
     return cmocka_run_group_tests_name("kv", tests, NULL, NULL);

@@ -1,6 +1,8 @@
 /* Unit tests for the KV snapshot format: round trips through chunked
  * writers and readers, and strict rejection of every corruption. */
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "test_kv_helpers.h"
 
@@ -321,6 +323,13 @@ static void load_alloc_failures_are_clean(void **state)
     buf_close(&s.b);
 }
 
+static int discard_write(void *ctx, const void *p, size_t n)
+{
+    (void)p;
+    *(size_t *)ctx += n;
+    return 0;
+}
+
 static double elapsed_ms(const struct timespec *t0)
 {
     struct timespec t1;
@@ -369,6 +378,21 @@ static void throughput_figures(void **state)
     assert_int_equal(kvsm_snapshot_load(&c, source_read, &src, &b), 0);
     double load_ms = elapsed_ms(&t0);
     assert_int_equal(kvsm_key_count(b), N);
+    /* The runtime's scheme: fork, and write from the child while the
+     * parent goes on.  The parent's stall is the fork itself. */
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        size_t bytes = 0;
+        int rv = kvsm_snapshot_write(a, discard_write, &bytes);
+        _exit(rv == 0 && bytes == s.b.len ? 0 : 1);
+    }
+    double fork_ms = elapsed_ms(&t0);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    printf("fork stall with %d keys: %.2f ms\n", N, fork_ms);
     printf("apply SET: %.0f ops/s; snapshot %zu keys (%.1f MiB): write "
            "%.1f ms, load %.1f ms\n",
            N / (apply_ms / 1e3), (size_t)N, (double)s.b.len / 1048576.0,

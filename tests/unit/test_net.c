@@ -6,6 +6,7 @@
  * runs until a condition holds, with a deadline that fails the test.
  */
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -14,6 +15,9 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "craft/common.h"
 #include "net/frame.h"
@@ -369,9 +373,42 @@ static void round_trip(void **state)
     assert_int_equal(v.last_type, 99);
     assert_memory_equal(v.last_msg.data, "ping", 4);
 
+    /* HELLO + 3 requests + 1 message out; HELLO + 3 responses in. */
+    struct net_conn_stats cs, ss;
+    net_conn_get_stats(c.conn, &cs);
+    net_conn_get_stats(v.conn, &ss);
+    assert_int_equal(cs.frames_out, 5);
+    assert_int_equal(cs.frames_in, 4);
+    assert_int_equal(ss.frames_in, cs.frames_out);
+    assert_int_equal(ss.bytes_in, cs.bytes_out);
+    assert_int_equal(cs.bytes_in, ss.bytes_out);
+    assert_int_equal(cs.bytes_out, 5 * NET_FRAME_HDR_SIZE + 24 + 5 + 0 + 1 + 4);
+
     cli_close(&c);
     RUN_UNTIL(v.closed == 1);
     assert_int_equal(v.close_status, CRAFT_ECLOSED); /* EOF */
+    srv_stop(&v);
+}
+
+/* Messages sent just before a close still go out (the close flushes). */
+static void last_messages_before_close(void **state)
+{
+    (void)state;
+    struct net_config cfg = config();
+    struct srv v;
+    srv_start(&v, &cfg, "127.0.0.1:0");
+    struct cli c;
+    cli_connect(&c, v.port);
+    for (int i = 0; i < 100; i++) {
+        assert_int_equal(net_send(c.conn, 8, &i, sizeof i), 0);
+    }
+    net_conn_close(c.conn);
+    RUN_UNTIL(v.closed == 1);
+    assert_int_equal(v.messages, 100);
+    int last;
+    memcpy(&last, v.last_msg.data, sizeof last);
+    assert_int_equal(last, 99);
+    RUN_UNTIL(c.closed == 1);
     srv_stop(&v);
 }
 
@@ -553,6 +590,54 @@ static void reply_too_big(void **state)
     RUN_UNTIL(r.fired);
     assert_int_equal(r.status, CRAFT_ETOOBIG);
     assert_int_equal(r.payload.len, 0);
+    cli_close(&c);
+    srv_stop(&v);
+}
+
+/* Requests a handler holds are bounded in bytes: beyond queue_bytes_max
+ * they are refused with CRAFT_EBUSY, and accepted again once answered. */
+static void held_requests_bounded(void **state)
+{
+    (void)state;
+    struct net_config cfg = config();
+    cfg.queue_bytes_max = 64 * 1024;
+    struct srv v;
+    srv_start(&v, &cfg, "127.0.0.1:0");
+    struct cli c;
+    cli_connect(&c, v.port);
+    static uint8_t p[10 * 1024];
+    struct result r[10];
+    memset(r, 0, sizeof r);
+    for (int i = 0; i < 10; i++) {
+        assert_int_equal(net_call(c.conn, T_HOLD, p, sizeof p, DEADLINE_MS,
+                                  &r[i], result_cb),
+                         0);
+    }
+    /* 6 x 10 KiB fit in 64 KiB; the other 4 are refused at once. */
+    RUN_UNTIL(r[6].fired && r[7].fired && r[8].fired && r[9].fired);
+    assert_int_equal(v.n_held, 6);
+    for (int i = 6; i < 10; i++) {
+        assert_int_equal(r[i].status, CRAFT_EBUSY);
+    }
+    struct net_conn_stats ss;
+    net_conn_get_stats(v.conn, &ss);
+    assert_int_equal(ss.requests_refused, 4);
+    for (int i = 0; i < 6; i++) {
+        assert_int_equal(r[i].fired, 0);
+        assert_int_equal(net_reply(v.held[i], 0, "ok", 2), 0);
+    }
+    v.n_held = 0;
+    RUN_UNTIL(r[0].fired && r[5].fired);
+    struct result again = {0};
+    assert_int_equal(
+        net_call(c.conn, T_ECHO, p, sizeof p, DEADLINE_MS, &again, result_cb),
+        0);
+    RUN_UNTIL(again.fired);
+    assert_int_equal(again.status, 0);
+    for (int i = 0; i < 10; i++) {
+        buf_close(&r[i].payload);
+    }
+    buf_close(&again.payload);
     cli_close(&c);
     srv_stop(&v);
 }
@@ -808,6 +893,9 @@ static void call_timeout(void **state)
     assert_int_equal(net_call(c.conn, T_HOLD, "a", 1, 50, &slow, result_cb), 0);
     RUN_UNTIL(slow.fired);
     assert_int_equal(slow.status, CRAFT_ETIMEDOUT);
+    struct net_conn_stats cs;
+    net_conn_get_stats(c.conn, &cs);
+    assert_int_equal(cs.calls_timed_out, 1);
     assert_true(uv_now(lp) - t0 >= 50);
     /* The late reply reaches the client and is dropped there. */
     assert_int_equal(v.n_held, 1);
@@ -933,6 +1021,106 @@ static void flag_cb(void *data)
     *(int *)data = 1;
 }
 
+/* Cluster secrets: equal ones connect; different or one-sided ones are
+ * refused with CRAFT_EAUTH and the server never sees a connection. */
+static void auth_with_cluster_secret(void **state)
+{
+    (void)state;
+    struct net_config cfg = config();
+    cfg.node_id = 1;
+    cfg.secret = "correct horse battery staple";
+    cfg.secret_len = strlen(cfg.secret);
+    struct srv v;
+    srv_start(&v, &cfg, "127.0.0.1:0");
+
+    struct net_config good = config();
+    good.node_id = 2;
+    good.secret = "correct horse battery staple";
+    good.secret_len = strlen(good.secret);
+    struct cli c;
+    assert_int_equal(cli_connect_cfg(&c, &good, v.port), 0);
+    assert_int_equal(net_conn_peer_id(c.conn), 1);
+    RUN_UNTIL(v.opened == 1);
+    assert_int_equal(v.last_peer_id, 2);
+    struct result r = {0};
+    assert_int_equal(net_call(c.conn, T_ECHO, "hi", 2, 1000, &r, result_cb), 0);
+    RUN_UNTIL(r.fired);
+    assert_int_equal(r.status, 0);
+    buf_close(&r.payload);
+    cli_close(&c);
+
+    struct net_config bad = good;
+    bad.secret = "correct horse battery stapler";
+    bad.secret_len = strlen(bad.secret);
+    assert_int_equal(cli_connect_cfg(&c, &bad, v.port), CRAFT_EAUTH);
+    struct net_config none = config();
+    assert_int_equal(cli_connect_cfg(&c, &none, v.port), CRAFT_EAUTH);
+    assert_int_equal(v.opened, 1);
+    srv_stop(&v);
+
+    /* The other way round: a server without a secret refuses a client
+     * that requires one. */
+    struct net_config open_cfg = config();
+    srv_start(&v, &open_cfg, "127.0.0.1:0");
+    assert_int_equal(cli_connect_cfg(&c, &good, v.port), CRAFT_EAUTH);
+    assert_int_equal(v.opened, 0);
+    srv_stop(&v);
+
+    /* Bad secret settings are refused with no callback. */
+    struct net_config inval = config();
+    inval.secret = "x";
+    inval.secret_len = 0;
+    memset(&c, 0, sizeof c);
+    char addr[64];
+    addr_of(addr, sizeof addr, 1);
+    assert_int_equal(
+        net_connect(lp, &inval, addr, NULL, NULL, &c, cli_connect_cb),
+        CRAFT_EINVAL);
+    assert_int_equal(c.connect_done, 0);
+}
+
+/* A raw client that claims a secret but cannot prove it, or sends AUTH out
+ * of turn, is dropped before it is ever a connection. */
+static void auth_forged_or_out_of_turn(void **state)
+{
+    (void)state;
+    struct net_config cfg = config();
+    cfg.secret = "s";
+    cfg.secret_len = 1;
+    struct srv v;
+    srv_start(&v, &cfg, "127.0.0.1:0");
+    for (int round = 0; round < 2; round++) {
+        struct raw r;
+        raw_connect(&r, v.port);
+        uint8_t f[256], mac[32];
+        memset(mac, 0x5a, sizeof mac);
+        struct net_frame_hdr ah = {.kind = NET_KIND_AUTH};
+        size_t n = 0;
+        if (round == 0) {
+            /* HELLO with the auth flag and a nonce, then a forged MAC. */
+            uint8_t p[56] = {0};
+            put_u16(p, 1);
+            put_u16(p + 2, 1);
+            put_u32(p + 4, 1u << 20);
+            put_u64(p + 8, 9);
+            put_u64(p + 16, 42);
+            struct net_frame_hdr hh = {.kind = NET_KIND_HELLO};
+            net_frame_encode(f, &hh, p, sizeof p);
+            memcpy(f + NET_FRAME_HDR_SIZE, p, sizeof p);
+            n = NET_FRAME_HDR_SIZE + sizeof p;
+        }
+        /* round 1: AUTH before any HELLO */
+        net_frame_encode(f + n, &ah, mac, sizeof mac);
+        memcpy(f + n + NET_FRAME_HDR_SIZE, mac, sizeof mac);
+        n += NET_FRAME_HDR_SIZE + sizeof mac;
+        raw_write(&r, f, n);
+        RUN_UNTIL(r.eof);
+        assert_int_equal(v.opened, 0);
+        raw_close(&r);
+    }
+    srv_stop(&v);
+}
+
 /* A listener that accepts and never says HELLO: the handshake times out. */
 struct mute {
     uv_tcp_t listener;
@@ -1006,6 +1194,43 @@ static void handshake_timeout(void **state)
     assert_true(uv_now(lp) - t0 >= 100);
     assert_int_equal(m.accepted, 1);
     mute_stop(&m);
+}
+
+/* A listener whose accept queue is full drops new SYNs, so a connect hangs
+ * at the TCP level: the connect deadline (not the handshake's) ends it. */
+static void connect_timeout(void **state)
+{
+    (void)state;
+    int lfd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(lfd >= 0);
+    struct sockaddr_in sa;
+    uv_ip4_addr("127.0.0.1", 0, &sa);
+    assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(listen(lfd, 0), 0);
+    socklen_t slen = sizeof sa;
+    getsockname(lfd, (struct sockaddr *)&sa, &slen);
+    /* Fill the accept queue (never accepted) with plain connections. */
+    int fill[4];
+    for (int i = 0; i < 4; i++) {
+        fill[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        assert_true(fill[i] >= 0);
+        (void)connect(fill[i], (struct sockaddr *)&sa, sizeof sa);
+    }
+    uv_run(lp, UV_RUN_NOWAIT);
+
+    struct net_config cfg = config();
+    cfg.connect_timeout_ms = 200;
+    cfg.handshake_timeout_ms = DEADLINE_MS * 2;
+    struct cli c;
+    uint64_t t0 = uv_now(lp);
+    assert_int_equal(cli_connect_cfg(&c, &cfg, ntohs(sa.sin_port)),
+                     CRAFT_ETIMEDOUT);
+    uint64_t took = uv_now(lp) - t0;
+    assert_true(took >= 200 && took < DEADLINE_MS);
+    for (int i = 0; i < 4; i++) {
+        close(fill[i]);
+    }
+    close(lfd);
 }
 
 /* The output queue is bounded: against a peer that stops reading, sends are
@@ -1242,6 +1467,76 @@ static void bind_source_address(void **state)
         cli_close(&c);
         RUN_UNTIL(v.conn == NULL);
     }
+    srv_stop(&v);
+}
+
+/* IPv6 loopback end to end, when the host has it. */
+static void ipv6_loopback(void **state)
+{
+    (void)state;
+    struct net_config cfg = config();
+    struct net_server *s;
+    char err[128];
+    int rv = net_server_new(lp, &cfg, "[::1]:0", NULL, &s, err, sizeof err);
+    if (rv == CRAFT_EINVAL || rv == CRAFT_EIO) {
+        uv_run(lp, UV_RUN_NOWAIT); /* let the failed listener close */
+        skip();                    /* no IPv6 on this host */
+    }
+    assert_int_equal(rv, 0);
+    char addr[64];
+    snprintf(addr, sizeof addr, "[::1]:%u", (unsigned)net_server_port(s));
+    struct cli c;
+    memset(&c, 0, sizeof c);
+    struct net_handlers h = {.data = &c, .on_close = cli_on_close};
+    assert_int_equal(net_connect(lp, &cfg, addr, &h, NULL, &c, cli_connect_cb),
+                     0);
+    RUN_UNTIL(c.connect_done);
+    assert_int_equal(c.connect_status, 0);
+    char peer[NET_ADDR_FMT_MAX];
+    net_conn_peer_addr(c.conn, peer, sizeof peer);
+    assert_string_equal(peer, addr);
+    /* A handler-less server answers every request CRAFT_ENOENT. */
+    struct result r = {0};
+    assert_int_equal(net_call(c.conn, 1, "x", 1, 1000, &r, result_cb), 0);
+    RUN_UNTIL(r.fired);
+    assert_int_equal(r.status, CRAFT_ENOENT);
+    cli_close(&c);
+    int closed = 0;
+    net_server_close(s, &closed, flag_cb);
+    RUN_UNTIL(closed);
+}
+
+/* Writing to a connection the other end reset must report an error, not
+ * kill the process with SIGPIPE. */
+static void peer_reset_no_sigpipe(void **state)
+{
+    (void)state;
+    struct net_config cfg = config();
+    struct srv v;
+    srv_start(&v, &cfg, "127.0.0.1:0");
+    struct raw r;
+    raw_connect(&r, v.port);
+    uint8_t f[64];
+    raw_write(&r, f, hello_frame(f, 42));
+    RUN_UNTIL(v.opened == 1);
+    /* Reset: SO_LINGER 0 makes close() send an RST. */
+    uv_os_fd_t fd;
+    assert_int_equal(uv_fileno((uv_handle_t *)&r.tcp, &fd), 0);
+    struct linger lg = {1, 0};
+    assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg), 0);
+    raw_close(&r);
+    static uint8_t chunk[16 * 1024];
+    while (v.closed == 0) {
+        if (v.conn != NULL) {
+            (void)net_send(v.conn, 1, chunk, sizeof chunk);
+        }
+        uv_run(lp, UV_RUN_NOWAIT);
+    }
+    assert_int_equal(v.close_status, CRAFT_ECLOSED);
+    /* Whichever write hits the reset socket, SIGPIPE cannot kill us. */
+    struct sigaction sa;
+    assert_int_equal(sigaction(SIGPIPE, NULL, &sa), 0);
+    assert_true(sa.sa_handler == SIG_IGN);
     srv_stop(&v);
 }
 
@@ -1484,10 +1779,13 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(round_trip, setup, teardown),
+        cmocka_unit_test_setup_teardown(last_messages_before_close, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(client_answers_server, setup, teardown),
         cmocka_unit_test_setup_teardown(many_concurrent_calls, setup, teardown),
         cmocka_unit_test_setup_teardown(large_frames_at_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(reply_too_big, setup, teardown),
+        cmocka_unit_test_setup_teardown(held_requests_bounded, setup, teardown),
         cmocka_unit_test_setup_teardown(garbage_bytes, setup, teardown),
         cmocka_unit_test_setup_teardown(garbage_before_hello, setup, teardown),
         cmocka_unit_test_setup_teardown(wrong_version, setup, teardown),
@@ -1501,15 +1799,22 @@ int main(void)
         cmocka_unit_test_setup_teardown(calls_fail_on_local_close, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(cluster_mismatch, setup, teardown),
+        cmocka_unit_test_setup_teardown(auth_with_cluster_secret, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(auth_forged_or_out_of_turn, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(connect_refused_and_cancel, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(handshake_timeout, setup, teardown),
+        cmocka_unit_test_setup_teardown(connect_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(bounded_queue, setup, teardown),
         cmocka_unit_test_setup_teardown(reconnect_with_backoff, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(flapping_link_backs_off, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(bind_source_address, setup, teardown),
+        cmocka_unit_test_setup_teardown(ipv6_loopback, setup, teardown),
+        cmocka_unit_test_setup_teardown(peer_reset_no_sigpipe, setup, teardown),
         cmocka_unit_test_setup_teardown(server_close_with_connections, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(server_errors, setup, teardown),

@@ -19,6 +19,7 @@
 #include "util/crc32c.h"
 #include "util/encoding.h"
 #include "util/rng.h"
+#include "util/sha256.h"
 
 /* Build a frame of the given kind into a fresh buffer; returns its size. */
 static size_t build(uint8_t *out, uint8_t kind, uint16_t type, uint64_t id,
@@ -317,6 +318,99 @@ static void addr_resolve_and_format(void **state)
                      CRAFT_EINVAL);
 }
 
+static void hex(const uint8_t *d, size_t n, char *out)
+{
+    for (size_t i = 0; i < n; i++) {
+        sprintf(out + 2 * i, "%02x", d[i]);
+    }
+}
+
+static void check_sha(const void *msg, size_t len, const char *want)
+{
+    struct sha256 s;
+    uint8_t d[SHA256_SIZE];
+    char h[2 * SHA256_SIZE + 1];
+    sha256_init(&s);
+    sha256_update(&s, msg, len);
+    sha256_final(&s, d);
+    hex(d, sizeof d, h);
+    assert_string_equal(h, want);
+}
+
+/* FIPS 180-4 examples, plus a split update equal to one update. */
+static void sha256_vectors(void **state)
+{
+    (void)state;
+    check_sha(
+        "", 0,
+        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    check_sha(
+        "abc", 3,
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    const char *m = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+    check_sha(
+        m, strlen(m),
+        "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+    static uint8_t a[1000000];
+    memset(a, 'a', sizeof a);
+    check_sha(
+        a, sizeof a,
+        "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+    struct sha256 s;
+    uint8_t d1[SHA256_SIZE], d2[SHA256_SIZE];
+    sha256_init(&s);
+    for (size_t i = 0; i < strlen(m); i += 7) {
+        size_t n = strlen(m) - i < 7 ? strlen(m) - i : 7;
+        sha256_update(&s, m + i, n);
+    }
+    sha256_final(&s, d1);
+    sha256_init(&s);
+    sha256_update(&s, m, strlen(m));
+    sha256_final(&s, d2);
+    assert_true(sha256_equal(d1, d2));
+    d2[31] ^= 1;
+    assert_false(sha256_equal(d1, d2));
+}
+
+static void check_hmac(const void *key, size_t klen, const void *msg,
+                       size_t mlen, const char *want)
+{
+    struct hmac_sha256 h;
+    uint8_t d[SHA256_SIZE];
+    char out[2 * SHA256_SIZE + 1];
+    hmac_sha256_init(&h, key, klen);
+    hmac_sha256_update(&h, msg, mlen);
+    hmac_sha256_final(&h, d);
+    hex(d, sizeof d, out);
+    assert_string_equal(out, want);
+}
+
+/* RFC 4231 test cases 1, 2, 3 and 6 (a key longer than a block). */
+static void hmac_sha256_vectors(void **state)
+{
+    (void)state;
+    uint8_t k1[20];
+    memset(k1, 0x0b, sizeof k1);
+    check_hmac(
+        k1, sizeof k1, "Hi There", 8,
+        "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7");
+    check_hmac(
+        "Jefe", 4, "what do ya want for nothing?", 28,
+        "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+    uint8_t k3[20], m3[50];
+    memset(k3, 0xaa, sizeof k3);
+    memset(m3, 0xdd, sizeof m3);
+    check_hmac(
+        k3, sizeof k3, m3, sizeof m3,
+        "773ea91e36800e46854db8ebd09181a72959098b3ef8c122d9635514ced565fe");
+    uint8_t k6[131];
+    memset(k6, 0xaa, sizeof k6);
+    const char *m6 = "Test Using Larger Than Block-Size Key - Hash Key First";
+    check_hmac(
+        k6, sizeof k6, m6, strlen(m6),
+        "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -330,6 +424,8 @@ int main(void)
         cmocka_unit_test(frame_header_rules),
         cmocka_unit_test(addr_parse_cases),
         cmocka_unit_test(addr_resolve_and_format),
+        cmocka_unit_test(sha256_vectors),
+        cmocka_unit_test(hmac_sha256_vectors),
     };
     return cmocka_run_group_tests_name("net/frame", tests, NULL, NULL);
 }

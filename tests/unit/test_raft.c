@@ -486,6 +486,98 @@ static void replication_figure8_no_commit_of_old_term(void **state)
     assert_int_equal(h_live_allocs, 0);
 }
 
+/* Replies to old requests or from old terms never move the leader's view
+ * of a follower backwards (§5.3 with pipelining). */
+static void replication_stale_replies_ignored(void **state)
+{
+    (void)state;
+    struct raft_config cfg = {.n = 3, .ids = {1, 2, 3}};
+    struct raft_restore rs = {.hs = {5, 0}};
+    struct raft *r;
+    assert_int_equal(raft_new(1, &cfg, NULL, 1, &rs, &h_alloc, &r), 0);
+    make_leader(r);
+    raft_term t = hstat(r).term;
+    struct raft_message ack = {.type = RAFT_MSG_APPEND_RESP,
+                               .from = 2,
+                               .to = 1,
+                               .term = t,
+                               .append_resp = {.success = true, .index = 1}};
+    recv(r, &ack);
+    assert_int_equal(hstat(r).progress[1].state, RAFT_PROGRESS_REPLICATE);
+    struct raft_buffer b[5];
+    for (int k = 0; k < 5; k++) {
+        b[k] = (struct raft_buffer){(void *)"e", 1};
+    }
+    struct raft_event p = {.type = RAFT_PROPOSE,
+                           .propose = {.bufs = b, .n = 5}};
+    struct raft_update u;
+    step_ok(r, &p, &u);
+    assert_int_equal(hstat(r).progress[1].next, 7);
+    /* A rejection of an index at or below match: from an older request. */
+    struct raft_message rej = {
+        .type = RAFT_MSG_APPEND_RESP,
+        .from = 2,
+        .to = 1,
+        .term = t,
+        .append_resp = {.rejected = 1, .conflict_index = 1}};
+    u = recv(r, &rej);
+    assert_int_equal(hstat(r).progress[1].state, RAFT_PROGRESS_REPLICATE);
+    assert_int_equal(hstat(r).progress[1].next, 7);
+    assert_int_equal(u.n_messages, 0);
+    /* A success from an older term changes nothing either. */
+    ack.term = t - 1;
+    ack.append_resp.index = 6;
+    u = recv(r, &ack);
+    assert_int_equal(hstat(r).progress[1].match, 1);
+    /* A success claiming entries the leader never had is refused. */
+    ack.term = t;
+    ack.append_resp.index = 99;
+    struct raft_event ev = {.type = RAFT_RECEIVE, .receive = {&ack}};
+    assert_int_equal(raft_step(r, &ev, &u), CRAFT_EPROTO);
+    assert_int_equal(hstat(r).progress[1].match, 1);
+    /* A genuine rejection above match sends the follower back to probe,
+     * and the probe goes out at once. */
+    rej.append_resp.rejected = 3;
+    rej.append_resp.conflict_index = 3;
+    u = recv(r, &rej);
+    assert_int_equal(hstat(r).progress[1].state, RAFT_PROGRESS_PROBE);
+    assert_int_equal(u.n_messages, 1);
+    assert_int_equal(u.messages[0].append.prev_index, 2);
+    /* The transport reports node 3 unreachable: it is probed again. */
+    struct raft_event un = {.type = RAFT_UNREACHABLE,
+                            .unreachable = {.peer = 3}};
+    step_ok(r, &un, &u);
+    assert_int_equal(hstat(r).progress[2].state, RAFT_PROGRESS_PROBE);
+    raft_free(r);
+    assert_int_equal(h_live_allocs, 0);
+}
+
+/* Check-quorum (thesis §6.2): a leader hearing from no majority for
+ * election_ticks_max ticks steps down, and fails its pending reads. */
+static void election_check_quorum_timing(void **state)
+{
+    (void)state;
+    struct raft *r = hand_core(3, 1, NULL);
+    make_leader(r);
+    struct raft_options o;
+    raft_options_default(&o);
+    struct raft_event rd = {.type = RAFT_READ, .read = {.ctx = 1}};
+    struct raft_update u;
+    step_ok(r, &rd, &u);
+    struct raft_event tk = {.type = RAFT_TICK};
+    unsigned ticks = 0;
+    do {
+        step_ok(r, &tk, &u);
+        ticks++;
+    } while (u.role == RAFT_LEADER && ticks < 1000);
+    assert_int_equal(ticks, o.election_ticks_max);
+    assert_true(u.role_changed);
+    assert_int_equal(u.n_reads, 1);
+    assert_int_equal(u.reads[0].status, CRAFT_ELEADERLOST);
+    raft_free(r);
+    assert_int_equal(h_live_allocs, 0);
+}
+
 /* ---- persistence ---------------------------------------------------- */
 
 static void persist_leader_commits_only_when_durable(void **state)
@@ -566,6 +658,48 @@ static void persist_truncate_during_write(void **state)
     assert_int_equal(u.messages[0].term, 2);
     assert_true(u.messages[0].append_resp.success);
     assert_int_equal(u.messages[0].append_resp.index, 3);
+    raft_free(r);
+    assert_int_equal(h_live_allocs, 0);
+}
+
+/* A heartbeat arriving while a write is in flight is answered at once when
+ * it claims only durable entries; a reply claiming pending ones waits. */
+static void persist_heartbeat_ack_not_held(void **state)
+{
+    (void)state;
+    struct raft *r = hand_core(3, 1, NULL);
+    struct raft_entry a[2] = {ent(1, 1), ent(1, 2)};
+    struct raft_message m = {.type = RAFT_MSG_APPEND,
+                             .from = 2,
+                             .to = 1,
+                             .term = 1,
+                             .append = {.entries = a, .n_entries = 2}};
+    struct raft_update u = recv(r, &m);
+    u = persisted(r, u.persist_seq);
+    assert_int_equal(u.n_messages, 1);
+    struct raft_entry b[1] = {ent(1, 3)};
+    m.append.prev_index = 2;
+    m.append.prev_term = 1;
+    m.append.entries = b;
+    m.append.n_entries = 1;
+    u = recv(r, &m); /* write of entry 3 in flight */
+    uint64_t s = u.persist_seq;
+    assert_int_equal(u.n_messages, 0);
+    struct raft_message hb = {
+        .type = RAFT_MSG_APPEND,
+        .from = 2,
+        .to = 1,
+        .term = 1,
+        .append = {.prev_index = 2, .prev_term = 1, .read_round = 4}};
+    u = recv(r, &hb);
+    assert_int_equal(u.n_messages, 1);
+    assert_int_equal(u.messages[0].append_resp.index, 2);
+    assert_int_equal(u.messages[0].append_resp.read_round, 4);
+    hb.append.prev_index = 3; /* claims the pending entry: waits */
+    u = recv(r, &hb);
+    assert_int_equal(u.n_messages, 0);
+    u = persisted(r, s);
+    assert_int_equal(u.n_messages, 2);
     raft_free(r);
     assert_int_equal(h_live_allocs, 0);
 }
@@ -891,6 +1025,33 @@ static void flow_pipelining_window(void **state)
     assert_int_equal(h_live_allocs, 0);
 }
 
+/* A follower that does not answer is re-probed every heartbeat with an
+ * empty append, not with the whole batch again. */
+static void flow_silent_follower_gets_empty_probes(void **state)
+{
+    (void)state;
+    struct raft *r = hand_core(3, 1, NULL);
+    make_leader(r);
+    struct raft_buffer b = {(void *)"payload", 7};
+    struct raft_event p = {.type = RAFT_PROPOSE,
+                           .propose = {.bufs = &b, .n = 1}};
+    struct raft_update u;
+    step_ok(r, &p, &u);
+    struct raft_event tk = {.type = RAFT_TICK};
+    unsigned probes = 0;
+    for (int t = 0; t < 30; t++) {
+        step_ok(r, &tk, &u);
+        for (size_t k = 0; k < u.n_messages; k++) {
+            assert_int_equal(u.messages[k].type, RAFT_MSG_APPEND);
+            assert_int_equal(u.messages[k].append.n_entries, 0);
+            probes++;
+        }
+    }
+    assert_int_equal(probes, 6); /* 3 heartbeats x 2 followers */
+    raft_free(r);
+    assert_int_equal(h_live_allocs, 0);
+}
+
 /* ---- leadership transfer -------------------------------------------- */
 
 static void transfer_hands_over(void **state)
@@ -1136,8 +1297,11 @@ int main(void)
         T(replication_divergent_logs_converge),
         T(replication_fast_backtracking),
         T(replication_figure8_no_commit_of_old_term),
+        T(replication_stale_replies_ignored),
+        T(election_check_quorum_timing),
         T(persist_leader_commits_only_when_durable),
         T(persist_truncate_during_write),
+        T(persist_heartbeat_ack_not_held),
         T(persist_restart_keeps_votes_and_log),
         T(snapshot_lagging_follower_catches_up),
         T(snapshot_chunks_resume_after_loss),
@@ -1147,6 +1311,7 @@ int main(void)
         T(flow_idle_heartbeats_bounded),
         T(flow_proposals_message_count),
         T(flow_pipelining_window),
+        T(flow_silent_follower_gets_empty_probes),
         T(transfer_hands_over),
         T(random_faults),
         T(alloc_failures_are_clean),

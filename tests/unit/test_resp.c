@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -504,6 +505,43 @@ static void strtoll_strict(void **state)
     }
 }
 
+/* A figure, not an assertion: pipelined parse throughput. */
+static void parse_throughput(void **state)
+{
+    (void)state;
+    enum { N = 300000 };
+    struct buf wire;
+    buf_init(&wire);
+    for (int i = 0; i < N; i++) {
+        char key[32];
+        int kn = snprintf(key, sizeof key, "key:%d", i);
+        const uint8_t *argv[] = {(const uint8_t *)"SET", (uint8_t *)key,
+                                 (const uint8_t *)"some-value-of-24-bytes!!"};
+        size_t lens[] = {3, (size_t)kn, 24};
+        assert_int_equal(resp_write_command(&wire, 3, argv, lens), 0);
+    }
+    struct resp_parser p;
+    resp_parser_init(&p, NULL, NULL);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    size_t off = 0, n = 0, used;
+    struct resp_cmd cmd;
+    while (resp_parse(&p, wire.data + off, wire.len - off, &cmd, &used) ==
+           RESP_OK) {
+        off += used;
+        n++;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double s = (double)(t1.tv_sec - t0.tv_sec) +
+               (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    assert_int_equal(n, N);
+    assert_int_equal(off, wire.len);
+    printf("parsed %d pipelined SETs (%.1f MiB) in %.1f ms: %.1f M cmd/s\n", N,
+           (double)wire.len / 1048576.0, s * 1e3, (double)N / s / 1e6);
+    resp_parser_close(&p);
+    buf_close(&wire);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -517,6 +555,7 @@ int main(void)
         cmocka_unit_test(random_round_trips),
         cmocka_unit_test(reply_writers),
         cmocka_unit_test(strtoll_strict),
+        cmocka_unit_test(parse_throughput),
     };
     return cmocka_run_group_tests_name("resp", tests, NULL, NULL);
 }

@@ -5,8 +5,10 @@
  */
 #include "storage_harness.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
+#include <sys/stat.h>
 
 #include "storage/format.h"
 #include "util/crc32c.h"
@@ -447,6 +449,40 @@ static void corruption_is_reported_with_file_and_offset(void **state)
     henv_close(&e);
 }
 
+/* A segment that goes missing is corruption, never a shorter log. */
+static void missing_segments_are_corruption(void **state)
+{
+    (void)state;
+    struct henv e;
+    henv_init(&e, 4096);
+    assert_int_equal(henv_open(&e), 0);
+    assert_int_equal(append_wait(&e, 0, 1, 80, 1, NULL), 0);
+    henv_close_store(&e);
+    static char names[64][64];
+    size_t n = memfs_list(e.fs, names, 64), closed = 0;
+    raft_index a, b;
+    for (size_t i = 0; i < n; i++) {
+        closed += store__seg_name_parse(names[i], &a, &b);
+    }
+    assert_true(closed >= 3);
+    /* Sorted names put closed segments first: one in the middle, and the
+     * last one (right before the open segment). */
+    const char *victims[] = {names[1], names[closed - 1]};
+    for (int v = 0; v < 2; v++) {
+        struct memfs *c = memfs_clone(e.fs);
+        char path[128];
+        snprintf(path, sizeof path, "/data/%s", victims[v]);
+        assert_int_equal(memfs_vfs(c)->unlink(memfs_vfs(c), path), 0);
+        struct memfs *orig = e.fs;
+        e.fs = c;
+        assert_int_equal(henv_open(&e), CRAFT_ECORRUPT);
+        assert_non_null(strstr(e.err, "expected"));
+        memfs_free(c);
+        e.fs = orig;
+    }
+    henv_close(&e);
+}
+
 static void enospc_fails_the_store_and_keeps_durable_data(void **state)
 {
     (void)state;
@@ -488,6 +524,94 @@ static void options_are_checked(void **state)
     henv_close(&e);
 }
 
+/* ---- the real file system ------------------------------------------ */
+
+static void close_cb_count(struct store *s)
+{
+    (void)s;
+}
+
+static void posix_files_modes_and_mapped_load(void **state)
+{
+    (void)state;
+    char tmpl[] = "/tmp/craft-test-storage.XXXXXX";
+    char *base = mkdtemp(tmpl);
+    assert_non_null(base);
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/data", base);
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    struct store_options o;
+    store_options_default(&o);
+    o.segment_bytes = 64 * 1024;
+    o.entry_bytes_max = 1024;
+    struct store *s;
+    char err[512];
+    mode_t old_umask = umask(0);
+    int rv = store_open(dir, &o, &loop, &s, err, sizeof err);
+    assert_int_equal(rv, 0);
+    enum { N = 500 };
+    static uint8_t data[N][1024];
+    struct raft_entry es[N];
+    for (int i = 0; i < N; i++) {
+        es[i] = (struct raft_entry){.index = (raft_index)i + 1, .term = 2};
+        es[i].buf.base = data[i];
+        es[i].buf.len = payload(i + 1, 2, 0, 300, data[i]);
+    }
+    struct raft_hard_state hs = {.term = 2, .vote = 1};
+    struct treq t = {0};
+    assert_int_equal(store_append(s, &t.req, &hs, 0, es, N, treq_cb), 0);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(t.status, 0);
+    uint8_t snap[100] = {7};
+    struct raft_snapshot_meta m = {.index = 10, .term = 2, .size = 100};
+    struct treq t2 = {0};
+    assert_int_equal(
+        store_snapshot_put(s, &t2.req, &m, 0, snap, 100, true, treq_cb), 0);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(t2.status, 0);
+    store_close(s, close_cb_count);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    umask(old_umask);
+    /* The directory is 0700 and every file 0600, whatever the umask. */
+    struct stat st;
+    assert_int_equal(stat(dir, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0700);
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    struct dirent *de;
+    int files = 0;
+    while ((de = readdir(d)) != NULL) {
+        if (de->d_name[0] == '.') {
+            continue;
+        }
+        char path[8192];
+        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+        assert_int_equal(stat(path, &st), 0);
+        assert_int_equal(st.st_mode & 0777, 0600);
+        files++;
+    }
+    closedir(d);
+    assert_true(files >= 4); /* meta1, segments, open, snapshot */
+    /* Reload through mmap. */
+    rv = store_open(dir, &o, &loop, &s, err, sizeof err);
+    assert_int_equal(rv, 0);
+    const struct store_scan *sc = store_loaded(s);
+    assert_int_equal(sc->hs.term, 2);
+    assert_int_equal(sc->snapshot.index, 10);
+    assert_int_equal(sc->n_entries, N - 10);
+    assert_int_equal(sc->n_all_entries, N);
+    for (size_t i = 0; i < sc->n_all_entries; i++) {
+        check_entry(&sc->all_entries[i], i + 1, 2);
+    }
+    store_close(s, close_cb_count);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", base);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -500,8 +624,10 @@ int main(void)
         cmocka_unit_test(meta_alternates_and_survives_a_torn_write),
         cmocka_unit_test(snapshot_chunks_read_back_and_compaction),
         cmocka_unit_test(corruption_is_reported_with_file_and_offset),
+        cmocka_unit_test(missing_segments_are_corruption),
         cmocka_unit_test(enospc_fails_the_store_and_keeps_durable_data),
         cmocka_unit_test(options_are_checked),
+        cmocka_unit_test(posix_files_modes_and_mapped_load),
     };
     return cmocka_run_group_tests_name("storage", tests, NULL, NULL);
 }

@@ -9,7 +9,8 @@
  * operations, so a crash can be placed before any numbered operation N:
  * the run is repeated with a capture armed at N, and the captured image is
  * crashed in each mode (lose unsynced writes, tear the last write at every
- * byte offset, keep a random subset of its sectors) and reopened.  Checks:
+ * byte offset, keep a random subset of its sectors, keep the directory
+ * changes but not the unsynced data) and reopened.  Checks:
  *
  *  1. every request acknowledged before N is present: entries identical,
  *     hard state at least as new, snapshot at least as new;
@@ -501,6 +502,12 @@ static void crash_at_random_points(void **state)
                 check_reopen(&e, n, where);
                 memfs_free(e.fs);
             }
+            e.fs = memfs_clone(img);
+            memfs_crash(e.fs, MEMFS_DIRNOW, 0, 0);
+            snprintf(where, sizeof where,
+                     "crash before op %" PRIu64 " directory kept", n);
+            check_reopen(&e, n, where);
+            memfs_free(e.fs);
             for (uint64_t s = 1; s <= 3; s++) {
                 e.fs = memfs_clone(img);
                 memfs_crash(e.fs, MEMFS_SECTORS, 0, s);
@@ -537,10 +544,12 @@ static void crash_before_every_op(void **state)
             memfs_free(e.fs);
             size_t len = memfs_last_write_len(img);
             size_t tears[3] = {0, len / 2, len ? len - 1 : 0};
-            for (int m = 0; m < 5; m++) {
+            for (int m = 0; m < 6; m++) {
                 e.fs = memfs_clone(img);
                 if (m == 0) {
                     memfs_crash(e.fs, MEMFS_LOSE, 0, 0);
+                } else if (m == 5) {
+                    memfs_crash(e.fs, MEMFS_DIRNOW, 0, 0);
                 } else if (m < 4) {
                     memfs_crash(e.fs, MEMFS_TEAR, tears[m - 1], 0);
                 } else {

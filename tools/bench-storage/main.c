@@ -15,8 +15,9 @@
  *         append entries=N size=B batch=K inflight=P seconds=T
  *           entries_per_s=X mb_per_s=Y batches=Z
  *
- *   craft-bench-storage --dir D --load
- *       Time store_open() of an existing directory:
+ *   craft-bench-storage --dir D --load [--cold]
+ *       Time store_open() of an existing directory (with --cold, after
+ *       evicting its files from the page cache):
  *         load entries=N bytes=B seconds=T mb_per_s=X
  *
  *   craft-bench-storage --dir D --fsync-floor --entries N --size B
@@ -27,6 +28,7 @@
  *       Raw sequential write bandwidth: MB MiB in 1 MiB writes, then one
  *       fdatasync:  seqwrite mb=M seconds=T mb_per_s=X
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -50,21 +52,21 @@ static const char usage[] =
     "usage: craft-bench-storage --dir D --entries N --size B [--batch K]\n"
     "                           [--inflight P] [--report-durable]\n"
     "                           [--segment-bytes S]\n"
-    "       craft-bench-storage --dir D --load\n"
+    "       craft-bench-storage --dir D --load [--cold]\n"
     "       craft-bench-storage --dir D --fsync-floor --entries N --size B\n"
     "       craft-bench-storage --dir D --seq-write --size MIB\n"
     "\n"
     "Appends N entries of B bytes to the storage in D (after what it\n"
     "holds), K per call, P calls in flight (default K=1, P=1).\n"
     "  --report-durable  print 'durable <index>' after every fsync, flushed\n"
-    "  --load            time loading D instead\n"
+    "  --load            time loading D instead (--cold: from the disk)\n"
     "  --fsync-floor     time N x (write B bytes + fdatasync) on a raw file\n"
     "  --seq-write       time MIB MiB of sequential writes + one fdatasync\n";
 
 struct args {
     const char *dir;
     uint64_t entries, size, batch, inflight, segment_bytes;
-    bool report, load, floor, seq;
+    bool report, load, cold, floor, seq;
 };
 
 struct slot {
@@ -125,6 +127,8 @@ static int parse_args(int argc, char **argv, struct args *a)
             a->report = true;
         } else if (strcmp(o, "--load") == 0) {
             a->load = true;
+        } else if (strcmp(o, "--cold") == 0) {
+            a->cold = true;
         } else if (strcmp(o, "--fsync-floor") == 0) {
             a->floor = true;
         } else if (strcmp(o, "--seq-write") == 0) {
@@ -247,8 +251,32 @@ static int open_store(struct bench *b, double *seconds)
     return rv;
 }
 
+/* Drop the directory's files from the page cache (they are clean after
+ * the fsyncs that wrote them, so the kernel can simply forget them). */
+static void evict(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    while (d != NULL && (e = readdir(d)) != NULL) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd >= 0) {
+            (void)fdatasync(fd);
+            (void)posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+            close(fd);
+        }
+    }
+    if (d != NULL) {
+        closedir(d);
+    }
+}
+
 static int run_load(struct bench *b)
 {
+    if (b->a.cold) {
+        evict(b->a.dir);
+    }
     double t;
     if (open_store(b, &t) != 0) {
         return EXIT_IO;
@@ -258,8 +286,10 @@ static int run_load(struct bench *b)
     for (size_t i = 0; i < sc->n_segs; i++) {
         bytes += sc->segs[i].end;
     }
-    printf("load entries=%zu bytes=%" PRIu64 " seconds=%.3f mb_per_s=%.1f\n",
-           sc->n_all_entries, bytes, t, (double)bytes / 1e6 / t);
+    printf("load entries=%zu bytes=%" PRIu64 " seconds=%.3f mb_per_s=%.1f "
+           "cache=%s\n",
+           sc->n_all_entries, bytes, t, (double)bytes / 1e6 / t,
+           b->a.cold ? "cold" : "warm");
     store_close(b->s, NULL);
     uv_run(&b->loop, UV_RUN_DEFAULT);
     return 0;

@@ -184,9 +184,13 @@ static int cache_grow_index(struct cache *c)
     return 0;
 }
 
-/* Insert (bits, st) unless present.  1 inserted, 0 present, -1 no memory. */
+/* Insert (bits, st) unless present.  1 inserted, 0 present, -1 no memory,
+ * -2 the cache reached LIN_CACHE_BYTES_MAX. */
 static int cache_add(struct cache *c, const uint64_t *bits, uint64_t st)
 {
+    if ((c->cap * (c->words + 1) + c->index_cap) * 8 > LIN_CACHE_BYTES_MAX) {
+        return -2;
+    }
     if (2 * (c->n + 1) > c->index_cap && cache_grow_index(c) != 0) {
         return -1;
     }
@@ -380,7 +384,7 @@ static int search_key(struct search *s, uint64_t steps_max, double deadline,
                 s->bits[n->op / 64] |= 1ull << (n->op % 64);
                 int added = cache_add(&s->cache, s->bits, (uint64_t)ns);
                 if (added < 0) {
-                    verdict = -1;
+                    verdict = added == -2 ? LIN_UNKNOWN : -1;
                     break;
                 }
                 if (added) {
@@ -433,12 +437,11 @@ static void search_close(struct search *s)
 
 /* ---- the whole history ---- */
 
-static const struct lin_history *sort_h;
-
-static int by_key_then_call(const void *a, const void *b)
+static int by_key_then_call(const void *a, const void *b, void *arg)
 {
-    const struct lin_op *x = &sort_h->ops[*(const size_t *)a];
-    const struct lin_op *y = &sort_h->ops[*(const size_t *)b];
+    const struct lin_history *h = arg;
+    const struct lin_op *x = &h->ops[*(const size_t *)a];
+    const struct lin_op *y = &h->ops[*(const size_t *)b];
     size_t n = x->key.n < y->key.n ? x->key.n : y->key.n;
     int c = n ? memcmp(x->key.p, y->key.p, n) : 0;
     if (c != 0) {
@@ -546,8 +549,7 @@ int lin_check(const struct lin_history *h, const struct lin_options *o,
         }
         idx[n++] = i;
     }
-    sort_h = h;
-    qsort(idx, n, sizeof *idx, by_key_then_call);
+    qsort_r(idx, n, sizeof *idx, by_key_then_call, (void *)h);
     int rv = 0;
     for (size_t start = 0; start < n && r->verdict != LIN_ILLEGAL;) {
         size_t end = start + 1;

@@ -57,6 +57,10 @@
  * or one backtrack; 10 million steps take a few seconds and bound the memo
  * cache to as many entries. */
 #define LIN_STEPS_MAX 10000000u
+/* Memory bound on the memo cache per key; past it the verdict is unknown.
+ * Each entry costs (ops / 64 + 1) words, so 256 MiB holds millions of
+ * states for keys of a few hundred operations. */
+#define LIN_CACHE_BYTES_MAX (256u * 1024u * 1024u)
 /* Longest accepted history line. */
 #define LIN_LINE_MAX (1u << 20)
 
