@@ -10,6 +10,7 @@
 
 #include "craft/common.h"
 #include "kv/kvsm.h"
+#include "server/resp.h"
 #include "util/assert.h"
 
 struct node_sm {
@@ -56,6 +57,14 @@ enum node_sm_kind node_sm_classify(struct node_sm *sm, size_t argc,
     }
     switch (r.cls) {
     case KVSM_REJECT:
+        return NODE_SM_INVALID;
+    case KVSM_TX:
+        /* MULTI/EXEC need a per-connection queue in the front end, which
+         * it does not have yet: refuse clearly rather than run the
+         * commands one by one outside a transaction. */
+        buf_reset(reply);
+        resp_write_error(reply, "ERR MULTI/EXEC/DISCARD are not supported "
+                                "by craftd's front end yet");
         return NODE_SM_INVALID;
     case KVSM_LOCAL:
     case KVSM_READ:

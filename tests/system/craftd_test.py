@@ -213,11 +213,14 @@ class SessionCounter(threading.Thread):
 def check_acked(c, writers, counter):
     cl = Client(c, timeout=30.0)
     n = 0
-    for w in writers:
-        for k, v in w.acked.items():
-            r = cl.call("GET", k)
-            assert r == v.encode(), "acknowledged %s=%s lost: got %r" % (
-                k, v, r)
+    items = [kv for w in writers for kv in w.acked.items()]
+    for i in range(0, len(items), 500):
+        batch = items[i:i + 500]
+        r = cl.call("MGET", *[k for k, _ in batch])
+        assert isinstance(r, list), r
+        for (k, v), got in zip(batch, r):
+            assert got == v.encode(), "acknowledged %s=%s lost: got %r" % (
+                k, v, got)
             n += 1
     got = cl.call("GET", counter.key)
     assert got == str(counter.done).encode() or (
