@@ -783,8 +783,10 @@ static void backend_submit(void *data, struct srv_op *op)
         return;
     }
     enum node_sm_kind kind =
-        node_sm_classify(n->sm, op->argc, (const uint8_t *const *)op->argv,
-                         op->lens, &op->reply);
+        op->n_cmds > 0 ? NODE_SM_WRITE
+                       : node_sm_classify(n->sm, op->argc,
+                                          (const uint8_t *const *)op->argv,
+                                          op->lens, &op->reply);
     if (kind == NODE_SM_INVALID) {
         srv_op_done(op, 0);
         return;
@@ -798,8 +800,13 @@ static void backend_submit(void *data, struct srv_op *op)
         return;
     }
     size_t off = n->wdata.len;
-    int rv = node_sm_encode(n->sm, op->argc, (const uint8_t *const *)op->argv,
-                            op->lens, now_ms(), &n->wdata, &op->reply);
+    const uint8_t *const *argv = (const uint8_t *const *)op->argv;
+    int rv =
+        op->n_cmds > 0
+            ? node_sm_encode_multi(n->sm, op->n_cmds, op->cmd_argc, argv,
+                                   op->lens, now_ms(), &n->wdata, &op->reply)
+            : node_sm_encode(n->sm, op->argc, argv, op->lens, now_ms(),
+                             &n->wdata, &op->reply);
     if (rv != 0) {
         n->wdata.len = off;
         srv_op_done(op, op->reply.len > 0 ? 0 : rv);
@@ -817,6 +824,13 @@ static void backend_submit(void *data, struct srv_op *op)
     op->bindex = off;
     op->bterm = n->wdata.len - off;
     list_push(&n->writes, op);
+}
+
+static int backend_check(void *data, size_t argc, const uint8_t *const *argv,
+                         const size_t *lens, struct buf *err)
+{
+    struct node *n = data;
+    return node_sm_check(n->sm, argc, argv, lens, err);
 }
 
 static bool backend_leader(void *data, char *out, size_t cap)
@@ -1340,6 +1354,7 @@ int node_start(uv_loop_t *loop, const struct node_config *cfg,
                                  .fsync = true};
         struct srv_backend be = {.data = n,
                                  .submit = backend_submit,
+                                 .check = backend_check,
                                  .leader = backend_leader,
                                  .info = backend_info};
         rv = srv_start(loop, &so, &be, &n->srv, errmsg, errmsg_len);

@@ -59,12 +59,11 @@ enum node_sm_kind node_sm_classify(struct node_sm *sm, size_t argc,
     case KVSM_REJECT:
         return NODE_SM_INVALID;
     case KVSM_TX:
-        /* MULTI/EXEC need a per-connection queue in the front end, which
-         * it does not have yet: refuse clearly rather than run the
-         * commands one by one outside a transaction. */
+        /* The front end keeps the MULTI queue and never hands these on;
+         * refuse rather than run a transaction's commands one by one. */
         buf_reset(reply);
-        resp_write_error(reply, "ERR MULTI/EXEC/DISCARD are not supported "
-                                "by craftd's front end yet");
+        resp_write_error(reply, "ERR MULTI/EXEC/DISCARD must be handled by "
+                                "the connection");
         return NODE_SM_INVALID;
     case KVSM_LOCAL:
     case KVSM_READ:
@@ -91,6 +90,46 @@ int node_sm_encode(struct node_sm *sm, size_t argc, const uint8_t *const *argv,
     return kvsm_cmd_encode(now_ms, r.has_session ? &r.s : NULL,
                            argc - r.cmd_offset, argv + r.cmd_offset,
                            lens + r.cmd_offset, out);
+}
+
+int node_sm_check(struct node_sm *sm, size_t argc, const uint8_t *const *argv,
+                  const size_t *lens, struct buf *reply)
+{
+    size_t before = reply->len;
+    enum node_sm_kind kind = node_sm_classify(sm, argc, argv, lens, reply);
+    if (kind == NODE_SM_INVALID) {
+        if (reply->len == before) {
+            resp_write_error(reply, "ERR out of memory");
+        }
+        return CRAFT_EINVAL;
+    }
+    return 0;
+}
+
+int node_sm_encode_multi(struct node_sm *sm, size_t n_cmds,
+                         const size_t *cmd_argc, const uint8_t *const *argv,
+                         const size_t *lens, uint64_t now_ms, struct buf *out,
+                         struct buf *reply)
+{
+    (void)sm;
+    if (n_cmds == 0 || n_cmds > KVSM_MULTI_MAX) {
+        resp_write_error(reply, "ERR too many commands in one MULTI");
+        return CRAFT_EINVAL;
+    }
+    struct kvsm_argv *cmds = calloc(n_cmds, sizeof *cmds);
+    if (cmds == NULL) {
+        return CRAFT_ENOMEM;
+    }
+    size_t a = 0;
+    for (size_t i = 0; i < n_cmds; i++) {
+        cmds[i].argc = cmd_argc[i];
+        cmds[i].argv = argv + a;
+        cmds[i].lens = lens + a;
+        a += cmd_argc[i];
+    }
+    int rv = kvsm_multi_encode(now_ms, NULL, n_cmds, cmds, out);
+    free(cmds);
+    return rv;
 }
 
 int node_sm_apply(struct node_sm *sm, raft_index index, const void *data,

@@ -42,6 +42,19 @@ int node_sm_encode(struct node_sm *sm, size_t argc, const uint8_t *const *argv,
                    const size_t *lens, uint64_t now_ms, struct buf *out,
                    struct buf *reply);
 
+/* Check a command queued inside MULTI: 0, or CRAFT_EINVAL with the error
+ * reply appended to reply. */
+int node_sm_check(struct node_sm *sm, size_t argc, const uint8_t *const *argv,
+                  const size_t *lens, struct buf *reply);
+
+/* Encode a transaction of n_cmds commands (the i-th is cmd_argc[i]
+ * consecutive arguments of argv) as one log entry payload, appended to
+ * out.  Errors as node_sm_encode(). */
+int node_sm_encode_multi(struct node_sm *sm, size_t n_cmds,
+                         const size_t *cmd_argc, const uint8_t *const *argv,
+                         const size_t *lens, uint64_t now_ms, struct buf *out,
+                         struct buf *reply);
+
 /* Apply the committed command at index.  reply (may be NULL when nobody
  * waits) receives the RESP reply.  0, or CRAFT_ECORRUPT if the payload is
  * not a valid command (the log is corrupt: the node must stop). */

@@ -54,6 +54,12 @@ struct srv_client {
     struct buf out;  /* replies not yet handed to the kernel */
     struct buf wbuf; /* replies being written */
     uv_write_t wreq;
+    /* MULTI: the queued commands (not submitted), and whether one of them
+     * was refused, which makes EXEC fail. */
+    bool in_multi;
+    bool multi_dirty;
+    struct srv_op *mhead, *mtail;
+    size_t n_multi;
 };
 
 struct srv {
@@ -78,6 +84,7 @@ struct srv {
 
 static void client_process(struct srv_client *c);
 static void client_close(struct srv_client *c);
+static void multi_reset(struct srv_client *c);
 static void client_maybe_finish(struct srv_client *c);
 static void on_srv_handle_close(uv_handle_t *h);
 
@@ -571,12 +578,166 @@ static struct buf *reply_slot(struct srv_client *c)
     return &op->reply;
 }
 
+/* ---- transactions --------------------------------------------------- */
+
+static void multi_reset(struct srv_client *c)
+{
+    while (c->mhead != NULL) {
+        struct srv_op *op = c->mhead;
+        c->mhead = op->next;
+        op_free(op);
+    }
+    c->mtail = NULL;
+    c->n_multi = 0;
+    c->in_multi = false;
+    c->multi_dirty = false;
+}
+
+/* One op carrying every queued command, for the backend to propose as one
+ * entry; the queue is emptied. */
+static struct srv_op *multi_op(struct srv_client *c)
+{
+    size_t argc = 0, bytes = 0;
+    for (struct srv_op *q = c->mhead; q != NULL; q = q->next) {
+        argc += q->argc;
+        for (size_t i = 0; i < q->argc; i++) {
+            bytes += q->lens[i] + 1;
+        }
+    }
+    size_t head = sizeof(struct srv_op) +
+                  argc * (sizeof(uint8_t *) + sizeof(size_t)) +
+                  c->n_multi * sizeof(size_t);
+    struct srv_op *op = malloc(head + bytes);
+    if (op == NULL) {
+        return NULL;
+    }
+    memset(op, 0, sizeof *op);
+    op->srv = c->srv;
+    op->client = c;
+    op->client_id = c->id;
+    op->argc = argc;
+    op->n_cmds = c->n_multi;
+    op->argv = (uint8_t **)(op + 1);
+    op->lens = (size_t *)(op->argv + argc);
+    op->cmd_argc = op->lens + argc;
+    uint8_t *p = (uint8_t *)(op->cmd_argc + c->n_multi);
+    size_t a = 0, k = 0;
+    for (struct srv_op *q = c->mhead; q != NULL; q = q->next) {
+        op->cmd_argc[k++] = q->argc;
+        for (size_t i = 0; i < q->argc; i++, a++) {
+            op->argv[a] = p;
+            op->lens[a] = q->lens[i];
+            memcpy(p, q->argv[i], q->lens[i] + 1);
+            p += q->lens[i] + 1;
+        }
+    }
+    buf_init(&op->reply);
+    multi_reset(c);
+    return op;
+}
+
+/* EXEC of a non-empty, clean transaction: one op for the backend. */
+static void multi_exec(struct srv_client *c)
+{
+    struct srv_op *op = multi_op(c);
+    if (op == NULL) {
+        client_close(c);
+        return;
+    }
+    enqueue(c, op);
+    c->srv->backend.submit(c->srv->backend.data, op);
+}
+
+/* A command inside MULTI: checked now, queued, run at EXEC. */
+static void multi_queue(struct srv_client *c, const struct resp_cmd *cmd,
+                        struct buf *b)
+{
+    struct srv *s = c->srv;
+    if (c->n_multi >= SRV_MULTI_MAX) {
+        c->multi_dirty = true;
+        resp_write_errorf(b, "ERR more than %d commands in one MULTI",
+                          SRV_MULTI_MAX);
+        return;
+    }
+    if (s->backend.check(s->backend.data, cmd->argc, cmd->argv, cmd->lens, b) !=
+        0) {
+        c->multi_dirty = true;
+        return;
+    }
+    struct srv_op *q = op_new(c, cmd);
+    if (q == NULL) {
+        c->multi_dirty = true;
+        resp_write_error(b, "ERR out of memory queueing the command");
+        return;
+    }
+    q->next = NULL;
+    if (c->mtail != NULL) {
+        c->mtail->next = q;
+    } else {
+        c->mhead = q;
+    }
+    c->mtail = q;
+    c->n_multi++;
+    resp_write_simple(b, "QUEUED");
+}
+
+/* MULTI, EXEC, DISCARD, and every command while a MULTI is open.  Returns
+ * false if cmd is none of those (it then runs normally). */
+static bool client_multi(struct srv_client *c, const struct resp_cmd *cmd)
+{
+    bool multi = srv_arg_is(cmd->argv[0], cmd->lens[0], "multi");
+    bool exec = srv_arg_is(cmd->argv[0], cmd->lens[0], "exec");
+    bool discard = srv_arg_is(cmd->argv[0], cmd->lens[0], "discard");
+    if (!c->in_multi && !multi && !exec && !discard) {
+        return false;
+    }
+    if (srv_arg_is(cmd->argv[0], cmd->lens[0], "quit") || needs_auth(c, cmd) ||
+        c->srv->stopping) {
+        return false; /* answered as outside a transaction */
+    }
+    if (exec && c->in_multi && !c->multi_dirty && c->n_multi > 0) {
+        multi_exec(c);
+        return true;
+    }
+    struct buf *b = reply_slot(c);
+    if (b == NULL) {
+        client_close(c);
+        return true;
+    }
+    if (multi && c->in_multi) {
+        c->multi_dirty = true;
+        resp_write_error(b, "ERR MULTI calls can not be nested");
+    } else if (multi) {
+        c->in_multi = true;
+        resp_write_simple(b, "OK");
+    } else if ((exec || discard) && !c->in_multi) {
+        resp_write_errorf(b, "ERR %s without MULTI",
+                          discard ? "DISCARD" : "EXEC");
+    } else if (discard) {
+        multi_reset(c);
+        resp_write_simple(b, "OK");
+    } else if (exec && c->multi_dirty) {
+        multi_reset(c);
+        resp_write_error(b, "EXECABORT Transaction discarded because of "
+                            "previous errors.");
+    } else if (exec) {
+        multi_reset(c);
+        resp_write_array(b, 0);
+    } else {
+        multi_queue(c, cmd, b);
+    }
+    return true;
+}
+
 /* Handle one parsed command (argv borrowed from the query buffer). */
 static void client_command(struct srv_client *c, const struct resp_cmd *cmd)
 {
     struct srv *s = c->srv;
     CRAFT_ASSERT(cmd->argc >= 1);
     CRAFT_ASSERT(c->state == CLIENT_OPEN);
+    if (client_multi(c, cmd)) {
+        return;
+    }
     bool local = needs_auth(c, cmd) || s->stopping || is_local(cmd);
     if (local) {
         struct buf *b = reply_slot(c);
@@ -773,6 +934,7 @@ static void client_close(struct srv_client *c)
     }
     c->tail = NULL;
     c->n_ops = 0;
+    multi_reset(c);
     uv_close((uv_handle_t *)&c->tcp, on_client_close);
 }
 
@@ -852,6 +1014,7 @@ int srv_start(uv_loop_t *loop, const struct srv_options *opts,
               size_t errmsg_len)
 {
     CRAFT_ASSERT(backend->submit != NULL && backend->leader != NULL);
+    CRAFT_ASSERT(backend->check != NULL && backend->info != NULL);
     CRAFT_ASSERT(opts->max_clients > 0);
     struct sockaddr_storage sa;
     if (strlen(opts->host) >= sizeof((struct srv *)0)->host ||

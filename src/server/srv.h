@@ -4,7 +4,8 @@
  *
  * The front end knows nothing about Raft or the key-value store.  Commands
  * it does not answer itself (everything but PING ECHO QUIT SELECT AUTH
- * COMMAND CONFIG INFO HELLO CLIENT) are handed to a backend, craftd's node
+ * COMMAND CONFIG INFO CLIENT, and MULTI/EXEC/DISCARD, whose queue is the
+ * connection's) are handed to a backend, craftd's node
  * runtime, as a struct srv_op; the backend answers each op exactly once
  * with srv_op_done(), at once or later.
  *
@@ -32,6 +33,9 @@
 
 #include "util/buf.h"
 
+/* Commands queued in one MULTI before the transaction is refused; the
+ * state machine applies a transaction in one step (KVSM_MULTI_MAX). */
+#define SRV_MULTI_MAX 1024
 /* Commands in flight per connection before we stop reading from it.
  * redis-benchmark -P 16 -c 50 keeps 800 in flight over all connections. */
 #define SRV_PIPELINE_MAX 1024
@@ -58,6 +62,11 @@ struct srv_op {
     uint64_t client_id; /* unique per connection, for logging */
     bool done;
     struct buf reply; /* the backend writes one RESP value here */
+    /* A transaction (MULTI ... EXEC): n_cmds commands, the i-th made of
+     * cmd_argc[i] consecutive arguments of argv.  n_cmds is 0 and cmd_argc
+     * NULL for a plain command. */
+    size_t n_cmds;
+    size_t *cmd_argc;
     /* Free for the backend's use while it holds the op. */
     struct srv_op *bnext;
     uint64_t bindex;
@@ -79,6 +88,11 @@ struct srv_backend {
      *   anything else     -ERR <craft_strerror(status)>
      */
     void (*submit)(void *data, struct srv_op *op);
+    /* Check a command queued inside MULTI: 0, or an error status with the
+     * error reply appended to err (the transaction then fails at EXEC with
+     * -EXECABORT, as in Redis). */
+    int (*check)(void *data, size_t argc, const uint8_t *const *argv,
+                 const size_t *lens, struct buf *err);
     /* The current leader's client address "HOST:PORT" into out, or false
      * when no leader is known. */
     bool (*leader)(void *data, char *out, size_t cap);

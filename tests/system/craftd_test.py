@@ -121,6 +121,12 @@ def test_basic_three():
                              timeout=10).stdout.decode()
         assert "OK" in out, out
         assert k.call("GET", "z") == b"via-cli"
+        # A transaction is one log entry: its replies come as one array.
+        assert k.call("MULTI") == "OK"
+        assert k.call("SET", "t", "1") == "QUEUED"
+        assert k.call("INCRBY", "t", "41") == "QUEUED"
+        assert k.call("GET", "t") == "QUEUED"
+        assert k.call("EXEC") == ["OK", 42, b"42"]
         # Pipelined commands are answered in order.
         k.send_raw(b"".join(Conn.encode("INCR", "p") for _ in range(100)))
         assert [k.read_reply() for _ in range(100)] == list(range(1, 101))

@@ -47,6 +47,17 @@ struct fixture {
 static void submit(void *data, struct srv_op *op)
 {
     struct fixture *f = data;
+    if (op->n_cmds > 0) {
+        /* A transaction: answer with the commands' names, in order. */
+        resp_write_array(&op->reply, op->n_cmds);
+        size_t a = 0;
+        for (size_t i = 0; i < op->n_cmds; i++) {
+            resp_write_bulk(&op->reply, op->argv[a], op->lens[a]);
+            a += op->cmd_argc[i];
+        }
+        srv_op_done(op, 0);
+        return;
+    }
     if (srv_arg_is(op->argv[0], op->lens[0], "slow")) {
         assert_true(f->n_slow < SLOW_MAX);
         f->slow[f->n_slow++] = op;
@@ -62,6 +73,19 @@ static void submit(void *data, struct srv_op *op)
         return;
     }
     srv_op_done(op, CRAFT_ELEADERLOST);
+}
+
+/* Inside MULTI, BAD is refused at queue time. */
+static int check(void *data, size_t argc, const uint8_t *const *argv,
+                 const size_t *lens, struct buf *err)
+{
+    (void)data;
+    (void)argc;
+    if (srv_arg_is(argv[0], lens[0], "bad")) {
+        resp_write_error(err, "ERR unknown command 'BAD'");
+        return CRAFT_EINVAL;
+    }
+    return 0;
 }
 
 static bool leader(void *data, char *out, size_t cap)
@@ -129,8 +153,11 @@ static struct fixture *start(unsigned max_clients, const char *pass)
                             .max_clients = max_clients,
                             .requirepass = pass,
                             .fsync = true};
-    struct srv_backend be = {
-        .data = f, .submit = submit, .leader = leader, .info = info};
+    struct srv_backend be = {.data = f,
+                             .submit = submit,
+                             .check = check,
+                             .leader = leader,
+                             .info = info};
     char err[256];
     assert_int_equal(srv_start(&f->loop, &o, &be, &f->srv, err, sizeof err), 0);
     f->port = srv_port(f->srv);
@@ -303,6 +330,36 @@ static void disconnect_with_op_in_flight(void **state)
     finish(f);
 }
 
+static void multi_exec(void **state)
+{
+    (void)state;
+    struct fixture *f = start(100, NULL);
+    int fd = client(f->port);
+    send_str(fd, "EXEC\r\nDISCARD\r\n");
+    expect(fd, "-ERR EXEC without MULTI\r\n-ERR DISCARD without MULTI\r\n");
+    /* Queued, then proposed as one op, after a slow op ahead of it. */
+    send_str(fd, "SLOW first\r\nMULTI\r\nSET a 1\r\nGET a b\r\n"
+                 "INCR c\r\nEXEC\r\nPING\r\n");
+    expect(fd, "+first\r\n+OK\r\n+QUEUED\r\n+QUEUED\r\n+QUEUED\r\n"
+               "*3\r\n$3\r\nSET\r\n$3\r\nGET\r\n$4\r\nINCR\r\n"
+               "+PONG\r\n");
+    send_str(fd, "MULTI\r\nMULTI\r\nEXEC\r\n");
+    expect(fd, "+OK\r\n-ERR MULTI calls can not be nested\r\n"
+               "-EXECABORT Transaction discarded because of previous "
+               "errors.\r\n");
+    send_str(fd, "MULTI\r\nSET a 1\r\nBAD\r\nEXEC\r\n");
+    expect(fd, "+OK\r\n+QUEUED\r\n-ERR unknown command 'BAD'\r\n"
+               "-EXECABORT Transaction discarded because of previous "
+               "errors.\r\n");
+    send_str(fd, "MULTI\r\nSET a 1\r\nDISCARD\r\nMULTI\r\nEXEC\r\n");
+    expect(fd, "+OK\r\n+QUEUED\r\n+OK\r\n+OK\r\n*0\r\n");
+    /* A client gone with a transaction queued leaks nothing (ASan). */
+    send_str(fd, "MULTI\r\nSET a 1\r\n");
+    expect(fd, "+OK\r\n+QUEUED\r\n");
+    close(fd);
+    finish(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -312,6 +369,7 @@ int main(void)
         cmocka_unit_test(protocol_error_closes_only_that_client),
         cmocka_unit_test(auth_and_max_clients),
         cmocka_unit_test(disconnect_with_op_in_flight),
+        cmocka_unit_test(multi_exec),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
