@@ -19,8 +19,8 @@
  *
  * Client commands arrive from the front end (srv) at any time, also from
  * inside step 3 (a reply lets a pipelined client send more); they are only
- * queued there.  A prepare handle, run once per loop iteration before it
- * polls, proposes all queued writes in one RAFT_PROPOSE and starts one
+ * queued there.  A check handle, run once per loop iteration right after
+ * it polls, proposes all queued writes in one RAFT_PROPOSE and starts one
  * ReadIndex round for all queued reads.  So writes arriving while the disk
  * is busy form one batch (group commit) and concurrent reads share one
  * confirmation round.
@@ -134,7 +134,7 @@ struct node {
     struct srv *srv;
 
     uv_timer_t ticker;
-    uv_prepare_t batcher;
+    uv_check_t batcher;
     uv_signal_t sigterm, sigint;
     uv_timer_t stop_timer;
     uv_timer_t snap_timer;
@@ -762,16 +762,32 @@ static void flush_reads(struct node *n)
     node_step(n, &ev);
 }
 
-static void on_batch(uv_prepare_t *h)
+/*
+ * Runs once per loop iteration right after the poll for I/O (a check
+ * handle), when the commands that arrived in it are queued.  Not a prepare
+ * handle: the transport flushes its connections from prepare handles it
+ * starts when a message is queued, and a message queued from inside the
+ * prepare phase would wait for the next wake-up (up to a tick) before it
+ * is written.  Commands queued while this runs (a reply lets a pipelined
+ * client go on) are taken in the same pass.
+ */
+static void on_batch(uv_check_t *h)
 {
     struct node *n = h->data;
-    /* Past the limit, the writes wait here for the disk to catch up; the
-     * store callback that lowers persist_bytes wakes the loop again. */
-    if (n->writes.n > 0 && n->persist_bytes < NODE_PERSIST_BYTES_MAX) {
-        flush_writes(n);
-    }
-    if (n->reads.n > 0) {
-        flush_reads(n);
+    for (int pass = 0; pass < 64; pass++) {
+        /* Past the limit, the writes wait here for the disk to catch up;
+         * the store callback that lowers persist_bytes wakes the loop. */
+        bool writes =
+            n->writes.n > 0 && n->persist_bytes < NODE_PERSIST_BYTES_MAX;
+        if (!writes && n->reads.n == 0) {
+            return;
+        }
+        if (writes) {
+            flush_writes(n);
+        }
+        if (n->reads.n > 0) {
+            flush_reads(n);
+        }
     }
 }
 
@@ -1295,7 +1311,7 @@ static void on_signal(uv_signal_t *h, int signum)
 static void start_handles(struct node *n)
 {
     uv_timer_init(n->loop, &n->ticker);
-    uv_prepare_init(n->loop, &n->batcher);
+    uv_check_init(n->loop, &n->batcher);
     uv_signal_init(n->loop, &n->sigterm);
     uv_signal_init(n->loop, &n->sigint);
     uv_timer_init(n->loop, &n->stop_timer);
@@ -1305,7 +1321,7 @@ static void start_handles(struct node *n)
     n->stop_timer.data = n->snap_timer.data = n;
     n->open_handles += 6;
     uv_timer_start(&n->ticker, tick, n->cfg.tick_ms, n->cfg.tick_ms);
-    uv_prepare_start(&n->batcher, on_batch);
+    uv_check_start(&n->batcher, on_batch);
     uv_signal_start(&n->sigterm, on_signal, SIGTERM);
     uv_signal_start(&n->sigint, on_signal, SIGINT);
 }
