@@ -101,25 +101,28 @@ class Conn:
         return self.read_reply()
 
 
-def free_port_pair(offset):
-    """A port p with p and p + offset both free right now."""
+def free_port_pair(offset, hosts=("127.0.0.1",)):
+    """A port p with p and p + offset both free right now on every host."""
     for _ in range(200):
         s = socket.socket()
-        s.bind(("127.0.0.1", 0))
+        s.bind((hosts[0], 0))
         p = s.getsockname()[1]
-        if p + offset > 65535:
-            s.close()
-            continue
-        t = socket.socket()
-        try:
-            t.bind(("127.0.0.1", p + offset))
-        except OSError:
-            s.close()
+        held = [s]
+        ok = p + offset <= 65535
+        for h in hosts:
+            for q in ((p, p + offset) if h != hosts[0] else (p + offset,)):
+                if not ok:
+                    break
+                t = socket.socket()
+                held.append(t)
+                try:
+                    t.bind((h, q))
+                except OSError:
+                    ok = False
+        for t in held:
             t.close()
-            continue
-        s.close()
-        t.close()
-        return p
+        if ok:
+            return p
     raise RuntimeError("no free port pair")
 
 
@@ -165,10 +168,11 @@ atexit.register(_kill_all)
 
 
 class Node:
-    def __init__(self, cluster, nid, port):
+    def __init__(self, cluster, nid, port, host="127.0.0.1"):
         self.cluster = cluster
         self.id = nid
         self.port = port
+        self.host = host
         self.dir = os.path.join(cluster.tmp, "n%d" % nid)
         self.log = os.path.join(cluster.tmp, "n%d.log" % nid)
         self.proc = None
@@ -234,7 +238,7 @@ class Node:
         return self.proc is not None and self.proc.poll() is None
 
     def info(self):
-        c = Conn(self.port, timeout=2.0)
+        c = Conn(self.port, host=self.host, timeout=2.0)
         try:
             r = c.call("INFO")
         finally:
@@ -251,17 +255,24 @@ class Node:
 
 class Cluster:
     def __init__(self, n=3, extra=None, name="craftd", root=None,
-                 fast=True):
+                 fast=True, hosts=None):
+        """hosts: one address per node (e.g. 127.0.0.11..13, so that
+        firewall rules on addresses can partition them); default all on
+        127.0.0.1 with distinct ports."""
         self.tmp = tempfile.mkdtemp(prefix="craft-%s-" % name, dir=root)
         self.offset = random.randint(1000, 5000)
-        ports = []
-        while len(ports) < n:
-            p = free_port_pair(self.offset)
-            if p not in ports and all(abs(p - q) != self.offset
-                                      for q in ports):
-                ports.append(p)
-        self.nodes = [Node(self, i + 1, ports[i]) for i in range(n)]
-        self.spec = ",".join("%d=127.0.0.1:%d" % (nd.id, nd.port)
+        if hosts:
+            p = free_port_pair(self.offset, hosts)
+            self.nodes = [Node(self, i + 1, p, hosts[i]) for i in range(n)]
+        else:
+            ports = []
+            while len(ports) < n:
+                p = free_port_pair(self.offset)
+                if p not in ports and all(abs(p - q) != self.offset
+                                          for q in ports):
+                    ports.append(p)
+            self.nodes = [Node(self, i + 1, ports[i]) for i in range(n)]
+        self.spec = ",".join("%d=%s:%d" % (nd.id, nd.host, nd.port)
                              for nd in self.nodes)
         # Fast elections keep the tests short; still 10x the heartbeat.
         fast_args = ["--election-ms", "300-600", "--heartbeat-ms", "30"]
@@ -322,17 +333,18 @@ class Client:
         self.cluster = cluster
         self.timeout = timeout
         self.conn = None
-        self.target = cluster.nodes[0].port
+        self.target = (cluster.nodes[0].host, cluster.nodes[0].port)
 
     def _connect(self):
         if self.conn is None:
-            self.conn = Conn(self.target, timeout=3.0)
+            self.conn = Conn(self.target[1], host=self.target[0],
+                             timeout=3.0)
         return self.conn
 
     def _next_target(self):
-        ports = [nd.port for nd in self.cluster.nodes]
-        self.target = ports[(ports.index(self.target) + 1) % len(ports)] \
-            if self.target in ports else ports[0]
+        addrs = [(nd.host, nd.port) for nd in self.cluster.nodes]
+        self.target = addrs[(addrs.index(self.target) + 1) % len(addrs)] \
+            if self.target in addrs else addrs[0]
 
     def _drop(self):
         if self.conn is not None:
@@ -361,7 +373,8 @@ class Client:
                 k = r.kind()
                 if k == "MOVED":
                     self._drop()
-                    self.target = int(r.text.rsplit(":", 1)[1])
+                    host, port = r.text.split(" ")[2].rsplit(":", 1)
+                    self.target = (host, int(port))
                     continue
                 if k in self.RETRY:
                     self._drop()

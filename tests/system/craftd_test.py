@@ -417,6 +417,76 @@ def test_five_nodes():
         c.close()
 
 
+def iptables_usable():
+    if os.geteuid() != 0 or shutil.which("iptables") is None:
+        return False
+    return subprocess.run(["iptables", "-L", "INPUT", "-n"],
+                          capture_output=True).returncode == 0
+
+
+def test_partition():
+    """Members on 127.0.0.11-13, a firewall cuts the leader off: it answers
+    no write and no read, the majority elects a leader and goes on, and
+    after healing the old leader catches up.  The rules match only this
+    cluster's ports, so parallel tests are not affected.  Skipped without
+    root and iptables."""
+    if not iptables_usable():
+        print("   iptables not usable (needs root); skipped")
+        return
+    hosts = ("127.0.0.11", "127.0.0.12", "127.0.0.13")
+    c = Cluster(3, name="partition", hosts=hosts)
+    rules = []
+
+    def cut(a, others):
+        ports = "%d,%d" % (c.nodes[0].port, c.nodes[0].port + c.offset)
+        for src, dst in ((a, others), (others, a)):
+            rule = ["INPUT", "-s", src, "-d", dst, "-p", "tcp", "-m",
+                    "multiport", "--ports", ports, "-j", "DROP"]
+            subprocess.run(["iptables", "-I"] + rule, check=True)
+            rules.append(rule)
+
+    def heal():
+        while rules:
+            subprocess.run(["iptables", "-D"] + rules.pop(), check=True)
+    try:
+        c.start()
+        lid = c.leader()
+        old = c.node(lid)
+        rest = [nd for nd in c.nodes if nd.id != lid]
+        k = Conn(old.port, host=old.host, timeout=10)
+        assert k.call("SET", "p", "before") == "OK"
+        cut(old.host, ",".join(nd.host for nd in rest))
+        r = k.call("SET", "p", "cut-off")
+        assert isinstance(r, RespError) and r.kind() in (
+            "UNCERTAIN", "CLUSTERDOWN", "MOVED"), r
+        r = k.call("GET", "p")
+        assert isinstance(r, RespError), r
+        # The majority side elects a leader and takes writes.
+        ms = [Conn(nd.port, host=nd.host, timeout=10) for nd in rest]
+        assert poll("a write on the majority side",
+                    lambda: any(m.call("SET", "p", "majority") == "OK"
+                                for m in ms), 15)
+        # The old leader still answers nothing.
+        r = k.call("GET", "p")
+        assert isinstance(r, RespError), r
+        heal()
+        cl = Client(c)
+        assert cl.call("GET", "p") == b"majority"
+        assert poll("the old leader to catch up",
+                    lambda: old.info().get("raft_applied_index") ==
+                    rest[0].info().get("raft_applied_index"), 15)
+        k.close()
+        for m in ms:
+            m.close()
+        cl.close()
+    except BaseException:
+        c.dump_logs()
+        raise
+    finally:
+        heal()
+        c.close()
+
+
 def test_redis_tools():
     if shutil.which("redis-benchmark") is None:
         print("   redis-benchmark not installed; skipped")
@@ -450,6 +520,7 @@ TESTS = {
     "snapshot_catchup": test_snapshot_catchup,
     "minority_leader": test_minority_leader,
     "five_nodes": test_five_nodes,
+    "partition": test_partition,
     "redis_tools": test_redis_tools,
 }
 
