@@ -146,7 +146,9 @@ struct raft_restore {
      * snapshot->index + 1 (entries the snapshot covers are skipped; if the
      * entry at snapshot->index disagrees with the snapshot's term, every
      * later entry is discarded and the first update truncates them from
-     * storage).  Copied. */
+     * storage).  Entries or a snapshot of a term above hs.term (the log
+     * became durable but the hard state did not) raise the term, with no
+     * vote, and the first update persists it.  Copied. */
     const struct raft_entry *entries;
     size_t n_entries;
 };

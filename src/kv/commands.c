@@ -27,6 +27,8 @@
 #define E_SYNTAX "ERR syntax error"
 #define E_TOO_BIG "ERR string exceeds maximum allowed size (proto-max-bulk-len)"
 
+static int printable_len(const uint8_t *p, size_t n, size_t max);
+
 static int expired(const struct kvsm *sm, const struct ht_entry *e)
 {
     return e->expire_ms > 0 && (uint64_t)e->expire_ms <= sm->now_ms;
@@ -594,33 +596,82 @@ static int cmd_msetnx(struct kvsm_exec *x)
     return mset_generic(x, 1);
 }
 
+#define EXP_NX 1
+#define EXP_XX 2
+#define EXP_GT 4
+#define EXP_LT 8
+
+/* The NX | XX | GT | LT options of EXPIRE, as Redis 7 parses them.
+ * Returns 0 with *flags, or 1 with an error reply written, or an error. */
+static int expire_flags(struct kvsm_exec *x, int *flags)
+{
+    static const char *names[] = {"NX", "XX", "GT", "LT"};
+    *flags = 0;
+    for (size_t i = 3; i < x->argc; i++) {
+        size_t k = 0;
+        while (k < 4 && !is_opt(x, i, names[k])) {
+            k++;
+        }
+        if (k == 4) {
+            int rv =
+                resp_write_errorf(x->out, "ERR Unsupported option %.*s",
+                                  printable_len(x->argv[i], x->lens[i], 128),
+                                  (const char *)x->argv[i]);
+            return rv ? rv : 1;
+        }
+        *flags |= 1 << k;
+    }
+    const char *err = NULL;
+    if ((*flags & EXP_NX) && (*flags & (EXP_XX | EXP_GT | EXP_LT))) {
+        err = "ERR NX and XX, GT or LT options at the same time are not "
+              "compatible";
+    } else if ((*flags & EXP_GT) && (*flags & EXP_LT)) {
+        err = "ERR GT and LT options at the same time are not compatible";
+    }
+    if (err != NULL) {
+        int rv = resp_write_error(x->out, err);
+        return rv ? rv : 1;
+    }
+    return 0;
+}
+
+/* EXPIRE / PEXPIRE key time [NX | XX | GT | LT]: Redis's
+ * expireGenericCommand(), with the state's clock as "now". */
 static int expire_generic(struct kvsm_exec *x, long long unit_ms,
                           const char *name)
 {
-    if (x->argc > 3) {
-        return resp_write_errorf(x->out, "ERR Unsupported option %.*s",
-                                 (int)(x->lens[3] > 64 ? 64 : x->lens[3]),
-                                 (const char *)x->argv[3]);
+    int flags, rv = expire_flags(x, &flags);
+    if (rv != 0) {
+        return rv > 0 ? 0 : rv;
     }
-    long long v;
-    if (arg_ll(x, 2, &v) != 0) {
+    long long when;
+    if (arg_ll(x, 2, &when) != 0) {
         return resp_write_error(x->out, E_NOT_INT);
     }
     struct kvsm *sm = x->rw;
+    long long now = (long long)sm->now_ms;
+    if (when > LLONG_MAX / unit_ms || when < LLONG_MIN / unit_ms ||
+        when * unit_ms > LLONG_MAX - now) {
+        return resp_write_errorf(
+            x->out, "ERR invalid expire time in '%s' command", name);
+    }
+    when = when * unit_ms + now;
     struct ht_entry *e = lookup_w(sm, x->argv[1], x->lens[1]);
     if (e == NULL) {
         return resp_write_int(x->out, 0);
     }
+    long long cur = e->expire_ms ? e->expire_ms : -1;
+    if (((flags & EXP_NX) && cur != -1) || ((flags & EXP_XX) && cur == -1) ||
+        ((flags & EXP_GT) && (cur == -1 || when <= cur)) ||
+        ((flags & EXP_LT) && cur != -1 && when >= cur)) {
+        return resp_write_int(x->out, 0);
+    }
     /* A time already past deletes the key, as in Redis. */
-    if (v <= 0) {
+    if (when <= now) {
         ht_delete(&sm->keys, x->argv[1], x->lens[1]);
-        return resp_write_int(x->out, 1);
+    } else {
+        e->expire_ms = when;
     }
-    if (v > (LLONG_MAX - (long long)sm->now_ms) / unit_ms) {
-        return resp_write_errorf(
-            x->out, "ERR invalid expire time in '%s' command", name);
-    }
-    e->expire_ms = (long long)sm->now_ms + v * unit_ms;
     return resp_write_int(x->out, 1);
 }
 

@@ -205,6 +205,9 @@ void raft__transfer_check(struct raft *r, struct raft_progress *pr);
 
 /* replication.c */
 int raft__propose(struct raft *r, struct raft_event *ev);
+/* Whether an append's entries are numbered on from prev_index with sane
+ * terms and types (checked before the message changes anything). */
+bool raft__entries_valid(const struct raft_message *m);
 int raft__recv_append(struct raft *r, const struct raft_message *m);
 int raft__recv_append_resp(struct raft *r, const struct raft_message *m);
 void raft__tick_leader(struct raft *r);
@@ -213,6 +216,8 @@ void raft__broadcast_heartbeat(struct raft *r);
 void raft__maybe_commit(struct raft *r);
 void raft__send_heartbeat(struct raft *r, struct raft_progress *pr);
 int raft__send_append(struct raft *r, struct raft_progress *pr, bool probe);
+/* Send whatever flow control allows to one follower. */
+void raft__pump(struct raft *r, struct raft_progress *pr);
 
 /* progress.c */
 int raft__progress_init(struct raft *r);
@@ -232,6 +237,8 @@ void raft__inflight_free_to(const struct raft *r, struct raft_progress *pr,
 int raft__compact(struct raft *r, const struct raft_event *ev);
 int raft__send_snapshot(struct raft *r, struct raft_progress *pr);
 void raft__tick_snapshot(struct raft *r, struct raft_progress *pr);
+/* Whether a snapshot chunk's fields are consistent. */
+bool raft__chunk_valid(const struct raft_message *m);
 int raft__recv_snapshot(struct raft *r, const struct raft_message *m);
 int raft__recv_snapshot_resp(struct raft *r, const struct raft_message *m);
 void raft__snapshot_durable(struct raft *r, const struct raft_persist_rec *rec);

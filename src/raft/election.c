@@ -101,8 +101,9 @@ int raft__recv_vote(struct raft *r, const struct raft_message *m)
 {
     CRAFT_ASSERT(m->term >= r->term);
     bool pre = m->vote.pre;
+    /* A live leader never helps depose itself, even without leases. */
     bool can_vote = r->vote == m->from || (r->vote == 0 && r->leader == 0) ||
-                    (pre && m->term > r->term);
+                    (pre && m->term > r->term && r->role != RAFT_LEADER);
     bool grant = can_vote && log_up_to_date(r, m);
     struct raft_message resp = {.type = RAFT_MSG_VOTE_RESP,
                                 .from = r->id,

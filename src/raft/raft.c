@@ -132,7 +132,7 @@ static int restore(struct raft *r, const struct raft_restore *rs)
     raft_term snap_term = 0;
     if (rs->snapshot != NULL) {
         r->snap = *rs->snapshot;
-        if (r->snap.index == 0 || r->snap.term == 0 || r->snap.term > r->term) {
+        if (r->snap.index == 0 || r->snap.term == 0) {
             return CRAFT_EINVAL;
         }
         raft__log_reset(&r->log, r->snap.index, r->snap.term);
@@ -145,7 +145,8 @@ static int restore(struct raft *r, const struct raft_restore *rs)
     }
     for (size_t k = 0; k < rs->n_entries; k++) {
         const struct raft_entry *e = &rs->entries[k];
-        if (e->index != rs->entries[0].index + k || e->term > r->term ||
+        if (e->index == 0 || e->index != rs->entries[0].index + k ||
+            e->term == 0 ||
             (e->type != RAFT_ENTRY_COMMAND && e->type != RAFT_ENTRY_NOOP)) {
             return CRAFT_EINVAL;
         }
@@ -170,6 +171,15 @@ static int restore(struct raft *r, const struct raft_restore *rs)
         }
     }
     r->durable = raft__log_last(&r->log);
+    raft_term last_term = raft__log_last_term(&r->log);
+    if (last_term > r->term) {
+        /* The log reached the disk but the hard state of its term did not
+         * (a runtime that writes them to different files).  Nothing was
+         * acknowledged from that log, and adopting the term with no vote
+         * is always safe; the first update persists it. */
+        r->term = last_term;
+        r->vote = 0;
+    }
     return 0;
 }
 
@@ -207,8 +217,9 @@ int raft_new(raft_id id, const struct raft_config *config,
         raft_free(r);
         return rv;
     }
-    r->hs_issued.term = r->hs_durable.term = r->term;
-    r->hs_issued.vote = r->hs_durable.vote = r->vote;
+    if (rs != NULL) {
+        r->hs_issued = r->hs_durable = rs->hs;
+    }
     raft__reset_election_timer(r);
     CRAFT_DASSERT(raft__invariants_ok(r));
     *out = r;
@@ -428,6 +439,8 @@ static bool in_lease(const struct raft *r)
     return r->leader != 0 && r->election_elapsed < r->opts.election_ticks_min;
 }
 
+/* Everything that can be checked before a message changes anything, so
+ * that CRAFT_EPROTO always means "nothing changed". */
 static bool message_valid(const struct raft *r, const struct raft_message *m)
 {
     if (m->to != r->id || m->from == r->id || raft__slot(r, m->from) < 0 ||
@@ -442,10 +455,12 @@ static bool message_valid(const struct raft *r, const struct raft_message *m)
     case RAFT_MSG_TIMEOUT_NOW:
         return true;
     case RAFT_MSG_APPEND:
-        return m->append.n_entries == 0 || m->append.entries != NULL;
+        return (m->append.n_entries == 0 || m->append.entries != NULL) &&
+               raft__entries_valid(m);
     case RAFT_MSG_SNAPSHOT:
         return m->snapshot.meta.index > 0 &&
-               (m->snapshot.data.len == 0 || m->snapshot.data.base != NULL);
+               (m->snapshot.data.len == 0 || m->snapshot.data.base != NULL) &&
+               raft__chunk_valid(m);
     }
     return false;
 }

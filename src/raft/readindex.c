@@ -25,19 +25,32 @@
 #include "util/alloc.h"
 #include "util/assert.h"
 
+/* Room for n answers in this step's update.  0 or CRAFT_ENOMEM. */
+static int answers_reserve(struct raft *r, size_t n)
+{
+    struct raft_out *o = &r->out;
+    if (o->n_reads + n <= o->cap_reads) {
+        return 0;
+    }
+    size_t cap = o->cap_reads ? o->cap_reads : 16;
+    while (cap < o->n_reads + n) {
+        cap *= 2;
+    }
+    struct raft_read *p = craft_realloc(r->alloc, o->reads, cap * sizeof *p);
+    if (p == NULL) {
+        return CRAFT_ENOMEM;
+    }
+    o->reads = p;
+    o->cap_reads = cap;
+    return 0;
+}
+
 int raft__read_answer(struct raft *r, uint64_t ctx, int status,
                       raft_index index)
 {
     struct raft_out *o = &r->out;
-    if (o->n_reads == o->cap_reads) {
-        size_t cap = o->cap_reads ? o->cap_reads * 2 : 16;
-        struct raft_read *p =
-            craft_realloc(r->alloc, o->reads, cap * sizeof *p);
-        if (p == NULL) {
-            return CRAFT_ENOMEM;
-        }
-        o->reads = p;
-        o->cap_reads = cap;
+    if (answers_reserve(r, 1) != 0) {
+        return CRAFT_ENOMEM;
     }
     o->reads[o->n_reads].ctx = ctx;
     o->reads[o->n_reads].status = status;
@@ -66,6 +79,12 @@ int raft__read(struct raft *r, uint64_t ctx)
         }
         r->reads = p;
         r->cap_reads = cap;
+    }
+    /* Every pending read must be answerable in any one later step (losing
+     * leadership answers all of them at once) without allocating, or a
+     * client could wait forever: keep that room from now on. */
+    if (answers_reserve(r, r->n_reads + 1) != 0) {
+        return CRAFT_ENOMEM;
     }
     CRAFT_ASSERT(r->role == RAFT_LEADER);
     struct raft_pending_read *p = &r->reads[r->n_reads++];

@@ -93,8 +93,9 @@ static size_t batch(const struct raft *r, raft_index from)
 int raft__send_append(struct raft *r, struct raft_progress *pr, bool probe)
 {
     CRAFT_ASSERT(r->role == RAFT_LEADER);
-    if (pr->state == RAFT_PROGRESS_SNAPSHOT) {
-        return 0;
+    if (pr->state == RAFT_PROGRESS_SNAPSHOT ||
+        (pr->state == RAFT_PROGRESS_REPLICATE && raft__inflight_full(r, pr))) {
+        return 0; /* flow control: the window decides */
     }
     raft_index prev = pr->next - 1;
     bool known;
@@ -126,7 +127,7 @@ int raft__send_append(struct raft *r, struct raft_progress *pr, bool probe)
 }
 
 /* Send whatever flow control allows to one follower. */
-static void pump(struct raft *r, struct raft_progress *pr)
+void raft__pump(struct raft *r, struct raft_progress *pr)
 {
     switch ((enum raft_progress_state)pr->state) {
     case RAFT_PROGRESS_PROBE:
@@ -152,7 +153,7 @@ void raft__broadcast_append(struct raft *r)
 {
     for (unsigned i = 0; i < r->config.n; i++) {
         if (i != r->self) {
-            pump(r, &r->prs[i]);
+            raft__pump(r, &r->prs[i]);
         }
     }
 }
@@ -182,7 +183,7 @@ void raft__send_heartbeat(struct raft *r, struct raft_progress *pr)
     }
     if (pr->state == RAFT_PROGRESS_REPLICATE &&
         pr->next <= raft__log_last(&r->log) && !raft__inflight_full(r, pr)) {
-        pump(r, pr); /* entries waiting (an earlier send failed) */
+        raft__pump(r, pr); /* entries waiting (an earlier send failed) */
         return;
     }
     bool known;
@@ -284,7 +285,7 @@ void raft__maybe_commit(struct raft *r)
 
 /* Entries must be numbered on from prev and have sane terms; a leader that
  * sends anything else is broken or not a Raft peer. */
-static bool entries_valid(const struct raft_message *m)
+bool raft__entries_valid(const struct raft_message *m)
 {
     raft_term t = m->append.prev_term;
     for (size_t k = 0; k < m->append.n_entries; k++) {
@@ -329,9 +330,7 @@ int raft__recv_append(struct raft *r, const struct raft_message *m)
     if (r->role == RAFT_LEADER) {
         return CRAFT_EPROTO; /* two leaders in one term (§5.2 forbids) */
     }
-    if (!entries_valid(m)) {
-        return CRAFT_EPROTO;
-    }
+    CRAFT_DASSERT(raft__entries_valid(m)); /* checked on receipt */
     if (r->role != RAFT_FOLLOWER || r->leader != m->from) {
         raft__become_follower(r, m->from);
     }
@@ -470,7 +469,7 @@ int raft__recv_append_resp(struct raft *r, const struct raft_message *m)
                     (unsigned long long)m->from,
                     (unsigned long long)a->rejected, (unsigned long long)next);
     }
-    pump(r, pr);
+    raft__pump(r, pr);
     raft__read_check(r);
     return 0;
 }

@@ -119,19 +119,25 @@ int raft__recv_snapshot_resp(struct raft *r, const struct raft_message *m)
         if (s->index > raft__log_last(&r->log)) {
             return CRAFT_EPROTO;
         }
+        /* Like a successful append reply: match only moves forward.  Only
+         * the transfer in progress ends here; a duplicate or late "done"
+         * (the network may repeat it) changes nothing else. */
         if (s->index > pr->match) {
             pr->match = s->index;
+            if (pr->next <= pr->match) {
+                pr->next = pr->match + 1;
+            }
+            raft__inflight_free_to(r, pr, pr->match);
         }
-        if (pr->state == RAFT_PROGRESS_SNAPSHOT && pr->match >= pr->next - 1) {
-            raft__progress_replicate(pr);
-        } else if (pr->state == RAFT_PROGRESS_SNAPSHOT) {
-            raft__progress_probe(pr);
-        }
-        if (pr->next <= pr->match) {
-            pr->next = pr->match + 1;
+        if (pr->state == RAFT_PROGRESS_SNAPSHOT) {
+            if (pr->match >= pr->next - 1) {
+                raft__progress_replicate(pr);
+            } else {
+                raft__progress_probe(pr);
+            }
         }
         raft__maybe_commit(r);
-        (void)raft__send_append(r, pr, pr->state == RAFT_PROGRESS_PROBE);
+        raft__pump(r, pr);
         return 0;
     }
     if (pr->state != RAFT_PROGRESS_SNAPSHOT || s->index != pr->snap_index ||
@@ -145,7 +151,7 @@ int raft__recv_snapshot_resp(struct raft *r, const struct raft_message *m)
 
 /* ---- follower ------------------------------------------------------- */
 
-static bool chunk_valid(const struct raft_message *m)
+bool raft__chunk_valid(const struct raft_message *m)
 {
     const struct raft_msg_snapshot *s = &m->snapshot;
     if (s->meta.term == 0 || s->meta.term > m->term || s->meta.config.n == 0 ||
@@ -162,9 +168,7 @@ int raft__recv_snapshot(struct raft *r, const struct raft_message *m)
     if (r->role == RAFT_LEADER) {
         return CRAFT_EPROTO;
     }
-    if (!chunk_valid(m)) {
-        return CRAFT_EPROTO;
-    }
+    CRAFT_DASSERT(raft__chunk_valid(m)); /* checked on receipt */
     if (r->role != RAFT_FOLLOWER || r->leader != m->from) {
         raft__become_follower(r, m->from);
     }

@@ -474,7 +474,13 @@ int resp_write_errorf(struct buf *b, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    /* Formatted arguments may carry user bytes: keep the line intact. */
+    /* Formatted arguments may carry user bytes: keep the line intact the
+     * way Redis's addReplyErrorFormat() does, trimming CR and LF at the end
+     * and turning the others into spaces. */
+    size_t n = strlen(msg);
+    while (n > 0 && (msg[n - 1] == '\r' || msg[n - 1] == '\n')) {
+        msg[--n] = '\0';
+    }
     for (char *c = msg; *c; c++) {
         if (*c == '\r' || *c == '\n') {
             *c = ' ';

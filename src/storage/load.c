@@ -113,6 +113,8 @@ static int list_fn(void *arg, const char *name)
         c->open_present = true;
     } else if (strcmp(name, "snap.tmp") == 0) {
         c->tmp_present = true;
+    } else if (strcmp(name, "LOCK") == 0) {
+        /* the directory lock (store_lock()) */
     } else if (store__seg_name_parse(name, &a, &b)) {
         if (c->n_closed == c->cap_closed) {
             size_t cap = c->cap_closed ? 2 * c->cap_closed : 16;
@@ -362,7 +364,6 @@ static int push_entry(struct store_scan *sc, const struct raft_entry *e)
 /* Why a record at off is not acceptable, or 0 with *rec_len set.  Checks
  * everything except how first_index fits the log. */
 static const char *check_record(const uint8_t *buf, uint64_t size, uint64_t off,
-                                const struct store_options *o,
                                 struct store_rec_hdr *h, uint64_t *rec_len)
 {
     if (size - off < STORE_REC_HDR_BYTES) {
@@ -371,10 +372,12 @@ static const char *check_record(const uint8_t *buf, uint64_t size, uint64_t off,
     if (store__rec_hdr_decode(buf + off, h) != 0) {
         return "a record header with its magic and CRC";
     }
-    if (h->n_entries > STORE_RECORD_ENTRIES_MAX ||
-        h->data_len > (uint64_t)h->n_entries * o->entry_bytes_max ||
+    /* The fields are covered by the header CRC; these bounds only keep the
+     * arithmetic below in range.  entry_bytes_max limits new appends, not
+     * what may be read: a directory stays readable with a smaller limit. */
+    if (h->n_entries > STORE_RECORD_ENTRIES_MAX || h->data_len > size ||
         h->flags != 0) {
-        return "a record within the limits";
+        return "a record within the format's limits";
     }
     uint64_t len = store__rec_bytes(h->n_entries, h->data_len);
     if (len > size - off) {
@@ -389,7 +392,7 @@ static const char *check_record(const uint8_t *buf, uint64_t size, uint64_t off,
     for (uint32_t i = 0; i < h->n_entries; i++) {
         struct store_desc ds;
         store__desc_decode(d + (size_t)i * STORE_DESC_BYTES, &ds);
-        if (ds.len > o->entry_bytes_max || total + ds.len > h->data_len) {
+        if (total + ds.len > h->data_len) {
             return "entry lengths adding up to the record's data length";
         }
         if (crc32c(0, p + total, ds.len) != ds.crc) {
@@ -423,6 +426,7 @@ static int take_record(struct scan_ctx *c, struct store_seg_info *si,
                        const struct store_rec_hdr *h)
 {
     struct store_scan *sc = c->sc;
+    CRAFT_ASSERT(h->n_entries <= STORE_RECORD_ENTRIES_MAX);
     bool empty = si->last < si->first;
     raft_index next = empty ? si->first : si->last + 1;
     if (!empty && h->first_index < next) {
@@ -449,6 +453,8 @@ static int take_record(struct scan_ctx *c, struct store_seg_info *si,
     }
     si->last = h->first_index + h->n_entries - 1;
     si->n_records++;
+    CRAFT_DASSERT(sc->n_entries == 0 ||
+                  sc->entries[sc->n_entries - 1].index == si->last);
     return 0;
 }
 
@@ -467,13 +473,13 @@ static bool index_fits(const struct store_seg_info *si, bool started,
 
 /* In the open segment, is there a valid record anywhere after off? */
 static bool valid_record_after(const uint8_t *buf, uint64_t size, uint64_t off,
-                               const struct store_options *o, uint64_t *found)
+                               uint64_t *found)
 {
     for (uint64_t p = (off + 8) & ~(uint64_t)7; p + STORE_REC_HDR_BYTES <= size;
          p += 8) {
         struct store_rec_hdr h;
         uint64_t len;
-        if (check_record(buf, size, p, o, &h, &len) == NULL) {
+        if (check_record(buf, size, p, &h, &len) == NULL) {
             *found = p;
             return true;
         }
@@ -498,7 +504,7 @@ static int take_records(struct scan_ctx *c, struct store_seg_info *si,
             all_zero(buf + *off, size - *off)) {
             break; /* the preallocated, never written rest */
         }
-        *why = check_record(buf, size, *off, c->o, &h, &len);
+        *why = check_record(buf, size, *off, &h, &len);
         if (*why != NULL) {
             break;
         }
@@ -536,7 +542,7 @@ static int classify_tail(struct scan_ctx *c, struct store_seg_info *si,
     CRAFT_ASSERT(si->open);
     CRAFT_ASSERT(why != NULL);
     uint64_t found;
-    if (valid_record_after(buf, size, off, c->o, &found)) {
+    if (valid_record_after(buf, size, off, &found)) {
         set_err(c->errmsg, c->errmsg_len,
                 "%s/%s: offset %" PRIu64 ": damaged data (expected %s) "
                 "followed by a valid record at offset %" PRIu64
@@ -836,6 +842,35 @@ static int cut_open(struct scan_ctx *c, struct store_seg_info *si)
     si->file_bytes =
         c->o->segment_bytes > si->end ? c->o->segment_bytes : si->end;
     return 0;
+}
+
+int store_lock(const char *dir, const struct store_options *o, int *handle,
+               char *errmsg, size_t errmsg_len)
+{
+    struct store_vfs *vfs = o->vfs ? o->vfs : store_vfs_posix();
+    *handle = -1;
+    if (vfs->lock == NULL) {
+        return 0;
+    }
+    int rv = vfs->lock(vfs, dir, handle);
+    if (rv == -EWOULDBLOCK) {
+        set_err(errmsg, errmsg_len,
+                "%s: in use by another process (it holds %s/LOCK)", dir, dir);
+        return CRAFT_EBUSY;
+    }
+    if (rv != 0) {
+        set_err(errmsg, errmsg_len, "%s/LOCK: %s", dir, strerror(-rv));
+        return store__errno_code(rv);
+    }
+    return 0;
+}
+
+void store_unlock(const struct store_options *o, int handle)
+{
+    struct store_vfs *vfs = o->vfs ? o->vfs : store_vfs_posix();
+    if (handle >= 0 && vfs->unlock != NULL) {
+        vfs->unlock(vfs, handle);
+    }
 }
 
 int store_repair(const char *dir, const struct store_options *o,

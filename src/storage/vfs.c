@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -221,6 +222,35 @@ static void px_unmap(struct store_vfs *v, void *p, uint64_t size)
     munmap(p, (size_t)size);
 }
 
+/* flock() on dir/LOCK: released by the kernel when the process dies, so
+ * a crash never leaves a stale lock behind. */
+static int px_lock(struct store_vfs *v, const char *dir, int *handle)
+{
+    (void)v;
+    char path[4096];
+    int n = snprintf(path, sizeof path, "%s/LOCK", dir);
+    if (n <= 0 || (size_t)n >= sizeof path) {
+        return -ENAMETOOLONG;
+    }
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        return -errno;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    *handle = fd;
+    return 0;
+}
+
+static void px_unlock(struct store_vfs *v, int handle)
+{
+    (void)v;
+    close(handle);
+}
+
 struct store_vfs *store_vfs_posix(void)
 {
     static struct store_vfs vfs = {
@@ -241,6 +271,8 @@ struct store_vfs *store_vfs_posix(void)
         .list = px_list,
         .map = px_map,
         .unmap = px_unmap,
+        .lock = px_lock,
+        .unlock = px_unlock,
     };
     return &vfs;
 }

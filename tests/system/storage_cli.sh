@@ -56,6 +56,29 @@ grep -q "$seg: offset" "$tmp/err" || fail "corruption message: $(cat "$tmp/err")
 expect_rc 2 "$cli" log dump "$d"
 expect_rc 2 "$cli" log check --repair "$d"
 
+# While a writer has the directory, --repair and a second writer are
+# refused (a plain check still reads).
+w="$tmp/busy"
+"$bench" --dir "$w" --entries 100000000 --size 100 --report-durable \
+    >"$tmp/busy.out" 2>&1 &
+bpid=$!
+deadline=$(( $(date +%s) + 30 ))
+until grep -q '^durable' "$tmp/busy.out"; do
+    [ "$(date +%s)" -le "$deadline" ] || { kill -9 $bpid; fail "writer did not start"; }
+    sleep 0.01
+done
+rc=0; "$cli" log check --repair "$w" >/dev/null 2>"$tmp/err" || rc=$?
+rc2=0; "$bench" --dir "$w" --entries 1 --size 1 >/dev/null 2>"$tmp/err2" || rc2=$?
+kill -9 $bpid
+wait $bpid 2>/dev/null || true
+[ "$rc" -eq 75 ] || fail "--repair on a directory in use exited $rc"
+grep -q "in use" "$tmp/err" || fail "no 'in use' message: $(cat "$tmp/err")"
+[ "$rc2" -ne 0 ] && grep -q "in use" "$tmp/err2" ||
+    fail "a second writer was not refused: $(cat "$tmp/err2")"
+# After the writer is gone (killed: the kernel dropped its lock) it works.
+rc=0; "$cli" log check --repair "$w" >/dev/null 2>&1 || rc=$?
+[ "$rc" -eq 0 ] || [ "$rc" -eq 1 ] || fail "--repair after the writer died: $rc"
+
 # Bad usage and missing directories.
 expect_rc 64 "$cli" log check
 expect_rc 64 "$cli" log dump "$d" --from x

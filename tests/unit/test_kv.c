@@ -245,6 +245,25 @@ static void key_expiry_by_leader_time(void **state)
     assert_string_equal(APPLY("PERSIST k"), ":1\r\n");
     assert_string_equal(APPLY("PERSIST k"), ":0\r\n");
     assert_string_equal(APPLY("EXPIRE nope 5"), ":0\r\n");
+    assert_string_equal(APPLY("EXPIRE k 5 NX"), ":1\r\n");
+    assert_string_equal(APPLY("EXPIRE k 6 NX"), ":0\r\n");
+    assert_string_equal(APPLY("EXPIRE k 9 GT"), ":1\r\n");
+    assert_string_equal(APPLY("EXPIRE k 7 GT"), ":0\r\n");
+    assert_string_equal(APPLY("EXPIRE k 7 lt"), ":1\r\n");
+    assert_string_equal(READ("TTL k"), ":7\r\n");
+    assert_string_equal(APPLY("EXPIRE k 7 NX XX"),
+                        "-ERR NX and XX, GT or LT options at the same time "
+                        "are not compatible\r\n");
+    assert_string_equal(APPLY("EXPIRE k 7 GT LT"),
+                        "-ERR GT and LT options at the same time are not "
+                        "compatible\r\n");
+    assert_string_equal(APPLY("EXPIRE k 7 FOO"),
+                        "-ERR Unsupported option FOO\r\n");
+    assert_string_equal(APPLY("EXPIRE k 9223372036854775807"),
+                        "-ERR invalid expire time in 'expire' command\r\n");
+    assert_string_equal(APPLY("PERSIST k"), ":1\r\n");
+    assert_string_equal(APPLY("EXPIRE k 5 XX"), ":0\r\n");
+    assert_string_equal(APPLY("EXPIRE k 5 LT"), ":1\r\n");
     assert_string_equal(APPLY("PEXPIRE k 0"), ":1\r\n");
     assert_string_equal(READ("GET k"), "$-1\r\n");
     /* KEEPTTL and INCR keep the expiry; a plain SET clears it. */
@@ -989,8 +1008,12 @@ static void alloc_failures_are_clean(void **state)
     }
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    /* --seed N replays the randomised tests (same as CRAFT_SEED=N). */
+    if (argc == 3 && strcmp(argv[1], "--seed") == 0) {
+        setenv("CRAFT_SEED", argv[2], 1);
+    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(strings_basic, setup, teardown),
         cmocka_unit_test_setup_teardown(binary_safe_keys_and_values, setup,

@@ -153,7 +153,7 @@ static inline uint64_t test_seed(const char *name, uint64_t dflt)
 {
     const char *env = getenv("CRAFT_SEED");
     uint64_t seed = env ? strtoull(env, NULL, 0) : dflt;
-    printf("%s: seed=%llu (replay: CRAFT_SEED=%llu)\n", name,
+    printf("%s: seed=%llu (replay: --seed %llu)\n", name,
            (unsigned long long)seed, (unsigned long long)seed);
     return seed;
 }

@@ -286,8 +286,12 @@ static void checker_catches_duplicates_and_stale_reads(void **state)
     assert_true(stale >= 5);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    /* --seed N replays the randomised tests (same as CRAFT_SEED=N). */
+    if (argc == 3 && strcmp(argv[1], "--seed") == 0) {
+        setenv("CRAFT_SEED", argv[2], 1);
+    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(sessions_and_read_index_are_linearizable),
         cmocka_unit_test(checker_catches_duplicates_and_stale_reads),

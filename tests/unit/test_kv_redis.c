@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -25,6 +26,11 @@ struct redis {
     char sock[96];
     struct buf in;
 };
+
+/* One redis-server for the whole group: started in the group setup and
+ * stopped in the teardown, which cmocka runs even when a test fails. */
+static struct redis server;
+static int server_up;
 
 static double mono_ms(void)
 {
@@ -48,6 +54,8 @@ static int redis_start(struct redis *r)
         return -1;
     }
     if (r->pid == 0) {
+        /* Die with the test, even if it crashes. */
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
         int null = open("/dev/null", O_WRONLY);
         if (null >= 0) {
             dup2(null, 1);
@@ -121,6 +129,15 @@ static const uint8_t *redis_call(struct redis *r, size_t argc,
         assert_true(got > 0);
         r->in.len += (size_t)got;
     }
+}
+
+/* Each test starts from an empty redis-server. */
+static void redis_flush(void)
+{
+    const uint8_t *argv[] = {(const uint8_t *)"FLUSHALL"};
+    size_t lens[] = {8}, n;
+    const uint8_t *rep = redis_call(&server, 1, argv, lens, &n);
+    assert_memory_equal(rep, "+OK\r\n", 5);
 }
 
 /* Run through the state machine the way the server will: classify, then
@@ -219,15 +236,17 @@ static size_t random_arg(struct rng *r, char *out, size_t cap)
     return n;
 }
 
+/* EXPIRE is compared with second-granularity times only: redis-server uses
+ * its own clock, the state machine the entries' stamps, and no key may
+ * expire during the test (the shortest positive TTL used is 1000 s). */
 static void replies_match_redis(void **state)
 {
     (void)state;
-    struct redis rd;
-    if (redis_start(&rd) != 0) {
-        redis_stop(&rd);
+    if (!server_up) {
         printf("redis-server not available: skipped\n");
         skip();
     }
+    redis_flush();
     struct rng r;
     rng_init(&r, test_seed("replies_match_redis", 31));
     struct kvsm_config c;
@@ -241,7 +260,8 @@ static void replies_match_redis(void **state)
         "SETNX",  "GETSET",   "GETDEL",   "MSETNX",      "TYPE",
         "PING",   "ECHO",     "incr",     "GETRANGE",    "FROB",
         "sEt",    "get",      "FLUSHALL", "INCR",        "APPEND",
-        "RENAME", "RENAMENX", "SETRANGE", "INCRBYFLOAT", "INCRBYFLOAT"};
+        "RENAME", "RENAMENX", "SETRANGE", "INCRBYFLOAT", "INCRBYFLOAT",
+        "EXPIRE", "EXPIRE",   "PERSIST"};
     uint64_t idx = 0;
     struct buf mine;
     buf_init(&mine);
@@ -264,8 +284,20 @@ static void replies_match_redis(void **state)
             lens[k] = random_arg(&r, args[k - 1], sizeof args[0]);
             argv[k] = (const uint8_t *)args[k - 1];
         }
+        if (strcmp(name, "EXPIRE") == 0 && argc >= 3) {
+            /* Only times that are past or far away (see above). */
+            static const char *const t[] = {"-1",
+                                            "0",
+                                            "1000",
+                                            "5000",
+                                            "abc",
+                                            "9223372036854775807",
+                                            "-9223372036854775808"};
+            argv[2] = (const uint8_t *)PICK(&r, t);
+            lens[2] = strlen((const char *)argv[2]);
+        }
         size_t n;
-        const uint8_t *theirs = redis_call(&rd, argc, argv, lens, &n);
+        const uint8_t *theirs = redis_call(&server, argc, argv, lens, &n);
         kv_call(sm, &idx, argc, argv, lens, &mine);
         if (mine.len != n || memcmp(mine.data, theirs, n) != 0) {
             printf("command %d:", i);
@@ -281,7 +313,6 @@ static void replies_match_redis(void **state)
     assert_true(kvsm_check(sm));
     buf_close(&mine);
     kvsm_free(sm);
-    redis_stop(&rd);
     assert_int_equal(mismatches, 0);
 }
 
@@ -313,11 +344,11 @@ static void sorted_elements(const uint8_t *p, size_t n, struct buf *out)
 static void keys_match_redis(void **state)
 {
     (void)state;
-    struct redis rd;
-    if (redis_start(&rd) != 0) {
-        redis_stop(&rd);
+    if (!server_up) {
+        printf("redis-server not available: skipped\n");
         skip();
     }
+    redis_flush();
     struct rng r;
     rng_init(&r, test_seed("keys_match_redis", 33));
     struct kvsm_config c;
@@ -341,7 +372,7 @@ static void keys_match_redis(void **state)
                                  (const uint8_t *)"v"};
         size_t lens[] = {3, n, 1};
         size_t rn;
-        redis_call(&rd, 3, argv, lens, &rn);
+        redis_call(&server, 3, argv, lens, &rn);
         kv_call(sm, &idx, 3, argv, lens, &mine);
     }
     int mismatches = 0;
@@ -354,7 +385,7 @@ static void keys_match_redis(void **state)
         const uint8_t *argv[] = {(const uint8_t *)"KEYS", (uint8_t *)pat};
         size_t lens[] = {4, n};
         size_t rn;
-        const uint8_t *rep = redis_call(&rd, 2, argv, lens, &rn);
+        const uint8_t *rep = redis_call(&server, 2, argv, lens, &rn);
         sorted_elements(rep, rn, &sorted_theirs);
         kv_call(sm, &idx, 2, argv, lens, &mine);
         sorted_elements(mine.data, mine.len, &sorted_mine);
@@ -372,7 +403,6 @@ static void keys_match_redis(void **state)
     buf_close(&sorted_mine);
     buf_close(&sorted_theirs);
     kvsm_free(sm);
-    redis_stop(&rd);
     assert_int_equal(mismatches, 0);
 }
 
@@ -422,11 +452,11 @@ static size_t random_inline(struct rng *r, char *out, size_t cap)
 static void inline_parsing_matches_redis(void **state)
 {
     (void)state;
-    struct redis rd;
-    if (redis_start(&rd) != 0) {
-        redis_stop(&rd);
+    if (!server_up) {
+        printf("redis-server not available: skipped\n");
         skip();
     }
+    redis_flush();
     struct rng r;
     rng_init(&r, test_seed("inline_parsing_matches_redis", 32));
     int mismatches = 0;
@@ -437,7 +467,7 @@ static void inline_parsing_matches_redis(void **state)
         len += 2;
         /* Redis closes the connection after a protocol error: use a fresh
          * one per request. */
-        int fd = redis_connect(&rd);
+        int fd = redis_connect(&server);
         assert_int_equal(write(fd, line, len), (ssize_t)len);
         struct buf in;
         buf_init(&in);
@@ -474,16 +504,34 @@ static void inline_parsing_matches_redis(void **state)
         buf_close(&mine);
         buf_close(&in);
     }
-    redis_stop(&rd);
     assert_int_equal(mismatches, 0);
 }
 
-int main(void)
+static int group_setup(void **state)
 {
+    (void)state;
+    server_up = redis_start(&server) == 0;
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    redis_stop(&server);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    /* --seed N replays the randomised tests (same as CRAFT_SEED=N). */
+    if (argc == 3 && strcmp(argv[1], "--seed") == 0) {
+        setenv("CRAFT_SEED", argv[2], 1);
+    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(replies_match_redis),
         cmocka_unit_test(inline_parsing_matches_redis),
         cmocka_unit_test(keys_match_redis),
     };
-    return cmocka_run_group_tests_name("kv_redis", tests, NULL, NULL);
+    return cmocka_run_group_tests_name("kv_redis", tests, group_setup,
+                                       group_teardown);
 }

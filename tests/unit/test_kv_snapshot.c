@@ -404,8 +404,12 @@ static void throughput_figures(void **state)
     buf_close(&reply);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    /* --seed N replays the randomised tests (same as CRAFT_SEED=N). */
+    if (argc == 3 && strcmp(argv[1], "--seed") == 0) {
+        setenv("CRAFT_SEED", argv[2], 1);
+    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(round_trip_then_same_future),
         cmocka_unit_test(empty_state_round_trip),

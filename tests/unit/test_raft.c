@@ -704,6 +704,41 @@ static void persist_heartbeat_ack_not_held(void **state)
     assert_int_equal(h_live_allocs, 0);
 }
 
+/* Restart with log entries of a newer term than the durable hard state:
+ * the term is adopted with no vote, and the first update persists it. */
+static void persist_restore_raises_term(void **state)
+{
+    (void)state;
+    struct raft_config cfg = {.n = 3, .ids = {1, 2, 3}};
+    struct raft_entry es[2] = {ent(1, 1), ent(3, 2)};
+    struct raft_restore rs = {.hs = {1, 2}, .entries = es, .n_entries = 2};
+    struct raft *r;
+    assert_int_equal(raft_new(1, &cfg, NULL, 1, &rs, &h_alloc, &r), 0);
+    assert_int_equal(hstat(r).term, 3);
+    assert_int_equal(hstat(r).vote, 0);
+    struct raft_event tk = {.type = RAFT_TICK};
+    struct raft_update u;
+    step_ok(r, &tk, &u);
+    assert_true(u.hs_changed);
+    assert_int_equal(u.hs.term, 3);
+    assert_int_equal(u.hs.vote, 0);
+    raft_free(r);
+    /* A snapshot whose entry disagrees with the log: the tail is cut. */
+    struct raft_snapshot_meta meta = {
+        .index = 2, .term = 2, .config = cfg, .size = 0};
+    struct raft_entry es2[3] = {ent(1, 1), ent(1, 2), ent(1, 3)};
+    struct raft_restore rs2 = {
+        .hs = {2, 0}, .snapshot = &meta, .entries = es2, .n_entries = 3};
+    assert_int_equal(raft_new(1, &cfg, NULL, 1, &rs2, &h_alloc, &r), 0);
+    assert_int_equal(hstat(r).last_index, 2);
+    step_ok(r, &tk, &u);
+    assert_int_equal(u.truncate_from, 3);
+    step_ok(r, &tk, &u);
+    assert_int_equal(u.truncate_from, 0);
+    raft_free(r);
+    assert_int_equal(h_live_allocs, 0);
+}
+
 static void persist_restart_keeps_votes_and_log(void **state)
 {
     (void)state;
@@ -853,6 +888,64 @@ static void snapshot_install_with_write_in_flight(void **state)
     assert_int_equal(st.commit, 10);
     assert_int_equal(st.last_index, 10);
     assert_int_equal(st.durable_index, 10);
+    raft_free(r);
+    assert_int_equal(h_live_allocs, 0);
+}
+
+/* The leader sends a snapshot to a follower whose log is too short, then a
+ * duplicated "done" reply must not overfill the pipeline (found by the
+ * simulator with max_inflight 1). */
+static void snapshot_leader_sends_and_ignores_duplicate_done(void **state)
+{
+    (void)state;
+    struct raft_options o;
+    raft_options_default(&o);
+    o.max_inflight = 1;
+    o.max_msg_entries = 1;
+    o.snapshot_chunk_bytes = 5;
+    struct raft_config cfg = {.n = 3, .ids = {1, 2, 3}};
+    struct raft_snapshot_meta meta = {
+        .index = 10, .term = 2, .config = cfg, .size = 8};
+    struct raft_entry es[2] = {ent(2, 11), ent(2, 12)};
+    struct raft_restore rs = {
+        .hs = {2, 0}, .snapshot = &meta, .entries = es, .n_entries = 2};
+    struct raft *r;
+    assert_int_equal(raft_new(1, &cfg, &o, 1, &rs, &h_alloc, &r), 0);
+    make_leader(r);
+    raft_term t = hstat(r).term;
+    struct raft_message rej = {
+        .type = RAFT_MSG_APPEND_RESP,
+        .from = 2,
+        .to = 1,
+        .term = t,
+        .append_resp = {.rejected = 12, .conflict_index = 1}};
+    struct raft_update u = recv(r, &rej);
+    assert_int_equal(hstat(r).progress[1].state, RAFT_PROGRESS_SNAPSHOT);
+    assert_int_equal(u.n_messages, 1);
+    assert_int_equal(u.messages[0].type, RAFT_MSG_SNAPSHOT);
+    assert_int_equal(u.messages[0].snapshot.offset, 0);
+    assert_int_equal(u.messages[0].snapshot.data.len, 5);
+    assert_false(u.messages[0].snapshot.last);
+    struct raft_message sr = {.type = RAFT_MSG_SNAPSHOT_RESP,
+                              .from = 2,
+                              .to = 1,
+                              .term = t,
+                              .snapshot_resp = {.index = 10, .next_offset = 5}};
+    u = recv(r, &sr);
+    assert_int_equal(u.n_messages, 1);
+    assert_int_equal(u.messages[0].snapshot.offset, 5);
+    assert_int_equal(u.messages[0].snapshot.data.len, 3);
+    assert_true(u.messages[0].snapshot.last);
+    sr.snapshot_resp.next_offset = 8;
+    sr.snapshot_resp.done = true;
+    u = recv(r, &sr);
+    assert_int_equal(hstat(r).progress[1].state, RAFT_PROGRESS_REPLICATE);
+    assert_int_equal(hstat(r).progress[1].match, 10);
+    assert_int_equal(u.n_messages, 1); /* one append: the window is 1 */
+    assert_int_equal(u.messages[0].append.prev_index, 10);
+    u = recv(r, &sr); /* the network repeats the reply */
+    assert_int_equal(u.n_messages, 0);
+    assert_int_equal(hstat(r).progress[1].state, RAFT_PROGRESS_REPLICATE);
     raft_free(r);
     assert_int_equal(h_live_allocs, 0);
 }
@@ -1263,6 +1356,10 @@ static void bad_input_rejected(void **state)
     m.append.entries = bad;
     m.append.n_entries = 2;
     assert_int_equal(raft_step(r, &ev, &u), CRAFT_EPROTO); /* numbering */
+    m.term = 7; /* a bad message with a newer term changes nothing */
+    assert_int_equal(raft_step(r, &ev, &u), CRAFT_EPROTO);
+    assert_int_equal(hstat(r).term, 0);
+    assert_int_equal(u.persist_seq, 0);
     struct raft_event snap = {.type = RAFT_SNAPSHOT, .snapshot = {.index = 5}};
     assert_int_equal(raft_step(r, &snap, &u), CRAFT_EINVAL);
     struct raft_event pers = {.type = RAFT_PERSISTED, .persisted = {99}};
@@ -1302,10 +1399,12 @@ int main(void)
         T(persist_leader_commits_only_when_durable),
         T(persist_truncate_during_write),
         T(persist_heartbeat_ack_not_held),
+        T(persist_restore_raises_term),
         T(persist_restart_keeps_votes_and_log),
         T(snapshot_lagging_follower_catches_up),
         T(snapshot_chunks_resume_after_loss),
         T(snapshot_install_with_write_in_flight),
+        T(snapshot_leader_sends_and_ignores_duplicate_done),
         T(readindex_basic),
         T(readindex_waits_for_own_term_commit),
         T(flow_idle_heartbeats_bounded),

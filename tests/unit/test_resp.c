@@ -368,7 +368,7 @@ static void random_round_trips(void **state)
     if (env) {
         seed = strtoull(env, NULL, 0);
     }
-    printf("random_round_trips seed=%llu (replay: CRAFT_SEED=%llu)\n",
+    printf("random_round_trips seed=%llu (replay: --seed %llu)\n",
            (unsigned long long)seed, (unsigned long long)seed);
     struct rng r;
     rng_init(&r, seed);
@@ -442,7 +442,7 @@ static void reply_writers(void **state)
     assert_int_equal(resp_write_int(&b, 0), 0);
     assert_int_equal(resp_write_bulk(&b, "", 0), 0);
     assert_int_equal(resp_write_null_array(&b), 0);
-    assert_int_equal(resp_write_errorf(&b, "ERR x %s", "a\nb"), 0);
+    assert_int_equal(resp_write_errorf(&b, "ERR x %s", "a\nb\r\n"), 0);
     const char *want = "+OK\r\n-ERR bad\r\n:-42\r\n$4\r\na\r\nb\r\n$-1\r\n"
                        "*2\r\n:0\r\n$0\r\n\r\n*-1\r\n-ERR x a b\r\n";
     assert_int_equal(b.len, strlen(want));
@@ -542,8 +542,12 @@ static void parse_throughput(void **state)
     buf_close(&wire);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    /* --seed N replays the randomised tests (same as CRAFT_SEED=N). */
+    if (argc == 3 && strcmp(argv[1], "--seed") == 0) {
+        setenv("CRAFT_SEED", argv[2], 1);
+    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(multibulk_basic),
         cmocka_unit_test(pipelined_in_order),

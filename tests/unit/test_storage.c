@@ -516,6 +516,20 @@ static void options_are_checked(void **state)
     (void)state;
     struct henv e;
     henv_init(&e, 4096);
+    /* Limits restrict new writes only: entries of up to 300 bytes written
+     * with a 1024 limit still load with a limit of 100. */
+    assert_int_equal(henv_open(&e), 0);
+    assert_int_equal(append_wait(&e, 0, 1, 30, 1, NULL), 0);
+    henv_close_store(&e);
+    e.o.entry_bytes_max = 100;
+    assert_int_equal(henv_open(&e), 0);
+    assert_int_equal(store_loaded(e.s)->n_entries, 30);
+    uint8_t big[101] = {0};
+    struct raft_entry en = {.index = 31, .term = 1, .buf = {big, 101}};
+    struct treq t = {.fs = e.fs};
+    assert_int_equal(store_append(e.s, &t.req, NULL, 0, &en, 1, treq_cb),
+                     CRAFT_ETOOBIG);
+    henv_close_store(&e);
     e.o.entry_bytes_max = 8000;
     assert_int_equal(henv_open(&e), CRAFT_EINVAL);
     e.o.entry_bytes_max = 1024;
@@ -596,6 +610,12 @@ static void posix_files_modes_and_mapped_load(void **state)
     /* Reload through mmap. */
     rv = store_open(dir, &o, &loop, &s, err, sizeof err);
     assert_int_equal(rv, 0);
+    /* A second user of the directory is refused while this one has it. */
+    struct store *s2 = NULL;
+    assert_int_equal(store_open(dir, &o, &loop, &s2, err, sizeof err),
+                     CRAFT_EBUSY);
+    assert_null(s2);
+    assert_non_null(strstr(err, "in use"));
     const struct store_scan *sc = store_loaded(s);
     assert_int_equal(sc->hs.term, 2);
     assert_int_equal(sc->snapshot.index, 10);

@@ -23,7 +23,9 @@
  * without a crash) must pass the same checks.  Bit flips in closed segments
  * and snapshots must be reported as corruption naming the file.
  *
- * Every failure prints its seed; `test_storage_crash --seed S` replays one.
+ * Every failure of a check prints its seed; `test_storage_crash --seed S`
+ * replays that one.  A whole run replays with its seed base:
+ * `CRAFT_SEED=B test_storage_crash --seeds N` (both are printed first).
  */
 #include "storage_harness.h"
 
@@ -75,7 +77,8 @@ struct run {
     raft_term *hist[IDX_MAX];
     uint32_t n_hist[IDX_MAX];
     uint64_t total_ops;
-    int fail_code; /* fault runs: the code the store failed with */
+    int fail_code;    /* fault runs: the code the store failed with */
+    bool open_failed; /* fault runs: store_open() itself failed */
 };
 
 static struct run R;
@@ -297,7 +300,14 @@ static void run_seed(struct henv *e, uint64_t seed, uint64_t capture_n,
     if (fail_n) {
         memfs_fail_at(e->fs, fail_n, fail_err);
     }
-    assert_int_equal(henv_open(e), 0);
+    int rv = henv_open(e);
+    if (rv != 0 && fail_n != 0) {
+        /* The fault hit start-up itself: open reports it. */
+        R.fail_code = rv;
+        R.open_failed = true;
+        return;
+    }
+    assert_int_equal(rv, 0);
     unsigned steps = (unsigned)rng_range(&g, 20, 60);
     for (unsigned s = 0; s < steps && store_error(e->s) == 0; s++) {
         size_t from = R.n_reqs;
@@ -589,7 +599,7 @@ static void faults_reach_the_caller(void **state)
                      craft_errname(codes[k]), n);
             CHECK(R.fail_code == codes[k], "store error %s",
                   craft_errname(R.fail_code));
-            bool seen = false;
+            bool seen = R.open_failed;
             for (size_t i = 0; i < R.n_reqs; i++) {
                 seen = seen || R.reqs[i].t.status == codes[k];
                 CHECK(R.reqs[i].t.status == 0 || R.reqs[i].t.status == codes[k],
