@@ -217,7 +217,8 @@ static int member_index(const struct node *n, raft_id id)
  * may have dropped writes, so nothing more may be acknowledged) or a
  * committed entry is corrupt.  What is durable stays durable; a restart
  * recovers from it. */
-static void node_fatal(struct node *n, const char *what, int rv)
+__attribute__((noreturn)) static void node_fatal(struct node *n,
+                                                 const char *what, int rv)
 {
     (void)n;
     LOG_ERRORF("fatal: %s: %s; stopping at once (acknowledged writes are "
