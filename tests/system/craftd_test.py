@@ -50,6 +50,13 @@ def test_cli_errors():
         rc, out = run_craftd(nd.args()[1:])
         s.close()
         assert rc == 1 and "address already in use" in out, (rc, out)
+        # The Raft port in use.
+        s = socket.socket()
+        s.bind(("127.0.0.1", nd.port + c.offset))
+        s.listen(1)
+        rc, out = run_craftd(nd.args()[1:])
+        s.close()
+        assert rc == 1 and "address already in use" in out, (rc, out)
         # First start records the identity; another id or member list is
         # refused.
         nd.start()
