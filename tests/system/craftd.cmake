@@ -4,7 +4,7 @@
 if(TARGET craftd)
   find_package(Python3 COMPONENTS Interpreter REQUIRED)
   foreach(t cli_errors single_node basic_three crash_restart snapshot_catchup
-          minority_leader five_nodes partition redis_tools)
+          minority_leader five_nodes partition linearizable redis_tools)
     add_test(NAME craftd_${t}
       COMMAND Python3::Interpreter ${CMAKE_CURRENT_SOURCE_DIR}/craftd_test.py ${t}
       WORKING_DIRECTORY ${CMAKE_BINARY_DIR})

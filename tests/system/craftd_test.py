@@ -14,8 +14,8 @@ import subprocess
 import threading
 import time
 
-from craftd_harness import (Client, Cluster, Conn, RespError, craftd_path,
-                            poll, run_tests)
+from craftd_harness import (Client, Cluster, Conn, RespError, build_dir,
+                            craftd_path, poll, run_tests)
 
 
 def run_craftd(args, timeout=10):
@@ -494,6 +494,101 @@ def test_partition():
         c.close()
 
 
+def test_linearizable():
+    """Concurrent clients on a few keys while leaders are killed and
+    restarted; the history (unknown outcomes included) must be
+    linearizable, as checked by craft-lincheck."""
+    lincheck = os.path.join(build_dir(), "bin", "craft-lincheck")
+    if not os.path.exists(lincheck):
+        print("   craft-lincheck not built; skipped")
+        return
+    c = Cluster(3, extra=["--snapshot-bytes", "16k"], name="lin")
+    history = []
+    lock = threading.Lock()
+    stop = threading.Event()
+    errors = []
+
+    def record(cid, t0, t1, op, key, arg=None, out=None, known=True):
+        line = "c%d %d %s %s %s" % (cid, t0, t1 if known else "?", op, key)
+        if arg is not None:
+            line += " %s" % arg
+        if known and out is not None:
+            line += " -> %s" % out
+        with lock:
+            history.append(line)
+
+    def worker(cid, seed):
+        rnd = random.Random(seed)
+        cl = Client(c, timeout=30.0)
+        i = 0
+        try:
+            while not stop.is_set():
+                i += 1
+                kind = rnd.choice(["get", "get", "put", "append", "incr"])
+                key = ("n%d" if kind == "incr" else "k%d") % rnd.randrange(2)
+                val = "c%di%d" % (cid, i)
+                args = {"get": ("GET", key), "put": ("SET", key, val),
+                        "append": ("APPEND", key, val),
+                        "incr": ("INCRBY", key, 1)}[kind]
+                t0 = time.monotonic_ns()
+                r = cl.call(*args)
+                t1 = time.monotonic_ns()
+                unknown = isinstance(r, Exception) and not isinstance(
+                    r, RespError) or (isinstance(r, RespError) and
+                                      r.kind() == "UNCERTAIN")
+                if isinstance(r, RespError) and not unknown:
+                    raise AssertionError("%r -> %r" % (args, r))
+                if kind == "get":
+                    if not unknown:
+                        record(cid, t0, t1, "get", key, out='nil' if r is None
+                               else '"%s"' % r.decode())
+                elif kind == "incr":
+                    record(cid, t0, t1, "incr", key, arg=1,
+                           out=None if unknown else r, known=not unknown)
+                else:
+                    record(cid, t0, t1, kind, key, arg='"%s"' % val,
+                           known=not unknown)
+        except BaseException as e:
+            errors.append(e)
+        finally:
+            cl.close()
+
+    try:
+        c.start()
+        c.leader()
+        base = random.randrange(1 << 30)
+        threads = [threading.Thread(target=worker, args=(i, base + i),
+                                    daemon=True) for i in range(5)]
+        for t in threads:
+            t.start()
+        for _ in range(3):
+            time.sleep(random.uniform(0.5, 1.0))
+            lid = c.leader()
+            c.node(lid).kill9()
+            time.sleep(random.uniform(0.1, 0.4))
+            c.node(lid).start()
+        time.sleep(0.5)
+        stop.set()
+        for t in threads:
+            t.join(60)
+        assert not errors, errors
+        path = os.path.join(c.tmp, "history.txt")
+        with open(path, "w") as f:
+            f.write("\n".join(history) + "\n")
+        p = subprocess.run([lincheck, path], capture_output=True, timeout=120)
+        out = (p.stdout + p.stderr).decode()
+        print("   %d operations; craft-lincheck: %s" % (
+            len(history), out.strip().splitlines()[-1] if out.strip()
+            else p.returncode))
+        assert p.returncode == 0, out
+    except BaseException:
+        c.dump_logs()
+        raise
+    finally:
+        stop.set()
+        c.close()
+
+
 def test_redis_tools():
     if shutil.which("redis-benchmark") is None:
         print("   redis-benchmark not installed; skipped")
@@ -528,6 +623,7 @@ TESTS = {
     "minority_leader": test_minority_leader,
     "five_nodes": test_five_nodes,
     "partition": test_partition,
+    "linearizable": test_linearizable,
     "redis_tools": test_redis_tools,
 }
 
