@@ -1344,7 +1344,24 @@ int node_start(uv_loop_t *loop, const struct node_config *cfg,
     n->role = RAFT_FOLLOWER;
     buf_init(&n->sendbuf);
     buf_init(&n->wdata);
+    /* A data dir that has an identity has a log: without it this node
+     * would forget its votes and acknowledged entries, which breaks Raft's
+     * safety, so refuse rather than start empty. */
+    char path[NODE_PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/%s", cfg->data_dir, NODE_IDENT_FILE);
+    bool had_ident = access(path, F_OK) == 0;
+    snprintf(path, sizeof path, "%s/raft", cfg->data_dir);
+    bool had_log = access(path, F_OK) == 0;
     int rv = node_ident_open(cfg, &n->lock_fd, errmsg, errmsg_len);
+    if (rv == 0 && had_ident && !had_log) {
+        snprintf(errmsg, errmsg_len,
+                 "data dir %s has an identity but no raft/ log; refusing to "
+                 "start empty (restore the directory, or remove all of it to "
+                 "re-create this node)",
+                 cfg->data_dir);
+        close(n->lock_fd);
+        rv = CRAFT_ECORRUPT;
+    }
     if (rv != 0) {
         free(n);
         return rv;

@@ -68,6 +68,13 @@ def test_cli_errors():
         rc, out = run_craftd(["--id", "2", "--cluster", other, "--data-dir",
                               nd.dir, "--raft-port-offset", str(c.offset)])
         assert rc == 1 and "belongs to node 1" in out, (rc, out)
+        # A data dir whose log is gone is refused, not started empty.
+        shutil.copytree(nd.dir, nd.dir + ".bak")
+        shutil.rmtree(os.path.join(nd.dir, "raft"))
+        rc, out = run_craftd(nd.args()[1:])
+        assert rc == 1 and "no raft/ log" in out, (rc, out)
+        shutil.rmtree(nd.dir)
+        os.rename(nd.dir + ".bak", nd.dir)
         # Two processes on one data dir.
         nd.start()
         rc, out = run_craftd(nd.args()[1:])
