@@ -460,6 +460,62 @@ static void cmd_auth(struct srv_client *c, const struct resp_cmd *cmd,
                         "disabled.");
 }
 
+/* CLIENT: what client libraries send when they connect (SETNAME, SETINFO)
+ * and the identity questions; nothing that manages other clients. */
+static void cmd_client(struct srv_client *c, const struct resp_cmd *cmd,
+                       struct buf *b)
+{
+    const uint8_t *sub = cmd->argc >= 2 ? cmd->argv[1] : NULL;
+    size_t n = cmd->argc >= 2 ? cmd->lens[1] : 0;
+    if (sub != NULL &&
+        (srv_arg_is(sub, n, "setname") || srv_arg_is(sub, n, "setinfo"))) {
+        resp_write_simple(b, "OK");
+    } else if (sub != NULL && srv_arg_is(sub, n, "getname")) {
+        resp_write_null(b);
+    } else if (sub != NULL && srv_arg_is(sub, n, "id")) {
+        resp_write_int(b, (long long)c->id);
+    } else {
+        resp_write_errorf(b,
+                          "ERR unknown or unsupported CLIENT subcommand "
+                          "'%.*s'",
+                          (int)(n > 32 ? 32 : n), sub ? (const char *)sub : "");
+    }
+}
+
+/* HELLO [protover [AUTH user pass] [SETNAME name]]: RESP2 only.  Clients
+ * that try RESP3 first fall back to RESP2 on -NOPROTO, as with Redis 5. */
+static void cmd_hello(struct srv_client *c, const struct resp_cmd *cmd,
+                      struct buf *b)
+{
+    long long proto = 2;
+    if (cmd->argc >= 2 &&
+        resp_strtoll(cmd->argv[1], cmd->lens[1], &proto) != 0) {
+        resp_write_error(b, "ERR Protocol version is not an integer or out of "
+                            "range");
+        return;
+    }
+    if (proto != 2) {
+        resp_write_error(b, "NOPROTO sorry, this protocol version is not "
+                            "supported");
+        return;
+    }
+    resp_write_array(b, 14);
+    resp_write_bulk(b, "server", 6);
+    resp_write_bulk(b, "redis", 5);
+    resp_write_bulk(b, "version", 7);
+    resp_write_bulk(b, "7.0.0", 5);
+    resp_write_bulk(b, "proto", 5);
+    resp_write_int(b, 2);
+    resp_write_bulk(b, "id", 2);
+    resp_write_int(b, (long long)c->id);
+    resp_write_bulk(b, "mode", 4);
+    resp_write_bulk(b, "standalone", 10);
+    resp_write_bulk(b, "role", 4);
+    resp_write_bulk(b, "master", 6);
+    resp_write_bulk(b, "modules", 7);
+    resp_write_array(b, 0);
+}
+
 static bool arity_ok(const struct resp_cmd *cmd, size_t min, size_t max,
                      struct buf *b, const char *name)
 {
@@ -514,8 +570,9 @@ static bool local_command(struct srv_client *c, const struct resp_cmd *cmd,
     } else if (srv_arg_is(name, len, "info")) {
         cmd_info(c, b);
     } else if (srv_arg_is(name, len, "client")) {
-        /* CLIENT SETNAME / SETINFO from client libraries: accept quietly. */
-        resp_write_simple(b, "OK");
+        cmd_client(c, cmd, b);
+    } else if (srv_arg_is(name, len, "hello")) {
+        cmd_hello(c, cmd, b);
     } else {
         return false;
     }
@@ -535,9 +592,9 @@ static bool needs_auth(const struct srv_client *c, const struct resp_cmd *cmd)
 
 static bool is_local(const struct resp_cmd *cmd)
 {
-    static const char *const names[] = {"ping",   "echo", "quit",
-                                        "select", "auth", "command",
-                                        "config", "info", "client"};
+    static const char *const names[] = {"ping",   "echo",    "quit",   "select",
+                                        "auth",   "command", "config", "info",
+                                        "client", "hello"};
     for (size_t i = 0; i < CRAFT_ARRAY_LEN(names); i++) {
         if (srv_arg_is(cmd->argv[0], cmd->lens[0], names[i])) {
             return true;

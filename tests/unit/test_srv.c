@@ -236,6 +236,16 @@ static void local_commands(void **state)
     expect(fd, "*0\r\n*0\r\n");
     send_str(fd, "ECHO\r\n");
     expect(fd, "-ERR wrong number of arguments for 'echo' command\r\n");
+    send_str(fd, "CLIENT SETNAME x\r\nCLIENT GETNAME\r\nCLIENT KILL y\r\n");
+    expect(fd, "+OK\r\n$-1\r\n-ERR unknown or unsupported CLIENT "
+               "subcommand 'KILL'\r\n");
+    send_str(fd, "HELLO 3\r\n");
+    expect(fd, "-NOPROTO sorry, this protocol version is not supported\r\n");
+    send_str(fd, "HELLO 2\r\n");
+    expect(fd, "*14\r\n$6\r\nserver\r\n$5\r\nredis\r\n$7\r\nversion\r\n"
+               "$5\r\n7.0.0\r\n$5\r\nproto\r\n:2\r\n$2\r\nid\r\n:1\r\n"
+               "$4\r\nmode\r\n$10\r\nstandalone\r\n$4\r\nrole\r\n"
+               "$6\r\nmaster\r\n$7\r\nmodules\r\n*0\r\n");
     send_str(fd, "QUIT\r\n");
     expect(fd, "+OK\r\n");
     expect_eof(fd);
