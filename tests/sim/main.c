@@ -29,7 +29,8 @@
 #define U(x) ((unsigned long long)(x))
 
 #define SIM__ENTRY(name) {#name, sc_##name},
-const struct sim_scenario sim_scenarios[] = {SIM_SCENARIOS(SIM__ENTRY)};
+const struct sim_scenario sim_scenarios[] = {
+    SIM_SCENARIOS(SIM__ENTRY) SIM_KV_SCENARIOS(SIM__ENTRY)};
 #undef SIM__ENTRY
 const size_t sim_n_scenarios = sizeof sim_scenarios / sizeof sim_scenarios[0];
 
