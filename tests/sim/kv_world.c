@@ -66,7 +66,7 @@ struct kv_pending {
     uint64_t call;
     raft_index index; /* write: where it was proposed */
     raft_term term;
-    uint64_t read_ctx; /* read: the cluster's read number */
+    uint64_t read_ctx;  /* read: the cluster's read number */
     struct kv_args cmd; /* read: the command to run; owned */
 };
 
@@ -84,13 +84,14 @@ struct kv_clerk {
     raft_id servers[SIM_NODES_MAX]; /* shuffled */
     unsigned n_servers;
     bool enabled[SIM_NODES_MAX + 1];
-    unsigned leader;   /* position in servers of the cached leader */
-    unsigned misses;   /* failed calls since the last success */
-    uint64_t session;  /* 0 until opened */
-    uint64_t seq;      /* of the current write */
-    uint64_t call;     /* call in flight, 0 if none */
-    bool busy;         /* an operation is running */
-    bool opening;      /* its current call opens the session */
+    unsigned leader;  /* position in servers of the cached leader */
+    unsigned misses;  /* failed calls since the last success */
+    uint64_t session; /* 0 until opened */
+    uint64_t seq;     /* of the current write */
+    uint64_t call;    /* call in flight, 0 if none */
+    bool busy;        /* an operation is running */
+    bool opening;     /* its current call opens the session */
+    bool dead;        /* abandoned: sends nothing more */
     enum kv_op op;
     char *key, *value;
     uint64_t call_stamp;
@@ -99,6 +100,14 @@ struct kv_clerk {
     kv_done_cb cb;
     void *cb_data;
     uint64_t n_calls;
+};
+
+/* A read answer that came before its request was pending. */
+struct early_read {
+    bool valid;
+    uint64_t ctx;
+    int status;
+    raft_index applied;
 };
 
 struct kv_world {
@@ -117,6 +126,13 @@ struct kv_world {
     bool unreliable;
     struct lin_history hist;
     size_t snap_max;
+    uint64_t lin_steps; /* search budget per key; 0 for the default */
+    unsigned inject;    /* enum kv_inject bits */
+    bool lin_report;    /* print the verdict of a legal history too */
+    unsigned dup_pm;    /* client requests delivered twice, per mille */
+    size_t n_unknown;   /* operations given up */
+    bool in_read;       /* inside sim_read() */
+    struct early_read early;
 };
 
 static void fail(struct kv_world *w, const char *fmt, ...)
@@ -365,6 +381,17 @@ static void server_write(struct kv_world *w, raft_id id, unsigned clerk,
         send_reply(w, id, clerk, call, KV_S_WRONG_LEADER, NULL);
         return;
     }
+    if ((w->inject & KV_INJECT_EARLY_REPLY) && rt->has_session) {
+        /* The bug: the reply a commit would give, before the commit. */
+        bool set = a->lens[rt->cmd_offset] == 3;
+        struct buf r;
+        buf_init(&r);
+        CRAFT_ASSERT(buf_append(&r, set ? "+OK\r\n" : ":0\r\n", set ? 5 : 4) ==
+                     0);
+        send_reply(w, id, clerk, call, KV_S_OK, &r);
+        buf_close(&r);
+        return;
+    }
     struct kv_pending *p = xmalloc(sizeof *p);
     memset(p, 0, sizeof *p);
     p->clerk = clerk;
@@ -374,12 +401,34 @@ static void server_write(struct kv_world *w, raft_id id, unsigned clerk,
     pending_add(w, id, p);
 }
 
+static void on_read(void *data, raft_id id, uint64_t ctx, int status,
+                    raft_index applied);
+
 static void server_read(struct kv_world *w, raft_id id, unsigned clerk,
                         uint64_t call, const struct kv_args *a,
                         const struct kvsm_route *rt)
 {
+    if (w->inject & KV_INJECT_LOCAL_READ) {
+        struct buf reply;
+        buf_init(&reply);
+        const struct kv_node *node = sim_app_state(w->c, id);
+        struct kv_args cmd;
+        args_suffix(&cmd, a, rt->cmd_offset);
+        CRAFT_ASSERT(
+            kvsm_read(node->sm, cmd.argc, cmd.argv, cmd.lens, &reply) == 0);
+        send_reply(w, id, clerk, call, KV_S_OK, &reply);
+        args_free(&cmd);
+        buf_close(&reply);
+        return;
+    }
+    /* The core may answer within sim_read() itself (a follower refuses at
+     * once): on_read() keeps that answer until the request is pending. */
     uint64_t ctx;
-    if (sim_read(w->c, id, &ctx) != 0) {
+    w->in_read = true;
+    w->early.valid = false;
+    int rv = sim_read(w->c, id, &ctx);
+    w->in_read = false;
+    if (rv != 0) {
         send_reply(w, id, clerk, call, KV_S_WRONG_LEADER, NULL);
         return;
     }
@@ -391,6 +440,11 @@ static void server_read(struct kv_world *w, raft_id id, unsigned clerk,
     p->read_ctx = ctx;
     args_suffix(&p->cmd, a, rt->cmd_offset);
     pending_add(w, id, p);
+    if (w->early.valid) {
+        CRAFT_ASSERT(w->early.ctx == ctx);
+        w->early.valid = false;
+        on_read(w, id, ctx, w->early.status, w->early.applied);
+    }
 }
 
 /* A request arrives at server id. */
@@ -515,6 +569,11 @@ static void on_read(void *data, raft_id id, uint64_t ctx, int status,
     struct kv_pending **pp = &w->pending[id];
     while (*pp != NULL && !((*pp)->is_read && (*pp)->read_ctx == ctx)) {
         pp = &(*pp)->next;
+    }
+    if (*pp == NULL && w->in_read) {
+        CRAFT_ASSERT(!w->early.valid);
+        w->early = (struct early_read){true, ctx, status, applied};
+        return;
     }
     if (*pp == NULL) {
         return; /* a read the crash of its server already failed */
@@ -686,12 +745,20 @@ static void clerk_send(struct kv_clerk *ck)
     } else if (ck->op == KV_GET) {
         const char *argv[] = {"GET", ck->key};
         args_build(&ev.req, 2, argv);
+    } else if (w->inject & KV_INJECT_NO_SESSION) {
+        const char *argv[] = {ck->op == KV_PUT ? "SET" : "APPEND", ck->key,
+                              ck->value};
+        args_build(&ev.req, 3, argv);
     } else {
         /* first-unacked = seq: one call at a time, every earlier reply
          * was received, so the session keeps only this one. */
-        const char *argv[] = {"CRAFT.EXEC", id,     seq,      seq,
+        const char *argv[] = {"CRAFT.EXEC",
+                              id,
+                              seq,
+                              seq,
                               ck->op == KV_PUT ? "SET" : "APPEND",
-                              ck->key,      ck->value};
+                              ck->key,
+                              ck->value};
         args_build(&ev.req, 7, argv);
     }
     uint64_t delay;
@@ -703,6 +770,12 @@ static void clerk_send(struct kv_clerk *ck)
     } else {
         ev.type = KV_EV_REQUEST;
         ev.time = sim_now(w->c) + delay;
+        if (w->dup_pm > 0 && rng_chance(&w->rng, w->dup_pm)) {
+            struct kv_event copy = ev;
+            args_suffix(&copy.req, &ev.req, 0);
+            copy.time += rng_range(&w->rng, 1, 200);
+            ev_push(w, &copy);
+        }
     }
     ev_push(w, &ev);
 
@@ -747,8 +820,8 @@ static void clerk_complete(struct kv_clerk *ck, bool nil, const uint8_t *val,
     op.kind = kinds[ck->op];
     op.key = (struct lin_value){false, (uint8_t *)ck->key, strlen(ck->key)};
     if (ck->op != KV_GET) {
-        op.arg = (struct lin_value){false, (uint8_t *)ck->value,
-                                    strlen(ck->value)};
+        op.arg =
+            (struct lin_value){false, (uint8_t *)ck->value, strlen(ck->value)};
     } else {
         op.has_out = true;
         op.out = (struct lin_value){nil, (uint8_t *)(uintptr_t)val, len};
@@ -781,8 +854,8 @@ static void clerk_reply(struct kv_clerk *ck, const struct buf *r)
     long long v = 0;
     if (ck->opening || ck->op == KV_APPEND) {
         if (p[0] != ':' || resp_strtoll(r->data + 1, n - 3, &v) != 0) {
-            fail(w, "%s: expected an integer, got %.*s", ck->name,
-                 (int)(n - 2), p);
+            fail(w, "%s: expected an integer, got %.*s", ck->name, (int)(n - 2),
+                 p);
         }
         if (ck->opening) {
             ck->session = (uint64_t)v;
@@ -814,6 +887,9 @@ static void clerk_event(struct kv_world *w, struct kv_event *ev)
 {
     CRAFT_ASSERT(ev->clerk < w->n_clerks);
     struct kv_clerk *ck = w->clerks[ev->clerk];
+    if (ck->dead) {
+        return;
+    }
     if (ev->type == KV_EV_RESEND) {
         if (ck->busy && ck->call == 0) {
             clerk_send(ck);
@@ -890,7 +966,8 @@ void kv_start(struct kv_clerk *ck, enum kv_op op, const char *key,
     ck->call_stamp = stamp(ck->w);
     if (op != KV_GET) {
         ck->seq++;
-        ck->opening = ck->session == 0;
+        ck->opening =
+            ck->session == 0 && !(ck->w->inject & KV_INJECT_NO_SESSION);
     }
     clerk_send(ck);
 }
@@ -981,8 +1058,10 @@ static void sync_op(struct kv_world *w, struct kv_clerk *ck, enum kv_op op,
     kv_start(ck, op, key, value, NULL, NULL);
     if (!kv_wait(w, ck, KV_SYNC_TIMEOUT_MS)) {
         fail(w, "%s: %s %s did not complete within %d ms", ck->name,
-             op == KV_GET ? "Get" : op == KV_PUT ? "Put" : "Append", key,
-             KV_SYNC_TIMEOUT_MS);
+             op == KV_GET   ? "Get"
+             : op == KV_PUT ? "Put"
+                            : "Append",
+             key, KV_SYNC_TIMEOUT_MS);
     }
 }
 
@@ -1123,25 +1202,118 @@ size_t kv_history_len(struct kv_world *w)
     return w->hist.n;
 }
 
-/* Operations still running have an unknown outcome (reads are dropped by
- * the checker). */
+/* Record the clerk's running operation with an unknown outcome (a read
+ * is left out: the checker would drop it). */
+static void add_unknown(struct kv_world *w, const struct kv_clerk *ck)
+{
+    CRAFT_ASSERT(ck->busy);
+    if (ck->op == KV_GET) {
+        return;
+    }
+    struct lin_op op;
+    memset(&op, 0, sizeof op);
+    op.client = (char *)(uintptr_t)ck->name;
+    op.kind = ck->op == KV_PUT ? LIN_PUT : LIN_APPEND;
+    op.key = (struct lin_value){false, (uint8_t *)ck->key, strlen(ck->key)};
+    op.arg = (struct lin_value){false, (uint8_t *)ck->value, strlen(ck->value)};
+    op.call = ck->call_stamp;
+    op.ret = LIN_TIME_UNKNOWN;
+    CRAFT_ASSERT(lin_history_add(&w->hist, &op) == 0);
+    w->n_unknown++;
+}
+
+/* Operations still running have an unknown outcome. */
 static void add_unfinished(struct kv_world *w)
 {
     for (unsigned i = 0; i < w->n_clerks; i++) {
-        struct kv_clerk *ck = w->clerks[i];
-        if (!ck->busy || ck->op == KV_GET) {
+        if (w->clerks[i]->busy) {
+            add_unknown(w, w->clerks[i]);
+        }
+    }
+}
+
+void kv_abandon(struct kv_clerk *ck)
+{
+    if (ck->busy) {
+        add_unknown(ck->w, ck);
+        ck->busy = false;
+    }
+    ck->dead = true;
+    ck->call = 0;
+}
+
+size_t kv_history_unknown(struct kv_world *w)
+{
+    return w->n_unknown;
+}
+
+void kv_set_duplicates(struct kv_world *w, unsigned per_mille)
+{
+    CRAFT_ASSERT(per_mille <= 1000);
+    w->dup_pm = per_mille;
+}
+
+static bool all_applied_equal(struct kv_world *w, raft_index *at)
+{
+    raft_index first = 0;
+    bool seen = false;
+    for (raft_id id = 1; id <= w->o.n_servers; id++) {
+        const struct kv_node *n = sim_app_state(w->c, id);
+        if (n == NULL) {
             continue;
         }
-        struct lin_op op;
-        memset(&op, 0, sizeof op);
-        op.client = ck->name;
-        op.kind = ck->op == KV_PUT ? LIN_PUT : LIN_APPEND;
-        op.key = (struct lin_value){false, (uint8_t *)ck->key, strlen(ck->key)};
-        op.arg = (struct lin_value){false, (uint8_t *)ck->value,
-                                    strlen(ck->value)};
-        op.call = ck->call_stamp;
-        op.ret = LIN_TIME_UNKNOWN;
-        CRAFT_ASSERT(lin_history_add(&w->hist, &op) == 0);
+        raft_index a = kvsm_last_applied(n->sm);
+        if (seen && a != first) {
+            return false;
+        }
+        first = a;
+        seen = true;
+    }
+    *at = first;
+    return true;
+}
+
+/* Every live server's value of key, compared. */
+static void compare_key(struct kv_world *w, const struct lin_value *key)
+{
+    struct buf first, other;
+    buf_init(&first);
+    buf_init(&other);
+    raft_id first_id = 0;
+    for (raft_id id = 1; id <= w->o.n_servers; id++) {
+        const struct kv_node *n = sim_app_state(w->c, id);
+        if (n == NULL) {
+            continue;
+        }
+        const uint8_t *argv[] = {(const uint8_t *)"GET", key->p};
+        const size_t lens[] = {3, key->n};
+        struct buf *b = first_id == 0 ? &first : &other;
+        buf_reset(b);
+        CRAFT_ASSERT(kvsm_read(n->sm, 2, argv, lens, b) == 0);
+        if (first_id == 0) {
+            first_id = id;
+        } else if (other.len != first.len ||
+                   memcmp(other.data, first.data, first.len) != 0) {
+            fail(w, "replicas n%llu and n%llu disagree on key %.*s",
+                 U(first_id), U(id), (int)key->n, (char *)key->p);
+        }
+    }
+    buf_close(&first);
+    buf_close(&other);
+}
+
+void kv_check_replicas(struct kv_world *w, uint64_t timeout_ms)
+{
+    raft_index at = 0;
+    for (uint64_t i = 0; i < timeout_ms && !all_applied_equal(w, &at); i++) {
+        kv_run_for(w, 1);
+    }
+    if (!all_applied_equal(w, &at)) {
+        fail(w, "servers did not reach the same applied index in %llu ms",
+             U(timeout_ms));
+    }
+    for (size_t i = 0; i < w->hist.n; i++) {
+        compare_key(w, &w->hist.ops[i].key);
     }
 }
 
@@ -1155,14 +1327,11 @@ void kv_check_linearizable(struct kv_world *w)
     struct lin_history saved = w->hist;
     w->hist = h;
     add_unfinished(w);
-    if (getenv("KV_DUMP") != NULL) {
-        lin_history_print(stderr, &w->hist);
-    }
-    struct lin_options lo = {0, 0, NULL};
+    struct lin_options lo = {w->lin_steps, 0, NULL};
     struct lin_result r;
     CRAFT_ASSERT(lin_check(&w->hist, &lo, &r) == 0);
-    if (r.verdict == LIN_UNKNOWN) {
-        printf("%s: linearizability check: ", w->t->name);
+    if (r.verdict == LIN_UNKNOWN || (r.verdict == LIN_OK && w->lin_report)) {
+        printf("%s: ", w->t->name);
         lin_report(stdout, &w->hist, &r, NULL);
     }
     if (r.verdict == LIN_ILLEGAL) {
@@ -1170,7 +1339,8 @@ void kv_check_linearizable(struct kv_world *w)
         const char *dir = getenv("TMPDIR");
         snprintf(path, sizeof path, "%s/craft-sim-%s-%llu.history",
                  dir != NULL ? dir : "/tmp", w->t->name, U(w->t->seed));
-        FILE *f = fopen(path, "w");
+        /* A self-test's expected failures leave no files behind. */
+        FILE *f = w->t->quiet ? NULL : fopen(path, "w");
         if (f != NULL) {
             lin_history_print(f, &w->hist);
             fclose(f);
@@ -1184,6 +1354,62 @@ void kv_check_linearizable(struct kv_world *w)
     lin_result_close(&r);
     lin_history_close(&w->hist);
     w->hist = saved;
+}
+
+void kv_set_lin_steps(struct kv_world *w, uint64_t steps)
+{
+    w->lin_steps = steps;
+}
+
+void kv_set_lin_report(struct kv_world *w, bool on)
+{
+    w->lin_report = on;
+}
+
+/* Position of the only occurrence of needle in hay, or -1. */
+static long find_once(const char *hay, const char *needle)
+{
+    const char *at = strstr(hay, needle);
+    if (at == NULL || strstr(at + 1, needle) != NULL) {
+        return -1;
+    }
+    return at - hay;
+}
+
+void kv_check_append_order(struct kv_world *w, const char *key,
+                           const char *value)
+{
+    size_t klen = strlen(key);
+    const struct lin_op *ops = w->hist.ops;
+    for (size_t i = 0; i < w->hist.n; i++) {
+        const struct lin_op *a = &ops[i];
+        if (a->kind != LIN_APPEND || a->key.n != klen ||
+            memcmp(a->key.p, key, klen) != 0) {
+            continue;
+        }
+        char arg[64];
+        snprintf(arg, sizeof arg, "%.*s", (int)a->arg.n, (char *)a->arg.p);
+        long pa = find_once(value, arg);
+        if (pa < 0) {
+            fail(w, "append %s is not in the value exactly once", arg);
+        }
+        for (size_t j = 0; j < w->hist.n; j++) {
+            const struct lin_op *b = &ops[j];
+            if (b->kind != LIN_APPEND || b->key.n != klen ||
+                memcmp(b->key.p, key, klen) != 0 || a->ret >= b->call) {
+                continue;
+            }
+            char brg[64];
+            snprintf(brg, sizeof brg, "%.*s", (int)b->arg.n, (char *)b->arg.p);
+            long pb = find_once(value, brg);
+            if (pb < 0 || pb < pa) {
+                fail(w,
+                     "not linearizable: append %s returned before append %s "
+                     "was called, but comes after it in the value",
+                     arg, brg);
+            }
+        }
+    }
 }
 
 /* ---- the world ---------------------------------------------------------- */
@@ -1205,7 +1431,7 @@ struct kv_world *kv_world_new(struct sim_test *t, const struct kv_world_opts *o)
     so.n_nodes = o->n_servers;
     so.seed = t->seed;
     so.verbose = t->verbose;
-    so.inject = t->inject;
+    so.inject = t->inject & ~KV_INJECT_MASK;
     so.app = &w->ops;
     so.read_cb = on_read;
     so.apply_cb_data = w;
@@ -1219,6 +1445,8 @@ struct kv_world *kv_world_new(struct sim_test *t, const struct kv_world_opts *o)
         st_fail(t, "sim_cluster_new: %s", craft_strerror(rv));
     }
     w->c = t->c;
+    w->inject = t->inject & KV_INJECT_MASK;
+    w->lin_report = true;
     sim_set_fail_jump(t->c, &t->jb);
     kv_set_unreliable(w, o->unreliable);
     return w;
@@ -1264,8 +1492,8 @@ void kv_scenario_run(struct sim_test *t, const struct kv_world_opts *o,
         world_free(w);
         return;
     }
-    fprintf(stderr, "FAIL %s (seed %llu) at %llu ms: %s\n", t->name,
-            U(t->seed), U(sim_now(w->c)), sim_fail_reason(w->c));
+    fprintf(stderr, "FAIL %s (seed %llu) at %llu ms: %s\n", t->name, U(t->seed),
+            U(sim_now(w->c)), sim_fail_reason(w->c));
     if (!t->quiet) {
         sim_trace_print(w->c, stderr, 60);
     }

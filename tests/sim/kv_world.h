@@ -67,6 +67,19 @@
  * 3 rounds, plus its checking clerk. */
 #define KV_CLERKS_MAX 64
 
+/* Deliberate bugs in the KV layer, in the high bits of sim_test.inject
+ * (the low ones are enum sim_inject, for the cluster), to check that the
+ * KV checks catch what they claim to. */
+enum kv_inject {
+    /* The clerk sends writes without its session: a retry runs again. */
+    KV_INJECT_NO_SESSION = 1u << 16,
+    /* Servers answer Gets from their own state at once, leader or not. */
+    KV_INJECT_LOCAL_READ = 1u << 17,
+    /* A leader acknowledges a write when it proposes it, not on commit. */
+    KV_INJECT_EARLY_REPLY = 1u << 18
+};
+#define KV_INJECT_MASK 0xffff0000u
+
 struct kv_world_opts {
     unsigned n_servers;
     bool unreliable;
@@ -84,7 +97,8 @@ typedef void (*kv_done_cb)(struct kv_clerk *ck, void *data);
 /* Create the cluster (t->c) with a KV server on every node.  Failures of
  * the scenario unwind through kv_world, which frees itself; see
  * kv_scenario_run(). */
-struct kv_world *kv_world_new(struct sim_test *t, const struct kv_world_opts *o);
+struct kv_world *kv_world_new(struct sim_test *t,
+                              const struct kv_world_opts *o);
 
 /* Run body(t, w, arg) on a new world and free it afterwards, also when a
  * check fails (the failure then unwinds to sim_test_run). */
@@ -110,6 +124,9 @@ void kv_connect_all(struct kv_world *w);
 void kv_crash(struct kv_world *w, raft_id id);
 void kv_restart(struct kv_world *w, raft_id id);
 void kv_set_unreliable(struct kv_world *w, bool unreliable);
+/* Deliver that many per mille of client requests twice (the copy later),
+ * as a client library resending on a new connection would. */
+void kv_set_duplicates(struct kv_world *w, unsigned per_mille);
 
 /* The leader of the highest term among live servers, or 0. */
 raft_id kv_leader(struct kv_world *w);
@@ -132,6 +149,9 @@ void kv_start(struct kv_clerk *ck, enum kv_op op, const char *key,
 bool kv_busy(const struct kv_clerk *ck);
 /* The value of the last completed Get ("" for a missing key). */
 const char *kv_result(const struct kv_clerk *ck);
+/* Give up the clerk's operation (a client that times out for good): its
+ * outcome is unknown, and the clerk sends nothing more, ever. */
+void kv_abandon(struct kv_clerk *ck);
 /* Calls made so far (first tries and retries). */
 uint64_t kv_calls(const struct kv_clerk *ck);
 
@@ -163,5 +183,24 @@ size_t kv_history_len(struct kv_world *w);
  * smallest failing window, the history file and the replay command.  An
  * unknown verdict (search budget) passes with a note, as porcupine's. */
 void kv_check_linearizable(struct kv_world *w);
+/* Let every live server apply the same index (within timeout_ms), then
+ * check that they hold the same value for every key in the history. */
+void kv_check_replicas(struct kv_world *w, uint64_t timeout_ms);
+/* Operations of the history whose outcome is unknown. */
+size_t kv_history_unknown(struct kv_world *w);
+/* Search budget of kv_check_linearizable per key (0: LIN_STEPS_MAX). */
+void kv_set_lin_steps(struct kv_world *w, uint64_t steps);
+/* Print the verdict of a legal history too (default on; an unknown one is
+ * always printed). */
+void kv_set_lin_report(struct kv_world *w, bool on);
+
+/* A direct check for a key that only received appends of distinct values
+ * (after a Put of ""), read as `value` once they all completed: the
+ * appends' order in the value is their linearization, so it must respect
+ * real time -- an append that returned before another was called comes
+ * first.  The general search is exponential on such histories, as nothing
+ * but the last read constrains the order. */
+void kv_check_append_order(struct kv_world *w, const char *key,
+                           const char *value);
 
 #endif /* CRAFT_SIM_KV_WORLD_H */
