@@ -175,12 +175,7 @@ static void generic_round(struct sim_test *t, struct kv_world *w,
             kv_restart(w, id);
         }
     }
-    uint64_t t0 = sim_now(kv_cluster(w));
-    bool drained = kv_wait_all(w, KV_DRAIN_MS);
-    if (getenv("KV_DEBUG"))
-        fprintf(stderr, "drain took %llu ms\n",
-                (unsigned long long)(sim_now(kv_cluster(w)) - t0));
-    if (!drained) {
+    if (!kv_wait_all(w, KV_DRAIN_MS)) {
         sim_fail(kv_cluster(w), "clients did not finish within %d ms",
                  KV_DRAIN_MS);
     }
@@ -355,12 +350,7 @@ static void onekey_body(struct sim_test *t, struct kv_world *w, void *arg)
         oc[i] = (struct onekey_client){i, 0};
         onekey_next(kv_clerk_new(w), &oc[i]);
     }
-    uint64_t t0 = sim_now(kv_cluster(w));
-    bool drained = kv_wait_all(w, KV_DRAIN_MS);
-    if (getenv("KV_DEBUG"))
-        fprintf(stderr, "drain took %llu ms\n",
-                (unsigned long long)(sim_now(kv_cluster(w)) - t0));
-    if (!drained) {
+    if (!kv_wait_all(w, KV_DRAIN_MS)) {
         sim_fail(kv_cluster(w), "appends did not finish within %d ms",
                  KV_DRAIN_MS);
     }
