@@ -6,6 +6,10 @@
                                                command -MOVED 0 HOST:PORT
   loadgen_fake.py PORTFILE garbage             answers with bytes that are
                                                not RESP
+  loadgen_fake.py PORTFILE drop HOST:PORT      hangs up on every odd
+                                               connection at its first
+                                               request; redirects on the
+                                               others as "moved" does
 
 Binds 127.0.0.1 port 0 and writes the port to PORTFILE (via a rename, so a
 reader never sees half of it); runs until killed.
@@ -18,6 +22,7 @@ import threading
 portfile, mode = sys.argv[1], sys.argv[2]
 lock = threading.Lock()
 clusterdown_left = int(sys.argv[4]) if mode == "moved" else 0
+connections = 0
 
 
 def split_commands(buf):
@@ -39,8 +44,11 @@ def split_commands(buf):
 
 
 def serve(conn):
-    global clusterdown_left
+    global clusterdown_left, connections
     pending = b""
+    with lock:
+        connections += 1
+        drop = mode == "drop" and connections % 2 == 1
     with conn:
         while True:
             try:
@@ -50,6 +58,8 @@ def serve(conn):
             if not data:
                 return
             n, pending = split_commands(pending + data)
+            if drop and n > 0:
+                return  # hang up without a reply
             out = b""
             for _ in range(n):
                 if mode == "garbage":

@@ -150,6 +150,19 @@ echo "$out"
 expect_status 0 "$lg" --target resp --addr "$addr" --clients 2 \
     --requests 200 --key-space 3 --seed 11 --value-size 5 --op get --check
 
+echo "== lost connections are retried; a dead address is skipped"
+python3 "$fake" "$tmp/drop.port" drop "$addr" &
+pids="$pids $!"
+wait_for test -s "$tmp/drop.port" || fail "fake server did not start"
+expect_status 0 "$lg" --target resp \
+    --addr "127.0.0.1:$dead,127.0.0.1:$(cat "$tmp/drop.port")" --clients 4 \
+    --requests 300 --key-space 50 --seed 12
+echo "$out"
+[ "$(field ops "$out")" = 300 ] || fail "drop: $out"
+[ "$(field errors "$out")" = 0 ] || fail "drop: $out"
+# Two clients start on the dead address, all four lose a connection.
+[ "$(field reconnects "$out")" -ge 6 ] || fail "drop: $out"
+
 echo "== a server that does not speak RESP"
 python3 "$fake" "$tmp/garbage.port" garbage &
 pids="$pids $!"
