@@ -75,7 +75,7 @@ struct client {
     char last_err[LG_HOST_MAX + 64];
     struct buf out, in, scratch;
     uint8_t *value; /* value_size bytes */
-    uint8_t *got;   /* --check: decoded etcd value */
+    uint8_t *got;   /* --check: a decoded etcd value (value_size + 1) */
 };
 
 struct run {
@@ -133,9 +133,8 @@ static int resolve(const char *hostport, struct sockaddr_storage *out)
 
 /* ---- bookkeeping ---- */
 
-static uint64_t now_ns(const struct run *r)
+static uint64_t now_ns(void)
 {
-    (void)r;
     return uv_hrtime();
 }
 
@@ -153,7 +152,7 @@ static void finish_request(struct client *c, struct slot *s)
     CRAFT_ASSERT(s->state != S_DONE);
     s->state = S_DONE;
     r->finished++;
-    r->last_finish_ns = now_ns(r);
+    r->last_finish_ns = now_ns();
     CRAFT_ASSERT(r->finished <= r->issued);
 }
 
@@ -198,7 +197,7 @@ static unsigned pending_retries(const struct client *c)
 static void expire_retries(struct client *c)
 {
     uint64_t limit = (uint64_t)c->run->cfg->retry_ms * 1000000u;
-    uint64_t now = now_ns(c->run);
+    uint64_t now = now_ns();
     for (unsigned i = 0; i < c->n_slots; i++) {
         struct slot *s = &c->slots[i];
         if (s->state == S_RETRY && now - s->start_ns > limit) {
@@ -213,7 +212,7 @@ static unsigned new_round(struct client *c)
 {
     struct run *r = c->run;
     const struct lg_config *cfg = r->cfg;
-    uint64_t now = now_ns(r);
+    uint64_t now = now_ns();
     c->n_slots = 0;
     while (c->n_slots < cfg->pipeline) {
         if (cfg->requests != 0 && r->issued >= cfg->requests) {
@@ -253,7 +252,7 @@ static int work_left(struct client *c)
     if (r->cfg->requests != 0 && r->issued >= r->cfg->requests) {
         return 0;
     }
-    return r->deadline_ns == 0 || now_ns(r) < r->deadline_ns;
+    return r->deadline_ns == 0 || now_ns() < r->deadline_ns;
 }
 
 static void on_backoff(uv_timer_t *t)
@@ -290,7 +289,7 @@ static void on_closed(uv_handle_t *h)
         client_done(c);
         return;
     }
-    uint64_t now = now_ns(r);
+    uint64_t now = now_ns();
     if (c->fail_since_ns != 0 &&
         now - c->fail_since_ns > (uint64_t)r->cfg->retry_ms * 1000000u) {
         fatal(c, CRAFT_ETIMEDOUT, "no reply within --retry-ms", c->last_err);
@@ -326,7 +325,7 @@ static void client_fail(struct client *c, const char *why)
         r->stats->reconnects++;
         snprintf(c->last_err, sizeof c->last_err, "%s: %s", c->host, why);
         if (c->fail_since_ns == 0) {
-            c->fail_since_ns = now_ns(r);
+            c->fail_since_ns = now_ns();
         }
         for (unsigned i = c->n_answered; i < c->n_sent; i++) {
             struct slot *s = &c->slots[c->order[i]];
@@ -348,6 +347,8 @@ static void client_fail(struct client *c, const char *why)
 
 /* ---- replies ---- */
 
+/* --check: compare what a GET returned (base64 for etcd) with the value
+ * of its key. */
 static void check_value(struct client *c, const struct slot *s,
                         const uint8_t *data, size_t n)
 {
@@ -355,8 +356,20 @@ static void check_value(struct client *c, const struct slot *s,
     if (!cfg->check) {
         return;
     }
+    int bad = 0;
+    if (cfg->target == LG_TARGET_ETCD) {
+        /* One byte of room beyond the expected size: a longer value (or
+         * one that is not base64) fails to decode, and is a mismatch. */
+        long d = lg_base64_decode((const char *)data, n, c->got,
+                                  cfg->value_size + 1);
+        bad = d < 0;
+        if (!bad) {
+            data = c->got;
+            n = (size_t)d;
+        }
+    }
     lg_value(cfg->seed, s->key, c->value, cfg->value_size);
-    if (n != cfg->value_size || memcmp(data, c->value, n) != 0) {
+    if (bad || n != cfg->value_size || memcmp(data, c->value, n) != 0) {
         c->run->stats->mismatches++;
         if (c->run->stats->mismatches == 1) {
             char key[LG_KEY_LEN];
@@ -370,7 +383,8 @@ static void check_value(struct client *c, const struct slot *s,
     }
 }
 
-/* Account for the reply to slot s.  Returns 0, or -1 after a fatal error. */
+/* Account for the reply to slot s: data/n is a GET's value or an error's
+ * text. */
 static void on_reply(struct client *c, struct slot *s, enum lg_reply kind,
                      const uint8_t *data, size_t n)
 {
@@ -384,14 +398,14 @@ static void on_reply(struct client *c, struct slot *s, enum lg_reply kind,
         if (r->cfg->op == LG_GET) {
             check_value(c, s, data, n);
         }
-        hist_record(&st->hist, now_ns(r) - s->start_ns);
+        hist_record(&st->hist, now_ns() - s->start_ns);
         st->ok++;
         finish_request(c, s);
         return;
     case LG_REPLY_NIL:
         c->backoff_ms = 0;
         c->fail_since_ns = 0;
-        hist_record(&st->hist, now_ns(r) - s->start_ns);
+        hist_record(&st->hist, now_ns() - s->start_ns);
         st->misses++;
         finish_request(c, s);
         return;
@@ -461,10 +475,11 @@ static int parse_replies(struct client *c)
             rv = lg_http_response(c->in.data + off, c->in.len - off,
                                   &c->scratch, &resp, &used, err, sizeof err);
             if (rv == 1) {
-                kind = lg_etcd_reply(&resp, cfg->op, c->got,
-                                     cfg->value_size + 1, &n);
-                data = kind == LG_REPLY_OK ? c->got : resp.body;
-                n = kind == LG_REPLY_OK ? n : resp.body_len;
+                kind = lg_etcd_reply(&resp, cfg->op, &data, &n);
+                if (kind != LG_REPLY_OK) {
+                    data = resp.body; /* the error, for the message */
+                    n = resp.body_len;
+                }
             }
         }
         if (rv == 0) {
@@ -684,8 +699,6 @@ static int clients_init(struct run *r)
         buf_init(&c->out);
         buf_init(&c->in);
         buf_init(&c->scratch);
-        /* One extra byte so that a longer etcd value shows as a mismatch
-         * rather than as a decoding failure. */
         c->value = malloc(cfg->value_size + 1);
         c->got = malloc(cfg->value_size + 1);
         c->slots = calloc(cfg->pipeline, sizeof *c->slots);
@@ -743,7 +756,7 @@ int lg_run(const struct lg_config *cfg, struct lg_stats *stats, char *errmsg,
         uv_loop_close(&r.loop);
         return rv;
     }
-    r.start_ns = now_ns(&r);
+    r.start_ns = now_ns();
     r.last_finish_ns = r.start_ns;
     if (cfg->duration_s > 0) {
         r.deadline_ns = r.start_ns + (uint64_t)(cfg->duration_s * 1e9);
