@@ -6,6 +6,7 @@
                                                command -MOVED 0 HOST:PORT
   loadgen_fake.py PORTFILE garbage             answers with bytes that are
                                                not RESP
+  loadgen_fake.py PORTFILE silent              reads requests, never answers
   loadgen_fake.py PORTFILE drop HOST:PORT      hangs up on every odd
                                                connection at its first
                                                request; redirects on the
@@ -60,6 +61,8 @@ def serve(conn):
             n, pending = split_commands(pending + data)
             if drop and n > 0:
                 return  # hang up without a reply
+            if mode == "silent":
+                continue
             out = b""
             for _ in range(n):
                 if mode == "garbage":

@@ -163,6 +163,16 @@ echo "$out"
 # Two clients start on the dead address, all four lose a connection.
 [ "$(field reconnects "$out")" -ge 6 ] || fail "drop: $out"
 
+echo "== a server that never answers"
+python3 "$fake" "$tmp/silent.port" silent &
+pids="$pids $!"
+wait_for test -s "$tmp/silent.port" || fail "fake server did not start"
+expect_status 1 "$lg" --target resp --addr "127.0.0.1:$(cat "$tmp/silent.port")" \
+    --clients 2 --requests 10 --timeout-ms 100 --retry-ms 500
+grep -q "no reply within --retry-ms.*reply timeout" "$tmp/err" ||
+    fail "$(cat "$tmp/err")"
+[ "$(field errors "$out")" -ge 1 ] || fail "silent: $out"
+
 echo "== a server that does not speak RESP"
 python3 "$fake" "$tmp/garbage.port" garbage &
 pids="$pids $!"

@@ -538,11 +538,13 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b)
 
 /* ---- sending ---- */
 
+/* No reply (or no connection) within --timeout-ms: a dead or partitioned
+ * server may never answer, not even with a reset. */
 static void on_timeout(uv_timer_t *t)
 {
     struct client *c = t->data;
-    CRAFT_ASSERT(c->state == C_OPEN);
-    client_fail(c, "reply timeout");
+    CRAFT_ASSERT(c->state == C_OPEN || c->state == C_CONNECTING);
+    client_fail(c, c->state == C_OPEN ? "reply timeout" : "connect timeout");
 }
 
 static void on_write(uv_write_t *req, int status)
@@ -632,6 +634,7 @@ static void on_connect(uv_connect_t *req, int status)
         return;
     }
     c->state = C_OPEN;
+    uv_timer_stop(&c->timer); /* the connect timeout */
     uv_tcp_nodelay(&c->tcp, 1);
     int rv = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
     if (rv != 0) {
@@ -659,7 +662,9 @@ static void client_connect(struct client *c)
                         (const struct sockaddr *)&c->addr, on_connect);
     if (rv != 0) {
         client_fail(c, uv_strerror(rv));
+        return;
     }
+    uv_timer_start(&c->timer, on_timeout, r->cfg->timeout_ms, 0);
 }
 
 /* ---- the run ---- */
