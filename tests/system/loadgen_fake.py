@@ -7,6 +7,9 @@
   loadgen_fake.py PORTFILE garbage             answers with bytes that are
                                                not RESP
   loadgen_fake.py PORTFILE silent              reads requests, never answers
+  loadgen_fake.py PORTFILE http-close          answers one etcd put per
+                                               connection ("Connection:
+                                               close"), then hangs up
   loadgen_fake.py PORTFILE drop HOST:PORT      hangs up on every odd
                                                connection at its first
                                                request; redirects on the
@@ -42,6 +45,19 @@ def split_commands(buf):
         except ValueError:
             return n, buf
         n, buf = n + 1, buf[pos:]
+
+
+def serve_http_close(conn):
+    with conn:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return
+            data += chunk
+        body = b'{"header":{"revision":"1"}}'
+        conn.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\n"
+                     b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
 
 
 def serve(conn):
@@ -87,4 +103,5 @@ with open(portfile + ".tmp", "w") as f:
 os.rename(portfile + ".tmp", portfile)
 while True:
     c, _ = srv.accept()
-    threading.Thread(target=serve, args=(c,), daemon=True).start()
+    target = serve_http_close if mode == "http-close" else serve
+    threading.Thread(target=target, args=(c,), daemon=True).start()

@@ -173,6 +173,16 @@ grep -q "no reply within --retry-ms.*reply timeout" "$tmp/err" ||
     fail "$(cat "$tmp/err")"
 [ "$(field errors "$out")" -ge 1 ] || fail "silent: $out"
 
+echo "== an HTTP server that closes after each response"
+python3 "$fake" "$tmp/close.port" http-close &
+pids="$pids $!"
+wait_for test -s "$tmp/close.port" || fail "fake server did not start"
+expect_status 0 "$lg" --target etcd --addr "127.0.0.1:$(cat "$tmp/close.port")" \
+    --clients 3 --requests 60
+echo "$out"
+[ "$(field ops "$out")" = 60 ] || fail "http-close: $out"
+[ "$(field reconnects "$out")" = 0 ] || fail "http-close: $out"
+
 echo "== a server that does not speak RESP"
 python3 "$fake" "$tmp/garbage.port" garbage &
 pids="$pids $!"

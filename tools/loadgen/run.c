@@ -438,11 +438,16 @@ static void round_complete(struct client *c)
     CRAFT_ASSERT(c->n_answered == c->n_sent);
     uv_timer_stop(&c->timer);
     expire_retries(c);
-    if (pending_retries(c) == 0) {
+    if (c->redirect) {
+        /* A MOVED reply, or a server that said it closes: on_closed
+         * connects to redirect_host and sends what is left there. */
+        if (pending_retries(c) == 0) {
+            c->n_slots = 0;
+        }
+        client_fail(c, NULL);
+    } else if (pending_retries(c) == 0) {
         c->n_slots = 0;
         client_send(c);
-    } else if (c->redirect) {
-        client_fail(c, NULL); /* on_closed connects to the redirect */
     } else {
         backoff_grow(c);
         uv_timer_start(&c->timer, on_backoff, c->backoff_ms, 0);
@@ -479,6 +484,13 @@ static int parse_replies(struct client *c)
                 if (kind != LG_REPLY_OK) {
                     data = resp.body; /* the error, for the message */
                     n = resp.body_len;
+                }
+                if (resp.close) {
+                    /* "Connection: close": reconnect to the same server
+                     * once the round is answered (requests after this one
+                     * will see the close and be retried there). */
+                    c->redirect = 1;
+                    memcpy(c->redirect_host, c->host, sizeof c->host);
                 }
             }
         }
