@@ -6,10 +6,10 @@
  *   state       event                      next
  *   IDLE        timer (backoff) fires      CONNECTING
  *   CONNECTING  connected                  OPEN (sends a round)
- *   CONNECTING  refused / failed           CLOSING
+ *   CONNECTING  refused / failed / timeout CLOSING
  *   OPEN        whole round answered       OPEN (next round, or a retry
  *                                          after a backoff), CLOSING on a
- *                                          redirect, DONE when no work left
+ *                                          redirect or when no work is left
  *   OPEN        EOF, read/write error,     CLOSING (unanswered requests
  *               reply timeout              are retried)
  *   CLOSING     close callback             IDLE (backoff), or DONE
@@ -30,9 +30,10 @@
 #include "util/assert.h"
 #include "util/rng.h"
 
-/* The first reconnect or retry waits 5 ms, doubling up to 100 ms: short
- * enough not to inflate a failover measured through this tool (craftd
- * elects a new leader in a few hundred ms), long enough not to spin. */
+/* The first reconnect or retry waits 5 ms, doubling up to 100 ms: small
+ * next to an election timeout (hundreds of ms to seconds), so a failover
+ * measured through this tool is not inflated by more than 100 ms, and
+ * long enough not to spin on a node that refuses connections. */
 #define BACKOFF_MIN_MS 5u
 #define BACKOFF_MAX_MS 100u
 /* Bytes read per callback. */
@@ -68,7 +69,8 @@ struct client {
     unsigned n_slots;   /* requests of the current round */
     unsigned *order;    /* slot of the i-th request sent (invariant 2) */
     unsigned n_sent, n_answered;
-    int redirect; /* a MOVED reply named redirect_host */
+    int redirect; /* reconnect to redirect_host after this round (MOVED,
+                     or HTTP "Connection: close" naming our own host) */
     char redirect_host[LG_HOST_MAX];
     unsigned backoff_ms;
     uint64_t fail_since_ns; /* first failure since the last reply, or 0 */
