@@ -47,6 +47,14 @@ typedef uint64_t raft_id; /* a member id; 0 means "none" */
 
 /* Members of one cluster.  craftd runs 1-7; the core allows up to 16. */
 #define RAFT_MEMBERS_MAX 16
+/* Commands in one RAFT_PROPOSE event. */
+#define RAFT_PROPOSE_MAX 1024
+/* Wire limits, enforced by raft_message_decode: bytes of one entry, bytes
+ * of one snapshot chunk. */
+#define RAFT_ENTRY_BYTES_MAX (64u << 20)
+#define RAFT_CHUNK_BYTES_MAX (64u << 20)
+/* Version byte of the wire format. */
+#define RAFT_WIRE_VERSION 1
 
 /* A byte range, borrowed or owned as each use states. */
 struct raft_buffer {
@@ -88,8 +96,12 @@ struct raft_snapshot_meta {
     uint64_t size; /* bytes of application data */
 };
 
-enum raft_role { RAFT_FOLLOWER = 1, RAFT_PRE_CANDIDATE, RAFT_CANDIDATE,
-                 RAFT_LEADER };
+enum raft_role {
+    RAFT_FOLLOWER = 1,
+    RAFT_PRE_CANDIDATE,
+    RAFT_CANDIDATE,
+    RAFT_LEADER
+};
 
 /*
  * Tunables.  raft_options_default() fills in the defaults given here; one
@@ -130,7 +142,13 @@ struct raft_restore {
     /* The latest durable snapshot, or NULL.  The application must already
      * have restored its state from it. */
     const struct raft_snapshot_meta *snapshot;
-    /* Durable entries after the snapshot, contiguous, in order.  Copied. */
+    /* Durable entries, contiguous, in order, starting at or before
+     * snapshot->index + 1 (entries the snapshot covers are skipped; if the
+     * entry at snapshot->index disagrees with the snapshot's term, every
+     * later entry is discarded and the first update truncates them from
+     * storage).  Entries or a snapshot of a term above hs.term (the log
+     * became durable but the hard state did not) raise the term, with no
+     * vote, and the first update persists it.  Copied. */
     const struct raft_entry *entries;
     size_t n_entries;
 };
@@ -151,6 +169,9 @@ struct raft_msg_vote {
     raft_index last_index;
     raft_term last_term;
     bool pre; /* a pre-vote: term is the term the sender would campaign in */
+    /* Sent on a leader's RAFT_MSG_TIMEOUT_NOW: the voter's leader lease
+     * (thesis §4.2.3) does not apply, since the leader asked for it. */
+    bool transfer;
 };
 
 struct raft_msg_vote_resp {
@@ -221,13 +242,14 @@ struct raft_message {
 /* ---- events --------------------------------------------------------- */
 
 enum raft_event_type {
-    RAFT_TICK = 1,     /* one tick of the runtime's clock passed */
-    RAFT_RECEIVE,      /* a message arrived from a peer */
-    RAFT_PROPOSE,      /* the application proposes commands (leader only) */
-    RAFT_READ,         /* the application asks for a ReadIndex */
-    RAFT_PERSISTED,    /* an update's persistence is durable */
-    RAFT_SNAPSHOT,     /* the application stored a snapshot; compact */
-    RAFT_UNREACHABLE   /* the runtime could not deliver to a peer */
+    RAFT_TICK = 1,    /* one tick of the runtime's clock passed */
+    RAFT_RECEIVE,     /* a message arrived from a peer */
+    RAFT_PROPOSE,     /* the application proposes commands (leader only) */
+    RAFT_READ,        /* the application asks for a ReadIndex */
+    RAFT_PERSISTED,   /* an update's persistence is durable */
+    RAFT_SNAPSHOT,    /* the application stored a snapshot; compact */
+    RAFT_UNREACHABLE, /* the runtime could not deliver to a peer */
+    RAFT_TRANSFER     /* leader: hand leadership to a peer (thesis §3.10) */
 };
 
 struct raft_event {
@@ -260,6 +282,9 @@ struct raft_event {
         struct {
             raft_id peer;
         } unreachable;
+        struct {
+            raft_id peer; /* an up-to-date member is best */
+        } transfer;
     };
 };
 
@@ -275,7 +300,12 @@ struct raft_snapshot_chunk {
     struct raft_snapshot_meta meta;
     uint64_t offset; /* 0 starts a new snapshot, dropping any partial one */
     struct raft_buffer data;
-    bool last; /* after writing, make this snapshot durable and current */
+    /* After writing the last chunk, make this snapshot durable and
+     * current -- unless the runtime already holds a snapshot with a higher
+     * index (the application may have stored its own, newer one while
+     * this write was in flight); then drop it.  The core assumes exactly
+     * this rule. */
+    bool last;
 };
 
 struct raft_update {
@@ -301,7 +331,9 @@ struct raft_update {
     size_t n_committed;
     raft_index commit_index;
     /* Log entries <= compact_to are covered by a durable snapshot and may
-     * be deleted from storage (0: nothing new to delete). */
+     * be deleted from storage at once (0: nothing new to delete).  Should
+     * a write still in flight add such entries afterwards, they are kept
+     * or removed by a later truncate_from; a restore skips them. */
     raft_index compact_to;
 
     /* -- 4. ReadIndex answers. */
@@ -335,20 +367,37 @@ CRAFT_API void raft_free(struct raft *r);
 
 /*
  * Feed one event; fill *u (OUT) with what the runtime must do.  Returns 0,
- * or for RAFT_PROPOSE CRAFT_ENOTLEADER (not the leader, or stepping down)
- * and CRAFT_ENOMEM, and for RAFT_RECEIVE CRAFT_EPROTO (an impossible
- * message, which changed nothing).  *u is filled in on every return, so a
- * runtime always carries it out.
+ * or:
+ *   RAFT_PROPOSE   CRAFT_ENOTLEADER (not the leader, or handing leadership
+ *                  over), CRAFT_EINVAL (n == 0 or more than
+ *                  RAFT_PROPOSE_MAX commands), CRAFT_ETOOBIG (a command
+ *                  above RAFT_ENTRY_BYTES_MAX), CRAFT_ENOMEM;
+ *   RAFT_RECEIVE   CRAFT_EPROTO (an impossible message: wrong recipient,
+ *                  unknown sender, inconsistent fields), which changed
+ *                  nothing;
+ *   RAFT_SNAPSHOT  CRAFT_EINVAL when index is beyond what was handed out
+ *                  for applying;
+ *   RAFT_TRANSFER  CRAFT_ENOTLEADER, CRAFT_EINVAL (not a peer);
+ *   any event      CRAFT_ENOMEM, after which the core is unchanged except
+ *                  that messages may have been lost (safe: Raft tolerates
+ *                  message loss).
+ * *u is filled in on every return, so a runtime always carries it out.
  */
 CRAFT_API int raft_step(struct raft *r, struct raft_event *ev,
                         struct raft_update *u);
 
 /* A snapshot of the core's state, for status displays and tests. */
+enum raft_progress_state {
+    RAFT_PROGRESS_PROBE = 0,     /* one append at a time, finding next */
+    RAFT_PROGRESS_REPLICATE = 1, /* pipelined appends */
+    RAFT_PROGRESS_SNAPSHOT = 2   /* sending a snapshot */
+};
+
 struct raft_progress_status {
     raft_id id;
     raft_index match;
     raft_index next;
-    uint8_t state; /* 0 probe, 1 replicate, 2 snapshot */
+    uint8_t state; /* enum raft_progress_state */
     uint64_t ticks_since_contact;
 };
 
@@ -372,6 +421,15 @@ struct raft_status {
 
 CRAFT_API void raft_status(const struct raft *r, struct raft_status *st);
 
+/*
+ * A borrowed view of log entry i (valid until the next raft_step), for
+ * tests and checkers.  Returns 0 and fills *out (OUT), CRAFT_ECOMPACTED if
+ * i is covered by a snapshot and no longer in the log, or CRAFT_ENOTFOUND
+ * if i is beyond the last index.
+ */
+CRAFT_API int raft_entry_at(const struct raft *r, raft_index i,
+                            struct raft_entry *out);
+
 /* Wire format of messages (pure, no I/O), shared by every transport.
  * raft_message_encode writes at most `cap` bytes and returns the count, or
  * CRAFT_ETOOBIG; a RAFT_MSG_SNAPSHOT is encoded without its data, which the
@@ -383,8 +441,8 @@ CRAFT_API size_t raft_message_encoded_size(const struct raft_message *m);
 CRAFT_API int raft_message_encode(const struct raft_message *m, uint8_t *buf,
                                   size_t cap);
 CRAFT_API int raft_message_decode(const uint8_t *buf, size_t len,
-                                  struct raft_entry *scratch,
-                                  size_t n_scratch, struct raft_message *m);
+                                  struct raft_entry *scratch, size_t n_scratch,
+                                  struct raft_message *m);
 
 CRAFT_API const char *raft_role_name(int role);
 CRAFT_API const char *raft_msg_type_name(int type);

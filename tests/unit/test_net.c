@@ -1279,6 +1279,43 @@ static void bounded_queue(void **state)
     mute_stop(&m);
 }
 
+/* While a peer's connect is in flight its messages wait in a bounded
+ * queue; when the attempt fails they are dropped and counted. */
+static void peer_queue_while_connecting(void **state)
+{
+    (void)state;
+    struct mute m;
+    uint16_t port = mute_start(&m, 0); /* never says HELLO */
+    struct net_config cfg = config();
+    cfg.queue_bytes_max = 8192;
+    cfg.frame_max = 4096;
+    cfg.handshake_timeout_ms = 100;
+    cfg.backoff_min_ms = 5000; /* no second attempt during the test */
+    cfg.backoff_max_ms = 5000;
+    char addr[64];
+    addr_of(addr, sizeof addr, port);
+    struct net_peer *p;
+    assert_int_equal(net_peer_new(lp, &cfg, addr, NULL, &p), 0);
+    static uint8_t kb[4097];
+    int queued = 0, rv;
+    while ((rv = net_peer_send(p, 1, kb, 1000)) == 0) {
+        queued++;
+    }
+    assert_int_equal(rv, CRAFT_ELIMIT);
+    assert_int_equal(queued, 8192 / (1000 + NET_FRAME_HDR_SIZE));
+    assert_int_equal(net_peer_send(p, 1, kb, cfg.frame_max + 1), CRAFT_ETOOBIG);
+    struct net_peer_stats st;
+    RUN_UNTIL((net_peer_get_stats(p, &st), st.connect_fails == 1));
+    assert_int_equal(st.connects, 0);
+    assert_int_equal(st.frames_sent, (uint64_t)queued);
+    assert_int_equal(st.frames_dropped, (uint64_t)queued + 2);
+    assert_int_equal(net_peer_send(p, 1, kb, 10), CRAFT_ENOCONN);
+    int closed = 0;
+    net_peer_close(p, &closed, flag_cb);
+    RUN_UNTIL(closed);
+    mute_stop(&m);
+}
+
 /* A peer reconnects with growing backoff while the server is down, and
  * delivers again once a server listens on the same port. */
 static int peer_opens;
@@ -1808,6 +1845,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(handshake_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(connect_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(bounded_queue, setup, teardown),
+        cmocka_unit_test_setup_teardown(peer_queue_while_connecting, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(reconnect_with_backoff, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(flapping_link_backs_off, setup,

@@ -1,0 +1,287 @@
+/*
+ * Snapshots: compacting the log after the application saved its state, and
+ * InstallSnapshot (Raft paper §7, thesis §5) in bounded chunks.
+ *
+ * The core never sees snapshot bytes on the sending side: its chunks name
+ * (meta.index, meta.term, offset, len) and the runtime attaches the bytes
+ * from its snapshot file.  On the receiving side each accepted chunk is
+ * handed to the runtime to write (u.snapshot_chunk) and acknowledged once
+ * durable, so a transfer resumes from the durable offset after loss.
+ *
+ * Invariants:
+ *   1. The log base never passes the snapshot: base_index <= snap.index.
+ *   2. Installing never moves the state machine backwards: a snapshot at or
+ *      below the applied index is never installed.
+ *   3. Entries after an installed snapshot are kept when the log agrees
+ *      with it at its index (§7: "if existing log entry has same index and
+ *      term as snapshot's last included entry, retain log entries
+ *      following it"); otherwise the whole log is discarded.
+ *   4. At most one chunk per follower is in flight.
+ */
+#include <string.h>
+
+#include "raft/core.h"
+#include "util/alloc.h"
+#include "util/assert.h"
+
+/* Resend an unanswered chunk after this many heartbeat intervals. */
+#define CHUNK_RETRY_BEATS 2
+
+int raft__compact(struct raft *r, const struct raft_event *ev)
+{
+    raft_index index = ev->snapshot.index;
+    if (index > r->applied || index == 0) {
+        return CRAFT_EINVAL;
+    }
+    if (index <= r->snap.index) {
+        return 0; /* not newer than what we have */
+    }
+    bool known;
+    raft_term term = raft__log_term(&r->log, index, &known);
+    CRAFT_ASSERT(known); /* base <= snap.index < index <= applied */
+    r->snap.index = index;
+    r->snap.term = term;
+    r->snap.config = r->config;
+    r->snap.size = ev->snapshot.size;
+    raft_index trailing = ev->snapshot.trailing;
+    raft_index base = index > trailing ? index - trailing : 0;
+    if (base > r->log.base_index) {
+        raft__log_compact(&r->log, base);
+        r->out.compact_to = base;
+    }
+    raft__trace(r, "snapshot at %llu, log from %llu", (unsigned long long)index,
+                (unsigned long long)raft__log_first(&r->log));
+    return 0;
+}
+
+/* ---- leader --------------------------------------------------------- */
+
+int raft__send_snapshot(struct raft *r, struct raft_progress *pr)
+{
+    CRAFT_ASSERT(pr->state == RAFT_PROGRESS_SNAPSHOT);
+    CRAFT_ASSERT(r->snap.index > 0);
+    if (pr->snap_index != r->snap.index || pr->snap_term != r->snap.term) {
+        /* A newer snapshot replaced the one being sent: start over. */
+        raft__progress_snapshot(pr, r->snap.index, r->snap.term);
+    }
+    if (pr->snap_sent > pr->snap_acked) {
+        return 0; /* invariant 4 */
+    }
+    if (pr->snap_acked >= r->snap.size) {
+        pr->snap_acked = 0; /* acked all yet not installed: start over */
+    }
+    uint64_t off = pr->snap_acked;
+    uint64_t len = r->snap.size - off;
+    if (len > r->opts.snapshot_chunk_bytes) {
+        len = r->opts.snapshot_chunk_bytes;
+    }
+    struct raft_message m = {
+        .type = RAFT_MSG_SNAPSHOT,
+        .from = r->id,
+        .to = pr->id,
+        .term = r->term,
+        .snapshot = {.meta = r->snap,
+                     .offset = off,
+                     .last = off + len == r->snap.size,
+                     .data = {.base = NULL, .len = (size_t)len}}};
+    int rv = raft__send(r, &m);
+    if (rv == 0) {
+        pr->snap_sent = off + len;
+        /* An empty snapshot is one empty chunk; mark it sent. */
+        if (len == 0) {
+            pr->snap_sent = 1;
+        }
+        pr->snap_idle = 0;
+    }
+    return rv;
+}
+
+void raft__tick_snapshot(struct raft *r, struct raft_progress *pr)
+{
+    CRAFT_ASSERT(pr->state == RAFT_PROGRESS_SNAPSHOT);
+    /* Resend only to a follower that answers at all (its heartbeat
+     * replies reset ticks_since_contact): chunks are large. */
+    if (++pr->snap_idle >= CHUNK_RETRY_BEATS * r->opts.heartbeat_ticks &&
+        pr->ticks_since_contact < r->opts.election_ticks_max) {
+        pr->snap_sent = pr->snap_acked; /* presumed lost: resend */
+        (void)raft__send_snapshot(r, pr);
+    }
+}
+
+int raft__recv_snapshot_resp(struct raft *r, const struct raft_message *m)
+{
+    if (r->role != RAFT_LEADER) {
+        return 0;
+    }
+    const struct raft_msg_snapshot_resp *s = &m->snapshot_resp;
+    struct raft_progress *pr = &r->prs[raft__slot(r, m->from)];
+    if (s->done) {
+        if (s->index > raft__log_last(&r->log)) {
+            return CRAFT_EPROTO;
+        }
+        /* Like a successful append reply: match only moves forward.  Only
+         * the transfer in progress ends here; a duplicate or late "done"
+         * (the network may repeat it) changes nothing else. */
+        if (s->index > pr->match) {
+            pr->match = s->index;
+            if (pr->next <= pr->match) {
+                pr->next = pr->match + 1;
+            }
+            raft__inflight_free_to(r, pr, pr->match);
+        }
+        if (pr->state == RAFT_PROGRESS_SNAPSHOT) {
+            if (pr->match >= pr->next - 1) {
+                raft__progress_replicate(pr);
+            } else {
+                raft__progress_probe(pr);
+            }
+        }
+        raft__maybe_commit(r);
+        raft__pump(r, pr);
+        return 0;
+    }
+    if (pr->state != RAFT_PROGRESS_SNAPSHOT || s->index != pr->snap_index ||
+        s->next_offset > r->snap.size) {
+        return 0; /* stale */
+    }
+    pr->snap_acked = s->next_offset;
+    pr->snap_sent = s->next_offset;
+    return raft__send_snapshot(r, pr);
+}
+
+/* ---- follower ------------------------------------------------------- */
+
+bool raft__chunk_valid(const struct raft_message *m)
+{
+    const struct raft_msg_snapshot *s = &m->snapshot;
+    if (s->meta.term == 0 || s->meta.term > m->term || s->meta.config.n == 0 ||
+        s->meta.config.n > RAFT_MEMBERS_MAX ||
+        s->data.len > RAFT_CHUNK_BYTES_MAX || s->offset > s->meta.size ||
+        s->data.len > s->meta.size - s->offset) {
+        return false;
+    }
+    return s->last == (s->offset + s->data.len == s->meta.size);
+}
+
+int raft__recv_snapshot(struct raft *r, const struct raft_message *m)
+{
+    if (r->role == RAFT_LEADER) {
+        return CRAFT_EPROTO;
+    }
+    CRAFT_DASSERT(raft__chunk_valid(m)); /* checked on receipt */
+    if (r->role != RAFT_FOLLOWER || r->leader != m->from) {
+        raft__become_follower(r, m->from);
+    }
+    r->election_elapsed = 0;
+    const struct raft_msg_snapshot *s = &m->snapshot;
+    struct raft_message resp = {.type = RAFT_MSG_SNAPSHOT_RESP,
+                                .from = r->id,
+                                .to = m->from,
+                                .term = r->term,
+                                .snapshot_resp = {.index = s->meta.index}};
+    if (s->meta.index <= r->commit) {
+        /* We already hold all of it (invariant 2). */
+        resp.snapshot_resp.done = true;
+        resp.snapshot_resp.next_offset = s->meta.size;
+        return raft__send_ack(r, &resp);
+    }
+    bool same = r->in_snap && r->in_meta.index == s->meta.index &&
+                r->in_meta.term == s->meta.term &&
+                r->in_meta.size == s->meta.size;
+    if (s->offset != 0 && !(same && s->offset == r->in_offset)) {
+        /* Out of order: tell the leader where to resume. */
+        resp.snapshot_resp.next_offset = same ? r->in_offset : 0;
+        return raft__send_ack(r, &resp);
+    }
+    void *copy = NULL;
+    if (s->data.len > 0) {
+        copy = craft_malloc(r->alloc, s->data.len);
+        if (copy == NULL) {
+            return CRAFT_ENOMEM;
+        }
+        memcpy(copy, s->data.base, s->data.len);
+    }
+    CRAFT_ASSERT(!r->out.has_chunk);
+    r->out.chunk_data = copy;
+    r->out.has_chunk = true;
+    r->out.chunk.meta = s->meta;
+    r->out.chunk.offset = s->offset;
+    r->out.chunk.data.base = copy;
+    r->out.chunk.data.len = s->data.len;
+    r->out.chunk.last = s->last;
+    r->in_snap = !s->last;
+    r->in_meta = s->meta;
+    r->in_offset = s->offset + s->data.len;
+    if (s->last) {
+        bool known;
+        raft_term t = raft__log_term(&r->log, s->meta.index, &known);
+        if (known && t != s->meta.term) {
+            /* The log disagrees with the snapshot: its tail was never
+             * committed.  Cut it in the same write, so that a crash
+             * cannot leave the new snapshot beside a contradicting log. */
+            raft__truncate(r, s->meta.index);
+        }
+    }
+    resp.snapshot_resp.next_offset = r->in_offset;
+    resp.snapshot_resp.done = s->last;
+    return raft__send_ack(r, &resp);
+}
+
+/* A chunk is durable; if it was the last, the snapshot is current. */
+void raft__snapshot_durable(struct raft *r, const struct raft_persist_rec *rec)
+{
+    if (!rec->chunk_last) {
+        return;
+    }
+    const struct raft_snapshot_meta *meta = &rec->chunk_meta;
+    if (meta->index <= r->snap.index) {
+        return;
+    }
+    r->snap = *meta;
+    if (meta->index <= r->applied) {
+        /* Invariant 2: the state machine is already past it; it only
+         * serves as our durable snapshot from now on. */
+        return;
+    }
+    bool known;
+    raft_term t = raft__log_term(&r->log, meta->index, &known);
+    if (known && t == meta->term) {
+        raft__log_compact(&r->log, meta->index); /* invariant 3 */
+    } else {
+        /* Drop the whole old log from storage, in order after the writes
+         * still in flight: they may carry entries below the snapshot that
+         * would otherwise land after compact_to already cleared them. */
+        raft_index from = r->log.base_index + 1;
+        if (r->out.truncate_from == 0 || from < r->out.truncate_from) {
+            r->out.truncate_from = from;
+        }
+        raft__log_reset(&r->log, meta->index, meta->term);
+        for (size_t k = 0; k < r->n_recs; k++) {
+            if (r->recs[k].last > meta->index) {
+                r->recs[k].last = meta->index;
+            }
+        }
+        if (r->role != RAFT_FOLLOWER) {
+            /* Voters judged our old log (§5.4.1); a campaign must not
+             * go on with a different one. */
+            CRAFT_ASSERT(r->role != RAFT_LEADER);
+            raft__become_follower(r, 0);
+        }
+    }
+    if (r->durable < meta->index) {
+        r->durable = meta->index;
+    }
+    if (r->durable > raft__log_last(&r->log)) {
+        r->durable = raft__log_last(&r->log);
+    }
+    if (r->commit < meta->index) {
+        r->commit = meta->index;
+    }
+    r->applied = meta->index;
+    CRAFT_ASSERT(r->log.base_index == meta->index);
+    CRAFT_ASSERT(r->durable >= r->applied);
+    r->out.install = *meta;
+    r->out.has_install = true;
+    r->out.compact_to = meta->index;
+    raft__trace(r, "installed snapshot %llu", (unsigned long long)meta->index);
+}
