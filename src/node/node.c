@@ -850,9 +850,9 @@ static int backend_check(void *data, size_t argc, const uint8_t *const *argv,
     return node_sm_check(n->sm, argc, argv, lens, err);
 }
 
-static bool backend_leader(void *data, char *out, size_t cap)
+/* The known leader's client address. */
+static bool leader_addr(const struct node *n, char *out, size_t cap)
 {
-    struct node *n = data;
     int i = member_index(n, n->leader);
     if (n->leader == 0 || i < 0) {
         return false;
@@ -862,13 +862,22 @@ static bool backend_leader(void *data, char *out, size_t cap)
     return true;
 }
 
+/* Where to send a client that this node turned away: never to itself (a
+ * leader that refuses, because it is handing over or stepping down,
+ * answers CLUSTERDOWN until the new leader is known). */
+static bool backend_leader(void *data, char *out, size_t cap)
+{
+    struct node *n = data;
+    return n->leader != n->cfg.id && leader_addr(n, out, cap);
+}
+
 static int backend_info(void *data, struct buf *b)
 {
     struct node *n = data;
     struct raft_status st;
     raft_status(n->raft, &st);
     char leader[96] = "";
-    backend_leader(n, leader, sizeof leader);
+    leader_addr(n, leader, sizeof leader);
     char text[2048];
     int len = snprintf(
         text, sizeof text,
