@@ -768,9 +768,6 @@ void store_scan_close(struct store_scan *sc)
     memset(sc, 0, sizeof *sc);
 }
 
-/* Remove snap.tmp and every snapshot other than the current one. */
-static int remove_stale(struct scan_ctx *c);
-
 static int stale_fn(void *arg, const char *name)
 {
     struct scan_ctx *c = arg;
@@ -794,6 +791,7 @@ static int stale_fn(void *arg, const char *name)
     return 0;
 }
 
+/* Remove snap.tmp and every snapshot other than the current one. */
 static int remove_stale(struct scan_ctx *c)
 {
     int rv = c->vfs->list(c->vfs, c->dir, stale_fn, c);

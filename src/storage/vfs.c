@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "util/assert.h"
+#include "util/log.h"
 
 static int px_open(struct store_vfs *v, const char *path, int flags, int mode)
 {
@@ -157,7 +158,17 @@ static int px_fsync_dir(struct store_vfs *v, const char *dir)
 static int px_mkdir(struct store_vfs *v, const char *dir)
 {
     if (mkdir(dir, 0700) < 0) {
-        return errno == EEXIST ? 0 : -errno;
+        if (errno != EEXIST) {
+            return -errno;
+        }
+        /* Made by someone else: say so if others can look inside. */
+        struct stat st;
+        if (stat(dir, &st) == 0 && (st.st_mode & 077) != 0) {
+            LOG_WARNF("storage: %s has mode %04o; 0700 keeps the data "
+                      "private",
+                      dir, (unsigned)(st.st_mode & 07777));
+        }
+        return 0;
     }
     /* The new directory's own entry must be durable too. */
     char parent[4096];

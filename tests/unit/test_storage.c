@@ -511,6 +511,57 @@ static void enospc_fails_the_store_and_keeps_durable_data(void **state)
     }
 }
 
+static int closes_seen;
+static int reqs_done_at_close;
+static int reqs_done;
+
+static void count_cb(struct store_req *req, int status)
+{
+    assert_int_equal(status, 0);
+    (void)req;
+    reqs_done++;
+}
+
+static void close_seen_cb(struct store *s)
+{
+    (void)s;
+    closes_seen++;
+    reqs_done_at_close = reqs_done;
+}
+
+/* Queued writes are carried out before the close callback; calls after
+ * store_close() are refused without a callback. */
+static void close_flushes_queued_writes(void **state)
+{
+    (void)state;
+    struct henv e;
+    henv_init(&e, 4096);
+    assert_int_equal(henv_open(&e), 0);
+    enum { N = 20 };
+    struct store_req reqs[N];
+    uint8_t p[10] = {1};
+    closes_seen = reqs_done = reqs_done_at_close = 0;
+    for (int i = 0; i < N; i++) {
+        struct raft_entry en = {
+            .index = (raft_index)i + 1, .term = 1, .buf = {p, sizeof p}};
+        assert_int_equal(store_append(e.s, &reqs[i], NULL, 0, &en, 1, count_cb),
+                         0);
+    }
+    store_close(e.s, close_seen_cb);
+    struct store_req late;
+    struct raft_entry en = {.index = N + 1, .term = 1, .buf = {p, 1}};
+    assert_int_equal(store_append(e.s, &late, NULL, 0, &en, 1, count_cb),
+                     CRAFT_ESHUTDOWN);
+    assert_int_equal(closes_seen, 0); /* never from inside store_close() */
+    henv_run(&e);
+    e.s = NULL;
+    assert_int_equal(closes_seen, 1);
+    assert_int_equal(reqs_done_at_close, N);
+    assert_int_equal(henv_open(&e), 0);
+    assert_int_equal(store_loaded(e.s)->n_entries, N);
+    henv_close(&e);
+}
+
 static void options_are_checked(void **state)
 {
     (void)state;
@@ -646,6 +697,7 @@ int main(void)
         cmocka_unit_test(corruption_is_reported_with_file_and_offset),
         cmocka_unit_test(missing_segments_are_corruption),
         cmocka_unit_test(enospc_fails_the_store_and_keeps_durable_data),
+        cmocka_unit_test(close_flushes_queued_writes),
         cmocka_unit_test(options_are_checked),
         cmocka_unit_test(posix_files_modes_and_mapped_load),
     };
