@@ -623,6 +623,36 @@ static void after_step(struct node *n)
 
 static void maybe_snapshot(struct node *n);
 
+/* The invariants of the file header that can be checked from here: O(n)
+ * in the ops waiting, so only in builds with debug checks. */
+static bool node_invariants_ok(const struct node *n)
+{
+    /* 2: proposals in strictly increasing index order, none applied yet
+     * (a leader's are answered as their entries apply). */
+    raft_index prev = n->applied;
+    unsigned count = 0;
+    for (const struct srv_op *op = n->props.head; op != NULL; op = op->bnext) {
+        if (op->bindex <= prev) {
+            return false;
+        }
+        prev = op->bindex;
+        count++;
+    }
+    if (count != n->props.n) {
+        return false;
+    }
+    /* 3 and 4: nothing applied beyond the commit index. */
+    if (n->applied > n->commit && n->commit != 0) {
+        return false;
+    }
+    /* Only a leader holds client operations for the log or reads. */
+    if (n->role != RAFT_LEADER &&
+        (n->props.n != 0 || n->writes.n != 0 || n->groups != NULL)) {
+        return false;
+    }
+    return true;
+}
+
 static void handle_update(struct node *n, const struct raft_update *u)
 {
     persist(n, u);
@@ -645,6 +675,7 @@ static void handle_update(struct node *n, const struct raft_update *u)
     role_change(n, u);
     serve_reads(n);
     maybe_snapshot(n);
+    CRAFT_DASSERT(node_invariants_ok(n));
 }
 
 /* Called between raft_step() and carrying out its update, for the caller
