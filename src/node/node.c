@@ -87,6 +87,10 @@
  * group commits' worth, and well below the store's own limit
  * (STORE_PENDING_BYTES_MAX_DEFAULT, 256 MiB), which must never be hit. */
 #define NODE_PERSIST_BYTES_MAX (64u << 20)
+/* Command bytes in one RAFT_PROPOSE: with the limit above, what is in
+ * flight to the store never passes 64 + 16 + 8 MiB (one command may be
+ * NODE_ENTRY_BYTES_MAX), far from the store's own limit. */
+#define NODE_PROPOSE_BYTES_MAX (16u << 20)
 /* How long a stopping leader waits for the peer it hands leadership to:
  * the peer is caught up at once in the common case and wins its election
  * in one round trip; beyond this the cluster elects one the normal way. */
@@ -747,17 +751,25 @@ static void proposed(struct node *n, const struct raft_event *ev, int rv,
     }
 }
 
+/* Propose the queued writes, at most RAFT_PROPOSE_MAX commands and
+ * NODE_PROPOSE_BYTES_MAX bytes per step, while the bytes on their way to
+ * the disk stay below NODE_PERSIST_BYTES_MAX; the rest wait in the queue
+ * (their payloads stay in n->wdata) for the next pass. */
 static void flush_writes(struct node *n)
 {
-    while (n->writes.n > 0) {
+    while (n->writes.n > 0 && n->persist_bytes < NODE_PERSIST_BYTES_MAX) {
         struct raft_buffer bufs[RAFT_PROPOSE_MAX];
         struct srv_op *ops[RAFT_PROPOSE_MAX];
         unsigned k = 0;
-        while (k < RAFT_PROPOSE_MAX && n->writes.head != NULL) {
+        size_t bytes = 0;
+        while (k < RAFT_PROPOSE_MAX && n->writes.head != NULL &&
+               (k == 0 ||
+                bytes + n->writes.head->bterm <= NODE_PROPOSE_BYTES_MAX)) {
             struct srv_op *op = list_pop(&n->writes);
             ops[k] = op;
             bufs[k].base = n->wdata.data + op->bindex;
             bufs[k].len = (size_t)op->bterm;
+            bytes += bufs[k].len;
             k++;
         }
         struct raft_event ev = {.type = RAFT_PROPOSE};
@@ -766,9 +778,11 @@ static void flush_writes(struct node *n)
         struct proposal_batch b = {.ops = ops, .n = k};
         node_step_hooked(n, &ev, proposed, &b);
     }
-    buf_reset(&n->wdata);
-    if (n->wdata.cap > (64u << 20)) {
-        buf_close(&n->wdata);
+    if (n->writes.n == 0) {
+        buf_reset(&n->wdata);
+        if (n->wdata.cap > (64u << 20)) {
+            buf_close(&n->wdata);
+        }
     }
 }
 
