@@ -87,6 +87,13 @@
  * group commits' worth, and well below the store's own limit
  * (STORE_PENDING_BYTES_MAX_DEFAULT, 256 MiB), which must never be hit. */
 #define NODE_PERSIST_BYTES_MAX (64u << 20)
+/* Append messages in flight to one follower.  A message carries at most
+ * max_msg_bytes (1 MiB) or one entry of up to NODE_ENTRY_BYTES_MAX, so a
+ * follower never has more than 16 x 9 MiB queued for its disk -- below the
+ * store's limit (STORE_PENDING_BYTES_MAX_DEFAULT, 256 MiB), which would
+ * stop it.  16 messages of up to 64 entries keep a thousand entries in
+ * flight, more than a fsync's worth on any disk. */
+#define NODE_INFLIGHT_MAX 16
 /* Command bytes in one RAFT_PROPOSE: with the limit above, what is in
  * flight to the store never passes 64 + 16 + 8 MiB (one command may be
  * NODE_ENTRY_BYTES_MAX), far from the store's own limit. */
@@ -1305,6 +1312,7 @@ static int start_core(struct node *n, char *errmsg, size_t len)
     o.election_ticks_min = c->election_ms_min / c->tick_ms;
     o.election_ticks_max = c->election_ms_max / c->tick_ms;
     o.heartbeat_ticks = c->heartbeat_ms / c->tick_ms;
+    o.max_inflight = NODE_INFLIGHT_MAX;
     uint64_t seed = uv_hrtime() ^ ((uint64_t)getpid() << 32) ^ c->id;
     LOG_INFOF("loaded: term %llu, vote %llu, snapshot %llu, %zu log entries",
               (unsigned long long)l->hs.term, (unsigned long long)l->hs.vote,
