@@ -634,6 +634,7 @@ static void after_step(struct node *n)
 
 static void maybe_snapshot(struct node *n);
 
+#if defined(CRAFT_DEBUG_CHECKS) && CRAFT_DEBUG_CHECKS
 /* The invariants of the file header that can be checked from here: O(n)
  * in the ops waiting, so only in builds with debug checks. */
 static bool node_invariants_ok(const struct node *n)
@@ -663,6 +664,7 @@ static bool node_invariants_ok(const struct node *n)
     }
     return true;
 }
+#endif
 
 static void handle_update(struct node *n, const struct raft_update *u)
 {
