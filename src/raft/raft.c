@@ -601,12 +601,12 @@ int raft_step(struct raft *r, struct raft_event *ev, struct raft_update *u)
     CRAFT_ASSERT(r != NULL && ev != NULL && u != NULL);
     uint8_t role0 = r->role;
     out_reset(r);
-    r->out.truncate_from = r->restore_truncate;
-    r->restore_truncate = 0;
     /* The one allocation a step cannot do without comes first, so that a
      * failure leaves the core untouched. */
     int rv = raft__persist_reserve(r);
     if (rv == 0) {
+        r->out.truncate_from = r->restore_truncate;
+        r->restore_truncate = 0;
         rv = dispatch(r, ev);
     }
     int rv2 = raft__persist_finish(r, u);

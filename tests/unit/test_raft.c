@@ -892,6 +892,67 @@ static void snapshot_install_with_write_in_flight(void **state)
     assert_int_equal(h_live_allocs, 0);
 }
 
+/* A snapshot that agrees with the log keeps the entries after it (§7), and
+ * one the state machine is already past is never installed. */
+static void snapshot_install_keeps_matching_suffix(void **state)
+{
+    (void)state;
+    struct raft *r = hand_core(3, 1, NULL);
+    struct raft_entry a[5] = {ent(1, 1), ent(1, 2), ent(1, 3), ent(1, 4),
+                              ent(1, 5)};
+    struct raft_message m = {.type = RAFT_MSG_APPEND,
+                             .from = 2,
+                             .to = 1,
+                             .term = 1,
+                             .append = {.entries = a, .n_entries = 5}};
+    struct raft_update u = recv(r, &m);
+    persisted(r, u.persist_seq);
+    static const char data[4] = "snap";
+    struct raft_message sn = {
+        .type = RAFT_MSG_SNAPSHOT,
+        .from = 2,
+        .to = 1,
+        .term = 1,
+        .snapshot = {.meta = {.index = 3,
+                              .term = 1,
+                              .config = {.n = 3, .ids = {1, 2, 3}},
+                              .size = 4},
+                     .last = true,
+                     .data = {(void *)data, 4}}};
+    u = recv(r, &sn);
+    assert_int_equal(u.truncate_from, 0);
+    u = persisted(r, u.persist_seq);
+    assert_non_null(u.install);
+    assert_int_equal(u.truncate_from, 0);
+    assert_int_equal(u.compact_to, 3);
+    struct raft_status st = hstat(r);
+    assert_int_equal(st.first_index, 4);
+    assert_int_equal(st.last_index, 5);
+    assert_int_equal(st.applied, 3);
+    assert_int_equal(st.durable_index, 5);
+    struct raft_entry e;
+    assert_int_equal(raft_entry_at(r, 3, &e), CRAFT_ECOMPACTED);
+    assert_int_equal(raft_entry_at(r, 5, &e), 0);
+    assert_int_equal(raft_entry_at(r, 6, &e), CRAFT_ENOTFOUND);
+    /* The leader commits 5; then an older snapshot arrives: not installed,
+     * answered as done at once. */
+    struct raft_message hb = {
+        .type = RAFT_MSG_APPEND,
+        .from = 2,
+        .to = 1,
+        .term = 1,
+        .append = {.prev_index = 5, .prev_term = 1, .commit = 5}};
+    u = recv(r, &hb);
+    assert_int_equal(u.n_committed, 2);
+    u = recv(r, &sn);
+    assert_null(u.snapshot_chunk);
+    assert_null(u.install);
+    assert_int_equal(u.n_messages, 1);
+    assert_true(u.messages[0].snapshot_resp.done);
+    raft_free(r);
+    assert_int_equal(h_live_allocs, 0);
+}
+
 /* The leader sends a snapshot to a follower whose log is too short, then a
  * duplicated "done" reply must not overfill the pipeline (found by the
  * simulator with max_inflight 1). */
@@ -1438,6 +1499,7 @@ int main(int argc, char **argv)
         T(snapshot_lagging_follower_catches_up),
         T(snapshot_chunks_resume_after_loss),
         T(snapshot_install_with_write_in_flight),
+        T(snapshot_install_keeps_matching_suffix),
         T(snapshot_leader_sends_and_ignores_duplicate_done),
         T(readindex_basic),
         T(readindex_waits_for_own_term_commit),
