@@ -197,6 +197,7 @@ struct node {
     /* Stopping. */
     bool stopping;
     bool transferring; /* handing leadership over before closing */
+    bool shut;         /* node_shutdown() ran: the core is not stepped */
     bool srv_stopped;
     unsigned open_handles;
 };
@@ -699,6 +700,14 @@ typedef void (*step_hook)(struct node *n, const struct raft_event *ev, int rv,
 static int node_step_hooked(struct node *n, struct raft_event *ev,
                             step_hook hook, void *arg)
 {
+    if (n->shut) {
+        /* Closing: the store and the peers are going away, and nobody
+         * waits for an answer any more; what is durable stays durable. */
+        if (hook != NULL) {
+            hook(n, ev, CRAFT_ESHUTDOWN, arg);
+        }
+        return CRAFT_ESHUTDOWN;
+    }
     CRAFT_ASSERT(!n->stepping);
     CRAFT_ASSERT(n->raft != NULL);
     n->stepping = true;
@@ -1212,7 +1221,7 @@ static void peer_on_message(void *data, struct net_conn *conn, uint16_t type,
     uint64_t from = net_conn_peer_id(conn);
     const char *why = NULL;
     struct raft_message m;
-    if (n->raft == NULL) {
+    if (n->raft == NULL || n->shut) {
         return;
     }
     if (type != NODE_MSG_RAFT) {
@@ -1503,6 +1512,8 @@ static void on_store_closed(struct store *s)
 static void node_shutdown(struct node *n)
 {
     CRAFT_ASSERT(n->stopping);
+    CRAFT_ASSERT(!n->stepping);
+    n->shut = true;
     snap_abandon(n, "stopping");
     uv_handle_t *handles[] = {
         (uv_handle_t *)&n->ticker,     (uv_handle_t *)&n->batcher,

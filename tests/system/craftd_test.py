@@ -339,7 +339,8 @@ def test_snapshot_catchup():
         poll("node %d to catch up by snapshot" % lag.id, caught_up, 30)
         # Restart everything: each node loads its snapshot and log.
         for nd in c.nodes:
-            assert nd.stop() == 0
+            rc = nd.stop()
+            assert rc == 0, "node %d exit %d:\n%s" % (nd.id, rc, nd.tail())
         c.start()
         c.leader()
         for nd in c.nodes:
