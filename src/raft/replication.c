@@ -284,14 +284,20 @@ void raft__maybe_commit(struct raft *r)
 /* ---- follower ------------------------------------------------------- */
 
 /* Entries must be numbered on from prev and have sane terms; a leader that
- * sends anything else is broken or not a Raft peer. */
+ * sends anything else is broken or not a Raft peer.  Every entry has a
+ * term >= 1 (terms start at 1; a restore refuses term 0, so accepting one
+ * would leave the node unable to restart), and only the empty prefix
+ * (prev_index 0) has term 0. */
 bool raft__entries_valid(const struct raft_message *m)
 {
+    if ((m->append.prev_index == 0) != (m->append.prev_term == 0)) {
+        return false;
+    }
     raft_term t = m->append.prev_term;
     for (size_t k = 0; k < m->append.n_entries; k++) {
         const struct raft_entry *e = &m->append.entries[k];
-        if (e->index != m->append.prev_index + 1 + k || e->term < t ||
-            e->term > m->term ||
+        if (e->index != m->append.prev_index + 1 + k || e->term == 0 ||
+            e->term < t || e->term > m->term ||
             (e->type != RAFT_ENTRY_COMMAND && e->type != RAFT_ENTRY_NOOP) ||
             (e->buf.len > 0 && e->buf.base == NULL)) {
             return false;

@@ -1458,6 +1458,94 @@ static void bad_input_rejected(void **state)
     assert_int_equal(h_live_allocs, 0);
 }
 
+/* Review M2: an append whose entries claim term 0, or whose prev_index
+ * and prev_term disagree about being the empty prefix, and a snapshot
+ * naming member 0 or one member twice, are refused by the codec and by
+ * raft_step alike (CRAFT_EPROTO, nothing changed).  Accepting a term-0
+ * entry used to leave the node unable to restart from its own log. */
+static void bad_input_term0_and_config(void **state)
+{
+    (void)state;
+    struct raft *r = hand_core(3, 1, NULL);
+    char d[1] = {'x'};
+    struct raft_entry e = {
+        .term = 0, .index = 1, .type = RAFT_ENTRY_COMMAND, .buf = {d, 1}};
+    struct raft_message m = {.type = RAFT_MSG_APPEND,
+                             .from = 2,
+                             .to = 1,
+                             .term = 1,
+                             .append = {.entries = &e, .n_entries = 1}};
+    struct raft_event ev = {.type = RAFT_RECEIVE, .receive = {&m}};
+    struct raft_update u;
+    uint8_t buf[512];
+    struct raft_entry scratch[4];
+    struct raft_message dm;
+    int n = raft_message_encode(&m, buf, sizeof buf);
+    assert_true(n > 0);
+    assert_int_equal(raft_message_decode(buf, (size_t)n, scratch, 4, &dm),
+                     CRAFT_EPROTO);
+    assert_int_equal(raft_step(r, &ev, &u), CRAFT_EPROTO);
+    assert_int_equal(u.persist_seq, 0);
+    assert_int_equal(hstat(r).last_index, 0);
+    assert_int_equal(hstat(r).term, 0);
+    /* prev_index 0 with a term, or prev_index > 0 with term 0. */
+    e.term = 1;
+    m.append.prev_term = 1;
+    n = raft_message_encode(&m, buf, sizeof buf);
+    assert_int_equal(raft_message_decode(buf, (size_t)n, scratch, 4, &dm),
+                     CRAFT_EPROTO);
+    assert_int_equal(raft_step(r, &ev, &u), CRAFT_EPROTO);
+    m.append.prev_term = 0;
+    m.append.prev_index = 3;
+    e.index = 4;
+    n = raft_message_encode(&m, buf, sizeof buf);
+    assert_int_equal(raft_message_decode(buf, (size_t)n, scratch, 4, &dm),
+                     CRAFT_EPROTO);
+    assert_int_equal(raft_step(r, &ev, &u), CRAFT_EPROTO);
+    assert_int_equal(hstat(r).term, 0);
+    /* The valid message is accepted by both. */
+    m.append.prev_index = 0;
+    e.index = 1;
+    n = raft_message_encode(&m, buf, sizeof buf);
+    assert_int_equal(raft_message_decode(buf, (size_t)n, scratch, 4, &dm), n);
+    ev.receive.msg = &dm;
+    assert_int_equal(raft_step(r, &ev, &u), 0);
+    assert_int_equal(u.n_entries, 1);
+    /* Snapshot chunks naming member 0, or a member twice. */
+    struct raft_message s = {
+        .type = RAFT_MSG_SNAPSHOT,
+        .from = 2,
+        .to = 1,
+        .term = 1,
+        .snapshot = {.meta = {.index = 5,
+                              .term = 1,
+                              .config = {.n = 3, .ids = {1, 2, 0}},
+                              .size = 1},
+                     .last = true,
+                     .data = {d, 1}}};
+    ev.receive.msg = &s;
+    for (int k = 0; k < 2; k++) {
+        n = raft_message_encode(&s, buf, sizeof buf);
+        assert_true(n > 0);
+        memcpy(buf + n, d, 1); /* the runtime appends the chunk's bytes */
+        assert_int_equal(
+            raft_message_decode(buf, (size_t)n + 1, scratch, 4, &dm),
+            CRAFT_EPROTO);
+        assert_int_equal(raft_step(r, &ev, &u), CRAFT_EPROTO);
+        assert_null(u.snapshot_chunk);
+        s.snapshot.meta.config.ids[2] = 2;
+    }
+    s.snapshot.meta.config.ids[2] = 3;
+    n = raft_message_encode(&s, buf, sizeof buf);
+    memcpy(buf + n, d, 1);
+    assert_int_equal(raft_message_decode(buf, (size_t)n + 1, scratch, 4, &dm),
+                     n + 1);
+    assert_int_equal(raft_step(r, &ev, &u), 0);
+    assert_non_null(u.snapshot_chunk);
+    raft_free(r);
+    assert_int_equal(h_live_allocs, 0);
+}
+
 static int reset(void **state)
 {
     (void)state;
@@ -1511,6 +1599,7 @@ int main(int argc, char **argv)
         T(random_faults),
         T(alloc_failures_are_clean),
         T(bad_input_rejected),
+        T(bad_input_term0_and_config),
     };
     return cmocka_run_group_tests_name("raft", tests, NULL, NULL);
 }
