@@ -1259,6 +1259,72 @@ static void flow_silent_follower_gets_empty_probes(void **state)
     assert_int_equal(h_live_allocs, 0);
 }
 
+/* Review M1: ReadIndex rounds send extra heartbeats; they must not count
+ * as time passing for the loss check.  Follower 2 is slow (it acknowledges
+ * every fifth tick) but makes steady progress while a read round runs
+ * every tick; it stays in REPLICATE.  Only when it stops answering for two
+ * heartbeat intervals with appends in flight is it probed again. */
+static void flow_read_rounds_keep_pipeline(void **state)
+{
+    (void)state;
+    struct raft *r = hand_core(3, 1, NULL);
+    make_leader(r);
+    raft_term t = hstat(r).term;
+    struct raft_message ack = {.type = RAFT_MSG_APPEND_RESP,
+                               .to = 1,
+                               .term = t,
+                               .append_resp = {.success = true, .index = 1}};
+    for (raft_id p = 2; p <= 3; p++) {
+        ack.from = p;
+        recv(r, &ack);
+        assert_int_equal(hstat(r).progress[p - 1].state,
+                         RAFT_PROGRESS_REPLICATE);
+    }
+    struct raft_buffer b = {(void *)"e", 1};
+    struct raft_event p = {.type = RAFT_PROPOSE,
+                           .propose = {.bufs = &b, .n = 1}};
+    struct raft_event tk = {.type = RAFT_TICK};
+    struct raft_update u;
+    unsigned answered = 0;
+    for (uint64_t k = 1; k <= 60; k++) {
+        step_ok(r, &p, &u);
+        struct raft_event rd = {.type = RAFT_READ, .read = {.ctx = k}};
+        step_ok(r, &rd, &u);
+        /* Follower 3 answers everything at once, with the round. */
+        ack.from = 3;
+        ack.append_resp.index = hstat(r).last_index;
+        ack.append_resp.read_round = k;
+        u = recv(r, &ack);
+        answered += (unsigned)u.n_reads;
+        /* Follower 2 acknowledges what it had five ticks ago. */
+        if (k % 5 == 0) {
+            ack.from = 2;
+            ack.append_resp.index = hstat(r).last_index - 5;
+            ack.append_resp.read_round = 0;
+            recv(r, &ack);
+        }
+        step_ok(r, &tk, &u);
+        assert_int_equal(hstat(r).progress[1].state, RAFT_PROGRESS_REPLICATE);
+    }
+    assert_int_equal(answered, 60); /* one round per read, all confirmed */
+    /* Now follower 2 catches up, then falls silent with an append in
+     * flight. */
+    ack.from = 2;
+    ack.append_resp.index = hstat(r).last_index;
+    recv(r, &ack);
+    step_ok(r, &p, &u);
+    struct raft_options o;
+    raft_options_default(&o);
+    for (unsigned k = 0; k + 1 < 2 * o.heartbeat_ticks; k++) {
+        step_ok(r, &tk, &u);
+    }
+    assert_int_equal(hstat(r).progress[1].state, RAFT_PROGRESS_REPLICATE);
+    step_ok(r, &tk, &u);
+    assert_int_equal(hstat(r).progress[1].state, RAFT_PROGRESS_PROBE);
+    raft_free(r);
+    assert_int_equal(h_live_allocs, 0);
+}
+
 /* ---- leadership transfer -------------------------------------------- */
 
 static void transfer_hands_over(void **state)
@@ -1649,6 +1715,7 @@ int main(int argc, char **argv)
         T(flow_proposals_message_count),
         T(flow_pipelining_window),
         T(flow_silent_follower_gets_empty_probes),
+        T(flow_read_rounds_keep_pipeline),
         T(transfer_hands_over),
         T(random_faults),
         T(alloc_failures_are_clean),
