@@ -210,6 +210,12 @@ int raft_new(raft_id id, const struct raft_config *config,
     r->role = RAFT_FOLLOWER;
     raft__log_init(&r->log, alloc);
     int rv = raft__progress_init(r);
+    if (rv == 0) {
+        /* Room for the first persistence record now: a restore may leave
+         * a hard state for the first step to persist, which that step
+         * must record even if it cannot allocate. */
+        rv = raft__persist_reserve(r);
+    }
     if (rv == 0 && rs != NULL) {
         rv = restore(r, rs);
     }

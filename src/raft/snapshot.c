@@ -171,6 +171,17 @@ bool raft__chunk_valid(const struct raft_message *m)
         s->data.len > s->meta.size - s->offset) {
         return false;
     }
+    /* The snapshot's members: real ids (0 means "none"), each once. */
+    for (unsigned i = 0; i < s->meta.config.n; i++) {
+        if (s->meta.config.ids[i] == 0) {
+            return false;
+        }
+        for (unsigned j = 0; j < i; j++) {
+            if (s->meta.config.ids[j] == s->meta.config.ids[i]) {
+                return false;
+            }
+        }
+    }
     return s->last == (s->offset + s->data.len == s->meta.size);
 }
 

@@ -617,6 +617,59 @@ static struct raft_entry ent(raft_term t, raft_index i)
     return e;
 }
 
+/* An allocator that fails every request while `fail_all` is set. */
+static bool fail_all;
+static void *fa_malloc(void *d, size_t n)
+{
+    (void)d;
+    return fail_all ? NULL : malloc(n);
+}
+static void *fa_calloc(void *d, size_t k, size_t n)
+{
+    (void)d;
+    return fail_all ? NULL : calloc(k, n);
+}
+static void *fa_realloc(void *d, void *p, size_t n)
+{
+    (void)d;
+    return fail_all ? NULL : realloc(p, n);
+}
+static void fa_free(void *d, void *p)
+{
+    (void)d;
+    free(p);
+}
+
+/* Review M3: the restore raised the term (the log of term 5 is durable,
+ * the hard state of term 3 is not), so the first step must persist the
+ * new hard state -- even when memory runs out in that very step.  It used
+ * to assert in persist.c (no persistence record reserved yet). */
+static void persist_restore_then_enomem(void **state)
+{
+    (void)state;
+    struct craft_alloc al = {NULL, fa_malloc, fa_calloc, fa_realloc, fa_free};
+    struct raft_config cfg = {.n = 3, .ids = {1, 2, 3}};
+    struct raft_entry es[2] = {ent(5, 1), ent(5, 2)};
+    struct raft_restore rs = {.hs = {3, 0}, .entries = es, .n_entries = 2};
+    struct raft *r;
+    fail_all = false;
+    assert_int_equal(raft_new(1, &cfg, NULL, 1, &rs, &al, &r), 0);
+    fail_all = true;
+    struct raft_event tk = {.type = RAFT_TICK};
+    struct raft_update u;
+    int rv = raft_step(r, &tk, &u);
+    assert_true(rv == 0 || rv == CRAFT_ENOMEM);
+    fail_all = false;
+    if (u.persist_seq == 0) {
+        step_ok(r, &tk, &u); /* then the next step persists it */
+    }
+    assert_int_not_equal(u.persist_seq, 0);
+    assert_true(u.hs_changed);
+    assert_int_equal(u.hs.term, 5);
+    assert_int_equal(u.hs.vote, 0);
+    raft_free(r);
+}
+
 /* Entries are truncated and rewritten while the first write is in flight:
  * its completion must not make the rewritten entries look durable, and no
  * ack may claim them before their own write completes. */
@@ -1206,6 +1259,72 @@ static void flow_silent_follower_gets_empty_probes(void **state)
     assert_int_equal(h_live_allocs, 0);
 }
 
+/* Review M1: ReadIndex rounds send extra heartbeats; they must not count
+ * as time passing for the loss check.  Follower 2 is slow (it acknowledges
+ * every fifth tick) but makes steady progress while a read round runs
+ * every tick; it stays in REPLICATE.  Only when it stops answering for two
+ * heartbeat intervals with appends in flight is it probed again. */
+static void flow_read_rounds_keep_pipeline(void **state)
+{
+    (void)state;
+    struct raft *r = hand_core(3, 1, NULL);
+    make_leader(r);
+    raft_term t = hstat(r).term;
+    struct raft_message ack = {.type = RAFT_MSG_APPEND_RESP,
+                               .to = 1,
+                               .term = t,
+                               .append_resp = {.success = true, .index = 1}};
+    for (raft_id p = 2; p <= 3; p++) {
+        ack.from = p;
+        recv(r, &ack);
+        assert_int_equal(hstat(r).progress[p - 1].state,
+                         RAFT_PROGRESS_REPLICATE);
+    }
+    struct raft_buffer b = {(void *)"e", 1};
+    struct raft_event p = {.type = RAFT_PROPOSE,
+                           .propose = {.bufs = &b, .n = 1}};
+    struct raft_event tk = {.type = RAFT_TICK};
+    struct raft_update u;
+    unsigned answered = 0;
+    for (uint64_t k = 1; k <= 60; k++) {
+        step_ok(r, &p, &u);
+        struct raft_event rd = {.type = RAFT_READ, .read = {.ctx = k}};
+        step_ok(r, &rd, &u);
+        /* Follower 3 answers everything at once, with the round. */
+        ack.from = 3;
+        ack.append_resp.index = hstat(r).last_index;
+        ack.append_resp.read_round = k;
+        u = recv(r, &ack);
+        answered += (unsigned)u.n_reads;
+        /* Follower 2 acknowledges what it had five ticks ago. */
+        if (k % 5 == 0) {
+            ack.from = 2;
+            ack.append_resp.index = hstat(r).last_index - 5;
+            ack.append_resp.read_round = 0;
+            recv(r, &ack);
+        }
+        step_ok(r, &tk, &u);
+        assert_int_equal(hstat(r).progress[1].state, RAFT_PROGRESS_REPLICATE);
+    }
+    assert_int_equal(answered, 60); /* one round per read, all confirmed */
+    /* Now follower 2 catches up, then falls silent with an append in
+     * flight. */
+    ack.from = 2;
+    ack.append_resp.index = hstat(r).last_index;
+    recv(r, &ack);
+    step_ok(r, &p, &u);
+    struct raft_options o;
+    raft_options_default(&o);
+    for (unsigned k = 0; k + 1 < 2 * o.heartbeat_ticks; k++) {
+        step_ok(r, &tk, &u);
+    }
+    assert_int_equal(hstat(r).progress[1].state, RAFT_PROGRESS_REPLICATE);
+    step_ok(r, &tk, &u);
+    assert_int_equal(hstat(r).progress[1].state, RAFT_PROGRESS_PROBE);
+    raft_free(r);
+    assert_int_equal(h_live_allocs, 0);
+}
+
 /* ---- leadership transfer -------------------------------------------- */
 
 static void transfer_hands_over(void **state)
@@ -1458,6 +1577,94 @@ static void bad_input_rejected(void **state)
     assert_int_equal(h_live_allocs, 0);
 }
 
+/* Review M2: an append whose entries claim term 0, or whose prev_index
+ * and prev_term disagree about being the empty prefix, and a snapshot
+ * naming member 0 or one member twice, are refused by the codec and by
+ * raft_step alike (CRAFT_EPROTO, nothing changed).  Accepting a term-0
+ * entry used to leave the node unable to restart from its own log. */
+static void bad_input_term0_and_config(void **state)
+{
+    (void)state;
+    struct raft *r = hand_core(3, 1, NULL);
+    char d[1] = {'x'};
+    struct raft_entry e = {
+        .term = 0, .index = 1, .type = RAFT_ENTRY_COMMAND, .buf = {d, 1}};
+    struct raft_message m = {.type = RAFT_MSG_APPEND,
+                             .from = 2,
+                             .to = 1,
+                             .term = 1,
+                             .append = {.entries = &e, .n_entries = 1}};
+    struct raft_event ev = {.type = RAFT_RECEIVE, .receive = {&m}};
+    struct raft_update u;
+    uint8_t buf[512];
+    struct raft_entry scratch[4];
+    struct raft_message dm;
+    int n = raft_message_encode(&m, buf, sizeof buf);
+    assert_true(n > 0);
+    assert_int_equal(raft_message_decode(buf, (size_t)n, scratch, 4, &dm),
+                     CRAFT_EPROTO);
+    assert_int_equal(raft_step(r, &ev, &u), CRAFT_EPROTO);
+    assert_int_equal(u.persist_seq, 0);
+    assert_int_equal(hstat(r).last_index, 0);
+    assert_int_equal(hstat(r).term, 0);
+    /* prev_index 0 with a term, or prev_index > 0 with term 0. */
+    e.term = 1;
+    m.append.prev_term = 1;
+    n = raft_message_encode(&m, buf, sizeof buf);
+    assert_int_equal(raft_message_decode(buf, (size_t)n, scratch, 4, &dm),
+                     CRAFT_EPROTO);
+    assert_int_equal(raft_step(r, &ev, &u), CRAFT_EPROTO);
+    m.append.prev_term = 0;
+    m.append.prev_index = 3;
+    e.index = 4;
+    n = raft_message_encode(&m, buf, sizeof buf);
+    assert_int_equal(raft_message_decode(buf, (size_t)n, scratch, 4, &dm),
+                     CRAFT_EPROTO);
+    assert_int_equal(raft_step(r, &ev, &u), CRAFT_EPROTO);
+    assert_int_equal(hstat(r).term, 0);
+    /* The valid message is accepted by both. */
+    m.append.prev_index = 0;
+    e.index = 1;
+    n = raft_message_encode(&m, buf, sizeof buf);
+    assert_int_equal(raft_message_decode(buf, (size_t)n, scratch, 4, &dm), n);
+    ev.receive.msg = &dm;
+    assert_int_equal(raft_step(r, &ev, &u), 0);
+    assert_int_equal(u.n_entries, 1);
+    /* Snapshot chunks naming member 0, or a member twice. */
+    struct raft_message s = {
+        .type = RAFT_MSG_SNAPSHOT,
+        .from = 2,
+        .to = 1,
+        .term = 1,
+        .snapshot = {.meta = {.index = 5,
+                              .term = 1,
+                              .config = {.n = 3, .ids = {1, 2, 0}},
+                              .size = 1},
+                     .last = true,
+                     .data = {d, 1}}};
+    ev.receive.msg = &s;
+    for (int k = 0; k < 2; k++) {
+        n = raft_message_encode(&s, buf, sizeof buf);
+        assert_true(n > 0);
+        memcpy(buf + n, d, 1); /* the runtime appends the chunk's bytes */
+        assert_int_equal(
+            raft_message_decode(buf, (size_t)n + 1, scratch, 4, &dm),
+            CRAFT_EPROTO);
+        assert_int_equal(raft_step(r, &ev, &u), CRAFT_EPROTO);
+        assert_null(u.snapshot_chunk);
+        s.snapshot.meta.config.ids[2] = 2;
+    }
+    s.snapshot.meta.config.ids[2] = 3;
+    n = raft_message_encode(&s, buf, sizeof buf);
+    memcpy(buf + n, d, 1);
+    assert_int_equal(raft_message_decode(buf, (size_t)n + 1, scratch, 4, &dm),
+                     n + 1);
+    assert_int_equal(raft_step(r, &ev, &u), 0);
+    assert_non_null(u.snapshot_chunk);
+    raft_free(r);
+    assert_int_equal(h_live_allocs, 0);
+}
+
 static int reset(void **state)
 {
     (void)state;
@@ -1495,6 +1702,7 @@ int main(int argc, char **argv)
         T(persist_truncate_during_write),
         T(persist_heartbeat_ack_not_held),
         T(persist_restore_raises_term),
+        T(persist_restore_then_enomem),
         T(persist_restart_keeps_votes_and_log),
         T(snapshot_lagging_follower_catches_up),
         T(snapshot_chunks_resume_after_loss),
@@ -1507,10 +1715,12 @@ int main(int argc, char **argv)
         T(flow_proposals_message_count),
         T(flow_pipelining_window),
         T(flow_silent_follower_gets_empty_probes),
+        T(flow_read_rounds_keep_pipeline),
         T(transfer_hands_over),
         T(random_faults),
         T(alloc_failures_are_clean),
         T(bad_input_rejected),
+        T(bad_input_term0_and_config),
     };
     return cmocka_run_group_tests_name("raft", tests, NULL, NULL);
 }

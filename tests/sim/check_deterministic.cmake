@@ -1,0 +1,14 @@
+# Run the same random seeds twice and compare the digests of the runs
+# (run by ctest as sim_deterministic).
+foreach(i 1 2)
+  execute_process(COMMAND ${SIM} --random --seed 4242 --runs 30
+    OUTPUT_VARIABLE out${i} RESULT_VARIABLE rv)
+  if(NOT rv EQUAL 0)
+    message(FATAL_ERROR "craft-sim failed: ${out${i}}")
+  endif()
+  string(REGEX MATCH "digest [0-9a-f]+" digest${i} "${out${i}}")
+endforeach()
+if(digest1 STREQUAL "" OR NOT digest1 STREQUAL digest2)
+  message(FATAL_ERROR "two runs of the same seeds differ: '${digest1}' vs '${digest2}'")
+endif()
+message("${digest1}")
