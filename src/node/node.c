@@ -87,6 +87,17 @@
  * group commits' worth, and well below the store's own limit
  * (STORE_PENDING_BYTES_MAX_DEFAULT, 256 MiB), which must never be hit. */
 #define NODE_PERSIST_BYTES_MAX (64u << 20)
+/* Append messages in flight to one follower.  A message carries at most
+ * max_msg_bytes (1 MiB) or one entry of up to NODE_ENTRY_BYTES_MAX, so a
+ * follower never has more than 16 x 9 MiB queued for its disk -- below the
+ * store's limit (STORE_PENDING_BYTES_MAX_DEFAULT, 256 MiB), which would
+ * stop it.  16 messages of up to 64 entries keep a thousand entries in
+ * flight, more than a fsync's worth on any disk. */
+#define NODE_INFLIGHT_MAX 16
+/* Command bytes in one RAFT_PROPOSE: with the limit above, what is in
+ * flight to the store never passes 64 + 16 + 8 MiB (one command may be
+ * NODE_ENTRY_BYTES_MAX), far from the store's own limit. */
+#define NODE_PROPOSE_BYTES_MAX (16u << 20)
 /* How long a stopping leader waits for the peer it hands leadership to:
  * the peer is caught up at once in the common case and wins its election
  * in one round trip; beyond this the cluster elects one the normal way. */
@@ -186,6 +197,7 @@ struct node {
     /* Stopping. */
     bool stopping;
     bool transferring; /* handing leadership over before closing */
+    bool shut;         /* node_shutdown() ran: the core is not stepped */
     bool srv_stopped;
     unsigned open_handles;
 };
@@ -623,6 +635,38 @@ static void after_step(struct node *n)
 
 static void maybe_snapshot(struct node *n);
 
+#if defined(CRAFT_DEBUG_CHECKS) && CRAFT_DEBUG_CHECKS
+/* The invariants of the file header that can be checked from here: O(n)
+ * in the ops waiting, so only in builds with debug checks. */
+static bool node_invariants_ok(const struct node *n)
+{
+    /* 2: proposals in strictly increasing index order, none applied yet
+     * (a leader's are answered as their entries apply). */
+    raft_index prev = n->applied;
+    unsigned count = 0;
+    for (const struct srv_op *op = n->props.head; op != NULL; op = op->bnext) {
+        if (op->bindex <= prev) {
+            return false;
+        }
+        prev = op->bindex;
+        count++;
+    }
+    if (count != n->props.n) {
+        return false;
+    }
+    /* 3 and 4: nothing applied beyond the commit index. */
+    if (n->applied > n->commit && n->commit != 0) {
+        return false;
+    }
+    /* Only a leader holds client operations for the log or reads. */
+    if (n->role != RAFT_LEADER &&
+        (n->props.n != 0 || n->writes.n != 0 || n->groups != NULL)) {
+        return false;
+    }
+    return true;
+}
+#endif
+
 static void handle_update(struct node *n, const struct raft_update *u)
 {
     persist(n, u);
@@ -645,6 +689,7 @@ static void handle_update(struct node *n, const struct raft_update *u)
     role_change(n, u);
     serve_reads(n);
     maybe_snapshot(n);
+    CRAFT_DASSERT(node_invariants_ok(n));
 }
 
 /* Called between raft_step() and carrying out its update, for the caller
@@ -655,6 +700,14 @@ typedef void (*step_hook)(struct node *n, const struct raft_event *ev, int rv,
 static int node_step_hooked(struct node *n, struct raft_event *ev,
                             step_hook hook, void *arg)
 {
+    if (n->shut) {
+        /* Closing: the store and the peers are going away, and nobody
+         * waits for an answer any more; what is durable stays durable. */
+        if (hook != NULL) {
+            hook(n, ev, CRAFT_ESHUTDOWN, arg);
+        }
+        return CRAFT_ESHUTDOWN;
+    }
     CRAFT_ASSERT(!n->stepping);
     CRAFT_ASSERT(n->raft != NULL);
     n->stepping = true;
@@ -716,17 +769,25 @@ static void proposed(struct node *n, const struct raft_event *ev, int rv,
     }
 }
 
+/* Propose the queued writes, at most RAFT_PROPOSE_MAX commands and
+ * NODE_PROPOSE_BYTES_MAX bytes per step, while the bytes on their way to
+ * the disk stay below NODE_PERSIST_BYTES_MAX; the rest wait in the queue
+ * (their payloads stay in n->wdata) for the next pass. */
 static void flush_writes(struct node *n)
 {
-    while (n->writes.n > 0) {
+    while (n->writes.n > 0 && n->persist_bytes < NODE_PERSIST_BYTES_MAX) {
         struct raft_buffer bufs[RAFT_PROPOSE_MAX];
         struct srv_op *ops[RAFT_PROPOSE_MAX];
         unsigned k = 0;
-        while (k < RAFT_PROPOSE_MAX && n->writes.head != NULL) {
+        size_t bytes = 0;
+        while (k < RAFT_PROPOSE_MAX && n->writes.head != NULL &&
+               (k == 0 ||
+                bytes + n->writes.head->bterm <= NODE_PROPOSE_BYTES_MAX)) {
             struct srv_op *op = list_pop(&n->writes);
             ops[k] = op;
             bufs[k].base = n->wdata.data + op->bindex;
             bufs[k].len = (size_t)op->bterm;
+            bytes += bufs[k].len;
             k++;
         }
         struct raft_event ev = {.type = RAFT_PROPOSE};
@@ -735,9 +796,11 @@ static void flush_writes(struct node *n)
         struct proposal_batch b = {.ops = ops, .n = k};
         node_step_hooked(n, &ev, proposed, &b);
     }
-    buf_reset(&n->wdata);
-    if (n->wdata.cap > (64u << 20)) {
-        buf_close(&n->wdata);
+    if (n->writes.n == 0) {
+        buf_reset(&n->wdata);
+        if (n->wdata.cap > (64u << 20)) {
+            buf_close(&n->wdata);
+        }
     }
 }
 
@@ -850,9 +913,9 @@ static int backend_check(void *data, size_t argc, const uint8_t *const *argv,
     return node_sm_check(n->sm, argc, argv, lens, err);
 }
 
-static bool backend_leader(void *data, char *out, size_t cap)
+/* The known leader's client address. */
+static bool leader_addr(const struct node *n, char *out, size_t cap)
 {
-    struct node *n = data;
     int i = member_index(n, n->leader);
     if (n->leader == 0 || i < 0) {
         return false;
@@ -862,13 +925,22 @@ static bool backend_leader(void *data, char *out, size_t cap)
     return true;
 }
 
+/* Where to send a client that this node turned away: never to itself (a
+ * leader that refuses, because it is handing over or stepping down,
+ * answers CLUSTERDOWN until the new leader is known). */
+static bool backend_leader(void *data, char *out, size_t cap)
+{
+    struct node *n = data;
+    return n->leader != n->cfg.id && leader_addr(n, out, cap);
+}
+
 static int backend_info(void *data, struct buf *b)
 {
     struct node *n = data;
     struct raft_status st;
     raft_status(n->raft, &st);
     char leader[96] = "";
-    backend_leader(n, leader, sizeof leader);
+    leader_addr(n, leader, sizeof leader);
     char text[2048];
     int len = snprintf(
         text, sizeof text,
@@ -1149,7 +1221,7 @@ static void peer_on_message(void *data, struct net_conn *conn, uint16_t type,
     uint64_t from = net_conn_peer_id(conn);
     const char *why = NULL;
     struct raft_message m;
-    if (n->raft == NULL) {
+    if (n->raft == NULL || n->shut) {
         return;
     }
     if (type != NODE_MSG_RAFT) {
@@ -1251,6 +1323,7 @@ static int start_core(struct node *n, char *errmsg, size_t len)
     o.election_ticks_min = c->election_ms_min / c->tick_ms;
     o.election_ticks_max = c->election_ms_max / c->tick_ms;
     o.heartbeat_ticks = c->heartbeat_ms / c->tick_ms;
+    o.max_inflight = NODE_INFLIGHT_MAX;
     uint64_t seed = uv_hrtime() ^ ((uint64_t)getpid() << 32) ^ c->id;
     LOG_INFOF("loaded: term %llu, vote %llu, snapshot %llu, %zu log entries",
               (unsigned long long)l->hs.term, (unsigned long long)l->hs.vote,
@@ -1439,6 +1512,8 @@ static void on_store_closed(struct store *s)
 static void node_shutdown(struct node *n)
 {
     CRAFT_ASSERT(n->stopping);
+    CRAFT_ASSERT(!n->stepping);
+    n->shut = true;
     snap_abandon(n, "stopping");
     uv_handle_t *handles[] = {
         (uv_handle_t *)&n->ticker,     (uv_handle_t *)&n->batcher,

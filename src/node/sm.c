@@ -16,6 +16,7 @@
 struct node_sm {
     struct kvsm_config config;
     struct kvsm *kv;
+    struct buf discard; /* replies nobody waits for (followers) */
 };
 
 int node_sm_new(struct node_sm **out)
@@ -25,6 +26,7 @@ int node_sm_new(struct node_sm **out)
         return CRAFT_ENOMEM;
     }
     kvsm_config_default(&sm->config);
+    buf_init(&sm->discard);
     /* A per-process hash key, so that no client can predict collisions. */
     if (getrandom(sm->config.hash_seed, sizeof sm->config.hash_seed, 0) !=
         (ssize_t)sizeof sm->config.hash_seed) {
@@ -42,6 +44,7 @@ int node_sm_new(struct node_sm **out)
 
 void node_sm_free(struct node_sm *sm)
 {
+    buf_close(&sm->discard);
     kvsm_free(sm->kv);
     free(sm);
 }
@@ -135,11 +138,13 @@ int node_sm_encode_multi(struct node_sm *sm, size_t n_cmds,
 int node_sm_apply(struct node_sm *sm, raft_index index, const void *data,
                   size_t len, struct buf *reply)
 {
-    struct buf scratch;
-    buf_init(&scratch);
-    int rv =
-        kvsm_apply(sm->kv, index, data, len, reply != NULL ? reply : &scratch);
-    buf_close(&scratch);
+    buf_reset(&sm->discard);
+    int rv = kvsm_apply(sm->kv, index, data, len,
+                        reply != NULL ? reply : &sm->discard);
+    /* Keep the buffer for the next entry, unless a large reply grew it. */
+    if (sm->discard.cap > (1u << 20)) {
+        buf_close(&sm->discard);
+    }
     return rv;
 }
 

@@ -135,6 +135,14 @@ def test_basic_three():
                              timeout=10).stdout.decode()
         assert "OK" in out, out
         assert k.call("GET", "z") == b"via-cli"
+        # Large values replicate; one beyond what a log entry may carry is
+        # refused with a clear error, and the connection goes on.
+        big = os.urandom(1 << 20).hex().encode()  # 2 MiB
+        assert k.call("SET", "big", big) == "OK"
+        assert k.call("GET", "big") == big
+        r = k.call("SET", "huge", b"x" * (9 << 20))
+        assert isinstance(r, RespError) and "too large" in r.text, r
+        assert k.call("EXISTS", "huge") == 0
         # A transaction is one log entry: its replies come as one array.
         assert k.call("MULTI") == "OK"
         assert k.call("SET", "t", "1") == "QUEUED"
@@ -160,6 +168,7 @@ def test_basic_three():
         cl = Client(c)
         assert cl.call("GET", "x") == b"hello world"
         assert cl.call("GET", "p") == b"100"
+        assert cl.call("GET", "big") == big
         cl.close()
     except BaseException:
         c.dump_logs()
@@ -330,7 +339,8 @@ def test_snapshot_catchup():
         poll("node %d to catch up by snapshot" % lag.id, caught_up, 30)
         # Restart everything: each node loads its snapshot and log.
         for nd in c.nodes:
-            assert nd.stop() == 0
+            rc = nd.stop()
+            assert rc == 0, "node %d exit %d:\n%s" % (nd.id, rc, nd.tail())
         c.start()
         c.leader()
         for nd in c.nodes:

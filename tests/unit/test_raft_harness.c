@@ -422,6 +422,7 @@ void h_deliver(struct h_cluster *c)
     size_t head = 0;
     struct h_msg *later = NULL;
     size_t n_later = 0;
+    unsigned long storm = 0;
     while (head < c->nq) {
         if (c->reorder_per_mille && c->nq - head > 1 &&
             h_rand(c) % 1000 < c->reorder_per_mille) {
@@ -444,6 +445,15 @@ void h_deliver(struct h_cluster *c)
             struct raft_event ev = {.type = RAFT_RECEIVE,
                                     .receive = {.msg = &msg}};
             c->delivered[m.to]++;
+            /* A message storm (messages begetting messages without end
+             * within one tick) is a bug: name the traffic and fail. */
+            if (++storm > 200000) {
+                print_message("storm: %u -> %u %s\n", m.from + 1, m.to + 1,
+                              raft_msg_type_name(msg.type));
+                if (storm > 200020) {
+                    fail_msg("message storm within one tick");
+                }
+            }
             assert_int_equal(h_step(c, m.to, &ev), 0);
         }
         free(m.bytes);
