@@ -380,12 +380,20 @@ static void start_connect(struct craft_aclient *c)
 static void give_up(struct craft_aclient *c)
 {
     const struct client_req *req = &c->head->req;
-    client__errf(c->errmsg, sizeof c->errmsg,
-                 "no answer from the cluster after %u attempts within %u ms%s"
-                 " (last: %s)",
-                 req->attempts, c->o.total_timeout_ms,
-                 req->in_doubt ? "; the write may have run" : "",
-                 c->last[0] != '\0' ? c->last : "none");
+    if (req->attempts == 0) {
+        client__errf(c->errmsg, sizeof c->errmsg,
+                     "no member reachable within %u ms (last: %s)",
+                     c->o.total_timeout_ms,
+                     c->last[0] != '\0' ? c->last : "none");
+    } else {
+        client__errf(
+            c->errmsg, sizeof c->errmsg,
+            "no answer from the cluster after %u attempts within %u ms%s"
+            " (last: %s)",
+            req->attempts, c->o.total_timeout_ms,
+            req->in_doubt ? "; the write may have run" : "",
+            c->last[0] != '\0' ? c->last : "none");
+    }
     drop_conn(c);
     finish(c,
            c->last_refused && !req->in_doubt ? CRAFT_ECONNREFUSED

@@ -261,12 +261,20 @@ static int open_session(struct craft_client *c, uint64_t deadline)
 static int give_up(struct craft_client *c, const struct client_req *req)
 {
     bool write = req->kind == CLIENT_WRITE;
-    client__errf(c->errmsg, sizeof c->errmsg,
-                 "no answer from the cluster after %u attempts within %u ms%s"
-                 " (last: %s)",
-                 req->attempts, c->o.total_timeout_ms,
-                 write && req->in_doubt ? "; the write may have run" : "",
-                 c->last[0] != '\0' ? c->last : "none");
+    if (req->attempts == 0) {
+        client__errf(c->errmsg, sizeof c->errmsg,
+                     "no member reachable within %u ms (last: %s)",
+                     c->o.total_timeout_ms,
+                     c->last[0] != '\0' ? c->last : "none");
+    } else {
+        client__errf(
+            c->errmsg, sizeof c->errmsg,
+            "no answer from the cluster after %u attempts within %u ms%s"
+            " (last: %s)",
+            req->attempts, c->o.total_timeout_ms,
+            write && req->in_doubt ? "; the write may have run" : "",
+            c->last[0] != '\0' ? c->last : "none");
+    }
     return c->last_refused && !req->in_doubt ? CRAFT_ECONNREFUSED
                                              : CRAFT_ETIMEDOUT;
 }
