@@ -1,6 +1,7 @@
 /*
  * The asynchronous craftd client: the retry loop of client.c turned into
- * callbacks on the caller's libuv loop, through hiredis's libuv adapter.
+ * callbacks on the caller's libuv loop, with hiredis's async API (and a
+ * libuv glue of our own, see uvglue below).
  *
  * Requests wait in a FIFO; only the head is worked on.  Its states:
  *
@@ -28,13 +29,6 @@
 
 #include <hiredis/async.h>
 #include <uv.h>
-
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wconversion"
-#pragma GCC diagnostic ignored "-Wsign-conversion"
-#pragma GCC diagnostic ignored "-Wstrict-prototypes"
-#include <hiredis/adapters/libuv.h>
-#pragma GCC diagnostic pop
 
 #include "client_int.h"
 #include "util/assert.h"
@@ -73,6 +67,103 @@ struct craft_aclient {
 };
 
 static void step(struct craft_aclient *c);
+
+/* ---- hiredis on libuv ------------------------------------------------ */
+
+/*
+ * The glue between a hiredis async context and a uv_poll_t.  hiredis 0.14
+ * ships one (adapters/libuv.h), but it ignores a poll error status, and
+ * libuv reports a refused non-blocking connect exactly that way (POLLERR ->
+ * UV_EBADF), so the connect callback would never fire and every refused
+ * connect would wait for the timeout.  This one hands an error to hiredis
+ * as readiness, which makes hiredis look at the socket and report the
+ * failure (the behaviour of later hiredis releases).
+ */
+struct uvglue {
+    redisAsyncContext *ac; /* NULL once hiredis let go of the context */
+    uv_poll_t poll;
+    int events;
+};
+
+static void glue_poll_cb(uv_poll_t *handle, int status, int events)
+{
+    struct uvglue *g = handle->data;
+    int ev = status != 0 ? g->events : events;
+    if (g->ac != NULL && (ev & UV_READABLE)) {
+        redisAsyncHandleRead(g->ac);
+    }
+    if (g->ac != NULL && (ev & UV_WRITABLE)) {
+        redisAsyncHandleWrite(g->ac);
+    }
+}
+
+static void glue_update(struct uvglue *g, int events)
+{
+    g->events = events;
+    if (events != 0) {
+        uv_poll_start(&g->poll, events, glue_poll_cb);
+    } else {
+        uv_poll_stop(&g->poll);
+    }
+}
+
+static void glue_add_read(void *data)
+{
+    struct uvglue *g = data;
+    glue_update(g, g->events | UV_READABLE);
+}
+
+static void glue_del_read(void *data)
+{
+    struct uvglue *g = data;
+    glue_update(g, g->events & ~UV_READABLE);
+}
+
+static void glue_add_write(void *data)
+{
+    struct uvglue *g = data;
+    glue_update(g, g->events | UV_WRITABLE);
+}
+
+static void glue_del_write(void *data)
+{
+    struct uvglue *g = data;
+    glue_update(g, g->events & ~UV_WRITABLE);
+}
+
+static void glue_closed(uv_handle_t *handle)
+{
+    free(handle->data);
+}
+
+static void glue_cleanup(void *data)
+{
+    struct uvglue *g = data;
+    g->ac = NULL;
+    uv_close((uv_handle_t *)&g->poll, glue_closed);
+}
+
+static int glue_attach(redisAsyncContext *ac, uv_loop_t *loop)
+{
+    CRAFT_ASSERT(ac->ev.data == NULL);
+    struct uvglue *g = calloc(1, sizeof *g);
+    if (g == NULL) {
+        return CRAFT_ENOMEM;
+    }
+    if (uv_poll_init(loop, &g->poll, ac->c.fd) != 0) {
+        free(g);
+        return CRAFT_EIO;
+    }
+    g->ac = ac;
+    g->poll.data = g;
+    ac->ev.data = g;
+    ac->ev.addRead = glue_add_read;
+    ac->ev.delRead = glue_del_read;
+    ac->ev.addWrite = glue_add_write;
+    ac->ev.delWrite = glue_del_write;
+    ac->ev.cleanup = glue_cleanup;
+    return 0;
+}
 
 static uint64_t now_ms(const struct craft_aclient *c)
 {
@@ -296,7 +387,21 @@ static void on_auth(redisAsyncContext *ac, void *reply, void *priv)
     finish(c, CRAFT_EAUTH, NULL);
 }
 
-static void send_cur(struct craft_aclient *c)
+/* A wait of at most ms, cut short by the head request's deadline. */
+static uint64_t bounded(const struct craft_aclient *c, uint64_t ms)
+{
+    uint64_t now = now_ms(c);
+    uint64_t deadline = c->head->deadline;
+    uint64_t left = deadline > now ? deadline - now : 0;
+    return ms < left ? ms : left;
+}
+
+/* Queue AUTH (if needed) and the current request on c->ac.  hiredis holds
+ * them until the connection is up; hiredis 0.14 only notices that a
+ * connect finished once something is waiting to be written, so a new
+ * connection gets its command at once.  Returns false after finishing the
+ * request with CRAFT_ENOMEM. */
+static bool queue_cur(struct craft_aclient *c)
 {
     CRAFT_ASSERT(c->ac != NULL);
     CRAFT_ASSERT(c->cur != NULL);
@@ -307,7 +412,6 @@ static void send_cur(struct craft_aclient *c)
         redisAsyncCommandArgv(c->ac, on_auth, priv, 2, argv, NULL);
     }
     c->cur->attempts++;
-    c->state = A_REPLY;
     int rv = redisAsyncCommandArgv(
         c->ac, on_reply, priv, client__req_argc(c->cur),
         client__req_argv(c->cur), client__req_lens(c->cur));
@@ -315,9 +419,17 @@ static void send_cur(struct craft_aclient *c)
         client__errf(c->errmsg, sizeof c->errmsg, "out of memory");
         drop_conn(c);
         finish(c, CRAFT_ENOMEM, NULL);
-        return;
+        return false;
     }
-    arm(c, c->o.request_timeout_ms);
+    return true;
+}
+
+static void send_cur(struct craft_aclient *c)
+{
+    if (queue_cur(c)) {
+        c->state = A_REPLY;
+        arm(c, bounded(c, c->o.request_timeout_ms));
+    }
 }
 
 static void on_connect(const redisAsyncContext *ac, int status)
@@ -332,10 +444,12 @@ static void on_connect(const redisAsyncContext *ac, int status)
         bool refused = strstr(ac->errstr, "refused") != NULL;
         client__errf(what, sizeof what, "cannot connect: %s", ac->errstr);
         c->ac = NULL; /* hiredis frees it after this callback */
-        failed_here(c, refused, what);
+        failed_here(c, refused, what); /* the queued command is stale */
         return;
     }
-    send_cur(c);
+    /* The command is already queued: now wait for its reply. */
+    c->state = A_REPLY;
+    arm(c, bounded(c, c->o.request_timeout_ms));
 }
 
 static void on_disconnect(const redisAsyncContext *ac, int status)
@@ -364,7 +478,7 @@ static void start_connect(struct craft_aclient *c)
         return;
     }
     ac->data = c;
-    if (redisLibuvAttach(ac, c->loop) != REDIS_OK) {
+    if (glue_attach(ac, c->loop) != 0) {
         redisAsyncFree(ac);
         client__errf(c->errmsg, sizeof c->errmsg, "cannot attach to the loop");
         finish(c, CRAFT_ENOMEM, NULL);
@@ -373,8 +487,10 @@ static void start_connect(struct craft_aclient *c)
     redisAsyncSetConnectCallback(ac, on_connect);
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
     c->ac = ac;
-    c->state = A_CONNECT;
-    arm(c, c->o.connect_timeout_ms);
+    if (queue_cur(c)) {
+        c->state = A_CONNECT;
+        arm(c, bounded(c, c->o.connect_timeout_ms));
+    }
 }
 
 static void give_up(struct craft_aclient *c)
