@@ -9,7 +9,8 @@ if(TARGET craftd AND TARGET craftclient)
     RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/tests)
 
   find_package(Python3 COMPONENTS Interpreter REQUIRED)
-  foreach(t example redirect failover_sync failover_async no_quorum cli)
+  foreach(t example redirect failover_sync failover_async no_quorum cli
+          snapshot)
     add_test(NAME client_${t}
       COMMAND Python3::Interpreter ${CMAKE_CURRENT_SOURCE_DIR}/client_test.py ${t}
       WORKING_DIRECTORY ${CMAKE_BINARY_DIR})

@@ -249,6 +249,94 @@ def test_cli():
         c.close()
 
 
+def test_snapshot():
+    """snapshot save from a stopped cluster's data dir, restore into three
+    new data dirs for a new cluster, which then serves the same data."""
+    c = Cluster(3, name="client-snap", extra=["--snapshot-bytes", "16k"])
+    c2 = None
+    try:
+        c.start()
+        lead = c.leader()
+        cl = Client(c)
+        for i in range(300):
+            assert cl.call("SET", "key%d" % i, "value%d" % i) == "OK"
+        cl.close()
+        poll("a snapshot on the leader",
+             lambda: int(c.node(lead).info()["raft_snapshot_index"]) > 0)
+        # Keys written after the snapshot live only in the log.
+        cl = Client(c)
+        assert cl.call("SET", "late", "after-snapshot") == "OK"
+        cl.close()
+        for nd in c.nodes:
+            assert nd.stop() == 0
+        src = c.node(lead).dir
+        f1 = os.path.join(c.tmp, "snap-only.craftsnap")
+        f2 = os.path.join(c.tmp, "with-log.craftsnap")
+        rc, out, err = cli("snapshot", "save", src, f1)
+        assert rc == 0 and "saved index" in out, (rc, out, err)
+        idx1 = int(out.split()[2])
+        rc, out, err = cli("snapshot", "save", src, f2, "--include-log")
+        assert rc == 0 and "saved index" in out, (rc, out, err)
+        idx2 = int(out.split()[2])
+        # The log holds at least the "late" write beyond the snapshot.
+        assert 0 < idx1 < idx2, (idx1, idx2)
+
+        c2 = Cluster(3, name="client-restored")
+        for nd in c2.nodes:
+            rc, out, err = cli("snapshot", "restore", f2, "--data-dir", nd.dir,
+                               "--id", nd.id, "--cluster", c2.spec,
+                               "--raft-port-offset", c2.offset)
+            assert rc == 0 and "restored index" in out, (rc, out, err)
+        c2.start()
+        c2.leader()
+        cl = Client(c2)
+        for i in range(0, 300, 7):
+            assert cl.call("GET", "key%d" % i) == b"value%d" % i
+        assert cl.call("GET", "late") == b"after-snapshot"
+        assert cl.call("DBSIZE") == 301
+        assert cl.call("SET", "new", "1") == "OK"
+        cl.close()
+
+        # Refusals, each with its message and exit status.
+        nd = c2.node(1)
+        rc, out, err = cli("snapshot", "restore", f1, "--data-dir", nd.dir,
+                           "--id", 1, "--cluster", c2.spec,
+                           "--raft-port-offset", c2.offset)
+        assert rc == 74 and "not empty" in err, (rc, err)
+        bad = os.path.join(c.tmp, "bad.craftsnap")
+        data = bytearray(open(f1, "rb").read())
+        data[len(data) // 2] ^= 0x40
+        open(bad, "wb").write(bytes(data))
+        rc, out, err = cli("snapshot", "restore", bad, "--data-dir",
+                           os.path.join(c.tmp, "x"), "--id", 1,
+                           "--cluster", c2.spec, "--raft-port-offset",
+                           c2.offset)
+        assert rc == 2 and "checksum" in err, (rc, err)
+        open(bad, "wb").write(b"hello")
+        rc, out, err = cli("snapshot", "restore", bad, "--data-dir",
+                           os.path.join(c.tmp, "x"), "--id", 1,
+                           "--cluster", c2.spec, "--raft-port-offset",
+                           c2.offset)
+        assert rc == 2 and "header" in err, (rc, err)
+        rc, out, err = cli("snapshot", "restore", f1, "--data-dir",
+                           os.path.join(c.tmp, "x"), "--id", 9,
+                           "--cluster", c2.spec, "--raft-port-offset",
+                           c2.offset)
+        assert rc == 64 and "not a member" in err, (rc, err)
+        rc, out, err = cli("snapshot", "save", os.path.join(c.tmp, "nope"),
+                           bad)
+        assert rc == 74 and "no raft/ log" in err, (rc, err)
+        for args in (["save", "--help"], ["restore", "--help"], ["--help"]):
+            rc, out, _ = cli("snapshot", *args)
+            assert rc == 0 and "usage" in out, (args, out)
+        rc, _, err = cli("snapshot", "save", src)
+        assert rc == 64, err
+    finally:
+        c.close()
+        if c2 is not None:
+            c2.close()
+
+
 TESTS = {
     "example": test_example,
     "redirect": test_redirect,
@@ -256,6 +344,7 @@ TESTS = {
     "failover_async": test_failover_async,
     "no_quorum": test_no_quorum,
     "cli": test_cli,
+    "snapshot": test_snapshot,
 }
 
 if __name__ == "__main__":

@@ -44,5 +44,6 @@ int cli_get(int argc, char **argv);
 int cli_set(int argc, char **argv);
 int cli_del(int argc, char **argv);
 int cli_append(int argc, char **argv);
+int cli_snapshot(int argc, char **argv); /* snapshot.c */
 
 #endif

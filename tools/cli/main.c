@@ -4,6 +4,7 @@
  *     craft-cli log check DIR [--repair]
  *     craft-cli log dump DIR [--from I] [--to J]
  *     craft-cli status|get|set|del|append [--cluster LIST] ...
+ *     craft-cli snapshot save DIR FILE | restore FILE --data-dir NEW ...
  *
  * Later commands (status, get, set, ...) are added as rows of `commands`
  * below, each in its own file.
@@ -21,6 +22,8 @@ static const struct cli_cmd commands[] = {
     {"set", "write a key, exactly once", cli_set},
     {"del", "delete keys, exactly once", cli_del},
     {"append", "append to a key, exactly once", cli_append},
+    {"snapshot", "save a node's state to a file, restore it to a new node",
+     cli_snapshot},
     {"log", "inspect, check and repair a node's data directory", cli_log},
 };
 
