@@ -353,7 +353,7 @@ static void handle_reply(struct craft_aclient *c, redisReply *r)
         finish(c, CRAFT_EAUTH, NULL);
         return;
     }
-    CRAFT_ASSERT(!"unknown verdict");
+    CRAFT_UNREACHABLE();
 }
 
 static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
@@ -574,7 +574,7 @@ static void on_timer(uv_timer_t *t)
         return;
     }
     }
-    CRAFT_ASSERT(!"unknown state");
+    CRAFT_UNREACHABLE();
 }
 
 int craft_aclient_command_argv(struct craft_aclient *c, int argc,

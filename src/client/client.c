@@ -38,8 +38,7 @@ struct craft_client {
     struct craft_client_options o;
     char *password;
     struct client_addrs addrs;
-    redisContext *rc; /* connected to addrs.a[rc_addr], or NULL */
-    size_t rc_addr;
+    redisContext *rc;  /* connected to addrs.a[addrs.cur], or NULL */
     uint64_t session;  /* 0: none open */
     uint64_t next_seq; /* of the session */
     unsigned fails;    /* consecutive failed tries, for backoff */
@@ -203,9 +202,8 @@ static int connect_cur(struct craft_client *c, uint64_t deadline)
     }
     c->stats.connects++;
     c->rc = rc;
-    c->rc_addr = c->addrs.cur;
     ms = c->o.request_timeout_ms < left ? c->o.request_timeout_ms : left;
-    redisSetTimeout(rc, tv_ms(ms));
+    redisSetTimeout(rc, tv_ms(ms)); /* for AUTH; each send sets its own */
     if (c->password == NULL) {
         return 0;
     }
@@ -348,7 +346,7 @@ static int handle_reply(struct craft_client *c, struct client_req *req,
         freeReplyObject(r);
         return CRAFT_EAUTH;
     }
-    CRAFT_ASSERT(!"unknown verdict");
+    CRAFT_UNREACHABLE();
     return CRAFT_EINTERNAL;
 }
 
@@ -382,6 +380,14 @@ static int run(struct craft_client *c, struct client_req *req,
                 continue;
             }
         }
+        /* The reply timeout is the request timeout, cut short by this
+         * command's deadline (set per send: the connection outlives it). */
+        uint64_t now = now_ms();
+        uint64_t wait = deadline > now ? deadline - now : 1;
+        if (wait > c->o.request_timeout_ms) {
+            wait = c->o.request_timeout_ms;
+        }
+        redisSetTimeout(c->rc, tv_ms(wait));
         req->attempts++;
         c->stats.sends++;
         redisReply *r =

@@ -333,7 +333,7 @@ bool client__may_resend(const struct client_req *req)
     case CLIENT_UNSUPPORTED:
         return false;
     }
-    CRAFT_ASSERT(!"unknown kind");
+    CRAFT_UNREACHABLE();
     return false;
 }
 
