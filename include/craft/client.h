@@ -18,8 +18,9 @@
  * session (`CRAFT.SESSION`) the first time it sends a write and wraps every
  * write as `CRAFT.EXEC <id> <seq> <first-unacked> <command...>`.  A write
  * whose retries run out fails with CRAFT_ETIMEDOUT or CRAFT_ELEADERLOST:
- * its outcome is then unknown, as with any client, but it will not run
- * again later by itself.
+ * its outcome is then unknown, as with any client, but it runs at most
+ * once, and never after the client's next write (whose first-unacked
+ * makes craftd refuse any late copy of it).
  *
  * Replies are hiredis `redisReply` objects, owned by the caller and freed
  * with freeReplyObject().  An error reply from the command itself (say
