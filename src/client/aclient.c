@@ -49,6 +49,7 @@ struct craft_aclient {
     char *password;
     struct client_addrs addrs;
     redisAsyncContext *ac;
+    bool need_auth; /* ac is new: AUTH goes before the next command */
     uv_timer_t timer;
     enum astate state;
     uint64_t attempt;
@@ -407,9 +408,10 @@ static bool queue_cur(struct craft_aclient *c)
     CRAFT_ASSERT(c->cur != NULL);
     c->attempt++;
     void *priv = (void *)(uintptr_t)c->attempt;
-    if (c->password != NULL) {
+    if (c->password != NULL && c->need_auth) {
         const char *argv[] = {"AUTH", c->password};
         redisAsyncCommandArgv(c->ac, on_auth, priv, 2, argv, NULL);
+        c->need_auth = false;
     }
     c->cur->attempts++;
     int rv = redisAsyncCommandArgv(
@@ -487,6 +489,7 @@ static void start_connect(struct craft_aclient *c)
     redisAsyncSetConnectCallback(ac, on_connect);
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
     c->ac = ac;
+    c->need_auth = true;
     if (queue_cur(c)) {
         c->state = A_CONNECT;
         arm(c, bounded(c, c->o.connect_timeout_ms));

@@ -920,6 +920,77 @@ static void async_refused(void **state)
     assert_int_equal(a.fired, 1);
 }
 
+/* The async client: AUTH with the right password, then a NOSESSION before
+ * the write could run moves it to a new session. */
+static const char *script_auth_nosession(struct fake *f, int n, int argc,
+                                         char **argv)
+{
+    (void)n, (void)argc;
+    int *sessions = f->data;
+    if (strcasecmp(argv[0], "AUTH") == 0) {
+        return strcmp(argv[1], "right") == 0 ? "+OK\r\n"
+                                             : "-WRONGPASS invalid\r\n";
+    }
+    if (strcasecmp(argv[0], "CRAFT.SESSION") == 0) {
+        return ++*sessions == 1 ? ":3\r\n" : ":4\r\n";
+    }
+    if (strcmp(argv[1], "3") == 0) {
+        return "-NOSESSION session 3 is unknown or has expired\r\n";
+    }
+    return ":1\r\n";
+}
+
+static void async_auth_and_nosession(void **state)
+{
+    (void)state;
+    int sessions = 0;
+    struct fake *f = fake_start(script_auth_nosession, &sessions);
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct craft_client_options o;
+    craft_client_options_init(&o);
+    o.password = "right";
+    char buf[32];
+    struct craft_aclient *c = aclient_for(&loop, f->port, &o, buf);
+    struct acall a = {0};
+    const char *argv[] = {"INCR", "n"};
+    assert_int_equal(craft_aclient_command_argv(c, 2, argv, NULL, on_acall, &a),
+                     0);
+    run_until(&loop, &a.fired, 1);
+    assert_int_equal(a.status, 0);
+    assert_int_equal(a.integer, 1);
+    /* Each send is preceded by AUTH only on a new connection; what matters
+     * is the EXEC under session 3, then the same seq under session 4. */
+    int auths = 0;
+    bool saw3 = false, saw4 = false;
+    for (int i = 0; i < fake_cmds(f); i++) {
+        auths += strncmp(f->log[i], "AUTH", 4) == 0;
+        saw3 |= strcmp(f->log[i], "CRAFT.EXEC 3 1 1 INCR n") == 0;
+        saw4 |= strcmp(f->log[i], "CRAFT.EXEC 4 1 1 INCR n") == 0;
+    }
+    assert_true(saw3);
+    assert_true(saw4);
+    assert_int_equal(auths, 1); /* one connection, one AUTH */
+    craft_aclient_close(c, NULL, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+
+    /* A wrong password fails the request with CRAFT_EAUTH. */
+    o.password = "wrong";
+    c = aclient_for(&loop, f->port, &o, buf);
+    struct acall b = {0};
+    assert_int_equal(craft_aclient_command_argv(c, 2, argv, NULL, on_acall, &b),
+                     0);
+    run_until(&loop, &b.fired, 1);
+    assert_int_equal(b.status, CRAFT_EAUTH);
+    assert_non_null(strstr(b.str, "WRONGPASS"));
+    craft_aclient_close(c, NULL, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    assert_int_equal(a.fired, 1);
+    assert_int_equal(b.fired, 1);
+    fake_stop(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -941,6 +1012,7 @@ int main(void)
         cmocka_unit_test(async_moved_and_lost_reply),
         cmocka_unit_test(async_timeout_and_cancel),
         cmocka_unit_test(async_refused),
+        cmocka_unit_test(async_auth_and_nosession),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
