@@ -38,4 +38,12 @@ bool cli_parse_u64(const char *s, uint64_t *out);
 /* Command groups. */
 int cli_log(int argc, char **argv);
 
+/* Cluster commands (status.c, kv.c). */
+int cli_status(int argc, char **argv);
+int cli_get(int argc, char **argv);
+int cli_set(int argc, char **argv);
+int cli_del(int argc, char **argv);
+int cli_append(int argc, char **argv);
+int cli_snapshot(int argc, char **argv); /* snapshot.c */
+
 #endif

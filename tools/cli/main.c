@@ -3,6 +3,8 @@
  *
  *     craft-cli log check DIR [--repair]
  *     craft-cli log dump DIR [--from I] [--to J]
+ *     craft-cli status|get|set|del|append [--cluster LIST] ...
+ *     craft-cli snapshot save DIR FILE | restore FILE --data-dir NEW ...
  *
  * Later commands (status, get, set, ...) are added as rows of `commands`
  * below, each in its own file.
@@ -15,6 +17,13 @@
 #include "cli.h"
 
 static const struct cli_cmd commands[] = {
+    {"status", "the Raft state of every member, as a table", cli_status},
+    {"get", "read a key (linearizable, at the leader)", cli_get},
+    {"set", "write a key, exactly once", cli_set},
+    {"del", "delete keys, exactly once", cli_del},
+    {"append", "append to a key, exactly once", cli_append},
+    {"snapshot", "save a node's state to a file, restore it to a new node",
+     cli_snapshot},
     {"log", "inspect, check and repair a node's data directory", cli_log},
 };
 
