@@ -313,6 +313,21 @@ static void send_reply(struct kv_world *w, raft_id server, unsigned clerk,
     ev_push(w, &ev);
 }
 
+/* The clerk's call failed (refused, or the connection broke). */
+static void call_failed(struct kv_world *w, raft_id server, unsigned clerk,
+                        uint64_t call)
+{
+    struct kv_event ev;
+    memset(&ev, 0, sizeof ev);
+    ev.type = KV_EV_REPLY;
+    ev.status = KV_S_FAILED;
+    ev.clerk = clerk;
+    ev.server = server;
+    ev.call = call;
+    ev.time = sim_now(w->c) + fail_delay(w);
+    ev_push(w, &ev);
+}
+
 /* ---- the server front end ----------------------------------------------- */
 
 static void pending_add(struct kv_world *w, raft_id id, struct kv_pending *p)
@@ -340,7 +355,9 @@ static void answer_where(struct kv_world *w, raft_id id,
             continue;
         }
         *pp = p->next;
-        if (status != KV_S_FAILED) {
+        if (status == KV_S_FAILED) {
+            call_failed(w, id, p->clerk, p->call);
+        } else {
             send_reply(w, id, p->clerk, p->call, status, NULL);
         }
         pending_free(p);
@@ -452,15 +469,7 @@ static void server_request(struct kv_world *w, raft_id id, unsigned clerk,
                            uint64_t call, const struct kv_args *a)
 {
     if (!sim_is_up(w->c, id)) {
-        struct kv_event ev;
-        memset(&ev, 0, sizeof ev);
-        ev.type = KV_EV_REPLY;
-        ev.status = KV_S_FAILED; /* connection refused */
-        ev.clerk = clerk;
-        ev.server = id;
-        ev.call = call;
-        ev.time = sim_now(w->c) + fail_delay(w);
-        ev_push(w, &ev);
+        call_failed(w, id, clerk, call); /* connection refused */
         return;
     }
     struct kvsm_route rt;
@@ -486,18 +495,10 @@ static void server_request(struct kv_world *w, raft_id id, unsigned clerk,
     buf_close(&err);
 }
 
-struct applied_arg {
-    raft_index index;
-    raft_term term;
-    const struct buf *reply;
-    struct kv_world *w;
-    raft_id id;
-};
-
-static bool match_write_at(const struct kv_pending *p, void *arg)
+static bool match_write_upto(const struct kv_pending *p, void *arg)
 {
-    const struct applied_arg *x = arg;
-    return !p->is_read && p->index <= x->index;
+    const raft_index *index = arg;
+    return !p->is_read && p->index <= *index;
 }
 
 /* Server id applied the entry at (index, term) with this reply: answer the
@@ -523,8 +524,7 @@ static void server_applied(struct kv_world *w, raft_id id, raft_index index,
     }
     /* Anything proposed at or below an index applied by other means (a
      * snapshot) has an unknown outcome. */
-    struct applied_arg x = {index, term, reply, w, id};
-    answer_where(w, id, match_write_at, &x, KV_S_WRONG_LEADER);
+    answer_where(w, id, match_write_upto, &index, KV_S_WRONG_LEADER);
 }
 
 struct lost_arg {
@@ -1125,22 +1125,7 @@ void kv_crash(struct kv_world *w, raft_id id)
 {
     sim_crash(w->c, id);
     /* Its clients' connections break: their calls fail. */
-    struct kv_pending *p = w->pending[id];
-    w->pending[id] = NULL;
-    while (p != NULL) {
-        struct kv_pending *next = p->next;
-        struct kv_event ev;
-        memset(&ev, 0, sizeof ev);
-        ev.type = KV_EV_REPLY;
-        ev.status = KV_S_FAILED;
-        ev.clerk = p->clerk;
-        ev.server = id;
-        ev.call = p->call;
-        ev.time = sim_now(w->c) + fail_delay(w);
-        ev_push(w, &ev);
-        pending_free(p);
-        p = next;
-    }
+    answer_where(w, id, match_all, NULL, KV_S_FAILED);
 }
 
 void kv_restart(struct kv_world *w, raft_id id)
