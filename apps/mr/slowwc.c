@@ -2,15 +2,38 @@
  * slowwc -- wc with pauses, for the fault-tolerance tests: every map
  * sleeps --arg map_sleep_ms and every reduce task --arg reduce_sleep_ms
  * before its first key, so a test can kill a worker while it is surely
- * mid-map or mid-reduce.  The output is exactly wc's.
+ * mid-map or mid-reduce.  With --arg dir=DIR, each pause is announced by a
+ * file DIR/slowwc-{map,reduce}-<pid> that exists only during the pause.
+ * The output is exactly wc's.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define WC_NO_EXPORT 1
 #include "wc.c"
 
 static long map_sleep, reduce_sleep;
+static const char *marker_dir;
+
+/* Sleeps ms, with the marker file of `phase` present meanwhile. */
+static void pause_ms(const char *phase, long ms)
+{
+    char path[4096];
+    if (marker_dir) {
+        snprintf(path, sizeof path, "%s/slowwc-%s-%d", marker_dir, phase,
+                 (int)getpid());
+        FILE *f = fopen(path, "w");
+        if (f) {
+            fclose(f);
+        }
+    }
+    sleep_ms(ms);
+    if (marker_dir) {
+        unlink(path);
+    }
+}
 
 /* The last key reduced by this process.  Keys of one reduce task come in
  * strictly increasing order, so a key that is not greater than the last
@@ -25,6 +48,7 @@ static int slow_init(const struct mr_args *args, void **state)
     const char *r = mr_arg(args, "reduce_sleep_ms");
     map_sleep = m ? strtol(m, NULL, 10) : 0;
     reduce_sleep = r ? strtol(r, NULL, 10) : 0;
+    marker_dir = mr_arg(args, "dir");
     *state = NULL;
     return 0;
 }
@@ -33,7 +57,7 @@ static int slow_map(void *state, const char *filename, const void *contents,
                     size_t len, struct mr_emitter *out)
 {
     if (map_sleep > 0) {
-        sleep_ms(map_sleep);
+        pause_ms("map", map_sleep);
     }
     return wc_map(state, filename, contents, len, out);
 }
@@ -49,7 +73,7 @@ static int slow_reduce(void *state, const void *key, size_t key_len,
                        struct mr_values *values, struct mr_emitter *out)
 {
     if (reduce_sleep > 0 && (!have_last || key_le_last(key, key_len))) {
-        sleep_ms(reduce_sleep);
+        pause_ms("reduce", reduce_sleep);
     }
     have_last = 1;
     last_len = key_len < sizeof last_key ? key_len : sizeof last_key;

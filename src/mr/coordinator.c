@@ -90,7 +90,6 @@ struct coord {
     char plugin_name[64];
     struct mr_split *splits;
     uint32_t n_splits;
-    int *input_fds;
     struct mr_segment **map_index; /* [map][reduce], set when DONE */
     uint8_t *committing;           /* [reduce] */
     struct upload *uploads;
@@ -377,6 +376,46 @@ static void handle_task(struct coord *c, struct net_request *req,
     reply_wbuf(req, &w);
 }
 
+/* An input chunk read on the thread pool: a cold or slow disk must not
+ * stall the loop every worker talks to (one event loop per process; slow
+ * work off-loop). */
+struct input_read {
+    uv_work_t work;
+    struct coord *c;
+    struct net_request *req;
+    const char *path; /* from the command line; outlives the job */
+    uint64_t off;
+    size_t n;
+    int rv;
+    uint8_t data[]; /* n bytes */
+};
+
+static void input_read_work(uv_work_t *work)
+{
+    struct input_read *ir = work->data;
+    int fd = open(ir->path, O_RDONLY | O_CLOEXEC);
+    ir->rv = fd < 0 ? -errno : mr_pread_all(fd, ir->data, ir->n, ir->off);
+    if (fd >= 0) {
+        close(fd);
+    }
+}
+
+static void input_read_done(uv_work_t *work, int status)
+{
+    (void)status;
+    struct input_read *ir = work->data;
+    if (ir->rv != 0) {
+        LOG_ERRORF("reading input %s: %s", ir->path,
+                   ir->rv == CRAFT_ECORRUPT ? "file shrank"
+                                            : strerror(-ir->rv));
+        reply_err(ir->req, CRAFT_EIO, "the coordinator cannot read the input");
+    } else {
+        ir->c->bytes_in += ir->n;
+        net_reply(ir->req, 0, ir->data, ir->n);
+    }
+    free(ir);
+}
+
 static void handle_input(struct coord *c, struct net_request *req,
                          struct mr_rbuf *r)
 {
@@ -393,21 +432,20 @@ static void handle_input(struct coord *c, struct net_request *req,
     const struct mr_split *s = &c->splits[map];
     uint64_t left = s->length - off;
     size_t n = left < MR_CHUNK_BYTES ? (size_t)left : MR_CHUNK_BYTES;
-    uint8_t *chunk = malloc(n ? n : 1);
-    if (!chunk) {
+    struct input_read *ir = malloc(sizeof *ir + n);
+    if (!ir) {
         reply_err(req, CRAFT_ENOMEM, "out of memory");
         return;
     }
-    int rv = mr_pread_all(c->input_fds[s->file], chunk, n, s->offset + off);
-    if (rv != 0) {
-        LOG_ERRORF("reading input %s: %s", c->cfg->inputs[s->file],
-                   rv == CRAFT_ECORRUPT ? "file shrank" : strerror(-rv));
-        reply_err(req, CRAFT_EIO, "the coordinator cannot read the input");
-    } else {
-        c->bytes_in += n;
-        net_reply(req, 0, chunk, n);
-    }
-    free(chunk);
+    *ir = (struct input_read){.c = c,
+                              .req = req,
+                              .path = c->cfg->inputs[s->file],
+                              .off = s->offset + off,
+                              .n = n};
+    ir->work.data = ir;
+    int rv =
+        uv_queue_work(c->loop, &ir->work, input_read_work, input_read_done);
+    CRAFT_ASSERT(rv == 0); /* fails only for a NULL callback */
 }
 
 static void handle_heartbeat(struct coord *c, struct net_request *req,
@@ -491,6 +529,17 @@ static void unlink_upload(struct coord *c, struct upload *up)
     }
 }
 
+/* The coordinator's own disk failed: no worker can fix that, so the job
+ * fails (workers are told to exit) rather than retrying forever. */
+static void output_failed(struct coord *c, uint32_t reduce, const char *why)
+{
+    char msg[512];
+    snprintf(msg, sizeof msg, "cannot write the output of reduce %u in %s: %s",
+             reduce, c->cfg->output_dir, why);
+    LOG_ERRORF("%s", msg);
+    mr_sched_abort(&c->sched, msg);
+}
+
 static void handle_output(struct coord *c, struct net_request *req,
                           struct mr_rbuf *r)
 {
@@ -511,8 +560,8 @@ static void handle_output(struct coord *c, struct net_request *req,
         snprintf(path, sizeof path, "%s/mr-out-%u", c->cfg->output_dir, reduce);
         u = calloc(1, sizeof *u);
         if (!u || mr_output_open(&u->out, path, err, sizeof err) != 0) {
+            output_failed(c, reduce, u ? err : "out of memory");
             free(u);
-            LOG_ERRORF("reduce %u: %s", reduce, err);
             reply_err(req, CRAFT_EIO, "the coordinator cannot write output");
             return;
         }
@@ -551,18 +600,12 @@ static void commit_done(uv_work_t *work, int status)
     c->committing[up->reduce] = 0;
     uint8_t accepted = 0;
     if (cw->rv != 0) {
-        LOG_ERRORF("reduce %u: commit failed: %s", up->reduce, cw->errmsg);
-        mr_sched_fail(&c->sched, MR_REDUCE, up->reduce, up->worker, up->attempt,
-                      cw->errmsg);
+        output_failed(c, up->reduce, cw->errmsg);
     } else {
         /* Complete even if the worker was lost meanwhile: the output is
          * final and correct, which is all a reduce owes the job. */
-        struct mr_worker_rec *w = &c->sched.workers[up->worker - 1];
-        int alive = w->alive;
-        w->alive = 1;
         accepted = (uint8_t)mr_sched_complete(&c->sched, MR_REDUCE, up->reduce,
                                               up->worker, up->attempt);
-        w->alive = alive;
         LOG_DEBUGF("reduce %u committed", up->reduce);
     }
     net_reply(cw->req, cw->rv, &accepted, 1);
@@ -592,6 +635,7 @@ static void handle_reduce_done(struct coord *c, struct net_request *req,
         snprintf(path, sizeof path, "%s/mr-out-%u", c->cfg->output_dir, reduce);
         u = calloc(1, sizeof *u);
         if (!u || mr_output_open(&u->out, path, err, sizeof err) != 0) {
+            output_failed(c, reduce, u ? err : "out of memory");
             free(u);
             reply_err(req, CRAFT_EIO, "the coordinator cannot write output");
             return;
@@ -858,25 +902,12 @@ static int split_inputs(struct coord *c)
 {
     const struct mr_coord_config *cfg = c->cfg;
     char err[512];
-    c->input_fds = malloc(cfg->n_inputs * sizeof *c->input_fds);
-    if (!c->input_fds) {
-        return CRAFT_ENOMEM;
-    }
-    for (uint32_t i = 0; i < cfg->n_inputs; i++) {
-        c->input_fds[i] = -1;
-    }
     for (uint32_t i = 0; i < cfg->n_inputs; i++) {
         int rv = mr_split_file(cfg->inputs[i], i, cfg->split_bytes, &c->splits,
                                &c->n_splits, err, sizeof err);
         if (rv != 0) {
             fprintf(stderr, "craft-mr coordinator: %s\n", err);
             return rv;
-        }
-        c->input_fds[i] = open(cfg->inputs[i], O_RDONLY | O_CLOEXEC);
-        if (c->input_fds[i] < 0) {
-            fprintf(stderr, "craft-mr coordinator: input %s: %s\n",
-                    cfg->inputs[i], strerror(errno));
-            return CRAFT_EIO;
         }
     }
     for (uint32_t m = 0; m < c->n_splits; m++) {
@@ -885,6 +916,25 @@ static int split_inputs(struct coord *c)
     c->map_index = calloc(c->n_splits ? c->n_splits : 1, sizeof *c->map_index);
     c->committing = calloc(cfg->n_reduces, 1);
     return c->map_index && c->committing ? 0 : CRAFT_ENOMEM;
+}
+
+static int check_output_dir(const char *dir)
+{
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
+        fprintf(stderr, "craft-mr coordinator: --output-dir %s: %s\n", dir,
+                strerror(errno));
+        return CRAFT_EIO;
+    }
+    struct stat st;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode) ||
+        access(dir, W_OK | X_OK) != 0) {
+        fprintf(stderr,
+                "craft-mr coordinator: --output-dir %s: not a writable "
+                "directory\n",
+                dir);
+        return CRAFT_EIO;
+    }
+    return 0;
 }
 
 static int write_port_file(const char *path, uint16_t port)
@@ -950,14 +1000,8 @@ static void coord_free(struct coord *c)
     for (uint32_t m = 0; c->map_index && m < c->n_splits; m++) {
         free(c->map_index[m]);
     }
-    for (uint32_t i = 0; c->input_fds && i < c->cfg->n_inputs; i++) {
-        if (c->input_fds[i] >= 0) {
-            close(c->input_fds[i]);
-        }
-    }
     free(c->map_index);
     free(c->committing);
-    free(c->input_fds);
     free(c->splits);
     free(c->plugin);
     free(c->conns);
@@ -978,7 +1022,10 @@ int mr_coordinator_run(const struct mr_coord_config *cfg)
         return 1;
     }
     c.loop = &loop;
-    int rv = load_plugin_bytes(&c);
+    int rv = check_output_dir(cfg->output_dir);
+    if (rv == 0) {
+        rv = load_plugin_bytes(&c);
+    }
     if (rv == 0) {
         rv = split_inputs(&c);
     }

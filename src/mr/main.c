@@ -10,6 +10,7 @@
  * a usage error.
  */
 #include <getopt.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -266,6 +267,15 @@ static int cmd_worker(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+#ifdef __GLIBC__
+    /* Buffers of 128 KiB and more (input splits, sort buffers, chunks) get
+     * their own mappings and go back to the system when freed.  glibc's
+     * default raises this threshold each time such a block is freed, after
+     * which big buffers come from the heap arenas, fragment them, and a
+     * worker's RSS drifts far above its --memory-mb (measured: 49 MB vs
+     * 14 MB for a 32 MB worker).  Setting it also fixes it. */
+    mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+#endif
     if (argc < 2 || strcmp(argv[1], "help") == 0 ||
         strcmp(argv[1], "--help") == 0) {
         fputs(usage, argc < 2 ? stderr : stdout);

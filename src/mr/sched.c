@@ -171,10 +171,12 @@ int mr_sched_would_accept(const struct mr_sched *s, enum mr_task_kind kind,
         kind == MR_MAP ? &s->maps[task] : &s->reduces[task];
     int alive =
         worker >= 1 && worker <= s->n_workers && s->workers[worker - 1].alive;
-    /* A reduce completes only once every map output it read is known to
-     * be complete: reduces are never issued earlier (invariant 3), and a
-     * map re-run later produces identical output. */
-    return t->state != MR_DONE && alive;
+    /* A map's output lives on its worker, so only a live worker's map
+     * counts.  A reduce completes once the coordinator itself has checked
+     * and committed its output: what becomes of its worker after that
+     * does not matter.  (Every map output a reduce read was complete:
+     * reduces are issued only after all maps, invariant 3.) */
+    return t->state != MR_DONE && (alive || kind == MR_REDUCE);
 }
 
 int mr_sched_complete(struct mr_sched *s, enum mr_task_kind kind, uint32_t task,
@@ -187,6 +189,12 @@ int mr_sched_complete(struct mr_sched *s, enum mr_task_kind kind, uint32_t task,
     t->state = MR_DONE;
     t->worker = worker;
     t->attempt = attempt;
+    /* The limits are on failures in a row: a task that completed is not
+     * poison, even if it must run again later because its output was lost
+     * with its worker (which, with failing machines, can happen many times
+     * over a long job). */
+    t->failures = 0;
+    t->losses = 0;
     if (kind == MR_MAP) {
         s->maps_done++;
     } else {
@@ -270,6 +278,14 @@ void mr_sched_fetch_failed(struct mr_sched *s, uint32_t reduce,
     CRAFT_DASSERT(mr_sched_check(s));
 }
 
+void mr_sched_abort(struct mr_sched *s, const char *why)
+{
+    if (!s->failed) {
+        s->failed = 1;
+        snprintf(s->errmsg, sizeof s->errmsg, "%s", why);
+    }
+}
+
 uint32_t mr_sched_tick(struct mr_sched *s, uint64_t now_ms)
 {
     uint32_t changes = 0;
@@ -328,8 +344,9 @@ int mr_sched_check(const struct mr_sched *s)
     if (maps_done != s->maps_done || reduces_done != s->reduces_done) {
         return 0;
     }
-    /* Invariant 3: reduces start only once every map is done.  (A map
-     * may become IDLE again later when its worker is lost.) */
+    /* Invariant 3 is asserted where reduces are issued: a map may become
+     * IDLE again later (its worker lost), so it cannot be checked here
+     * from the state alone -- except before any re-issue. */
     if (reduces_started > 0 && s->maps_done < s->cfg.n_maps &&
         s->reissues == 0) {
         return 0;

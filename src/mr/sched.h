@@ -19,10 +19,13 @@
  *      of its output) is alive, unless every reduce is DONE.
  *   3. No reduce is issued before every map is DONE.
  *   4. A task is DONE at most once per completion accepted: a completion
- *      for a DONE task, or from a worker that is no longer alive, is a
- *      duplicate and changes nothing.
+ *      for a DONE task, or of a map from a worker that is no longer
+ *      alive, is a duplicate and changes nothing.  (A reduce completes
+ *      after the coordinator committed its output, so its worker's later
+ *      fate does not matter.)
  *   5. The job is done exactly when every reduce is DONE; it has failed
- *      when some task failed max_failures times or lost max_losses workers.
+ *      when some task failed max_failures times or lost max_losses workers
+ *      without completing in between.
  *
  * Workers ask for work; the answer is a task, WAIT (nothing to do now: maps
  * are running elsewhere and may yet fail, so the worker must keep asking)
@@ -45,8 +48,10 @@ struct mr_task {
     uint32_t worker;     /* RUNNING: runs it; DONE map: holds its output */
     uint64_t attempt;    /* of the latest issue (RUNNING) or completion */
     uint64_t started_ms; /* of the latest issue */
-    uint32_t failures;   /* errors reported by workers */
-    uint32_t losses;     /* attempts that died with their worker */
+    uint32_t failures;   /* errors reported by workers, since it last
+                            completed */
+    uint32_t losses;     /* attempts that died with their worker, since it
+                            last completed */
     uint32_t issues;     /* times issued, for statistics */
 };
 
@@ -128,6 +133,10 @@ void mr_sched_fetch_failed(struct mr_sched *s, uint32_t reduce,
 
 /* The worker is gone (its connection closed, or it went silent). */
 void mr_sched_worker_lost(struct mr_sched *s, uint32_t worker);
+
+/* Fails the job for a reason outside any task (the coordinator cannot
+ * write its output, say).  why is copied. */
+void mr_sched_abort(struct mr_sched *s, const char *why);
 
 /* Timeouts: re-issues RUNNING tasks older than task_timeout_ms and loses
  * workers silent for worker_timeout_ms.  Returns the number of changes. */

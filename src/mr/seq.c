@@ -46,7 +46,7 @@ static int seq_maps(const struct mr_seq_config *cfg, struct mr_plugin *p,
         char task[32];
         snprintf(task, sizeof task, "map %u", m);
         rv = mr_map_run(p, task, input, data, (size_t)splits[m].length, 1,
-                        cfg->sort_bytes, dir, paths[m], NULL, errmsg, errlen);
+                        cfg->sort_bytes, paths[m], NULL, errmsg, errlen);
         free(data);
         *n_runs = m + 1;
     }

@@ -29,18 +29,34 @@ static int push(struct mr_split **splits, uint32_t *n, struct mr_split s)
     return 0;
 }
 
-/* The end of the split that starts at off: just after the first newline at
- * or past off + want, or the end of the file. */
+/* The end of the split that starts at off: just after the last newline
+ * in [off, off + want), so that splits stay within their size; when that
+ * range holds no newline (a line longer than a split), just after the
+ * first newline past it, at most MR_SPLIT_LINE_MAX further; or the end of
+ * the file. */
 static int split_end(int fd, uint64_t off, uint64_t want, uint64_t size,
                      uint64_t *end)
 {
-    uint64_t pos = off + want;
-    if (pos >= size) {
+    if (off + want >= size) {
         *end = size;
         return 0;
     }
     char buf[4096];
-    uint64_t limit = pos + MR_SPLIT_LINE_MAX;
+    uint64_t hi = off + want; /* search [lo, hi) backwards */
+    while (hi > off) {
+        uint64_t lo = hi - off > sizeof buf ? hi - sizeof buf : off;
+        int rv = mr_pread_all(fd, buf, (size_t)(hi - lo), lo);
+        if (rv != 0) {
+            return rv;
+        }
+        char *nl = memrchr(buf, '\n', (size_t)(hi - lo));
+        if (nl) {
+            *end = lo + (uint64_t)(nl - buf) + 1;
+            return 0;
+        }
+        hi = lo;
+    }
+    uint64_t pos = off + want, limit = pos + MR_SPLIT_LINE_MAX;
     while (pos < size && pos < limit) {
         size_t n = sizeof buf;
         if (size - pos < n) {

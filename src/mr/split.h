@@ -1,8 +1,9 @@
 /*
- * Input splits.  A file larger than split_bytes is cut into pieces of about
- * that size, each ending just after a newline (or at the end of the file),
- * so no line is ever cut in two; smaller files are one split each -- which
- * gives the classic "one map task per input file" for small inputs.
+ * Input splits.  A file larger than split_bytes is cut into pieces of at
+ * most that size, each ending just after a newline (or at the end of the
+ * file), so no line is ever cut in two -- only a single line longer than
+ * split_bytes makes a bigger split.  Smaller files are one split each,
+ * which gives the classic "one map task per input file".
  */
 #ifndef CRAFT_MR_SPLIT_H
 #define CRAFT_MR_SPLIT_H

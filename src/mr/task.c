@@ -329,10 +329,8 @@ static void free_paths(char **paths, uint32_t n_tagged)
 
 int mr_merge_runs(struct mr_plugin *p, const char *task_name,
                   const char *const *paths, uint32_t n, uint32_t n_partitions,
-                  const char *work_dir, const char *out_path, char *errmsg,
-                  size_t errlen)
+                  const char *out_path, char *errmsg, size_t errlen)
 {
-    (void)work_dir;
     struct task_ctx c = {p, task_name, 0, errmsg, errlen};
     int combine = p && p->v1->combine;
     char **cur;
@@ -539,12 +537,11 @@ static void sorter_close(struct sorter *s)
 
 int mr_map_run(struct mr_plugin *p, const char *task_name, const char *filename,
                const void *contents, size_t len, uint32_t n_partitions,
-               size_t sort_bytes, const char *work_dir, const char *out_path,
+               size_t sort_bytes, const char *out_path,
                struct mr_map_stats *stats, char *errmsg, size_t errlen)
 {
     CRAFT_ASSERT(p->v1 != NULL);
     CRAFT_ASSERT(n_partitions > 0);
-    (void)work_dir;
     struct sorter s;
     memset(&s, 0, sizeof s);
     s.c = (struct task_ctx){p, task_name, 0, errmsg, errlen};
@@ -563,8 +560,8 @@ int mr_map_run(struct mr_plugin *p, const char *task_name, const char *filename,
         }
         if (rv == 0) {
             rv = mr_merge_runs(p, task_name, (const char *const *)s.spills,
-                               s.n_spills, n_partitions, work_dir, out_path,
-                               errmsg, errlen);
+                               s.n_spills, n_partitions, out_path, errmsg,
+                               errlen);
         }
     }
     if (stats) {

@@ -37,11 +37,12 @@ struct mr_map_stats {
 };
 
 /* Runs map over one split and writes out_path, a run of n_partitions
- * partitions.  Spill files go to work_dir and are removed.  0, or
+ * partitions.  Spills go next to out_path (out_path.spillN) and are
+ * removed.  0, or
  * CRAFT_EPLUGIN / CRAFT_EIO / CRAFT_ENOSPC / CRAFT_ENOMEM with errmsg. */
 int mr_map_run(struct mr_plugin *p, const char *task_name, const char *filename,
                const void *contents, size_t len, uint32_t n_partitions,
-               size_t sort_bytes, const char *work_dir, const char *out_path,
+               size_t sort_bytes, const char *out_path,
                struct mr_map_stats *stats, char *errmsg, size_t errlen);
 
 /* Merges partition `part` of the n runs at paths (each of n_partitions
@@ -53,10 +54,10 @@ int mr_reduce_run(struct mr_plugin *p, const char *task_name,
                   char *errmsg, size_t errlen);
 
 /* Merges the n runs at paths into one run at out_path, partition by
- * partition, through the plugin's combiner if p != NULL and it has one. */
+ * partition, through the plugin's combiner if p != NULL and it has one.
+ * Intermediate passes (n > MR_MERGE_FANIN) write next to out_path. */
 int mr_merge_runs(struct mr_plugin *p, const char *task_name,
                   const char *const *paths, uint32_t n, uint32_t n_partitions,
-                  const char *work_dir, const char *out_path, char *errmsg,
-                  size_t errlen);
+                  const char *out_path, char *errmsg, size_t errlen);
 
 #endif /* CRAFT_MR_TASK_H */

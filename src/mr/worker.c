@@ -131,6 +131,7 @@ struct worker {
     int work_busy;
     int work_rv;
     int crashed;
+    struct mr_map_stats map_stats;
     char errmsg[1024];
     int exiting;
     int exit_code;
@@ -250,15 +251,15 @@ static void close_streams(struct worker *w)
 }
 
 /* Forgets the current task (invariant 1) and deletes its files. */
-static void drop_task(struct worker *w)
+/* Frees what the task's computation reads.  Only while no pool job runs
+ * (invariant 2): an abandoned job keeps its buffers until work_after. */
+static void free_task_data(struct worker *w)
 {
-    w->gen++;
-    w->has_task = 0;
+    CRAFT_ASSERT(!w->work_busy);
     free(w->input);
     w->input = NULL;
-    close_streams(w);
     for (uint32_t i = 0; i < w->n_runs; i++) {
-        if (w->runs[i] != NULL) { /* NULL: that fetch never completed */
+        if (w->runs[i]) { /* NULL: not fetched (yet), or empty */
             unlink(w->runs[i]);
             free(w->runs[i]);
         }
@@ -276,7 +277,17 @@ static void drop_task(struct worker *w)
         unlink(w->out_path);
     }
     w->out_path[0] = '\0';
+}
+
+static void drop_task(struct worker *w)
+{
+    w->gen++;
+    w->has_task = 0;
+    close_streams(w);
     uv_timer_stop(&w->hb);
+    if (!w->work_busy) {
+        free_task_data(w);
+    }
 }
 
 static void finish(struct worker *w, int code, const char *why)
@@ -423,8 +434,8 @@ static void run_guarded(struct worker *w)
     if (w->kind == MR_MAP) {
         w->work_rv = mr_map_run(&w->plugin, task, w->filename, w->input,
                                 (size_t)w->length, w->n_reduces,
-                                (size_t)(w->cfg->memory_bytes / 4), w->dir,
-                                w->out_path, NULL, w->errmsg, sizeof w->errmsg);
+                                (size_t)(w->cfg->memory_bytes / 4), w->out_path,
+                                &w->map_stats, w->errmsg, sizeof w->errmsg);
     } else {
         struct mr_output out;
         w->work_rv =
@@ -461,6 +472,8 @@ static void map_done_cb(void *data, int status, const uint8_t *p, size_t len)
 
 static void map_finished(struct worker *w)
 {
+    LOG_INFOF("map %u done: %" PRIu64 " records, %u spills", w->task,
+              w->map_stats.records, w->map_stats.spills);
     free(w->input);
     w->input = NULL;
     struct mr_segment *segs;
@@ -502,7 +515,12 @@ static void work_after(uv_work_t *work, int status)
     }
     if (!w->has_task) {
         /* Abandoned while it ran (the coordinator connection was lost):
-         * register again if the new connection is up already. */
+         * free what it used, and register again if the new connection is
+         * up already. */
+        if (w->kind == MR_MAP && w->out_path[0]) {
+            unlink(w->out_path);
+        }
+        free_task_data(w);
         if (w->coord && w->id == 0) {
             send_hello(w);
         }
@@ -1144,20 +1162,28 @@ static int decode_hello(struct worker *w, const uint8_t *p, size_t len)
         strchr(w->plugin_name, '/') || w->n_reduces == 0) {
         return CRAFT_EPROTO;
     }
-    if (crc != w->plugin_crc) {
+    /* The loaded plugin holds pointers into its args for its whole life
+     * (craft/mr.h): registering again with the same coordinator keeps both;
+     * a different plugin is unloaded (fini) before its args are freed. */
+    int keep = w->plugin.v1 != NULL && crc == w->plugin_crc;
+    if (!keep) {
+        mr_plugin_close(&w->plugin);
         w->plugin_ok = 0;
         w->plugin_crc = crc;
-    }
-    free_args(w);
-    w->arg_keys = calloc(n ? n : 1, sizeof(char *));
-    w->arg_values = calloc(n ? n : 1, sizeof(char *));
-    if (!w->arg_keys || !w->arg_values) {
-        return CRAFT_ENOMEM;
+        free_args(w);
+        w->arg_keys = calloc(n ? n : 1, sizeof(char *));
+        w->arg_values = calloc(n ? n : 1, sizeof(char *));
+        if (!w->arg_keys || !w->arg_values) {
+            return CRAFT_ENOMEM;
+        }
     }
     for (uint32_t i = 0; i < n; i++) {
         char k[MR_STR_MAX + 1], v[MR_STR_MAX + 1];
         mr_r_str(&r, k, sizeof k);
         mr_r_str(&r, v, sizeof v);
+        if (keep) {
+            continue;
+        }
         w->arg_keys[i] = strdup(k);
         w->arg_values[i] = strdup(v);
         w->n_args = i + 1;
@@ -1179,8 +1205,10 @@ static void hello_cb(void *data, int status, const uint8_t *p, size_t len)
         finish(w, 1, "malformed HELLO reply from the coordinator");
         return;
     }
-    say(w, "registered as worker %u (%u maps, %u reduces, plugin %s)", w->id,
-        w->n_maps, w->n_reduces, w->plugin_name);
+    say(w,
+        "registered as worker %u (%u maps, %u reduces, plugin %s); serving "
+        "map output on port %u",
+        w->id, w->n_maps, w->n_reduces, w->plugin_name, w->fetch_port);
     w->registered_once = 1;
     fetch_plugin(w);
 }
@@ -1298,6 +1326,58 @@ static void start_connect(struct worker *w)
 
 /* ---- the fetch server -------------------------------------------------- */
 
+/* A FETCH served on the thread pool, like the coordinator's input reads:
+ * the loop keeps answering the coordinator and other reducers meanwhile. */
+struct fetch_read {
+    uv_work_t work;
+    struct net_request *req;
+    char path[4400];
+    uint32_t n_partitions, part;
+    uint64_t off;
+    int status; /* 0 or the CRAFT_E* code to answer with */
+    size_t n;
+    uint8_t *data;
+};
+
+static void fetch_read_work(uv_work_t *work)
+{
+    struct fetch_read *fr = work->data;
+    struct mr_segment *segs;
+    char err[256];
+    if (mr_run_read_index(fr->path, fr->n_partitions, &segs, err, sizeof err) !=
+        0) {
+        fr->status = CRAFT_ENOENT; /* lost with a re-registration */
+        return;
+    }
+    struct mr_segment seg = segs[fr->part];
+    free(segs);
+    if (fr->off >= seg.length) {
+        fr->status = CRAFT_EPROTO;
+        return;
+    }
+    uint64_t left = seg.length - fr->off;
+    fr->n = left < MR_CHUNK_BYTES ? (size_t)left : MR_CHUNK_BYTES;
+    fr->data = malloc(fr->n);
+    int fd = open(fr->path, O_RDONLY | O_CLOEXEC);
+    int rv = fr->data && fd >= 0
+                 ? mr_pread_all(fd, fr->data, fr->n, seg.offset + fr->off)
+                 : CRAFT_EIO;
+    if (fd >= 0) {
+        close(fd);
+    }
+    fr->status = rv == 0 ? 0 : CRAFT_EIO;
+}
+
+static void fetch_read_done(uv_work_t *work, int status)
+{
+    (void)status;
+    struct fetch_read *fr = work->data;
+    net_reply(fr->req, fr->status, fr->status == 0 ? fr->data : NULL,
+              fr->status == 0 ? fr->n : 0);
+    free(fr->data);
+    free(fr);
+}
+
 static void serve_fetch(struct worker *w, struct net_request *req)
 {
     struct mr_rbuf r;
@@ -1310,35 +1390,21 @@ static void serve_fetch(struct worker *w, struct net_request *req)
         net_reply(req, CRAFT_EPROTO, NULL, 0);
         return;
     }
-    char path[4400], err[256];
-    snprintf(path, sizeof path, "%s/map-%u-%" PRIu64 ".run", w->dir, map,
-             attempt);
-    struct mr_segment *segs;
-    if (mr_run_read_index(path, w->n_reduces, &segs, err, sizeof err) != 0) {
-        net_reply(req, CRAFT_ENOENT, NULL, 0);
+    struct fetch_read *fr = calloc(1, sizeof *fr);
+    if (!fr) {
+        net_reply(req, CRAFT_ENOMEM, NULL, 0);
         return;
     }
-    struct mr_segment s = segs[part];
-    free(segs);
-    if (off >= s.length) {
-        net_reply(req, CRAFT_EPROTO, NULL, 0);
-        return;
-    }
-    uint64_t left = s.length - off;
-    size_t n = left < MR_CHUNK_BYTES ? (size_t)left : MR_CHUNK_BYTES;
-    uint8_t *chunk = malloc(n);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    int rv = chunk && fd >= 0 ? mr_pread_all(fd, chunk, n, s.offset + off)
-                              : CRAFT_EIO;
-    if (fd >= 0) {
-        close(fd);
-    }
-    if (rv != 0) {
-        net_reply(req, CRAFT_EIO, NULL, 0);
-    } else {
-        net_reply(req, 0, chunk, n);
-    }
-    free(chunk);
+    fr->req = req;
+    snprintf(fr->path, sizeof fr->path, "%s/map-%u-%" PRIu64 ".run", w->dir,
+             map, attempt);
+    fr->n_partitions = w->n_reduces;
+    fr->part = part;
+    fr->off = off;
+    fr->work.data = fr;
+    int rv =
+        uv_queue_work(w->loop, &fr->work, fetch_read_work, fetch_read_done);
+    CRAFT_ASSERT(rv == 0); /* fails only for a NULL callback */
 }
 
 static void fetch_on_request(void *data, struct net_conn *conn,

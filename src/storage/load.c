@@ -6,7 +6,8 @@
  *  1. Metadata: of meta1 and meta2, the valid one with the higher seq wins.
  *     One invalid file is a torn write of a value never reported durable
  *     (the other file still holds the previous value) and is logged; both
- *     invalid is corruption.
+ *     invalid is corruption.  (store_open() creates meta2 with seq 0 in a
+ *     new directory, so a lone invalid file is a torn initialisation.)
  *  2. Snapshot: the snap-<index>-<term> file with the highest index is
  *     current and must validate completely (it was renamed into place only
  *     after an fsync).  snap.tmp and older snapshots are stale.
@@ -112,6 +113,8 @@ static int list_fn(void *arg, const char *name)
         c->open_present = true;
     } else if (strcmp(name, "snap.tmp") == 0) {
         c->tmp_present = true;
+    } else if (strcmp(name, "LOCK") == 0) {
+        /* the directory lock (store_lock()) */
     } else if (store__seg_name_parse(name, &a, &b)) {
         if (c->n_closed == c->cap_closed) {
             size_t cap = c->cap_closed ? 2 * c->cap_closed : 16;
@@ -250,6 +253,40 @@ static int load_meta(struct scan_ctx *c)
     return 0;
 }
 
+/* The snapshot's data against the CRC in its header, read in bounded
+ * chunks: snapshots may be large. */
+static int check_snap_data(struct scan_ctx *c, int fd, const char *path,
+                           uint32_t want_crc)
+{
+    enum { CHUNK = 1 << 20 };
+    uint64_t size = c->sc->snapshot.size;
+    uint8_t *buf = malloc(CHUNK);
+    uint32_t crc = 0;
+    int rv = buf ? 0 : CRAFT_ENOMEM;
+    for (uint64_t off = 0; rv == 0 && off < size;) {
+        size_t n = size - off < CHUNK ? (size_t)(size - off) : CHUNK;
+        ssize_t got =
+            c->vfs->pread(c->vfs, fd, buf, n, STORE_SNAP_HDR_BYTES + off);
+        if (got < 0 || (size_t)got != n) {
+            set_err(c->errmsg, c->errmsg_len, "%s: read: %s", path,
+                    got < 0 ? strerror((int)-got) : "short read");
+            rv = got < 0 ? store__errno_code((int)got) : CRAFT_EIO;
+            break;
+        }
+        crc = crc32c(crc, buf, n);
+        off += n;
+    }
+    free(buf);
+    if (rv == 0 && crc != want_crc) {
+        set_err(c->errmsg, c->errmsg_len,
+                "%s: offset %u: data CRC %08" PRIx32 " (expected %08" PRIx32
+                " from the header)",
+                path, STORE_SNAP_HDR_BYTES, crc, want_crc);
+        rv = CRAFT_ECORRUPT;
+    }
+    return rv;
+}
+
 static int load_snapshot(struct scan_ctx *c)
 {
     if (!c->snap_found) {
@@ -299,33 +336,8 @@ static int load_snapshot(struct scan_ctx *c)
         c->vfs->close(c->vfs, fd);
         return CRAFT_ECORRUPT;
     }
-    /* Verify the data in bounded chunks: snapshots may be large. */
-    enum { CHUNK = 1 << 20 };
-    uint8_t *buf = malloc(CHUNK);
-    uint32_t crc = 0;
-    rv = buf ? 0 : CRAFT_ENOMEM;
-    for (uint64_t off = 0; rv == 0 && off < sc->snapshot.size;) {
-        uint64_t left = sc->snapshot.size - off;
-        size_t n = left < CHUNK ? (size_t)left : CHUNK;
-        got = c->vfs->pread(c->vfs, fd, buf, n, STORE_SNAP_HDR_BYTES + off);
-        if (got < 0 || (size_t)got != n) {
-            set_err(c->errmsg, c->errmsg_len, "%s: read: %s", path,
-                    got < 0 ? strerror((int)-got) : "short read");
-            rv = got < 0 ? store__errno_code((int)got) : CRAFT_EIO;
-            break;
-        }
-        crc = crc32c(crc, buf, n);
-        off += n;
-    }
-    free(buf);
+    rv = check_snap_data(c, fd, path, want_crc);
     c->vfs->close(c->vfs, fd);
-    if (rv == 0 && crc != want_crc) {
-        set_err(c->errmsg, c->errmsg_len,
-                "%s: offset %u: data CRC %08" PRIx32 " (expected %08" PRIx32
-                " from the header)",
-                path, STORE_SNAP_HDR_BYTES, crc, want_crc);
-        rv = CRAFT_ECORRUPT;
-    }
     if (rv == 0) {
         sc->has_snapshot = true;
         sc->snapshot_crc = want_crc;
@@ -352,7 +364,6 @@ static int push_entry(struct store_scan *sc, const struct raft_entry *e)
 /* Why a record at off is not acceptable, or 0 with *rec_len set.  Checks
  * everything except how first_index fits the log. */
 static const char *check_record(const uint8_t *buf, uint64_t size, uint64_t off,
-                                const struct store_options *o,
                                 struct store_rec_hdr *h, uint64_t *rec_len)
 {
     if (size - off < STORE_REC_HDR_BYTES) {
@@ -361,10 +372,12 @@ static const char *check_record(const uint8_t *buf, uint64_t size, uint64_t off,
     if (store__rec_hdr_decode(buf + off, h) != 0) {
         return "a record header with its magic and CRC";
     }
-    if (h->n_entries > STORE_RECORD_ENTRIES_MAX ||
-        h->data_len > (uint64_t)h->n_entries * o->entry_bytes_max ||
+    /* The fields are covered by the header CRC; these bounds only keep the
+     * arithmetic below in range.  entry_bytes_max limits new appends, not
+     * what may be read: a directory stays readable with a smaller limit. */
+    if (h->n_entries > STORE_RECORD_ENTRIES_MAX || h->data_len > size ||
         h->flags != 0) {
-        return "a record within the limits";
+        return "a record within the format's limits";
     }
     uint64_t len = store__rec_bytes(h->n_entries, h->data_len);
     if (len > size - off) {
@@ -379,7 +392,7 @@ static const char *check_record(const uint8_t *buf, uint64_t size, uint64_t off,
     for (uint32_t i = 0; i < h->n_entries; i++) {
         struct store_desc ds;
         store__desc_decode(d + (size_t)i * STORE_DESC_BYTES, &ds);
-        if (ds.len > o->entry_bytes_max || total + ds.len > h->data_len) {
+        if (total + ds.len > h->data_len) {
             return "entry lengths adding up to the record's data length";
         }
         if (crc32c(0, p + total, ds.len) != ds.crc) {
@@ -413,6 +426,7 @@ static int take_record(struct scan_ctx *c, struct store_seg_info *si,
                        const struct store_rec_hdr *h)
 {
     struct store_scan *sc = c->sc;
+    CRAFT_ASSERT(h->n_entries <= STORE_RECORD_ENTRIES_MAX);
     bool empty = si->last < si->first;
     raft_index next = empty ? si->first : si->last + 1;
     if (!empty && h->first_index < next) {
@@ -439,6 +453,8 @@ static int take_record(struct scan_ctx *c, struct store_seg_info *si,
     }
     si->last = h->first_index + h->n_entries - 1;
     si->n_records++;
+    CRAFT_DASSERT(sc->n_entries == 0 ||
+                  sc->entries[sc->n_entries - 1].index == si->last);
     return 0;
 }
 
@@ -457,18 +473,96 @@ static bool index_fits(const struct store_seg_info *si, bool started,
 
 /* In the open segment, is there a valid record anywhere after off? */
 static bool valid_record_after(const uint8_t *buf, uint64_t size, uint64_t off,
-                               const struct store_options *o, uint64_t *found)
+                               uint64_t *found)
 {
     for (uint64_t p = (off + 8) & ~(uint64_t)7; p + STORE_REC_HDR_BYTES <= size;
          p += 8) {
         struct store_rec_hdr h;
         uint64_t len;
-        if (check_record(buf, size, p, o, &h, &len) == NULL) {
+        if (check_record(buf, size, p, &h, &len) == NULL) {
             *found = p;
             return true;
         }
     }
     return false;
+}
+
+/* Take the records of a segment from off on, until the end, the zeroed
+ * preallocated rest (open segment), or a record that fails its checks
+ * (*why says what was expected there).  *off ends after the last record
+ * taken.  A checksummed record at the wrong index is corruption at once. */
+static int take_records(struct scan_ctx *c, struct store_seg_info *si,
+                        const uint8_t *buf, uint64_t size,
+                        raft_index want_first, uint64_t *off, const char **why)
+{
+    bool started = false;
+    while (*why == NULL && *off < size) {
+        struct store_rec_hdr h;
+        uint64_t len = 0;
+        if (si->open && size - *off >= STORE_REC_HDR_BYTES &&
+            all_zero(buf + *off, STORE_REC_HDR_BYTES) &&
+            all_zero(buf + *off, size - *off)) {
+            break; /* the preallocated, never written rest */
+        }
+        *why = check_record(buf, size, *off, &h, &len);
+        if (*why != NULL) {
+            break;
+        }
+        if (!index_fits(si, started, want_first, h.first_index)) {
+            /* A whole, checksummed record in the wrong place is never a
+             * torn write (e.g. a segment before it went missing). */
+            set_err(c->errmsg, c->errmsg_len,
+                    "%s/%s: offset %" PRIu64 ": record for index %" PRIu64
+                    " (expected index %" PRIu64 ")",
+                    c->dir, si->name, *off, h.first_index,
+                    started ? si->last + 1 : want_first);
+            return CRAFT_ECORRUPT;
+        }
+        if (!started) {
+            si->first = h.first_index;
+            si->last = h.first_index - 1;
+            started = true;
+        }
+        int rv = take_record(c, si, buf, *off, &h);
+        if (rv != 0) {
+            return rv;
+        }
+        *off += len;
+    }
+    CRAFT_ASSERT(*off <= size || *why != NULL);
+    return 0;
+}
+
+/* The open segment stopped at a record that fails its checks: a torn tail
+ * if nothing valid follows (store.h invariant 3), else corruption. */
+static int classify_tail(struct scan_ctx *c, struct store_seg_info *si,
+                         const uint8_t *buf, uint64_t size, uint64_t off,
+                         const char *why)
+{
+    CRAFT_ASSERT(si->open);
+    CRAFT_ASSERT(why != NULL);
+    uint64_t found;
+    if (valid_record_after(buf, size, off, &found)) {
+        set_err(c->errmsg, c->errmsg_len,
+                "%s/%s: offset %" PRIu64 ": damaged data (expected %s) "
+                "followed by a valid record at offset %" PRIu64
+                ": not a torn write",
+                c->dir, si->name, off, why, found);
+        return CRAFT_ECORRUPT;
+    }
+    uint64_t end = size;
+    while (end > off && buf[end - 1] == 0) {
+        end--;
+    }
+    si->torn = end > off;
+    si->torn_bytes = end - off;
+    c->sc->torn = c->sc->torn || si->torn;
+    if (si->torn) {
+        LOG_WARNF("storage: %s/%s: torn tail of %" PRIu64
+                  " bytes at offset %" PRIu64 " (expected %s)",
+                  c->dir, si->name, si->torn_bytes, off, why);
+    }
+    return 0;
 }
 
 static int load_segment(struct scan_ctx *c, struct store_seg_info *si,
@@ -493,10 +587,9 @@ static int load_segment(struct scan_ctx *c, struct store_seg_info *si,
     si->first = want_first ? want_first : 1;
     si->last = si->first - 1;
     uint64_t off = STORE_SEG_HDR_BYTES;
+    const char *why = NULL;
     int hv = size >= STORE_SEG_HDR_BYTES ? store__seg_hdr_decode(buf)
                                          : CRAFT_ECORRUPT;
-    const char *why = NULL;
-    bool started = false;
     if (hv == CRAFT_EVERSION) {
         set_err(c->errmsg, c->errmsg_len,
                 "%s/%s: offset 8: unsupported format version (expected %u)",
@@ -507,64 +600,15 @@ static int load_segment(struct scan_ctx *c, struct store_seg_info *si,
         why = "a segment header with its magic and CRC";
         off = 0;
     }
-    while (why == NULL && off < size) {
-        struct store_rec_hdr h;
-        uint64_t len = 0;
-        if (si->open && size - off >= STORE_REC_HDR_BYTES &&
-            all_zero(buf + off, STORE_REC_HDR_BYTES) &&
-            all_zero(buf + off, size - off)) {
-            break; /* the preallocated, never written rest */
-        }
-        why = check_record(buf, size, off, c->o, &h, &len);
-        if (why == NULL &&
-            !index_fits(si, started, want_first, h.first_index)) {
-            /* A whole, checksummed record in the wrong place is never a
-             * torn write (e.g. a segment before it went missing). */
-            set_err(c->errmsg, c->errmsg_len,
-                    "%s/%s: offset %" PRIu64 ": record for index %" PRIu64
-                    " (expected index %" PRIu64 ")",
-                    c->dir, si->name, off, h.first_index,
-                    started ? si->last + 1 : want_first);
-            return CRAFT_ECORRUPT;
-        }
-        if (why == NULL) {
-            if (!started) {
-                si->first = h.first_index;
-                si->last = h.first_index - 1;
-                started = true;
-            }
-            rv = take_record(c, si, buf, off, &h);
-            if (rv != 0) {
-                return rv;
-            }
-            off += len;
-        }
-    }
+    rv = take_records(c, si, buf, size, want_first, &off, &why);
     si->end = off;
-    if (why != NULL && si->open) {
-        uint64_t found;
-        if (valid_record_after(buf, size, off, c->o, &found)) {
-            set_err(c->errmsg, c->errmsg_len,
-                    "%s/%s: offset %" PRIu64 ": damaged data (expected %s) "
-                    "followed by a valid record at offset %" PRIu64
-                    ": not a torn write",
-                    c->dir, si->name, off, why, found);
-            return CRAFT_ECORRUPT;
-        }
-        uint64_t end = size;
-        while (end > off && buf[end - 1] == 0) {
-            end--;
-        }
+    if (rv == 0 && why != NULL && si->open) {
         si->no_header = hv != 0;
-        si->torn = end > off;
-        si->torn_bytes = end - off;
-        sc->torn = sc->torn || si->torn;
-        if (si->torn) {
-            LOG_WARNF("storage: %s/%s: torn tail of %" PRIu64
-                      " bytes at offset %" PRIu64 " (expected %s)",
-                      c->dir, si->name, si->torn_bytes, off, why);
-        }
+        rv = classify_tail(c, si, buf, size, off, why);
         why = NULL;
+    }
+    if (rv != 0) {
+        return rv;
     }
     if (why != NULL) {
         set_err(c->errmsg, c->errmsg_len,
@@ -724,9 +768,6 @@ void store_scan_close(struct store_scan *sc)
     memset(sc, 0, sizeof *sc);
 }
 
-/* Remove snap.tmp and every snapshot other than the current one. */
-static int remove_stale(struct scan_ctx *c);
-
 static int stale_fn(void *arg, const char *name)
 {
     struct scan_ctx *c = arg;
@@ -750,6 +791,7 @@ static int stale_fn(void *arg, const char *name)
     return 0;
 }
 
+/* Remove snap.tmp and every snapshot other than the current one. */
 static int remove_stale(struct scan_ctx *c)
 {
     int rv = c->vfs->list(c->vfs, c->dir, stale_fn, c);
@@ -798,6 +840,35 @@ static int cut_open(struct scan_ctx *c, struct store_seg_info *si)
     si->file_bytes =
         c->o->segment_bytes > si->end ? c->o->segment_bytes : si->end;
     return 0;
+}
+
+int store_lock(const char *dir, const struct store_options *o, int *handle,
+               char *errmsg, size_t errmsg_len)
+{
+    struct store_vfs *vfs = o->vfs ? o->vfs : store_vfs_posix();
+    *handle = -1;
+    if (vfs->lock == NULL) {
+        return 0;
+    }
+    int rv = vfs->lock(vfs, dir, handle);
+    if (rv == -EWOULDBLOCK) {
+        set_err(errmsg, errmsg_len,
+                "%s: in use by another process (it holds %s/LOCK)", dir, dir);
+        return CRAFT_EBUSY;
+    }
+    if (rv != 0) {
+        set_err(errmsg, errmsg_len, "%s/LOCK: %s", dir, strerror(-rv));
+        return store__errno_code(rv);
+    }
+    return 0;
+}
+
+void store_unlock(const struct store_options *o, int handle)
+{
+    struct store_vfs *vfs = o->vfs ? o->vfs : store_vfs_posix();
+    if (handle >= 0 && vfs->unlock != NULL) {
+        vfs->unlock(vfs, handle);
+    }
 }
 
 int store_repair(const char *dir, const struct store_options *o,

@@ -122,6 +122,7 @@ struct store {
     struct raft_snapshot_meta snap_cur;
     char snap_cur_name[STORE_NAME_MAX];
     int snap_read_fd;
+    int lock_handle; /* store_lock() */
 
     /* Worker state: touched only by the job in flight. */
     int open_fd;
@@ -153,6 +154,7 @@ static int fail(struct job *j, int neg_errno, const char *what,
 static int write_meta(struct job *j)
 {
     struct store *s = j->s;
+    CRAFT_ASSERT(j->has_hs);
     struct store_meta m = {.seq = s->meta_seq + 1, .hs = j->hs};
     int i = (m.seq & 1u) ? 1 : 2;
     char name[16], path[4096];
@@ -181,6 +183,7 @@ static int write_meta(struct job *j)
         return fail(j, rv, "fdatasync", name);
     }
     s->meta_seq = m.seq;
+    CRAFT_ASSERT(s->meta_fd[i] >= 0);
     return 0;
 }
 
@@ -189,6 +192,8 @@ static int write_rec(struct job *j, int fd, struct rec *r, uint64_t off,
                      const char *name)
 {
     struct store_vfs *vfs = j->s->vfs;
+    CRAFT_ASSERT(fd >= 0);
+    CRAFT_ASSERT(r->desc.len == (size_t)r->n * STORE_DESC_BYTES);
     const uint8_t *p = r->data.data;
     uint8_t *d = r->desc.data;
     for (uint32_t i = 0; i < r->n; i++, d += STORE_DESC_BYTES) {
@@ -281,6 +286,8 @@ static int op_close(struct job *j, struct op *op)
 static int op_delete(struct job *j, struct op *op)
 {
     struct store *s = j->s;
+    CRAFT_ASSERT(op->type == OP_DELETE);
+    CRAFT_ASSERT(op->name[0] != '\0');
     if (op->is_open && s->open_fd >= 0) {
         s->vfs->close(s->vfs, s->open_fd);
         s->open_fd = -1;
@@ -337,6 +344,7 @@ static int op_reopen(struct job *j, struct op *op)
 static int op_snap_chunk(struct job *j, struct op *op)
 {
     struct store *s = j->s;
+    CRAFT_ASSERT(op->type == OP_SNAP_CHUNK);
     char path[4096];
     path_of(s, path, sizeof path, "snap.tmp");
     if (op->snap_off == 0) {
@@ -642,6 +650,7 @@ static uint64_t seg_limit(const struct store *s)
 
 static int plan_delete(struct store *s, size_t i)
 {
+    CRAFT_ASSERT(i < s->n_segs);
     struct op *op = add_op(s, OP_DELETE);
     if (op == NULL) {
         return CRAFT_ENOMEM;
@@ -659,6 +668,8 @@ static int plan_delete(struct store *s, size_t i)
 
 static int plan_create(struct store *s, raft_index first)
 {
+    CRAFT_ASSERT(open_seg(s) == NULL);
+    CRAFT_ASSERT(first > s->snap_index || s->snap_index == 0);
     if (add_op(s, OP_CREATE) == NULL) {
         return CRAFT_ENOMEM;
     }
@@ -674,6 +685,9 @@ static int plan_roll(struct store *s)
 {
     struct seg *g = open_seg(s);
     CRAFT_ASSERT(g != NULL);
+    /* (g->size may pass segment_bytes by truncation records, which must go
+     * into the segment they truncate; entries never do.) */
+    CRAFT_ASSERT(g->size >= STORE_SEG_HDR_BYTES);
     s->pending_write = NULL;
     if (g->last < g->first) {
         int rv = plan_delete(s, s->n_segs - 1);
@@ -710,6 +724,8 @@ static struct op *plan_record(struct store *s, raft_index first_index)
 
 static int plan_entry(struct store *s, const struct raft_entry *e)
 {
+    CRAFT_ASSERT(e->index == s->log_last + 1 || s->n_segs == 0);
+    CRAFT_ASSERT(e->buf.len <= s->o.entry_bytes_max);
     struct seg *g = open_seg(s);
     struct op *w = s->pending_write;
     uint64_t len = e->buf.len;
@@ -854,6 +870,7 @@ static int plan_truncate(struct store *s, raft_index t)
  */
 static int plan_wipe(struct store *s, raft_index to)
 {
+    CRAFT_ASSERT(to <= s->snap_index);
     size_t n = 0;
     while (n < s->n_segs) {
         const struct seg *g = &s->segs[n];
@@ -873,6 +890,8 @@ static int plan_wipe(struct store *s, raft_index to)
         s->log_last = 0;
         s->pending_write = NULL;
     }
+    CRAFT_ASSERT(s->n_segs == 0 || s->segs[0].last > to ||
+                 s->segs[0].last < s->segs[0].first);
     return 0;
 }
 
@@ -1150,6 +1169,40 @@ static int model_from_scan(struct store *s)
     return 0;
 }
 
+/*
+ * A new directory gets meta2 = {seq 0, term 0, no vote} before anything
+ * else, so that from then on both metadata files exist: a damaged one then
+ * always has a valid partner, and "both invalid" is corruption.  (Without
+ * it, damage to the only file ever written would look like a torn first
+ * write.)
+ */
+static int init_meta(struct store *s, char *errmsg, size_t errmsg_len)
+{
+    if (s->scan.meta_file != 0) {
+        return 0;
+    }
+    char path[4096];
+    path_of(s, path, sizeof path, "meta2");
+    uint8_t buf[STORE_META_BYTES];
+    struct store_meta m = {.seq = 0};
+    store__meta_encode(&m, buf);
+    struct iovec iov = {buf, sizeof buf};
+    int fd = s->vfs->open(s->vfs, path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    int rv = fd < 0 ? fd : s->vfs->pwritev(s->vfs, fd, &iov, 1, 0);
+    rv = rv ? rv : s->vfs->fdatasync(s->vfs, fd);
+    if (fd >= 0) {
+        s->vfs->close(s->vfs, fd);
+    }
+    rv = rv ? rv : s->vfs->fsync_dir(s->vfs, s->dir);
+    if (rv != 0) {
+        snprintf(errmsg, errmsg_len, "%s: %s", path, strerror(-rv));
+        return store__errno_code(rv);
+    }
+    s->scan.meta_file = 2;
+    s->meta_seq = 0;
+    return 0;
+}
+
 /* The writer keeps the open segment's descriptor from the start. */
 static int open_writer(struct store *s, char *errmsg, size_t errmsg_len)
 {
@@ -1190,7 +1243,7 @@ int store_open(const char *dir, const struct store_options *o, uv_loop_t *loop,
     s->loop = loop;
     s->o = *o;
     s->vfs = o->vfs ? o->vfs : store_vfs_posix();
-    s->open_fd = s->snap_fd = s->snap_read_fd = -1;
+    s->open_fd = s->snap_fd = s->snap_read_fd = s->lock_handle = -1;
     s->meta_fd[0] = s->meta_fd[1] = s->meta_fd[2] = -1;
     rv = s->vfs->mkdir(s->vfs, dir);
     if (rv != 0) {
@@ -1198,14 +1251,21 @@ int store_open(const char *dir, const struct store_options *o, uv_loop_t *loop,
         rv = store__errno_code(rv);
         goto err_store;
     }
-    rv = store_scan(dir, o, &s->scan, errmsg, errmsg_len);
+    rv = store_lock(dir, o, &s->lock_handle, errmsg, errmsg_len);
     if (rv != 0) {
         goto err_store;
+    }
+    rv = store_scan(dir, o, &s->scan, errmsg, errmsg_len);
+    if (rv != 0) {
+        goto err_lock;
     }
     s->scan_loaded = true;
     rv = store_repair(dir, o, &s->scan, errmsg, errmsg_len);
     if (rv == 0) {
         rv = model_from_scan(s);
+    }
+    if (rv == 0) {
+        rv = init_meta(s, errmsg, errmsg_len);
     }
     if (rv == 0) {
         rv = open_writer(s, errmsg, errmsg_len);
@@ -1218,6 +1278,8 @@ int store_open(const char *dir, const struct store_options *o, uv_loop_t *loop,
 
 err_scan:
     store_scan_close(&s->scan);
+err_lock:
+    store_unlock(o, s->lock_handle);
 err_store:
     free(s->segs);
     free(s->dir);
@@ -1260,6 +1322,7 @@ static void finish_close(struct store *s)
         }
     }
     store_release_loaded(s);
+    store_unlock(&s->o, s->lock_handle);
     /* The callback gets the pointer for identification; the store is freed
      * right after it returns. */
     if (s->close_cb != NULL) {

@@ -135,6 +135,17 @@ void store_scan_close(struct store_scan *scan);
 int store_repair(const char *dir, const struct store_options *o,
                  struct store_scan *scan, char *errmsg, size_t errmsg_len);
 
+/*
+ * Lock the directory against other processes (an exclusive flock() on
+ * dir/LOCK, which the kernel releases when the process dies).  store_open()
+ * holds it until store_close(); craft-cli takes it for --repair.  0 (with
+ * *handle for store_unlock()), CRAFT_EBUSY if another process holds it, or
+ * an I/O error.  A no-op with a file layer that has no lock.
+ */
+int store_lock(const char *dir, const struct store_options *o, int *handle,
+               char *errmsg, size_t errmsg_len);
+void store_unlock(const struct store_options *o, int handle);
+
 struct store;
 struct store_req;
 
@@ -152,8 +163,12 @@ struct store_req {
 /*
  * Open (creating if needed, mode 0700) the data directory dir, validate and
  * load it (store_scan), repair it (store_repair) and prepare for writing.
- * On success *out is set and store_loaded() gives what was loaded.  Errors
- * as store_scan(); errmsg explains.
+ * Files are created with mode 0600.  Runs synchronously on the calling
+ * (loop) thread.  On success *out is set and store_loaded() gives what was
+ * loaded.  Errors as store_scan(), plus CRAFT_EINVAL for options that do
+ * not fit together and CRAFT_EBUSY when another process has the directory
+ * open (store_lock()); errmsg explains.  The store must be closed with
+ * store_close() before the loop is closed.
  */
 int store_open(const char *dir, const struct store_options *o, uv_loop_t *loop,
                struct store **out, char *errmsg, size_t errmsg_len);
@@ -175,7 +190,9 @@ void store_release_loaded(struct store *s);
  * and never calls cb for: CRAFT_EINVAL (indices do not follow, truncation
  * at or below the snapshot), CRAFT_ETOOBIG (an entry above
  * entry_bytes_max), CRAFT_ELIMIT (pending_bytes_max reached),
- * CRAFT_ESHUTDOWN (closing), or the error that failed the store.
+ * CRAFT_ESHUTDOWN (closing), or the error that failed the store.  Running
+ * out of memory while queueing (CRAFT_ENOMEM) also fails the store: the
+ * plan and the queue can no longer be trusted to agree.
  *
  * Failure policy.  When a write, fsync, rename or preallocation fails (EIO,
  * ENOSPC, EDQUOT, EROFS) the request and everything queued behind it fail

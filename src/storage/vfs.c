@@ -8,11 +8,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "util/assert.h"
+#include "util/log.h"
 
 static int px_open(struct store_vfs *v, const char *path, int flags, int mode)
 {
@@ -156,7 +158,17 @@ static int px_fsync_dir(struct store_vfs *v, const char *dir)
 static int px_mkdir(struct store_vfs *v, const char *dir)
 {
     if (mkdir(dir, 0700) < 0) {
-        return errno == EEXIST ? 0 : -errno;
+        if (errno != EEXIST) {
+            return -errno;
+        }
+        /* Made by someone else: say so if others can look inside. */
+        struct stat st;
+        if (stat(dir, &st) == 0 && (st.st_mode & 077) != 0) {
+            LOG_WARNF("storage: %s has mode %04o; 0700 keeps the data "
+                      "private",
+                      dir, (unsigned)(st.st_mode & 07777));
+        }
+        return 0;
     }
     /* The new directory's own entry must be durable too. */
     char parent[4096];
@@ -221,6 +233,35 @@ static void px_unmap(struct store_vfs *v, void *p, uint64_t size)
     munmap(p, (size_t)size);
 }
 
+/* flock() on dir/LOCK: released by the kernel when the process dies, so
+ * a crash never leaves a stale lock behind. */
+static int px_lock(struct store_vfs *v, const char *dir, int *handle)
+{
+    (void)v;
+    char path[4096];
+    int n = snprintf(path, sizeof path, "%s/LOCK", dir);
+    if (n <= 0 || (size_t)n >= sizeof path) {
+        return -ENAMETOOLONG;
+    }
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        return -errno;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    *handle = fd;
+    return 0;
+}
+
+static void px_unlock(struct store_vfs *v, int handle)
+{
+    (void)v;
+    close(handle);
+}
+
 struct store_vfs *store_vfs_posix(void)
 {
     static struct store_vfs vfs = {
@@ -241,6 +282,8 @@ struct store_vfs *store_vfs_posix(void)
         .list = px_list,
         .map = px_map,
         .unmap = px_unmap,
+        .lock = px_lock,
+        .unlock = px_unlock,
     };
     return &vfs;
 }

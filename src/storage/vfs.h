@@ -58,6 +58,11 @@ struct store_vfs {
      * torn tail, or closing a segment, keeps every whole record). */
     int (*map)(struct store_vfs *v, int fd, uint64_t size, void **out);
     void (*unmap)(struct store_vfs *v, void *p, uint64_t size);
+    /* Optional (may be NULL): take an exclusive lock on the directory, held
+     * until unlock; -EWOULDBLOCK if another process holds it.  *handle is
+     * what unlock needs. */
+    int (*lock)(struct store_vfs *v, const char *dir, int *handle);
+    void (*unlock)(struct store_vfs *v, int handle);
 };
 
 /* The real file system (POSIX calls).  A static object; never freed. */

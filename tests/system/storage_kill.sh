@@ -4,9 +4,12 @@
 # run appends after what the previous ones left), and after every kill
 # check with craft-cli that:
 #   - `log check` finds no corruption (exit 0, or 1 for a torn tail);
-#   - `log dump` holds every index ever reported durable, contiguous from 1,
+#   - `log dump` holds every index ever reported durable (or the snapshot
+#     covers it), contiguous from 1 or from at most the snapshot index + 1,
 #     and every entry is exactly what the benchmark writes (its index in
-#     the first bytes, zeros after: the CRC is recomputed here).
+#     the first bytes, zeros after: the CRC is recomputed here);
+#   - every snapshot reported durable is there (or a newer one).
+# Half of the rounds take snapshots and compact as they go.
 # Usage: storage_kill.sh BUILD_DIR [ROUNDS] [SEED]
 set -eu
 
@@ -25,26 +28,34 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-# A small deterministic generator: rand N prints a number in [0, N).
+# A small deterministic generator: `rand N` sets R to a number in [0, N).
+# (Not $(rand N): a command substitution would run it in a subshell and
+# the state would never advance.)  High bits: the low ones of an LCG cycle.
 state=$seed
 rand() {
     state=$(( (state * 1103515245 + 12345) % 2147483648 ))
-    echo $(( state % $1 ))
+    R=$(( (state / 65536) % $1 ))
 }
 
 dir="$tmp/data"
 max_durable=0
-verified=0
+max_snap=0
 round=1
 while [ "$round" -le "$rounds" ]; do
-    size=$(( 1 + $(rand 1000) ))
-    batch=$(( 1 + $(rand 64) ))
-    inflight=$(( 1 + $(rand 4) ))
-    target=$(( 1 + $(rand 200) ))
+    rand 1000; size=$(( 1 + R ))
+    rand 64; batch=$(( 1 + R ))
+    rand 4; inflight=$(( 1 + R ))
+    rand 200; target=$(( 1 + R ))
+    snap=""
+    rand 2
+    if [ "$R" -eq 1 ]; then
+        rand 2000
+        snap="--snapshot-every $(( 50 + R ))"
+    fi
     out="$tmp/out.$round"
     # Small segments so that kills also land in segment turnover.
     "$bench" --dir "$dir" --entries 100000000 --size "$size" --batch "$batch" \
-        --inflight "$inflight" --segment-bytes 1048576 --report-durable \
+        --inflight "$inflight" --segment-bytes 1048576 --report-durable $snap \
         >"$out" 2>"$tmp/err.$round" &
     pid=$!
     # Wait (with a deadline) until `target` batches were reported durable,
@@ -64,6 +75,8 @@ while [ "$round" -le "$rounds" ]; do
     pid=
     last=$(grep '^durable' "$out" | tail -n 1 | cut -d' ' -f2)
     if [ "$last" -gt "$max_durable" ]; then max_durable=$last; fi
+    s=$(grep '^snapshot' "$out" | tail -n 1 | cut -d' ' -f2)
+    if [ -n "$s" ] && [ "$s" -gt "$max_snap" ]; then max_snap=$s; fi
 
     rc=0
     "$cli" log check "$dir" >"$tmp/check.$round" 2>&1 || rc=$?
@@ -73,8 +86,16 @@ while [ "$round" -le "$rounds" ]; do
         exit 1
     fi
     "$cli" log dump "$dir" >"$tmp/dump.$round"
-    python3 - "$tmp/dump.$round" "$max_durable" "$round" "$rc" "$verified" \
-        >"$tmp/verified" <<'PY'
+    have_snap=$(sed -n 's/^snapshot: snap-[0-9-]* index \([0-9]*\) .*/\1/p' \
+        "$tmp/check.$round")
+    have_snap=${have_snap:-0}
+    if [ "$have_snap" -lt "$max_snap" ]; then
+        echo "storage_kill: round $round: snapshot $max_snap was reported" \
+            "durable, found ${have_snap}" >&2
+        exit 1
+    fi
+    python3 - "$tmp/dump.$round" "$max_durable" "$round" "$rc" "$have_snap" \
+        <<'PY'
 import sys
 def crc32c_table():
     t = []
@@ -96,13 +117,16 @@ def zeros_crc(crc_in_state, n):
         c = T[c & 0xFF] ^ (c >> 8)
     return c
 path, max_durable, rnd = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-check_rc, verified = sys.argv[4], int(sys.argv[5])
-expect = 1
-cache = {}
+check_rc, snap = sys.argv[4], int(sys.argv[5])
+expect = None
 with open(path) as f:
     for line in f:
         idx, term, typ, size, crc = line.split()
         idx, size = int(idx), int(size)
+        if expect is None:
+            if idx > snap + 1:
+                sys.exit(f"round {rnd}: log starts at {idx}, snapshot {snap}")
+            expect = idx
         if idx != expect:
             sys.exit(f"round {rnd}: index {idx} where {expect} was expected")
         expect += 1
@@ -117,15 +141,15 @@ with open(path) as f:
         c = zeros_crc(c, size - len(head)) ^ 0xFFFFFFFF
         if f"{c:08x}" != crc or term != "1" or typ != "command":
             sys.exit(f"round {rnd}: entry {idx} is not what was written")
-last = expect - 1
+last = expect - 1 if expect is not None else snap
+if last < snap:
+    last = snap
 if last < max_durable:
     sys.exit(f"round {rnd}: log ends at {last}, but {max_durable} was reported durable")
 what = "torn tail" if check_rc == "1" else "clean"
-print(f"round {rnd}: ok, log 1..{last}, durable {max_durable}, {what}",
-      file=sys.stderr)
-print(last)
+print(f"round {rnd}: ok, log ..{last}, snapshot {snap}, "
+      f"durable {max_durable}, {what}", file=sys.stderr)
 PY
-    verified=$(cat "$tmp/verified")
     round=$((round + 1))
 done
 

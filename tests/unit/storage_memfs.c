@@ -557,6 +557,17 @@ void memfs_crash(struct memfs *fs, enum memfs_crash mode, size_t tear_bytes,
         md_set(&li->dur, keep.p, keep.len);
         free(keep.p);
     }
+    if (mode == MEMFS_DIRNOW) {
+        /* The current directory became durable; file data did not. */
+        for (size_t k = 0; k < fs->n_dur; k++) {
+            ino_unref(fs->dur[k].ino);
+        }
+        for (size_t k = 0; k < fs->n_cur; k++) {
+            fs->dur[k] = fs->cur[k];
+            fs->dur[k].ino->refs++;
+        }
+        fs->n_dur = fs->n_cur;
+    }
     /* The directory reverts to its durable entries. */
     for (size_t k = 0; k < fs->n_cur; k++) {
         ino_unref(fs->cur[k].ino);

@@ -15,7 +15,9 @@
  * unsynced changes except the last write, of which only the first
  * tear_bytes bytes survive; MEMFS_SECTORS keeps a pseudo-random subset of
  * the 512-byte sectors of the last write (later sectors may survive while
- * earlier ones do not).
+ * earlier ones do not); MEMFS_DIRNOW drops unsynced file data but keeps
+ * every directory change, as a file system does whose journal committed
+ * the directory before the data was synced.
  */
 #ifndef CRAFT_TEST_MEMFS_H
 #define CRAFT_TEST_MEMFS_H
@@ -28,7 +30,7 @@
 
 struct memfs;
 
-enum memfs_crash { MEMFS_LOSE = 1, MEMFS_TEAR, MEMFS_SECTORS };
+enum memfs_crash { MEMFS_LOSE = 1, MEMFS_TEAR, MEMFS_SECTORS, MEMFS_DIRNOW };
 
 struct memfs *memfs_new(void);
 void memfs_free(struct memfs *fs);

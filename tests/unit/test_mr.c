@@ -27,6 +27,7 @@
 #include "mr/sched.h"
 #include "mr/split.h"
 #include "mr/task.h"
+#include "mr/wire.h"
 #include "util/rng.h"
 
 static char tmpdir[256];
@@ -294,7 +295,7 @@ static void check_map_reduce(const struct mr_plugin_v1 *v1, size_t sort_bytes,
     struct mr_map_stats st;
     const char *out = path_in("map.out");
     assert_int_equal(mr_map_run(&p, "map 0", "in", input, len, n_part,
-                                sort_bytes, tmpdir, out, &st, err, sizeof err),
+                                sort_bytes, out, &st, err, sizeof err),
                      0);
     assert_int_equal(st.records, NREC);
     if (expect_spills) {
@@ -356,7 +357,7 @@ static void combiner_must_keep_its_key(void **state)
     char err[256] = "";
     const char in[] = "a\nb\n";
     int rv = mr_map_run(&p, "map 7", "in", in, sizeof in - 1, 2, 1 << 20,
-                        tmpdir, path_in("bc.out"), NULL, err, sizeof err);
+                        path_in("bc.out"), NULL, err, sizeof err);
     assert_int_equal(rv, CRAFT_EPLUGIN);
     assert_non_null(strstr(err, "badc"));
     assert_non_null(strstr(err, "map 7"));
@@ -463,11 +464,29 @@ static void splits_end_at_newlines(void **state)
         void *data;
         assert_int_equal(mr_split_read(path, &s[i], &data, err, sizeof err), 0);
         assert_int_equal(((char *)data)[s[i].length - 1], '\n');
-        assert_true(s[i].length >= 1000 || i == n - 1);
+        assert_true(s[i].length <= 1000);
+        assert_true(s[i].length > 900 || i == n - 1); /* lines < 100 B */
         free(data);
         off += s[i].length;
     }
     assert_int_equal(off, total);
+    free(s);
+    /* A line longer than a split makes one longer split, cut at its end. */
+    const char *longp = path_in("long.txt");
+    f = fopen(longp, "w");
+    fprintf(f, "short\n");
+    for (int i = 0; i < 3000; i++) {
+        fputc('x', f);
+    }
+    fprintf(f, "\nshort again\n");
+    fclose(f);
+    s = NULL;
+    n = 0;
+    assert_int_equal(mr_split_file(longp, 0, 1000, &s, &n, err, sizeof err), 0);
+    assert_int_equal(n, 3);
+    assert_int_equal(s[0].length, 6);
+    assert_int_equal(s[1].length, 3001);
+    assert_int_equal(s[2].length, 12);
     free(s);
     /* A missing input is an error with its name, not a crash. */
     s = NULL;
@@ -584,6 +603,37 @@ static void sched_lost_worker_reruns_its_maps(void **state)
     mr_sched_close(&s);
 }
 
+static void sched_loss_limit_counts_losses_in_a_row(void **state)
+{
+    (void)state;
+    struct mr_sched s;
+    struct mr_sched_config cfg = {1, 1, 10000, 3000, 3, 3};
+    assert_int_equal(mr_sched_init(&s, &cfg), 0);
+    /* The map's holder dies after each completion, many times over: the
+     * map runs again each time but the job does not fail. */
+    for (int round = 0; round < 10; round++) {
+        uint32_t w = mr_sched_add_worker(&s, "a:1", 0);
+        uint32_t x = mr_sched_add_worker(&s, "b:1", 0);
+        struct mr_assignment a = mr_sched_request(&s, w, 0);
+        assert_int_equal(a.kind, MR_MAP);
+        mr_sched_worker_lost(&s, w); /* dies running it: one loss */
+        a = mr_sched_request(&s, x, 0);
+        assert_int_equal(mr_sched_complete(&s, MR_MAP, 0, x, a.attempt), 1);
+        mr_sched_worker_lost(&s, x); /* dies holding it: runs again */
+        assert_int_equal(s.maps_done, 0);
+        assert_false(s.failed);
+    }
+    /* But max_losses in a row fail the job. */
+    for (int i = 0; i < 3; i++) {
+        uint32_t w = mr_sched_add_worker(&s, "c:1", 0);
+        mr_sched_request(&s, w, 0);
+        mr_sched_worker_lost(&s, w);
+    }
+    assert_true(s.failed);
+    assert_non_null(strstr(s.errmsg, "lost its worker 3 times"));
+    mr_sched_close(&s);
+}
+
 static void sched_silent_worker_is_lost(void **state)
 {
     (void)state;
@@ -623,6 +673,92 @@ static void sched_failures_fail_the_job(void **state)
     uint32_t w = mr_sched_add_worker(&s, "z:1", 9);
     assert_int_equal(mr_sched_request(&s, w, 9).reply, MR_REPLY_EXIT);
     mr_sched_close(&s);
+}
+
+static void sched_reduce_completes_after_its_worker_is_lost(void **state)
+{
+    (void)state;
+    struct mr_sched s;
+    sched_new(&s, 1, 1);
+    uint32_t w1 = mr_sched_add_worker(&s, "a:1", 0);
+    struct mr_assignment m = mr_sched_request(&s, w1, 0);
+    assert_int_equal(mr_sched_complete(&s, MR_MAP, 0, w1, m.attempt), 1);
+    struct mr_assignment r = mr_sched_request(&s, w1, 1);
+    assert_int_equal(r.kind, MR_REDUCE);
+    /* The coordinator committed the reduce's output; meanwhile the worker
+     * was declared lost (so map 0 is to run again).  The reduce still
+     * counts: its output is final. */
+    mr_sched_worker_lost(&s, w1);
+    assert_int_equal(mr_sched_complete(&s, MR_REDUCE, 0, w1, r.attempt), 1);
+    assert_true(mr_sched_done(&s));
+    /* A map from a lost worker never counts. */
+    struct mr_sched s2;
+    sched_new(&s2, 1, 1);
+    uint32_t w = mr_sched_add_worker(&s2, "a:1", 0);
+    struct mr_assignment m2 = mr_sched_request(&s2, w, 0);
+    mr_sched_worker_lost(&s2, w);
+    assert_int_equal(mr_sched_complete(&s2, MR_MAP, 0, w, m2.attempt), 0);
+    mr_sched_close(&s);
+    mr_sched_close(&s2);
+}
+
+/* ---- wire decoding never trusts its input ---------------------------------
+ */
+
+static void wire_roundtrip_and_malformed(void **state)
+{
+    (void)state;
+    struct mr_wbuf w;
+    mr_w_init(&w);
+    mr_w_u8(&w, 7);
+    mr_w_u16(&w, 65000);
+    mr_w_u32(&w, 123456789);
+    mr_w_u64(&w, 1ull << 40);
+    mr_w_str(&w, "pg-grimm.txt");
+    mr_w_bytes(&w, "tail", 4);
+    assert_false(w.oom);
+    struct mr_rbuf r;
+    char str[64];
+    mr_r_init(&r, w.b.data, w.b.len);
+    assert_int_equal(mr_r_u8(&r), 7);
+    assert_int_equal(mr_r_u16(&r), 65000);
+    assert_int_equal(mr_r_u32(&r), 123456789);
+    assert_true(mr_r_u64(&r) == 1ull << 40);
+    mr_r_str(&r, str, sizeof str);
+    assert_string_equal(str, "pg-grimm.txt");
+    size_t n;
+    const uint8_t *rest = mr_r_rest(&r, &n);
+    assert_int_equal(n, 4);
+    assert_memory_equal(rest, "tail", 4);
+    assert_true(mr_r_ok(&r));
+    /* Every truncation of the payload is caught, never read past. */
+    for (size_t len = 0; len < 1 + 2 + 4 + 8 + 4 + 12; len++) {
+        mr_r_init(&r, w.b.data, len);
+        (void)mr_r_u8(&r);
+        (void)mr_r_u16(&r);
+        (void)mr_r_u32(&r);
+        (void)mr_r_u64(&r);
+        mr_r_str(&r, str, sizeof str);
+        assert_true(r.err);
+    }
+    /* A string longer than the destination, or with a NUL inside. */
+    mr_r_init(&r, w.b.data + 15, w.b.len - 15);
+    mr_r_str(&r, str, 8);
+    assert_true(r.err);
+    uint8_t nul[] = {3, 0, 0, 0, 'a', 0, 'b'};
+    mr_r_init(&r, nul, sizeof nul);
+    mr_r_str(&r, str, sizeof str);
+    assert_true(r.err);
+    /* A length field claiming 4 GiB. */
+    uint8_t huge[] = {0xff, 0xff, 0xff, 0xff, 'x'};
+    mr_r_init(&r, huge, sizeof huge);
+    mr_r_str(&r, str, sizeof str);
+    assert_true(r.err);
+    /* Trailing bytes make a payload malformed too. */
+    mr_r_init(&r, w.b.data, 2);
+    (void)mr_r_u8(&r);
+    assert_false(mr_r_ok(&r));
+    mr_w_close(&w);
 }
 
 /* Random schedule of requests, completions, failures, losses and ticks:
@@ -698,9 +834,12 @@ int main(void)
         cmocka_unit_test(sched_happy_path),
         cmocka_unit_test(sched_timeout_reissues_and_late_completion),
         cmocka_unit_test(sched_lost_worker_reruns_its_maps),
+        cmocka_unit_test(sched_loss_limit_counts_losses_in_a_row),
         cmocka_unit_test(sched_silent_worker_is_lost),
         cmocka_unit_test(sched_failures_fail_the_job),
+        cmocka_unit_test(sched_reduce_completes_after_its_worker_is_lost),
         cmocka_unit_test(sched_random_schedules),
+        cmocka_unit_test(wire_roundtrip_and_malformed),
     };
     return cmocka_run_group_tests(tests, setup_dir, teardown_dir);
 }

@@ -1170,16 +1170,19 @@ static void random_faults(void **state)
 {
     (void)state;
     uint64_t seed0 = test_seed(100);
-    int runs = getenv("CRAFT_SEED") ? 1 : 12;
+    int runs = getenv("CRAFT_SEED") ? 1 : 16;
     for (int run = 0; run < runs; run++) {
         uint64_t seed = seed0 + (uint64_t)run;
         print_message("random_faults seed %llu (CRAFT_SEED=%llu replays)\n",
                       (unsigned long long)seed, (unsigned long long)seed);
         struct raft_options o;
         raft_options_default(&o);
-        o.snapshot_chunk_bytes = 50;
-        o.max_msg_entries = 8;
-        o.max_inflight = 8;
+        /* Small limits so that every flow-control path runs. */
+        o.snapshot_chunk_bytes = 1 + (size_t)(seed % 60);
+        o.max_msg_entries = 1 + (unsigned)(seed % 7);
+        o.max_inflight = 1 + (unsigned)(seed / 7 % 5);
+        o.pre_vote = seed % 5 != 1;
+        o.check_quorum = seed % 7 != 2;
         struct h_cluster c;
         unsigned n = 3 + (unsigned)(seed % 2) * 2;
         h_init(&c, n, seed, &o);
@@ -1214,6 +1217,9 @@ static void random_faults(void **state)
                 break;
             case 6:
                 c.drop_per_mille = (r >> 16) % 300;
+                c.dup_per_mille = (r >> 4) % 150;
+                c.reorder_per_mille = (r >> 12) % 300;
+                c.delay_per_mille = (r >> 20) % 200;
                 break;
             default:
                 break;
@@ -1233,7 +1239,8 @@ static void random_faults(void **state)
             h_tick(&c);
         }
         /* Heal everything: the cluster must converge. */
-        c.drop_per_mille = 0;
+        c.drop_per_mille = c.dup_per_mille = 0;
+        c.reorder_per_mille = c.delay_per_mille = 0;
         h_heal(&c);
         for (unsigned i = 0; i < n; i++) {
             if (!c.nodes[i].up) {

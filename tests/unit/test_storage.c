@@ -459,10 +459,15 @@ static void missing_segments_are_corruption(void **state)
     assert_int_equal(append_wait(&e, 0, 1, 80, 1, NULL), 0);
     henv_close_store(&e);
     static char names[64][64];
-    size_t n = memfs_list(e.fs, names, 64);
-    assert_true(n >= 4); /* three closed segments at least, and open */
-    /* names are sorted: closed segments first, then "open". */
-    const char *victims[] = {names[1], names[n - 2]};
+    size_t n = memfs_list(e.fs, names, 64), closed = 0;
+    raft_index a, b;
+    for (size_t i = 0; i < n; i++) {
+        closed += store__seg_name_parse(names[i], &a, &b);
+    }
+    assert_true(closed >= 3);
+    /* Sorted names put closed segments first: one in the middle, and the
+     * last one (right before the open segment). */
+    const char *victims[] = {names[1], names[closed - 1]};
     for (int v = 0; v < 2; v++) {
         struct memfs *c = memfs_clone(e.fs);
         char path[128];
@@ -506,11 +511,76 @@ static void enospc_fails_the_store_and_keeps_durable_data(void **state)
     }
 }
 
+static int closes_seen;
+static int reqs_done_at_close;
+static int reqs_done;
+
+static void count_cb(struct store_req *req, int status)
+{
+    assert_int_equal(status, 0);
+    (void)req;
+    reqs_done++;
+}
+
+static void close_seen_cb(struct store *s)
+{
+    (void)s;
+    closes_seen++;
+    reqs_done_at_close = reqs_done;
+}
+
+/* Queued writes are carried out before the close callback; calls after
+ * store_close() are refused without a callback. */
+static void close_flushes_queued_writes(void **state)
+{
+    (void)state;
+    struct henv e;
+    henv_init(&e, 4096);
+    assert_int_equal(henv_open(&e), 0);
+    enum { N = 20 };
+    struct store_req reqs[N];
+    uint8_t p[10] = {1};
+    closes_seen = reqs_done = reqs_done_at_close = 0;
+    for (int i = 0; i < N; i++) {
+        struct raft_entry en = {
+            .index = (raft_index)i + 1, .term = 1, .buf = {p, sizeof p}};
+        assert_int_equal(store_append(e.s, &reqs[i], NULL, 0, &en, 1, count_cb),
+                         0);
+    }
+    store_close(e.s, close_seen_cb);
+    struct store_req late;
+    struct raft_entry en = {.index = N + 1, .term = 1, .buf = {p, 1}};
+    assert_int_equal(store_append(e.s, &late, NULL, 0, &en, 1, count_cb),
+                     CRAFT_ESHUTDOWN);
+    assert_int_equal(closes_seen, 0); /* never from inside store_close() */
+    henv_run(&e);
+    e.s = NULL;
+    assert_int_equal(closes_seen, 1);
+    assert_int_equal(reqs_done_at_close, N);
+    assert_int_equal(henv_open(&e), 0);
+    assert_int_equal(store_loaded(e.s)->n_entries, N);
+    henv_close(&e);
+}
+
 static void options_are_checked(void **state)
 {
     (void)state;
     struct henv e;
     henv_init(&e, 4096);
+    /* Limits restrict new writes only: entries of up to 300 bytes written
+     * with a 1024 limit still load with a limit of 100. */
+    assert_int_equal(henv_open(&e), 0);
+    assert_int_equal(append_wait(&e, 0, 1, 30, 1, NULL), 0);
+    henv_close_store(&e);
+    e.o.entry_bytes_max = 100;
+    assert_int_equal(henv_open(&e), 0);
+    assert_int_equal(store_loaded(e.s)->n_entries, 30);
+    uint8_t big[101] = {0};
+    struct raft_entry en = {.index = 31, .term = 1, .buf = {big, 101}};
+    struct treq t = {.fs = e.fs};
+    assert_int_equal(store_append(e.s, &t.req, NULL, 0, &en, 1, treq_cb),
+                     CRAFT_ETOOBIG);
+    henv_close_store(&e);
     e.o.entry_bytes_max = 8000;
     assert_int_equal(henv_open(&e), CRAFT_EINVAL);
     e.o.entry_bytes_max = 1024;
@@ -591,6 +661,12 @@ static void posix_files_modes_and_mapped_load(void **state)
     /* Reload through mmap. */
     rv = store_open(dir, &o, &loop, &s, err, sizeof err);
     assert_int_equal(rv, 0);
+    /* A second user of the directory is refused while this one has it. */
+    struct store *s2 = NULL;
+    assert_int_equal(store_open(dir, &o, &loop, &s2, err, sizeof err),
+                     CRAFT_EBUSY);
+    assert_null(s2);
+    assert_non_null(strstr(err, "in use"));
     const struct store_scan *sc = store_loaded(s);
     assert_int_equal(sc->hs.term, 2);
     assert_int_equal(sc->snapshot.index, 10);
@@ -621,6 +697,7 @@ int main(void)
         cmocka_unit_test(corruption_is_reported_with_file_and_offset),
         cmocka_unit_test(missing_segments_are_corruption),
         cmocka_unit_test(enospc_fails_the_store_and_keeps_durable_data),
+        cmocka_unit_test(close_flushes_queued_writes),
         cmocka_unit_test(options_are_checked),
         cmocka_unit_test(posix_files_modes_and_mapped_load),
     };

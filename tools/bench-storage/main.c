@@ -3,7 +3,7 @@
  *
  *   craft-bench-storage --dir D --entries N --size B [--batch K]
  *                       [--inflight P] [--report-durable]
- *                       [--segment-bytes S]
+ *                       [--segment-bytes S] [--snapshot-every E]
  *       Open (or create) the data directory D and append N entries of B
  *       bytes after whatever it already holds, K entries per store_append
  *       call, with at most P calls in flight (default 1: each batch waits
@@ -11,7 +11,11 @@
  *       reply).  With --report-durable, prints "durable <last-index>" after
  *       every completed fdatasync, flushed at once, so a test can kill -9
  *       the process at any moment and then check that every index reported
- *       is in the log.  Ends with one summary line:
+ *       is in the log.  With --snapshot-every E, whenever E entries were
+ *       made durable since the last snapshot, a 64 KiB snapshot at the last
+ *       durable index is written in 16 KiB chunks and the log compacted up
+ *       to it (printing "snapshot <index>" once both are durable).  Ends
+ *       with one summary line:
  *         append entries=N size=B batch=K inflight=P seconds=T
  *           entries_per_s=X mb_per_s=Y batches=Z
  *
@@ -22,7 +26,8 @@
  *
  *   craft-bench-storage --dir D --fsync-floor --entries N --size B
  *       The raw floor: N times (pwrite B bytes + fdatasync) on a
- *       preallocated file in D:  floor size=B ops_per_s=X us_per_op=Y
+ *       preallocated file in D:
+ *         floor size=B ops=N seconds=T ops_per_s=X us_per_op=Y
  *
  *   craft-bench-storage --dir D --seq-write --size MB
  *       Raw sequential write bandwidth: MB MiB in 1 MiB writes, then one
@@ -47,11 +52,15 @@
 #define EXIT_IO 74
 /* Calls in flight: each holds a batch, so this bounds memory. */
 #define BENCH_INFLIGHT_MAX 1024
+/* --snapshot-every: a fixed small snapshot, sent in chunks as a follower
+ * would receive it. */
+#define BENCH_SNAP_BYTES (64 * 1024)
+#define BENCH_SNAP_CHUNKS 4
 
 static const char usage[] =
     "usage: craft-bench-storage --dir D --entries N --size B [--batch K]\n"
     "                           [--inflight P] [--report-durable]\n"
-    "                           [--segment-bytes S]\n"
+    "                           [--segment-bytes S] [--snapshot-every E]\n"
     "       craft-bench-storage --dir D --load [--cold]\n"
     "       craft-bench-storage --dir D --fsync-floor --entries N --size B\n"
     "       craft-bench-storage --dir D --seq-write --size MIB\n"
@@ -59,13 +68,14 @@ static const char usage[] =
     "Appends N entries of B bytes to the storage in D (after what it\n"
     "holds), K per call, P calls in flight (default K=1, P=1).\n"
     "  --report-durable  print 'durable <index>' after every fsync, flushed\n"
+    "  --snapshot-every E  snapshot + compact every E durable entries\n"
     "  --load            time loading D instead (--cold: from the disk)\n"
     "  --fsync-floor     time N x (write B bytes + fdatasync) on a raw file\n"
     "  --seq-write       time MIB MiB of sequential writes + one fdatasync\n";
 
 struct args {
     const char *dir;
-    uint64_t entries, size, batch, inflight, segment_bytes;
+    uint64_t entries, size, batch, inflight, segment_bytes, snapshot_every;
     bool report, load, cold, floor, seq;
 };
 
@@ -89,6 +99,12 @@ struct bench {
     struct slot *slots;
     struct slot **free_slots;
     size_t n_free;
+    /* snapshots */
+    raft_index snap_index; /* last snapshot started */
+    bool snap_busy;
+    struct store_req snap_reqs[BENCH_SNAP_CHUNKS];
+    struct store_req compact_req;
+    uint8_t snap_data[BENCH_SNAP_BYTES];
 };
 
 static double now_s(void)
@@ -145,6 +161,8 @@ static int parse_args(int argc, char **argv, struct args *a)
             num = &a->inflight;
         } else if (strcmp(o, "--segment-bytes") == 0) {
             num = &a->segment_bytes;
+        } else if (strcmp(o, "--snapshot-every") == 0) {
+            num = &a->snapshot_every;
         } else {
             fprintf(stderr, "craft-bench-storage: unknown option '%s'\n\n%s", o,
                     usage);
@@ -173,6 +191,70 @@ static int parse_args(int argc, char **argv, struct args *a)
 
 static void submit(struct bench *b);
 
+static void fail_status(struct bench *b, const char *what, int status)
+{
+    if (b->error == 0) {
+        fprintf(stderr, "craft-bench-storage: %s: %s\n", what,
+                craft_strerror(status));
+    }
+    b->error = status;
+}
+
+static void snap_chunk_cb(struct store_req *req, int status)
+{
+    struct bench *b = req->data;
+    if (status != 0) {
+        fail_status(b, "snapshot", status);
+    }
+}
+
+static void compact_cb(struct store_req *req, int status)
+{
+    struct bench *b = req->data;
+    b->snap_busy = false;
+    if (status != 0) {
+        fail_status(b, "compact", status);
+        return;
+    }
+    if (b->a.report) {
+        printf("snapshot %" PRIu64 "\n", b->snap_index);
+        fflush(stdout);
+    }
+}
+
+/* A snapshot at a durable index, then compaction up to it: all queued at
+ * once, behind the appends already queued (the store keeps the order). */
+static void snapshot(struct bench *b, raft_index index)
+{
+    struct raft_snapshot_meta m = {.index = index,
+                                   .term = b->term,
+                                   .size = BENCH_SNAP_BYTES};
+    m.config.n = 3;
+    for (unsigned i = 0; i < 3; i++) {
+        m.config.ids[i] = i + 1;
+    }
+    memcpy(b->snap_data, &index, sizeof index);
+    size_t chunk = BENCH_SNAP_BYTES / BENCH_SNAP_CHUNKS;
+    for (size_t i = 0; i < BENCH_SNAP_CHUNKS; i++) {
+        b->snap_reqs[i].data = b;
+        int rv = store_snapshot_put(b->s, &b->snap_reqs[i], &m, i * chunk,
+                                    b->snap_data + i * chunk, chunk,
+                                    i + 1 == BENCH_SNAP_CHUNKS, snap_chunk_cb);
+        if (rv != 0) {
+            fail_status(b, "snapshot", rv);
+            return;
+        }
+    }
+    b->compact_req.data = b;
+    int rv = store_compact(b->s, &b->compact_req, index, compact_cb);
+    if (rv != 0) {
+        fail_status(b, "compact", rv);
+        return;
+    }
+    b->snap_index = index;
+    b->snap_busy = true;
+}
+
 static void append_cb(struct store_req *req, int status)
 {
     struct slot *sl = (struct slot *)req;
@@ -192,6 +274,10 @@ static void append_cb(struct store_req *req, int status)
         /* One write(2) per line, so a kill -9 never splits one. */
         printf("durable %" PRIu64 "\n", sl->last);
         fflush(stdout);
+    }
+    if (b->a.snapshot_every != 0 && !b->snap_busy &&
+        sl->last - b->snap_index >= b->a.snapshot_every) {
+        snapshot(b, sl->last);
     }
     submit(b);
 }
@@ -312,6 +398,7 @@ static int run_append(struct bench *b)
         last = sc->snapshot.index;
     }
     b->term = sc->hs.term ? sc->hs.term : 1;
+    b->snap_index = sc->has_snapshot ? sc->snapshot.index : 0;
     b->next = last + 1;
     b->end = b->next + b->a.entries;
     store_release_loaded(b->s);
@@ -389,8 +476,10 @@ static int run_floor(const struct args *a)
         }
     }
     double secs = now_s() - t0;
-    printf("floor size=%" PRIu64 " ops_per_s=%.0f us_per_op=%.1f\n", a->size,
-           (double)a->entries / secs, secs * 1e6 / (double)a->entries);
+    printf("floor size=%" PRIu64 " ops=%" PRIu64
+           " seconds=%.3f ops_per_s=%.0f us_per_op=%.1f\n",
+           a->size, a->entries, secs, (double)a->entries / secs,
+           secs * 1e6 / (double)a->entries);
     close(fd);
     free(buf);
     return 0;

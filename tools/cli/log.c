@@ -18,6 +18,7 @@
 
 #define LOG_EXIT_TORN 1
 #define LOG_EXIT_CORRUPT 2
+#define LOG_EXIT_BUSY 75 /* sysexits.h EX_TEMPFAIL: a node has it open */
 
 static const char check_usage[] =
     "usage: craft-cli log check DIR [--repair]\n"
@@ -27,10 +28,11 @@ static const char check_usage[] =
     "term, the snapshot, and any torn tail.\n"
     "\n"
     "  --repair   cut a torn tail back to the last whole record and remove\n"
-    "             stale files (never touches anything else)\n"
+    "             stale files (never touches anything else); refused while\n"
+    "             a node has the directory open\n"
     "\n"
     "exit status: 0 clean, 1 a torn tail was found (cut with --repair),\n"
-    "2 corruption, 64 bad usage, 74 I/O error\n";
+    "2 corruption, 64 bad usage, 74 I/O error, 75 in use (--repair)\n";
 
 static const char dump_usage[] =
     "usage: craft-cli log dump DIR [--from I] [--to J]\n"
@@ -45,6 +47,9 @@ static int exit_for(int rv)
 {
     if (rv == CRAFT_ECORRUPT || rv == CRAFT_EVERSION) {
         return LOG_EXIT_CORRUPT;
+    }
+    if (rv == CRAFT_EBUSY) {
+        return LOG_EXIT_BUSY;
     }
     return rv == CRAFT_EINVAL ? CLI_EXIT_USAGE : CLI_EXIT_IO;
 }
@@ -148,8 +153,15 @@ static int log_check(int argc, char **argv)
     store_options_default(&o);
     struct store_scan sc;
     char err[1024];
-    int rv = store_scan(dir, &o, &sc, err, sizeof err);
+    int lock = -1;
+    /* --repair writes: hold the node's lock from the scan to the repair,
+     * and refuse while a node has the directory open. */
+    int rv = repair ? store_lock(dir, &o, &lock, err, sizeof err) : 0;
+    if (rv == 0) {
+        rv = store_scan(dir, &o, &sc, err, sizeof err);
+    }
     if (rv != 0) {
+        store_unlock(&o, lock);
         printf("directory: %s\nresult: %s\n", dir,
                rv == CRAFT_ECORRUPT || rv == CRAFT_EVERSION ? "CORRUPT"
                                                             : "ERROR");
@@ -163,6 +175,7 @@ static int log_check(int argc, char **argv)
         if (rv != 0) {
             fprintf(stderr, "craft-cli log check: repair: %s\n", err);
             store_scan_close(&sc);
+            store_unlock(&o, lock);
             return exit_for(rv);
         }
         printf("repaired: %s\n",
@@ -171,6 +184,7 @@ static int log_check(int argc, char **argv)
     printf("result: %s\n",
            torn ? (repair ? "torn tail (cut)" : "torn tail") : "clean");
     store_scan_close(&sc);
+    store_unlock(&o, lock);
     return torn ? LOG_EXIT_TORN : 0;
 }
 
