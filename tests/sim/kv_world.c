@@ -110,6 +110,9 @@ struct early_read {
     raft_index applied;
 };
 
+/* Scenario cleanups one world holds (kv_defer). */
+#define KV_CLEANUPS_MAX 8
+
 struct kv_world {
     struct sim_test *t;
     struct sim_cluster *c;
@@ -126,12 +129,18 @@ struct kv_world {
     bool unreliable;
     struct lin_history hist;
     size_t snap_max;
-    uint64_t lin_steps; /* search budget per key; 0 for the default */
-    unsigned inject;    /* enum kv_inject bits */
-    bool lin_report;    /* print the verdict of a legal history too */
-    unsigned dup_pm;    /* client requests delivered twice, per mille */
-    size_t n_unknown;   /* operations given up */
-    bool in_read;       /* inside sim_read() */
+    uint64_t lin_steps;  /* search budget per key; 0 for the default */
+    unsigned inject;     /* enum kv_inject bits */
+    bool lin_report;     /* print the verdict of a legal history too */
+    unsigned dup_pm;     /* client requests delivered twice, per mille */
+    size_t n_unknown;    /* operations given up */
+    bool in_read;        /* inside sim_read() */
+    struct kv_event cur; /* the client event running, if has_cur */
+    bool has_cur;
+    /* Cleanups of scenario state, run by world_free(). */
+    void (*cleanup[KV_CLEANUPS_MAX])(void *);
+    void *cleanup_arg[KV_CLEANUPS_MAX];
+    unsigned n_cleanups;
     struct early_read early;
 };
 
@@ -476,6 +485,7 @@ static void server_request(struct kv_world *w, raft_id id, unsigned clerk,
     struct buf err;
     buf_init(&err);
     if (kvsm_classify(a->argc, a->argv, a->lens, &rt, &err) != 0) {
+        buf_close(&err);
         fail(w, "kvsm_classify: out of memory");
     }
     switch (rt.cls) {
@@ -490,6 +500,7 @@ static void server_request(struct kv_world *w, raft_id id, unsigned clerk,
         break;
     case KVSM_LOCAL:
     case KVSM_TX:
+        buf_close(&err);
         fail(w, "clerk sent a command of class %d", (int)rt.cls);
     }
     buf_close(&err);
@@ -595,6 +606,7 @@ static void on_read(void *data, raft_id id, uint64_t ctx, int status,
     buf_init(&reply);
     int rv = kvsm_read(node->sm, p->cmd.argc, p->cmd.argv, p->cmd.lens, &reply);
     if (rv != 0) {
+        buf_close(&reply);
         fail(w, "kvsm_read: %s", craft_strerror(rv));
     }
     send_reply(w, id, p->clerk, p->call, KV_S_OK, &reply);
@@ -647,6 +659,7 @@ static void app_apply(void *data, void *state, const struct raft_entry *e)
     buf_init(&reply);
     int rv = kvsm_apply(n->sm, e->index, e->buf.base, e->buf.len, &reply);
     if (rv != 0) {
+        buf_close(&reply);
         fail(w, "n%llu: kvsm_apply(%llu): %s", U(n->id), U(e->index),
              craft_strerror(rv));
     }
@@ -1000,14 +1013,21 @@ static void clerk_free(struct kv_clerk *ck)
 static void run_client_events(struct kv_world *w)
 {
     uint64_t now = sim_now(w->c);
+    /* Completion callbacks start operations, they never run the loop. */
+    CRAFT_ASSERT(!w->has_cur);
     while (w->n_heap > 0 && w->heap[0].time <= now) {
-        struct kv_event ev = ev_pop(w);
-        if (ev.type == KV_EV_REQUEST) {
-            server_request(w, ev.server, ev.clerk, ev.call, &ev.req);
+        /* Kept in the world while it runs: a failing check unwinds from
+         * inside, and world_free() releases it. */
+        w->cur = ev_pop(w);
+        w->has_cur = true;
+        if (w->cur.type == KV_EV_REQUEST) {
+            server_request(w, w->cur.server, w->cur.clerk, w->cur.call,
+                           &w->cur.req);
         } else {
-            clerk_event(w, &ev);
+            clerk_event(w, &w->cur);
         }
-        ev_free(&ev);
+        ev_free(&w->cur);
+        w->has_cur = false;
     }
     for (raft_id id = 1; id <= w->o.n_servers; id++) {
         server_poll(w, id);
@@ -1279,6 +1299,8 @@ static void compare_key(struct kv_world *w, const struct lin_value *key)
             first_id = id;
         } else if (other.len != first.len ||
                    memcmp(other.data, first.data, first.len) != 0) {
+            buf_close(&first);
+            buf_close(&other);
             fail(w, "replicas n%llu and n%llu disagree on key %.*s",
                  U(first_id), U(id), (int)key->n, (char *)key->p);
         }
@@ -1339,6 +1361,13 @@ void kv_check_linearizable(struct kv_world *w)
     lin_result_close(&r);
     lin_history_close(&w->hist);
     w->hist = saved;
+}
+
+void kv_defer(struct kv_world *w, void (*fn)(void *), void *arg)
+{
+    CRAFT_ASSERT(w->n_cleanups < KV_CLEANUPS_MAX);
+    w->cleanup[w->n_cleanups] = fn;
+    w->cleanup_arg[w->n_cleanups++] = arg;
 }
 
 void kv_set_lin_steps(struct kv_world *w, uint64_t steps)
@@ -1458,6 +1487,12 @@ static void world_free(struct kv_world *w)
     }
     for (size_t i = 0; i < w->n_heap; i++) {
         ev_free(&w->heap[i]);
+    }
+    if (w->has_cur) {
+        ev_free(&w->cur);
+    }
+    for (unsigned i = w->n_cleanups; i-- > 0;) {
+        w->cleanup[i](w->cleanup_arg[i]);
     }
     free(w->heap);
     lin_history_close(&w->hist);

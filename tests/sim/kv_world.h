@@ -108,6 +108,10 @@ void kv_scenario_run(struct sim_test *t, const struct kv_world_opts *o,
 
 struct sim_cluster *kv_cluster(struct kv_world *w);
 
+/* Run fn(arg) when the world is freed, also after a failed check: for
+ * state a scenario allocates (at most 8 per world). */
+void kv_defer(struct kv_world *w, void (*fn)(void *), void *arg);
+
 /* ---- time and faults ---------------------------------------------------- */
 
 /* Advance simulated time, delivering client messages on the way. */
