@@ -1338,7 +1338,7 @@ void kv_check_linearizable(struct kv_world *w)
     struct lin_result r;
     CRAFT_ASSERT(lin_check(&w->hist, &lo, &r) == 0);
     if (r.verdict == LIN_UNKNOWN || (r.verdict == LIN_OK && w->lin_report)) {
-        printf("%s: ", w->t->name);
+        printf("%s (seed %llu): ", w->t->name, U(w->t->seed));
         lin_report(stdout, &w->hist, &r, NULL);
     }
     if (r.verdict == LIN_ILLEGAL) {
