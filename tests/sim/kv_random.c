@@ -11,7 +11,8 @@
  *
  * The fault phase changes something every 50 ms - 1 s: partitions (two
  * random groups or one isolated server), healing, crashes and restarts of
- * servers, the network turning unreliable or reliable.  At its end some
+ * servers, the network turning unreliable or reliable, leadership
+ * transfers.  At its end some
  * clients give up their operation for good (an unknown outcome, which may
  * still take effect later); then every fault heals and every other client
  * must finish within 30 s.
@@ -108,6 +109,14 @@ static void fault_step(struct sim_test *t, struct kv_world *w, unsigned n)
         }
     } else if (r < 88) {
         kv_set_unreliable(w, st_rand(t, 0, 2) == 0);
+    } else if (r < 94) {
+        /* Leadership moves under the clients' feet (RAFT_TRANSFER): writes
+         * proposed by the old leader commit or are replaced. */
+        raft_id leader = kv_leader(w);
+        if (leader != 0 && id != leader) {
+            sim_transfer(c, leader, id);
+            sim_note(c, 0, "KV transfer n%llu -> n%llu", U(leader), U(id));
+        }
     }
 }
 
