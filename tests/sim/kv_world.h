@@ -20,11 +20,13 @@
  *     restored snapshot is loaded with kvsm_snapshot_load() into a fresh
  *     state machine which then replaces the old one.
  *
- * Client network: a request and its reply each take the delay of the
- * cluster's faults (1 ms reliable; 0-26 ms and 10% loss unreliable).  A
- * lost message, a crashed server or an endpoint the clerk may not use is
- * a failed call, reported after 0-100 ms as labrpc does; a call not
- * answered within KV_CALL_TIMEOUT_MS fails too.
+ * Client network: a request and its reply each take 1 ms (reliable) or
+ * 0-26 ms with 10% loss (unreliable, labrpc's numbers); optionally some
+ * requests arrive twice.  A lost message, a crashed server or an endpoint
+ * the clerk may not use is a failed call, reported after 0-100 ms as
+ * labrpc does; a call not answered within KV_CALL_TIMEOUT_MS fails too.
+ * Partitions cut only the links between servers, as in the classic
+ * tests.
  *
  * Clerk (as the classic clerk): the servers in a shuffled order, the last
  * leader cached, one call at a time, retrying forever on failure or
@@ -63,8 +65,9 @@
  * next round, so that a leaderless cluster is not flooded with calls: a
  * tenth of the shortest election timeout. */
 #define KV_ROUND_PAUSE_MS 25
-/* Most clerks in one world: GenericTest makes 15 new ones in each of its
- * 3 rounds, plus its checking clerk. */
+/* Most clerks in one world: GenericTest makes new ones in each of its 3
+ * rounds, 20 at most (SnapshotRecoverManyClients), plus its checking
+ * clerk. */
 #define KV_CLERKS_MAX 64
 
 /* Deliberate bugs in the KV layer, in the high bits of sim_test.inject

@@ -110,7 +110,7 @@ set_tests_properties(sim_random_alloc_failures_san PROPERTIES TIMEOUT 300
 # Random KV workloads (kv_random.c): sessions, retries, duplicated
 # requests, partitions, crashes, snapshots, given-up operations; every
 # history checked for linearizability.  300 runs in release builds (nosan,
-# about 15 CPU seconds), a smaller batch under the sanitizers.
+# about 10 CPU seconds), a smaller batch under the sanitizers.
 foreach(batch 0 1 2)
   math(EXPR seed "800000 + ${batch} * 100 + 1")
   add_test(NAME sim_random_kv_${batch}
