@@ -5,8 +5,10 @@
 #                   test in build/ and again under ASan+UBSan in build-san/
 #   make run        a local 3-node craftd cluster (arrives with craftd)
 #   make format     clang-format every C file
+#   make soak       long randomized simulator runs (SOAK_SECONDS each)
 # Variables: JOBS (parallel build/test jobs), CTEST_ARGS (e.g. -R sim).
 
+SOAK_SECONDS ?= 600
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CTEST_ARGS ?=
 CMAKE ?= cmake
@@ -48,6 +50,13 @@ run: deps build
 	@if [ ! -x scripts/run-cluster ]; then \
 		echo "make run: craftd has not landed yet (issue #6)"; exit 1; fi
 	scripts/run-cluster
+
+# Not part of make test: randomized fault schedules for as long as asked,
+# on 3, 5 and 7 nodes, each printing its figures and a replay line on failure.
+soak: build
+	for n in 3 5 7; do \
+		build/bin/craft-sim --soak $(SOAK_SECONDS) --nodes $$n --seed $$(date +%s) || exit 1; \
+	done
 
 format:
 	find include src tests tools apps bench -name '*.[ch]' | xargs clang-format -i

@@ -6,6 +6,14 @@
                                                command -MOVED 0 HOST:PORT
   loadgen_fake.py PORTFILE garbage             answers with bytes that are
                                                not RESP
+  loadgen_fake.py PORTFILE silent              reads requests, never answers
+  loadgen_fake.py PORTFILE http-close          answers one etcd put per
+                                               connection ("Connection:
+                                               close"), then hangs up
+  loadgen_fake.py PORTFILE drop HOST:PORT      hangs up on every odd
+                                               connection at its first
+                                               request; redirects on the
+                                               others as "moved" does
 
 Binds 127.0.0.1 port 0 and writes the port to PORTFILE (via a rename, so a
 reader never sees half of it); runs until killed.
@@ -18,6 +26,7 @@ import threading
 portfile, mode = sys.argv[1], sys.argv[2]
 lock = threading.Lock()
 clusterdown_left = int(sys.argv[4]) if mode == "moved" else 0
+connections = 0
 
 
 def split_commands(buf):
@@ -38,9 +47,25 @@ def split_commands(buf):
         n, buf = n + 1, buf[pos:]
 
 
+def serve_http_close(conn):
+    with conn:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return
+            data += chunk
+        body = b'{"header":{"revision":"1"}}'
+        conn.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\n"
+                     b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+
+
 def serve(conn):
-    global clusterdown_left
+    global clusterdown_left, connections
     pending = b""
+    with lock:
+        connections += 1
+        drop = mode == "drop" and connections % 2 == 1
     with conn:
         while True:
             try:
@@ -50,6 +75,10 @@ def serve(conn):
             if not data:
                 return
             n, pending = split_commands(pending + data)
+            if drop and n > 0:
+                return  # hang up without a reply
+            if mode == "silent":
+                continue
             out = b""
             for _ in range(n):
                 if mode == "garbage":
@@ -74,4 +103,5 @@ with open(portfile + ".tmp", "w") as f:
 os.rename(portfile + ".tmp", portfile)
 while True:
     c, _ = srv.accept()
-    threading.Thread(target=serve, args=(c,), daemon=True).start()
+    target = serve_http_close if mode == "http-close" else serve
+    threading.Thread(target=target, args=(c,), daemon=True).start()

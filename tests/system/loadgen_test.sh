@@ -150,6 +150,39 @@ echo "$out"
 expect_status 0 "$lg" --target resp --addr "$addr" --clients 2 \
     --requests 200 --key-space 3 --seed 11 --value-size 5 --op get --check
 
+echo "== lost connections are retried; a dead address is skipped"
+python3 "$fake" "$tmp/drop.port" drop "$addr" &
+pids="$pids $!"
+wait_for test -s "$tmp/drop.port" || fail "fake server did not start"
+expect_status 0 "$lg" --target resp \
+    --addr "127.0.0.1:$dead,127.0.0.1:$(cat "$tmp/drop.port")" --clients 4 \
+    --requests 300 --key-space 50 --seed 12
+echo "$out"
+[ "$(field ops "$out")" = 300 ] || fail "drop: $out"
+[ "$(field errors "$out")" = 0 ] || fail "drop: $out"
+# Two clients start on the dead address, all four lose a connection.
+[ "$(field reconnects "$out")" -ge 6 ] || fail "drop: $out"
+
+echo "== a server that never answers"
+python3 "$fake" "$tmp/silent.port" silent &
+pids="$pids $!"
+wait_for test -s "$tmp/silent.port" || fail "fake server did not start"
+expect_status 1 "$lg" --target resp --addr "127.0.0.1:$(cat "$tmp/silent.port")" \
+    --clients 2 --requests 10 --timeout-ms 100 --retry-ms 500
+grep -q "no reply within --retry-ms.*reply timeout" "$tmp/err" ||
+    fail "$(cat "$tmp/err")"
+[ "$(field errors "$out")" -ge 1 ] || fail "silent: $out"
+
+echo "== an HTTP server that closes after each response"
+python3 "$fake" "$tmp/close.port" http-close &
+pids="$pids $!"
+wait_for test -s "$tmp/close.port" || fail "fake server did not start"
+expect_status 0 "$lg" --target etcd --addr "127.0.0.1:$(cat "$tmp/close.port")" \
+    --clients 3 --requests 60
+echo "$out"
+[ "$(field ops "$out")" = 60 ] || fail "http-close: $out"
+[ "$(field reconnects "$out")" = 0 ] || fail "http-close: $out"
+
 echo "== a server that does not speak RESP"
 python3 "$fake" "$tmp/garbage.port" garbage &
 pids="$pids $!"

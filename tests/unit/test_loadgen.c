@@ -341,7 +341,7 @@ static void http_responses_parse(void **state)
 static void etcd_replies_classified(void **state)
 {
     (void)state;
-    uint8_t out[16];
+    const uint8_t *v = NULL;
     size_t n = 99;
     struct http_response r = {200, 0, NULL, 0};
     const char *found = "{\"header\":{\"revision\":\"5\"},\"kvs\":[{\"key\":"
@@ -349,25 +349,26 @@ static void etcd_replies_classified(void **state)
                         "\"YWJj\"}],\"count\":\"1\"}";
     r.body = (const uint8_t *)found;
     r.body_len = strlen(found);
-    assert_int_equal(lg_etcd_reply(&r, LG_GET, out, sizeof out, &n),
-                     LG_REPLY_OK);
-    assert_int_equal(n, 3);
-    assert_memory_equal(out, "abc", 3);
-    assert_int_equal(lg_etcd_reply(&r, LG_GET, out, 2, &n), LG_REPLY_BAD_TYPE);
+    assert_int_equal(lg_etcd_reply(&r, LG_GET, &v, &n), LG_REPLY_OK);
+    assert_int_equal(n, 4);
+    assert_memory_equal(v, "YWJj", 4);
+
+    const char *empty = "{\"kvs\":[{\"key\":\"a2V5\"}],\"count\":\"1\"}";
+    r.body = (const uint8_t *)empty;
+    r.body_len = strlen(empty);
+    assert_int_equal(lg_etcd_reply(&r, LG_GET, &v, &n), LG_REPLY_OK);
+    assert_null(v);
+    assert_int_equal(n, 0);
 
     const char *missing = "{\"header\":{\"revision\":\"5\"}}";
     r.body = (const uint8_t *)missing;
     r.body_len = strlen(missing);
-    assert_int_equal(lg_etcd_reply(&r, LG_GET, out, sizeof out, &n),
-                     LG_REPLY_NIL);
-    assert_int_equal(lg_etcd_reply(&r, LG_PUT, out, sizeof out, &n),
-                     LG_REPLY_OK);
+    assert_int_equal(lg_etcd_reply(&r, LG_GET, &v, &n), LG_REPLY_NIL);
+    assert_int_equal(lg_etcd_reply(&r, LG_PUT, &v, &n), LG_REPLY_OK);
     r.status = 503;
-    assert_int_equal(lg_etcd_reply(&r, LG_PUT, out, sizeof out, &n),
-                     LG_REPLY_RETRY);
+    assert_int_equal(lg_etcd_reply(&r, LG_PUT, &v, &n), LG_REPLY_RETRY);
     r.status = 400;
-    assert_int_equal(lg_etcd_reply(&r, LG_PUT, out, sizeof out, &n),
-                     LG_REPLY_ERROR);
+    assert_int_equal(lg_etcd_reply(&r, LG_PUT, &v, &n), LG_REPLY_ERROR);
 }
 
 int main(void)

@@ -517,10 +517,11 @@ static const uint8_t *json_string(const uint8_t *p, size_t n, const char *name,
 }
 
 enum lg_reply lg_etcd_reply(const struct http_response *resp, enum lg_op op,
-                            uint8_t *out, size_t out_size, size_t *value_len)
+                            const uint8_t **value_b64, size_t *b64_len)
 {
     CRAFT_ASSERT(resp->status >= 100 && resp->status <= 599);
-    *value_len = 0;
+    *value_b64 = NULL;
+    *b64_len = 0;
     if (resp->status == 503 || resp->status == 504) {
         /* gRPC Unavailable ("leader changed", "no leader") and
          * DeadlineExceeded, as the gateway maps them: retry. */
@@ -540,14 +541,10 @@ enum lg_reply lg_etcd_reply(const struct http_response *resp, enum lg_op op,
     }
     size_t rest = resp->body_len - (size_t)(kvs - resp->body), n = 0;
     const uint8_t *v = json_string(kvs, rest, "value", &n);
-    if (v == NULL) {
-        /* An empty value is omitted by the gateway. */
-        return LG_REPLY_OK;
+    if (v != NULL) {
+        /* Absent for an empty value: the gateway omits empty fields. */
+        *value_b64 = v;
+        *b64_len = n;
     }
-    long d = lg_base64_decode((const char *)v, n, out, out_size);
-    if (d < 0) {
-        return LG_REPLY_BAD_TYPE;
-    }
-    *value_len = (size_t)d;
     return LG_REPLY_OK;
 }

@@ -100,10 +100,11 @@ int lg_http_response(const uint8_t *buf, size_t len, struct buf *scratch,
                      struct http_response *resp, size_t *consumed, char *errmsg,
                      size_t errmsg_size);
 
-/* Classify an etcd gateway reply.  For a range that finds the key, the
- * first value is decoded into out[out_size] and its length stored in
- * *value_len (LG_REPLY_BAD_TYPE if it is not base64 or does not fit). */
+/* Classify an etcd gateway reply.  For a range that finds the key,
+ * *value_b64 and *b64_len give the first value, still base64-encoded and
+ * borrowed from resp->body (NULL and 0 for an empty value): decoding is
+ * left to callers that look at values. */
 enum lg_reply lg_etcd_reply(const struct http_response *resp, enum lg_op op,
-                            uint8_t *out, size_t out_size, size_t *value_len);
+                            const uint8_t **value_b64, size_t *b64_len);
 
 #endif /* CRAFT_LOADGEN_PROTO_H */

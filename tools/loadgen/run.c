@@ -6,10 +6,10 @@
  *   state       event                      next
  *   IDLE        timer (backoff) fires      CONNECTING
  *   CONNECTING  connected                  OPEN (sends a round)
- *   CONNECTING  refused / failed           CLOSING
+ *   CONNECTING  refused / failed / timeout CLOSING
  *   OPEN        whole round answered       OPEN (next round, or a retry
  *                                          after a backoff), CLOSING on a
- *                                          redirect, DONE when no work left
+ *                                          redirect or when no work is left
  *   OPEN        EOF, read/write error,     CLOSING (unanswered requests
  *               reply timeout              are retried)
  *   CLOSING     close callback             IDLE (backoff), or DONE
@@ -30,9 +30,10 @@
 #include "util/assert.h"
 #include "util/rng.h"
 
-/* The first reconnect or retry waits 5 ms, doubling up to 100 ms: short
- * enough not to inflate a failover measured through this tool (craftd
- * elects a new leader in a few hundred ms), long enough not to spin. */
+/* The first reconnect or retry waits 5 ms, doubling up to 100 ms: small
+ * next to an election timeout (hundreds of ms to seconds), so a failover
+ * measured through this tool is not inflated by more than 100 ms, and
+ * long enough not to spin on a node that refuses connections. */
 #define BACKOFF_MIN_MS 5u
 #define BACKOFF_MAX_MS 100u
 /* Bytes read per callback. */
@@ -68,14 +69,15 @@ struct client {
     unsigned n_slots;   /* requests of the current round */
     unsigned *order;    /* slot of the i-th request sent (invariant 2) */
     unsigned n_sent, n_answered;
-    int redirect; /* a MOVED reply named redirect_host */
+    int redirect; /* reconnect to redirect_host after this round (MOVED,
+                     or HTTP "Connection: close" naming our own host) */
     char redirect_host[LG_HOST_MAX];
     unsigned backoff_ms;
     uint64_t fail_since_ns; /* first failure since the last reply, or 0 */
     char last_err[LG_HOST_MAX + 64];
     struct buf out, in, scratch;
     uint8_t *value; /* value_size bytes */
-    uint8_t *got;   /* --check: decoded etcd value */
+    uint8_t *got;   /* --check: a decoded etcd value (value_size + 1) */
 };
 
 struct run {
@@ -133,9 +135,8 @@ static int resolve(const char *hostport, struct sockaddr_storage *out)
 
 /* ---- bookkeeping ---- */
 
-static uint64_t now_ns(const struct run *r)
+static uint64_t now_ns(void)
 {
-    (void)r;
     return uv_hrtime();
 }
 
@@ -153,7 +154,7 @@ static void finish_request(struct client *c, struct slot *s)
     CRAFT_ASSERT(s->state != S_DONE);
     s->state = S_DONE;
     r->finished++;
-    r->last_finish_ns = now_ns(r);
+    r->last_finish_ns = now_ns();
     CRAFT_ASSERT(r->finished <= r->issued);
 }
 
@@ -198,7 +199,7 @@ static unsigned pending_retries(const struct client *c)
 static void expire_retries(struct client *c)
 {
     uint64_t limit = (uint64_t)c->run->cfg->retry_ms * 1000000u;
-    uint64_t now = now_ns(c->run);
+    uint64_t now = now_ns();
     for (unsigned i = 0; i < c->n_slots; i++) {
         struct slot *s = &c->slots[i];
         if (s->state == S_RETRY && now - s->start_ns > limit) {
@@ -213,7 +214,7 @@ static unsigned new_round(struct client *c)
 {
     struct run *r = c->run;
     const struct lg_config *cfg = r->cfg;
-    uint64_t now = now_ns(r);
+    uint64_t now = now_ns();
     c->n_slots = 0;
     while (c->n_slots < cfg->pipeline) {
         if (cfg->requests != 0 && r->issued >= cfg->requests) {
@@ -253,7 +254,7 @@ static int work_left(struct client *c)
     if (r->cfg->requests != 0 && r->issued >= r->cfg->requests) {
         return 0;
     }
-    return r->deadline_ns == 0 || now_ns(r) < r->deadline_ns;
+    return r->deadline_ns == 0 || now_ns() < r->deadline_ns;
 }
 
 static void on_backoff(uv_timer_t *t)
@@ -290,7 +291,7 @@ static void on_closed(uv_handle_t *h)
         client_done(c);
         return;
     }
-    uint64_t now = now_ns(r);
+    uint64_t now = now_ns();
     if (c->fail_since_ns != 0 &&
         now - c->fail_since_ns > (uint64_t)r->cfg->retry_ms * 1000000u) {
         fatal(c, CRAFT_ETIMEDOUT, "no reply within --retry-ms", c->last_err);
@@ -326,7 +327,7 @@ static void client_fail(struct client *c, const char *why)
         r->stats->reconnects++;
         snprintf(c->last_err, sizeof c->last_err, "%s: %s", c->host, why);
         if (c->fail_since_ns == 0) {
-            c->fail_since_ns = now_ns(r);
+            c->fail_since_ns = now_ns();
         }
         for (unsigned i = c->n_answered; i < c->n_sent; i++) {
             struct slot *s = &c->slots[c->order[i]];
@@ -348,6 +349,8 @@ static void client_fail(struct client *c, const char *why)
 
 /* ---- replies ---- */
 
+/* --check: compare what a GET returned (base64 for etcd) with the value
+ * of its key. */
 static void check_value(struct client *c, const struct slot *s,
                         const uint8_t *data, size_t n)
 {
@@ -355,8 +358,20 @@ static void check_value(struct client *c, const struct slot *s,
     if (!cfg->check) {
         return;
     }
+    int bad = 0;
+    if (cfg->target == LG_TARGET_ETCD) {
+        /* One byte of room beyond the expected size: a longer value (or
+         * one that is not base64) fails to decode, and is a mismatch. */
+        long d = lg_base64_decode((const char *)data, n, c->got,
+                                  cfg->value_size + 1);
+        bad = d < 0;
+        if (!bad) {
+            data = c->got;
+            n = (size_t)d;
+        }
+    }
     lg_value(cfg->seed, s->key, c->value, cfg->value_size);
-    if (n != cfg->value_size || memcmp(data, c->value, n) != 0) {
+    if (bad || n != cfg->value_size || memcmp(data, c->value, n) != 0) {
         c->run->stats->mismatches++;
         if (c->run->stats->mismatches == 1) {
             char key[LG_KEY_LEN];
@@ -370,7 +385,8 @@ static void check_value(struct client *c, const struct slot *s,
     }
 }
 
-/* Account for the reply to slot s.  Returns 0, or -1 after a fatal error. */
+/* Account for the reply to slot s: data/n is a GET's value or an error's
+ * text. */
 static void on_reply(struct client *c, struct slot *s, enum lg_reply kind,
                      const uint8_t *data, size_t n)
 {
@@ -384,14 +400,14 @@ static void on_reply(struct client *c, struct slot *s, enum lg_reply kind,
         if (r->cfg->op == LG_GET) {
             check_value(c, s, data, n);
         }
-        hist_record(&st->hist, now_ns(r) - s->start_ns);
+        hist_record(&st->hist, now_ns() - s->start_ns);
         st->ok++;
         finish_request(c, s);
         return;
     case LG_REPLY_NIL:
         c->backoff_ms = 0;
         c->fail_since_ns = 0;
-        hist_record(&st->hist, now_ns(r) - s->start_ns);
+        hist_record(&st->hist, now_ns() - s->start_ns);
         st->misses++;
         finish_request(c, s);
         return;
@@ -424,11 +440,16 @@ static void round_complete(struct client *c)
     CRAFT_ASSERT(c->n_answered == c->n_sent);
     uv_timer_stop(&c->timer);
     expire_retries(c);
-    if (pending_retries(c) == 0) {
+    if (c->redirect) {
+        /* A MOVED reply, or a server that said it closes: on_closed
+         * connects to redirect_host and sends what is left there. */
+        if (pending_retries(c) == 0) {
+            c->n_slots = 0;
+        }
+        client_fail(c, NULL);
+    } else if (pending_retries(c) == 0) {
         c->n_slots = 0;
         client_send(c);
-    } else if (c->redirect) {
-        client_fail(c, NULL); /* on_closed connects to the redirect */
     } else {
         backoff_grow(c);
         uv_timer_start(&c->timer, on_backoff, c->backoff_ms, 0);
@@ -461,10 +482,18 @@ static int parse_replies(struct client *c)
             rv = lg_http_response(c->in.data + off, c->in.len - off,
                                   &c->scratch, &resp, &used, err, sizeof err);
             if (rv == 1) {
-                kind = lg_etcd_reply(&resp, cfg->op, c->got,
-                                     cfg->value_size + 1, &n);
-                data = kind == LG_REPLY_OK ? c->got : resp.body;
-                n = kind == LG_REPLY_OK ? n : resp.body_len;
+                kind = lg_etcd_reply(&resp, cfg->op, &data, &n);
+                if (kind != LG_REPLY_OK) {
+                    data = resp.body; /* the error, for the message */
+                    n = resp.body_len;
+                }
+                if (resp.close) {
+                    /* "Connection: close": reconnect to the same server
+                     * once the round is answered (requests after this one
+                     * will see the close and be retried there). */
+                    c->redirect = 1;
+                    memcpy(c->redirect_host, c->host, sizeof c->host);
+                }
             }
         }
         if (rv == 0) {
@@ -523,11 +552,13 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b)
 
 /* ---- sending ---- */
 
+/* No reply (or no connection) within --timeout-ms: a dead or partitioned
+ * server may never answer, not even with a reset. */
 static void on_timeout(uv_timer_t *t)
 {
     struct client *c = t->data;
-    CRAFT_ASSERT(c->state == C_OPEN);
-    client_fail(c, "reply timeout");
+    CRAFT_ASSERT(c->state == C_OPEN || c->state == C_CONNECTING);
+    client_fail(c, c->state == C_OPEN ? "reply timeout" : "connect timeout");
 }
 
 static void on_write(uv_write_t *req, int status)
@@ -617,6 +648,7 @@ static void on_connect(uv_connect_t *req, int status)
         return;
     }
     c->state = C_OPEN;
+    uv_timer_stop(&c->timer); /* the connect timeout */
     uv_tcp_nodelay(&c->tcp, 1);
     int rv = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
     if (rv != 0) {
@@ -644,7 +676,9 @@ static void client_connect(struct client *c)
                         (const struct sockaddr *)&c->addr, on_connect);
     if (rv != 0) {
         client_fail(c, uv_strerror(rv));
+        return;
     }
+    uv_timer_start(&c->timer, on_timeout, r->cfg->timeout_ms, 0);
 }
 
 /* ---- the run ---- */
@@ -684,8 +718,6 @@ static int clients_init(struct run *r)
         buf_init(&c->out);
         buf_init(&c->in);
         buf_init(&c->scratch);
-        /* One extra byte so that a longer etcd value shows as a mismatch
-         * rather than as a decoding failure. */
         c->value = malloc(cfg->value_size + 1);
         c->got = malloc(cfg->value_size + 1);
         c->slots = calloc(cfg->pipeline, sizeof *c->slots);
@@ -743,7 +775,7 @@ int lg_run(const struct lg_config *cfg, struct lg_stats *stats, char *errmsg,
         uv_loop_close(&r.loop);
         return rv;
     }
-    r.start_ns = now_ns(&r);
+    r.start_ns = now_ns();
     r.last_finish_ns = r.start_ns;
     if (cfg->duration_s > 0) {
         r.deadline_ns = r.start_ns + (uint64_t)(cfg->duration_s * 1e9);
