@@ -12,7 +12,7 @@
  *                                         N random fault schedules from S
  *   craft-sim --random --kv --seed S --runs N [--nodes 3|5|7]
  *                                         N random KV workloads with faults
- *   craft-sim --soak SECONDS [--seed S] [--nodes N]
+ *   craft-sim --soak SECONDS [--seed S] [--nodes N] [--kv]
  *                                         random runs for a wall-clock time
  *   craft-sim --bench SIM_SECONDS [--seed S]
  *                                         simulated time per wall second
@@ -94,7 +94,7 @@ static void usage(FILE *f)
                "       craft-sim --random --kv --seed S --runs N "
                "[--nodes 3|5|7] [--verbose]\n"
                "       craft-sim --soak SECONDS [--seed S] [--nodes 3|5|7] "
-               "[--small-limits]\n"
+               "[--small-limits | --kv]\n"
                "       craft-sim --bench SIM_SECONDS [--seed S]\n"
                "       craft-sim --selftest "
                "forget-vote|lose-tail|corrupt|early-ack|local-read|"
@@ -232,10 +232,10 @@ static int parse_args(int argc, char **argv, struct args *a)
         fprintf(stderr, "craft-sim: --inject goes with --scenario only\n");
         return -1;
     }
-    if (a->kv &&
-        (a->mode != MODE_RANDOM || a->small_limits || a->alloc_failures)) {
-        fprintf(stderr, "craft-sim: --kv goes with --random only (without "
-                        "--small-limits and --alloc-failures)\n");
+    if (a->kv && ((a->mode != MODE_RANDOM && a->mode != MODE_SOAK) ||
+                  a->small_limits || a->alloc_failures)) {
+        fprintf(stderr, "craft-sim: --kv goes with --random or --soak only "
+                        "(without --small-limits and --alloc-failures)\n");
         return -1;
     }
     return 0;
@@ -309,6 +309,16 @@ static void print_totals(const struct sim_random_totals *tot, double wall)
     printf("digest %016llx\n", U(tot->digest));
 }
 
+static void print_kv_totals(const struct kv_random_totals *tot, double wall)
+{
+    printf("%llu KV runs, %llu failed; %.1f simulated s in %.2f wall s; "
+           "%llu events; %llu operations checked, %llu with unknown "
+           "outcome\n",
+           U(tot->runs), U(tot->failures), (double)tot->sim_ms / 1000.0, wall,
+           U(tot->events), U(tot->ops), U(tot->unknown));
+    printf("digest %016llx\n", U(tot->digest));
+}
+
 static int cmd_random_kv(const struct args *a)
 {
     struct kv_random_opts o = {a->nodes, a->verbose, false, 0, NULL};
@@ -318,13 +328,27 @@ static int cmd_random_kv(const struct args *a)
     for (uint64_t k = 0; k < a->runs; k++) {
         kv_random_run(a->seed + k, &o, &tot);
     }
-    double wall = wall_now() - t0;
-    printf("%llu KV runs, %llu failed; %.1f simulated s in %.2f wall s; "
-           "%llu events; %llu operations checked, %llu with unknown "
-           "outcome\n",
-           U(tot.runs), U(tot.failures), (double)tot.sim_ms / 1000.0, wall,
-           U(tot.events), U(tot.ops), U(tot.unknown));
-    printf("digest %016llx\n", U(tot.digest));
+    print_kv_totals(&tot, wall_now() - t0);
+    return tot.failures == 0 ? 0 : 1;
+}
+
+static int cmd_soak_kv(const struct args *a)
+{
+    struct kv_random_opts o = {a->nodes, a->verbose, false, 0, NULL};
+    struct kv_random_totals tot;
+    memset(&tot, 0, sizeof tot);
+    double t0 = wall_now(), last = t0;
+    uint64_t seed = a->seed;
+    while (wall_now() - t0 < (double)a->seconds) {
+        kv_random_run(seed++, &o, &tot);
+        if (wall_now() - last >= 10.0) {
+            last = wall_now();
+            print_kv_totals(&tot, last - t0);
+            fflush(stdout);
+        }
+    }
+    print_kv_totals(&tot, wall_now() - t0);
+    printf("seeds %llu..%llu\n", U(a->seed), U(seed - 1));
     return tot.failures == 0 ? 0 : 1;
 }
 
@@ -347,6 +371,9 @@ static int cmd_random(const struct args *a)
 
 static int cmd_soak(const struct args *a)
 {
+    if (a->kv) {
+        return cmd_soak_kv(a);
+    }
     struct sim_random_opts ro = {a->nodes, a->verbose, a->small_limits,
                                  a->alloc_failures};
     struct sim_random_totals tot;

@@ -132,7 +132,7 @@ foreach(fault kv-no-session kv-local-read kv-early-reply)
 endforeach()
 add_test(NAME sim_cli_kv_alone COMMAND craft-sim --kv --list)
 set_tests_properties(sim_cli_kv_alone PROPERTIES TIMEOUT 30 LABELS sim
-  PASS_REGULAR_EXPRESSION "--kv goes with --random only")
+  PASS_REGULAR_EXPRESSION "--kv goes with --random or --soak only")
 add_test(NAME sim_deterministic_kv
   COMMAND ${CMAKE_COMMAND} -DSIM=$<TARGET_FILE:craft-sim>
     -P ${CMAKE_CURRENT_SOURCE_DIR}/kv_check_deterministic.cmake)
