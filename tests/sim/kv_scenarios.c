@@ -118,7 +118,7 @@ static void gen_next(struct kv_clerk *ck, void *data)
 }
 
 /* The partitioner: every 1 s + 0-199 ms each server joins one of two
- * random groups, until `until`. */
+ * random groups, for `ms` in all. */
 static void partitioner(struct sim_test *t, struct kv_world *w,
                         unsigned nservers, uint64_t ms)
 {

@@ -162,9 +162,9 @@ void kv_abandon(struct kv_clerk *ck);
 /* Calls made so far (first tries and retries). */
 uint64_t kv_calls(const struct kv_clerk *ck);
 
-/* Synchronous helpers: start and wait up to `timeout_ms` (0: 30 s);
- * failing the scenario if it does not complete.  kv_get's result is valid
- * until the clerk's next operation. */
+/* Synchronous helpers: start and wait up to 30 s of simulated time,
+ * failing the scenario if the operation does not complete.  kv_get's
+ * result is valid until the clerk's next operation. */
 void kv_put(struct kv_world *w, struct kv_clerk *ck, const char *key,
             const char *value);
 void kv_append(struct kv_world *w, struct kv_clerk *ck, const char *key,
