@@ -5,7 +5,7 @@
 #                   test in build/ and again under ASan+UBSan in build-san/
 #   make run        a local 3-node craftd cluster (arrives with craftd)
 #   make format     clang-format every C file
-#   make soak       long randomized simulator runs (SOAK_SECONDS each)
+#   make soak       long randomized simulator runs, Raft and KV (SOAK_SECONDS each)
 # Variables: JOBS (parallel build/test jobs), CTEST_ARGS (e.g. -R sim).
 
 SOAK_SECONDS ?= 600
@@ -57,6 +57,7 @@ soak: build
 	for n in 3 5 7; do \
 		build/bin/craft-sim --soak $(SOAK_SECONDS) --nodes $$n --seed $$(date +%s) || exit 1; \
 	done
+	build/bin/craft-sim --soak $(SOAK_SECONDS) --kv --seed $$(date +%s)
 
 format:
 	find include src tests tools apps bench -name '*.[ch]' | xargs clang-format -i
