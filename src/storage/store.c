@@ -126,6 +126,7 @@ struct store {
 
     /* Worker state: touched only by the job in flight. */
     int open_fd;
+    uint64_t open_salt; /* the open segment's salt (format.h) */
     bool open_dirty;
     int meta_fd[3];
     uint64_t meta_seq;
@@ -211,7 +212,7 @@ static int write_rec(struct job *j, int fd, struct rec *r, uint64_t off,
                               .body_crc = crc32c(0, r->desc.data, r->desc.len)};
     uint8_t hdr[STORE_REC_HDR_BYTES];
     static const uint8_t zeros[8] = {0};
-    store__rec_hdr_encode(&h, hdr);
+    store__rec_hdr_encode(&h, j->s->open_salt, off, hdr);
     struct iovec iov[4] = {{hdr, sizeof hdr},
                            {r->desc.data, r->desc.len},
                            {r->data.data, r->data.len},
@@ -231,8 +232,9 @@ static int op_create(struct job *j)
         return fail(j, fd, "create", "open");
     }
     s->open_fd = fd;
+    s->open_salt = store__salt_new();
     uint8_t hdr[STORE_SEG_HDR_BYTES];
-    store__seg_hdr_encode(hdr);
+    store__seg_hdr_encode(s->open_salt, hdr);
     struct iovec iov = {hdr, sizeof hdr};
     int rv = s->vfs->pwritev(s->vfs, fd, &iov, 1, 0);
     if (rv != 0) {
@@ -329,6 +331,19 @@ static int op_reopen(struct job *j, struct op *op)
         return fail(j, fd, "open", "open");
     }
     s->open_fd = fd;
+    /* Records are sealed with the file's own salt: read it back. */
+    uint8_t hdr[STORE_SEG_HDR_BYTES];
+    ssize_t got = s->vfs->pread(s->vfs, fd, hdr, sizeof hdr, 0);
+    if (got < 0) {
+        return fail(j, (int)got, "read", "open");
+    }
+    if ((size_t)got != sizeof hdr ||
+        store__seg_hdr_decode(hdr, &s->open_salt) != 0) {
+        snprintf(j->errmsg, sizeof j->errmsg,
+                 "%s/open (was %s): offset 0: segment header no longer valid",
+                 s->dir, op->name);
+        return CRAFT_ECORRUPT;
+    }
     rv = s->vfs->fallocate(s->vfs, fd, s->o.segment_bytes);
     if (rv != 0) {
         return fail(j, rv, "preallocate", "open");
@@ -1218,6 +1233,12 @@ static int open_writer(struct store *s, char *errmsg, size_t errmsg_len)
         return store__errno_code(fd);
     }
     s->open_fd = fd;
+    for (size_t i = 0; i < s->scan.n_segs; i++) {
+        if (s->scan.segs[i].open) {
+            s->open_salt = s->scan.segs[i].salt;
+        }
+    }
+    CRAFT_ASSERT(s->open_salt != 0);
     return 0;
 }
 

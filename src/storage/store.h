@@ -74,6 +74,7 @@ struct store_seg_info {
     bool open;
     raft_index first, last; /* last < first when empty */
     raft_term first_term, last_term;
+    uint64_t salt;       /* from the segment header (format.h) */
     uint64_t end;        /* offset after the last valid record */
     uint64_t file_bytes; /* size of the file */
     uint32_t n_records;

@@ -30,8 +30,12 @@
 #include "storage_harness.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
+
+#include "util/crc32c.h"
+#include "util/encoding.h"
 
 #define IDX_MAX 8192
 #define REQS_MAX 2048
@@ -666,6 +670,159 @@ static void bit_flips_are_corruption(void **state)
     }
 }
 
+/* ---- payloads that hold records -------------------------------------- */
+
+/* Seal a one-entry record for offset off of a segment with this salt into
+ * out; its length. */
+static size_t make_rec(uint8_t *out, uint64_t salt, uint64_t off,
+                       raft_index first, raft_term term, const uint8_t *p,
+                       uint32_t len)
+{
+    struct store_desc d = {.term = term,
+                           .len = len,
+                           .crc = crc32c(0, p, len),
+                           .type = RAFT_ENTRY_COMMAND};
+    size_t n = (size_t)store__rec_bytes(1, len);
+    memset(out, 0, n);
+    store__desc_encode(&d, out + STORE_REC_HDR_BYTES);
+    memcpy(out + STORE_REC_HDR_BYTES + STORE_DESC_BYTES, p, len);
+    struct store_rec_hdr h = {
+        .n_entries = 1,
+        .first_index = first,
+        .data_len = len,
+        .body_crc = crc32c(0, out + STORE_REC_HDR_BYTES, STORE_DESC_BYTES)};
+    store__rec_hdr_encode(&h, salt, off, out);
+    return n;
+}
+
+static void read_open(struct henv *e, uint8_t *buf, size_t len)
+{
+    struct store_vfs *v = memfs_vfs(e->fs);
+    int fd = v->open(v, "/data/open", O_RDONLY, 0);
+    assert_true(fd >= 0);
+    assert_int_equal(v->pread(v, fd, buf, len, 0), (ssize_t)len);
+    v->close(v, fd);
+}
+
+/*
+ * Entry 3's payload holds whole records: a byte copy of entry 1's record
+ * of the same file, entry 2's record resealed as another file (another
+ * salt) would have it at the copy's offset, and -- when forged is set --
+ * a record sealed with this file's salt for exactly where it lands, for
+ * index 4, as only someone who read the file could make.  The write of
+ * entry 3 is then torn at every byte (or, without forged, sector by
+ * sector in 64 patterns, with the copies away from the record header).
+ * Every crash must reopen as a torn tail: entries 1 and 2 intact, entry 3
+ * whole or absent, nothing else.
+ */
+static void embedded_records_run(bool forged)
+{
+    struct henv e;
+    char where[128];
+    R.seed = 0;
+    henv_init(&e, 1 << 20);
+    assert_int_equal(henv_open(&e), 0);
+    struct raft_hard_state hs = {.term = 1};
+    uint8_t small[64];
+    memset(small, 'x', sizeof small);
+    for (raft_index i = 1; i <= 2; i++) {
+        struct raft_entry en = {.index = i,
+                                .term = 1,
+                                .type = RAFT_ENTRY_COMMAND,
+                                .buf = {small, sizeof small}};
+        struct treq t = {.fs = e.fs};
+        assert_int_equal(
+            store_append(e.s, &t.req, i == 1 ? &hs : NULL, 0, &en, 1, treq_cb),
+            0);
+        henv_run(&e);
+        assert_int_equal(t.status, 0);
+    }
+    /* Records 1 and 2 are at 32 and 160, 128 bytes each; entry 3's record
+     * goes at 288 and its payload at 288 + 64. */
+    uint8_t file[288];
+    read_open(&e, file, sizeof file);
+    uint64_t salt = get_u64(file + 16);
+    const uint64_t rec3 = 288, pay3 = rec3 + 64;
+    static uint8_t pl[1024];
+    size_t n = 0;
+    if (!forged) {
+        memset(pl, 'y', 456); /* the copies in a later sector */
+        n = 456;
+    }
+    memcpy(pl + n, file + 32, 128);
+    n += 128;
+    size_t m = make_rec(pl + n, salt ^ 0x5a5a, pay3 + n, 2, 1, small, 64);
+    n += m;
+    if (forged) {
+        uint8_t z[16];
+        memset(z, 'z', sizeof z);
+        n += make_rec(pl + n, salt, pay3 + n, 4, 1, z, sizeof z);
+    }
+    memset(pl + n, 'y', 100);
+    n += 100;
+    /* The directory before entry 3, and entry 3's record as the store
+     * writes it (checked against the file after a real append). */
+    henv_close_store(&e);
+    struct memfs *before = memfs_clone(e.fs);
+    static uint8_t rec[2048], got[2048];
+    size_t len = make_rec(rec, salt, rec3, 3, 1, pl, (uint32_t)n);
+    assert_int_equal(henv_open(&e), 0);
+    struct raft_entry en = {
+        .index = 3, .term = 1, .type = RAFT_ENTRY_COMMAND, .buf = {pl, n}};
+    struct treq t = {.fs = e.fs};
+    assert_int_equal(store_append(e.s, &t.req, NULL, 0, &en, 1, treq_cb), 0);
+    henv_run(&e);
+    assert_int_equal(t.status, 0);
+    henv_close_store(&e);
+    read_open(&e, got, rec3 + len);
+    assert_memory_equal(got + rec3, rec, len);
+    memfs_free(e.fs);
+    size_t cases = forged ? len : 64;
+    for (size_t k = 0; k < cases; k++) {
+        /* The record written but not yet synced, then the crash. */
+        e.fs = memfs_clone(before);
+        struct store_vfs *v = memfs_vfs(e.fs);
+        int fd = v->open(v, "/data/open", O_RDWR, 0);
+        assert_true(fd >= 0);
+        struct iovec iov = {rec, len};
+        assert_int_equal(v->pwritev(v, fd, &iov, 1, rec3), 0);
+        v->close(v, fd);
+        if (forged) {
+            memfs_crash(e.fs, MEMFS_TEAR, k, 0);
+        } else {
+            memfs_crash(e.fs, MEMFS_SECTORS, 0, k);
+        }
+        snprintf(where, sizeof where,
+                 "%s %zu of a record with records in "
+                 "its payload",
+                 forged ? "tear at byte" : "sector pattern", k);
+        int rv = henv_open(&e);
+        CHECK(rv == 0, "open failed: %s: %s", craft_errname(rv), e.err);
+        const struct store_scan *sc = store_loaded(e.s);
+        CHECK(sc->n_entries == 2 || sc->n_entries == 3, "%zu entries",
+              sc->n_entries);
+        for (size_t i = 0; i < sc->n_entries; i++) {
+            const struct raft_entry *x = &sc->entries[i];
+            const void *want = i < 2 ? (const void *)small : (const void *)pl;
+            size_t want_len = i < 2 ? sizeof small : n;
+            CHECK(x->index == i + 1 && x->term == 1 && x->buf.len == want_len &&
+                      memcmp(x->buf.base, want, want_len) == 0,
+                  "entry %zu differs", i + 1);
+        }
+        henv_close_store(&e);
+        memfs_free(e.fs);
+    }
+    e.fs = before;
+    henv_close(&e);
+}
+
+static void payloads_holding_records_tear_cleanly(void **state)
+{
+    (void)state;
+    embedded_records_run(true);
+    embedded_records_run(false);
+}
+
 int main(int argc, char **argv)
 {
     for (int i = 1; i < argc; i++) {
@@ -693,6 +850,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(crash_before_every_op),
         cmocka_unit_test(faults_reach_the_caller),
         cmocka_unit_test(bit_flips_are_corruption),
+        cmocka_unit_test(payloads_holding_records_tear_cleanly),
     };
     return cmocka_run_group_tests_name("storage_crash", tests, NULL, NULL);
 }
