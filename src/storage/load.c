@@ -18,6 +18,9 @@
  *     which is corruption (store.h invariant 3); see written_after() for
  *     why a record-shaped payload never passes for one.
  *  4. The log must start at 1, or at most at the snapshot index + 1.
+ *  5. Terms: the hard state's term is at least the snapshot's and the last
+ *     entry's (check_terms()); and rule 1 again: with a log or a snapshot
+ *     present, no valid metadata at all is corruption.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -245,6 +248,18 @@ static int load_meta(struct scan_ctx *c)
         if (ok[i] && (best == 0 || m[i].seq > m[best].seq)) {
             best = i;
         }
+    }
+    /* store_open() writes meta2 before anything else, so a log or a
+     * snapshot without valid metadata lost its term and vote: falling back
+     * to term 0 could let the node vote twice in a term. */
+    if (best == 0 && (c->n_closed > 0 || c->open_present || c->snap_found)) {
+        set_err(c->errmsg, c->errmsg_len,
+                "%s/meta1, %s/meta2: offset 0: %s (expected a valid "
+                "metadata record: the directory holds %s)",
+                c->dir, c->dir,
+                n_bad > 0 ? "no valid metadata" : "metadata files missing",
+                c->snap_found ? "a snapshot" : "log segments");
+        return CRAFT_ECORRUPT;
     }
     if (best != 0) {
         c->sc->hs = m[best].hs;
@@ -732,6 +747,35 @@ static int load_segments(struct scan_ctx *c)
     return 0;
 }
 
+/* Rule 5: the term never went backwards.  Entries and snapshots of a term
+ * are written only after that term is durable in the metadata (store.h,
+ * store_append), so a hard state behind them is damage or a lost write. */
+static int check_terms(struct scan_ctx *c)
+{
+    struct store_scan *sc = c->sc;
+    raft_term term = sc->hs.term;
+    if (sc->has_snapshot && sc->snapshot.term > term) {
+        set_err(c->errmsg, c->errmsg_len,
+                "%s/meta%d: offset 24: term %" PRIu64 " (expected at least "
+                "the term %" PRIu64 " of %s/%s: the term went backwards)",
+                c->dir, sc->meta_file, term, sc->snapshot.term, c->dir,
+                sc->snapshot_name);
+        return CRAFT_ECORRUPT;
+    }
+    if (sc->n_all_entries > 0) {
+        const struct raft_entry *last = &sc->all_entries[sc->n_all_entries - 1];
+        if (last->term > term) {
+            set_err(c->errmsg, c->errmsg_len,
+                    "%s/meta%d: offset 24: term %" PRIu64
+                    " (expected at least the term %" PRIu64
+                    " of log entry %" PRIu64 ": the term went backwards)",
+                    c->dir, sc->meta_file, term, last->term, last->index);
+            return CRAFT_ECORRUPT;
+        }
+    }
+    return 0;
+}
+
 /* Rule 4 and dropping the entries the snapshot covers. */
 static int join_snapshot(struct scan_ctx *c)
 {
@@ -785,6 +829,9 @@ int store_scan(const char *dir, const struct store_options *o,
     }
     if (rv == 0) {
         rv = join_snapshot(&c);
+    }
+    if (rv == 0) {
+        rv = check_terms(&c);
     }
     sc->stale_files = c.tmp_present || c.n_snaps > 1;
     free(c.closed);

@@ -101,6 +101,7 @@ struct store {
     struct seg *segs;
     size_t n_segs, cap_segs;
     raft_index log_last; /* last index in segments, 0: none */
+    raft_term hs_term;   /* term of the latest hard state submitted */
     raft_index snap_index;
     raft_term snap_term;
     char snap_name[STORE_NAME_MAX]; /* latest snapshot, queued or durable */
@@ -446,6 +447,17 @@ static int run_op(struct job *j, struct op *op)
     case OP_SNAP_CHUNK:
         return op_snap_chunk(j, op);
     case OP_SNAP_FINISH:
+        if (s->open_dirty) {
+            /* Requests become durable in submission order, across files:
+             * a record queued before the snapshot (e.g. the truncation of
+             * a suffix the snapshot conflicts with) is synced before the
+             * snapshot can survive a crash without it. */
+            int rv = s->vfs->fdatasync(s->vfs, s->open_fd);
+            if (rv != 0) {
+                return fail(j, rv, "fdatasync", "open");
+            }
+            s->open_dirty = false;
+        }
         return op_snap_finish(j, op);
     }
     CRAFT_UNREACHABLE();
@@ -1001,6 +1013,12 @@ int store_append(struct store *s, struct store_req *req,
     if (rv == 0) {
         rv = check_append(s, truncate_from, entries, n, &bytes);
     }
+    /* The term is durable before any entry of that term (Raft's rule, and
+     * what start-up checks): entries may not run ahead of the hard state. */
+    raft_term hs_term = hs != NULL ? hs->term : s->hs_term;
+    for (size_t i = 0; rv == 0 && i < n; i++) {
+        rv = entries[i].term > hs_term ? CRAFT_EINVAL : 0;
+    }
     if (rv != 0) {
         return rv;
     }
@@ -1010,6 +1028,7 @@ int store_append(struct store *s, struct store_req *req,
     if (hs != NULL) {
         s->pending->has_hs = true;
         s->pending->hs = *hs;
+        s->hs_term = hs->term;
     }
     if (truncate_from != 0 && truncate_from <= s->log_last) {
         rv = plan_truncate(s, truncate_from);
@@ -1046,7 +1065,8 @@ int store_snapshot_put(struct store *s, struct store_req *req,
                    meta->size == s->snap_meta.size;
     if ((offset != 0 && !follows) || meta->index < s->snap_index ||
         meta->config.n > RAFT_MEMBERS_MAX || (len > 0 && data == NULL) ||
-        offset + len > meta->size || (last && offset + len != meta->size)) {
+        offset + len > meta->size || (last && offset + len != meta->size) ||
+        meta->term > s->hs_term) {
         return CRAFT_EINVAL;
     }
     if (pending_bytes(s) + len > s->o.pending_bytes_max && len > 0) {
@@ -1154,6 +1174,7 @@ static int check_options(const struct store_options *o)
 static int model_from_scan(struct store *s)
 {
     const struct store_scan *sc = &s->scan;
+    s->hs_term = sc->hs.term;
     for (size_t i = 0; i < sc->n_segs; i++) {
         const struct store_seg_info *si = &sc->segs[i];
         struct seg g = {.first = si->first,

@@ -140,8 +140,14 @@ static int append_wait(struct henv *e, raft_index truncate_from,
         es[i].buf.base = p;
         es[i].buf.len = payload(first + i, term, 0, 300, p);
     }
+    if (hs == NULL) {
+        henv_term(e, term);
+    }
     struct treq t = {.fs = e->fs};
     int rv = store_append(e->s, &t.req, hs, truncate_from, es, n, treq_cb);
+    if (rv == 0 && hs != NULL) {
+        e->hs_term = hs->term;
+    }
     free(es);
     free(data);
     if (rv != 0) {
@@ -258,6 +264,7 @@ static void segments_group_commit(void **state)
     struct henv e;
     henv_init(&e, 1 << 20);
     assert_int_equal(henv_open(&e), 0);
+    henv_term(&e, 1);
     enum { N = 100 };
     struct treq t[N];
     uint8_t p[16] = {1, 2, 3};
@@ -340,6 +347,7 @@ static void snapshot_write(struct henv *e, raft_index index, raft_term term,
     for (size_t i = 0; i < size; i++) {
         data[i] = (uint8_t)(i * 7 + index);
     }
+    henv_term(e, term);
     struct raft_snapshot_meta m = {.index = index, .term = term, .size = size};
     m.config.n = 3;
     m.config.ids[0] = 1;
@@ -499,6 +507,96 @@ static void missing_segments_are_corruption(void **state)
     henv_close(&e);
 }
 
+/* Open a copy of e's directory with `fn` applied; the code and message. */
+static int open_altered(struct henv *e, void (*fn)(struct memfs *))
+{
+    struct memfs *c = memfs_clone(e->fs), *orig = e->fs;
+    fn(c);
+    e->fs = c;
+    int rv = henv_open(e);
+    henv_close_store(e);
+    memfs_free(c);
+    e->fs = orig;
+    return rv;
+}
+
+static void unlink_meta(struct memfs *fs)
+{
+    struct store_vfs *v = memfs_vfs(fs);
+    v->unlink(v, "/data/meta1");
+    v->unlink(v, "/data/meta2");
+}
+
+/* Overwrite meta1 with a newer record (seq 1001) holding term 1. */
+static void meta_term_1(struct memfs *fs)
+{
+    struct store_vfs *v = memfs_vfs(fs);
+    struct store_meta m = {.seq = 1001, .hs = {.term = 1}};
+    uint8_t buf[STORE_META_BYTES];
+    store__meta_encode(&m, buf);
+    int fd = v->open(v, "/data/meta1", O_RDWR | O_CREAT, 0600);
+    assert_true(fd >= 0);
+    struct iovec iov = {buf, sizeof buf};
+    assert_int_equal(v->pwritev(v, fd, &iov, 1, 0), 0);
+    assert_int_equal(v->fsync(v, fd), 0);
+    v->close(v, fd);
+}
+
+/* Losing the hard state -- the files, or its term going backwards -- is
+ * corruption: falling back to an older term could let a node vote twice
+ * in one term. */
+static void lost_hard_state_is_corruption(void **state)
+{
+    (void)state;
+    struct henv e;
+    henv_init(&e, 4096);
+    assert_int_equal(henv_open(&e), 0);
+    /* A new directory with nothing in it yet may lack metadata. */
+    henv_close_store(&e);
+    assert_int_equal(open_altered(&e, unlink_meta), 0);
+    assert_int_equal(henv_open(&e), 0);
+    struct raft_hard_state hs = {.term = 3, .vote = 2};
+    assert_int_equal(append_wait(&e, 0, 1, 40, 3, &hs), 0);
+    henv_close_store(&e);
+    assert_int_equal(open_altered(&e, unlink_meta), CRAFT_ECORRUPT);
+    assert_non_null(strstr(e.err, "/data/meta1, /data/meta2: offset 0: "
+                                  "metadata files missing"));
+    assert_int_equal(open_altered(&e, meta_term_1), CRAFT_ECORRUPT);
+    assert_non_null(strstr(e.err, "/data/meta1: offset 24: term 1 (expected "
+                                  "at least the term 3 of log entry 40"));
+    /* Only a snapshot left (the log compacted away): the same. */
+    assert_int_equal(henv_open(&e), 0);
+    snapshot_write(&e, 40, 3, 10, 10);
+    struct treq t = {.fs = e.fs};
+    assert_int_equal(store_compact(e.s, &t.req, 40, treq_cb), 0);
+    henv_run(&e);
+    assert_int_equal(t.status, 0);
+    henv_close_store(&e);
+    assert_int_equal(open_altered(&e, unlink_meta), CRAFT_ECORRUPT);
+    assert_non_null(strstr(e.err, "a snapshot"));
+    assert_int_equal(open_altered(&e, meta_term_1), CRAFT_ECORRUPT);
+    assert_non_null(
+        strstr(e.err, "expected at least the term 3 of /data/snap-"));
+    assert_int_equal(henv_open(&e), 0);
+    assert_int_equal(store_loaded(e.s)->hs.term, 3);
+    /* The store never writes such a directory: an entry or a snapshot may
+     * not run ahead of the hard state. */
+    uint8_t p[4] = {1};
+    struct raft_entry en = {.index = 41, .term = 4, .buf = {p, sizeof p}};
+    assert_int_equal(store_append(e.s, &t.req, NULL, 0, &en, 1, treq_cb),
+                     CRAFT_EINVAL);
+    struct raft_snapshot_meta m = {.index = 41, .term = 4, .size = 1};
+    assert_int_equal(
+        store_snapshot_put(e.s, &t.req, &m, 0, p, 1, true, treq_cb),
+        CRAFT_EINVAL);
+    struct raft_hard_state hs4 = {.term = 4};
+    t = (struct treq){.fs = e.fs};
+    assert_int_equal(store_append(e.s, &t.req, &hs4, 0, &en, 1, treq_cb), 0);
+    henv_run(&e);
+    assert_int_equal(t.status, 0);
+    henv_close(&e);
+}
+
 static void enospc_fails_the_store_and_keeps_durable_data(void **state)
 {
     (void)state;
@@ -553,6 +651,7 @@ static void close_flushes_queued_writes(void **state)
     struct henv e;
     henv_init(&e, 4096);
     assert_int_equal(henv_open(&e), 0);
+    henv_term(&e, 1);
     enum { N = 20 };
     struct store_req reqs[N];
     uint8_t p[10] = {1};
@@ -712,6 +811,7 @@ int main(void)
         cmocka_unit_test(snapshot_chunks_read_back_and_compaction),
         cmocka_unit_test(corruption_is_reported_with_file_and_offset),
         cmocka_unit_test(missing_segments_are_corruption),
+        cmocka_unit_test(lost_hard_state_is_corruption),
         cmocka_unit_test(enospc_fails_the_store_and_keeps_durable_data),
         cmocka_unit_test(close_flushes_queued_writes),
         cmocka_unit_test(options_are_checked),

@@ -77,8 +77,10 @@ struct run {
     struct rrec reqs[REQS_MAX];
     size_t n_reqs;
     struct model m; /* everything submitted */
-    /* history: every (term, version) ever submitted at each index */
+    /* history: every (term, version) ever submitted at each index, and
+     * the request that submitted it */
     raft_term *hist[IDX_MAX];
+    size_t *hist_req[IDX_MAX];
     uint32_t n_hist[IDX_MAX];
     uint64_t total_ops;
     int fail_code;    /* fault runs: the code the store failed with */
@@ -179,6 +181,9 @@ static void submit(struct henv *e, struct rrec *r)
                 raft_index x = r->first + i;
                 R.hist[x] =
                     realloc(R.hist[x], (R.n_hist[x] + 1) * sizeof *R.hist[x]);
+                R.hist_req[x] = realloc(
+                    R.hist_req[x], (R.n_hist[x] + 1) * sizeof *R.hist_req[x]);
+                R.hist_req[x][R.n_hist[x]] = (size_t)(r - R.reqs);
                 R.hist[x][R.n_hist[x]++] = r->terms[i];
             }
         }
@@ -201,7 +206,8 @@ static void gen_append(struct henv *e, struct rng *g, raft_index at,
         r->terms[i] = term;
         r->vers[i] = R.n_hist[at + i];
     }
-    if (with_hs) {
+    /* As in Raft, the term is persisted with or before its first entry. */
+    if (with_hs || (n > 0 && R.m.hs.term < term)) {
         r->has_hs = true;
         r->hs = R.m.hs;
         /* As in Raft: the term only grows, a vote is cast once a term. */
@@ -219,6 +225,11 @@ static void gen_append(struct henv *e, struct rng *g, raft_index at,
 static void gen_snapshot(struct henv *e, struct rng *g, raft_index index,
                          raft_term term)
 {
+    if (R.m.hs.term < term) {
+        /* The term first, as a follower persists the leader's term before
+         * taking its snapshot. */
+        gen_append(e, g, next_of(&R.m), 0, 0, term, true);
+    }
     size_t size = (size_t)rng_range(g, 0, 3000);
     struct raft_snapshot_meta meta = {
         .index = index, .term = term, .size = size};
@@ -292,6 +303,7 @@ static void run_seed(struct henv *e, uint64_t seed, uint64_t capture_n,
 {
     for (size_t i = 0; i < IDX_MAX; i++) {
         free(R.hist[i]);
+        free(R.hist_req[i]);
     }
     memset(&R, 0, sizeof R);
     R.seed = seed;
@@ -346,11 +358,13 @@ static int hs_cmp(struct raft_hard_state a, struct raft_hard_state b)
         }                                                                      \
     } while (0)
 
-static bool was_submitted(const struct raft_entry *en)
+/* The version of en submitted at its index with its term and payload, or
+ * -1 if it never was. */
+static int64_t version_of(const struct raft_entry *en)
 {
     raft_index x = en->index;
     if (x >= IDX_MAX) {
-        return false;
+        return -1;
     }
     for (uint32_t v = 0; v < R.n_hist[x]; v++) {
         if (R.hist[x][v] != en->term) {
@@ -358,10 +372,10 @@ static bool was_submitted(const struct raft_entry *en)
         }
         size_t len = payload(x, en->term, v, PAYLOAD_MAX, pbuf);
         if (len == en->buf.len && memcmp(pbuf, en->buf.base, len) == 0) {
-            return true;
+            return v;
         }
     }
-    return false;
+    return -1;
 }
 
 /* Check the store opened on fs against the requests acknowledged before
@@ -375,12 +389,21 @@ static void check_reopen(struct henv *e, uint64_t n, const char *where)
     memset(&a, 0, sizeof a);
     raft_index low_t = UINT64_MAX;
     bool prefix = true;
+    /* cut_by[x]: 1 + the last acknowledged request that truncated at or
+     * below x (0: none); every version submitted at x before it is gone
+     * for good (store.h invariant 2). */
+    static size_t cut_by[IDX_MAX];
+    memset(cut_by, 0, sizeof cut_by);
     for (size_t i = 0; i < R.n_reqs; i++) {
         const struct rrec *r = &R.reqs[i];
         bool acked = r->t.status == 0 && (n == 0 || r->t.ack_ops < n);
         CHECK(!acked || prefix, "acknowledgements out of order at req %zu", i);
         if (acked) {
             apply(&a, r);
+            if (r->type == R_APPEND && r->truncate_from != 0 &&
+                r->truncate_from < IDX_MAX) {
+                cut_by[r->truncate_from] = i + 1;
+            }
         } else {
             prefix = false;
             if (r->type == R_APPEND && r->truncate_from != 0 &&
@@ -422,15 +445,31 @@ static void check_reopen(struct henv *e, uint64_t n, const char *where)
         }
         CHECK(got == 0 && off == sc->snapshot.size, "snapshot read");
     }
-    /* Entries: contiguous from the snapshot, all submitted, acked ones
+    for (size_t x = 1; x < IDX_MAX; x++) {
+        if (cut_by[x - 1] > cut_by[x]) {
+            cut_by[x] = cut_by[x - 1];
+        }
+    }
+    /* Entries: contiguous from the snapshot, all submitted, none that an
+     * acknowledged truncation removed, terms never decreasing; acked ones
      * present. */
+    raft_term prev_term = sc->has_snapshot ? sc->snapshot.term : 0;
     for (size_t i = 0; i < sc->n_entries; i++) {
         const struct raft_entry *en = &sc->entries[i];
         CHECK(en->index == snap + 1 + i, "entry %zu has index %" PRIu64, i,
               en->index);
-        CHECK(was_submitted(en),
-              "entry %" PRIu64 " term %" PRIu64 " was never submitted",
+        int64_t v = version_of(en);
+        CHECK(v >= 0, "entry %" PRIu64 " term %" PRIu64 " was never submitted",
               en->index, en->term);
+        size_t by = R.hist_req[en->index][v];
+        CHECK(cut_by[en->index] <= by + 1,
+              "entry %" PRIu64 " term %" PRIu64 " (req %zu) reappeared after "
+              "the acknowledged truncation of req %zu",
+              en->index, en->term, by, cut_by[en->index] - 1);
+        CHECK(en->term >= prev_term,
+              "entry %" PRIu64 " has term %" PRIu64 " after term %" PRIu64,
+              en->index, en->term, prev_term);
+        prev_term = en->term;
     }
     raft_index last = snap + sc->n_entries;
     raft_index need_to = a.last < low_t ? a.last : low_t - 1;
@@ -455,7 +494,8 @@ static void check_reopen(struct henv *e, uint64_t n, const char *where)
                                     .buf = {p, sizeof p}};
     }
     struct treq t = {.fs = e->fs};
-    rv = store_append(e->s, &t.req, NULL, 0, en, 3, treq_cb);
+    struct raft_hard_state hs = {.term = en[0].term};
+    rv = store_append(e->s, &t.req, &hs, 0, en, 3, treq_cb);
     CHECK(rv == 0, "append after recovery: %s", craft_errname(rv));
     henv_run(e);
     CHECK(t.done == 1 && t.status == 0, "append after recovery failed");
