@@ -24,6 +24,10 @@
  *     corruption and start-up refuses with the file, offset and expectation.
  *  4. After any I/O error the store is failed (see store_append): nothing
  *     more is written, so what was durable stays durable.
+ *  5. Requests become durable in submission order, across files: after a
+ *     crash, what survives of the queue is a prefix of it (with metadata
+ *     possibly ahead: it is written first in a job), never a later
+ *     snapshot without an earlier record.
  *
  * Ownership.  Entry payloads, hard state and snapshot chunks are copied at
  * submission; the caller may free them when the call returns.  A struct
