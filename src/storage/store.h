@@ -24,10 +24,10 @@
  *     corruption and start-up refuses with the file, offset and expectation.
  *  4. After any I/O error the store is failed (see store_append): nothing
  *     more is written, so what was durable stays durable.
- *  5. Requests become durable in submission order, across files: after a
- *     crash, what survives of the queue is a prefix of it (with metadata
- *     possibly ahead: it is written first in a job), never a later
- *     snapshot without an earlier record.
+ *  5. A snapshot becomes durable only after every record queued before
+ *     it (e.g. the truncation of a suffix it conflicts with), so a crash
+ *     never leaves a new snapshot over a log that misses such a record.
+ *     (The metadata of a job is written first, so it may be ahead.)
  *
  * Ownership.  Entry payloads, hard state and snapshot chunks are copied at
  * submission; the caller may free them when the call returns.  A struct
