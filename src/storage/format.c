@@ -2,8 +2,11 @@
 #include "storage/format.h"
 
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
 
 #include "util/assert.h"
 #include "util/crc32c.h"
@@ -29,27 +32,56 @@ static bool all_zero(const uint8_t *p, size_t n)
     return true;
 }
 
-void store__seg_hdr_encode(uint8_t buf[STORE_SEG_HDR_BYTES])
+uint64_t store__salt_new(void)
 {
-    memcpy(buf, store__seg_magic, 8);
-    put_u32(buf + 8, STORE_FORMAT_VERSION);
-    put_u32(buf + 12, crc32c(0, buf, 12));
+    static atomic_uint_fast64_t counter;
+    uint64_t salt = 0;
+    if (getrandom(&salt, sizeof salt, GRND_NONBLOCK) != (ssize_t)sizeof salt) {
+        /* No entropy yet (early boot): distinct enough per file, which is
+         * all the salt is for (format.h). */
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        salt = ((uint64_t)ts.tv_sec << 30) ^ (uint64_t)ts.tv_nsec ^
+               (atomic_fetch_add(&counter, 1) * 0x9E3779B97F4A7C15ull);
+    }
+    return salt != 0 ? salt : 1;
 }
 
-int store__seg_hdr_decode(const uint8_t buf[STORE_SEG_HDR_BYTES])
+void store__seg_hdr_encode(uint64_t salt, uint8_t buf[STORE_SEG_HDR_BYTES])
+{
+    memset(buf, 0, STORE_SEG_HDR_BYTES);
+    memcpy(buf, store__seg_magic, 8);
+    put_u32(buf + 8, STORE_FORMAT_VERSION);
+    put_u64(buf + 16, salt);
+    put_u32(buf + 28, crc32c(0, buf, 28));
+}
+
+int store__seg_hdr_decode(const uint8_t buf[STORE_SEG_HDR_BYTES],
+                          uint64_t *salt)
 {
     if (memcmp(buf, store__seg_magic, 8) != 0 ||
-        get_u32(buf + 12) != crc32c(0, buf, 12)) {
+        get_u32(buf + 28) != crc32c(0, buf, 28) || !all_zero(buf + 12, 4) ||
+        !all_zero(buf + 24, 4)) {
         return CRAFT_ECORRUPT;
     }
     if (get_u32(buf + 8) != STORE_FORMAT_VERSION) {
         return CRAFT_EVERSION;
     }
+    *salt = get_u64(buf + 16);
     return 0;
 }
 
-void store__rec_hdr_encode(const struct store_rec_hdr *h,
-                           uint8_t buf[STORE_REC_HDR_BYTES])
+/* The record header CRC: salt and offset first, then bytes 0..35. */
+static uint32_t rec_hdr_crc(const uint8_t *buf, uint64_t salt, uint64_t off)
+{
+    uint8_t seed[16];
+    put_u64(seed, salt);
+    put_u64(seed + 8, off);
+    return crc32c(crc32c(0, seed, sizeof seed), buf, 36);
+}
+
+void store__rec_hdr_encode(const struct store_rec_hdr *h, uint64_t salt,
+                           uint64_t off, uint8_t buf[STORE_REC_HDR_BYTES])
 {
     put_u32(buf, STORE_REC_MAGIC);
     put_u32(buf + 4, h->n_entries);
@@ -58,14 +90,15 @@ void store__rec_hdr_encode(const struct store_rec_hdr *h,
     put_u32(buf + 24, h->flags);
     put_u32(buf + 28, h->body_crc);
     put_u32(buf + 32, 0);
-    put_u32(buf + 36, crc32c(0, buf, 36));
+    put_u32(buf + 36, rec_hdr_crc(buf, salt, off));
 }
 
-int store__rec_hdr_decode(const uint8_t buf[STORE_REC_HDR_BYTES],
-                          struct store_rec_hdr *h)
+int store__rec_hdr_decode(const uint8_t buf[STORE_REC_HDR_BYTES], uint64_t salt,
+                          uint64_t off, struct store_rec_hdr *h)
 {
     if (get_u32(buf) != STORE_REC_MAGIC ||
-        get_u32(buf + 36) != crc32c(0, buf, 36) || get_u32(buf + 32) != 0) {
+        get_u32(buf + 36) != rec_hdr_crc(buf, salt, off) ||
+        get_u32(buf + 32) != 0) {
         return CRAFT_ECORRUPT;
     }
     h->n_entries = get_u32(buf + 4);

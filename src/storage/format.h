@@ -8,8 +8,11 @@
  *
  *     0  8  magic "CRFTSEG\0"
  *     8  4  format version (STORE_FORMAT_VERSION)
- *    12  4  CRC-32C of bytes 0..11
- *    16     records, back to back, each a multiple of 8 bytes long
+ *    12  4  zero
+ *    16  8  salt: random, drawn when the file is created
+ *    24  4  zero
+ *    28  4  CRC-32C of bytes 0..27
+ *    32     records, back to back, each a multiple of 8 bytes long
  *
  * Record (one append batch; one write and one fdatasync):
  *
@@ -21,7 +24,8 @@
  *    24  4  flags (0)
  *    28  4  body CRC-32C over the n_entries descriptors
  *    32  4  reserved (0)
- *    36  4  header CRC-32C over bytes 0..35
+ *    36  4  header CRC-32C over the segment's salt and the record's offset
+ *           in the file (8 bytes each, little-endian), then bytes 0..35
  *    40     n_entries descriptors of 24 bytes:
  *             0 8 term, 8 4 payload length, 12 4 CRC-32C of the payload,
  *             16 1 type, 17 7 zero
@@ -30,6 +34,12 @@
  * The body CRC covers the descriptors, which carry the CRC of each payload,
  * so the header CRC, the body CRC and the payload CRCs together cover every
  * byte of the record.
+ *
+ * Seeding the header CRC with the salt and the offset makes records
+ * unforgeable by payloads: entry payloads are arbitrary client bytes and may
+ * hold a copy of a whole record, from another file or from earlier in this
+ * one, but such a copy never validates where it lies, so start-up cannot
+ * mistake it for a record written after a damaged one (load.c).
  *
  * Metadata file ("meta1", "meta2"; the one with the higher seq wins):
  *
@@ -66,9 +76,11 @@
 
 #include "craft/raft.h"
 
-#define STORE_FORMAT_VERSION 1u
+/* Version 2: segment salt and record offset in the record header CRC.
+ * Files of any other version are refused with CRAFT_EVERSION. */
+#define STORE_FORMAT_VERSION 2u
 
-#define STORE_SEG_HDR_BYTES 16u
+#define STORE_SEG_HDR_BYTES 32u
 #define STORE_REC_HDR_BYTES 40u
 #define STORE_DESC_BYTES 24u
 #define STORE_META_BYTES 48u
@@ -101,16 +113,24 @@ struct store_desc {
     uint8_t type;
 };
 
-void store__seg_hdr_encode(uint8_t buf[STORE_SEG_HDR_BYTES]);
-/* 0, CRAFT_ECORRUPT (bad magic or CRC) or CRAFT_EVERSION. */
-int store__seg_hdr_decode(const uint8_t buf[STORE_SEG_HDR_BYTES]);
+/* A new segment salt: random (getrandom(), falling back to the clock and
+ * a counter), never 0. */
+uint64_t store__salt_new(void);
 
-/* Fills in the header CRC. */
-void store__rec_hdr_encode(const struct store_rec_hdr *h,
-                           uint8_t buf[STORE_REC_HDR_BYTES]);
-/* 0 or CRAFT_ECORRUPT (magic, header CRC or a non-zero reserved field). */
-int store__rec_hdr_decode(const uint8_t buf[STORE_REC_HDR_BYTES],
-                          struct store_rec_hdr *h);
+void store__seg_hdr_encode(uint64_t salt, uint8_t buf[STORE_SEG_HDR_BYTES]);
+/* 0 with *salt set, CRAFT_ECORRUPT (bad magic, CRC or non-zero padding) or
+ * CRAFT_EVERSION. */
+int store__seg_hdr_decode(const uint8_t buf[STORE_SEG_HDR_BYTES],
+                          uint64_t *salt);
+
+/* Fills in the header CRC for a record at offset off of a segment with
+ * this salt. */
+void store__rec_hdr_encode(const struct store_rec_hdr *h, uint64_t salt,
+                           uint64_t off, uint8_t buf[STORE_REC_HDR_BYTES]);
+/* 0 or CRAFT_ECORRUPT (magic, header CRC -- which fails for a record of
+ * another salt or offset -- or a non-zero reserved field). */
+int store__rec_hdr_decode(const uint8_t buf[STORE_REC_HDR_BYTES], uint64_t salt,
+                          uint64_t off, struct store_rec_hdr *h);
 
 void store__desc_encode(const struct store_desc *d,
                         uint8_t buf[STORE_DESC_BYTES]);

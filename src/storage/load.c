@@ -13,10 +13,14 @@
  *     after an fsync).  snap.tmp and older snapshots are stale.
  *  3. Closed segments must validate completely, match their names and be
  *     contiguous.  The open segment may end in a torn record: a record that
- *     fails validation with no valid record after it.  A valid record after
- *     an invalid one means a record that was once synced is damaged, which
- *     is corruption (store.h invariant 3).
+ *     fails validation with no record written after it.  A record written
+ *     after an invalid one means a record that was once synced is damaged,
+ *     which is corruption (store.h invariant 3); see written_after() for
+ *     why a record-shaped payload never passes for one.
  *  4. The log must start at 1, or at most at the snapshot index + 1.
+ *  5. Terms: the hard state's term is at least the snapshot's and the last
+ *     entry's (check_terms()); and rule 1 again: with a log or a snapshot
+ *     present, no valid metadata at all is corruption.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -245,6 +249,18 @@ static int load_meta(struct scan_ctx *c)
             best = i;
         }
     }
+    /* store_open() writes meta2 before anything else, so a log or a
+     * snapshot without valid metadata lost its term and vote: falling back
+     * to term 0 could let the node vote twice in a term. */
+    if (best == 0 && (c->n_closed > 0 || c->open_present || c->snap_found)) {
+        set_err(c->errmsg, c->errmsg_len,
+                "%s/meta1, %s/meta2: offset 0: %s (expected a valid "
+                "metadata record: the directory holds %s)",
+                c->dir, c->dir,
+                n_bad > 0 ? "no valid metadata" : "metadata files missing",
+                c->snap_found ? "a snapshot" : "log segments");
+        return CRAFT_ECORRUPT;
+    }
     if (best != 0) {
         c->sc->hs = m[best].hs;
         c->sc->meta_file = best;
@@ -364,12 +380,13 @@ static int push_entry(struct store_scan *sc, const struct raft_entry *e)
 /* Why a record at off is not acceptable, or 0 with *rec_len set.  Checks
  * everything except how first_index fits the log. */
 static const char *check_record(const uint8_t *buf, uint64_t size, uint64_t off,
-                                struct store_rec_hdr *h, uint64_t *rec_len)
+                                uint64_t salt, struct store_rec_hdr *h,
+                                uint64_t *rec_len)
 {
     if (size - off < STORE_REC_HDR_BYTES) {
         return "a record header";
     }
-    if (store__rec_hdr_decode(buf + off, h) != 0) {
+    if (store__rec_hdr_decode(buf + off, salt, off, h) != 0) {
         return "a record header with its magic and CRC";
     }
     /* The fields are covered by the header CRC; these bounds only keep the
@@ -471,22 +488,6 @@ static bool index_fits(const struct store_seg_info *si, bool started,
     return first_index >= si->first && first_index <= next;
 }
 
-/* In the open segment, is there a valid record anywhere after off? */
-static bool valid_record_after(const uint8_t *buf, uint64_t size, uint64_t off,
-                               uint64_t *found)
-{
-    for (uint64_t p = (off + 8) & ~(uint64_t)7; p + STORE_REC_HDR_BYTES <= size;
-         p += 8) {
-        struct store_rec_hdr h;
-        uint64_t len;
-        if (check_record(buf, size, p, &h, &len) == NULL) {
-            *found = p;
-            return true;
-        }
-    }
-    return false;
-}
-
 /* Take the records of a segment from off on, until the end, the zeroed
  * preallocated rest (open segment), or a record that fails its checks
  * (*why says what was expected there).  *off ends after the last record
@@ -504,7 +505,7 @@ static int take_records(struct scan_ctx *c, struct store_seg_info *si,
             all_zero(buf + *off, size - *off)) {
             break; /* the preallocated, never written rest */
         }
-        *why = check_record(buf, size, *off, &h, &len);
+        *why = check_record(buf, size, *off, si->salt, &h, &len);
         if (*why != NULL) {
             break;
         }
@@ -533,16 +534,76 @@ static int take_records(struct scan_ctx *c, struct store_seg_info *si,
     return 0;
 }
 
-/* The open segment stopped at a record that fails its checks: a torn tail
- * if nothing valid follows (store.h invariant 3), else corruption. */
+/*
+ * Is there, after the damaged data at off in the open segment, a record that
+ * was written after it?  If so the damaged data was once synced (store.h
+ * invariant 3) and is corruption, not a torn write.  A candidate must
+ * validate completely at its own offset with this file's salt -- so a copy
+ * of a record inside an entry payload never counts (format.h) -- and its
+ * first_index must fit the log: it continues or truncates where the
+ * damaged record would have left the log, with no more entries in between
+ * than the damaged bytes could hold.  When the damaged record's header is
+ * valid, its declared length is skipped first: its payload is client data.
+ */
+static bool written_after(const struct store_seg_info *si,
+                          raft_index want_first, const uint8_t *buf,
+                          uint64_t size, uint64_t off, uint64_t *found)
+{
+    bool started = si->n_records > 0;
+    /* Candidates start at lo or later and at most at next plus what fits
+     * in the gap [from, candidate); next 0: unknown (a new log). */
+    raft_index lo = started ? si->first : (want_first ? want_first : 1);
+    raft_index next = started ? si->last + 1 : want_first;
+    uint64_t from = off + 8;
+    struct store_rec_hdr h;
+    if (size - off >= STORE_REC_HDR_BYTES &&
+        store__rec_hdr_decode(buf + off, si->salt, off, &h) == 0 &&
+        h.n_entries <= STORE_RECORD_ENTRIES_MAX && h.data_len <= size) {
+        uint64_t len = store__rec_bytes(h.n_entries, h.data_len);
+        from = len < size - off ? off + len : size;
+        if (!started) {
+            lo = h.first_index;
+        }
+        next = h.first_index + h.n_entries;
+    }
+    for (uint64_t p = (from + 7) & ~(uint64_t)7;
+         p + STORE_REC_HDR_BYTES <= size; p += 8) {
+        uint64_t len;
+        if (check_record(buf, size, p, si->salt, &h, &len) != NULL) {
+            continue;
+        }
+        uint64_t room = (p - off) / STORE_DESC_BYTES;
+        if (h.first_index >= lo &&
+            (next == 0 || h.first_index <= next + room)) {
+            *found = p;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* The open segment stopped at damaged data: a torn tail, or corruption if
+ * a record written after it survives (written_after()).  With a damaged
+ * segment header the salt is unknown, but the header was synced before any
+ * record was written (store.c op_create), so only an all-zero rest is a
+ * torn creation. */
 static int classify_tail(struct scan_ctx *c, struct store_seg_info *si,
-                         const uint8_t *buf, uint64_t size, uint64_t off,
-                         const char *why)
+                         raft_index want_first, const uint8_t *buf,
+                         uint64_t size, uint64_t off, const char *why)
 {
     CRAFT_ASSERT(si->open);
     CRAFT_ASSERT(why != NULL);
     uint64_t found;
-    if (valid_record_after(buf, size, off, &found)) {
+    if (si->no_header) {
+        uint64_t rest = size > STORE_SEG_HDR_BYTES ? STORE_SEG_HDR_BYTES : size;
+        if (!all_zero(buf + rest, size - rest)) {
+            set_err(c->errmsg, c->errmsg_len,
+                    "%s/%s: offset 0: damaged segment header (expected %s) "
+                    "followed by data: not a torn write",
+                    c->dir, si->name, why);
+            return CRAFT_ECORRUPT;
+        }
+    } else if (written_after(si, want_first, buf, size, off, &found)) {
         set_err(c->errmsg, c->errmsg_len,
                 "%s/%s: offset %" PRIu64 ": damaged data (expected %s) "
                 "followed by a valid record at offset %" PRIu64
@@ -588,7 +649,7 @@ static int load_segment(struct scan_ctx *c, struct store_seg_info *si,
     si->last = si->first - 1;
     uint64_t off = STORE_SEG_HDR_BYTES;
     const char *why = NULL;
-    int hv = size >= STORE_SEG_HDR_BYTES ? store__seg_hdr_decode(buf)
+    int hv = size >= STORE_SEG_HDR_BYTES ? store__seg_hdr_decode(buf, &si->salt)
                                          : CRAFT_ECORRUPT;
     if (hv == CRAFT_EVERSION) {
         set_err(c->errmsg, c->errmsg_len,
@@ -604,7 +665,7 @@ static int load_segment(struct scan_ctx *c, struct store_seg_info *si,
     si->end = off;
     if (rv == 0 && why != NULL && si->open) {
         si->no_header = hv != 0;
-        rv = classify_tail(c, si, buf, size, off, why);
+        rv = classify_tail(c, si, want_first, buf, size, off, why);
         why = NULL;
     }
     if (rv != 0) {
@@ -686,6 +747,35 @@ static int load_segments(struct scan_ctx *c)
     return 0;
 }
 
+/* Rule 5: the term never went backwards.  Entries and snapshots of a term
+ * are written only after that term is durable in the metadata (store.h,
+ * store_append), so a hard state behind them is damage or a lost write. */
+static int check_terms(struct scan_ctx *c)
+{
+    struct store_scan *sc = c->sc;
+    raft_term term = sc->hs.term;
+    if (sc->has_snapshot && sc->snapshot.term > term) {
+        set_err(c->errmsg, c->errmsg_len,
+                "%s/meta%d: offset 24: term %" PRIu64 " (expected at least "
+                "the term %" PRIu64 " of %s/%s: the term went backwards)",
+                c->dir, sc->meta_file, term, sc->snapshot.term, c->dir,
+                sc->snapshot_name);
+        return CRAFT_ECORRUPT;
+    }
+    if (sc->n_all_entries > 0) {
+        const struct raft_entry *last = &sc->all_entries[sc->n_all_entries - 1];
+        if (last->term > term) {
+            set_err(c->errmsg, c->errmsg_len,
+                    "%s/meta%d: offset 24: term %" PRIu64
+                    " (expected at least the term %" PRIu64
+                    " of log entry %" PRIu64 ": the term went backwards)",
+                    c->dir, sc->meta_file, term, last->term, last->index);
+            return CRAFT_ECORRUPT;
+        }
+    }
+    return 0;
+}
+
 /* Rule 4 and dropping the entries the snapshot covers. */
 static int join_snapshot(struct scan_ctx *c)
 {
@@ -739,6 +829,9 @@ int store_scan(const char *dir, const struct store_options *o,
     }
     if (rv == 0) {
         rv = join_snapshot(&c);
+    }
+    if (rv == 0) {
+        rv = check_terms(&c);
     }
     sc->stale_files = c.tmp_present || c.n_snaps > 1;
     free(c.closed);
@@ -812,7 +905,8 @@ static int cut_open(struct scan_ctx *c, struct store_seg_info *si)
     int rv = 0;
     if (si->no_header) {
         uint8_t hdr[STORE_SEG_HDR_BYTES];
-        store__seg_hdr_encode(hdr);
+        si->salt = store__salt_new();
+        store__seg_hdr_encode(si->salt, hdr);
         struct iovec iov = {hdr, sizeof hdr};
         rv = c->vfs->ftruncate(c->vfs, fd, 0);
         rv = rv ? rv : c->vfs->pwritev(c->vfs, fd, &iov, 1, 0);

@@ -101,6 +101,7 @@ struct store {
     struct seg *segs;
     size_t n_segs, cap_segs;
     raft_index log_last; /* last index in segments, 0: none */
+    raft_term hs_term;   /* term of the latest hard state submitted */
     raft_index snap_index;
     raft_term snap_term;
     char snap_name[STORE_NAME_MAX]; /* latest snapshot, queued or durable */
@@ -126,6 +127,7 @@ struct store {
 
     /* Worker state: touched only by the job in flight. */
     int open_fd;
+    uint64_t open_salt; /* the open segment's salt (format.h) */
     bool open_dirty;
     int meta_fd[3];
     uint64_t meta_seq;
@@ -211,7 +213,7 @@ static int write_rec(struct job *j, int fd, struct rec *r, uint64_t off,
                               .body_crc = crc32c(0, r->desc.data, r->desc.len)};
     uint8_t hdr[STORE_REC_HDR_BYTES];
     static const uint8_t zeros[8] = {0};
-    store__rec_hdr_encode(&h, hdr);
+    store__rec_hdr_encode(&h, j->s->open_salt, off, hdr);
     struct iovec iov[4] = {{hdr, sizeof hdr},
                            {r->desc.data, r->desc.len},
                            {r->data.data, r->data.len},
@@ -231,8 +233,9 @@ static int op_create(struct job *j)
         return fail(j, fd, "create", "open");
     }
     s->open_fd = fd;
+    s->open_salt = store__salt_new();
     uint8_t hdr[STORE_SEG_HDR_BYTES];
-    store__seg_hdr_encode(hdr);
+    store__seg_hdr_encode(s->open_salt, hdr);
     struct iovec iov = {hdr, sizeof hdr};
     int rv = s->vfs->pwritev(s->vfs, fd, &iov, 1, 0);
     if (rv != 0) {
@@ -329,6 +332,19 @@ static int op_reopen(struct job *j, struct op *op)
         return fail(j, fd, "open", "open");
     }
     s->open_fd = fd;
+    /* Records are sealed with the file's own salt: read it back. */
+    uint8_t hdr[STORE_SEG_HDR_BYTES];
+    ssize_t got = s->vfs->pread(s->vfs, fd, hdr, sizeof hdr, 0);
+    if (got < 0) {
+        return fail(j, (int)got, "read", "open");
+    }
+    if ((size_t)got != sizeof hdr ||
+        store__seg_hdr_decode(hdr, &s->open_salt) != 0) {
+        snprintf(j->errmsg, sizeof j->errmsg,
+                 "%s/open (was %s): offset 0: segment header no longer valid",
+                 s->dir, op->name);
+        return CRAFT_ECORRUPT;
+    }
     rv = s->vfs->fallocate(s->vfs, fd, s->o.segment_bytes);
     if (rv != 0) {
         return fail(j, rv, "preallocate", "open");
@@ -431,6 +447,17 @@ static int run_op(struct job *j, struct op *op)
     case OP_SNAP_CHUNK:
         return op_snap_chunk(j, op);
     case OP_SNAP_FINISH:
+        if (s->open_dirty) {
+            /* Requests become durable in submission order, across files:
+             * a record queued before the snapshot (e.g. the truncation of
+             * a suffix the snapshot conflicts with) is synced before the
+             * snapshot can survive a crash without it. */
+            int rv = s->vfs->fdatasync(s->vfs, s->open_fd);
+            if (rv != 0) {
+                return fail(j, rv, "fdatasync", "open");
+            }
+            s->open_dirty = false;
+        }
         return op_snap_finish(j, op);
     }
     CRAFT_UNREACHABLE();
@@ -986,6 +1013,12 @@ int store_append(struct store *s, struct store_req *req,
     if (rv == 0) {
         rv = check_append(s, truncate_from, entries, n, &bytes);
     }
+    /* The term is durable before any entry of that term (Raft's rule, and
+     * what start-up checks): entries may not run ahead of the hard state. */
+    raft_term hs_term = hs != NULL ? hs->term : s->hs_term;
+    for (size_t i = 0; rv == 0 && i < n; i++) {
+        rv = entries[i].term > hs_term ? CRAFT_EINVAL : 0;
+    }
     if (rv != 0) {
         return rv;
     }
@@ -995,6 +1028,7 @@ int store_append(struct store *s, struct store_req *req,
     if (hs != NULL) {
         s->pending->has_hs = true;
         s->pending->hs = *hs;
+        s->hs_term = hs->term;
     }
     if (truncate_from != 0 && truncate_from <= s->log_last) {
         rv = plan_truncate(s, truncate_from);
@@ -1031,7 +1065,8 @@ int store_snapshot_put(struct store *s, struct store_req *req,
                    meta->size == s->snap_meta.size;
     if ((offset != 0 && !follows) || meta->index < s->snap_index ||
         meta->config.n > RAFT_MEMBERS_MAX || (len > 0 && data == NULL) ||
-        offset + len > meta->size || (last && offset + len != meta->size)) {
+        offset + len > meta->size || (last && offset + len != meta->size) ||
+        meta->term > s->hs_term) {
         return CRAFT_EINVAL;
     }
     if (pending_bytes(s) + len > s->o.pending_bytes_max && len > 0) {
@@ -1139,6 +1174,7 @@ static int check_options(const struct store_options *o)
 static int model_from_scan(struct store *s)
 {
     const struct store_scan *sc = &s->scan;
+    s->hs_term = sc->hs.term;
     for (size_t i = 0; i < sc->n_segs; i++) {
         const struct store_seg_info *si = &sc->segs[i];
         struct seg g = {.first = si->first,
@@ -1218,6 +1254,12 @@ static int open_writer(struct store *s, char *errmsg, size_t errmsg_len)
         return store__errno_code(fd);
     }
     s->open_fd = fd;
+    for (size_t i = 0; i < s->scan.n_segs; i++) {
+        if (s->scan.segs[i].open) {
+            s->open_salt = s->scan.segs[i].salt;
+        }
+    }
+    CRAFT_ASSERT(s->open_salt != 0);
     return 0;
 }
 

@@ -24,6 +24,10 @@
  *     corruption and start-up refuses with the file, offset and expectation.
  *  4. After any I/O error the store is failed (see store_append): nothing
  *     more is written, so what was durable stays durable.
+ *  5. A snapshot becomes durable only after every record queued before
+ *     it (e.g. the truncation of a suffix it conflicts with), so a crash
+ *     never leaves a new snapshot over a log that misses such a record.
+ *     (The metadata of a job is written first, so it may be ahead.)
  *
  * Ownership.  Entry payloads, hard state and snapshot chunks are copied at
  * submission; the caller may free them when the call returns.  A struct
@@ -74,6 +78,7 @@ struct store_seg_info {
     bool open;
     raft_index first, last; /* last < first when empty */
     raft_term first_term, last_term;
+    uint64_t salt;       /* from the segment header (format.h) */
     uint64_t end;        /* offset after the last valid record */
     uint64_t file_bytes; /* size of the file */
     uint32_t n_records;
@@ -188,7 +193,10 @@ void store_release_loaded(struct store *s);
  * Returns 0 and then calls cb exactly once, on the loop thread, when all of
  * it is durable (status 0) or has failed (status < 0).  Returns an error
  * and never calls cb for: CRAFT_EINVAL (indices do not follow, truncation
- * at or below the snapshot), CRAFT_ETOOBIG (an entry above
+ * at or below the snapshot, or an entry whose term is above the hard
+ * state's -- hs, else the latest submitted: as Raft requires, a term is
+ * persisted no later than the first entry of that term, and start-up
+ * refuses a directory where it is not), CRAFT_ETOOBIG (an entry above
  * entry_bytes_max), CRAFT_ELIMIT (pending_bytes_max reached),
  * CRAFT_ESHUTDOWN (closing), or the error that failed the store.  Running
  * out of memory while queueing (CRAFT_ENOMEM) also fails the store: the
@@ -211,7 +219,9 @@ int store_append(struct store *s, struct store_req *req,
  * any partial one); further chunks must follow on exactly.  With last set,
  * the written size must equal meta->size; the snapshot is then made durable
  * (fsync, rename, directory fsync) and becomes current, and older snapshot
- * files are removed after that.  Callback and errors as store_append().
+ * files are removed after that.  Callback and errors as store_append();
+ * CRAFT_EINVAL also when meta->term is above the latest hard state term
+ * submitted.
  */
 int store_snapshot_put(struct store *s, struct store_req *req,
                        const struct raft_snapshot_meta *meta, uint64_t offset,

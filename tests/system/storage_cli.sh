@@ -79,11 +79,22 @@ grep -q "in use" "$tmp/err" || fail "no 'in use' message: $(cat "$tmp/err")"
 rc=0; "$cli" log check --repair "$w" >/dev/null 2>&1 || rc=$?
 [ "$rc" -eq 0 ] || [ "$rc" -eq 1 ] || fail "--repair after the writer died: $rc"
 
+# Metadata lost while a log exists is corruption, never a silent term 0.
+m="$tmp/nometa"
+"$bench" --dir "$m" --entries 10 --size 10 >/dev/null
+rm "$m"/meta1 "$m"/meta2 2>/dev/null || rm "$m"/meta2
+expect_rc 2 "$cli" log check "$m"
+grep -q "metadata files missing" "$tmp/out" "$tmp/err" ||
+    fail "missing metadata not named: $(cat "$tmp/out" "$tmp/err")"
+
 # Bad usage and missing directories.
 expect_rc 64 "$cli" log check
 expect_rc 64 "$cli" log dump "$d" --from x
 expect_rc 64 "$cli" nosuchcommand
 expect_rc 0 "$cli" log check --help
 expect_rc 74 "$cli" log check "$tmp/nonexistent"
+grep -q "No such file" "$tmp/err" || fail "no reason for exit 74: $(cat "$tmp/err")"
+"$cli" log check --help | grep -q "does not exist" ||
+    fail "log check --help does not explain exit 74 for a missing DIR"
 expect_rc 64 "$bench" --dir "$tmp/b" --entries 0 --size 1
 echo "storage_cli: passed"

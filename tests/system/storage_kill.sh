@@ -4,12 +4,17 @@
 # run appends after what the previous ones left), and after every kill
 # check with craft-cli that:
 #   - `log check` finds no corruption (exit 0, or 1 for a torn tail);
-#   - `log dump` holds every index ever reported durable (or the snapshot
-#     covers it), contiguous from 1 or from at most the snapshot index + 1,
-#     and every entry is exactly what the benchmark writes (its index in
-#     the first bytes, zeros after: the CRC is recomputed here);
+#   - `log dump` holds every index reported durable (or the snapshot
+#     covers it) -- less what a truncation reported durable later removed
+#     --, contiguous from 1 or from at most the snapshot index + 1, and
+#     every entry is exactly what the benchmark writes (its index and term
+#     in the first bytes, zeros after: the CRC is recomputed here);
+#   - terms never decrease along the log, and no entry older than a
+#     truncation reported durable reappears: at and after the index of a
+#     truncation "truncated F term T", every entry has a term >= T;
 #   - every snapshot reported durable is there (or a newer one).
-# Half of the rounds take snapshots and compact as they go.
+# Half of the rounds take snapshots and compact as they go; half truncate
+# a few entries back every so often and rewrite them in a new term.
 # Usage: storage_kill.sh BUILD_DIR [ROUNDS] [SEED]
 set -eu
 
@@ -38,7 +43,6 @@ rand() {
 }
 
 dir="$tmp/data"
-max_durable=0
 max_snap=0
 round=1
 while [ "$round" -le "$rounds" ]; do
@@ -52,10 +56,17 @@ while [ "$round" -le "$rounds" ]; do
         rand 2000
         snap="--snapshot-every $(( 50 + R ))"
     fi
+    trunc=""
+    rand 2
+    if [ "$R" -eq 1 ]; then
+        rand 300
+        trunc="--truncate-every $(( 20 + R ))"
+    fi
     out="$tmp/out.$round"
     # Small segments so that kills also land in segment turnover.
     "$bench" --dir "$dir" --entries 100000000 --size "$size" --batch "$batch" \
-        --inflight "$inflight" --segment-bytes 1048576 --report-durable $snap \
+        --inflight "$inflight" --segment-bytes 1048576 --report-durable \
+        $snap $trunc \
         >"$out" 2>"$tmp/err.$round" &
     pid=$!
     # Wait (with a deadline) until `target` batches were reported durable,
@@ -73,8 +84,6 @@ while [ "$round" -le "$rounds" ]; do
     kill -9 "$pid"
     wait "$pid" 2>/dev/null || true
     pid=
-    last=$(grep '^durable' "$out" | tail -n 1 | cut -d' ' -f2)
-    if [ "$last" -gt "$max_durable" ]; then max_durable=$last; fi
     s=$(grep '^snapshot' "$out" | tail -n 1 | cut -d' ' -f2)
     if [ -n "$s" ] && [ "$s" -gt "$max_snap" ]; then max_snap=$s; fi
 
@@ -94,7 +103,7 @@ while [ "$round" -le "$rounds" ]; do
             "durable, found ${have_snap}" >&2
         exit 1
     fi
-    python3 - "$tmp/dump.$round" "$max_durable" "$round" "$rc" "$have_snap" \
+    python3 - "$tmp/dump.$round" "$tmp" "$round" "$rc" "$have_snap" \
         <<'PY'
 import sys
 def crc32c_table():
@@ -116,9 +125,22 @@ def zeros_crc(crc_in_state, n):
     for _ in range(n):
         c = T[c & 0xFF] ^ (c >> 8)
     return c
-path, max_durable, rnd = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+path, tmp, rnd = sys.argv[1], sys.argv[2], sys.argv[3]
 check_rc, snap = sys.argv[4], int(sys.argv[5])
+# Replay every round's reports in order: what must be in the log.
+max_durable = 0
+truncations = []  # (from, term) reported durable
+for r in range(1, int(rnd) + 1):
+    with open(f"{tmp}/out.{r}") as f:
+        for line in f:
+            w = line.split()
+            if len(w) == 2 and w[0] == "durable":
+                max_durable = max(max_durable, int(w[1]))
+            elif len(w) == 4 and w[0] == "truncated" and w[2] == "term":
+                truncations.append((int(w[1]), int(w[3])))
+                max_durable = min(max_durable, int(w[1]) - 1)
 expect = None
+prev_term = 0
 with open(path) as f:
     for line in f:
         idx, term, typ, size, crc = line.split()
@@ -130,16 +152,24 @@ with open(path) as f:
         if idx != expect:
             sys.exit(f"round {rnd}: index {idx} where {expect} was expected")
         expect += 1
+        term = int(term)
+        if term < prev_term:
+            sys.exit(f"round {rnd}: entry {idx} has term {term} after term {prev_term}")
+        prev_term = term
+        for f_idx, f_term in truncations:
+            if idx >= f_idx and term < f_term:
+                sys.exit(f"round {rnd}: entry {idx} term {term} reappeared after "
+                         f"the truncation at {f_idx} in term {f_term}")
         # The tail, where a kill lands, is recomputed in full; elsewhere a
         # sample (the storage verifies every CRC itself on load).
         if idx <= max_durable - 300 and idx % 31 != 0:
             continue
-        head = idx.to_bytes(8, "little")[:min(size, 8)]
+        head = (idx.to_bytes(8, "little") + term.to_bytes(8, "little"))[:min(size, 16)]
         c = 0xFFFFFFFF
         for b in head:
             c = T[(c ^ b) & 0xFF] ^ (c >> 8)
         c = zeros_crc(c, size - len(head)) ^ 0xFFFFFFFF
-        if f"{c:08x}" != crc or term != "1" or typ != "command":
+        if f"{c:08x}" != crc or typ != "command":
             sys.exit(f"round {rnd}: entry {idx} is not what was written")
 last = expect - 1 if expect is not None else snap
 if last < snap:
@@ -147,8 +177,9 @@ if last < snap:
 if last < max_durable:
     sys.exit(f"round {rnd}: log ends at {last}, but {max_durable} was reported durable")
 what = "torn tail" if check_rc == "1" else "clean"
-print(f"round {rnd}: ok, log ..{last}, snapshot {snap}, "
-      f"durable {max_durable}, {what}", file=sys.stderr)
+print(f"round {rnd}: ok, log ..{last} (last term {prev_term}), snapshot "
+      f"{snap}, durable {max_durable}, {len(truncations)} truncations, {what}",
+      file=sys.stderr)
 PY
     round=$((round + 1))
 done

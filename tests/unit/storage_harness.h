@@ -42,6 +42,7 @@ struct henv {
     struct store_options o;
     struct store *s;
     char err[512];
+    raft_term hs_term; /* the latest hard state term made durable */
 };
 
 static inline void henv_init(struct henv *e, uint64_t segment_bytes)
@@ -64,6 +65,22 @@ static inline int henv_open(struct henv *e)
 static inline void henv_run(struct henv *e)
 {
     uv_run(&e->loop, UV_RUN_DEFAULT);
+}
+
+/* Make term durable in the hard state if it is not yet: entries of a term
+ * may only follow their term (store_append). */
+static inline void henv_term(struct henv *e, raft_term term)
+{
+    if (term <= e->hs_term) {
+        return;
+    }
+    struct raft_hard_state hs = {.term = term};
+    struct treq t = {.fs = e->fs};
+    assert_int_equal(store_append(e->s, &t.req, &hs, 0, NULL, 0, treq_cb), 0);
+    henv_run(e);
+    assert_int_equal(t.done, 1);
+    assert_int_equal(t.status, 0);
+    e->hs_term = term;
 }
 
 static inline void henv_close_store(struct henv *e)

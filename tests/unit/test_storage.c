@@ -25,9 +25,10 @@ static void codec_record_header_round_trips(void **state)
                               .flags = 0,
                               .body_crc = 0xdeadbeef};
     uint8_t buf[STORE_REC_HDR_BYTES];
-    store__rec_hdr_encode(&h, buf);
+    const uint64_t salt = 0x0123456789abcdefull;
+    store__rec_hdr_encode(&h, salt, 4096, buf);
     struct store_rec_hdr g;
-    assert_int_equal(store__rec_hdr_decode(buf, &g), 0);
+    assert_int_equal(store__rec_hdr_decode(buf, salt, 4096, &g), 0);
     assert_int_equal(g.n_entries, 3);
     assert_int_equal(g.first_index, 77);
     assert_int_equal(g.data_len, 1000);
@@ -35,9 +36,17 @@ static void codec_record_header_round_trips(void **state)
     /* Every single-bit flip is caught. */
     for (size_t i = 0; i < sizeof buf * 8; i++) {
         buf[i / 8] ^= (uint8_t)(1u << (i % 8));
-        assert_int_equal(store__rec_hdr_decode(buf, &g), CRAFT_ECORRUPT);
+        assert_int_equal(store__rec_hdr_decode(buf, salt, 4096, &g),
+                         CRAFT_ECORRUPT);
         buf[i / 8] ^= (uint8_t)(1u << (i % 8));
     }
+    /* The same bytes do not validate in another file or at another
+     * offset: a copy of a record is not a record (format.h). */
+    assert_int_equal(store__rec_hdr_decode(buf, salt ^ 1, 4096, &g),
+                     CRAFT_ECORRUPT);
+    assert_int_equal(store__rec_hdr_decode(buf, salt, 4096 + 8, &g),
+                     CRAFT_ECORRUPT);
+    assert_int_equal(store__rec_hdr_decode(buf, salt, 4096, &g), 0);
     assert_int_equal(store__rec_bytes(0, 0), 40);
     assert_int_equal(store__rec_bytes(2, 9), 40 + 48 + 16);
 }
@@ -75,10 +84,17 @@ static void codec_meta_and_snapshot_round_trip(void **state)
     sb[60] ^= 4;
     assert_int_equal(store__snap_hdr_decode(sb, &sm2, &crc), CRAFT_ECORRUPT);
     uint8_t seg[STORE_SEG_HDR_BYTES];
-    store__seg_hdr_encode(seg);
-    assert_int_equal(store__seg_hdr_decode(seg), 0);
+    uint64_t salt = 0;
+    store__seg_hdr_encode(77, seg);
+    assert_int_equal(store__seg_hdr_decode(seg, &salt), 0);
+    assert_int_equal(salt, 77);
     seg[3] ^= 1;
-    assert_int_equal(store__seg_hdr_decode(seg), CRAFT_ECORRUPT);
+    assert_int_equal(store__seg_hdr_decode(seg, &salt), CRAFT_ECORRUPT);
+    seg[3] ^= 1;
+    put_u32(seg + 8, STORE_FORMAT_VERSION - 1);
+    put_u32(seg + 28, crc32c(0, seg, 28));
+    assert_int_equal(store__seg_hdr_decode(seg, &salt), CRAFT_EVERSION);
+    assert_int_not_equal(store__salt_new(), store__salt_new());
 }
 
 static void codec_names_parse(void **state)
@@ -124,8 +140,14 @@ static int append_wait(struct henv *e, raft_index truncate_from,
         es[i].buf.base = p;
         es[i].buf.len = payload(first + i, term, 0, 300, p);
     }
+    if (hs == NULL) {
+        henv_term(e, term);
+    }
     struct treq t = {.fs = e->fs};
     int rv = store_append(e->s, &t.req, hs, truncate_from, es, n, treq_cb);
+    if (rv == 0 && hs != NULL) {
+        e->hs_term = hs->term;
+    }
     free(es);
     free(data);
     if (rv != 0) {
@@ -242,6 +264,7 @@ static void segments_group_commit(void **state)
     struct henv e;
     henv_init(&e, 1 << 20);
     assert_int_equal(henv_open(&e), 0);
+    henv_term(&e, 1);
     enum { N = 100 };
     struct treq t[N];
     uint8_t p[16] = {1, 2, 3};
@@ -324,6 +347,7 @@ static void snapshot_write(struct henv *e, raft_index index, raft_term term,
     for (size_t i = 0; i < size; i++) {
         data[i] = (uint8_t)(i * 7 + index);
     }
+    henv_term(e, term);
     struct raft_snapshot_meta m = {.index = index, .term = term, .size = size};
     m.config.n = 3;
     m.config.ids[0] = 1;
@@ -423,7 +447,7 @@ static void corruption_is_reported_with_file_and_offset(void **state)
     struct memfs *orig = e.fs;
     e.fs = c;
     assert_int_equal(henv_open(&e), CRAFT_ECORRUPT);
-    assert_non_null(strstr(e.err, "/data/open: offset 16"));
+    assert_non_null(strstr(e.err, "/data/open: offset 32:"));
     assert_non_null(strstr(e.err, "expected"));
     memfs_free(c);
     /* A bit flip in a closed segment. */
@@ -483,6 +507,96 @@ static void missing_segments_are_corruption(void **state)
     henv_close(&e);
 }
 
+/* Open a copy of e's directory with `fn` applied; the code and message. */
+static int open_altered(struct henv *e, void (*fn)(struct memfs *))
+{
+    struct memfs *c = memfs_clone(e->fs), *orig = e->fs;
+    fn(c);
+    e->fs = c;
+    int rv = henv_open(e);
+    henv_close_store(e);
+    memfs_free(c);
+    e->fs = orig;
+    return rv;
+}
+
+static void unlink_meta(struct memfs *fs)
+{
+    struct store_vfs *v = memfs_vfs(fs);
+    v->unlink(v, "/data/meta1");
+    v->unlink(v, "/data/meta2");
+}
+
+/* Overwrite meta1 with a newer record (seq 1001) holding term 1. */
+static void meta_term_1(struct memfs *fs)
+{
+    struct store_vfs *v = memfs_vfs(fs);
+    struct store_meta m = {.seq = 1001, .hs = {.term = 1}};
+    uint8_t buf[STORE_META_BYTES];
+    store__meta_encode(&m, buf);
+    int fd = v->open(v, "/data/meta1", O_RDWR | O_CREAT, 0600);
+    assert_true(fd >= 0);
+    struct iovec iov = {buf, sizeof buf};
+    assert_int_equal(v->pwritev(v, fd, &iov, 1, 0), 0);
+    assert_int_equal(v->fsync(v, fd), 0);
+    v->close(v, fd);
+}
+
+/* Losing the hard state -- the files, or its term going backwards -- is
+ * corruption: falling back to an older term could let a node vote twice
+ * in one term. */
+static void lost_hard_state_is_corruption(void **state)
+{
+    (void)state;
+    struct henv e;
+    henv_init(&e, 4096);
+    assert_int_equal(henv_open(&e), 0);
+    /* A new directory with nothing in it yet may lack metadata. */
+    henv_close_store(&e);
+    assert_int_equal(open_altered(&e, unlink_meta), 0);
+    assert_int_equal(henv_open(&e), 0);
+    struct raft_hard_state hs = {.term = 3, .vote = 2};
+    assert_int_equal(append_wait(&e, 0, 1, 40, 3, &hs), 0);
+    henv_close_store(&e);
+    assert_int_equal(open_altered(&e, unlink_meta), CRAFT_ECORRUPT);
+    assert_non_null(strstr(e.err, "/data/meta1, /data/meta2: offset 0: "
+                                  "metadata files missing"));
+    assert_int_equal(open_altered(&e, meta_term_1), CRAFT_ECORRUPT);
+    assert_non_null(strstr(e.err, "/data/meta1: offset 24: term 1 (expected "
+                                  "at least the term 3 of log entry 40"));
+    /* Only a snapshot left (the log compacted away): the same. */
+    assert_int_equal(henv_open(&e), 0);
+    snapshot_write(&e, 40, 3, 10, 10);
+    struct treq t = {.fs = e.fs};
+    assert_int_equal(store_compact(e.s, &t.req, 40, treq_cb), 0);
+    henv_run(&e);
+    assert_int_equal(t.status, 0);
+    henv_close_store(&e);
+    assert_int_equal(open_altered(&e, unlink_meta), CRAFT_ECORRUPT);
+    assert_non_null(strstr(e.err, "a snapshot"));
+    assert_int_equal(open_altered(&e, meta_term_1), CRAFT_ECORRUPT);
+    assert_non_null(
+        strstr(e.err, "expected at least the term 3 of /data/snap-"));
+    assert_int_equal(henv_open(&e), 0);
+    assert_int_equal(store_loaded(e.s)->hs.term, 3);
+    /* The store never writes such a directory: an entry or a snapshot may
+     * not run ahead of the hard state. */
+    uint8_t p[4] = {1};
+    struct raft_entry en = {.index = 41, .term = 4, .buf = {p, sizeof p}};
+    assert_int_equal(store_append(e.s, &t.req, NULL, 0, &en, 1, treq_cb),
+                     CRAFT_EINVAL);
+    struct raft_snapshot_meta m = {.index = 41, .term = 4, .size = 1};
+    assert_int_equal(
+        store_snapshot_put(e.s, &t.req, &m, 0, p, 1, true, treq_cb),
+        CRAFT_EINVAL);
+    struct raft_hard_state hs4 = {.term = 4};
+    t = (struct treq){.fs = e.fs};
+    assert_int_equal(store_append(e.s, &t.req, &hs4, 0, &en, 1, treq_cb), 0);
+    henv_run(&e);
+    assert_int_equal(t.status, 0);
+    henv_close(&e);
+}
+
 static void enospc_fails_the_store_and_keeps_durable_data(void **state)
 {
     (void)state;
@@ -537,6 +651,7 @@ static void close_flushes_queued_writes(void **state)
     struct henv e;
     henv_init(&e, 4096);
     assert_int_equal(henv_open(&e), 0);
+    henv_term(&e, 1);
     enum { N = 20 };
     struct store_req reqs[N];
     uint8_t p[10] = {1};
@@ -696,6 +811,7 @@ int main(void)
         cmocka_unit_test(snapshot_chunks_read_back_and_compaction),
         cmocka_unit_test(corruption_is_reported_with_file_and_offset),
         cmocka_unit_test(missing_segments_are_corruption),
+        cmocka_unit_test(lost_hard_state_is_corruption),
         cmocka_unit_test(enospc_fails_the_store_and_keeps_durable_data),
         cmocka_unit_test(close_flushes_queued_writes),
         cmocka_unit_test(options_are_checked),

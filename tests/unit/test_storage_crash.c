@@ -30,8 +30,12 @@
 #include "storage_harness.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
+
+#include "util/crc32c.h"
+#include "util/encoding.h"
 
 #define IDX_MAX 8192
 #define REQS_MAX 2048
@@ -73,8 +77,10 @@ struct run {
     struct rrec reqs[REQS_MAX];
     size_t n_reqs;
     struct model m; /* everything submitted */
-    /* history: every (term, version) ever submitted at each index */
+    /* history: every (term, version) ever submitted at each index, and
+     * the request that submitted it */
     raft_term *hist[IDX_MAX];
+    size_t *hist_req[IDX_MAX];
     uint32_t n_hist[IDX_MAX];
     uint64_t total_ops;
     int fail_code;    /* fault runs: the code the store failed with */
@@ -175,6 +181,9 @@ static void submit(struct henv *e, struct rrec *r)
                 raft_index x = r->first + i;
                 R.hist[x] =
                     realloc(R.hist[x], (R.n_hist[x] + 1) * sizeof *R.hist[x]);
+                R.hist_req[x] = realloc(
+                    R.hist_req[x], (R.n_hist[x] + 1) * sizeof *R.hist_req[x]);
+                R.hist_req[x][R.n_hist[x]] = (size_t)(r - R.reqs);
                 R.hist[x][R.n_hist[x]++] = r->terms[i];
             }
         }
@@ -197,7 +206,8 @@ static void gen_append(struct henv *e, struct rng *g, raft_index at,
         r->terms[i] = term;
         r->vers[i] = R.n_hist[at + i];
     }
-    if (with_hs) {
+    /* As in Raft, the term is persisted with or before its first entry. */
+    if (with_hs || (n > 0 && R.m.hs.term < term)) {
         r->has_hs = true;
         r->hs = R.m.hs;
         /* As in Raft: the term only grows, a vote is cast once a term. */
@@ -215,6 +225,11 @@ static void gen_append(struct henv *e, struct rng *g, raft_index at,
 static void gen_snapshot(struct henv *e, struct rng *g, raft_index index,
                          raft_term term)
 {
+    if (R.m.hs.term < term) {
+        /* The term first, as a follower persists the leader's term before
+         * taking its snapshot. */
+        gen_append(e, g, next_of(&R.m), 0, 0, term, true);
+    }
     size_t size = (size_t)rng_range(g, 0, 3000);
     struct raft_snapshot_meta meta = {
         .index = index, .term = term, .size = size};
@@ -288,6 +303,7 @@ static void run_seed(struct henv *e, uint64_t seed, uint64_t capture_n,
 {
     for (size_t i = 0; i < IDX_MAX; i++) {
         free(R.hist[i]);
+        free(R.hist_req[i]);
     }
     memset(&R, 0, sizeof R);
     R.seed = seed;
@@ -342,11 +358,13 @@ static int hs_cmp(struct raft_hard_state a, struct raft_hard_state b)
         }                                                                      \
     } while (0)
 
-static bool was_submitted(const struct raft_entry *en)
+/* The version of en submitted at its index with its term and payload, or
+ * -1 if it never was. */
+static int64_t version_of(const struct raft_entry *en)
 {
     raft_index x = en->index;
     if (x >= IDX_MAX) {
-        return false;
+        return -1;
     }
     for (uint32_t v = 0; v < R.n_hist[x]; v++) {
         if (R.hist[x][v] != en->term) {
@@ -354,10 +372,10 @@ static bool was_submitted(const struct raft_entry *en)
         }
         size_t len = payload(x, en->term, v, PAYLOAD_MAX, pbuf);
         if (len == en->buf.len && memcmp(pbuf, en->buf.base, len) == 0) {
-            return true;
+            return v;
         }
     }
-    return false;
+    return -1;
 }
 
 /* Check the store opened on fs against the requests acknowledged before
@@ -371,12 +389,21 @@ static void check_reopen(struct henv *e, uint64_t n, const char *where)
     memset(&a, 0, sizeof a);
     raft_index low_t = UINT64_MAX;
     bool prefix = true;
+    /* cut_by[x]: 1 + the last acknowledged request that truncated at or
+     * below x (0: none); every version submitted at x before it is gone
+     * for good (store.h invariant 2). */
+    static size_t cut_by[IDX_MAX];
+    memset(cut_by, 0, sizeof cut_by);
     for (size_t i = 0; i < R.n_reqs; i++) {
         const struct rrec *r = &R.reqs[i];
         bool acked = r->t.status == 0 && (n == 0 || r->t.ack_ops < n);
         CHECK(!acked || prefix, "acknowledgements out of order at req %zu", i);
         if (acked) {
             apply(&a, r);
+            if (r->type == R_APPEND && r->truncate_from != 0 &&
+                r->truncate_from < IDX_MAX) {
+                cut_by[r->truncate_from] = i + 1;
+            }
         } else {
             prefix = false;
             if (r->type == R_APPEND && r->truncate_from != 0 &&
@@ -418,15 +445,31 @@ static void check_reopen(struct henv *e, uint64_t n, const char *where)
         }
         CHECK(got == 0 && off == sc->snapshot.size, "snapshot read");
     }
-    /* Entries: contiguous from the snapshot, all submitted, acked ones
+    for (size_t x = 1; x < IDX_MAX; x++) {
+        if (cut_by[x - 1] > cut_by[x]) {
+            cut_by[x] = cut_by[x - 1];
+        }
+    }
+    /* Entries: contiguous from the snapshot, all submitted, none that an
+     * acknowledged truncation removed, terms never decreasing; acked ones
      * present. */
+    raft_term prev_term = sc->has_snapshot ? sc->snapshot.term : 0;
     for (size_t i = 0; i < sc->n_entries; i++) {
         const struct raft_entry *en = &sc->entries[i];
         CHECK(en->index == snap + 1 + i, "entry %zu has index %" PRIu64, i,
               en->index);
-        CHECK(was_submitted(en),
-              "entry %" PRIu64 " term %" PRIu64 " was never submitted",
+        int64_t v = version_of(en);
+        CHECK(v >= 0, "entry %" PRIu64 " term %" PRIu64 " was never submitted",
               en->index, en->term);
+        size_t by = R.hist_req[en->index][v];
+        CHECK(cut_by[en->index] <= by + 1,
+              "entry %" PRIu64 " term %" PRIu64 " (req %zu) reappeared after "
+              "the acknowledged truncation of req %zu",
+              en->index, en->term, by, cut_by[en->index] - 1);
+        CHECK(en->term >= prev_term,
+              "entry %" PRIu64 " has term %" PRIu64 " after term %" PRIu64,
+              en->index, en->term, prev_term);
+        prev_term = en->term;
     }
     raft_index last = snap + sc->n_entries;
     raft_index need_to = a.last < low_t ? a.last : low_t - 1;
@@ -451,7 +494,8 @@ static void check_reopen(struct henv *e, uint64_t n, const char *where)
                                     .buf = {p, sizeof p}};
     }
     struct treq t = {.fs = e->fs};
-    rv = store_append(e->s, &t.req, NULL, 0, en, 3, treq_cb);
+    struct raft_hard_state hs = {.term = en[0].term};
+    rv = store_append(e->s, &t.req, &hs, 0, en, 3, treq_cb);
     CHECK(rv == 0, "append after recovery: %s", craft_errname(rv));
     henv_run(e);
     CHECK(t.done == 1 && t.status == 0, "append after recovery failed");
@@ -666,6 +710,159 @@ static void bit_flips_are_corruption(void **state)
     }
 }
 
+/* ---- payloads that hold records -------------------------------------- */
+
+/* Seal a one-entry record for offset off of a segment with this salt into
+ * out; its length. */
+static size_t make_rec(uint8_t *out, uint64_t salt, uint64_t off,
+                       raft_index first, raft_term term, const uint8_t *p,
+                       uint32_t len)
+{
+    struct store_desc d = {.term = term,
+                           .len = len,
+                           .crc = crc32c(0, p, len),
+                           .type = RAFT_ENTRY_COMMAND};
+    size_t n = (size_t)store__rec_bytes(1, len);
+    memset(out, 0, n);
+    store__desc_encode(&d, out + STORE_REC_HDR_BYTES);
+    memcpy(out + STORE_REC_HDR_BYTES + STORE_DESC_BYTES, p, len);
+    struct store_rec_hdr h = {
+        .n_entries = 1,
+        .first_index = first,
+        .data_len = len,
+        .body_crc = crc32c(0, out + STORE_REC_HDR_BYTES, STORE_DESC_BYTES)};
+    store__rec_hdr_encode(&h, salt, off, out);
+    return n;
+}
+
+static void read_open(struct henv *e, uint8_t *buf, size_t len)
+{
+    struct store_vfs *v = memfs_vfs(e->fs);
+    int fd = v->open(v, "/data/open", O_RDONLY, 0);
+    assert_true(fd >= 0);
+    assert_int_equal(v->pread(v, fd, buf, len, 0), (ssize_t)len);
+    v->close(v, fd);
+}
+
+/*
+ * Entry 3's payload holds whole records: a byte copy of entry 1's record
+ * of the same file, entry 2's record resealed as another file (another
+ * salt) would have it at the copy's offset, and -- when forged is set --
+ * a record sealed with this file's salt for exactly where it lands, for
+ * index 4, as only someone who read the file could make.  The write of
+ * entry 3 is then torn at every byte (or, without forged, sector by
+ * sector in 64 patterns, with the copies away from the record header).
+ * Every crash must reopen as a torn tail: entries 1 and 2 intact, entry 3
+ * whole or absent, nothing else.
+ */
+static void embedded_records_run(bool forged)
+{
+    struct henv e;
+    char where[128];
+    R.seed = 0;
+    henv_init(&e, 1 << 20);
+    assert_int_equal(henv_open(&e), 0);
+    struct raft_hard_state hs = {.term = 1};
+    uint8_t small[64];
+    memset(small, 'x', sizeof small);
+    for (raft_index i = 1; i <= 2; i++) {
+        struct raft_entry en = {.index = i,
+                                .term = 1,
+                                .type = RAFT_ENTRY_COMMAND,
+                                .buf = {small, sizeof small}};
+        struct treq t = {.fs = e.fs};
+        assert_int_equal(
+            store_append(e.s, &t.req, i == 1 ? &hs : NULL, 0, &en, 1, treq_cb),
+            0);
+        henv_run(&e);
+        assert_int_equal(t.status, 0);
+    }
+    /* Records 1 and 2 are at 32 and 160, 128 bytes each; entry 3's record
+     * goes at 288 and its payload at 288 + 64. */
+    uint8_t file[288];
+    read_open(&e, file, sizeof file);
+    uint64_t salt = get_u64(file + 16);
+    const uint64_t rec3 = 288, pay3 = rec3 + 64;
+    static uint8_t pl[1024];
+    size_t n = 0;
+    if (!forged) {
+        memset(pl, 'y', 456); /* the copies in a later sector */
+        n = 456;
+    }
+    memcpy(pl + n, file + 32, 128);
+    n += 128;
+    size_t m = make_rec(pl + n, salt ^ 0x5a5a, pay3 + n, 2, 1, small, 64);
+    n += m;
+    if (forged) {
+        uint8_t z[16];
+        memset(z, 'z', sizeof z);
+        n += make_rec(pl + n, salt, pay3 + n, 4, 1, z, sizeof z);
+    }
+    memset(pl + n, 'y', 100);
+    n += 100;
+    /* The directory before entry 3, and entry 3's record as the store
+     * writes it (checked against the file after a real append). */
+    henv_close_store(&e);
+    struct memfs *before = memfs_clone(e.fs);
+    static uint8_t rec[2048], got[2048];
+    size_t len = make_rec(rec, salt, rec3, 3, 1, pl, (uint32_t)n);
+    assert_int_equal(henv_open(&e), 0);
+    struct raft_entry en = {
+        .index = 3, .term = 1, .type = RAFT_ENTRY_COMMAND, .buf = {pl, n}};
+    struct treq t = {.fs = e.fs};
+    assert_int_equal(store_append(e.s, &t.req, NULL, 0, &en, 1, treq_cb), 0);
+    henv_run(&e);
+    assert_int_equal(t.status, 0);
+    henv_close_store(&e);
+    read_open(&e, got, rec3 + len);
+    assert_memory_equal(got + rec3, rec, len);
+    memfs_free(e.fs);
+    size_t cases = forged ? len : 64;
+    for (size_t k = 0; k < cases; k++) {
+        /* The record written but not yet synced, then the crash. */
+        e.fs = memfs_clone(before);
+        struct store_vfs *v = memfs_vfs(e.fs);
+        int fd = v->open(v, "/data/open", O_RDWR, 0);
+        assert_true(fd >= 0);
+        struct iovec iov = {rec, len};
+        assert_int_equal(v->pwritev(v, fd, &iov, 1, rec3), 0);
+        v->close(v, fd);
+        if (forged) {
+            memfs_crash(e.fs, MEMFS_TEAR, k, 0);
+        } else {
+            memfs_crash(e.fs, MEMFS_SECTORS, 0, k);
+        }
+        snprintf(where, sizeof where,
+                 "%s %zu of a record with records in "
+                 "its payload",
+                 forged ? "tear at byte" : "sector pattern", k);
+        int rv = henv_open(&e);
+        CHECK(rv == 0, "open failed: %s: %s", craft_errname(rv), e.err);
+        const struct store_scan *sc = store_loaded(e.s);
+        CHECK(sc->n_entries == 2 || sc->n_entries == 3, "%zu entries",
+              sc->n_entries);
+        for (size_t i = 0; i < sc->n_entries; i++) {
+            const struct raft_entry *x = &sc->entries[i];
+            const void *want = i < 2 ? (const void *)small : (const void *)pl;
+            size_t want_len = i < 2 ? sizeof small : n;
+            CHECK(x->index == i + 1 && x->term == 1 && x->buf.len == want_len &&
+                      memcmp(x->buf.base, want, want_len) == 0,
+                  "entry %zu differs", i + 1);
+        }
+        henv_close_store(&e);
+        memfs_free(e.fs);
+    }
+    e.fs = before;
+    henv_close(&e);
+}
+
+static void payloads_holding_records_tear_cleanly(void **state)
+{
+    (void)state;
+    embedded_records_run(true);
+    embedded_records_run(false);
+}
+
 int main(int argc, char **argv)
 {
     for (int i = 1; i < argc; i++) {
@@ -693,6 +890,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(crash_before_every_op),
         cmocka_unit_test(faults_reach_the_caller),
         cmocka_unit_test(bit_flips_are_corruption),
+        cmocka_unit_test(payloads_holding_records_tear_cleanly),
     };
     return cmocka_run_group_tests_name("storage_crash", tests, NULL, NULL);
 }

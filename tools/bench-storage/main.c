@@ -4,6 +4,7 @@
  *   craft-bench-storage --dir D --entries N --size B [--batch K]
  *                       [--inflight P] [--report-durable]
  *                       [--segment-bytes S] [--snapshot-every E]
+ *                       [--truncate-every E]
  *       Open (or create) the data directory D and append N entries of B
  *       bytes after whatever it already holds, K entries per store_append
  *       call, with at most P calls in flight (default 1: each batch waits
@@ -14,8 +15,16 @@
  *       is in the log.  With --snapshot-every E, whenever E entries were
  *       made durable since the last snapshot, a 64 KiB snapshot at the last
  *       durable index is written in 16 KiB chunks and the log compacted up
- *       to it (printing "snapshot <index>" once both are durable).  Ends
- *       with one summary line:
+ *       to it (printing "snapshot <index>" once both are durable).  With
+ *       --truncate-every E, after every E entries it waits for the calls in
+ *       flight, then truncates the last few entries (at most
+ *       BENCH_TRUNCATE_BACK, never into the snapshot) and rewrites them in
+ *       a new term, as a follower overwriting a conflicting suffix does; it
+ *       prints "truncated <from> term <term>" right before the "durable"
+ *       line of that call.  Every entry holds its index and then its term
+ *       (little-endian u64s, cut to B bytes) followed by zeros, so it can
+ *       be checked from outside; the term is persisted (hard state) before
+ *       any entry of it.  Ends with one summary line:
  *         append entries=N size=B batch=K inflight=P seconds=T
  *           entries_per_s=X mb_per_s=Y batches=Z
  *
@@ -56,11 +65,14 @@
  * would receive it. */
 #define BENCH_SNAP_BYTES (64 * 1024)
 #define BENCH_SNAP_CHUNKS 4
+/* --truncate-every: how many entries a truncation goes back (at most). */
+#define BENCH_TRUNCATE_BACK 3
 
 static const char usage[] =
     "usage: craft-bench-storage --dir D --entries N --size B [--batch K]\n"
     "                           [--inflight P] [--report-durable]\n"
     "                           [--segment-bytes S] [--snapshot-every E]\n"
+    "                           [--truncate-every E]\n"
     "       craft-bench-storage --dir D --load [--cold]\n"
     "       craft-bench-storage --dir D --fsync-floor --entries N --size B\n"
     "       craft-bench-storage --dir D --seq-write --size MIB\n"
@@ -69,6 +81,8 @@ static const char usage[] =
     "holds), K per call, P calls in flight (default K=1, P=1).\n"
     "  --report-durable  print 'durable <index>' after every fsync, flushed\n"
     "  --snapshot-every E  snapshot + compact every E durable entries\n"
+    "  --truncate-every E  every E entries, truncate the last few and\n"
+    "                    rewrite them in a new term\n"
     "  --load            time loading D instead (--cold: from the disk)\n"
     "  --fsync-floor     time N x (write B bytes + fdatasync) on a raw file\n"
     "  --seq-write       time MIB MiB of sequential writes + one fdatasync\n";
@@ -76,22 +90,27 @@ static const char usage[] =
 struct args {
     const char *dir;
     uint64_t entries, size, batch, inflight, segment_bytes, snapshot_every;
+    uint64_t truncate_every;
     bool report, load, cold, floor, seq;
 };
 
 struct slot {
     struct store_req req;
     raft_index last;
+    raft_term term;           /* of its entries */
+    raft_index truncate_from; /* 0: none */
 };
 
 struct bench {
     struct args a;
     uv_loop_t loop;
     struct store *s;
-    raft_term term;
-    raft_index next;    /* next index to submit */
-    raft_index end;     /* one past the last index to write */
-    uint64_t in_flight; /* calls */
+    raft_term term;          /* of the entries submitted now */
+    bool hs_behind;          /* term not yet persisted: send the hard state */
+    uint64_t since_truncate; /* entries submitted since the last one */
+    raft_index next;         /* next index to submit */
+    raft_index end;          /* one past the last index to write */
+    uint64_t in_flight;      /* calls */
     uint64_t batches;
     int error;
     uint8_t *payload;
@@ -163,6 +182,8 @@ static int parse_args(int argc, char **argv, struct args *a)
             num = &a->segment_bytes;
         } else if (strcmp(o, "--snapshot-every") == 0) {
             num = &a->snapshot_every;
+        } else if (strcmp(o, "--truncate-every") == 0) {
+            num = &a->truncate_every;
         } else {
             fprintf(stderr, "craft-bench-storage: unknown option '%s'\n\n%s", o,
                     usage);
@@ -224,11 +245,10 @@ static void compact_cb(struct store_req *req, int status)
 
 /* A snapshot at a durable index, then compaction up to it: all queued at
  * once, behind the appends already queued (the store keeps the order). */
-static void snapshot(struct bench *b, raft_index index)
+static void snapshot(struct bench *b, raft_index index, raft_term term)
 {
-    struct raft_snapshot_meta m = {.index = index,
-                                   .term = b->term,
-                                   .size = BENCH_SNAP_BYTES};
+    struct raft_snapshot_meta m = {
+        .index = index, .term = term, .size = BENCH_SNAP_BYTES};
     m.config.n = 3;
     for (unsigned i = 0; i < 3; i++) {
         m.config.ids[i] = i + 1;
@@ -272,19 +292,58 @@ static void append_cb(struct store_req *req, int status)
     b->batches++;
     if (b->a.report) {
         /* One write(2) per line, so a kill -9 never splits one. */
+        if (sl->truncate_from != 0) {
+            printf("truncated %" PRIu64 " term %" PRIu64 "\n",
+                   sl->truncate_from, sl->term);
+            fflush(stdout);
+        }
         printf("durable %" PRIu64 "\n", sl->last);
         fflush(stdout);
     }
+    /* Every call in flight was submitted after any truncation that could
+     * reach sl->last (a truncation waits for an empty pipeline), so entry
+     * sl->last has term sl->term for good. */
     if (b->a.snapshot_every != 0 && !b->snap_busy &&
         sl->last - b->snap_index >= b->a.snapshot_every) {
-        snapshot(b, sl->last);
+        snapshot(b, sl->last, sl->term);
     }
     submit(b);
+}
+
+/* --truncate-every: where the next call truncates from (0: it does not).
+ * It waits for an empty pipeline, and never reaches into the snapshot. */
+static raft_index truncation_due(struct bench *b, bool *wait)
+{
+    *wait = false;
+    if (b->a.truncate_every == 0 || b->since_truncate < b->a.truncate_every) {
+        return 0;
+    }
+    if (b->in_flight > 0) {
+        *wait = true;
+        return 0;
+    }
+    b->since_truncate = 0;
+    uint64_t back = b->next - 1 - b->snap_index;
+    if (back > BENCH_TRUNCATE_BACK) {
+        back = BENCH_TRUNCATE_BACK;
+    }
+    return back > 0 ? b->next - back : 0;
 }
 
 static void submit(struct bench *b)
 {
     while (b->error == 0 && b->next < b->end && b->in_flight < b->a.inflight) {
+        bool wait;
+        raft_index truncate_from = truncation_due(b, &wait);
+        if (wait) {
+            return; /* append_cb() calls again */
+        }
+        if (truncate_from != 0) {
+            b->next = truncate_from;
+            b->term++;
+            b->hs_behind = true;
+        }
+        struct raft_hard_state hs = {.term = b->term};
         uint64_t n = b->end - b->next;
         if (n > b->a.batch) {
             n = b->a.batch;
@@ -296,15 +355,20 @@ static void submit(struct bench *b)
                                            .type = RAFT_ENTRY_COMMAND,
                                            .buf = {p, b->a.size}};
             /* Make every entry distinct and checkable from outside: its
-             * index (little-endian) in the first bytes, zeros after. */
-            uint8_t idx[8];
-            put_u64(idx, b->next + i);
-            memcpy(p, idx, b->a.size < 8 ? b->a.size : 8);
+             * index and term (little-endian) in the first bytes, zeros
+             * after. */
+            uint8_t head[16];
+            put_u64(head, b->next + i);
+            put_u64(head + 8, b->term);
+            memcpy(p, head, b->a.size < 16 ? b->a.size : 16);
         }
         struct slot *sl = b->free_slots[--b->n_free];
         sl->req.data = b;
         sl->last = b->next + n - 1;
-        int rv = store_append(b->s, &sl->req, NULL, 0, b->es, n, append_cb);
+        sl->term = b->term;
+        sl->truncate_from = truncate_from;
+        int rv = store_append(b->s, &sl->req, b->hs_behind ? &hs : NULL,
+                              truncate_from, b->es, n, append_cb);
         if (rv != 0) {
             fprintf(stderr, "craft-bench-storage: append: %s\n",
                     craft_strerror(rv));
@@ -313,7 +377,9 @@ static void submit(struct bench *b)
             return;
         }
         b->in_flight++;
+        b->hs_behind = false;
         b->next += n;
+        b->since_truncate += n;
     }
 }
 
@@ -398,6 +464,7 @@ static int run_append(struct bench *b)
         last = sc->snapshot.index;
     }
     b->term = sc->hs.term ? sc->hs.term : 1;
+    b->hs_behind = sc->hs.term == 0;
     b->snap_index = sc->has_snapshot ? sc->snapshot.index : 0;
     b->next = last + 1;
     b->end = b->next + b->a.entries;

@@ -31,8 +31,10 @@ static const char check_usage[] =
     "             stale files (never touches anything else); refused while\n"
     "             a node has the directory open\n"
     "\n"
-    "exit status: 0 clean, 1 a torn tail was found (cut with --repair),\n"
-    "2 corruption, 64 bad usage, 74 I/O error, 75 in use (--repair)\n";
+    "exit status, for an existing directory: 0 clean, 1 a torn tail was\n"
+    "found (cut with --repair), 2 corruption.  Otherwise: 64 bad usage,\n"
+    "74 I/O error -- including a DIR that does not exist or cannot be\n"
+    "read (nothing was checked) --, 75 in use (--repair)\n";
 
 static const char dump_usage[] =
     "usage: craft-cli log dump DIR [--from I] [--to J]\n"
@@ -41,7 +43,8 @@ static const char dump_usage[] =
     "snapshot covers that compaction has not removed yet):\n"
     "  INDEX TERM TYPE SIZE CRC32C\n"
     "\n"
-    "exit status: 0, 2 corruption, 64 bad usage, 74 I/O error\n";
+    "exit status: 0, 2 corruption, 64 bad usage, 74 I/O error (including\n"
+    "a DIR that does not exist)\n";
 
 static int exit_for(int rv)
 {
