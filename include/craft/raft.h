@@ -24,9 +24,9 @@
  * Persistence contract.  The core never puts into u.messages a message that
  * depends on state not yet reported durable: a vote or an append
  * acknowledgement waits inside the core until the RAFT_PERSISTED event that
- * covers what it claims.  The one exception is the leader's own appends, which go out
- * at once while its write is in flight; the leader counts itself towards a
- * commit only once its write is reported durable.  So a runtime may simply
+ * covers what it claims.  The one exception is the leader's own appends, which
+ * go out at once while its write is in flight; the leader counts itself towards
+ * a commit only once its write is reported durable.  So a runtime may simply
  * send every message it is given at once.
  *
  * The full contract for a runtime, every tunable and every invariant are in
@@ -211,10 +211,16 @@ struct raft_msg_snapshot {
     /* Chunk bytes.  In a message the core hands out, .len says how many
      * bytes to send and .base is NULL: the runtime, which owns the
      * snapshot file, reads [offset, offset + len) of the snapshot
-     * (meta.index, meta.term) and attaches them when encoding.  If it no
-     * longer has that snapshot it drops the message (the core retries
-     * with its newest one).  In a received message .base points to the
-     * bytes, borrowed for the call. */
+     * (meta.index, meta.term) and attaches them when encoding.  A transfer
+     * stays on one snapshot for its whole life, so a runtime SHOULD keep a
+     * snapshot readable while a transfer of it is in progress (e.g. keep
+     * the old file open after a newer one replaces it).  If it can't, it
+     * drops the message; after one retry timeout (two heartbeat
+     * intervals) without an answer the core moves the transfer to its
+     * newest snapshot from offset 0 -- correct, but a leader that
+     * snapshots more often than a transfer takes then never finishes one.
+     * In a received message .base points to the bytes, borrowed for the
+     * call. */
     struct raft_buffer data;
 };
 
