@@ -474,6 +474,34 @@ case_segv() { bad_plugin segv "crashed with signal 11"; }
 case_toobig() { bad_plugin toobig "oversized record"; }
 case_fail() { bad_plugin fail "map returned -1"; }
 
+case_hang() {
+    # A map that never returns: each timeout counts as a failed attempt and
+    # the next attempt goes to another worker, so after --max-attempts the
+    # job fails naming the plugin, the task and the timeout, instead of
+    # tying up every worker in turn forever.  The stuck workers are told
+    # the job is over and exit although their plugin call never returns.
+    INPUTS=("${INPUTS[0]}")
+    start_coord hang --task-timeout 1 --max-attempts 3 --arg hang=map
+    local w=()
+    for i in 1 2 3 4; do
+        start_worker "$i" --connect-timeout 5
+        w+=("$WPID")
+    done
+    wait_exit "$CPID" 30
+    [ "$RC" -eq 1 ] || fail "coordinator exited $RC, wanted 1"
+    local summary
+    summary=$(grep "FAILED" "$T/coord.log") || fail "no failure summary"
+    [[ "$summary" == *"hang.so"* ]] || fail "failure does not name the plugin"
+    [[ "$summary" == *"map 0"* ]] || fail "failure does not name the task"
+    [[ "$summary" == *"timed out"* ]] || fail "failure does not say it timed out"
+    [[ "$summary" == *"failed 3 times"* ]] || fail "not 3 attempts: $summary"
+    for i in 1 2 3 4; do
+        wait_exit "${w[$((i - 1))]}" 15
+        [ "$RC" -eq 0 ] || fail "worker $i exited $RC, wanted 0 (job over)"
+    done
+    [ -z "$(ls "$T/out")" ] || fail "a failed job left output"
+}
+
 case_refused() {
     # A port nobody listens on: bind one, then close it.
     local port
@@ -539,7 +567,7 @@ check_logs() {
 case "${1:-}" in
 wc | indexer | map_parallelism | reduce_parallelism | job_count | early_exit | \
     crash | kill_mid_map | kill_mid_reduce | kill_before_fetch | bad_abi | \
-    no_symbol | segv | toobig | fail | refused | usage | grep | \
+    no_symbol | segv | toobig | fail | hang | refused | usage | grep | \
     stopped_worker | bounded_memory | corrupt_map_output | junk_frames | \
     input_vanishes)
     "case_$1"
