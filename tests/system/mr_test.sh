@@ -183,15 +183,27 @@ case_job_count() {
     start_worker 2
     wait_exit "$WPID" 60
     [ "$RC" -eq 0 ] || fail "worker exited $RC"
-    # Two more workers after the job: they must exit promptly, running
-    # nothing (0 when the coordinator was still there to say so, 1 with a
-    # clear message when it was gone).
+    # Two more workers after the job: each must exit promptly, running
+    # nothing: 0 when the coordinator was still there to say the job is
+    # over, or 1 with the documented message when it had already gone.
+    local late=()
     start_worker 3 --connect-timeout 2
-    local late=$WPID
+    late+=("$WPID")
     start_worker 4 --connect-timeout 2
-    wait_exit "$WPID" 15
-    [ "$RC" -eq 0 ] || grep -q "coordinator" "$T/worker-4.log" || fail "late worker: $RC"
-    wait_exit "$late" 15
+    late+=("$WPID")
+    for i in 3 4; do
+        wait_exit "${late[$((i - 3))]}" 15
+        case $RC in
+        0) ;;
+        1) grep -q "cannot reach the coordinator at 127.0.0.1:$PORT" \
+            "$T/worker-$i.log" || fail "late worker $i exited 1 without saying why" ;;
+        *) fail "late worker $i exited $RC" ;;
+        esac
+    done
+    # Each map execution left a file (jobcount.c): the late workers ran none.
+    local runs
+    runs=$(find "$T" -maxdepth 1 -name 'mr-worker-jobcount-*' | wc -l)
+    [ "$runs" -eq 8 ] || fail "$runs map executions, wanted 8"
     wait_exit "$CPID" 10
     [ "$RC" -eq 0 ] || fail "coordinator exited $RC"
     [ "$(outputs)" = "a 8" ] || fail "map jobs ran an incorrect number of times: $(outputs)"
