@@ -514,6 +514,31 @@ case_hang() {
     [ -z "$(ls "$T/out")" ] || fail "a failed job left output"
 }
 
+case_seq_exit() {
+    # A plugin that ends the process in seq (exit() in map, or in reduce
+    # once the output file is open) is named with its task, and seq leaves
+    # neither its work dir nor a temporary output behind.
+    local where
+    for where in map reduce; do
+        mkdir -p "$T/tmp-$where" "$T/o-$where"
+        TMPDIR="$T/tmp-$where" "$MR" seq --plugin "$PL/hang.so" \
+            --arg "exit=$where" --output "$T/o-$where/out" "${INPUTS[0]}" \
+            2>"$T/seq-$where.log"
+        RC=$?
+        [ "$RC" -eq 1 ] || fail "seq exited $RC, wanted 1"
+        grep -q "plugin hang.so, $where 0: the process ended (exit status 3)" \
+            "$T/seq-$where.log" || fail "no clear message: $(cat "$T/seq-$where.log")"
+        [ -z "$(ls -A "$T/tmp-$where")" ] || fail "seq left $(ls "$T/tmp-$where")"
+        [ -z "$(ls -A "$T/o-$where")" ] || fail "seq left $(ls "$T/o-$where")"
+    done
+    # The same plugin without exit: seq still works (and cleans up).
+    TMPDIR="$T/tmp-map" "$MR" seq --plugin "$PL/hang.so" --output "$T/o-map/out" \
+        "${INPUTS[0]}" || fail "seq failed"
+    [ "$(cat "$T/o-map/out")" = "lines $(wc -l <"${INPUTS[0]}")" ] ||
+        fail "wrong output: $(cat "$T/o-map/out")"
+    [ -z "$(ls -A "$T/tmp-map")" ] || fail "seq left $(ls "$T/tmp-map")"
+}
+
 case_refused() {
     # A port nobody listens on: bind one, then close it.
     local port
@@ -579,7 +604,7 @@ check_logs() {
 case "${1:-}" in
 wc | indexer | map_parallelism | reduce_parallelism | job_count | early_exit | \
     crash | kill_mid_map | kill_mid_reduce | kill_before_fetch | bad_abi | \
-    no_symbol | segv | toobig | fail | hang | refused | usage | grep | \
+    no_symbol | segv | toobig | fail | hang | seq_exit | refused | usage | grep | \
     stopped_worker | bounded_memory | corrupt_map_output | junk_frames | \
     input_vanishes)
     "case_$1"
