@@ -414,6 +414,50 @@ EOF2
     fi
 }
 
+case_bounded_memory_many_maps() {
+    # Memory must not grow with the number of maps: 160 splits whose map
+    # output (~130 KiB each) all lands in one reduce partition.  Merging
+    # them at once would take 160 read buffers (~20 MiB touched); a
+    # --memory-mb 16 worker merges 16 at a time, in two passes.
+    local i
+    mkdir -p "$T/in"
+    cat "${INPUTS[@]}" >"$T/all.txt"
+    python3 - "$T/all.txt" "$T/in" <<'EOF2' || fail "cannot make inputs"
+import sys
+data = open(sys.argv[1], "rb").read()
+size = 150 * 1024
+for i in range(160):
+    off = (i * 7919 * 64) % (len(data) - size)
+    off = data.index(b"\n", off) + 1
+    end = data.index(b"\n", off + size) + 1
+    open("%s/part-%03d.txt" % (sys.argv[2], i), "wb").write(data[off:end])
+EOF2
+    INPUTS=("$T"/in/part-*.txt)
+    reference grep --arg "pattern=[aeiou]"
+    start_coord grep --reduce 1 --arg "pattern=[aeiou]"
+    mkdir -p "$T/w-m"
+    python3 - "$MR" "$PORT" "$T/w-m" >"$T/rss" 2>"$T/worker-m.log" <<'EOF2' || fail "worker failed"
+import os, subprocess, sys
+p = subprocess.Popen([sys.argv[1], "worker", "--coordinator",
+                      "127.0.0.1:" + sys.argv[2], "--work-dir", sys.argv[3],
+                      "--memory-mb", "16", "--log-level", "info"])
+_, status, ru = os.wait4(p.pid, 0)
+print(ru.ru_maxrss // 1024)
+sys.exit(os.waitstatus_to_exitcode(status))
+EOF2
+    wait_exit "$CPID" 60
+    [ "$RC" -eq 0 ] || fail "coordinator exited $RC"
+    compare_with "$T/ref.sorted"
+    local rss
+    rss=$(cat "$T/rss")
+    echo "worker peak RSS: $rss MiB (limit 16) for ${#INPUTS[@]} maps"
+    grep -q "reduce 0: merging 160 runs, 16 at a time (2 passes)" \
+        "$T/worker-m.log" || fail "no two-pass merge of 160 runs logged"
+    if ! ldd "$MR" 2>/dev/null | grep libasan >/dev/null; then
+        [ "$rss" -lt 16 ] || fail "worker peak RSS $rss MiB over its 16 MiB limit"
+    fi
+}
+
 case_corrupt_map_output() {
     reference wc
     # Map output that rots on the holder's disk after the map finished is
@@ -605,7 +649,8 @@ case "${1:-}" in
 wc | indexer | map_parallelism | reduce_parallelism | job_count | early_exit | \
     crash | kill_mid_map | kill_mid_reduce | kill_before_fetch | bad_abi | \
     no_symbol | segv | toobig | fail | hang | seq_exit | refused | usage | grep | \
-    stopped_worker | bounded_memory | corrupt_map_output | junk_frames | \
+    stopped_worker | bounded_memory | bounded_memory_many_maps | \
+    corrupt_map_output | junk_frames | \
     input_vanishes)
     "case_$1"
     check_logs

@@ -424,6 +424,10 @@ static void reduce_over_many_runs(void **state)
     assert_int_equal(mr_merge_fanin(0), 2);
     assert_int_equal(mr_merge_fanin(4u << 20), 16);
     assert_int_equal(mr_merge_fanin(1u << 30), MR_MERGE_FANIN);
+    assert_int_equal(mr_merge_passes(70, 4), 4);
+    assert_int_equal(mr_merge_passes(MR_MERGE_FANIN + 7, MR_MERGE_FANIN), 2);
+    assert_int_equal(mr_merge_passes(16, 16), 1);
+    assert_int_equal(mr_merge_passes(0, 16), 1);
 }
 
 /* ---- output ------------------------------------------------------------- */
