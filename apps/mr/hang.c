@@ -2,17 +2,21 @@
  * hang -- a test plugin that never returns when told to: with --arg
  * hang=map every map call sleeps forever, with --arg hang=reduce every
  * reduce call does (a plugin stuck in a loop).  With --arg exit=map (or
- * reduce) that call ends the process with exit(3) instead.  Otherwise it
- * counts lines: one output line "lines N" for the whole job.
+ * reduce) that call ends the process with exit(3) instead, with --arg
+ * _exit=map (or reduce) with _exit(3), skipping atexit handlers.
+ * Otherwise it counts lines: one output line "lines N" for the whole job.
  */
+#include <unistd.h>
+
 #include "plugin_util.h"
 
-static const char *hang_in, *exit_in;
+static const char *hang_in, *exit_in, *quick_exit_in;
 
 static int hang_init(const struct mr_args *args, void **state)
 {
     hang_in = mr_arg(args, "hang");
     exit_in = mr_arg(args, "exit");
+    quick_exit_in = mr_arg(args, "_exit");
     *state = NULL;
     return 0;
 }
@@ -21,6 +25,9 @@ static void maybe_hang(const char *where)
 {
     if (exit_in && strcmp(exit_in, where) == 0) {
         exit(3);
+    }
+    if (quick_exit_in && strcmp(quick_exit_in, where) == 0) {
+        _exit(3);
     }
     if (hang_in && strcmp(hang_in, where) == 0) {
         for (;;) {

@@ -3,7 +3,7 @@
 # separate ctest case so they run in parallel.
 set(mr_cases wc indexer map_parallelism reduce_parallelism job_count
   early_exit crash kill_mid_map kill_mid_reduce kill_before_fetch bad_abi
-  no_symbol segv toobig fail hang seq_exit refused usage grep stopped_worker
+  no_symbol segv toobig fail hang exit_losses seq_exit refused usage grep stopped_worker
   bounded_memory bounded_memory_many_maps corrupt_map_output junk_frames input_vanishes)
 foreach(c ${mr_cases})
   add_test(NAME mr/${c} COMMAND ${CMAKE_CURRENT_LIST_DIR}/mr_test.sh ${c})

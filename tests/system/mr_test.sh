@@ -558,15 +558,39 @@ case_hang() {
     [ -z "$(ls "$T/out")" ] || fail "a failed job left output"
 }
 
+case_exit_losses() {
+    # A map that ends its worker's process every time: after 10 workers
+    # lost in a row the job fails, naming the plugin and the task.
+    INPUTS=("${INPUTS[0]}")
+    start_coord hang --arg _exit=map
+    local i
+    for i in $(seq 12); do
+        kill -0 "$CPID" 2>/dev/null || break
+        start_worker "$i" --connect-timeout 2
+        wait_exit "$WPID" 20
+    done
+    wait_exit "$CPID" 10
+    [ "$RC" -eq 1 ] || fail "coordinator exited $RC, wanted 1"
+    local summary
+    summary=$(grep "FAILED" "$T/coord.log") || fail "no failure summary"
+    [[ "$summary" == *"map task 0 lost its worker 10 times"* ]] ||
+        fail "not 10 losses: $summary"
+    [[ "$summary" == *"plugin hang.so, map 0"* ]] ||
+        fail "failure does not name the plugin and the task: $summary"
+    [ -z "$(ls "$T/out")" ] || fail "a failed job left output"
+}
+
 case_seq_exit() {
-    # A plugin that ends the process in seq (exit() in map, or in reduce
-    # once the output file is open) is named with its task, and seq leaves
+    # A plugin that ends the process in seq (exit() in map, or _exit() in
+    # reduce once the output file is open) is named with its task, and seq leaves
     # neither its work dir nor a temporary output behind.
-    local where
+    local where how
     for where in map reduce; do
+        how=exit
+        [ "$where" = reduce ] && how=_exit
         mkdir -p "$T/tmp-$where" "$T/o-$where"
         TMPDIR="$T/tmp-$where" "$MR" seq --plugin "$PL/hang.so" \
-            --arg "exit=$where" --output "$T/o-$where/out" "${INPUTS[0]}" \
+            --arg "$how=$where" --output "$T/o-$where/out" "${INPUTS[0]}" \
             2>"$T/seq-$where.log"
         RC=$?
         [ "$RC" -eq 1 ] || fail "seq exited $RC, wanted 1"
@@ -648,7 +672,7 @@ check_logs() {
 case "${1:-}" in
 wc | indexer | map_parallelism | reduce_parallelism | job_count | early_exit | \
     crash | kill_mid_map | kill_mid_reduce | kill_before_fetch | bad_abi | \
-    no_symbol | segv | toobig | fail | hang | seq_exit | refused | usage | grep | \
+    no_symbol | segv | toobig | fail | hang | exit_losses | seq_exit | refused | usage | grep | \
     stopped_worker | bounded_memory | bounded_memory_many_maps | \
     corrupt_map_output | junk_frames | \
     input_vanishes)
