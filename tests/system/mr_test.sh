@@ -559,10 +559,11 @@ case_hang() {
 }
 
 case_exit_losses() {
-    # A map that ends its worker's process every time: after 10 workers
-    # lost in a row the job fails, naming the plugin and the task.
+    # A map that ends its worker's process with exit() every time (on a
+    # pool thread, while the loop thread runs): after 10 workers lost in a
+    # row the job fails, naming the plugin and the task.
     INPUTS=("${INPUTS[0]}")
-    start_coord hang --arg _exit=map
+    start_coord hang --arg exit=map
     local i
     for i in $(seq 12); do
         kill -0 "$CPID" 2>/dev/null || break
