@@ -1043,10 +1043,14 @@ int mr_coordinator_run(const struct mr_coord_config *cfg)
         rv = split_inputs(&c);
     }
     if (rv == 0) {
-        struct mr_sched_config scfg = {
-            c.n_splits,           cfg->n_reduces,
-            cfg->task_timeout_ms, cfg->worker_timeout_ms,
-            cfg->max_failures,    cfg->max_losses};
+        struct mr_sched_config scfg = {.n_maps = c.n_splits,
+                                       .n_reduces = cfg->n_reduces,
+                                       .task_timeout_ms = cfg->task_timeout_ms,
+                                       .worker_timeout_ms =
+                                           cfg->worker_timeout_ms,
+                                       .max_failures = cfg->max_failures,
+                                       .max_losses = cfg->max_losses,
+                                       .plugin = c.plugin_name};
         rv = mr_sched_init(&c.sched, &scfg);
     }
     if (rv == 0) {

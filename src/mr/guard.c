@@ -4,7 +4,10 @@
 #include <setjmp.h>
 #include <signal.h>
 #include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "util/assert.h"
 
@@ -23,8 +26,27 @@ static void on_fatal_signal(int sig)
     raise(sig);
 }
 
+/* exit() from plugin code: the process ends now, with the plugin's status,
+ * as it asked.  The remaining exit handlers are skipped: they would run on
+ * a pool thread while the loop thread carries on, and libuv's library
+ * destructor, which joins every pool thread (this one too), aborts. */
+static void on_exit_handler(int status, void *arg)
+{
+    (void)arg;
+    if (guard_jmp) {
+        fflush(NULL);
+        _exit(status);
+    }
+}
+
 void mr_guard_install(void)
 {
+    static int exit_hooked;
+    if (!exit_hooked) {
+        exit_hooked = 1;
+        int rv = on_exit(on_exit_handler, NULL);
+        CRAFT_ASSERT(rv == 0);
+    }
     static const int sigs[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT};
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);

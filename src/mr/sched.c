@@ -2,6 +2,7 @@
  * and invariants. */
 #include "mr/sched.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,6 +102,11 @@ void mr_sched_touch(struct mr_sched *s, uint32_t worker, uint64_t now_ms)
     }
 }
 
+static const char *plugin_of(const struct mr_sched *s)
+{
+    return s->cfg.plugin ? s->cfg.plugin : "?";
+}
+
 static void job_fail_failures(struct mr_sched *s, enum mr_task_kind kind,
                               uint32_t task, uint32_t n, const char *why)
 {
@@ -118,9 +124,25 @@ static void job_fail_losses(struct mr_sched *s, enum mr_task_kind kind,
     if (!s->failed) {
         s->failed = 1;
         snprintf(s->errmsg, sizeof s->errmsg,
-                 "%s task %u lost its worker %u times (a plugin that kills "
-                 "its process, or failing machines)",
-                 kind_name(kind), task, n);
+                 "%s task %u lost its worker %u times; last error: plugin "
+                 "%s, %s %u: the worker died (a plugin that kills its "
+                 "process, or failing machines)",
+                 kind_name(kind), task, n, plugin_of(s), kind_name(kind), task);
+    }
+}
+
+/* A timeout was the attempt that reached max_failures. */
+static void job_fail_timeouts(struct mr_sched *s, enum mr_task_kind kind,
+                              uint32_t task, const struct mr_task *t)
+{
+    if (!s->failed) {
+        s->failed = 1;
+        snprintf(s->errmsg, sizeof s->errmsg,
+                 "%s task %u failed %u times (%u timed out); last error: "
+                 "plugin %s, %s %u: timed out (not done within the task "
+                 "timeout of %" PRIu64 " ms; a plugin stuck in a loop?)",
+                 kind_name(kind), task, t->failures + t->timeouts, t->timeouts,
+                 plugin_of(s), kind_name(kind), task, s->cfg.task_timeout_ms);
     }
 }
 
@@ -198,6 +220,7 @@ int mr_sched_complete(struct mr_sched *s, enum mr_task_kind kind, uint32_t task,
      * over a long job). */
     t->failures = 0;
     t->losses = 0;
+    t->timeouts = 0;
     t->failed_on = 0;
     if (kind == MR_MAP) {
         s->maps_done++;
@@ -219,8 +242,8 @@ void mr_sched_fail(struct mr_sched *s, enum mr_task_kind kind, uint32_t task,
     t->state = MR_IDLE;
     t->failures++;
     t->failed_on = worker;
-    if (t->failures >= s->cfg.max_failures) {
-        job_fail_failures(s, kind, task, t->failures, errmsg);
+    if (t->failures + t->timeouts >= s->cfg.max_failures) {
+        job_fail_failures(s, kind, task, t->failures + t->timeouts, errmsg);
     }
     CRAFT_DASSERT(mr_sched_check(s));
 }
@@ -309,10 +332,17 @@ uint32_t mr_sched_tick(struct mr_sched *s, uint64_t now_ms)
             if (t->state == MR_RUNNING &&
                 now_ms >= t->started_ms + s->cfg.task_timeout_ms) {
                 /* The attempt may still finish: its completion is then
-                 * accepted unless the new one finished first. */
+                 * accepted unless the new one finished first.  Until
+                 * then it counts as a failure (the worker may be stuck
+                 * in the plugin), and the next attempt goes elsewhere. */
                 t->state = MR_IDLE;
+                t->timeouts++;
+                t->failed_on = t->worker;
                 s->reissues++;
                 changes++;
+                if (t->failures + t->timeouts >= s->cfg.max_failures) {
+                    job_fail_timeouts(s, kind, i, t);
+                }
             }
         }
     }

@@ -8,7 +8,8 @@
  *     IDLE --issue--> RUNNING --complete--> DONE
  *       ^               |
  *       +--timeout------+   (task_timeout_ms without completing: issued
- *       +--worker lost--+    again; the old attempt may still complete)
+ *       +--worker lost--+    again, to another worker while there is one;
+ *       |               |    the old attempt may still complete)
  *       +--failed-------+   (the worker reported an error; the task then
  *                             goes to another worker while there is one)
  *     DONE map --its worker lost, reduces not all done--> IDLE
@@ -25,8 +26,11 @@
  *      after the coordinator committed its output, so its worker's later
  *      fate does not matter.)
  *   5. The job is done exactly when every reduce is DONE; it has failed
- *      when some task failed max_failures times or lost max_losses workers
- *      without completing in between, or mr_sched_abort() was called.
+ *      when some task failed or timed out max_failures times (together)
+ *      or lost max_losses workers without completing in between, or
+ *      mr_sched_abort() was called.  A timeout counts because a plugin
+ *      stuck in a loop would otherwise tie up every worker in turn, and
+ *      the job would never end.
  *
  * Workers ask for work; the answer is a task, WAIT (nothing to do now: maps
  * are running elsewhere and may yet fail, so the worker must keep asking)
@@ -53,8 +57,10 @@ struct mr_task {
                             completed */
     uint32_t losses;     /* attempts that died with their worker, since it
                             last completed */
+    uint32_t timeouts;   /* attempts that outlived task_timeout_ms, since
+                            it last completed */
     uint32_t issues;     /* times issued, for statistics */
-    uint32_t failed_on;  /* worker of the last reported failure, or 0 */
+    uint32_t failed_on;  /* worker of the last failure or timeout, or 0 */
 };
 
 struct mr_worker_rec {
@@ -76,8 +82,9 @@ struct mr_sched_config {
     uint32_t n_reduces;
     uint64_t task_timeout_ms;   /* re-issue a task after this long */
     uint64_t worker_timeout_ms; /* a silent worker is lost after this */
-    uint32_t max_failures;      /* reported errors before the job fails */
+    uint32_t max_failures;      /* errors and timeouts before the job fails */
     uint32_t max_losses;        /* lost workers before the job fails */
+    const char *plugin;         /* named in job errors; borrowed, or NULL */
 };
 
 struct mr_sched {
@@ -140,8 +147,9 @@ void mr_sched_worker_lost(struct mr_sched *s, uint32_t worker);
  * write its output, say).  why is copied. */
 void mr_sched_abort(struct mr_sched *s, const char *why);
 
-/* Timeouts: re-issues RUNNING tasks older than task_timeout_ms and loses
- * workers silent for worker_timeout_ms.  Returns the number of changes. */
+/* Timeouts: re-issues RUNNING tasks older than task_timeout_ms (each such
+ * timeout counts towards max_failures) and loses workers silent for
+ * worker_timeout_ms.  Returns the number of changes. */
 uint32_t mr_sched_tick(struct mr_sched *s, uint64_t now_ms);
 
 static inline int mr_sched_done(const struct mr_sched *s)

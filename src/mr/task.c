@@ -339,6 +339,16 @@ uint32_t mr_merge_fanin(size_t budget_bytes)
     return k > MR_MERGE_FANIN ? MR_MERGE_FANIN : (uint32_t)k;
 }
 
+uint32_t mr_merge_passes(uint32_t n, uint32_t fanin)
+{
+    CRAFT_ASSERT(fanin >= 2);
+    uint32_t passes = 1;
+    for (; n > fanin; passes++) {
+        n = (n + fanin - 1) / fanin; /* as merge_down groups them */
+    }
+    return passes;
+}
+
 int mr_merge_runs(struct mr_plugin *p, const char *task_name,
                   const char *const *paths, uint32_t n, uint32_t n_partitions,
                   uint32_t fanin, const char *out_path, char *errmsg,

@@ -58,6 +58,10 @@ int mr_reduce_run(struct mr_plugin *p, const char *task_name,
  * between 2 and MR_MERGE_FANIN. */
 uint32_t mr_merge_fanin(size_t budget_bytes);
 
+/* How many passes merging n runs takes with that fan-in (1 when n <= fanin;
+ * each earlier pass merges groups of fanin runs into one). */
+uint32_t mr_merge_passes(uint32_t n, uint32_t fanin);
+
 /* Merges the n runs at paths into one run at out_path, partition by
  * partition, through the plugin's combiner if p != NULL and it has one.
  * Intermediate passes (n > fanin) write next to out_path. */

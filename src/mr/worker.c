@@ -637,6 +637,9 @@ static void all_fetched(struct worker *w)
     }
     snprintf(w->out_path, sizeof w->out_path, "%s/reduce-%u-%" PRIu64 ".out",
              w->dir, w->task, w->attempt);
+    uint32_t fanin = mr_merge_fanin((size_t)(w->cfg->memory_bytes / 4));
+    LOG_INFOF("reduce %u: merging %u runs, %u at a time (%u passes)", w->task,
+              w->n_runs, fanin, mr_merge_passes(w->n_runs, fanin));
     queue_work(w);
 }
 

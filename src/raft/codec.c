@@ -270,6 +270,7 @@ static const uint8_t *rbytes(struct rd *r, size_t n)
     const uint8_t *p = r->p;
     r->p += n;
     r->left -= n;
+    CRAFT_DASSERT(p != NULL || n == 0);
     return p;
 }
 
@@ -408,6 +409,8 @@ int raft_message_decode(const uint8_t *buf, size_t len,
                         struct raft_entry *scratch, size_t n_scratch,
                         struct raft_message *out)
 {
+    CRAFT_ASSERT(buf != NULL || len == 0);
+    CRAFT_ASSERT(out != NULL && (scratch != NULL || n_scratch == 0));
     struct rd r = {buf, len, false};
     struct raft_message m;
     memset(&m, 0, sizeof m);
@@ -431,6 +434,7 @@ int raft_message_decode(const uint8_t *buf, size_t len,
     if (r.bad) {
         return CRAFT_EPROTO;
     }
+    CRAFT_ASSERT(r.left <= len && r.p == buf + (len - r.left));
     size_t used = len - r.left;
     if (used > INT_MAX) {
         return CRAFT_ETOOBIG;

@@ -61,6 +61,7 @@ int raft__read_answer(struct raft *r, uint64_t ctx, int status,
 
 static void start_round(struct raft *r)
 {
+    CRAFT_ASSERT(r->role == RAFT_LEADER && r->n_reads > 0);
     r->read_round++;
     raft__broadcast_heartbeat(r);
 }
@@ -91,6 +92,7 @@ int raft__read(struct raft *r, uint64_t ctx)
     p->ctx = ctx;
     p->index = r->commit > r->term_start ? r->commit : r->term_start;
     p->round = r->read_round + 1;
+    CRAFT_DASSERT(p->index >= r->commit && p->index >= r->term_start);
     raft__read_check(r);
     return 0;
 }
@@ -111,7 +113,9 @@ static uint64_t confirmed_round(const struct raft *r)
         }
         v[j] = x;
     }
-    return v[raft__quorum(r) - 1];
+    uint64_t done = v[raft__quorum(r) - 1];
+    CRAFT_DASSERT(done <= r->read_round);
+    return done;
 }
 
 void raft__read_check(struct raft *r)
@@ -133,6 +137,7 @@ void raft__read_check(struct raft *r)
         waiting_started |= p->round <= r->read_round && p->round > done;
         r->reads[keep++] = *p;
     }
+    CRAFT_DASSERT(keep <= r->n_reads);
     r->n_reads = keep;
     if (waiting_unstarted && !waiting_started) {
         start_round(r);
@@ -144,6 +149,7 @@ void raft__read_check(struct raft *r)
 
 void raft__reads_fail(struct raft *r, int status)
 {
+    CRAFT_ASSERT(status != 0);
     for (size_t k = 0; k < r->n_reads; k++) {
         (void)raft__read_answer(r, r->reads[k].ctx, status, 0);
     }

@@ -10,6 +10,7 @@
 
 void raft_status(const struct raft *r, struct raft_status *st)
 {
+    CRAFT_ASSERT(r != NULL && st != NULL);
     memset(st, 0, sizeof *st);
     st->id = r->id;
     st->role = r->role;
@@ -35,7 +36,9 @@ void raft_status(const struct raft *r, struct raft_status *st)
         ps->next = i == r->self ? raft__log_last(&r->log) + 1 : pr->next;
         ps->state = i == r->self ? RAFT_PROGRESS_REPLICATE : pr->state;
         ps->ticks_since_contact = i == r->self ? 0 : pr->ticks_since_contact;
+        CRAFT_DASSERT(ps->match < ps->next);
     }
+    CRAFT_ASSERT(st->n_progress == r->config.n);
 }
 
 int raft_entry_at(const struct raft *r, raft_index i, struct raft_entry *out)
@@ -47,6 +50,7 @@ int raft_entry_at(const struct raft *r, raft_index i, struct raft_entry *out)
         return CRAFT_ECOMPACTED;
     }
     *out = *raft__log_get(&r->log, i);
+    CRAFT_DASSERT(out->index == i && out->term > 0);
     return 0;
 }
 

@@ -3,8 +3,8 @@
 # separate ctest case so they run in parallel.
 set(mr_cases wc indexer map_parallelism reduce_parallelism job_count
   early_exit crash kill_mid_map kill_mid_reduce kill_before_fetch bad_abi
-  no_symbol segv toobig fail refused usage grep stopped_worker
-  bounded_memory corrupt_map_output junk_frames input_vanishes)
+  no_symbol segv toobig fail hang exit_losses seq_exit refused usage grep stopped_worker
+  bounded_memory bounded_memory_many_maps corrupt_map_output junk_frames input_vanishes)
 foreach(c ${mr_cases})
   add_test(NAME mr/${c} COMMAND ${CMAKE_CURRENT_LIST_DIR}/mr_test.sh ${c})
   set_tests_properties(mr/${c} PROPERTIES TIMEOUT 150 LABELS "mr;system"

@@ -183,15 +183,27 @@ case_job_count() {
     start_worker 2
     wait_exit "$WPID" 60
     [ "$RC" -eq 0 ] || fail "worker exited $RC"
-    # Two more workers after the job: they must exit promptly, running
-    # nothing (0 when the coordinator was still there to say so, 1 with a
-    # clear message when it was gone).
+    # Two more workers after the job: each must exit promptly, running
+    # nothing: 0 when the coordinator was still there to say the job is
+    # over, or 1 with the documented message when it had already gone.
+    local late=()
     start_worker 3 --connect-timeout 2
-    local late=$WPID
+    late+=("$WPID")
     start_worker 4 --connect-timeout 2
-    wait_exit "$WPID" 15
-    [ "$RC" -eq 0 ] || grep -q "coordinator" "$T/worker-4.log" || fail "late worker: $RC"
-    wait_exit "$late" 15
+    late+=("$WPID")
+    for i in 3 4; do
+        wait_exit "${late[$((i - 3))]}" 15
+        case $RC in
+        0) ;;
+        1) grep -q "cannot reach the coordinator at 127.0.0.1:$PORT" \
+            "$T/worker-$i.log" || fail "late worker $i exited 1 without saying why" ;;
+        *) fail "late worker $i exited $RC" ;;
+        esac
+    done
+    # Each map execution left a file (jobcount.c): the late workers ran none.
+    local runs
+    runs=$(find "$T" -maxdepth 1 -name 'mr-worker-jobcount-*' | wc -l)
+    [ "$runs" -eq 8 ] || fail "$runs map executions, wanted 8"
     wait_exit "$CPID" 10
     [ "$RC" -eq 0 ] || fail "coordinator exited $RC"
     [ "$(outputs)" = "a 8" ] || fail "map jobs ran an incorrect number of times: $(outputs)"
@@ -402,6 +414,50 @@ EOF2
     fi
 }
 
+case_bounded_memory_many_maps() {
+    # Memory must not grow with the number of maps: 160 splits whose map
+    # output (~130 KiB each) all lands in one reduce partition.  Merging
+    # them at once would take 160 read buffers (~20 MiB touched); a
+    # --memory-mb 16 worker merges 16 at a time, in two passes.
+    local i
+    mkdir -p "$T/in"
+    cat "${INPUTS[@]}" >"$T/all.txt"
+    python3 - "$T/all.txt" "$T/in" <<'EOF2' || fail "cannot make inputs"
+import sys
+data = open(sys.argv[1], "rb").read()
+size = 150 * 1024
+for i in range(160):
+    off = (i * 7919 * 64) % (len(data) - size)
+    off = data.index(b"\n", off) + 1
+    end = data.index(b"\n", off + size) + 1
+    open("%s/part-%03d.txt" % (sys.argv[2], i), "wb").write(data[off:end])
+EOF2
+    INPUTS=("$T"/in/part-*.txt)
+    reference grep --arg "pattern=[aeiou]"
+    start_coord grep --reduce 1 --arg "pattern=[aeiou]"
+    mkdir -p "$T/w-m"
+    python3 - "$MR" "$PORT" "$T/w-m" >"$T/rss" 2>"$T/worker-m.log" <<'EOF2' || fail "worker failed"
+import os, subprocess, sys
+p = subprocess.Popen([sys.argv[1], "worker", "--coordinator",
+                      "127.0.0.1:" + sys.argv[2], "--work-dir", sys.argv[3],
+                      "--memory-mb", "16", "--log-level", "info"])
+_, status, ru = os.wait4(p.pid, 0)
+print(ru.ru_maxrss // 1024)
+sys.exit(os.waitstatus_to_exitcode(status))
+EOF2
+    wait_exit "$CPID" 60
+    [ "$RC" -eq 0 ] || fail "coordinator exited $RC"
+    compare_with "$T/ref.sorted"
+    local rss
+    rss=$(cat "$T/rss")
+    echo "worker peak RSS: $rss MiB (limit 16) for ${#INPUTS[@]} maps"
+    grep -q "reduce 0: merging 160 runs, 16 at a time (2 passes)" \
+        "$T/worker-m.log" || fail "no two-pass merge of 160 runs logged"
+    if ! ldd "$MR" 2>/dev/null | grep libasan >/dev/null; then
+        [ "$rss" -lt 16 ] || fail "worker peak RSS $rss MiB over its 16 MiB limit"
+    fi
+}
+
 case_corrupt_map_output() {
     reference wc
     # Map output that rots on the holder's disk after the map finished is
@@ -474,6 +530,84 @@ case_segv() { bad_plugin segv "crashed with signal 11"; }
 case_toobig() { bad_plugin toobig "oversized record"; }
 case_fail() { bad_plugin fail "map returned -1"; }
 
+case_hang() {
+    # A map that never returns: each timeout counts as a failed attempt and
+    # the next attempt goes to another worker, so after --max-attempts the
+    # job fails naming the plugin, the task and the timeout, instead of
+    # tying up every worker in turn forever.  The stuck workers are told
+    # the job is over and exit although their plugin call never returns.
+    INPUTS=("${INPUTS[0]}")
+    start_coord hang --task-timeout 1 --max-attempts 3 --arg hang=map
+    local w=()
+    for i in 1 2 3 4; do
+        start_worker "$i" --connect-timeout 5
+        w+=("$WPID")
+    done
+    wait_exit "$CPID" 30
+    [ "$RC" -eq 1 ] || fail "coordinator exited $RC, wanted 1"
+    local summary
+    summary=$(grep "FAILED" "$T/coord.log") || fail "no failure summary"
+    [[ "$summary" == *"hang.so"* ]] || fail "failure does not name the plugin"
+    [[ "$summary" == *"map 0"* ]] || fail "failure does not name the task"
+    [[ "$summary" == *"timed out"* ]] || fail "failure does not say it timed out"
+    [[ "$summary" == *"failed 3 times"* ]] || fail "not 3 attempts: $summary"
+    for i in 1 2 3 4; do
+        wait_exit "${w[$((i - 1))]}" 15
+        [ "$RC" -eq 0 ] || fail "worker $i exited $RC, wanted 0 (job over)"
+    done
+    [ -z "$(ls "$T/out")" ] || fail "a failed job left output"
+}
+
+case_exit_losses() {
+    # A map that ends its worker's process with exit() every time (on a
+    # pool thread, while the loop thread runs): after 10 workers lost in a
+    # row the job fails, naming the plugin and the task.
+    INPUTS=("${INPUTS[0]}")
+    start_coord hang --arg exit=map
+    local i
+    for i in $(seq 12); do
+        kill -0 "$CPID" 2>/dev/null || break
+        start_worker "$i" --connect-timeout 2
+        wait_exit "$WPID" 20
+    done
+    wait_exit "$CPID" 10
+    [ "$RC" -eq 1 ] || fail "coordinator exited $RC, wanted 1"
+    local summary
+    summary=$(grep "FAILED" "$T/coord.log") || fail "no failure summary"
+    [[ "$summary" == *"map task 0 lost its worker 10 times"* ]] ||
+        fail "not 10 losses: $summary"
+    [[ "$summary" == *"plugin hang.so, map 0"* ]] ||
+        fail "failure does not name the plugin and the task: $summary"
+    [ -z "$(ls "$T/out")" ] || fail "a failed job left output"
+}
+
+case_seq_exit() {
+    # A plugin that ends the process in seq (exit() in map, or _exit() in
+    # reduce once the output file is open) is named with its task, and seq leaves
+    # neither its work dir nor a temporary output behind.
+    local where how
+    for where in map reduce; do
+        how=exit
+        [ "$where" = reduce ] && how=_exit
+        mkdir -p "$T/tmp-$where" "$T/o-$where"
+        TMPDIR="$T/tmp-$where" "$MR" seq --plugin "$PL/hang.so" \
+            --arg "$how=$where" --output "$T/o-$where/out" "${INPUTS[0]}" \
+            2>"$T/seq-$where.log"
+        RC=$?
+        [ "$RC" -eq 1 ] || fail "seq exited $RC, wanted 1"
+        grep -q "plugin hang.so, $where 0: the process ended (exit status 3)" \
+            "$T/seq-$where.log" || fail "no clear message: $(cat "$T/seq-$where.log")"
+        [ -z "$(ls -A "$T/tmp-$where")" ] || fail "seq left $(ls "$T/tmp-$where")"
+        [ -z "$(ls -A "$T/o-$where")" ] || fail "seq left $(ls "$T/o-$where")"
+    done
+    # The same plugin without exit: seq still works (and cleans up).
+    TMPDIR="$T/tmp-map" "$MR" seq --plugin "$PL/hang.so" --output "$T/o-map/out" \
+        "${INPUTS[0]}" || fail "seq failed"
+    [ "$(cat "$T/o-map/out")" = "lines $(wc -l <"${INPUTS[0]}")" ] ||
+        fail "wrong output: $(cat "$T/o-map/out")"
+    [ -z "$(ls -A "$T/tmp-map")" ] || fail "seq left $(ls "$T/tmp-map")"
+}
+
 case_refused() {
     # A port nobody listens on: bind one, then close it.
     local port
@@ -539,8 +673,9 @@ check_logs() {
 case "${1:-}" in
 wc | indexer | map_parallelism | reduce_parallelism | job_count | early_exit | \
     crash | kill_mid_map | kill_mid_reduce | kill_before_fetch | bad_abi | \
-    no_symbol | segv | toobig | fail | refused | usage | grep | \
-    stopped_worker | bounded_memory | corrupt_map_output | junk_frames | \
+    no_symbol | segv | toobig | fail | hang | exit_losses | seq_exit | refused | usage | grep | \
+    stopped_worker | bounded_memory | bounded_memory_many_maps | \
+    corrupt_map_output | junk_frames | \
     input_vanishes)
     "case_$1"
     check_logs

@@ -424,6 +424,10 @@ static void reduce_over_many_runs(void **state)
     assert_int_equal(mr_merge_fanin(0), 2);
     assert_int_equal(mr_merge_fanin(4u << 20), 16);
     assert_int_equal(mr_merge_fanin(1u << 30), MR_MERGE_FANIN);
+    assert_int_equal(mr_merge_passes(70, 4), 4);
+    assert_int_equal(mr_merge_passes(MR_MERGE_FANIN + 7, MR_MERGE_FANIN), 2);
+    assert_int_equal(mr_merge_passes(16, 16), 1);
+    assert_int_equal(mr_merge_passes(0, 16), 1);
 }
 
 /* ---- output ------------------------------------------------------------- */
@@ -518,7 +522,13 @@ static void splits_end_at_newlines(void **state)
 
 static void sched_new(struct mr_sched *s, uint32_t maps, uint32_t reduces)
 {
-    struct mr_sched_config cfg = {maps, reduces, 10000, 3000, 3, 10};
+    struct mr_sched_config cfg = {.n_maps = maps,
+                                  .n_reduces = reduces,
+                                  .task_timeout_ms = 10000,
+                                  .worker_timeout_ms = 3000,
+                                  .max_failures = 3,
+                                  .max_losses = 10,
+                                  .plugin = "p.so"};
     assert_int_equal(mr_sched_init(s, &cfg), 0);
 }
 
@@ -583,6 +593,57 @@ static void sched_timeout_reissues_and_late_completion(void **state)
     mr_sched_close(&s);
 }
 
+static void sched_timeouts_count_as_attempts(void **state)
+{
+    (void)state;
+    struct mr_sched s;
+    sched_new(&s, 1, 1);
+    uint32_t w[3];
+    for (int i = 0; i < 3; i++) {
+        w[i] = mr_sched_add_worker(&s, "a:1", 0);
+    }
+    /* A timeout, then a completion: the count starts again. */
+    struct mr_assignment a = mr_sched_request(&s, w[0], 0);
+    for (int i = 0; i < 3; i++) {
+        mr_sched_touch(&s, w[i], 10000);
+    }
+    assert_int_equal(mr_sched_tick(&s, 10000), 1);
+    assert_int_equal(s.maps[0].timeouts, 1);
+    assert_int_equal(mr_sched_complete(&s, MR_MAP, 0, w[0], a.attempt), 1);
+    assert_int_equal(s.maps[0].timeouts, 0);
+    /* A map that never returns times out on each worker in turn (never
+     * twice in a row on the same one), and the third timeout fails the
+     * job naming the plugin, the task and the timeout. */
+    mr_sched_worker_lost(&s, w[0]);
+    w[0] = mr_sched_add_worker(&s, "c:1", 10000);
+    uint64_t now = 10000;
+    uint32_t prev = 0;
+    for (int i = 0; i < 3; i++) {
+        assert_false(s.failed);
+        uint32_t who = w[(i + 1) % 3];
+        if (i > 0) {
+            /* The worker that just timed out is passed over. */
+            assert_int_equal(mr_sched_request(&s, prev, now).reply,
+                             MR_REPLY_WAIT);
+        }
+        a = mr_sched_request(&s, who, now);
+        assert_int_equal(a.reply, MR_REPLY_TASK);
+        assert_int_equal(a.task, 0);
+        now += 10000;
+        for (int k = 0; k < 3; k++) {
+            mr_sched_touch(&s, w[k], now);
+        }
+        assert_int_equal(mr_sched_tick(&s, now), 1);
+        prev = who;
+    }
+    assert_true(s.failed);
+    assert_non_null(strstr(s.errmsg, "map task 0 failed 3 times"));
+    assert_non_null(strstr(s.errmsg, "plugin p.so, map 0: timed out"));
+    assert_int_equal(mr_sched_request(&s, w[0], now).reply, MR_REPLY_EXIT);
+    assert_true(mr_sched_check(&s));
+    mr_sched_close(&s);
+}
+
 static void sched_lost_worker_reruns_its_maps(void **state)
 {
     (void)state;
@@ -623,7 +684,13 @@ static void sched_loss_limit_counts_losses_in_a_row(void **state)
 {
     (void)state;
     struct mr_sched s;
-    struct mr_sched_config cfg = {1, 1, 10000, 3000, 3, 3};
+    struct mr_sched_config cfg = {.n_maps = 1,
+                                  .n_reduces = 1,
+                                  .task_timeout_ms = 10000,
+                                  .worker_timeout_ms = 3000,
+                                  .max_failures = 3,
+                                  .max_losses = 3,
+                                  .plugin = "p.so"};
     assert_int_equal(mr_sched_init(&s, &cfg), 0);
     /* The map's holder dies after each completion, many times over: the
      * map runs again each time but the job does not fail. */
@@ -647,6 +714,7 @@ static void sched_loss_limit_counts_losses_in_a_row(void **state)
     }
     assert_true(s.failed);
     assert_non_null(strstr(s.errmsg, "lost its worker 3 times"));
+    assert_non_null(strstr(s.errmsg, "plugin p.so, map 0"));
     mr_sched_close(&s);
 }
 
@@ -817,12 +885,13 @@ static void sched_random_schedules(void **state)
         struct rng r;
         rng_init(&r, seed + (uint64_t)round);
         struct mr_sched s;
-        struct mr_sched_config cfg = {(uint32_t)rng_range(&r, 0, 8),
-                                      (uint32_t)rng_range(&r, 1, 5),
-                                      100,
-                                      50,
-                                      1000,
-                                      1000};
+        struct mr_sched_config cfg = {.n_maps = (uint32_t)rng_range(&r, 0, 8),
+                                      .n_reduces =
+                                          (uint32_t)rng_range(&r, 1, 5),
+                                      .task_timeout_ms = 100,
+                                      .worker_timeout_ms = 50,
+                                      .max_failures = 1000,
+                                      .max_losses = 1000};
         assert_int_equal(mr_sched_init(&s, &cfg), 0);
         uint64_t now = 0;
         uint32_t live[64];
@@ -878,6 +947,7 @@ int main(void)
         cmocka_unit_test(splits_end_at_newlines),
         cmocka_unit_test(sched_happy_path),
         cmocka_unit_test(sched_timeout_reissues_and_late_completion),
+        cmocka_unit_test(sched_timeouts_count_as_attempts),
         cmocka_unit_test(sched_lost_worker_reruns_its_maps),
         cmocka_unit_test(sched_loss_limit_counts_losses_in_a_row),
         cmocka_unit_test(sched_silent_worker_is_lost),
