@@ -10,7 +10,8 @@
  *      link is up, both when it is sent and when it arrives.
  *   2. Per link: loss (drop_pm), duplication (dup_pm, the copy with its own
  *      delay), delay uniform in [min, max], and with long reordering on,
- *      long_reorder_pm of the messages wait 200 + rand(rand(2000)) ms.
+ *      long_reorder_pm of the replies (never the requests, as in labrpc)
+ *      wait 200 + rand(rand(2000)) ms.
  *   3. A message to a node that restarted after it was sent is lost: the
  *      connection it travelled on died with the old process.
  *   4. Counters: out when queued (also for messages then lost), in when
@@ -99,10 +100,19 @@ static bool link_passes(const struct sim_cluster *c, unsigned from, unsigned to)
            c->link_up[from][to];
 }
 
-static uint64_t draw_delay(struct sim_cluster *c,
-                           const struct sim_link_faults *f)
+/* True for the messages that answer another: labrpc's replies. */
+static bool is_reply(uint8_t type)
 {
-    if (c->long_reorder && f->long_reorder_pm > 0 &&
+    return type == RAFT_MSG_VOTE_RESP || type == RAFT_MSG_APPEND_RESP ||
+           type == RAFT_MSG_SNAPSHOT_RESP;
+}
+
+static uint64_t draw_delay(struct sim_cluster *c,
+                           const struct sim_link_faults *f, uint8_t type)
+{
+    /* labrpc holds back only replies (the handler has already run when
+     * the reply is delayed), never requests. */
+    if (c->long_reorder && f->long_reorder_pm > 0 && is_reply(type) &&
         rng_chance(&c->rng, f->long_reorder_pm)) {
         /* labrpc's long reordering: 200 + rand(0..rand(2000)) ms. */
         uint64_t upper = rng_range(&c->rng, 0, 2000);
@@ -220,7 +230,7 @@ void sim__send(struct sim_cluster *c, struct sim_node *from,
             }
         }
         sm->dest_incarnation = c->nodes[t].incarnation;
-        enqueue(c, t, sm, draw_delay(c, lf));
+        enqueue(c, t, sm, draw_delay(c, lf, sm->m.type));
     }
 }
 
@@ -305,8 +315,8 @@ void sim_set_unreliable(struct sim_cluster *c, bool unreliable)
     } else {
         sim_faults_reliable(&f);
     }
-    /* labrpc reorders 600 of every 900 replies when long reordering is on:
-     * two thirds of the messages here. */
+    /* labrpc reorders 600 of every 900 replies when long reordering is on
+     * (draw_delay applies it to replies only). */
     f.long_reorder_pm = 667;
     sim_set_faults(c, &f);
     sim__trace(c, 0, "network %s", unreliable ? "UNRELIABLE" : "reliable");
