@@ -459,22 +459,24 @@ static int store_restore(const char *raft_dir, const struct node_config *cfg,
     if (reqs == NULL) {
         rv = CRAFT_ENOMEM;
     }
+    /* The term the snapshot was taken in is the floor of this node's term;
+     * no vote is cast in it.  It goes first: the store refuses a snapshot
+     * whose term is above the hard state's (a directory it would refuse to
+     * start from). */
+    struct raft_hard_state hs = {.term = s->term, .vote = 0};
+    if (rv == 0) {
+        reqs[0].data = &run;
+        rv = store_append(st, &reqs[0], &hs, 0, NULL, 0, on_stored);
+        run.pending += rv == 0;
+    }
     for (size_t i = 0, off = 0; rv == 0 && i < n_chunks; i++) {
         size_t len =
             s->size - off < SNAP_CHUNK_BYTES ? s->size - off : SNAP_CHUNK_BYTES;
-        reqs[i].data = &run;
-        rv = store_snapshot_put(st, &reqs[i], &meta, off, s->data + off, len,
-                                i + 1 == n_chunks, on_stored);
+        reqs[i + 1].data = &run;
+        rv = store_snapshot_put(st, &reqs[i + 1], &meta, off, s->data + off,
+                                len, i + 1 == n_chunks, on_stored);
         run.pending += rv == 0;
         off += len;
-    }
-    /* The term the snapshot was taken in is the floor of this node's term;
-     * no vote is cast in it. */
-    struct raft_hard_state hs = {.term = s->term, .vote = 0};
-    if (rv == 0) {
-        reqs[n_chunks].data = &run;
-        rv = store_append(st, &reqs[n_chunks], &hs, 0, NULL, 0, on_stored);
-        run.pending += rv == 0;
     }
     while (run.pending > 0 && uv_run(&loop, UV_RUN_ONCE) != 0) {
     }
