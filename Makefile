@@ -43,6 +43,12 @@ test-fast: build
 test-san: build-san
 	cd build-san && ctest -j $(JOBS) --output-on-failure -LE nosan $(CTEST_ARGS)
 
+# A local 3-node craftd cluster on 127.0.0.1:7001-7003, data under ./var/.
+run: deps build
+	@if [ ! -x scripts/run-cluster ]; then \
+		echo "make run: craftd has not landed yet (issue #6)"; exit 1; fi
+	scripts/run-cluster
+
 format:
 	find include src tests tools apps bench -name '*.[ch]' | xargs clang-format -i
 

@@ -24,7 +24,7 @@
  * Persistence contract.  The core never puts into u.messages a message that
  * depends on state not yet reported durable: a vote or an append
  * acknowledgement waits inside the core until the RAFT_PERSISTED event that
- * covers it.  The one exception is the leader's own appends, which go out
+ * covers what it claims.  The one exception is the leader's own appends, which go out
  * at once while its write is in flight; the leader counts itself towards a
  * commit only once its write is reported durable.  So a runtime may simply
  * send every message it is given at once.
@@ -430,13 +430,19 @@ CRAFT_API void raft_status(const struct raft *r, struct raft_status *st);
 CRAFT_API int raft_entry_at(const struct raft *r, raft_index i,
                             struct raft_entry *out);
 
-/* Wire format of messages (pure, no I/O), shared by every transport.
- * raft_message_encode writes at most `cap` bytes and returns the count, or
- * CRAFT_ETOOBIG; a RAFT_MSG_SNAPSHOT is encoded without its data, which the
- * runtime appends (data.len bytes).  raft_message_decode fills *m (OUT)
- * with entries and data pointing into `buf` (borrowed) and the entry
- * array in `scratch` (caller-owned, n_scratch entries); it returns the
- * bytes consumed or CRAFT_EPROTO / CRAFT_ETOOBIG on malformed input. */
+/* Wire format of messages (pure, no I/O), shared by every transport; the
+ * layout is documented in src/raft/codec.c.  raft_message_encoded_size
+ * gives the exact size raft_message_encode writes.  raft_message_encode
+ * writes at most `cap` bytes and returns the count, CRAFT_ETOOBIG (cap too
+ * small) or CRAFT_EINVAL (unknown type, fields above the wire limits); a
+ * RAFT_MSG_SNAPSHOT is encoded without its data, which the runtime appends
+ * (data.len bytes).  raft_message_decode fills *m (OUT, untouched on
+ * error) with entries and data pointing into `buf` (borrowed) and the
+ * entry array in `scratch` (caller-owned, n_scratch entries); it returns
+ * the bytes consumed (a message may be followed by others), CRAFT_ETOOBIG
+ * when there are more than n_scratch entries, or CRAFT_EPROTO for any
+ * malformed, truncated or oversized input.  It never reads outside
+ * [buf, buf + len). */
 CRAFT_API size_t raft_message_encoded_size(const struct raft_message *m);
 CRAFT_API int raft_message_encode(const struct raft_message *m, uint8_t *buf,
                                   size_t cap);

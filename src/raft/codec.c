@@ -292,8 +292,9 @@ static int decode_append(struct rd *r, struct raft_entry *scratch,
     if ((size_t)n > r->left / ENTRY_HEADER_SIZE) {
         return CRAFT_EPROTO;
     }
-    if (m->append.prev_index > UINT64_MAX - n) {
-        return CRAFT_EPROTO;
+    if (m->append.prev_index > UINT64_MAX - n ||
+        (m->append.prev_index == 0) != (m->append.prev_term == 0)) {
+        return CRAFT_EPROTO; /* only the empty prefix has term 0 */
     }
     for (uint32_t k = 0; k < n; k++) {
         struct raft_entry *e = &scratch[k];
@@ -301,7 +302,7 @@ static int decode_append(struct rd *r, struct raft_entry *scratch,
         e->term = r64(r);
         e->type = r8(r);
         uint32_t len = r32(r);
-        if (r->bad || len > RAFT_ENTRY_BYTES_MAX ||
+        if (r->bad || len > RAFT_ENTRY_BYTES_MAX || e->term == 0 ||
             (e->type != RAFT_ENTRY_COMMAND && e->type != RAFT_ENTRY_NOOP)) {
             return CRAFT_EPROTO;
         }
@@ -330,6 +331,14 @@ static int decode_snapshot(struct rd *r, struct raft_message *m)
     s->meta.config.n = n;
     for (uint32_t i = 0; i < n; i++) {
         s->meta.config.ids[i] = r64(r);
+        if (s->meta.config.ids[i] == 0) {
+            return CRAFT_EPROTO; /* 0 means "none" */
+        }
+        for (uint32_t j = 0; j < i; j++) {
+            if (s->meta.config.ids[j] == s->meta.config.ids[i]) {
+                return CRAFT_EPROTO; /* a member twice */
+            }
+        }
     }
     s->meta.size = r64(r);
     s->offset = r64(r);

@@ -44,9 +44,10 @@ struct raft_progress {
     raft_index next;  /* next index to send */
     bool probe_sent;  /* PROBE: an append is outstanding */
     uint64_t ticks_since_contact;
-    raft_index stall_match; /* match at the last heartbeat (loss check) */
-    unsigned stall_beats;   /* heartbeats since match last moved */
-    uint64_t read_round;    /* highest ReadIndex round acknowledged */
+    /* REPLICATE: ticks with appends in flight since match last moved (a
+     * tail append was probably lost when this grows too large). */
+    uint64_t stall_ticks;
+    uint64_t read_round; /* highest ReadIndex round acknowledged */
     /* REPLICATE: last index of each append in flight, a ring. */
     raft_index *inflight;
     unsigned in_head;

@@ -62,7 +62,7 @@ void raft__progress_probe(struct raft_progress *pr)
     pr->next = pr->match + 1;
     pr->probe_sent = false;
     pr->in_count = 0;
-    pr->stall_beats = 0;
+    pr->stall_ticks = 0;
 }
 
 void raft__progress_replicate(struct raft_progress *pr)
@@ -71,8 +71,7 @@ void raft__progress_replicate(struct raft_progress *pr)
     pr->next = pr->match + 1;
     pr->probe_sent = false;
     pr->in_count = 0;
-    pr->stall_match = pr->match;
-    pr->stall_beats = 0;
+    pr->stall_ticks = 0;
 }
 
 void raft__progress_snapshot(struct raft_progress *pr, raft_index index,

@@ -210,6 +210,12 @@ int raft_new(raft_id id, const struct raft_config *config,
     r->role = RAFT_FOLLOWER;
     raft__log_init(&r->log, alloc);
     int rv = raft__progress_init(r);
+    if (rv == 0) {
+        /* Room for the first persistence record now: a restore may leave
+         * a hard state for the first step to persist, which that step
+         * must record even if it cannot allocate. */
+        rv = raft__persist_reserve(r);
+    }
     if (rv == 0 && rs != NULL) {
         rv = restore(r, rs);
     }
@@ -601,12 +607,12 @@ int raft_step(struct raft *r, struct raft_event *ev, struct raft_update *u)
     CRAFT_ASSERT(r != NULL && ev != NULL && u != NULL);
     uint8_t role0 = r->role;
     out_reset(r);
-    r->out.truncate_from = r->restore_truncate;
-    r->restore_truncate = 0;
     /* The one allocation a step cannot do without comes first, so that a
      * failure leaves the core untouched. */
     int rv = raft__persist_reserve(r);
     if (rv == 0) {
+        r->out.truncate_from = r->restore_truncate;
+        r->restore_truncate = 0;
         rv = dispatch(r, ev);
     }
     int rv2 = raft__persist_finish(r, u);

@@ -167,20 +167,6 @@ void raft__send_heartbeat(struct raft *r, struct raft_progress *pr)
         (void)raft__send_append(r, pr, true); /* re-probe */
         return;
     }
-    if (pr->in_count > 0 && pr->match == pr->stall_match) {
-        pr->stall_beats++;
-    } else {
-        pr->stall_beats = 0;
-    }
-    pr->stall_match = pr->match;
-    if (pr->state == RAFT_PROGRESS_REPLICATE && pr->stall_beats >= 2) {
-        /* No progress for two heartbeats with appends in flight: one was
-         * probably lost (the transport gives no notice).  Probe from match
-         * to resend. */
-        raft__progress_probe(pr);
-        (void)raft__send_append(r, pr, true);
-        return;
-    }
     if (pr->state == RAFT_PROGRESS_REPLICATE &&
         pr->next <= raft__log_last(&r->log) && !raft__inflight_full(r, pr)) {
         raft__pump(r, pr); /* entries waiting (an earlier send failed) */
@@ -218,6 +204,28 @@ static bool quorum_active(struct raft *r)
     return active >= raft__quorum(r);
 }
 
+/* Loss detection in REPLICATE, measured in time: appends in flight and
+ * match unmoved for two heartbeat intervals means one was probably lost
+ * (the transport gives no notice; a lost append in the middle of the
+ * window shows up sooner, as a rejection of the next one).  Probe from
+ * match to resend.  Counting ticks, not heartbeats sent, keeps extra
+ * heartbeats (ReadIndex rounds) from demoting a healthy follower. */
+static void tick_stall(struct raft *r, struct raft_progress *pr)
+{
+    if (pr->in_count == 0) {
+        pr->stall_ticks = 0;
+        return;
+    }
+    if (++pr->stall_ticks < 2 * (uint64_t)r->opts.heartbeat_ticks) {
+        return;
+    }
+    raft__trace(r, "no progress from %llu for %llu ticks, probing",
+                (unsigned long long)pr->id,
+                (unsigned long long)pr->stall_ticks);
+    raft__progress_probe(pr);
+    (void)raft__send_append(r, pr, true);
+}
+
 void raft__tick_leader(struct raft *r)
 {
     CRAFT_ASSERT(r->role == RAFT_LEADER);
@@ -241,8 +249,14 @@ void raft__tick_leader(struct raft *r)
         r->transferee = 0;
     }
     for (unsigned i = 0; i < r->config.n; i++) {
-        if (i != r->self && r->prs[i].state == RAFT_PROGRESS_SNAPSHOT) {
-            raft__tick_snapshot(r, &r->prs[i]);
+        if (i == r->self) {
+            continue;
+        }
+        struct raft_progress *pr = &r->prs[i];
+        if (pr->state == RAFT_PROGRESS_SNAPSHOT) {
+            raft__tick_snapshot(r, pr);
+        } else if (pr->state == RAFT_PROGRESS_REPLICATE) {
+            tick_stall(r, pr);
         }
     }
     if (r->heartbeat_elapsed >= r->opts.heartbeat_ticks) {
@@ -284,14 +298,20 @@ void raft__maybe_commit(struct raft *r)
 /* ---- follower ------------------------------------------------------- */
 
 /* Entries must be numbered on from prev and have sane terms; a leader that
- * sends anything else is broken or not a Raft peer. */
+ * sends anything else is broken or not a Raft peer.  Every entry has a
+ * term >= 1 (terms start at 1; a restore refuses term 0, so accepting one
+ * would leave the node unable to restart), and only the empty prefix
+ * (prev_index 0) has term 0. */
 bool raft__entries_valid(const struct raft_message *m)
 {
+    if ((m->append.prev_index == 0) != (m->append.prev_term == 0)) {
+        return false;
+    }
     raft_term t = m->append.prev_term;
     for (size_t k = 0; k < m->append.n_entries; k++) {
         const struct raft_entry *e = &m->append.entries[k];
-        if (e->index != m->append.prev_index + 1 + k || e->term < t ||
-            e->term > m->term ||
+        if (e->index != m->append.prev_index + 1 + k || e->term == 0 ||
+            e->term < t || e->term > m->term ||
             (e->type != RAFT_ENTRY_COMMAND && e->type != RAFT_ENTRY_NOOP) ||
             (e->buf.len > 0 && e->buf.base == NULL)) {
             return false;
@@ -429,6 +449,7 @@ static void on_success(struct raft *r, struct raft_progress *pr,
         raft__progress_replicate(pr);
     } else if (index > pr->match) {
         pr->match = index;
+        pr->stall_ticks = 0;
         if (pr->next <= index) {
             pr->next = index + 1;
         }

@@ -16,7 +16,8 @@
  *      with it at its index (§7: "if existing log entry has same index and
  *      term as snapshot's last included entry, retain log entries
  *      following it"); otherwise the whole log is discarded.
- *   4. At most one chunk per follower is in flight.
+ *   4. At most one chunk per follower is in flight, and only the reply to
+ *      it (or the retry timer) sends the next.
  */
 #include <string.h>
 
@@ -144,9 +145,19 @@ int raft__recv_snapshot_resp(struct raft *r, const struct raft_message *m)
         s->next_offset > r->snap.size) {
         return 0; /* stale */
     }
-    pr->snap_acked = s->next_offset;
-    pr->snap_sent = s->next_offset;
-    return raft__send_snapshot(r, pr);
+    if (pr->snap_sent > pr->snap_acked && s->next_offset == pr->snap_sent) {
+        /* The reply to the chunk in flight: send the next one.  Only this
+         * reply may trigger a send -- answering duplicates or stale
+         * replies as well would multiply the chunks in flight. */
+        pr->snap_acked = s->next_offset;
+        return raft__send_snapshot(r, pr);
+    }
+    if (s->next_offset < pr->snap_acked) {
+        /* The follower lost its partial copy (it restarted): the retry
+         * timer resumes from where it is. */
+        pr->snap_acked = s->next_offset;
+    }
+    return 0;
 }
 
 /* ---- follower ------------------------------------------------------- */
@@ -159,6 +170,17 @@ bool raft__chunk_valid(const struct raft_message *m)
         s->data.len > RAFT_CHUNK_BYTES_MAX || s->offset > s->meta.size ||
         s->data.len > s->meta.size - s->offset) {
         return false;
+    }
+    /* The snapshot's members: real ids (0 means "none"), each once. */
+    for (unsigned i = 0; i < s->meta.config.n; i++) {
+        if (s->meta.config.ids[i] == 0) {
+            return false;
+        }
+        for (unsigned j = 0; j < i; j++) {
+            if (s->meta.config.ids[j] == s->meta.config.ids[i]) {
+                return false;
+            }
+        }
     }
     return s->last == (s->offset + s->data.len == s->meta.size);
 }

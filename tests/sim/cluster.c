@@ -337,7 +337,12 @@ static int step_once(struct sim_cluster *c, struct sim_node *n,
     handle_reads(c, n, &u);
 
     unsigned every = c->o.snapshot_every;
-    if (every > 0 && n->applied / every > applied_before / every) {
+    bool due = every > 0 && n->applied / every > applied_before / every;
+    if (c->o.snapshot_bytes > 0 && n->applied > applied_before &&
+        sim__storage_state_size(&n->st) >= c->o.snapshot_bytes) {
+        due = true;
+    }
+    if (due) {
         take_snapshot(c, n); /* steps n again: u is dead from here */
     }
     return rv;

@@ -93,6 +93,10 @@ struct sim_options {
      * (0: never), keeping `snapshot_trailing` entries for lagging peers. */
     unsigned snapshot_every;
     unsigned snapshot_trailing;
+    /* Also take one after applying when the node's durable Raft state
+     * (sim_log_state_size) has reached this many bytes (0: never): the
+     * classic KV service's maxraftstate. */
+    size_t snapshot_bytes;
     const struct sim_app_ops *app; /* may be NULL */
     sim_apply_cb apply_cb;         /* may be NULL */
     void *apply_cb_data;

@@ -429,6 +429,9 @@ int sim_test_run(const struct sim_test *proto, void (*fn)(struct sim_test *),
     if (stats != NULL && t->c != NULL) {
         stats->sim_ms = sim_now(t->c);
         stats->events = sim_events(t->c);
+    } else if (stats != NULL) {
+        stats->sim_ms = t->end_ms;
+        stats->events = t->end_events;
     }
     current = NULL;
     sim_cluster_free(t->c);

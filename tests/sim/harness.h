@@ -36,6 +36,9 @@ struct sim_test {
     void *user;         /* for the scenario function */
     unsigned inject;    /* enum sim_inject bits for the cluster */
     bool quiet;         /* on failure print only the reason */
+    /* Set by a scenario that frees its cluster itself (the KV scenarios
+     * do, with their world): the run's figures for sim_test_run. */
+    uint64_t end_ms, end_events;
 };
 
 /* make_config(n, unreliable, snapshot): n nodes, the labrpc unreliable

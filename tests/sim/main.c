@@ -7,6 +7,8 @@
  *   craft-sim --random --seed S --runs N [--nodes 3|5|7] [--small-limits]
  *             [--alloc-failures]
  *                                         N random fault schedules from S
+ *   craft-sim --random --kv --seed S --runs N [--nodes 3|5|7]
+ *                                         N random KV workloads with faults
  *   craft-sim --soak SECONDS [--seed S] [--nodes N]
  *                                         random runs for a wall-clock time
  *   craft-sim --bench SIM_SECONDS [--seed S]
@@ -22,6 +24,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "kv_random.h"
+#include "kv_world.h"
 #include "random.h"
 #include "scenarios.h"
 #include "util/assert.h"
@@ -29,7 +33,8 @@
 #define U(x) ((unsigned long long)(x))
 
 #define SIM__ENTRY(name) {#name, sc_##name},
-const struct sim_scenario sim_scenarios[] = {SIM_SCENARIOS(SIM__ENTRY)};
+const struct sim_scenario sim_scenarios[] = {
+    SIM_SCENARIOS(SIM__ENTRY) SIM_KV_SCENARIOS(SIM__ENTRY)};
 #undef SIM__ENTRY
 const size_t sim_n_scenarios = sizeof sim_scenarios / sizeof sim_scenarios[0];
 
@@ -54,6 +59,9 @@ static const struct {
     {"corrupt", SIM_INJECT_CORRUPT},
     {"early-ack", SIM_INJECT_EARLY_ACK},
     {"local-read", SIM_INJECT_LOCAL_READ},
+    {"kv-no-session", KV_INJECT_NO_SESSION},
+    {"kv-local-read", KV_INJECT_LOCAL_READ},
+    {"kv-early-reply", KV_INJECT_EARLY_REPLY},
 };
 
 struct args {
@@ -68,6 +76,7 @@ struct args {
     const char *inject_name;
     bool small_limits;
     bool alloc_failures;
+    bool kv;
 };
 
 static void usage(FILE *f)
@@ -77,11 +86,14 @@ static void usage(FILE *f)
                "       craft-sim --all [--seed S]\n"
                "       craft-sim --random --seed S --runs N [--nodes 3|5|7] "
                "[--small-limits] [--alloc-failures] [--verbose]\n"
+               "       craft-sim --random --kv --seed S --runs N "
+               "[--nodes 3|5|7] [--verbose]\n"
                "       craft-sim --soak SECONDS [--seed S] [--nodes 3|5|7] "
                "[--small-limits]\n"
                "       craft-sim --bench SIM_SECONDS [--seed S]\n"
                "       craft-sim --selftest "
-               "forget-vote|lose-tail|corrupt|early-ack|local-read "
+               "forget-vote|lose-tail|corrupt|early-ack|local-read|"
+               "kv-no-session|kv-local-read|kv-early-reply "
                "[--seed S] [--runs N]\n");
 }
 
@@ -134,6 +146,8 @@ static int parse_args(int argc, char **argv, struct args *a)
             a->small_limits = true;
         } else if (strcmp(f, "--alloc-failures") == 0) {
             a->alloc_failures = true;
+        } else if (strcmp(f, "--kv") == 0) {
+            a->kv = true;
         } else if (strcmp(f, "--scenario") == 0) {
             rv = set_mode(a, MODE_SCENARIO, f);
             if (rv == 0 && v == NULL) {
@@ -179,8 +193,9 @@ static int parse_args(int argc, char **argv, struct args *a)
             }
             if (rv == 0 && a->inject == 0) {
                 fprintf(stderr, "craft-sim: --selftest needs forget-vote, "
-                                "lose-tail, corrupt, early-ack or "
-                                "local-read\n");
+                                "lose-tail, corrupt, early-ack, local-read, "
+                                "kv-no-session, kv-local-read or "
+                                "kv-early-reply\n");
                 rv = -1;
             }
             i++;
@@ -201,6 +216,12 @@ static int parse_args(int argc, char **argv, struct args *a)
     }
     if (a->mode == MODE_RANDOM && (!seed_given || !runs_given)) {
         fprintf(stderr, "craft-sim: --random needs --seed and --runs\n");
+        return -1;
+    }
+    if (a->kv && (a->mode != MODE_RANDOM || a->small_limits ||
+                  a->alloc_failures)) {
+        fprintf(stderr, "craft-sim: --kv goes with --random only (without "
+                        "--small-limits and --alloc-failures)\n");
         return -1;
     }
     return 0;
@@ -272,8 +293,30 @@ static void print_totals(const struct sim_random_totals *tot, double wall)
     printf("digest %016llx\n", U(tot->digest));
 }
 
+static int cmd_random_kv(const struct args *a)
+{
+    struct kv_random_opts o = {a->nodes, a->verbose, false, 0, NULL};
+    struct kv_random_totals tot;
+    memset(&tot, 0, sizeof tot);
+    double t0 = wall_now();
+    for (uint64_t k = 0; k < a->runs; k++) {
+        kv_random_run(a->seed + k, &o, &tot);
+    }
+    double wall = wall_now() - t0;
+    printf("%llu KV runs, %llu failed; %.1f simulated s in %.2f wall s; "
+           "%llu events; %llu operations checked, %llu with unknown "
+           "outcome\n",
+           U(tot.runs), U(tot.failures), (double)tot.sim_ms / 1000.0, wall,
+           U(tot.events), U(tot.ops), U(tot.unknown));
+    printf("digest %016llx\n", U(tot.digest));
+    return tot.failures == 0 ? 0 : 1;
+}
+
 static int cmd_random(const struct args *a)
 {
+    if (a->kv) {
+        return cmd_random_kv(a);
+    }
     struct sim_random_opts ro = {a->nodes, a->verbose, a->small_limits,
                                  a->alloc_failures};
     struct sim_random_totals tot;
@@ -347,6 +390,12 @@ int main(int argc, char **argv)
     case MODE_BENCH:
         return sim_bench((unsigned)a.seconds, a.seed) == 0 ? 0 : 1;
     case MODE_SELFTEST:
+        if (a.inject & KV_INJECT_MASK) {
+            return kv_selftest(a.inject_name, a.inject, a.seed,
+                               a.runs ? a.runs : 200, a.verbose) == 0
+                       ? 0
+                       : 1;
+        }
         return sim_selftest(a.inject_name, a.inject, a.seed,
                             a.runs ? a.runs : 200, a.verbose) == 0
                    ? 0

@@ -1,6 +1,7 @@
 /*
- * tests/sim/scenarios.h -- the classic Raft scenarios (reference §2), one
- * function each, named after the original in snake case.
+ * tests/sim/scenarios.h -- the classic Raft scenarios (reference §2) and KV
+ * service scenarios (§4), one function each, named after the original in
+ * snake case.
  */
 #ifndef CRAFT_SIM_SCENARIOS_H
 #define CRAFT_SIM_SCENARIOS_H
@@ -47,8 +48,35 @@ extern const size_t sim_n_scenarios;
     X(snapshot_all_crash_2d)                                                   \
     X(snapshot_init_2d)
 
+/* The classic KV service scenarios (reference §4), in kv_scenarios.c. */
+#define SIM_KV_SCENARIOS(X)                                                    \
+    X(basic_3a)                                                                \
+    X(speed_3a)                                                                \
+    X(concurrent_3a)                                                           \
+    X(unreliable_3a)                                                           \
+    X(unreliable_one_key_3a)                                                   \
+    X(one_partition_3a)                                                        \
+    X(many_partitions_one_client_3a)                                           \
+    X(many_partitions_many_clients_3a)                                         \
+    X(persist_one_client_3a)                                                   \
+    X(persist_concurrent_3a)                                                   \
+    X(persist_concurrent_unreliable_3a)                                        \
+    X(persist_partition_3a)                                                    \
+    X(persist_partition_unreliable_3a)                                         \
+    X(persist_partition_unreliable_linearizable_3a)                            \
+    X(snapshot_rpc_3b)                                                         \
+    X(snapshot_size_3b)                                                        \
+    X(speed_3b)                                                                \
+    X(snapshot_recover_3b)                                                     \
+    X(snapshot_recover_many_clients_3b)                                        \
+    X(snapshot_unreliable_3b)                                                  \
+    X(snapshot_unreliable_recover_3b)                                          \
+    X(snapshot_unreliable_recover_concurrent_partition_3b)                     \
+    X(snapshot_unreliable_recover_concurrent_partition_linearizable_3b)
+
 #define SIM__DECLARE(name) void sc_##name(struct sim_test *t);
 SIM_SCENARIOS(SIM__DECLARE)
+SIM_KV_SCENARIOS(SIM__DECLARE)
 #undef SIM__DECLARE
 
 #endif /* CRAFT_SIM_SCENARIOS_H */

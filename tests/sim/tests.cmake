@@ -1,4 +1,5 @@
-# ctest entries of the simulator: every classic scenario on its own, and
+# ctest entries of the simulator: every classic scenario (Raft and KV) on
+# its own, and
 # random fault schedules in batches so that they run in parallel.  Seeds
 # are fixed, so a failure replays with the command it prints.
 
@@ -20,7 +21,7 @@ foreach(scenario ${sim_names})
   set_tests_properties(sim_${scenario} PROPERTIES TIMEOUT 120 LABELS sim)
 endforeach()
 
-# craft-sim --list prints exactly those 28, in order.
+# craft-sim --list prints exactly those (Raft, then KV), in order.
 string(REPLACE ";" "," sim_names_csv "${sim_names}")
 add_test(NAME sim_scenario_list
   COMMAND ${CMAKE_COMMAND} -DSIM=$<TARGET_FILE:craft-sim>
@@ -105,3 +106,34 @@ add_test(NAME sim_random_alloc_failures_san
   COMMAND craft-sim --random --seed 700001 --runs 60 --alloc-failures)
 set_tests_properties(sim_random_alloc_failures_san PROPERTIES TIMEOUT 300
   LABELS sim)
+
+# Random KV workloads (kv_random.c): sessions, retries, duplicated
+# requests, partitions, crashes, snapshots, given-up operations; every
+# history checked for linearizability.  300 runs in release builds (nosan,
+# about 15 CPU seconds), a smaller batch under the sanitizers.
+foreach(batch 0 1 2)
+  math(EXPR seed "800000 + ${batch} * 100 + 1")
+  add_test(NAME sim_random_kv_${batch}
+    COMMAND craft-sim --random --kv --seed ${seed} --runs 100)
+  set_tests_properties(sim_random_kv_${batch} PROPERTIES TIMEOUT 300
+    LABELS "sim;nosan")
+endforeach()
+add_test(NAME sim_random_kv_san
+  COMMAND craft-sim --random --kv --seed 810001 --runs 15)
+set_tests_properties(sim_random_kv_san PROPERTIES TIMEOUT 300 LABELS sim)
+
+# The KV checks themselves: a clerk without sessions, servers reading
+# locally, leaders acknowledging before commit must each be caught.
+foreach(fault kv-no-session kv-local-read kv-early-reply)
+  add_test(NAME sim_selftest_${fault}
+    COMMAND craft-sim --selftest ${fault} --seed 1 --runs 50)
+  set_tests_properties(sim_selftest_${fault} PROPERTIES TIMEOUT 120
+    LABELS sim)
+endforeach()
+add_test(NAME sim_cli_kv_alone COMMAND craft-sim --kv --list)
+set_tests_properties(sim_cli_kv_alone PROPERTIES TIMEOUT 30 LABELS sim
+  PASS_REGULAR_EXPRESSION "--kv goes with --random only")
+add_test(NAME sim_deterministic_kv
+  COMMAND ${CMAKE_COMMAND} -DSIM=$<TARGET_FILE:craft-sim>
+    -P ${CMAKE_CURRENT_SOURCE_DIR}/kv_check_deterministic.cmake)
+set_tests_properties(sim_deterministic_kv PROPERTIES TIMEOUT 120 LABELS sim)

@@ -294,6 +294,16 @@ static void enqueue(struct h_cluster *c, unsigned from,
                                    .type = m->type,
                                    .bytes = b,
                                    .len = size + extra};
+    if (c->dup_per_mille && h_rand(c) % 1000 < c->dup_per_mille) {
+        if (c->nq == c->capq) {
+            c->capq *= 2;
+            c->q = realloc(c->q, c->capq * sizeof *c->q);
+        }
+        c->q[c->nq] = c->q[c->nq - 1];
+        c->q[c->nq].bytes = malloc(size + extra + 1);
+        memcpy(c->q[c->nq].bytes, b, size + extra);
+        c->nq++;
+    }
 }
 
 static void take_snapshot(struct h_cluster *c, unsigned i)
@@ -410,8 +420,24 @@ void h_deliver(struct h_cluster *c)
 {
     static struct raft_entry scratch[1024];
     size_t head = 0;
+    struct h_msg *later = NULL;
+    size_t n_later = 0;
+    unsigned long storm = 0;
     while (head < c->nq) {
+        if (c->reorder_per_mille && c->nq - head > 1 &&
+            h_rand(c) % 1000 < c->reorder_per_mille) {
+            size_t span = c->nq - head < 8 ? c->nq - head : 8;
+            size_t j = head + h_rand(c) % span;
+            struct h_msg t = c->q[head];
+            c->q[head] = c->q[j];
+            c->q[j] = t;
+        }
         struct h_msg m = c->q[head++];
+        if (c->delay_per_mille && h_rand(c) % 1000 < c->delay_per_mille) {
+            later = realloc(later, (n_later + 1) * sizeof *later);
+            later[n_later++] = m;
+            continue;
+        }
         if (c->nodes[m.to].up && c->link[m.from][m.to]) {
             struct raft_message msg;
             int n = raft_message_decode(m.bytes, m.len, scratch, 1024, &msg);
@@ -419,6 +445,15 @@ void h_deliver(struct h_cluster *c)
             struct raft_event ev = {.type = RAFT_RECEIVE,
                                     .receive = {.msg = &msg}};
             c->delivered[m.to]++;
+            /* A message storm (messages begetting messages without end
+             * within one tick) is a bug: name the traffic and fail. */
+            if (++storm > 200000) {
+                print_message("storm: %u -> %u %s\n", m.from + 1, m.to + 1,
+                              raft_msg_type_name(msg.type));
+                if (storm > 200020) {
+                    fail_msg("message storm within one tick");
+                }
+            }
             assert_int_equal(h_step(c, m.to, &ev), 0);
         }
         free(m.bytes);
@@ -429,6 +464,14 @@ void h_deliver(struct h_cluster *c)
         }
     }
     c->nq = 0;
+    for (size_t k = 0; k < n_later; k++) {
+        if (c->nq == c->capq) {
+            c->capq = c->capq ? c->capq * 2 : 256;
+            c->q = realloc(c->q, c->capq * sizeof *c->q);
+        }
+        c->q[c->nq++] = later[k];
+    }
+    free(later);
 }
 
 void h_tick(struct h_cluster *c)

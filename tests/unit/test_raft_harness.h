@@ -62,7 +62,10 @@ struct h_cluster {
     struct raft_options opts;
     uint64_t seed;
     bool link[H_NODES_MAX][H_NODES_MAX];
-    unsigned drop_per_mille; /* random message loss */
+    unsigned drop_per_mille;    /* random message loss */
+    unsigned dup_per_mille;     /* random duplication */
+    unsigned reorder_per_mille; /* swap with one of the next 8 messages */
+    unsigned delay_per_mille;   /* hold until the next tick */
     uint64_t rng;
     struct h_msg *q;
     size_t nq, capq;

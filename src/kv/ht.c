@@ -1,0 +1,522 @@
+/*
+ * ht.c -- chained hash table with incremental rehashing.  See ht.h.
+ *
+ * Growth: when the key count reaches the table size (load factor 1), a
+ * table twice as large is allocated and later mutations each move one
+ * bucket across, as Redis's dict does.  Shrink: when the count falls below
+ * an eighth of the size, the same mechanism moves keys to a table sized for
+ * them.  A resize is only started when no rehash is in progress; the steps
+ * taken by every mutation finish a rehash long before the next one is due
+ * (t[1] has size >= 2 * count, and each insert moves at least one bucket or
+ * visits HT_EMPTY_VISITS empty ones), and if it ever is not finished the
+ * remainder is completed in one go, which is correct, merely slower.
+ */
+#include "kv/ht.h"
+
+#include <stdint.h>
+#include <string.h>
+
+#include "util/alloc.h"
+#include "util/assert.h"
+
+/* ---- SipHash-1-3 (Aumasson and Bernstein), as Redis uses for dict keys ----
+ */
+
+static uint64_t rotl(uint64_t x, int b)
+{
+    return (x << b) | (x >> (64 - b));
+}
+
+static uint64_t load_le64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--) {
+        v = (v << 8) | p[i];
+    }
+    return v;
+}
+
+#define SIPROUND                                                               \
+    do {                                                                       \
+        v0 += v1;                                                              \
+        v1 = rotl(v1, 13);                                                     \
+        v1 ^= v0;                                                              \
+        v0 = rotl(v0, 32);                                                     \
+        v2 += v3;                                                              \
+        v3 = rotl(v3, 16);                                                     \
+        v3 ^= v2;                                                              \
+        v0 += v3;                                                              \
+        v3 = rotl(v3, 21);                                                     \
+        v3 ^= v0;                                                              \
+        v2 += v1;                                                              \
+        v1 = rotl(v1, 17);                                                     \
+        v1 ^= v2;                                                              \
+        v2 = rotl(v2, 32);                                                     \
+    } while (0)
+
+uint64_t ht_siphash(uint64_t k0, uint64_t k1, const void *data, size_t n)
+{
+    const uint8_t *p = data;
+    uint64_t v0 = 0x736f6d6570736575ull ^ k0;
+    uint64_t v1 = 0x646f72616e646f6dull ^ k1;
+    uint64_t v2 = 0x6c7967656e657261ull ^ k0;
+    uint64_t v3 = 0x7465646279746573ull ^ k1;
+    size_t full = n & ~(size_t)7;
+    for (size_t i = 0; i < full; i += 8) {
+        uint64_t m = load_le64(p + i);
+        v3 ^= m;
+        SIPROUND;
+        v0 ^= m;
+    }
+    uint64_t b = (uint64_t)n << 56;
+    for (size_t i = 0; i < (n & 7); i++) {
+        b |= (uint64_t)p[full + i] << (8 * i);
+    }
+    v3 ^= b;
+    SIPROUND;
+    v0 ^= b;
+    v2 ^= 0xff;
+    SIPROUND;
+    SIPROUND;
+    SIPROUND;
+    return v0 ^ v1 ^ v2 ^ v3;
+}
+
+/* ---- table ---- */
+
+static int alloc_table(struct ht *h, int i, size_t size)
+{
+    CRAFT_ASSERT(size >= HT_SIZE_MIN);
+    CRAFT_ASSERT((size & (size - 1)) == 0);
+    struct ht_entry **t = craft_calloc(h->alloc, size, sizeof *t);
+    if (t == NULL) {
+        return CRAFT_ENOMEM;
+    }
+    h->t[i] = t;
+    h->size[i] = size;
+    h->used[i] = 0;
+    return 0;
+}
+
+int ht_init(struct ht *h, const struct craft_alloc *alloc, uint64_t k0,
+            uint64_t k1)
+{
+    CRAFT_ASSERT(h != NULL);
+    memset(h, 0, sizeof *h);
+    h->alloc = alloc;
+    h->k0 = k0;
+    h->k1 = k1;
+    h->rehash_idx = -1;
+    return alloc_table(h, 0, HT_SIZE_MIN);
+}
+
+static void free_entry(struct ht *h, struct ht_entry *e)
+{
+    craft_free(h->alloc, e->val);
+    craft_free(h->alloc, e);
+}
+
+static void free_table(struct ht *h, int i)
+{
+    for (size_t b = 0; h->t[i] != NULL && b < h->size[i]; b++) {
+        struct ht_entry *e = h->t[i][b];
+        while (e != NULL) {
+            struct ht_entry *next = e->next;
+            free_entry(h, e);
+            e = next;
+        }
+    }
+    craft_free(h->alloc, h->t[i]);
+    h->t[i] = NULL;
+    h->size[i] = 0;
+    h->used[i] = 0;
+}
+
+/* Free up to max entries (and emptied bucket arrays) of dropped tables,
+ * oldest first.  Returns the entries freed. */
+static size_t reap(struct ht *h, size_t max)
+{
+    size_t freed = 0;
+    while (h->n_graves > 0 && freed < max) {
+        struct ht_grave *g = &h->graves[0];
+        while (g->idx < g->size && freed < max) {
+            struct ht_entry *e = g->t[g->idx];
+            if (e == NULL) {
+                g->idx++;
+                continue;
+            }
+            g->t[g->idx] = e->next;
+            free_entry(h, e);
+            freed++;
+        }
+        if (g->idx < g->size) {
+            break;
+        }
+        craft_free(h->alloc, g->t);
+        h->n_graves--;
+        memmove(h->graves, h->graves + 1, h->n_graves * sizeof *h->graves);
+    }
+    return freed;
+}
+
+void ht_close(struct ht *h)
+{
+    CRAFT_ASSERT(h != NULL);
+    free_table(h, 0);
+    free_table(h, 1);
+    reap(h, SIZE_MAX);
+    CRAFT_ASSERT(h->n_graves == 0);
+    h->rehash_idx = -1;
+}
+
+static int rehashing(const struct ht *h)
+{
+    return h->rehash_idx >= 0;
+}
+
+/* Move one bucket from t[0] to t[1]; finish when t[0] is empty.  Also
+ * reap a little of any dropped table. */
+static void rehash_step(struct ht *h)
+{
+    if (h->n_graves > 0) {
+        reap(h, HT_REAP_STEP);
+    }
+    if (!rehashing(h)) {
+        return;
+    }
+    int empty = HT_EMPTY_VISITS;
+    while (h->used[0] > 0 && h->t[0][h->rehash_idx] == NULL) {
+        h->rehash_idx++;
+        CRAFT_ASSERT((size_t)h->rehash_idx < h->size[0]);
+        if (--empty == 0) {
+            return;
+        }
+    }
+    if (h->used[0] > 0) {
+        struct ht_entry *e = h->t[0][h->rehash_idx];
+        while (e != NULL) {
+            struct ht_entry *next = e->next;
+            size_t b = e->hash & (h->size[1] - 1);
+            e->next = h->t[1][b];
+            h->t[1][b] = e;
+            h->used[0]--;
+            h->used[1]++;
+            e = next;
+        }
+        h->t[0][h->rehash_idx] = NULL;
+        h->rehash_idx++;
+    }
+    if (h->used[0] == 0) {
+        craft_free(h->alloc, h->t[0]);
+        h->t[0] = h->t[1];
+        h->size[0] = h->size[1];
+        h->used[0] = h->used[1];
+        h->t[1] = NULL;
+        h->size[1] = 0;
+        h->used[1] = 0;
+        h->rehash_idx = -1;
+    }
+}
+
+static size_t size_for(size_t count)
+{
+    size_t s = HT_SIZE_MIN;
+    while (s < count) {
+        s *= 2;
+    }
+    return s;
+}
+
+/* Start a resize to the given size.  Failing to allocate the new table is
+ * not an error: the table keeps working at a higher load factor and the
+ * resize is attempted again on the next mutation. */
+static void resize_start(struct ht *h, size_t size)
+{
+    while (rehashing(h)) {
+        rehash_step(h);
+    }
+    if (size == h->size[0] || alloc_table(h, 1, size) != 0) {
+        return;
+    }
+    h->rehash_idx = 0;
+}
+
+static void maybe_resize(struct ht *h)
+{
+    if (rehashing(h)) {
+        return;
+    }
+    size_t n = ht_count(h);
+    if (n >= h->size[0]) {
+        resize_start(h, h->size[0] * 2);
+    } else if (h->size[0] > HT_SIZE_MIN && n < h->size[0] / 8) {
+        resize_start(h, size_for(n * 2));
+    }
+}
+
+static struct ht_entry **find_link(const struct ht *h, const void *key,
+                                   size_t n, uint64_t hash, int *table)
+{
+    for (int i = 0; i < 2; i++) {
+        if (h->t[i] == NULL) {
+            continue;
+        }
+        struct ht_entry **link = &h->t[i][hash & (h->size[i] - 1)];
+        for (; *link != NULL; link = &(*link)->next) {
+            struct ht_entry *e = *link;
+            if (e->hash == hash && e->key_len == n &&
+                (n == 0 || memcmp(e->key, key, n) == 0)) {
+                *table = i;
+                return link;
+            }
+        }
+        if (!rehashing(h)) {
+            break;
+        }
+    }
+    return NULL;
+}
+
+struct ht_entry *ht_find(const struct ht *h, const void *key, size_t n)
+{
+    CRAFT_ASSERT(h != NULL);
+    int table;
+    uint64_t hash = ht_siphash(h->k0, h->k1, key, n);
+    struct ht_entry **link = find_link(h, key, n, hash, &table);
+    return link ? *link : NULL;
+}
+
+int ht_upsert(struct ht *h, const void *key, size_t n, struct ht_entry **out,
+              int *created)
+{
+    CRAFT_ASSERT(h != NULL && out != NULL && created != NULL);
+    rehash_step(h);
+    int table;
+    uint64_t hash = ht_siphash(h->k0, h->k1, key, n);
+    struct ht_entry **link = find_link(h, key, n, hash, &table);
+    if (link != NULL) {
+        *out = *link;
+        *created = 0;
+        return 0;
+    }
+    struct ht_entry *e = craft_malloc(h->alloc, sizeof *e + n);
+    if (e == NULL) {
+        return CRAFT_ENOMEM;
+    }
+    memset(e, 0, sizeof *e);
+    e->hash = hash;
+    e->key_len = n;
+    if (n > 0) {
+        memcpy(e->key, key, n);
+    }
+    int i = rehashing(h) ? 1 : 0;
+    size_t b = hash & (h->size[i] - 1);
+    e->next = h->t[i][b];
+    h->t[i][b] = e;
+    h->used[i]++;
+    maybe_resize(h);
+    *out = e;
+    *created = 1;
+    return 0;
+}
+
+int ht_delete(struct ht *h, const void *key, size_t n)
+{
+    CRAFT_ASSERT(h != NULL);
+    rehash_step(h);
+    int table = 0;
+    uint64_t hash = ht_siphash(h->k0, h->k1, key, n);
+    struct ht_entry **link = find_link(h, key, n, hash, &table);
+    if (link == NULL) {
+        return 0;
+    }
+    struct ht_entry *e = *link;
+    *link = e->next;
+    CRAFT_ASSERT(h->used[table] > 0);
+    h->used[table]--;
+    free_entry(h, e);
+    maybe_resize(h);
+    return 1;
+}
+
+int ht_clear(struct ht *h)
+{
+    CRAFT_ASSERT(h != NULL);
+    struct ht_entry **t = craft_calloc(h->alloc, HT_SIZE_MIN, sizeof *t);
+    if (t == NULL) {
+        return CRAFT_ENOMEM;
+    }
+    for (int i = 0; i < 2; i++) {
+        if (h->t[i] == NULL) {
+            continue;
+        }
+        if (h->n_graves == HT_GRAVES_MAX) {
+            /* Free the waiting tables now: rare, and merely slower. */
+            reap(h, SIZE_MAX);
+        }
+        h->graves[h->n_graves++] =
+            (struct ht_grave){.t = h->t[i], .size = h->size[i], .idx = 0};
+        h->t[i] = NULL;
+        h->size[i] = 0;
+        h->used[i] = 0;
+    }
+    h->rehash_idx = -1;
+    h->t[0] = t;
+    h->size[0] = HT_SIZE_MIN;
+    CRAFT_ASSERT(ht_count(h) == 0);
+    CRAFT_ASSERT(h->n_graves <= HT_GRAVES_MAX);
+    return 0;
+}
+
+static int reserve_value(struct ht *h, struct ht_entry *e, size_t need)
+{
+    if (need <= e->val_cap) {
+        return 0;
+    }
+    uint8_t *v = craft_realloc(h->alloc, e->val, need);
+    if (v == NULL) {
+        return CRAFT_ENOMEM;
+    }
+    e->val = v;
+    e->val_cap = need;
+    return 0;
+}
+
+int ht_entry_set(struct ht *h, struct ht_entry *e, const void *p, size_t n)
+{
+    CRAFT_ASSERT(e != NULL);
+    if (n == 0) {
+        e->val_len = 0;
+        return 0;
+    }
+    /* Give back memory when a big value is replaced by a small one. */
+    if (e->val_cap > 2 * n + 64) {
+        uint8_t *v = craft_malloc(h->alloc, n);
+        if (v == NULL) {
+            return CRAFT_ENOMEM;
+        }
+        craft_free(h->alloc, e->val);
+        e->val = v;
+        e->val_cap = n;
+    } else if (reserve_value(h, e, n) != 0) {
+        return CRAFT_ENOMEM;
+    }
+    memcpy(e->val, p, n);
+    e->val_len = n;
+    return 0;
+}
+
+int ht_entry_append(struct ht *h, struct ht_entry *e, const void *p, size_t n)
+{
+    CRAFT_ASSERT(e != NULL);
+    CRAFT_ASSERT(e->val_len + n >= e->val_len);
+    size_t need = e->val_len + n;
+    if (need > e->val_cap) {
+        size_t cap = e->val_cap * 2 > need ? e->val_cap * 2 : need;
+        if (reserve_value(h, e, cap) != 0 && reserve_value(h, e, need) != 0) {
+            return CRAFT_ENOMEM;
+        }
+    }
+    if (n > 0) {
+        memcpy(e->val + e->val_len, p, n);
+    }
+    e->val_len = need;
+    return 0;
+}
+
+void ht_iter_init(struct ht_iter *it, const struct ht *h)
+{
+    CRAFT_ASSERT(it != NULL && h != NULL);
+    it->ht = h;
+    it->table = 0;
+    it->bucket = 0;
+    it->next = NULL;
+}
+
+struct ht_entry *ht_iter_next(struct ht_iter *it)
+{
+    while (it->next == NULL) {
+        const struct ht *h = it->ht;
+        if (it->table > 1 || h->t[it->table] == NULL) {
+            return NULL;
+        }
+        if (it->bucket >= h->size[it->table]) {
+            it->table++;
+            it->bucket = 0;
+            continue;
+        }
+        it->next = h->t[it->table][it->bucket++];
+    }
+    struct ht_entry *e = it->next;
+    it->next = e->next;
+    return e;
+}
+
+static uint64_t rev(uint64_t v)
+{
+    uint64_t r = 0;
+    for (int i = 0; i < 64; i++) {
+        r = (r << 1) | (v & 1);
+        v >>= 1;
+    }
+    return r;
+}
+
+static void scan_bucket(struct ht_entry *const *t, size_t b, ht_scan_fn fn,
+                        void *ctx)
+{
+    for (const struct ht_entry *e = t[b]; e != NULL; e = e->next) {
+        fn(ctx, e);
+    }
+}
+
+uint64_t ht_scan(const struct ht *h, uint64_t v, ht_scan_fn fn, void *ctx)
+{
+    CRAFT_ASSERT(h != NULL && fn != NULL);
+    if (!rehashing(h)) {
+        uint64_t m0 = h->size[0] - 1;
+        scan_bucket(h->t[0], v & m0, fn, ctx);
+        /* Increment the reversed cursor within the mask's bits, so a
+         * later resize never makes the scan skip a bucket. */
+        v |= ~m0;
+        return rev(rev(v) + 1);
+    }
+    int small = h->size[0] <= h->size[1] ? 0 : 1, big = 1 - small;
+    uint64_t m0 = h->size[small] - 1, m1 = h->size[big] - 1;
+    scan_bucket(h->t[small], v & m0, fn, ctx);
+    /* Then every bucket of the larger table that the smaller one's bucket
+     * expands to. */
+    do {
+        scan_bucket(h->t[big], v & m1, fn, ctx);
+        v |= ~m1;
+        v = rev(rev(v) + 1);
+    } while (v & (m0 ^ m1));
+    return v;
+}
+
+int ht_check(const struct ht *h)
+{
+    size_t seen[2] = {0, 0};
+    for (int i = 0; i < 2; i++) {
+        if (h->t[i] == NULL) {
+            if (h->used[i] != 0 || (i == 1 && rehashing(h))) {
+                return 0;
+            }
+            continue;
+        }
+        for (size_t b = 0; b < h->size[i]; b++) {
+            for (struct ht_entry *e = h->t[i][b]; e; e = e->next) {
+                if ((e->hash & (h->size[i] - 1)) != b ||
+                    e->hash != ht_siphash(h->k0, h->k1, e->key, e->key_len) ||
+                    e->val_len > e->val_cap) {
+                    return 0;
+                }
+                if (i == 0 && rehashing(h) && b < (size_t)h->rehash_idx) {
+                    return 0;
+                }
+                seen[i]++;
+            }
+        }
+    }
+    return seen[0] == h->used[0] && seen[1] == h->used[1];
+}

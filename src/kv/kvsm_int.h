@@ -1,0 +1,64 @@
+/*
+ * kvsm_int.h -- the inside of struct kvsm, shared by the files of src/kv/
+ * (kvsm.c, commands.c, entry.c, snapshot.c).  Not for other layers.
+ */
+#ifndef CRAFT_KV_KVSM_INT_H
+#define CRAFT_KV_KVSM_INT_H
+
+#include "kv/ht.h"
+#include "kv/kvsm.h"
+#include "kv/session.h"
+
+struct kvsm {
+    struct kvsm_config cfg;
+    struct ht keys;
+    struct kvsm_sessions sessions;
+    uint64_t last_applied;
+    uint64_t now_ms; /* max leader stamp applied; see invariant 1 */
+};
+
+/* Command flags. */
+#define KVSM_CMD_READ 0x1u    /* reads state, never changes it */
+#define KVSM_CMD_WRITE 0x2u   /* changes state: goes through the log */
+#define KVSM_CMD_LOCAL 0x4u   /* touches no state at all */
+#define KVSM_CMD_SESSION 0x8u /* CRAFT.SESSION / CRAFT.EXEC */
+#define KVSM_CMD_TX 0x10u     /* MULTI / EXEC / DISCARD: the server's queue */
+
+/* One command invocation.  rw is NULL on the read-only path. */
+struct kvsm_exec {
+    const struct kvsm *ro;
+    struct kvsm *rw;
+    uint64_t index; /* log index of the entry being applied, or 0 */
+    size_t argc;
+    const uint8_t *const *argv;
+    const size_t *lens;
+    struct buf *out;
+};
+
+/*
+ * The command table.  arity follows Redis: n > 0 means exactly n arguments
+ * (the name included), n < 0 means at least -n.  A handler appends exactly
+ * one RESP value to e->out and returns 0 or CRAFT_ENOMEM.  New commands
+ * (issue #7: EXPIRE, GETRANGE, MULTI/EXEC...) are one row and one function.
+ */
+struct kvsm_command {
+    const char *name; /* lower case, as Redis prints it in errors */
+    int arity;
+    unsigned flags;
+    int (*fn)(struct kvsm_exec *e);
+};
+
+/* Look up a command by name, case-insensitively.  NULL if unknown. */
+const struct kvsm_command *kvsm__command_find(const uint8_t *name, size_t n);
+
+/*
+ * Check that argv names a known command with a valid arity; if not, append
+ * Redis's error reply to out.  Returns the command, or NULL with *rv set to
+ * 0 (error reply written) or CRAFT_ENOMEM.
+ */
+const struct kvsm_command *kvsm__command_check(size_t argc,
+                                               const uint8_t *const *argv,
+                                               const size_t *lens,
+                                               struct buf *out, int *rv);
+
+#endif /* CRAFT_KV_KVSM_INT_H */

@@ -1,0 +1,1580 @@
+/*
+ * The craftd node runtime (see node.h).
+ *
+ * One loop, one thread.  Events reach the Raft core through node_step()
+ * only; each step returns an update that is carried out completely before
+ * the next step (the update's pointers die with the next step):
+ *
+ *   tick timer ------------.
+ *   peer message (net) ----+--> node_step --> raft_step --> update:
+ *   store callback --------|      1. persist: store_append/snapshot_put
+ *   proposal batch --------'         (group commit on the thread pool)
+ *                                 2. send: net_peer_send, in parallel
+ *                                    with the leader's own fsync
+ *                                 3. install / apply committed entries,
+ *                                    answer the proposing clients
+ *                                 4. ReadIndex answers -> serve reads
+ *                                 5. role changes: a leader that steps
+ *                                    down fails its waiting clients now
+ *
+ * Client commands arrive from the front end (srv) at any time, also from
+ * inside step 3 (a reply lets a pipelined client send more); they are only
+ * queued there.  A check handle, run once per loop iteration right after
+ * it polls, proposes all queued writes in one RAFT_PROPOSE and starts one
+ * ReadIndex round for all queued reads.  So writes arriving while the disk
+ * is busy form one batch (group commit) and concurrent reads share one
+ * confirmation round.
+ *
+ * Invariants:
+ *  1. node_step() is never re-entered: events produced while an update is
+ *     carried out (unreachable peers, persistence that needed no I/O) are
+ *     deferred and stepped after it.
+ *  2. n->props holds the proposed ops in index order; each is answered
+ *     exactly once: with its reply when its entry applies in the term it
+ *     was proposed in, with CRAFT_ELEADERLOST otherwise.  An op gets
+ *     CRAFT_ENOTLEADER (MOVED/CLUSTERDOWN) only if it was never proposed.
+ *  3. applied only grows, by one entry at a time or to an installed
+ *     snapshot's index.
+ *  4. Nothing is acknowledged to a client before its entry is committed,
+ *     which the core only reports once a majority (counting this node only
+ *     after its own write is durable) has it on stable storage.
+ */
+#include "node/node.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "craft/raft.h"
+#include "net/net.h"
+#include "node/ident.h"
+#include "node/sm.h"
+#include "server/resp.h"
+#include "server/srv.h"
+#include "storage/store.h"
+#include "util/assert.h"
+#include "util/log.h"
+
+/* The one message type on the Raft port. */
+#define NODE_MSG_RAFT 1
+/* Entries one decoded append may carry; the core sends at most
+ * max_msg_entries (64 by default), so this leaves a wide margin. */
+#define NODE_DECODE_ENTRIES_MAX 4096
+/* The largest command a client may write: it must fit, with its framing,
+ * in one append message (NET_FRAME_MAX_DEFAULT, 16 MiB) and one log record
+ * entry (STORE_ENTRY_BYTES_MAX_DEFAULT, 16 MiB).  8 MiB keeps a 2x margin. */
+#define NODE_ENTRY_BYTES_MAX (8u << 20)
+/* After a snapshot, keep this many entries in the log so that a follower
+ * a little behind catches up from the log rather than a whole snapshot. */
+#define NODE_SNAPSHOT_TRAILING 4096
+/* Snapshot data is handed to the store in chunks of this size, one at a
+ * time, so the loop never copies more than this in one go. */
+#define NODE_SNAPSHOT_CHUNK (1u << 20)
+/* How often the loop checks whether the snapshot child has finished. */
+#define NODE_SNAPSHOT_POLL_MS 10
+/* Entry bytes handed to the store and not yet durable above which a leader
+ * stops proposing (commands wait in the front end's queues, and clients
+ * see latency instead of the node running out of memory).  64 MiB is many
+ * group commits' worth, and well below the store's own limit
+ * (STORE_PENDING_BYTES_MAX_DEFAULT, 256 MiB), which must never be hit. */
+#define NODE_PERSIST_BYTES_MAX (64u << 20)
+/* How long a stopping leader waits for the peer it hands leadership to:
+ * the peer is caught up at once in the common case and wins its election
+ * in one round trip; beyond this the cluster elects one the normal way. */
+#define NODE_TRANSFER_WAIT_MS 500
+
+struct persist_req {
+    struct store_req req;
+    struct node *n;
+    uint64_t seq;   /* 0 unless this request completes an update */
+    uint64_t bytes; /* entry bytes it carries, for n->persist_bytes */
+};
+
+/* One ReadIndex round, shared by every read queued when it started. */
+struct read_group {
+    struct read_group *next;
+    uint64_t ctx;
+    bool ready; /* the core confirmed leadership: serve at index */
+    raft_index index;
+    struct srv_op *ops; /* linked through bnext */
+};
+
+struct op_list {
+    struct srv_op *head, *tail;
+    unsigned n;
+};
+
+enum snap_state {
+    SNAP_IDLE = 0,
+    SNAP_CHILD,   /* a forked child is writing the data file */
+    SNAP_STORING, /* handing the data file to the store, chunk by chunk */
+};
+
+struct node {
+    uv_loop_t *loop;
+    struct node_config cfg;
+    int lock_fd;
+    int exit_code;
+    char raft_dir[NODE_PATH_MAX + 16];
+
+    struct raft *raft;
+    struct store *store;
+    struct net_server *rserver;
+    struct net_peer *peers[NODE_MEMBERS_MAX]; /* NULL for self */
+    struct node_sm *sm;
+    struct srv *srv;
+
+    uv_timer_t ticker;
+    uv_check_t batcher;
+    uv_signal_t sigterm, sigint;
+    uv_timer_t stop_timer;
+    uv_timer_t snap_timer;
+
+    /* The core's view, from the last update. */
+    uint8_t role;
+    raft_term term;
+    raft_id leader;
+    raft_index commit;
+    raft_index applied;
+    raft_term applied_term;
+
+    /* Step machinery. */
+    bool stepping;
+    uint32_t unreachable; /* bit i: member i could not be sent to */
+    uint64_t deferred_persisted;
+    uint64_t persist_bytes; /* entry bytes submitted, not yet durable */
+    /* What the store holds once everything submitted is done: the last
+     * log index and the index of the current snapshot. */
+    raft_index store_last;
+    raft_index store_snap;
+    struct raft_entry *scratch;
+    struct buf sendbuf;
+
+    /* Client commands. */
+    struct op_list writes; /* encoded, not yet proposed */
+    struct buf wdata;      /* their payloads; op->bindex/bterm = off/len */
+    struct op_list props;  /* proposed, waiting to apply, index order */
+    struct op_list reads;  /* waiting for the next ReadIndex round */
+    struct read_group *groups, *groups_tail;
+    uint64_t next_read_ctx;
+
+    /* Snapshots. */
+    enum snap_state snap;
+    pid_t snap_pid;
+    raft_index snap_index;
+    raft_term snap_term;
+    uint64_t snap_size;
+    uint64_t snap_off;
+    uint64_t snap_started_ns;
+    int snap_fd;
+    bool remote_snap;  /* the leader is sending us a snapshot */
+    uint64_t snap_gen; /* increments with every local snapshot */
+    pid_t pid;         /* of this process (not of a snapshot child) */
+    uint8_t *snap_chunk;
+    uint64_t log_bytes; /* entry bytes persisted since the last snapshot */
+    raft_index snapshot_index;
+
+    /* Stopping. */
+    bool stopping;
+    bool transferring; /* handing leadership over before closing */
+    bool srv_stopped;
+    unsigned open_handles;
+};
+
+static void node_step(struct node *n, struct raft_event *ev);
+static void node_shutdown(struct node *n);
+static void snap_abandon(struct node *n, const char *why);
+
+/* ---- helpers -------------------------------------------------------- */
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static int member_index(const struct node *n, raft_id id)
+{
+    for (unsigned i = 0; i < n->cfg.n_members; i++) {
+        if (n->cfg.members[i].id == id) {
+            return (int)i;
+        }
+    }
+    return -1;
+}
+
+/* A failure that makes going on unsafe: the disk failed (the page cache
+ * may have dropped writes, so nothing more may be acknowledged) or a
+ * committed entry is corrupt.  What is durable stays durable; a restart
+ * recovers from it. */
+__attribute__((noreturn)) static void node_fatal(struct node *n,
+                                                 const char *what, int rv)
+{
+    (void)n;
+    LOG_ERRORF("fatal: %s: %s; stopping at once (acknowledged writes are "
+               "on disk; restart to recover)",
+               what, craft_strerror(rv));
+    _exit(1);
+}
+
+static void list_push(struct op_list *l, struct srv_op *op)
+{
+    op->bnext = NULL;
+    if (l->tail != NULL) {
+        l->tail->bnext = op;
+    } else {
+        l->head = op;
+    }
+    l->tail = op;
+    l->n++;
+}
+
+static struct srv_op *list_pop(struct op_list *l)
+{
+    struct srv_op *op = l->head;
+    if (op != NULL) {
+        l->head = op->bnext;
+        if (l->head == NULL) {
+            l->tail = NULL;
+        }
+        l->n--;
+        op->bnext = NULL;
+    }
+    return op;
+}
+
+static void list_fail(struct op_list *l, int status)
+{
+    struct srv_op *op;
+    while ((op = list_pop(l)) != NULL) {
+        srv_op_done(op, status);
+    }
+}
+
+static void groups_fail(struct node *n, int status)
+{
+    while (n->groups != NULL) {
+        struct read_group *g = n->groups;
+        n->groups = g->next;
+        struct srv_op *op = g->ops;
+        while (op != NULL) {
+            struct srv_op *next = op->bnext;
+            srv_op_done(op, status);
+            op = next;
+        }
+        free(g);
+    }
+    n->groups_tail = NULL;
+}
+
+/* ---- persistence ---------------------------------------------------- */
+
+static void on_persisted(struct store_req *req, int status)
+{
+    struct persist_req *p = req->data;
+    struct node *n = p->n;
+    uint64_t seq = p->seq;
+    CRAFT_ASSERT(n->persist_bytes >= p->bytes);
+    n->persist_bytes -= p->bytes;
+    free(p);
+    if (status != 0) {
+        node_fatal(n, "writing the Raft log", status);
+    }
+    if (seq != 0) {
+        struct raft_event ev = {.type = RAFT_PERSISTED};
+        ev.persisted.seq = seq;
+        node_step(n, &ev);
+    }
+}
+
+static struct persist_req *persist_req_new(struct node *n, uint64_t seq)
+{
+    struct persist_req *p = calloc(1, sizeof *p);
+    if (p == NULL) {
+        node_fatal(n, "allocating a write request", CRAFT_ENOMEM);
+    }
+    p->n = n;
+    p->seq = seq;
+    p->req.data = p;
+    return p;
+}
+
+/*
+ * The core asks to drop entries >= truncate_from; the store refuses a
+ * truncation at or below its snapshot, whose entries compaction removes
+ * (and which the store drops by itself when the next append starts after
+ * the snapshot).  So a truncation below the snapshot becomes one just
+ * after it, or none when the log holds nothing beyond the snapshot.
+ */
+static raft_index store_truncation(const struct node *n,
+                                   raft_index truncate_from)
+{
+    if (truncate_from == 0 || truncate_from > n->store_snap) {
+        return truncate_from;
+    }
+    return n->store_last > n->store_snap ? n->store_snap + 1 : 0;
+}
+
+static void persist(struct node *n, const struct raft_update *u)
+{
+    if (u->persist_seq == 0) {
+        return;
+    }
+    bool log = u->hs_changed || u->truncate_from != 0 || u->n_entries > 0;
+    const struct raft_snapshot_chunk *chunk = u->snapshot_chunk;
+    if (!log && chunk == NULL) {
+        n->deferred_persisted = u->persist_seq;
+        return;
+    }
+    if (log) {
+        struct persist_req *p =
+            persist_req_new(n, chunk == NULL ? u->persist_seq : 0);
+        raft_index truncate_from = store_truncation(n, u->truncate_from);
+        int rv =
+            store_append(n->store, &p->req, u->hs_changed ? &u->hs : NULL,
+                         truncate_from, u->entries, u->n_entries, on_persisted);
+        if (rv != 0) {
+            free(p);
+            char what[160];
+            snprintf(
+                what, sizeof what,
+                "queueing a Raft log write (truncate_from %llu, %zu "
+                "entries from %llu, snapshot %llu)",
+                (unsigned long long)u->truncate_from, u->n_entries,
+                (unsigned long long)(u->n_entries ? u->entries[0].index : 0),
+                (unsigned long long)n->snapshot_index);
+            node_fatal(n, what, rv);
+        }
+        for (size_t i = 0; i < u->n_entries; i++) {
+            p->bytes += u->entries[i].buf.len + 32;
+        }
+        n->log_bytes += p->bytes;
+        n->persist_bytes += p->bytes;
+        if (truncate_from != 0) {
+            n->store_last = truncate_from - 1;
+        }
+        if (u->n_entries > 0) {
+            n->store_last = u->entries[u->n_entries - 1].index;
+        }
+    }
+    if (chunk != NULL) {
+        /* A snapshot from the leader replaces whatever we were making. */
+        if (n->snap != SNAP_IDLE) {
+            snap_abandon(n, "the leader is sending a snapshot");
+        }
+        n->remote_snap = !chunk->last;
+        struct persist_req *p = persist_req_new(n, u->persist_seq);
+        int rv = store_snapshot_put(n->store, &p->req, &chunk->meta,
+                                    chunk->offset, chunk->data.base,
+                                    chunk->data.len, chunk->last, on_persisted);
+        if (rv != 0) {
+            free(p);
+            node_fatal(n, "queueing a snapshot chunk", rv);
+        }
+        if (chunk->last) {
+            n->store_snap = chunk->meta.index;
+        }
+    }
+}
+
+/* ---- sending -------------------------------------------------------- */
+
+static void send_message(struct node *n, const struct raft_message *m)
+{
+    int idx = member_index(n, m->to);
+    CRAFT_ASSERT(idx >= 0 && (unsigned)idx != n->cfg.self);
+    if (n->peers[idx] == NULL) {
+        return; /* stopping: the peers are closed; Raft tolerates loss */
+    }
+    size_t hdr = raft_message_encoded_size(m);
+    size_t extra = m->type == RAFT_MSG_SNAPSHOT ? m->snapshot.data.len : 0;
+    buf_reset(&n->sendbuf);
+    if (buf_reserve(&n->sendbuf, hdr + extra) != 0) {
+        LOG_WARNF("out of memory encoding a %s for node %llu; dropped",
+                  raft_msg_type_name(m->type), (unsigned long long)m->to);
+        return;
+    }
+    int len = raft_message_encode(m, n->sendbuf.data, n->sendbuf.cap);
+    CRAFT_ASSERT(len > 0);
+    size_t total = (size_t)len;
+    if (extra > 0) {
+        /* Attach the chunk the core asked for (raft.h: the runtime owns the
+         * snapshot data).  A snapshot replaced meanwhile: drop; the core
+         * retries with the newest. */
+        struct raft_snapshot_meta meta;
+        int64_t got = store_snapshot_read(
+            n->store, m->snapshot.meta.index, m->snapshot.offset,
+            n->sendbuf.data + total, extra, &meta);
+        if (got != (int64_t)extra) {
+            LOG_DEBUGF("snapshot %llu no longer readable; chunk dropped",
+                       (unsigned long long)m->snapshot.meta.index);
+            return;
+        }
+        total += extra;
+    }
+    int rv =
+        net_peer_send(n->peers[idx], NODE_MSG_RAFT, n->sendbuf.data, total);
+    if (rv != 0) {
+        n->unreachable |= 1u << idx;
+    }
+}
+
+/* ---- applying ------------------------------------------------------- */
+
+static void apply_entry(struct node *n, const struct raft_entry *e)
+{
+    CRAFT_ASSERT(e->index == n->applied + 1);
+    /* Ops proposed at lower indices cannot be waiting any more: their
+     * entries were replaced (a snapshot or another leader's log). */
+    while (n->props.head != NULL && n->props.head->bindex < e->index) {
+        srv_op_done(list_pop(&n->props), CRAFT_ELEADERLOST);
+    }
+    struct srv_op *op = NULL;
+    if (n->props.head != NULL && n->props.head->bindex == e->index) {
+        op = list_pop(&n->props);
+    }
+    bool ours = op != NULL && op->bterm == e->term;
+    if (e->type == RAFT_ENTRY_COMMAND) {
+        int rv = node_sm_apply(n->sm, e->index, e->buf.base, e->buf.len,
+                               ours ? &op->reply : NULL);
+        if (rv != 0) {
+            node_fatal(n, "applying a committed entry", rv);
+        }
+    } else {
+        node_sm_skip(n->sm, e->index);
+        ours = false;
+    }
+    n->applied = e->index;
+    n->applied_term = e->term;
+    if (op != NULL) {
+        srv_op_done(op, ours ? 0 : CRAFT_ELEADERLOST);
+    }
+}
+
+struct snap_reader {
+    struct node *n;
+    raft_index index;
+    uint64_t off;
+};
+
+static int64_t read_store_snapshot(void *data, void *buf, size_t len)
+{
+    struct snap_reader *r = data;
+    struct raft_snapshot_meta meta;
+    int64_t got =
+        store_snapshot_read(r->n->store, r->index, r->off, buf, len, &meta);
+    if (got > 0) {
+        r->off += (uint64_t)got;
+    }
+    return got;
+}
+
+static void install(struct node *n, const struct raft_snapshot_meta *meta)
+{
+    if (n->snap != SNAP_IDLE) {
+        snap_abandon(n, "a snapshot from the leader was installed");
+    }
+    struct snap_reader r = {.n = n, .index = meta->index, .off = 0};
+    int rv = node_sm_snapshot_load(n->sm, read_store_snapshot, &r);
+    if (rv != 0) {
+        node_fatal(n, "loading a snapshot received from the leader", rv);
+    }
+    LOG_INFOF("installed snapshot at index %llu (term %llu, %llu bytes)",
+              (unsigned long long)meta->index, (unsigned long long)meta->term,
+              (unsigned long long)meta->size);
+    n->applied = meta->index;
+    n->applied_term = meta->term;
+    n->snapshot_index = meta->index;
+    n->log_bytes = 0;
+    n->remote_snap = false;
+    while (n->props.head != NULL && n->props.head->bindex <= meta->index) {
+        srv_op_done(list_pop(&n->props), CRAFT_ELEADERLOST);
+    }
+}
+
+static void on_compacted(struct store_req *req, int status)
+{
+    struct persist_req *p = req->data;
+    struct node *n = p->n;
+    free(p);
+    if (status != 0) {
+        node_fatal(n, "compacting the Raft log", status);
+    }
+}
+
+static void compact(struct node *n, raft_index to)
+{
+    struct persist_req *p = persist_req_new(n, 0);
+    int rv = store_compact(n->store, &p->req, to, on_compacted);
+    if (rv != 0) {
+        free(p);
+        LOG_WARNF("log compaction to %llu refused: %s", (unsigned long long)to,
+                  craft_strerror(rv));
+    }
+}
+
+/* ---- reads ---------------------------------------------------------- */
+
+static void read_answer(struct node *n, const struct raft_read *r)
+{
+    for (struct read_group *g = n->groups; g != NULL; g = g->next) {
+        if (g->ctx != r->ctx) {
+            continue;
+        }
+        if (r->status == 0) {
+            g->ready = true;
+            g->index = r->index;
+            return;
+        }
+        /* Not confirmed: nothing was executed, so the client may safely
+         * go to the leader (MOVED) or retry. */
+        struct srv_op *op = g->ops;
+        g->ops = NULL;
+        g->ready = true;
+        g->index = 0;
+        while (op != NULL) {
+            struct srv_op *next = op->bnext;
+            srv_op_done(op, CRAFT_ENOTLEADER);
+            op = next;
+        }
+        return;
+    }
+}
+
+/* Serve the confirmed rounds, oldest first, whose index has applied. */
+static void serve_reads(struct node *n)
+{
+    while (n->groups != NULL && n->groups->ready &&
+           n->groups->index <= n->applied) {
+        struct read_group *g = n->groups;
+        n->groups = g->next;
+        if (n->groups == NULL) {
+            n->groups_tail = NULL;
+        }
+        struct srv_op *op = g->ops;
+        while (op != NULL) {
+            struct srv_op *next = op->bnext;
+            int rv =
+                node_sm_read(n->sm, op->argc, (const uint8_t *const *)op->argv,
+                             op->lens, &op->reply);
+            srv_op_done(op, rv);
+            op = next;
+        }
+        free(g);
+    }
+}
+
+/* ---- the update ----------------------------------------------------- */
+
+static void role_change(struct node *n, const struct raft_update *u)
+{
+    uint8_t old = n->role;
+    n->role = u->role;
+    n->term = u->term;
+    if (u->leader != n->leader) {
+        n->leader = u->leader;
+        if (u->leader != 0) {
+            LOG_INFOF("leader is node %llu (term %llu)",
+                      (unsigned long long)u->leader,
+                      (unsigned long long)u->term);
+        }
+    }
+    if (old == RAFT_LEADER && u->role != RAFT_LEADER) {
+        /* A leader that steps down fails its waiting clients at once: the
+         * outcome of what it proposed is unknown, what it did not propose
+         * may be retried at the new leader. */
+        LOG_INFOF("no longer leader (term %llu): failing %u proposals, "
+                  "%u queued writes and pending reads",
+                  (unsigned long long)u->term, n->props.n, n->writes.n);
+        list_fail(&n->props, CRAFT_ELEADERLOST);
+        list_fail(&n->writes, CRAFT_ENOTLEADER);
+        buf_reset(&n->wdata);
+        list_fail(&n->reads, CRAFT_ENOTLEADER);
+        groups_fail(n, CRAFT_ENOTLEADER);
+    }
+    if (u->role == RAFT_LEADER && old != RAFT_LEADER) {
+        LOG_INFOF("became leader (term %llu)", (unsigned long long)u->term);
+    }
+}
+
+/* After a step: a stopping leader whose transfer went through closes now,
+ * once the update (with the TimeoutNow message) has been handed to net.
+ * The peers are closed on a later loop turn, after that message is
+ * written. */
+static void after_step(struct node *n)
+{
+    if (n->transferring && n->role != RAFT_LEADER) {
+        n->transferring = false;
+        LOG_INFOF("leadership handed over");
+        uv_timer_stop(&n->stop_timer);
+        node_shutdown(n);
+    }
+}
+
+static void maybe_snapshot(struct node *n);
+
+static void handle_update(struct node *n, const struct raft_update *u)
+{
+    persist(n, u);
+    for (size_t i = 0; i < u->n_messages; i++) {
+        send_message(n, &u->messages[i]);
+    }
+    if (u->install != NULL) {
+        install(n, u->install);
+    }
+    for (size_t i = 0; i < u->n_committed; i++) {
+        apply_entry(n, &u->committed[i]);
+    }
+    n->commit = u->commit_index;
+    if (u->compact_to != 0) {
+        compact(n, u->compact_to);
+    }
+    for (size_t i = 0; i < u->n_reads; i++) {
+        read_answer(n, &u->reads[i]);
+    }
+    role_change(n, u);
+    serve_reads(n);
+    maybe_snapshot(n);
+}
+
+/* Called between raft_step() and carrying out its update, for the caller
+ * to record what the step returned (the indices of proposals). */
+typedef void (*step_hook)(struct node *n, const struct raft_event *ev, int rv,
+                          void *arg);
+
+static int node_step_hooked(struct node *n, struct raft_event *ev,
+                            step_hook hook, void *arg)
+{
+    CRAFT_ASSERT(!n->stepping);
+    CRAFT_ASSERT(n->raft != NULL);
+    n->stepping = true;
+    struct raft_update u;
+    int rv = raft_step(n->raft, ev, &u);
+    if (rv != 0 && rv != CRAFT_ENOTLEADER && rv != CRAFT_EPROTO) {
+        LOG_WARNF("raft_step(%d): %s", ev->type, craft_strerror(rv));
+    }
+    if (hook != NULL) {
+        hook(n, ev, rv, arg);
+    }
+    handle_update(n, &u);
+    n->stepping = false;
+    /* Invariant 1: deferred events, stepped after the update is done. */
+    if (n->deferred_persisted != 0) {
+        struct raft_event pe = {.type = RAFT_PERSISTED};
+        pe.persisted.seq = n->deferred_persisted;
+        n->deferred_persisted = 0;
+        node_step(n, &pe);
+    }
+    while (n->unreachable != 0) {
+        unsigned i = (unsigned)__builtin_ctz(n->unreachable);
+        n->unreachable &= ~(1u << i);
+        struct raft_event ue = {.type = RAFT_UNREACHABLE};
+        ue.unreachable.peer = n->cfg.members[i].id;
+        node_step(n, &ue);
+    }
+    after_step(n);
+    return rv;
+}
+
+static void node_step(struct node *n, struct raft_event *ev)
+{
+    node_step_hooked(n, ev, NULL, NULL);
+}
+
+/* ---- proposals and reads from the front end ------------------------- */
+
+struct proposal_batch {
+    struct srv_op **ops;
+    unsigned n;
+};
+
+/* Record where the proposed ops went, before the update is carried out. */
+static void proposed(struct node *n, const struct raft_event *ev, int rv,
+                     void *arg)
+{
+    struct proposal_batch *b = arg;
+    for (unsigned i = 0; i < b->n; i++) {
+        struct srv_op *op = b->ops[i];
+        if (rv == 0) {
+            op->bindex = ev->propose.index + i;
+            op->bterm = ev->propose.term;
+            list_push(&n->props, op);
+        } else {
+            /* Not proposed: CRAFT_ENOTLEADER becomes MOVED/CLUSTERDOWN. */
+            srv_op_done(op, rv);
+        }
+    }
+}
+
+static void flush_writes(struct node *n)
+{
+    while (n->writes.n > 0) {
+        struct raft_buffer bufs[RAFT_PROPOSE_MAX];
+        struct srv_op *ops[RAFT_PROPOSE_MAX];
+        unsigned k = 0;
+        while (k < RAFT_PROPOSE_MAX && n->writes.head != NULL) {
+            struct srv_op *op = list_pop(&n->writes);
+            ops[k] = op;
+            bufs[k].base = n->wdata.data + op->bindex;
+            bufs[k].len = (size_t)op->bterm;
+            k++;
+        }
+        struct raft_event ev = {.type = RAFT_PROPOSE};
+        ev.propose.bufs = bufs;
+        ev.propose.n = k;
+        struct proposal_batch b = {.ops = ops, .n = k};
+        node_step_hooked(n, &ev, proposed, &b);
+    }
+    buf_reset(&n->wdata);
+    if (n->wdata.cap > (64u << 20)) {
+        buf_close(&n->wdata);
+    }
+}
+
+static void flush_reads(struct node *n)
+{
+    struct read_group *g = calloc(1, sizeof *g);
+    if (g == NULL) {
+        list_fail(&n->reads, CRAFT_ENOMEM);
+        return;
+    }
+    g->ctx = ++n->next_read_ctx;
+    g->ops = n->reads.head;
+    n->reads.head = n->reads.tail = NULL;
+    n->reads.n = 0;
+    if (n->groups_tail != NULL) {
+        n->groups_tail->next = g;
+    } else {
+        n->groups = g;
+    }
+    n->groups_tail = g;
+    struct raft_event ev = {.type = RAFT_READ};
+    ev.read.ctx = g->ctx;
+    node_step(n, &ev);
+}
+
+/*
+ * Runs once per loop iteration right after the poll for I/O (a check
+ * handle), when the commands that arrived in it are queued.  Not a prepare
+ * handle: the transport flushes its connections from prepare handles it
+ * starts when a message is queued, and a message queued from inside the
+ * prepare phase would wait for the next wake-up (up to a tick) before it
+ * is written.  Commands queued while this runs (a reply lets a pipelined
+ * client go on) are taken in the same pass.
+ */
+static void on_batch(uv_check_t *h)
+{
+    struct node *n = h->data;
+    for (int pass = 0; pass < 64; pass++) {
+        /* Past the limit, the writes wait here for the disk to catch up;
+         * the store callback that lowers persist_bytes wakes the loop. */
+        bool writes =
+            n->writes.n > 0 && n->persist_bytes < NODE_PERSIST_BYTES_MAX;
+        if (!writes && n->reads.n == 0) {
+            return;
+        }
+        if (writes) {
+            flush_writes(n);
+        }
+        if (n->reads.n > 0) {
+            flush_reads(n);
+        }
+    }
+}
+
+static void backend_submit(void *data, struct srv_op *op)
+{
+    struct node *n = data;
+    if (n->stopping) {
+        srv_op_done(op, CRAFT_ESHUTDOWN);
+        return;
+    }
+    enum node_sm_kind kind =
+        op->n_cmds > 0 ? NODE_SM_WRITE
+                       : node_sm_classify(n->sm, op->argc,
+                                          (const uint8_t *const *)op->argv,
+                                          op->lens, &op->reply);
+    if (kind == NODE_SM_INVALID) {
+        srv_op_done(op, 0);
+        return;
+    }
+    if (n->role != RAFT_LEADER) {
+        srv_op_done(op, CRAFT_ENOTLEADER);
+        return;
+    }
+    if (kind == NODE_SM_READ) {
+        list_push(&n->reads, op);
+        return;
+    }
+    size_t off = n->wdata.len;
+    const uint8_t *const *argv = (const uint8_t *const *)op->argv;
+    int rv =
+        op->n_cmds > 0
+            ? node_sm_encode_multi(n->sm, op->n_cmds, op->cmd_argc, argv,
+                                   op->lens, now_ms(), &n->wdata, &op->reply)
+            : node_sm_encode(n->sm, op->argc, argv, op->lens, now_ms(),
+                             &n->wdata, &op->reply);
+    if (rv != 0) {
+        n->wdata.len = off;
+        srv_op_done(op, op->reply.len > 0 ? 0 : rv);
+        return;
+    }
+    if (n->wdata.len - off > NODE_ENTRY_BYTES_MAX) {
+        n->wdata.len = off;
+        resp_write_errorf(&op->reply,
+                          "ERR command too large to replicate (limit %u "
+                          "bytes)",
+                          NODE_ENTRY_BYTES_MAX);
+        srv_op_done(op, 0);
+        return;
+    }
+    op->bindex = off;
+    op->bterm = n->wdata.len - off;
+    list_push(&n->writes, op);
+}
+
+static int backend_check(void *data, size_t argc, const uint8_t *const *argv,
+                         const size_t *lens, struct buf *err)
+{
+    struct node *n = data;
+    return node_sm_check(n->sm, argc, argv, lens, err);
+}
+
+static bool backend_leader(void *data, char *out, size_t cap)
+{
+    struct node *n = data;
+    int i = member_index(n, n->leader);
+    if (n->leader == 0 || i < 0) {
+        return false;
+    }
+    const struct node_member *m = &n->cfg.members[i];
+    snprintf(out, cap, "%s:%u", m->host, (unsigned)m->client_port);
+    return true;
+}
+
+static int backend_info(void *data, struct buf *b)
+{
+    struct node *n = data;
+    struct raft_status st;
+    raft_status(n->raft, &st);
+    char leader[96] = "";
+    backend_leader(n, leader, sizeof leader);
+    char text[2048];
+    int len = snprintf(
+        text, sizeof text,
+        "# Replication\r\nrole:%s\r\n"
+        "\r\n# Raft\r\nraft_node_id:%llu\r\nraft_role:%s\r\n"
+        "raft_term:%llu\r\nraft_leader_id:%llu\r\nraft_leader_addr:%s\r\n"
+        "raft_commit_index:%llu\r\nraft_applied_index:%llu\r\n"
+        "raft_last_index:%llu\r\nraft_snapshot_index:%llu\r\n"
+        "raft_members:%u\r\nraft_pending_proposals:%u\r\n"
+        "\r\n# Keyspace\r\nkeys:%llu\r\n",
+        st.role == RAFT_LEADER ? "master" : "slave",
+        (unsigned long long)n->cfg.id, raft_role_name(st.role),
+        (unsigned long long)st.term, (unsigned long long)st.leader, leader,
+        (unsigned long long)st.commit, (unsigned long long)n->applied,
+        (unsigned long long)st.last_index,
+        (unsigned long long)st.snapshot_index, n->cfg.n_members, n->props.n,
+        (unsigned long long)node_sm_keys(n->sm));
+    CRAFT_ASSERT(len > 0 && (size_t)len < sizeof text);
+    for (unsigned i = 0; i < n->cfg.n_members; i++) {
+        if (n->peers[i] == NULL) {
+            continue;
+        }
+        struct net_peer_stats ps;
+        net_peer_get_stats(n->peers[i], &ps);
+        const struct raft_progress_status *pr = NULL;
+        for (unsigned j = 0; j < st.n_progress; j++) {
+            if (st.progress[j].id == n->cfg.members[i].id) {
+                pr = &st.progress[j];
+            }
+        }
+        int k = snprintf(
+            text + len, sizeof text - (size_t)len,
+            "raft_peer_%llu:connected=%d,match=%llu,state=%d,frames_sent="
+            "%llu,frames_dropped=%llu\r\n",
+            (unsigned long long)n->cfg.members[i].id, ps.connected,
+            (unsigned long long)(pr ? pr->match : 0), pr ? pr->state : -1,
+            (unsigned long long)ps.frames_sent,
+            (unsigned long long)ps.frames_dropped);
+        if (k > 0 && (size_t)(len + k) < sizeof text) {
+            len += k;
+        }
+    }
+    return buf_append(b, text, (size_t)len);
+}
+
+/* ---- snapshots ------------------------------------------------------ */
+
+/* Each snapshot child writes its own file, so that a child left over from
+ * an earlier process (it dies with its parent, see snap_child, but may
+ * still be finishing) never writes into a newer child's file. */
+static void snap_path(const struct node *n, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s/snapshot-%ld-%llu.tmp", n->cfg.data_dir,
+             (long)n->pid, (unsigned long long)n->snap_gen);
+}
+
+/* Remove the data files of snapshots that earlier processes left behind. */
+static void snap_cleanup(const struct node *n)
+{
+    DIR *d = opendir(n->cfg.data_dir);
+    if (d == NULL) {
+        return;
+    }
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        size_t len = strlen(e->d_name);
+        if (strncmp(e->d_name, "snapshot-", 9) == 0 && len > 4 &&
+            strcmp(e->d_name + len - 4, ".tmp") == 0) {
+            unlinkat(dirfd(d), e->d_name, 0);
+        }
+    }
+    closedir(d);
+}
+
+static void snap_finish(struct node *n, const char *why)
+{
+    if (n->snap_fd >= 0) {
+        close(n->snap_fd);
+        n->snap_fd = -1;
+    }
+    char path[NODE_PATH_MAX + 32];
+    snap_path(n, path, sizeof path);
+    unlink(path);
+    uv_timer_stop(&n->snap_timer);
+    n->snap = SNAP_IDLE;
+    if (why != NULL) {
+        LOG_WARNF("snapshot at index %llu abandoned: %s",
+                  (unsigned long long)n->snap_index, why);
+    }
+}
+
+/* Stop making a local snapshot, whatever stage it is in. */
+static void snap_abandon(struct node *n, const char *why)
+{
+    if (n->snap_pid > 0) {
+        kill(n->snap_pid, SIGKILL);
+        waitpid(n->snap_pid, NULL, 0);
+        n->snap_pid = 0;
+    }
+    if (n->snap != SNAP_IDLE) {
+        snap_finish(n, why);
+    }
+}
+
+static void snap_store_next(struct node *n);
+
+static void on_snap_chunk(struct store_req *req, int status)
+{
+    struct persist_req *p = req->data;
+    struct node *n = p->n;
+    uint64_t gen = p->seq;
+    free(p);
+    if (status != 0) {
+        node_fatal(n, "writing a snapshot", status);
+    }
+    if (n->snap != SNAP_STORING || gen != n->snap_gen) {
+        return; /* abandoned meanwhile */
+    }
+    if (n->snap_off < n->snap_size) {
+        snap_store_next(n);
+        return;
+    }
+    /* Durable and current in the store: let the core compact. */
+    uint64_t ms = (uv_hrtime() - n->snap_started_ns) / 1000000u;
+    LOG_INFOF("snapshot at index %llu stored: %llu bytes in %llu ms",
+              (unsigned long long)n->snap_index,
+              (unsigned long long)n->snap_size, (unsigned long long)ms);
+    n->snapshot_index = n->snap_index;
+    snap_finish(n, NULL);
+    struct raft_event ev = {.type = RAFT_SNAPSHOT};
+    ev.snapshot.index = n->snap_index;
+    ev.snapshot.size = n->snap_size;
+    ev.snapshot.trailing = NODE_SNAPSHOT_TRAILING;
+    node_step(n, &ev);
+}
+
+static void snap_store_next(struct node *n)
+{
+    uint64_t left = n->snap_size - n->snap_off;
+    size_t len =
+        left < NODE_SNAPSHOT_CHUNK ? (size_t)left : NODE_SNAPSHOT_CHUNK;
+    ssize_t got =
+        len > 0 ? pread(n->snap_fd, n->snap_chunk, len, (off_t)n->snap_off) : 0;
+    if (got != (ssize_t)len) {
+        snap_finish(n, "cannot read the data file");
+        return;
+    }
+    struct raft_snapshot_meta meta = {
+        .index = n->snap_index, .term = n->snap_term, .size = n->snap_size};
+    meta.config.n = n->cfg.n_members;
+    for (unsigned i = 0; i < n->cfg.n_members; i++) {
+        meta.config.ids[i] = n->cfg.members[i].id;
+    }
+    uint64_t off = n->snap_off;
+    n->snap_off += len;
+    /* The request's seq field carries the snapshot generation, so that a
+     * callback of an abandoned snapshot is recognised. */
+    struct persist_req *p = persist_req_new(n, n->snap_gen);
+    bool last = n->snap_off == n->snap_size;
+    int rv = store_snapshot_put(n->store, &p->req, &meta, off, n->snap_chunk,
+                                len, last, on_snap_chunk);
+    if (rv != 0) {
+        free(p);
+        snap_finish(n, craft_strerror(rv));
+        return;
+    }
+    if (last) {
+        n->store_snap = n->snap_index;
+    }
+}
+
+static void on_snap_poll(uv_timer_t *t)
+{
+    struct node *n = t->data;
+    int status;
+    pid_t pid = waitpid(n->snap_pid, &status, WNOHANG);
+    if (pid == 0) {
+        return;
+    }
+    uv_timer_stop(&n->snap_timer);
+    n->snap_pid = 0;
+    if (pid < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        snap_finish(n, "the snapshot child failed");
+        return;
+    }
+    char path[NODE_PATH_MAX + 32];
+    snap_path(n, path, sizeof path);
+    n->snap_fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (n->snap_fd < 0 || fstat(n->snap_fd, &st) != 0) {
+        snap_finish(n, "cannot open the data file");
+        return;
+    }
+    n->snap_size = (uint64_t)st.st_size;
+    n->snap_off = 0;
+    n->snap = SNAP_STORING;
+    snap_store_next(n);
+}
+
+/* The child: write the state as of the fork to the data file and exit.  It
+ * shares nothing with the parent but the copy-on-write memory image. */
+static void snap_child(struct node *n)
+{
+    /* Die with the parent: a snapshot nobody will store is wasted work.
+     * And hold none of its sockets and files: a child still finishing
+     * after its parent was killed must not keep the ports bound. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != n->pid) {
+        _exit(5);
+    }
+    close_range(3, ~0u, 0);
+    char path[NODE_PATH_MAX + 32];
+    snap_path(n, path, sizeof path);
+    FILE *f = fopen(path, "we");
+    if (f == NULL) {
+        _exit(2);
+    }
+    static char iobuf[1 << 20];
+    setvbuf(f, iobuf, _IOFBF, sizeof iobuf);
+    int rv = node_sm_snapshot_write(n->sm, f);
+    if (rv != 0 || fflush(f) != 0 || fsync(fileno(f)) != 0) {
+        _exit(3);
+    }
+    _exit(fclose(f) == 0 ? 0 : 4);
+}
+
+static void maybe_snapshot(struct node *n)
+{
+    if (n->snap != SNAP_IDLE || n->stopping || n->remote_snap ||
+        n->log_bytes < n->cfg.snapshot_bytes ||
+        n->applied <= n->snapshot_index) {
+        return;
+    }
+    n->snap_index = n->applied;
+    n->snap_term = n->applied_term;
+    n->snap_gen++;
+    n->snap_started_ns = uv_hrtime();
+    pid_t pid = fork();
+    if (pid < 0) {
+        LOG_WARNF("snapshot: fork failed: %s", strerror(errno));
+        return;
+    }
+    if (pid == 0) {
+        snap_child(n);
+    }
+    uint64_t stall_us = (uv_hrtime() - n->snap_started_ns) / 1000u;
+    LOG_INFOF("snapshot at index %llu started (log %llu bytes); fork stalled "
+              "the loop %llu us",
+              (unsigned long long)n->snap_index,
+              (unsigned long long)n->log_bytes, (unsigned long long)stall_us);
+    n->snap = SNAP_CHILD;
+    n->snap_pid = pid;
+    n->log_bytes = 0;
+    uv_timer_start(&n->snap_timer, on_snap_poll, NODE_SNAPSHOT_POLL_MS,
+                   NODE_SNAPSHOT_POLL_MS);
+}
+
+/* ---- peers ---------------------------------------------------------- */
+
+static void peer_on_open(void *data, struct net_conn *conn)
+{
+    struct node *n = data;
+    uint64_t id = net_conn_peer_id(conn);
+    int i = member_index(n, id);
+    if (i < 0 || (unsigned)i == n->cfg.self) {
+        char addr[NET_ADDR_FMT_MAX];
+        net_conn_peer_addr(conn, addr, sizeof addr);
+        LOG_WARNF("disconnecting %s: node id %llu is not a peer", addr,
+                  (unsigned long long)id);
+        net_conn_close(conn);
+    }
+}
+
+static void peer_on_message(void *data, struct net_conn *conn, uint16_t type,
+                            const uint8_t *payload, size_t len)
+{
+    struct node *n = data;
+    uint64_t from = net_conn_peer_id(conn);
+    const char *why = NULL;
+    struct raft_message m;
+    if (n->raft == NULL) {
+        return;
+    }
+    if (type != NODE_MSG_RAFT) {
+        why = "unknown message type";
+    } else if (raft_message_decode(payload, len, n->scratch,
+                                   NODE_DECODE_ENTRIES_MAX, &m) < 0) {
+        why = "malformed Raft message";
+    } else if (m.from != from || m.to != n->cfg.id) {
+        why = "message for another sender or recipient";
+    }
+    if (why == NULL) {
+        struct raft_event ev = {.type = RAFT_RECEIVE};
+        ev.receive.msg = &m;
+        if (node_step_hooked(n, &ev, NULL, NULL) == CRAFT_EPROTO) {
+            why = "impossible Raft message";
+        }
+    }
+    if (why != NULL) {
+        LOG_WARNF("disconnecting node %llu: %s", (unsigned long long)from, why);
+        net_conn_close(conn);
+    }
+}
+
+static const struct net_handlers peer_handlers_template = {
+    .on_open = peer_on_open,
+    .on_message = peer_on_message,
+};
+
+static void tick(uv_timer_t *t)
+{
+    struct node *n = t->data;
+    struct raft_event ev = {.type = RAFT_TICK};
+    node_step(n, &ev);
+}
+
+/* ---- start-up ------------------------------------------------------- */
+
+struct load_reader {
+    struct store *store;
+    uint64_t off;
+};
+
+static int64_t read_loaded_snapshot(void *data, void *buf, size_t len)
+{
+    struct load_reader *r = data;
+    struct raft_snapshot_meta meta;
+    int64_t got = store_snapshot_read(r->store, 0, r->off, buf, len, &meta);
+    if (got > 0) {
+        r->off += (uint64_t)got;
+    }
+    return got;
+}
+
+/* Load the store and the state machine, and create the core from them. */
+static int start_core(struct node *n, char *errmsg, size_t len)
+{
+    const struct node_config *c = &n->cfg;
+    snprintf(n->raft_dir, sizeof n->raft_dir, "%s/raft", c->data_dir);
+    struct store_options so;
+    store_options_default(&so);
+    int rv = store_open(n->raft_dir, &so, n->loop, &n->store, errmsg, len);
+    if (rv != 0) {
+        return rv;
+    }
+    rv = node_sm_new(&n->sm);
+    if (rv != 0) {
+        snprintf(errmsg, len, "cannot create the state machine: %s",
+                 craft_strerror(rv));
+        return rv;
+    }
+    const struct store_scan *l = store_loaded(n->store);
+    if (l->has_snapshot) {
+        struct load_reader r = {.store = n->store, .off = 0};
+        rv = node_sm_snapshot_load(n->sm, read_loaded_snapshot, &r);
+        if (rv != 0) {
+            snprintf(errmsg, len, "cannot load snapshot %s/%s: %s", n->raft_dir,
+                     l->snapshot_name, craft_strerror(rv));
+            return rv;
+        }
+        n->applied = n->snapshot_index = l->snapshot.index;
+        n->applied_term = l->snapshot.term;
+    }
+    for (size_t i = 0; i < l->n_entries; i++) {
+        n->log_bytes += l->entries[i].buf.len + 32;
+    }
+    n->store_last = l->log_last;
+    n->store_snap = l->has_snapshot ? l->snapshot.index : 0;
+    struct raft_restore restore = {.hs = l->hs,
+                                   .snapshot =
+                                       l->has_snapshot ? &l->snapshot : NULL,
+                                   .entries = l->entries,
+                                   .n_entries = l->n_entries};
+    struct raft_config config = {.n = c->n_members};
+    for (unsigned i = 0; i < c->n_members; i++) {
+        config.ids[i] = c->members[i].id;
+    }
+    struct raft_options o;
+    raft_options_default(&o);
+    o.election_ticks_min = c->election_ms_min / c->tick_ms;
+    o.election_ticks_max = c->election_ms_max / c->tick_ms;
+    o.heartbeat_ticks = c->heartbeat_ms / c->tick_ms;
+    uint64_t seed = uv_hrtime() ^ ((uint64_t)getpid() << 32) ^ c->id;
+    LOG_INFOF("loaded: term %llu, vote %llu, snapshot %llu, %zu log entries",
+              (unsigned long long)l->hs.term, (unsigned long long)l->hs.vote,
+              (unsigned long long)n->snapshot_index, l->n_entries);
+    rv = raft_new(c->id, &config, &o, seed, &restore, NULL, &n->raft);
+    store_release_loaded(n->store);
+    if (rv != 0) {
+        snprintf(errmsg, len, "cannot start the Raft core: %s",
+                 craft_strerror(rv));
+        return rv;
+    }
+    return 0;
+}
+
+static int start_net(struct node *n, char *errmsg, size_t len)
+{
+    const struct node_config *c = &n->cfg;
+    const struct node_member *self = &c->members[c->self];
+    struct net_config nc;
+    net_config_init(&nc);
+    nc.node_id = c->id;
+    nc.cluster_id = c->cluster_id;
+    nc.bind_host = self->host;
+    struct net_handlers h = peer_handlers_template;
+    h.data = n;
+    char addr[NODE_HOST_MAX + 16];
+    snprintf(addr, sizeof addr, "%s:%u", self->host, (unsigned)self->raft_port);
+    int rv = net_server_new(n->loop, &nc, addr, &h, &n->rserver, errmsg, len);
+    if (rv != 0) {
+        return rv;
+    }
+    for (unsigned i = 0; i < c->n_members; i++) {
+        if (i == c->self) {
+            continue;
+        }
+        snprintf(addr, sizeof addr, "%s:%u", c->members[i].host,
+                 (unsigned)c->members[i].raft_port);
+        rv = net_peer_new(n->loop, &nc, addr, &h, &n->peers[i]);
+        if (rv != 0) {
+            snprintf(errmsg, len, "cannot set up peer %s: %s", addr,
+                     craft_strerror(rv));
+            return rv;
+        }
+    }
+    return 0;
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    struct node *n = h->data;
+    if (n->stopping) {
+        LOG_WARNF("second signal %d: exiting at once", signum);
+        _exit(1);
+    }
+    LOG_INFOF("signal %d: stopping", signum);
+    node_stop(n);
+}
+
+static void start_handles(struct node *n)
+{
+    uv_timer_init(n->loop, &n->ticker);
+    uv_check_init(n->loop, &n->batcher);
+    uv_signal_init(n->loop, &n->sigterm);
+    uv_signal_init(n->loop, &n->sigint);
+    uv_timer_init(n->loop, &n->stop_timer);
+    uv_timer_init(n->loop, &n->snap_timer);
+    n->ticker.data = n->batcher.data = n;
+    n->sigterm.data = n->sigint.data = n;
+    n->stop_timer.data = n->snap_timer.data = n;
+    n->open_handles += 6;
+    uv_timer_start(&n->ticker, tick, n->cfg.tick_ms, n->cfg.tick_ms);
+    uv_check_start(&n->batcher, on_batch);
+    uv_signal_start(&n->sigterm, on_signal, SIGTERM);
+    uv_signal_start(&n->sigint, on_signal, SIGINT);
+}
+
+int node_start(uv_loop_t *loop, const struct node_config *cfg,
+               struct node **out, char *errmsg, size_t errmsg_len)
+{
+    CRAFT_ASSERT(cfg->self < cfg->n_members);
+    struct node *n = calloc(1, sizeof *n);
+    if (n == NULL) {
+        snprintf(errmsg, errmsg_len, "out of memory");
+        return CRAFT_ENOMEM;
+    }
+    n->loop = loop;
+    n->cfg = *cfg;
+    n->lock_fd = -1;
+    n->snap_fd = -1;
+    n->pid = getpid();
+    n->role = RAFT_FOLLOWER;
+    buf_init(&n->sendbuf);
+    buf_init(&n->wdata);
+    /* A data dir that has an identity has a log: without it this node
+     * would forget its votes and acknowledged entries, which breaks Raft's
+     * safety, so refuse rather than start empty. */
+    char path[NODE_PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/%s", cfg->data_dir, NODE_IDENT_FILE);
+    bool had_ident = access(path, F_OK) == 0;
+    snprintf(path, sizeof path, "%s/raft", cfg->data_dir);
+    bool had_log = access(path, F_OK) == 0;
+    int rv = node_ident_open(cfg, &n->lock_fd, errmsg, errmsg_len);
+    if (rv == 0 && had_ident && !had_log) {
+        snprintf(errmsg, errmsg_len,
+                 "data dir %s has an identity but no raft/ log; refusing to "
+                 "start empty (restore the directory, or remove all of it to "
+                 "re-create this node)",
+                 cfg->data_dir);
+        close(n->lock_fd);
+        rv = CRAFT_ECORRUPT;
+    }
+    if (rv != 0) {
+        free(n);
+        return rv;
+    }
+    snap_cleanup(n);
+    n->scratch = calloc(NODE_DECODE_ENTRIES_MAX, sizeof *n->scratch);
+    n->snap_chunk = malloc(NODE_SNAPSHOT_CHUNK);
+    if (n->scratch == NULL || n->snap_chunk == NULL) {
+        snprintf(errmsg, errmsg_len, "out of memory");
+        rv = CRAFT_ENOMEM;
+    }
+    if (rv == 0) {
+        rv = start_core(n, errmsg, errmsg_len);
+    }
+    if (rv == 0) {
+        rv = start_net(n, errmsg, errmsg_len);
+    }
+    if (rv == 0) {
+        const struct node_member *self = &cfg->members[cfg->self];
+        struct srv_options so = {.host = self->host,
+                                 .port = self->client_port,
+                                 .max_clients = cfg->max_clients,
+                                 .requirepass = cfg->requirepass,
+                                 .fsync = true};
+        struct srv_backend be = {.data = n,
+                                 .submit = backend_submit,
+                                 .check = backend_check,
+                                 .leader = backend_leader,
+                                 .info = backend_info};
+        rv = srv_start(loop, &so, &be, &n->srv, errmsg, errmsg_len);
+    }
+    start_handles(n);
+    if (rv != 0) {
+        /* Close whatever was opened; the caller runs the loop to let the
+         * handles go, then frees. */
+        n->exit_code = 1;
+        n->stopping = true;
+        node_shutdown(n);
+        *out = n;
+        return rv;
+    }
+    const struct node_member *self = &cfg->members[cfg->self];
+    LOG_INFOF("node %llu of %u: clients on %s:%u, Raft on %s:%u, data in %s",
+              (unsigned long long)cfg->id, cfg->n_members, self->host,
+              (unsigned)self->client_port, self->host,
+              (unsigned)self->raft_port, cfg->data_dir);
+    LOG_INFOF("ready");
+    *out = n;
+    return 0;
+}
+
+/* ---- stopping ------------------------------------------------------- */
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    struct node *n = h->data;
+    CRAFT_ASSERT(n->open_handles > 0);
+    n->open_handles--;
+}
+
+static void on_net_closed(void *data)
+{
+    struct node *n = data;
+    CRAFT_ASSERT(n->open_handles > 0);
+    n->open_handles--;
+}
+
+static void on_store_closed(struct store *s)
+{
+    /* The store frees itself after this returns; its last request ends
+     * uv_run() once nothing else is open. */
+    (void)s;
+}
+
+static void node_shutdown(struct node *n)
+{
+    CRAFT_ASSERT(n->stopping);
+    snap_abandon(n, "stopping");
+    uv_handle_t *handles[] = {
+        (uv_handle_t *)&n->ticker,     (uv_handle_t *)&n->batcher,
+        (uv_handle_t *)&n->sigterm,    (uv_handle_t *)&n->sigint,
+        (uv_handle_t *)&n->stop_timer, (uv_handle_t *)&n->snap_timer};
+    for (size_t i = 0; i < CRAFT_ARRAY_LEN(handles); i++) {
+        if (!uv_is_closing(handles[i])) {
+            uv_close(handles[i], on_handle_closed);
+        }
+    }
+    if (n->rserver != NULL) {
+        n->open_handles++;
+        net_server_close(n->rserver, n, on_net_closed);
+        n->rserver = NULL;
+    }
+    for (unsigned i = 0; i < n->cfg.n_members; i++) {
+        if (n->peers[i] != NULL) {
+            n->open_handles++;
+            net_peer_close(n->peers[i], n, on_net_closed);
+            n->peers[i] = NULL;
+        }
+    }
+    if (n->store != NULL) {
+        store_close(n->store, on_store_closed);
+        n->store = NULL;
+    }
+}
+
+static void on_transfer_timeout(uv_timer_t *t)
+{
+    struct node *n = t->data;
+    if (n->transferring) {
+        n->transferring = false;
+        LOG_INFOF("leadership transfer did not complete in %d ms",
+                  NODE_TRANSFER_WAIT_MS);
+        node_shutdown(n);
+    }
+}
+
+/* A stopping leader hands leadership to its most up-to-date peer (thesis
+ * §3.10), so that the cluster does not wait an election timeout for a new
+ * one.  Returns true if a transfer started; node_shutdown() then follows
+ * the role change (or NODE_TRANSFER_WAIT_MS). */
+static bool start_transfer(struct node *n)
+{
+    if (n->role != RAFT_LEADER || n->cfg.n_members < 2) {
+        return false;
+    }
+    struct raft_status st;
+    raft_status(n->raft, &st);
+    raft_id best = 0;
+    raft_index best_match = 0;
+    for (unsigned i = 0; i < st.n_progress; i++) {
+        const struct raft_progress_status *p = &st.progress[i];
+        if (p->id != n->cfg.id && (best == 0 || p->match > best_match)) {
+            best = p->id;
+            best_match = p->match;
+        }
+    }
+    if (best == 0) {
+        return false;
+    }
+    LOG_INFOF("handing leadership to node %llu", (unsigned long long)best);
+    n->transferring = true;
+    struct raft_event ev = {.type = RAFT_TRANSFER};
+    ev.transfer.peer = best;
+    if (node_step_hooked(n, &ev, NULL, NULL) != 0 || !n->transferring) {
+        n->transferring = false;
+        return n->role != RAFT_LEADER; /* already done, or refused */
+    }
+    uv_timer_start(&n->stop_timer, on_transfer_timeout, NODE_TRANSFER_WAIT_MS,
+                   0);
+    return true;
+}
+
+static void on_srv_stopped(struct srv *s, void *data)
+{
+    struct node *n = data;
+    CRAFT_ASSERT(s == n->srv);
+    /* Ops of clients that disconnected may still wait for their entry. */
+    list_fail(&n->props, CRAFT_ELEADERLOST);
+    srv_free(s);
+    n->srv = NULL;
+    LOG_INFOF("clients closed; closing peers and the log");
+    uv_timer_stop(&n->stop_timer);
+    if (!start_transfer(n)) {
+        node_shutdown(n);
+    }
+}
+
+static void on_stop_grace(uv_timer_t *t)
+{
+    struct node *n = t->data;
+    if (n->props.n > 0) {
+        LOG_WARNF("%u proposals did not commit within %d ms; failing them",
+                  n->props.n, NODE_STOP_GRACE_MS);
+    }
+    list_fail(&n->props, CRAFT_ELEADERLOST);
+}
+
+void node_stop(struct node *n)
+{
+    if (n->stopping) {
+        return;
+    }
+    n->stopping = true;
+    LOG_INFOF("stopping: %u proposals in flight", n->props.n);
+    list_fail(&n->writes, CRAFT_ESHUTDOWN);
+    buf_reset(&n->wdata);
+    list_fail(&n->reads, CRAFT_ESHUTDOWN);
+    groups_fail(n, CRAFT_ESHUTDOWN);
+    uv_timer_start(&n->stop_timer, on_stop_grace, NODE_STOP_GRACE_MS, 0);
+    srv_stop(n->srv, on_srv_stopped, n);
+}
+
+int node_exit_code(const struct node *n)
+{
+    return n->exit_code;
+}
+
+void node_free(struct node *n)
+{
+    CRAFT_ASSERT(n->open_handles == 0);
+    CRAFT_ASSERT(n->srv == NULL);
+    if (n->raft != NULL) {
+        raft_free(n->raft);
+    }
+    if (n->sm != NULL) {
+        node_sm_free(n->sm);
+    }
+    free(n->scratch);
+    free(n->snap_chunk);
+    buf_close(&n->sendbuf);
+    buf_close(&n->wdata);
+    if (n->lock_fd >= 0) {
+        close(n->lock_fd);
+    }
+    free(n);
+}

@@ -1,0 +1,1176 @@
+/*
+ * The Redis protocol front end (see srv.h for the contract).
+ *
+ * Life of a command on one connection:
+ *
+ *   read_cb -> client_process -> resp_parse -> local command: reply now
+ *                                           -> otherwise: srv_op queued,
+ *                                              backend->submit(op)
+ *   srv_op_done -> client_drain: finished ops at the head of the queue
+ *                  move their replies to c->out, in arrival order
+ *   before the loop sleeps (prepare handle) -> client_write: one write per
+ *                  connection per loop iteration, as Redis's beforeSleep
+ *
+ * A client's state only ever moves forward:
+ *
+ *   OPEN --(QUIT, protocol error, srv_stop)--> DRAINING --(queue empty and
+ *   output written)--> CLOSING --(uv close callback)--> freed
+ *   OPEN or DRAINING --(read/write error, EOF)--> CLOSING
+ *
+ * In DRAINING no more input is parsed.  Ops still queued when a connection
+ * reaches CLOSING are orphaned (op->client = NULL) and freed when the
+ * backend finishes them.
+ */
+#include "server/srv.h"
+
+#include <fnmatch.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "craft/common.h"
+#include "server/resp.h"
+#include "util/assert.h"
+#include "util/log.h"
+
+enum client_state { CLIENT_OPEN = 1, CLIENT_DRAINING, CLIENT_CLOSING };
+
+struct srv_client {
+    uv_tcp_t tcp;
+    struct srv *srv;
+    struct srv_client *prev, *next; /* srv->clients */
+    struct srv_client *wnext;       /* srv->writers, when queued_write */
+    uint64_t id;
+    enum client_state state;
+    bool reading;
+    bool processing; /* inside client_process(), which is not reentrant */
+    bool queued_write;
+    bool writing;
+    bool authed;
+    struct buf in; /* query buffer */
+    struct resp_parser parser;
+    struct srv_op *head, *tail; /* ops in arrival order */
+    unsigned n_ops;
+    struct buf out;  /* replies not yet handed to the kernel */
+    struct buf wbuf; /* replies being written */
+    uv_write_t wreq;
+    /* MULTI: the queued commands (not submitted), and whether one of them
+     * was refused, which makes EXEC fail. */
+    bool in_multi;
+    bool multi_dirty;
+    struct srv_op *mhead, *mtail;
+    size_t n_multi;
+};
+
+struct srv {
+    uv_loop_t *loop;
+    uv_tcp_t listener;
+    uv_prepare_t flusher;
+    struct srv_backend backend;
+    struct srv_options opts;
+    char host[64];
+    char pass[513];
+    uint16_t port;
+    unsigned n_clients;
+    unsigned n_handles; /* open uv handles: listener, flusher, clients */
+    uint64_t next_client_id;
+    struct srv_client *clients;
+    struct srv_client *writers; /* clients with output to write */
+    bool stopping;
+    bool flusher_closed;
+    srv_stop_cb stop_cb;
+    void *stop_data;
+};
+
+static void client_process(struct srv_client *c);
+static void client_close(struct srv_client *c);
+static void multi_reset(struct srv_client *c);
+static void client_maybe_finish(struct srv_client *c);
+static void on_srv_handle_close(uv_handle_t *h);
+
+bool srv_arg_is(const uint8_t *arg, size_t len, const char *name)
+{
+    return strlen(name) == len &&
+           strncasecmp((const char *)arg, name, len) == 0;
+}
+
+/* ---- output --------------------------------------------------------- */
+
+/* Queue c for the writer that runs before the loop sleeps. */
+static void client_want_write(struct srv_client *c)
+{
+    if (!c->queued_write && c->state != CLIENT_CLOSING) {
+        c->queued_write = true;
+        c->wnext = c->srv->writers;
+        c->srv->writers = c;
+    }
+}
+
+static void on_write(uv_write_t *req, int status)
+{
+    struct srv_client *c = req->data;
+    CRAFT_ASSERT(c->writing);
+    c->writing = false;
+    buf_reset(&c->wbuf);
+    /* Give back memory a burst of large replies made us keep. */
+    if (c->wbuf.cap > 4 * SRV_READ_CHUNK) {
+        buf_close(&c->wbuf);
+    }
+    if (status < 0) {
+        if (status != UV_ECANCELED) {
+            LOG_DEBUGF("client %llu: write failed: %s",
+                       (unsigned long long)c->id, uv_strerror(status));
+        }
+        client_close(c);
+        return;
+    }
+    if (c->out.len > 0) {
+        client_want_write(c);
+    }
+    client_maybe_finish(c);
+    if (c->state == CLIENT_OPEN && !c->reading) {
+        client_process(c);
+    }
+}
+
+static void client_write(struct srv_client *c)
+{
+    if (c->writing || c->out.len == 0 || c->state == CLIENT_CLOSING) {
+        return;
+    }
+    /* Swap: out becomes the buffer in flight, the old wbuf collects more. */
+    struct buf tmp = c->wbuf;
+    c->wbuf = c->out;
+    c->out = tmp;
+    CRAFT_ASSERT(c->out.len == 0);
+    uv_buf_t b = uv_buf_init((char *)c->wbuf.data, (unsigned)c->wbuf.len);
+    c->wreq.data = c;
+    int rv = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_write);
+    if (rv != 0) {
+        LOG_DEBUGF("client %llu: write failed: %s", (unsigned long long)c->id,
+                   uv_strerror(rv));
+        buf_reset(&c->wbuf);
+        client_close(c);
+        return;
+    }
+    c->writing = true;
+}
+
+/* Runs once per loop iteration, just before it waits for I/O, so that the
+ * replies of all commands finished in one iteration leave in one write. */
+static void on_prepare(uv_prepare_t *h)
+{
+    struct srv *s = h->data;
+    while (s->writers != NULL) {
+        struct srv_client *c = s->writers;
+        s->writers = c->wnext;
+        c->queued_write = false;
+        client_write(c);
+        client_maybe_finish(c);
+    }
+}
+
+/* ---- ops ------------------------------------------------------------ */
+
+static struct srv_op *op_new(struct srv_client *c, const struct resp_cmd *cmd)
+{
+    size_t bytes = 0;
+    for (size_t i = 0; i < cmd->argc; i++) {
+        bytes += cmd->lens[i] + 1; /* NUL-terminate for convenience */
+    }
+    size_t head = sizeof(struct srv_op) +
+                  cmd->argc * (sizeof(uint8_t *) + sizeof(size_t));
+    struct srv_op *op = malloc(head + bytes);
+    if (op == NULL) {
+        return NULL;
+    }
+    memset(op, 0, sizeof *op);
+    op->srv = c->srv;
+    op->client = c;
+    op->client_id = c->id;
+    op->argc = cmd->argc;
+    op->argv = (uint8_t **)(op + 1);
+    op->lens = (size_t *)(op->argv + cmd->argc);
+    uint8_t *p = (uint8_t *)(op->lens + cmd->argc);
+    for (size_t i = 0; i < cmd->argc; i++) {
+        op->argv[i] = p;
+        op->lens[i] = cmd->lens[i];
+        memcpy(p, cmd->argv[i], cmd->lens[i]);
+        p[cmd->lens[i]] = '\0';
+        p += cmd->lens[i] + 1;
+    }
+    buf_init(&op->reply);
+    return op;
+}
+
+static void op_free(struct srv_op *op)
+{
+    buf_close(&op->reply);
+    free(op);
+}
+
+static void enqueue(struct srv_client *c, struct srv_op *op)
+{
+    op->next = NULL;
+    if (c->tail != NULL) {
+        c->tail->next = op;
+    } else {
+        c->head = op;
+    }
+    c->tail = op;
+    c->n_ops++;
+}
+
+/* Move the replies of finished ops at the head of the queue to c->out. */
+static void client_drain(struct srv_client *c)
+{
+    while (c->head != NULL && c->head->done) {
+        struct srv_op *op = c->head;
+        c->head = op->next;
+        if (c->head == NULL) {
+            c->tail = NULL;
+        }
+        c->n_ops--;
+        if (buf_append(&c->out, op->reply.data, op->reply.len) != 0) {
+            LOG_WARNF("client %llu: out of memory for a reply; closing",
+                      (unsigned long long)c->id);
+            op_free(op);
+            client_close(c);
+            return;
+        }
+        op_free(op);
+        client_want_write(c);
+    }
+}
+
+static void write_status_error(struct srv *s, struct buf *b, int status)
+{
+    char leader[96];
+    switch (status) {
+    case CRAFT_ENOTLEADER:
+        if (s->backend.leader(s->backend.data, leader, sizeof leader)) {
+            resp_write_errorf(b, "MOVED 0 %s", leader);
+        } else {
+            resp_write_error(b, "CLUSTERDOWN no leader is known; retry "
+                                "shortly");
+        }
+        return;
+    case CRAFT_ELEADERLOST:
+        resp_write_error(b, "UNCERTAIN leadership changed before the command "
+                            "committed; it may or may not have taken effect");
+        return;
+    case CRAFT_ESHUTDOWN:
+        resp_write_error(b, "SHUTDOWN the node is stopping; the command was "
+                            "not executed");
+        return;
+    default:
+        resp_write_errorf(b, "ERR %s", craft_strerror(status));
+        return;
+    }
+}
+
+void srv_op_done(struct srv_op *op, int status)
+{
+    CRAFT_ASSERT(!op->done);
+    if (status != 0) {
+        buf_reset(&op->reply);
+        write_status_error(op->srv, &op->reply, status);
+    }
+    CRAFT_ASSERT(op->reply.len > 0);
+    op->done = true;
+    struct srv_client *c = op->client;
+    if (c == NULL) {
+        op_free(op);
+        return;
+    }
+    client_drain(c);
+    client_maybe_finish(c);
+    if (c->state == CLIENT_OPEN && !c->reading && !c->processing) {
+        client_process(c);
+    }
+}
+
+/* ---- local commands ------------------------------------------------- */
+
+/* The commands craftd answers, for COMMAND and COMMAND COUNT: name, arity
+ * (negative: at least), flags, first key, last key, key step. */
+struct cmd_desc {
+    const char *name;
+    int arity;
+    const char *flag;
+    int first, last, step;
+};
+
+static const struct cmd_desc commands[] = {
+    {"get", 2, "readonly", 1, 1, 1},
+    {"set", -3, "write", 1, 1, 1},
+    {"append", 3, "write", 1, 1, 1},
+    {"del", -2, "write", 1, -1, 1},
+    {"exists", -2, "readonly", 1, -1, 1},
+    {"incr", 2, "write", 1, 1, 1},
+    {"incrby", 3, "write", 1, 1, 1},
+    {"decr", 2, "write", 1, 1, 1},
+    {"decrby", 3, "write", 1, 1, 1},
+    {"mget", -2, "readonly", 1, -1, 1},
+    {"mset", -3, "write", 1, -1, 2},
+    {"strlen", 2, "readonly", 1, 1, 1},
+    {"dbsize", 1, "readonly", 0, 0, 0},
+    {"ping", -1, "fast", 0, 0, 0},
+    {"echo", 2, "fast", 0, 0, 0},
+    {"quit", -1, "fast", 0, 0, 0},
+    {"select", 2, "fast", 0, 0, 0},
+    {"auth", -2, "fast", 0, 0, 0},
+    {"command", -1, "loading", 0, 0, 0},
+    {"config", -2, "admin", 0, 0, 0},
+    {"info", -1, "loading", 0, 0, 0},
+    {"craft.session", -1, "write", 0, 0, 0},
+    {"craft.exec", -4, "write", 0, 0, 0}};
+
+static void cmd_command(struct srv_client *c, const struct resp_cmd *cmd,
+                        struct buf *b)
+{
+    (void)c;
+    size_t n = CRAFT_ARRAY_LEN(commands);
+    if (cmd->argc >= 2 && srv_arg_is(cmd->argv[1], cmd->lens[1], "count")) {
+        resp_write_int(b, (long long)n);
+        return;
+    }
+    if (cmd->argc >= 2 && srv_arg_is(cmd->argv[1], cmd->lens[1], "docs")) {
+        /* redis-cli asks for docs to offer hints; it copes with none. */
+        resp_write_array(b, 0);
+        return;
+    }
+    if (cmd->argc >= 2) {
+        resp_write_errorf(b, "ERR unknown subcommand '%.*s' for 'COMMAND'",
+                          (int)(cmd->lens[1] > 64 ? 64 : cmd->lens[1]),
+                          (const char *)cmd->argv[1]);
+        return;
+    }
+    resp_write_array(b, n);
+    for (size_t i = 0; i < n; i++) {
+        resp_write_array(b, 6);
+        resp_write_bulk(b, commands[i].name, strlen(commands[i].name));
+        resp_write_int(b, commands[i].arity);
+        resp_write_array(b, 1);
+        resp_write_simple(b, commands[i].flag);
+        resp_write_int(b, commands[i].first);
+        resp_write_int(b, commands[i].last);
+        resp_write_int(b, commands[i].step);
+    }
+}
+
+/* CONFIG GET pattern...: the few parameters clients ask about, answered
+ * truthfully for craftd (every write is fsynced by a majority before it is
+ * acknowledged, which is what appendfsync always promises for one node). */
+static void cmd_config(struct srv_client *c, const struct resp_cmd *cmd,
+                       struct buf *b)
+{
+    struct srv *s = c->srv;
+    if (cmd->argc < 3 || !srv_arg_is(cmd->argv[1], cmd->lens[1], "get")) {
+        resp_write_error(b, "ERR craftd supports only CONFIG GET parameter "
+                            "[parameter ...]");
+        return;
+    }
+    char maxclients[16];
+    snprintf(maxclients, sizeof maxclients, "%u", s->opts.max_clients);
+    const char *params[][2] = {
+        {"save", ""},
+        {"appendonly", "yes"},
+        {"appendfsync", s->opts.fsync ? "always" : "no"},
+        {"maxclients", maxclients},
+        {"databases", "1"},
+        {"cluster-enabled", "no"},
+    };
+    const size_t n_params = CRAFT_ARRAY_LEN(params);
+    bool match[CRAFT_ARRAY_LEN(params)] = {false};
+    size_t n_match = 0;
+    for (size_t a = 2; a < cmd->argc; a++) {
+        char pat[128];
+        if (cmd->lens[a] >= sizeof pat) {
+            continue;
+        }
+        memcpy(pat, cmd->argv[a], cmd->lens[a]);
+        pat[cmd->lens[a]] = '\0';
+        for (size_t i = 0; i < n_params; i++) {
+            if (!match[i] && fnmatch(pat, params[i][0], FNM_CASEFOLD) == 0) {
+                match[i] = true;
+                n_match++;
+            }
+        }
+    }
+    resp_write_array(b, 2 * n_match);
+    for (size_t i = 0; i < n_params; i++) {
+        if (match[i]) {
+            resp_write_bulk(b, params[i][0], strlen(params[i][0]));
+            resp_write_bulk(b, params[i][1], strlen(params[i][1]));
+        }
+    }
+}
+
+static void cmd_info(struct srv_client *c, struct buf *b)
+{
+    struct srv *s = c->srv;
+    struct buf text;
+    buf_init(&text);
+    char line[256];
+    int n = snprintf(line, sizeof line,
+                     "# Server\r\nredis_version:7.0.0\r\n"
+                     "craftd_version:0.1.0\r\ntcp_port:%u\r\n"
+                     "\r\n# Clients\r\nconnected_clients:%u\r\n"
+                     "maxclients:%u\r\n\r\n",
+                     (unsigned)s->port, s->n_clients, s->opts.max_clients);
+    int rv = buf_append(&text, line, (size_t)n);
+    if (rv == 0) {
+        rv = s->backend.info(s->backend.data, &text);
+    }
+    if (rv == 0) {
+        resp_write_bulk(b, text.data, text.len);
+    } else {
+        resp_write_error(b, "ERR out of memory");
+    }
+    buf_close(&text);
+}
+
+static void cmd_auth(struct srv_client *c, const struct resp_cmd *cmd,
+                     struct buf *b)
+{
+    const char *pass = c->srv->pass;
+    if (cmd->argc < 2 || cmd->argc > 3) {
+        resp_write_error(b, "ERR wrong number of arguments for 'auth' "
+                            "command");
+        return;
+    }
+    if (pass[0] == '\0') {
+        resp_write_error(b, "ERR AUTH <password> called without any password "
+                            "configured for the default user. Are you sure "
+                            "your configuration is correct?");
+        return;
+    }
+    /* AUTH user pass: only the "default" user exists. */
+    size_t i = cmd->argc - 1;
+    bool user_ok =
+        cmd->argc == 2 || srv_arg_is(cmd->argv[1], cmd->lens[1], "default");
+    if (user_ok && cmd->lens[i] == strlen(pass) &&
+        memcmp(cmd->argv[i], pass, cmd->lens[i]) == 0) {
+        c->authed = true;
+        resp_write_simple(b, "OK");
+        return;
+    }
+    resp_write_error(b, "WRONGPASS invalid username-password pair or user is "
+                        "disabled.");
+}
+
+/* CLIENT: what client libraries send when they connect (SETNAME, SETINFO)
+ * and the identity questions; nothing that manages other clients. */
+static void cmd_client(struct srv_client *c, const struct resp_cmd *cmd,
+                       struct buf *b)
+{
+    const uint8_t *sub = cmd->argc >= 2 ? cmd->argv[1] : NULL;
+    size_t n = cmd->argc >= 2 ? cmd->lens[1] : 0;
+    if (sub != NULL &&
+        (srv_arg_is(sub, n, "setname") || srv_arg_is(sub, n, "setinfo"))) {
+        resp_write_simple(b, "OK");
+    } else if (sub != NULL && srv_arg_is(sub, n, "getname")) {
+        resp_write_null(b);
+    } else if (sub != NULL && srv_arg_is(sub, n, "id")) {
+        resp_write_int(b, (long long)c->id);
+    } else {
+        resp_write_errorf(b,
+                          "ERR unknown or unsupported CLIENT subcommand "
+                          "'%.*s'",
+                          (int)(n > 32 ? 32 : n), sub ? (const char *)sub : "");
+    }
+}
+
+/* HELLO [protover [AUTH user pass] [SETNAME name]]: RESP2 only.  Clients
+ * that try RESP3 first fall back to RESP2 on -NOPROTO, as with Redis 5. */
+static void cmd_hello(struct srv_client *c, const struct resp_cmd *cmd,
+                      struct buf *b)
+{
+    long long proto = 2;
+    if (cmd->argc >= 2 &&
+        resp_strtoll(cmd->argv[1], cmd->lens[1], &proto) != 0) {
+        resp_write_error(b, "ERR Protocol version is not an integer or out of "
+                            "range");
+        return;
+    }
+    if (proto != 2) {
+        resp_write_error(b, "NOPROTO sorry, this protocol version is not "
+                            "supported");
+        return;
+    }
+    resp_write_array(b, 14);
+    resp_write_bulk(b, "server", 6);
+    resp_write_bulk(b, "redis", 5);
+    resp_write_bulk(b, "version", 7);
+    resp_write_bulk(b, "7.0.0", 5);
+    resp_write_bulk(b, "proto", 5);
+    resp_write_int(b, 2);
+    resp_write_bulk(b, "id", 2);
+    resp_write_int(b, (long long)c->id);
+    resp_write_bulk(b, "mode", 4);
+    resp_write_bulk(b, "standalone", 10);
+    resp_write_bulk(b, "role", 4);
+    resp_write_bulk(b, "master", 6);
+    resp_write_bulk(b, "modules", 7);
+    resp_write_array(b, 0);
+}
+
+static bool arity_ok(const struct resp_cmd *cmd, size_t min, size_t max,
+                     struct buf *b, const char *name)
+{
+    if (cmd->argc >= min && cmd->argc <= max) {
+        return true;
+    }
+    resp_write_errorf(b, "ERR wrong number of arguments for '%s' command",
+                      name);
+    return false;
+}
+
+/* Answer a command that needs no replicated state into b.  Returns false
+ * when cmd is not one of them. */
+static bool local_command(struct srv_client *c, const struct resp_cmd *cmd,
+                          struct buf *b)
+{
+    const uint8_t *name = cmd->argv[0];
+    size_t len = cmd->lens[0];
+    if (srv_arg_is(name, len, "ping")) {
+        if (arity_ok(cmd, 1, 2, b, "ping")) {
+            if (cmd->argc == 2) {
+                resp_write_bulk(b, cmd->argv[1], cmd->lens[1]);
+            } else {
+                resp_write_simple(b, "PONG");
+            }
+        }
+    } else if (srv_arg_is(name, len, "echo")) {
+        if (arity_ok(cmd, 2, 2, b, "echo")) {
+            resp_write_bulk(b, cmd->argv[1], cmd->lens[1]);
+        }
+    } else if (srv_arg_is(name, len, "quit")) {
+        resp_write_simple(b, "OK");
+        c->state = CLIENT_DRAINING;
+    } else if (srv_arg_is(name, len, "select")) {
+        if (arity_ok(cmd, 2, 2, b, "select")) {
+            long long db;
+            if (resp_strtoll(cmd->argv[1], cmd->lens[1], &db) != 0) {
+                resp_write_error(b, "ERR value is not an integer or out of "
+                                    "range");
+            } else if (db != 0) {
+                resp_write_error(b, "ERR DB index is out of range");
+            } else {
+                resp_write_simple(b, "OK");
+            }
+        }
+    } else if (srv_arg_is(name, len, "auth")) {
+        cmd_auth(c, cmd, b);
+    } else if (srv_arg_is(name, len, "command")) {
+        cmd_command(c, cmd, b);
+    } else if (srv_arg_is(name, len, "config")) {
+        cmd_config(c, cmd, b);
+    } else if (srv_arg_is(name, len, "info")) {
+        cmd_info(c, b);
+    } else if (srv_arg_is(name, len, "client")) {
+        cmd_client(c, cmd, b);
+    } else if (srv_arg_is(name, len, "hello")) {
+        cmd_hello(c, cmd, b);
+    } else {
+        return false;
+    }
+    return true;
+}
+
+/* ---- input ---------------------------------------------------------- */
+
+static bool needs_auth(const struct srv_client *c, const struct resp_cmd *cmd)
+{
+    if (c->authed) {
+        return false;
+    }
+    return !srv_arg_is(cmd->argv[0], cmd->lens[0], "auth") &&
+           !srv_arg_is(cmd->argv[0], cmd->lens[0], "quit");
+}
+
+static bool is_local(const struct resp_cmd *cmd)
+{
+    static const char *const names[] = {"ping",   "echo",    "quit",   "select",
+                                        "auth",   "command", "config", "info",
+                                        "client", "hello"};
+    for (size_t i = 0; i < CRAFT_ARRAY_LEN(names); i++) {
+        if (srv_arg_is(cmd->argv[0], cmd->lens[0], names[i])) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static void answer_local(struct srv_client *c, const struct resp_cmd *cmd,
+                         struct buf *b)
+{
+    if (needs_auth(c, cmd)) {
+        resp_write_error(b, "NOAUTH Authentication required.");
+    } else if (c->srv->stopping) {
+        write_status_error(c->srv, b, CRAFT_ESHUTDOWN);
+    } else {
+        bool known = local_command(c, cmd, b);
+        CRAFT_ASSERT(known);
+    }
+}
+
+/* Where the next reply goes: straight to the output when nothing is queued
+ * ahead of it, otherwise into a new, finished op at the tail of the queue.
+ * NULL when out of memory. */
+static struct buf *reply_slot(struct srv_client *c)
+{
+    if (c->head == NULL) {
+        client_want_write(c);
+        return &c->out;
+    }
+    struct resp_cmd none = {0};
+    struct srv_op *op = op_new(c, &none);
+    if (op == NULL) {
+        return NULL;
+    }
+    enqueue(c, op);
+    op->done = true;
+    return &op->reply;
+}
+
+/* ---- transactions --------------------------------------------------- */
+
+static void multi_reset(struct srv_client *c)
+{
+    while (c->mhead != NULL) {
+        struct srv_op *op = c->mhead;
+        c->mhead = op->next;
+        op_free(op);
+    }
+    c->mtail = NULL;
+    c->n_multi = 0;
+    c->in_multi = false;
+    c->multi_dirty = false;
+}
+
+/* One op carrying every queued command, for the backend to propose as one
+ * entry; the queue is emptied. */
+static struct srv_op *multi_op(struct srv_client *c)
+{
+    size_t argc = 0, bytes = 0;
+    for (struct srv_op *q = c->mhead; q != NULL; q = q->next) {
+        argc += q->argc;
+        for (size_t i = 0; i < q->argc; i++) {
+            bytes += q->lens[i] + 1;
+        }
+    }
+    size_t head = sizeof(struct srv_op) +
+                  argc * (sizeof(uint8_t *) + sizeof(size_t)) +
+                  c->n_multi * sizeof(size_t);
+    struct srv_op *op = malloc(head + bytes);
+    if (op == NULL) {
+        return NULL;
+    }
+    memset(op, 0, sizeof *op);
+    op->srv = c->srv;
+    op->client = c;
+    op->client_id = c->id;
+    op->argc = argc;
+    op->n_cmds = c->n_multi;
+    op->argv = (uint8_t **)(op + 1);
+    op->lens = (size_t *)(op->argv + argc);
+    op->cmd_argc = op->lens + argc;
+    uint8_t *p = (uint8_t *)(op->cmd_argc + c->n_multi);
+    size_t a = 0, k = 0;
+    for (struct srv_op *q = c->mhead; q != NULL; q = q->next) {
+        op->cmd_argc[k++] = q->argc;
+        for (size_t i = 0; i < q->argc; i++, a++) {
+            op->argv[a] = p;
+            op->lens[a] = q->lens[i];
+            memcpy(p, q->argv[i], q->lens[i] + 1);
+            p += q->lens[i] + 1;
+        }
+    }
+    buf_init(&op->reply);
+    multi_reset(c);
+    return op;
+}
+
+/* EXEC of a non-empty, clean transaction: one op for the backend. */
+static void multi_exec(struct srv_client *c)
+{
+    struct srv_op *op = multi_op(c);
+    if (op == NULL) {
+        client_close(c);
+        return;
+    }
+    enqueue(c, op);
+    c->srv->backend.submit(c->srv->backend.data, op);
+}
+
+/* A command inside MULTI: checked now, queued, run at EXEC. */
+static void multi_queue(struct srv_client *c, const struct resp_cmd *cmd,
+                        struct buf *b)
+{
+    struct srv *s = c->srv;
+    if (c->n_multi >= SRV_MULTI_MAX) {
+        c->multi_dirty = true;
+        resp_write_errorf(b, "ERR more than %d commands in one MULTI",
+                          SRV_MULTI_MAX);
+        return;
+    }
+    if (s->backend.check(s->backend.data, cmd->argc, cmd->argv, cmd->lens, b) !=
+        0) {
+        c->multi_dirty = true;
+        return;
+    }
+    struct srv_op *q = op_new(c, cmd);
+    if (q == NULL) {
+        c->multi_dirty = true;
+        resp_write_error(b, "ERR out of memory queueing the command");
+        return;
+    }
+    q->next = NULL;
+    if (c->mtail != NULL) {
+        c->mtail->next = q;
+    } else {
+        c->mhead = q;
+    }
+    c->mtail = q;
+    c->n_multi++;
+    resp_write_simple(b, "QUEUED");
+}
+
+/* MULTI, EXEC, DISCARD, and every command while a MULTI is open.  Returns
+ * false if cmd is none of those (it then runs normally). */
+static bool client_multi(struct srv_client *c, const struct resp_cmd *cmd)
+{
+    bool multi = srv_arg_is(cmd->argv[0], cmd->lens[0], "multi");
+    bool exec = srv_arg_is(cmd->argv[0], cmd->lens[0], "exec");
+    bool discard = srv_arg_is(cmd->argv[0], cmd->lens[0], "discard");
+    if (!c->in_multi && !multi && !exec && !discard) {
+        return false;
+    }
+    if (srv_arg_is(cmd->argv[0], cmd->lens[0], "quit") || needs_auth(c, cmd) ||
+        c->srv->stopping) {
+        return false; /* answered as outside a transaction */
+    }
+    if (exec && c->in_multi && !c->multi_dirty && c->n_multi > 0) {
+        multi_exec(c);
+        return true;
+    }
+    struct buf *b = reply_slot(c);
+    if (b == NULL) {
+        client_close(c);
+        return true;
+    }
+    if (multi && c->in_multi) {
+        c->multi_dirty = true;
+        resp_write_error(b, "ERR MULTI calls can not be nested");
+    } else if (multi) {
+        c->in_multi = true;
+        resp_write_simple(b, "OK");
+    } else if ((exec || discard) && !c->in_multi) {
+        resp_write_errorf(b, "ERR %s without MULTI",
+                          discard ? "DISCARD" : "EXEC");
+    } else if (discard) {
+        multi_reset(c);
+        resp_write_simple(b, "OK");
+    } else if (exec && c->multi_dirty) {
+        multi_reset(c);
+        resp_write_error(b, "EXECABORT Transaction discarded because of "
+                            "previous errors.");
+    } else if (exec) {
+        multi_reset(c);
+        resp_write_array(b, 0);
+    } else {
+        multi_queue(c, cmd, b);
+    }
+    return true;
+}
+
+/* Handle one parsed command (argv borrowed from the query buffer). */
+static void client_command(struct srv_client *c, const struct resp_cmd *cmd)
+{
+    struct srv *s = c->srv;
+    CRAFT_ASSERT(cmd->argc >= 1);
+    CRAFT_ASSERT(c->state == CLIENT_OPEN);
+    if (client_multi(c, cmd)) {
+        return;
+    }
+    bool local = needs_auth(c, cmd) || s->stopping || is_local(cmd);
+    if (local) {
+        struct buf *b = reply_slot(c);
+        if (b == NULL) {
+            client_close(c);
+            return;
+        }
+        answer_local(c, cmd, b);
+        return;
+    }
+    struct srv_op *op = op_new(c, cmd);
+    if (op == NULL) {
+        LOG_WARNF("client %llu: out of memory for a command; closing",
+                  (unsigned long long)c->id);
+        client_close(c);
+        return;
+    }
+    enqueue(c, op);
+    s->backend.submit(s->backend.data, op);
+}
+
+static bool client_paused(const struct srv_client *c)
+{
+    return c->n_ops >= SRV_PIPELINE_MAX ||
+           c->out.len + c->wbuf.len >= SRV_OUTBUF_MAX;
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *out)
+{
+    struct srv_client *c = h->data;
+    (void)suggested;
+    size_t want = resp_parser_pending(&c->parser, c->in.len);
+    if (want < SRV_READ_CHUNK) {
+        want = SRV_READ_CHUNK;
+    }
+    if (c->in.len + want > SRV_QUERYBUF_MAX) {
+        want = SRV_QUERYBUF_MAX - c->in.len;
+    }
+    /* A zero-length buffer makes libuv report UV_ENOBUFS to on_read. */
+    if (want == 0 || buf_reserve(&c->in, want) != 0) {
+        *out = uv_buf_init(NULL, 0);
+        return;
+    }
+    *out = uv_buf_init((char *)c->in.data + c->in.len,
+                       (unsigned)(c->in.cap - c->in.len));
+}
+
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b)
+{
+    struct srv_client *c = stream->data;
+    (void)b;
+    if (nread == UV_ENOBUFS) {
+        LOG_WARNF("client %llu: query buffer limit reached; closing",
+                  (unsigned long long)c->id);
+        client_close(c);
+        return;
+    }
+    if (nread < 0) {
+        client_close(c);
+        return;
+    }
+    c->in.len += (size_t)nread;
+    client_process(c);
+}
+
+static void client_pause(struct srv_client *c, bool pause)
+{
+    if (pause && c->reading) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->reading = false;
+    } else if (!pause && !c->reading && c->state == CLIENT_OPEN) {
+        int rv = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+        if (rv != 0) {
+            client_close(c);
+            return;
+        }
+        c->reading = true;
+    }
+}
+
+/* Parse and run every complete command in the query buffer, as far as the
+ * pipeline and output limits allow, then resume or pause reading. */
+static void client_process(struct srv_client *c)
+{
+    if (c->processing) {
+        return;
+    }
+    c->processing = true;
+    size_t pos = 0;
+    while (c->state == CLIENT_OPEN && !client_paused(c) && pos < c->in.len) {
+        struct resp_cmd cmd;
+        size_t used = 0;
+        int rv = resp_parse(&c->parser, c->in.data + pos, c->in.len - pos, &cmd,
+                            &used);
+        if (rv == RESP_NEED_MORE) {
+            break;
+        }
+        if (rv == RESP_EPROTO) {
+            LOG_DEBUGF("client %llu: %s", (unsigned long long)c->id,
+                       c->parser.err);
+            /* Replies still pending go first; the error comes last. */
+            struct buf *b = reply_slot(c);
+            if (b == NULL) {
+                client_close(c);
+                break;
+            }
+            resp_write_error(b, c->parser.err);
+            c->state = CLIENT_DRAINING;
+            client_want_write(c);
+            break;
+        }
+        if (rv != RESP_OK) {
+            client_close(c);
+            break;
+        }
+        client_command(c, &cmd);
+        pos += used;
+    }
+    if (c->state != CLIENT_CLOSING && pos > 0) {
+        buf_consume(&c->in, pos);
+    }
+    c->processing = false;
+    if (c->state == CLIENT_OPEN) {
+        client_pause(c, client_paused(c));
+    } else if (c->state == CLIENT_DRAINING) {
+        client_pause(c, true);
+        client_maybe_finish(c);
+    }
+}
+
+/* ---- connections ---------------------------------------------------- */
+
+static void srv_maybe_stopped(struct srv *s)
+{
+    if (s->stopping && s->n_handles == 0 && s->stop_cb != NULL) {
+        srv_stop_cb cb = s->stop_cb;
+        s->stop_cb = NULL;
+        cb(s, s->stop_data);
+    }
+}
+
+static void on_client_close(uv_handle_t *h)
+{
+    struct srv_client *c = h->data;
+    struct srv *s = c->srv;
+    CRAFT_ASSERT(c->state == CLIENT_CLOSING);
+    CRAFT_ASSERT(!c->writing);
+    if (c->prev != NULL) {
+        c->prev->next = c->next;
+    } else {
+        s->clients = c->next;
+    }
+    if (c->next != NULL) {
+        c->next->prev = c->prev;
+    }
+    buf_close(&c->in);
+    buf_close(&c->out);
+    buf_close(&c->wbuf);
+    resp_parser_close(&c->parser);
+    free(c);
+    s->n_clients--;
+    s->n_handles--;
+    if (s->stopping && s->clients == NULL && !s->flusher_closed) {
+        s->flusher_closed = true;
+        uv_close((uv_handle_t *)&s->flusher, on_srv_handle_close);
+    }
+    srv_maybe_stopped(s);
+}
+
+/* Close now: orphan the ops in flight, drop unsent output. */
+static void client_close(struct srv_client *c)
+{
+    if (c->state == CLIENT_CLOSING) {
+        return;
+    }
+    c->state = CLIENT_CLOSING;
+    struct srv *s = c->srv;
+    for (struct srv_client **pp = &s->writers; *pp != NULL;
+         pp = &(*pp)->wnext) {
+        if (*pp == c) {
+            *pp = c->wnext;
+            break;
+        }
+    }
+    c->queued_write = false;
+    while (c->head != NULL) {
+        struct srv_op *op = c->head;
+        c->head = op->next;
+        if (op->done) {
+            op_free(op);
+        } else {
+            op->client = NULL; /* freed by srv_op_done */
+        }
+    }
+    c->tail = NULL;
+    c->n_ops = 0;
+    multi_reset(c);
+    uv_close((uv_handle_t *)&c->tcp, on_client_close);
+}
+
+/* A draining client closes once every reply is written. */
+static void client_maybe_finish(struct srv_client *c)
+{
+    if (c->state == CLIENT_DRAINING && c->head == NULL && c->out.len == 0 &&
+        !c->writing && !c->queued_write) {
+        client_close(c);
+    }
+}
+
+static void on_connection(uv_stream_t *listener, int status)
+{
+    struct srv *s = listener->data;
+    if (status < 0) {
+        LOG_WARNF("accept failed: %s", uv_strerror(status));
+        return;
+    }
+    struct srv_client *c = calloc(1, sizeof *c);
+    if (c == NULL) {
+        LOG_WARNF("out of memory accepting a client");
+        return;
+    }
+    c->srv = s;
+    c->id = ++s->next_client_id;
+    c->state = CLIENT_OPEN;
+    c->authed = s->pass[0] == '\0';
+    buf_init(&c->in);
+    buf_init(&c->out);
+    buf_init(&c->wbuf);
+    resp_parser_init(&c->parser, NULL, NULL);
+    uv_tcp_init(s->loop, &c->tcp);
+    c->tcp.data = c;
+    c->next = s->clients;
+    if (s->clients != NULL) {
+        s->clients->prev = c;
+    }
+    s->clients = c;
+    s->n_clients++;
+    s->n_handles++;
+    if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
+        client_close(c);
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    if (s->n_clients > s->opts.max_clients) {
+        resp_write_error(&c->out, "ERR max number of clients reached");
+        c->state = CLIENT_DRAINING;
+        client_want_write(c);
+        return;
+    }
+    client_pause(c, false);
+}
+
+static int resolve(const char *host, uint16_t port, struct sockaddr_storage *sa)
+{
+    if (uv_ip4_addr(host, port, (struct sockaddr_in *)sa) == 0) {
+        return 0;
+    }
+    if (uv_ip6_addr(host, port, (struct sockaddr_in6 *)sa) == 0) {
+        return 0;
+    }
+    return CRAFT_EINVAL;
+}
+
+static void on_failed_close(uv_handle_t *h)
+{
+    struct srv *s = h->data;
+    if (--s->n_handles == 0) {
+        free(s);
+    }
+}
+
+int srv_start(uv_loop_t *loop, const struct srv_options *opts,
+              const struct srv_backend *backend, struct srv **out, char *errmsg,
+              size_t errmsg_len)
+{
+    CRAFT_ASSERT(backend->submit != NULL && backend->leader != NULL);
+    CRAFT_ASSERT(backend->check != NULL && backend->info != NULL);
+    CRAFT_ASSERT(opts->max_clients > 0);
+    struct sockaddr_storage sa;
+    if (strlen(opts->host) >= sizeof((struct srv *)0)->host ||
+        resolve(opts->host, opts->port, &sa) != 0) {
+        snprintf(errmsg, errmsg_len,
+                 "client address '%s' is not a numeric IPv4 or IPv6 address",
+                 opts->host);
+        return CRAFT_EINVAL;
+    }
+    if (opts->requirepass != NULL &&
+        strlen(opts->requirepass) >= sizeof((struct srv *)0)->pass) {
+        snprintf(errmsg, errmsg_len, "requirepass too long");
+        return CRAFT_EINVAL;
+    }
+    struct srv *s = calloc(1, sizeof *s);
+    if (s == NULL) {
+        snprintf(errmsg, errmsg_len, "out of memory");
+        return CRAFT_ENOMEM;
+    }
+    s->loop = loop;
+    s->opts = *opts;
+    s->backend = *backend;
+    strcpy(s->host, opts->host);
+    s->opts.host = s->host;
+    if (opts->requirepass != NULL) {
+        strcpy(s->pass, opts->requirepass);
+    }
+    s->opts.requirepass = s->pass;
+    uv_tcp_init(loop, &s->listener);
+    s->listener.data = s;
+    uv_prepare_init(loop, &s->flusher);
+    s->flusher.data = s;
+    s->n_handles = 2;
+    int rv = uv_tcp_bind(&s->listener, (const struct sockaddr *)&sa, 0);
+    if (rv == 0) {
+        rv = uv_listen((uv_stream_t *)&s->listener, 511, on_connection);
+    }
+    if (rv != 0) {
+        snprintf(errmsg, errmsg_len, "cannot listen on %s:%u: %s", opts->host,
+                 (unsigned)opts->port, uv_strerror(rv));
+        /* The handles finish closing on a later loop turn, which frees s. */
+        uv_close((uv_handle_t *)&s->listener, on_failed_close);
+        uv_close((uv_handle_t *)&s->flusher, on_failed_close);
+        return rv == UV_EADDRINUSE ? CRAFT_EBUSY : CRAFT_EIO;
+    }
+    struct sockaddr_storage bound;
+    int len = sizeof bound;
+    uv_tcp_getsockname(&s->listener, (struct sockaddr *)&bound, &len);
+    s->port = ntohs(bound.ss_family == AF_INET
+                        ? ((struct sockaddr_in *)&bound)->sin_port
+                        : ((struct sockaddr_in6 *)&bound)->sin6_port);
+    uv_prepare_start(&s->flusher, on_prepare);
+    *out = s;
+    return 0;
+}
+
+uint16_t srv_port(const struct srv *s)
+{
+    return s->port;
+}
+
+unsigned srv_clients(const struct srv *s)
+{
+    return s->n_clients;
+}
+
+static void on_srv_handle_close(uv_handle_t *h)
+{
+    struct srv *s = h->data;
+    s->n_handles--;
+    srv_maybe_stopped(s);
+}
+
+void srv_stop(struct srv *s, srv_stop_cb cb, void *data)
+{
+    CRAFT_ASSERT(!s->stopping);
+    s->stopping = true;
+    s->stop_cb = cb;
+    s->stop_data = data;
+    uv_close((uv_handle_t *)&s->listener, on_srv_handle_close);
+    for (struct srv_client *c = s->clients; c != NULL;) {
+        struct srv_client *next = c->next;
+        if (c->state == CLIENT_OPEN) {
+            c->state = CLIENT_DRAINING;
+            client_pause(c, true);
+            client_maybe_finish(c);
+        }
+        c = next;
+    }
+    /* The flusher keeps running until the last client is gone, so that
+     * replies of ops that finish during the stop are still written. */
+    if (s->clients == NULL && !s->flusher_closed) {
+        s->flusher_closed = true;
+        uv_close((uv_handle_t *)&s->flusher, on_srv_handle_close);
+    }
+}
+
+void srv_free(struct srv *s)
+{
+    CRAFT_ASSERT(s->n_handles == 0);
+    free(s);
+}

@@ -1,0 +1,143 @@
+/*
+ * srv.h -- craftd's Redis protocol front end: the TCP listener, client
+ * connections, pipelining and the commands that need no replicated state.
+ *
+ * The front end knows nothing about Raft or the key-value store.  Commands
+ * it does not answer itself (everything but PING ECHO QUIT SELECT AUTH
+ * COMMAND CONFIG INFO CLIENT, and MULTI/EXEC/DISCARD, whose queue is the
+ * connection's) are handed to a backend, craftd's node
+ * runtime, as a struct srv_op; the backend answers each op exactly once
+ * with srv_op_done(), at once or later.
+ *
+ * Invariants:
+ *  1. Replies go out in the order the commands arrived on a connection,
+ *     whatever order the backend finishes them in (pipelining).
+ *  2. Everything a client can make us hold is bounded: the query buffer
+ *     (SRV_QUERYBUF_MAX), commands in flight (SRV_PIPELINE_MAX, after which
+ *     reading pauses), unsent output (SRV_OUTBUF_MAX, likewise), and the
+ *     number of clients (--max-clients).
+ *  3. Bad input closes only the connection that sent it, after a
+ *     Redis-style error reply.
+ *  4. An op outlives its client if the client disconnects while the op is
+ *     in flight; the op is freed when the backend finishes it.
+ *
+ * Threads: everything runs on the loop thread passed to srv_start().
+ */
+#ifndef CRAFT_SERVER_SRV_H
+#define CRAFT_SERVER_SRV_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "util/buf.h"
+
+/* Commands queued in one MULTI before the transaction is refused; the
+ * state machine applies a transaction in one step (KVSM_MULTI_MAX). */
+#define SRV_MULTI_MAX 1024
+/* Commands in flight per connection before we stop reading from it.
+ * redis-benchmark -P 16 -c 50 keeps 800 in flight over all connections. */
+#define SRV_PIPELINE_MAX 1024
+/* Unsent replies per connection before we stop reading from it. */
+#define SRV_OUTBUF_MAX (64u * 1024 * 1024)
+/* A query buffer larger than this closes the connection: 1 GiB as Redis's
+ * client-query-buffer-limit, enough for one RESP_BULK_MAX argument. */
+#define SRV_QUERYBUF_MAX (1024u * 1024 * 1024)
+/* Bytes read per read callback when no large bulk is pending. */
+#define SRV_READ_CHUNK (64u * 1024)
+
+struct srv;
+struct srv_client;
+
+/* A command handed to the backend.  argv/lens are owned by the op and valid
+ * until srv_op_done(); the arguments are not NUL-terminated. */
+struct srv_op {
+    struct srv *srv;
+    struct srv_client *client; /* NULL once the client has gone */
+    struct srv_op *next;       /* the client's queue, in arrival order */
+    size_t argc;
+    uint8_t **argv;
+    size_t *lens;
+    uint64_t client_id; /* unique per connection, for logging */
+    bool done;
+    struct buf reply; /* the backend writes one RESP value here */
+    /* A transaction (MULTI ... EXEC): n_cmds commands, the i-th made of
+     * cmd_argc[i] consecutive arguments of argv.  n_cmds is 0 and cmd_argc
+     * NULL for a plain command. */
+    size_t n_cmds;
+    size_t *cmd_argc;
+    /* Free for the backend's use while it holds the op. */
+    struct srv_op *bnext;
+    uint64_t bindex;
+    uint64_t bterm;
+};
+
+/* What the front end needs from the runtime.  Every callback runs on the
+ * loop thread. */
+struct srv_backend {
+    void *data;
+    /*
+     * Execute op.  The backend calls srv_op_done(op, status) exactly once,
+     * possibly before submit returns.  status 0: op->reply holds the
+     * reply.  Otherwise the front end writes the error:
+     *   CRAFT_ENOTLEADER  -MOVED 0 <leader> or -CLUSTERDOWN (never
+     *                     proposed, safe to retry elsewhere)
+     *   CRAFT_ELEADERLOST -UNCERTAIN (proposed; outcome unknown)
+     *   CRAFT_ESHUTDOWN   -SHUTDOWN (not executed; node stopping)
+     *   anything else     -ERR <craft_strerror(status)>
+     */
+    void (*submit)(void *data, struct srv_op *op);
+    /* Check a command queued inside MULTI: 0, or an error status with the
+     * error reply appended to err (the transaction then fails at EXEC with
+     * -EXECABORT, as in Redis). */
+    int (*check)(void *data, size_t argc, const uint8_t *const *argv,
+                 const size_t *lens, struct buf *err);
+    /* The current leader's client address "HOST:PORT" into out, or false
+     * when no leader is known. */
+    bool (*leader)(void *data, char *out, size_t cap);
+    /* Append INFO text (lines "key:value\r\n") for the replication and
+     * raft sections to b.  Returns 0 or CRAFT_ENOMEM. */
+    int (*info)(void *data, struct buf *b);
+};
+
+struct srv_options {
+    const char *host;
+    uint16_t port;
+    unsigned max_clients;
+    const char *requirepass; /* NULL or "" for none */
+    /* Values reported by CONFIG GET, for clients that ask. */
+    bool fsync;
+};
+
+/*
+ * Create the front end and listen on host:port.  Returns 0 and sets *out,
+ * or CRAFT_EINVAL (bad address), CRAFT_EBUSY (address in use), CRAFT_EIO,
+ * CRAFT_ENOMEM, with the reason in errmsg.  The backend struct is copied.
+ */
+int srv_start(uv_loop_t *loop, const struct srv_options *opts,
+              const struct srv_backend *backend, struct srv **out, char *errmsg,
+              size_t errmsg_len);
+
+/* The port actually bound (useful with port 0). */
+uint16_t srv_port(const struct srv *s);
+
+/* Number of connected clients. */
+unsigned srv_clients(const struct srv *s);
+
+/*
+ * Stop accepting connections and commands, flush the replies of finished
+ * commands and close every connection once its in-flight ops are done.
+ * cb fires once, after every handle is closed; then call srv_free().
+ */
+typedef void (*srv_stop_cb)(struct srv *s, void *data);
+void srv_stop(struct srv *s, srv_stop_cb cb, void *data);
+void srv_free(struct srv *s);
+
+/* The backend finished op (see struct srv_backend).  May free op. */
+void srv_op_done(struct srv_op *op, int status);
+
+/* Case-insensitive comparison of an argument with a NUL-terminated name. */
+bool srv_arg_is(const uint8_t *arg, size_t len, const char *name);
+
+#endif /* CRAFT_SERVER_SRV_H */

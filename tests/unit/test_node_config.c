@@ -1,0 +1,228 @@
+/* Unit tests for craftd's command line (src/node/config.c) and data-dir
+ * identity (src/node/ident.c). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "craft/common.h"
+#include "node/config.h"
+#include "node/ident.h"
+
+#define CLUSTER3 "1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003"
+
+static int parse(struct node_config *cfg, char *err, ...)
+{
+    const char *argv[32] = {"craftd"};
+    int argc = 1;
+    va_list ap;
+    va_start(ap, err);
+    for (const char *a; (a = va_arg(ap, const char *)) != NULL;) {
+        argv[argc++] = a;
+    }
+    va_end(ap);
+    enum node_config_action action = 0;
+    int rv = node_config_parse(argc, (char **)argv, cfg, &action, err, 256);
+    if (rv == 0) {
+        assert_int_equal(action, NODE_CONFIG_RUN);
+    }
+    return rv;
+}
+
+static void config_valid(void **state)
+{
+    (void)state;
+    static struct node_config cfg;
+    char err[256];
+    assert_int_equal(parse(&cfg, err, "--id", "2", "--cluster",
+                           "3=127.0.0.1:7003,1=127.0.0.1:7001,2=127.0.0.1:"
+                           "7002",
+                           "--data-dir", "/tmp/x", NULL),
+                     0);
+    assert_int_equal(cfg.n_members, 3);
+    assert_int_equal(cfg.id, 2);
+    assert_int_equal(cfg.self, 1);
+    assert_int_equal(cfg.members[0].id, 1);
+    assert_int_equal(cfg.members[2].client_port, 7003);
+    assert_int_equal(cfg.members[2].raft_port, 17003);
+    uint64_t cid = cfg.cluster_id;
+    /* The cluster id depends on the members, not on the order given. */
+    assert_int_equal(parse(&cfg, err, "-i", "1", "-c", CLUSTER3, "-d", "/tmp/y",
+                           "--raft-port-offset", "100", "--election-ms",
+                           "300-600", "--heartbeat-ms", "50",
+                           "--snapshot-bytes", "2m", "--requirepass", "pw",
+                           "--log-level", "debug", NULL),
+                     0);
+    assert_int_equal(cfg.cluster_id, cid);
+    assert_int_equal(cfg.members[0].raft_port, 7101);
+    assert_int_equal(cfg.snapshot_bytes, 2u << 20);
+    assert_int_equal(cfg.election_ms_min, 300);
+    assert_string_equal(cfg.requirepass, "pw");
+    assert_int_equal(parse(&cfg, err, "--id", "1", "--cluster",
+                           "1=127.0.0.1:7001,2=127.0.0.1:7002", "--data-dir",
+                           "/tmp/y", NULL),
+                     0);
+    assert_true(cfg.cluster_id != cid);
+}
+
+static void config_errors(void **state)
+{
+    (void)state;
+    static struct node_config cfg;
+    char err[256];
+    struct {
+        const char *args[8];
+        const char *needle;
+    } cases[] = {
+        {{"--cluster", CLUSTER3, "--data-dir", "d"}, "missing --id"},
+        {{"--id", "1", "--data-dir", "d"}, "missing --cluster"},
+        {{"--id", "1", "--cluster", CLUSTER3}, "missing --data-dir"},
+        {{"--id", "4", "--cluster", CLUSTER3, "-d", "d"}, "not a member"},
+        {{"--id", "x", "--cluster", CLUSTER3, "-d", "d"}, "--id"},
+        {{"--id", "1", "--cluster", "1=127.0.0.1:7001,1=127.0.0.1:7002", "-d",
+          "d"},
+         "twice"},
+        {{"--id", "1", "--cluster", "1=127.0.0.1:70000", "-d", "d"},
+         "bad port"},
+        {{"--id", "1", "--cluster", "1=127.0.0.1:60000", "-d", "d"},
+         "above 65535"},
+        {{"--id", "1", "--cluster", "1=127.0.0.1", "-d", "d"}, "ID=HOST:PORT"},
+        {{"--id", "1", "--cluster",
+          "1=1.0.0.1:1,2=1.0.0.1:2,3=1.0.0.1:3,4=1.0.0.1:4,5=1.0.0.1:5,"
+          "6=1.0.0.1:6,7=1.0.0.1:7,8=1.0.0.1:8",
+          "-d", "d"},
+         "at most 7"},
+        {{"--id", "1", "--cluster", "1=1.0.0.1:7001,2=1.0.0.1:7001", "-d", "d"},
+         "share a port"},
+        {{"--id", "1", "--cluster", "1=localhost:7001", "-d", "d"},
+         "numeric IPv4"},
+        {{"--id", "1", "--cluster", CLUSTER3, "-d", "d", "--bogus"},
+         "unknown option"},
+        {{"--id", "1", "--cluster", CLUSTER3, "-d", "d", "--election-ms",
+          "500-100"},
+         "MIN < MAX"},
+        {{"--id", "1", "--cluster", CLUSTER3, "-d", "d", "--log-level", "loud"},
+         "--log-level"},
+        {{"--id", "1", "--cluster", CLUSTER3, "-d", "d", "extra"},
+         "unexpected argument"},
+        {{"--id", "1", "--cluster", CLUSTER3, "-d", "d", "--max-clients", "0"},
+         "--max-clients"},
+        {{"--id", "1", "--cluster", CLUSTER3, "-d", "d", "--snapshot-bytes",
+          "12q"},
+         "--snapshot-bytes"},
+        {{"--id"}, "needs a value"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *argv[10] = {"craftd"};
+        int argc = 1;
+        for (int j = 0; j < 8 && cases[i].args[j] != NULL; j++) {
+            argv[argc++] = cases[i].args[j];
+        }
+        enum node_config_action action;
+        int rv = node_config_parse(argc, (char **)argv, &cfg, &action, err,
+                                   sizeof err);
+        if (rv != CRAFT_EINVAL || strstr(err, cases[i].needle) == NULL) {
+            fail_msg("case %zu: rv %d, message '%s', expected '%s'", i, rv, err,
+                     cases[i].needle);
+        }
+    }
+}
+
+static void config_help(void **state)
+{
+    (void)state;
+    static struct node_config cfg;
+    char err[64];
+    const char *argv[] = {"craftd", "--id", "1", "--help"};
+    enum node_config_action action = 0;
+    assert_int_equal(
+        node_config_parse(4, (char **)argv, &cfg, &action, err, sizeof err), 0);
+    assert_int_equal(action, NODE_CONFIG_HELP);
+    FILE *f = tmpfile();
+    node_config_usage(f);
+    long size = ftell(f);
+    fclose(f);
+    assert_true(size > 500);
+}
+
+static void make_cfg(struct node_config *cfg, const char *dir, const char *id,
+                     const char *cluster)
+{
+    char err[256];
+    const char *argv[] = {"craftd", "--id",       id, "--cluster",
+                          cluster,  "--data-dir", dir};
+    enum node_config_action action;
+    assert_int_equal(
+        node_config_parse(7, (char **)argv, cfg, &action, err, sizeof err), 0);
+}
+
+static void ident_lifecycle(void **state)
+{
+    (void)state;
+    char tmpl[] = "/tmp/craft-ident-XXXXXX";
+    char *root = mkdtemp(tmpl);
+    assert_non_null(root);
+    char dir[256];
+    snprintf(dir, sizeof dir, "%s/a/b", root);
+    static struct node_config cfg, other;
+    char err[512];
+    int fd = -1, fd2 = -1;
+
+    make_cfg(&cfg, dir, "1", CLUSTER3);
+    assert_int_equal(node_ident_open(&cfg, &fd, err, sizeof err), 0);
+    assert_true(fd >= 0);
+    /* A second process (here: a second open) is refused while locked. */
+    assert_int_equal(node_ident_open(&cfg, &fd2, err, sizeof err), CRAFT_EBUSY);
+    assert_non_null(strstr(err, "in use"));
+    close(fd);
+    assert_int_equal(node_ident_open(&cfg, &fd, err, sizeof err), 0);
+    close(fd);
+
+    make_cfg(&other, dir, "2", CLUSTER3);
+    assert_int_equal(node_ident_open(&other, &fd, err, sizeof err),
+                     CRAFT_EMISMATCH);
+    assert_non_null(strstr(err, "belongs to node 1"));
+    make_cfg(&other, dir, "1", "1=127.0.0.1:7001,2=127.0.0.1:7002");
+    assert_int_equal(node_ident_open(&other, &fd, err, sizeof err),
+                     CRAFT_EMISMATCH);
+    assert_non_null(strstr(err, "belongs to cluster"));
+
+    /* Flip one byte of the identity: the checksum catches it. */
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, NODE_IDENT_FILE);
+    FILE *f = fopen(path, "r+");
+    assert_non_null(f);
+    fseek(f, 20, SEEK_SET);
+    int c = fgetc(f);
+    fseek(f, 20, SEEK_SET);
+    fputc(c ^ 1, f);
+    fclose(f);
+    assert_int_equal(node_ident_open(&cfg, &fd, err, sizeof err),
+                     CRAFT_ECORRUPT);
+
+    /* A data dir that cannot be created. */
+    make_cfg(&other, "/proc/craft-no-such/dir", "1", CLUSTER3);
+    assert_int_equal(node_ident_open(&other, &fd, err, sizeof err), CRAFT_EIO);
+    assert_non_null(strstr(err, "cannot create data dir"));
+
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
+    assert_int_equal(system(cmd), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(config_valid),
+        cmocka_unit_test(config_errors),
+        cmocka_unit_test(config_help),
+        cmocka_unit_test(ident_lifecycle),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
