@@ -24,10 +24,18 @@
  * Persistence contract.  The core never puts into u.messages a message that
  * depends on state not yet reported durable: a vote or an append
  * acknowledgement waits inside the core until the RAFT_PERSISTED event that
- * covers what it claims.  The one exception is the leader's own appends, which go out
- * at once while its write is in flight; the leader counts itself towards a
- * commit only once its write is reported durable.  So a runtime may simply
- * send every message it is given at once.
+ * covers what it claims.  Two requests are the exceptions, both safe:
+ *   - a leader's own appends go out at once while its write is in flight;
+ *     the leader counts itself towards a commit only once its write is
+ *     reported durable;
+ *   - a candidate's RequestVote goes out at once while its new term and
+ *     self-vote are being written; the candidate counts its own vote, and
+ *     becomes leader, only once that write is durable, so a crash before
+ *     it loses nothing but its own candidacy: its self-vote was never
+ *     counted, so voting in that term after the restart is its only
+ *     counted vote there, and what the voters granted is theirs to make
+ *     durable before they answer.
+ * So a runtime may simply send every message it is given at once.
  *
  * The full contract for a runtime, every tunable and every invariant are in
  * docs/raft.md.
@@ -211,10 +219,16 @@ struct raft_msg_snapshot {
     /* Chunk bytes.  In a message the core hands out, .len says how many
      * bytes to send and .base is NULL: the runtime, which owns the
      * snapshot file, reads [offset, offset + len) of the snapshot
-     * (meta.index, meta.term) and attaches them when encoding.  If it no
-     * longer has that snapshot it drops the message (the core retries
-     * with its newest one).  In a received message .base points to the
-     * bytes, borrowed for the call. */
+     * (meta.index, meta.term) and attaches them when encoding.  A transfer
+     * stays on one snapshot for its whole life, so a runtime SHOULD keep a
+     * snapshot readable while a transfer of it is in progress (e.g. keep
+     * the old file open after a newer one replaces it).  If it can't, it
+     * drops the message; after one retry timeout (two heartbeat
+     * intervals) without an answer the core moves the transfer to its
+     * newest snapshot from offset 0 -- correct, but a leader that
+     * snapshots more often than a transfer takes then never finishes one.
+     * In a received message .base points to the bytes, borrowed for the
+     * call. */
     struct raft_buffer data;
 };
 
@@ -272,7 +286,11 @@ struct raft_event {
         } persisted;
         struct {
             /* A durable snapshot of the state after applying index; index
-             * must be <= the last committed entry handed out. */
+             * must be <= the last committed entry handed out.  The newer
+             * snapshot always wins: if the runtime's current snapshot is
+             * already newer than this one (one received from the leader
+             * became current while the application was writing its own),
+             * it discards its own and does not step RAFT_SNAPSHOT. */
             raft_index index;
             uint64_t size;
             /* Entries to keep before index so that slightly lagging
@@ -303,7 +321,10 @@ struct raft_snapshot_chunk {
     /* After writing the last chunk, make this snapshot durable and
      * current -- unless the runtime already holds a snapshot with a higher
      * index (the application may have stored its own, newer one while
-     * this write was in flight); then drop it.  The core assumes exactly
+     * this write was in flight); then drop it.  Symmetrically, an
+     * application snapshot older than the current one is discarded (see
+     * RAFT_SNAPSHOT): storage orders snapshots by index and the newer one
+     * always wins.  The core assumes exactly
      * this rule. */
     bool last;
 };
@@ -378,9 +399,13 @@ CRAFT_API void raft_free(struct raft *r);
  *   RAFT_SNAPSHOT  CRAFT_EINVAL when index is beyond what was handed out
  *                  for applying;
  *   RAFT_TRANSFER  CRAFT_ENOTLEADER, CRAFT_EINVAL (not a peer);
- *   any event      CRAFT_ENOMEM, after which the core is unchanged except
- *                  that messages may have been lost (safe: Raft tolerates
- *                  message loss).
+ *   any event      CRAFT_ENOMEM: the step did part of its work, never
+ *                  breaking an invariant.  Messages or acknowledgements
+ *                  may have been lost (safe: Raft tolerates message loss),
+ *                  and a received append may have been taken in part (a
+ *                  conflicting suffix truncated, some of its entries
+ *                  appended, none acknowledged); *u then carries exactly
+ *                  those changes, and the leader resends the rest.
  * *u is filled in on every return, so a runtime always carries it out.
  */
 CRAFT_API int raft_step(struct raft *r, struct raft_event *ev,

@@ -52,9 +52,12 @@ struct raft_progress {
     raft_index *inflight;
     unsigned in_head;
     unsigned in_count;
-    /* SNAPSHOT: which snapshot is being sent and how far. */
+    /* SNAPSHOT: which snapshot is being sent and how far.  The snapshot
+     * is pinned for the life of the transfer (a newer one taken meanwhile
+     * does not restart it); see raft__tick_snapshot. */
     raft_index snap_index;
     raft_term snap_term;
+    uint64_t snap_size;
     uint64_t snap_acked; /* bytes the follower holds durably */
     uint64_t snap_sent;  /* bytes sent */
     unsigned snap_idle;  /* ticks without progress */
@@ -226,8 +229,8 @@ void raft__progress_close(struct raft *r);
 void raft__progress_reset(struct raft *r);
 void raft__progress_probe(struct raft_progress *pr);
 void raft__progress_replicate(struct raft_progress *pr);
-void raft__progress_snapshot(struct raft_progress *pr, raft_index index,
-                             raft_term term);
+void raft__progress_snapshot(struct raft_progress *pr,
+                             const struct raft_snapshot_meta *snap);
 bool raft__inflight_full(const struct raft *r, const struct raft_progress *pr);
 void raft__inflight_add(const struct raft *r, struct raft_progress *pr,
                         raft_index last);

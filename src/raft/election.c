@@ -53,6 +53,11 @@ int raft__campaign(struct raft *r, bool pre, bool transfer)
     } else {
         raft__become_candidate(r, transfer);
     }
+    /* The one request besides a leader's appends that goes out before the
+     * state it carries is durable (raft.h, persistence contract): the new
+     * term and self-vote are still being written.  Safe, because tally
+     * counts the self-vote only once durable (invariant 4); a crash before
+     * that loses only this candidacy. */
     send_votes(r, pre, transfer);
     return raft__tally(r);
 }

@@ -58,6 +58,12 @@ static bool leader_ok(const struct raft *r)
         CHECK(r, pr->in_count <= r->opts.max_inflight); /* progress.c 2 */
         CHECK(r, pr->in_count == 0 || pr->state == RAFT_PROGRESS_REPLICATE);
         CHECK(r, pr->read_round <= r->read_round);
+        if (pr->state == RAFT_PROGRESS_SNAPSHOT) {
+            /* snapshot.c 4: the pinned snapshot is one we took. */
+            CHECK(r, pr->match < pr->snap_index);
+            CHECK(r, pr->snap_index <= r->snap.index);
+            CHECK(r, pr->snap_acked <= pr->snap_size);
+        }
     }
     return true;
 }

@@ -6,7 +6,8 @@
  *              heartbeat until answered             next-1 compacted: SNAPSHOT
  *   REPLICATE  pipelined appends from next, at      a rejection above match,
  *              most max_inflight unanswered         unreachable, stall: PROBE
- *   SNAPSHOT   snapshot chunks, one in flight       installed: REPLICATE
+ *   SNAPSHOT   chunks of one pinned snapshot, one   installed: REPLICATE
+ *              in flight
  *
  * Invariants:
  *   1. match < next <= last index + 1.
@@ -74,13 +75,14 @@ void raft__progress_replicate(struct raft_progress *pr)
     pr->stall_ticks = 0;
 }
 
-void raft__progress_snapshot(struct raft_progress *pr, raft_index index,
-                             raft_term term)
+void raft__progress_snapshot(struct raft_progress *pr,
+                             const struct raft_snapshot_meta *snap)
 {
-    CRAFT_ASSERT(index > pr->match);
+    CRAFT_ASSERT(snap->index > pr->match && snap->term > 0);
     pr->state = RAFT_PROGRESS_SNAPSHOT;
-    pr->snap_index = index;
-    pr->snap_term = term;
+    pr->snap_index = snap->index;
+    pr->snap_term = snap->term;
+    pr->snap_size = snap->size;
     pr->snap_acked = pr->snap_sent = 0;
     pr->snap_idle = 0;
     pr->probe_sent = false;

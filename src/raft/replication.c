@@ -102,7 +102,7 @@ int raft__send_append(struct raft *r, struct raft_progress *pr, bool probe)
     raft_term prev_term = raft__log_term(&r->log, prev, &known);
     if (!known) {
         CRAFT_ASSERT(prev < r->log.base_index);
-        raft__progress_snapshot(pr, r->snap.index, r->snap.term);
+        raft__progress_snapshot(pr, &r->snap);
         return raft__send_snapshot(r, pr);
     }
     /* A repeated probe carries no entries: the follower may be down, and

@@ -16,7 +16,10 @@
  *      with it at its index (§7: "if existing log entry has same index and
  *      term as snapshot's last included entry, retain log entries
  *      following it"); otherwise the whole log is discarded.
- *   4. At most one chunk per follower is in flight, and only the reply to
+ *   4. A transfer sends one snapshot, pinned in the follower's progress
+ *      (index, term, size) from its first chunk to its end; only the retry
+ *      timeout moves it to a newer one.
+ *   5. At most one chunk per follower is in flight, and only the reply to
  *      it (or the retry timer) sends the next.
  */
 #include <string.h>
@@ -57,22 +60,20 @@ int raft__compact(struct raft *r, const struct raft_event *ev)
 
 /* ---- leader --------------------------------------------------------- */
 
+/* Send the next chunk of the snapshot pinned in pr, unless one is in
+ * flight (invariant 5). */
 int raft__send_snapshot(struct raft *r, struct raft_progress *pr)
 {
     CRAFT_ASSERT(pr->state == RAFT_PROGRESS_SNAPSHOT);
-    CRAFT_ASSERT(r->snap.index > 0);
-    if (pr->snap_index != r->snap.index || pr->snap_term != r->snap.term) {
-        /* A newer snapshot replaced the one being sent: start over. */
-        raft__progress_snapshot(pr, r->snap.index, r->snap.term);
-    }
+    CRAFT_ASSERT(pr->snap_index > 0 && pr->snap_index <= r->snap.index);
     if (pr->snap_sent > pr->snap_acked) {
-        return 0; /* invariant 4 */
+        return 0; /* invariant 5 */
     }
-    if (pr->snap_acked >= r->snap.size) {
+    if (pr->snap_acked >= pr->snap_size) {
         pr->snap_acked = 0; /* acked all yet not installed: start over */
     }
     uint64_t off = pr->snap_acked;
-    uint64_t len = r->snap.size - off;
+    uint64_t len = pr->snap_size - off;
     if (len > r->opts.snapshot_chunk_bytes) {
         len = r->opts.snapshot_chunk_bytes;
     }
@@ -81,9 +82,12 @@ int raft__send_snapshot(struct raft *r, struct raft_progress *pr)
         .from = r->id,
         .to = pr->id,
         .term = r->term,
-        .snapshot = {.meta = r->snap,
+        .snapshot = {.meta = {.index = pr->snap_index,
+                              .term = pr->snap_term,
+                              .config = r->config,
+                              .size = pr->snap_size},
                      .offset = off,
-                     .last = off + len == r->snap.size,
+                     .last = off + len == pr->snap_size,
                      .data = {.base = NULL, .len = (size_t)len}}};
     int rv = raft__send(r, &m);
     if (rv == 0) {
@@ -97,16 +101,34 @@ int raft__send_snapshot(struct raft *r, struct raft_progress *pr)
     return rv;
 }
 
+/*
+ * The retry timer of a transfer.  A chunk unanswered for CHUNK_RETRY_BEATS
+ * heartbeat intervals was lost -- by the network, or by the runtime, which
+ * drops chunks of a snapshot it no longer holds (raft.h).  The transfer
+ * stays pinned to its snapshot while it progresses, so a leader that
+ * compacts more often than one transfer takes still gets its followers
+ * across; only on this timeout, if a newer snapshot has replaced the
+ * pinned one, does it move to the newest from offset 0.
+ */
 void raft__tick_snapshot(struct raft *r, struct raft_progress *pr)
 {
     CRAFT_ASSERT(pr->state == RAFT_PROGRESS_SNAPSHOT);
     /* Resend only to a follower that answers at all (its heartbeat
      * replies reset ticks_since_contact): chunks are large. */
-    if (++pr->snap_idle >= CHUNK_RETRY_BEATS * r->opts.heartbeat_ticks &&
-        pr->ticks_since_contact < r->opts.election_ticks_max) {
-        pr->snap_sent = pr->snap_acked; /* presumed lost: resend */
-        (void)raft__send_snapshot(r, pr);
+    if (++pr->snap_idle < CHUNK_RETRY_BEATS * r->opts.heartbeat_ticks ||
+        pr->ticks_since_contact >= r->opts.election_ticks_max) {
+        return;
     }
+    if (pr->snap_index != r->snap.index || pr->snap_term != r->snap.term) {
+        raft__trace(r, "snapshot %llu to %llu unanswered, sending %llu",
+                    (unsigned long long)pr->snap_index,
+                    (unsigned long long)pr->id,
+                    (unsigned long long)r->snap.index);
+        raft__progress_snapshot(pr, &r->snap);
+    } else {
+        pr->snap_sent = pr->snap_acked; /* presumed lost: resend */
+    }
+    (void)raft__send_snapshot(r, pr);
 }
 
 int raft__recv_snapshot_resp(struct raft *r, const struct raft_message *m)
@@ -142,7 +164,7 @@ int raft__recv_snapshot_resp(struct raft *r, const struct raft_message *m)
         return 0;
     }
     if (pr->state != RAFT_PROGRESS_SNAPSHOT || s->index != pr->snap_index ||
-        s->next_offset > r->snap.size) {
+        s->next_offset > pr->snap_size) {
         return 0; /* stale */
     }
     if (pr->snap_sent > pr->snap_acked && s->next_offset == pr->snap_sent) {

@@ -1064,6 +1064,115 @@ static void snapshot_leader_sends_and_ignores_duplicate_done(void **state)
     assert_int_equal(h_live_allocs, 0);
 }
 
+/* Whether u sends a snapshot chunk to `to`; copies the first to *out. */
+static bool chunk_to(const struct raft_update *u, raft_id to,
+                     struct raft_message *out)
+{
+    for (size_t k = 0; k < u->n_messages; k++) {
+        if (u->messages[k].type == RAFT_MSG_SNAPSHOT &&
+            u->messages[k].to == to) {
+            *out = u->messages[k];
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Review H1: a transfer stays pinned to its snapshot while it progresses,
+ * so a leader that compacts more often than a transfer takes still gets a
+ * lagging follower across (it used to restart from offset 0 with every
+ * newer snapshot: a livelock).  Only a chunk left unanswered for the retry
+ * timeout (the runtime may have dropped it, no longer holding that
+ * snapshot) moves the transfer to the newest snapshot, from offset 0. */
+static void snapshot_transfer_pinned_across_compaction(void **state)
+{
+    (void)state;
+    struct raft_options o;
+    raft_options_default(&o);
+    o.snapshot_chunk_bytes = 8;
+    struct raft_config cfg = {.n = 3, .ids = {1, 2, 3}};
+    struct raft_snapshot_meta meta = {
+        .index = 10, .term = 2, .config = cfg, .size = 40};
+    struct raft_entry es[2] = {ent(2, 11), ent(2, 12)};
+    struct raft_restore rs = {
+        .hs = {2, 0}, .snapshot = &meta, .entries = es, .n_entries = 2};
+    struct raft *r;
+    assert_int_equal(raft_new(1, &cfg, &o, 1, &rs, &h_alloc, &r), 0);
+    make_leader(r);
+    raft_term t = hstat(r).term;
+    /* Node 2 lacks everything: the transfer of snapshot 10 starts. */
+    struct raft_message rej = {
+        .type = RAFT_MSG_APPEND_RESP,
+        .from = 2,
+        .to = 1,
+        .term = t,
+        .append_resp = {.rejected = 12, .conflict_index = 1}};
+    struct raft_update u = recv(r, &rej);
+    struct raft_message ch;
+    assert_true(chunk_to(&u, 2, &ch));
+    assert_int_equal(ch.snapshot.meta.index, 10);
+    assert_int_equal(ch.snapshot.offset, 0);
+    /* Node 3 makes 13 (the no-op) commit; the leader snapshots at 13. */
+    struct raft_message ack = {.type = RAFT_MSG_APPEND_RESP,
+                               .from = 3,
+                               .to = 1,
+                               .term = t,
+                               .append_resp = {.success = true, .index = 13}};
+    u = recv(r, &ack);
+    assert_int_equal(u.commit_index, 13);
+    struct raft_event snap = {.type = RAFT_SNAPSHOT,
+                              .snapshot = {.index = 13, .size = 24}};
+    step_ok(r, &snap, &u);
+    assert_int_equal(hstat(r).snapshot_index, 13);
+    /* The transfer of 10 goes on where it was. */
+    struct raft_message sr = {.type = RAFT_MSG_SNAPSHOT_RESP,
+                              .from = 2,
+                              .to = 1,
+                              .term = t,
+                              .snapshot_resp = {.index = 10}};
+    for (uint64_t off = 8; off <= 16; off += 8) {
+        sr.snapshot_resp.next_offset = off;
+        u = recv(r, &sr);
+        assert_true(chunk_to(&u, 2, &ch));
+        assert_int_equal(ch.snapshot.meta.index, 10);
+        assert_int_equal(ch.snapshot.meta.size, 40);
+        assert_int_equal(ch.snapshot.offset, off);
+    }
+    /* The chunk at 16 goes unanswered (say the runtime dropped it): after
+     * the retry timeout, and not before, the newest snapshot is sent. */
+    struct raft_event tk = {.type = RAFT_TICK};
+    unsigned retry_at = 0;
+    for (unsigned k = 1; k <= 2 * o.heartbeat_ticks && retry_at == 0; k++) {
+        step_ok(r, &tk, &u);
+        if (chunk_to(&u, 2, &ch)) {
+            retry_at = k;
+            assert_int_equal(ch.snapshot.meta.index, 13);
+            assert_int_equal(ch.snapshot.meta.size, 24);
+            assert_int_equal(ch.snapshot.offset, 0);
+        }
+    }
+    assert_int_equal(retry_at, 2 * o.heartbeat_ticks);
+    /* A late answer about snapshot 10 changes nothing now. */
+    sr.snapshot_resp.next_offset = 24;
+    u = recv(r, &sr);
+    assert_false(chunk_to(&u, 2, &ch));
+    /* Snapshot 13 completes: 3 chunks. */
+    sr.snapshot_resp.index = 13;
+    for (uint64_t off = 8; off <= 24; off += 8) {
+        sr.snapshot_resp.next_offset = off;
+        sr.snapshot_resp.done = off == 24;
+        u = recv(r, &sr);
+        if (off < 24) {
+            assert_true(chunk_to(&u, 2, &ch));
+            assert_int_equal(ch.snapshot.offset, off);
+        }
+    }
+    assert_int_equal(hstat(r).progress[1].match, 13);
+    assert_int_not_equal(hstat(r).progress[1].state, RAFT_PROGRESS_SNAPSHOT);
+    raft_free(r);
+    assert_int_equal(h_live_allocs, 0);
+}
+
 /* ---- ReadIndex ------------------------------------------------------ */
 
 static void readindex_basic(void **state)
@@ -1709,6 +1818,7 @@ int main(int argc, char **argv)
         T(snapshot_install_with_write_in_flight),
         T(snapshot_install_keeps_matching_suffix),
         T(snapshot_leader_sends_and_ignores_duplicate_done),
+        T(snapshot_transfer_pinned_across_compaction),
         T(readindex_basic),
         T(readindex_waits_for_own_term_commit),
         T(flow_idle_heartbeats_bounded),
