@@ -268,6 +268,12 @@ static void handle_reads(struct sim_cluster *c, struct sim_node *n,
 
 static void take_snapshot(struct sim_cluster *c, struct sim_node *n)
 {
+    if (n->st.has_snap && n->st.snap.index > n->applied) {
+        /* A snapshot received from the leader became current while this
+         * one was due: the newer one wins, this one is discarded and
+         * RAFT_SNAPSHOT not stepped (raft.h). */
+        return;
+    }
     struct raft_buffer appbuf = {NULL, 0};
     const struct sim_app_ops *app = c->o.app;
     if (app != NULL && app->snapshot(app->data, n->app, &appbuf) != 0) {
