@@ -268,6 +268,12 @@ static void handle_reads(struct sim_cluster *c, struct sim_node *n,
 
 static void take_snapshot(struct sim_cluster *c, struct sim_node *n)
 {
+    if (n->st.has_snap && n->st.snap.index > n->applied) {
+        /* A snapshot received from the leader became current while this
+         * one was due: the newer one wins, this one is discarded and
+         * RAFT_SNAPSHOT not stepped (raft.h). */
+        return;
+    }
     struct raft_buffer appbuf = {NULL, 0};
     const struct sim_app_ops *app = c->o.app;
     if (app != NULL && app->snapshot(app->data, n->app, &appbuf) != 0) {
@@ -437,8 +443,26 @@ static void persist_done(struct sim_cluster *c, struct sim_node *n,
     }
 }
 
+/* A healthy cluster of up to 9 nodes takes a few thousand steps per
+ * simulated second (ticks, heartbeats, client traffic); a hundred times that
+ * is a message storm or a livelock in simulated time, which would otherwise
+ * hang the run. */
+#define SIM_EVENTS_PER_MS_MAX 200
+#define SIM_EVENTS_SLACK 1000000
+/* Likewise for events queued at once: a healthy cluster has at most a few
+ * thousand messages in flight, even with 2-second reordering delays. */
+#define SIM_QUEUED_MAX 50000
+
 static void run_one(struct sim_cluster *c)
 {
+    if (c->n_events > SIM_EVENTS_SLACK + SIM_EVENTS_PER_MS_MAX * c->now) {
+        sim_fail(c, "event storm: %llu events in %llu simulated ms",
+                 (unsigned long long)c->n_events, (unsigned long long)c->now);
+    }
+    if (c->n_heap > SIM_QUEUED_MAX) {
+        sim_fail(c, "message storm: %zu events queued at %llu ms", c->n_heap,
+                 (unsigned long long)c->now);
+    }
     struct sim_event ev = heap_pop(c);
     CRAFT_ASSERT(ev.time >= c->now);
     c->now = ev.time;

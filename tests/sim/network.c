@@ -133,32 +133,42 @@ static void enqueue(struct sim_cluster *c, unsigned to, struct sim_msg *sm,
 }
 
 /* The bytes of a snapshot chunk the core asked to send, from the sender's
- * durable snapshot; NULL if that snapshot is gone (then the message is not
- * sent and the core retries with its newest one). */
+ * durable snapshot, or the one it replaced (kept readable for a transfer in
+ * progress); NULL if that snapshot is gone (then the message is not sent
+ * and the core moves the transfer to its newest one). */
 static const uint8_t *chunk_bytes(struct sim_cluster *c, struct sim_node *n,
                                   const struct raft_message *m)
 {
     const struct sim_storage *s = &n->st;
     const struct raft_msg_snapshot *sn = &m->snapshot;
-    if (!s->has_snap || s->snap.index != sn->meta.index ||
-        s->snap.term != sn->meta.term) {
+    const uint8_t *data;
+    size_t len;
+    if (s->has_snap && s->snap.index == sn->meta.index &&
+        s->snap.term == sn->meta.term) {
+        data = s->snap_data;
+        len = s->snap_len;
+    } else if (s->has_prev && s->prev.index == sn->meta.index &&
+               s->prev.term == sn->meta.term) {
+        data = s->prev_data;
+        len = s->prev_len;
+    } else {
         return NULL;
     }
-    if (sn->offset > s->snap_len || sn->data.len > s->snap_len - sn->offset) {
+    if (sn->offset > len || sn->data.len > len - sn->offset) {
         sim_fail(c,
                  "n%llu: snapshot chunk [%llu, +%zu) beyond snapshot "
                  "%llu of %zu bytes",
                  (unsigned long long)n->id, (unsigned long long)sn->offset,
-                 sn->data.len, (unsigned long long)sn->meta.index, s->snap_len);
+                 sn->data.len, (unsigned long long)sn->meta.index, len);
     }
-    if (sn->last && sn->offset + sn->data.len != s->snap_len) {
+    if (sn->last && sn->offset + sn->data.len != len) {
         sim_fail(c,
                  "n%llu: last chunk of snapshot %llu ends at %llu, not "
                  "at its size %zu",
                  (unsigned long long)n->id, (unsigned long long)sn->meta.index,
-                 (unsigned long long)(sn->offset + sn->data.len), s->snap_len);
+                 (unsigned long long)(sn->offset + sn->data.len), len);
     }
-    return s->snap_data + sn->offset;
+    return data + sn->offset;
 }
 
 static void report_unreachable(struct sim_cluster *c, struct sim_node *from,

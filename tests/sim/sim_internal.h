@@ -65,6 +65,12 @@ struct sim_storage {
     struct raft_snapshot_meta snap;
     uint8_t *snap_data;
     size_t snap_len;
+    /* The snapshot it replaced, kept readable for a transfer of it still
+     * in progress (raft.h asks for that); not used for restarts. */
+    bool has_prev;
+    struct raft_snapshot_meta prev;
+    uint8_t *prev_data;
+    size_t prev_len;
     /* An incoming snapshot being written chunk by chunk. */
     bool has_part;
     struct raft_snapshot_meta part;

@@ -106,6 +106,19 @@ static void append_entry(struct sim_cluster *c, struct sim_storage *s,
     entry_copy(&s->log[s->n_log++], e);
 }
 
+/* The current snapshot becomes the previous one (still readable for a
+ * transfer in progress); the one before is deleted. */
+static void retire_snapshot(struct sim_storage *s)
+{
+    free(s->prev_data);
+    s->has_prev = s->has_snap;
+    s->prev = s->snap;
+    s->prev_data = s->snap_data;
+    s->prev_len = s->snap_len;
+    s->snap_data = NULL;
+    s->snap_len = 0;
+}
+
 static void write_chunk(struct sim_cluster *c, struct sim_storage *s,
                         const struct raft_snapshot_chunk *ch)
 {
@@ -142,7 +155,7 @@ static void write_chunk(struct sim_cluster *c, struct sim_storage *s,
         return;
     }
     if (ch->last) {
-        free(s->snap_data);
+        retire_snapshot(s);
         s->has_snap = true;
         s->snap = s->part;
         s->snap_data = s->part_data;
@@ -192,7 +205,7 @@ void sim__storage_set_snapshot(struct sim_storage *s,
                                const struct raft_snapshot_meta *meta,
                                const void *data, size_t len)
 {
-    free(s->snap_data);
+    retire_snapshot(s);
     s->has_snap = true;
     s->snap = *meta;
     s->snap_data = dup_bytes(data, len);
@@ -213,6 +226,7 @@ void sim__storage_close(struct sim_storage *s)
     truncate_log(s, 0);
     free(s->log);
     free(s->snap_data);
+    free(s->prev_data);
     free(s->part_data);
     memset(s, 0, sizeof *s);
 }

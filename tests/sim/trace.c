@@ -158,9 +158,10 @@ static void format_msg(const struct raft_message *m, char *buf, size_t size)
                  m->snapshot.last ? " last" : "");
         break;
     case RAFT_MSG_SNAPSHOT_RESP:
-        snprintf(buf, size, "<-%llu SNAP_RESP t%llu %llu%s",
+        snprintf(buf, size, "<-%llu SNAP_RESP t%llu %llu @%llu%s",
                  (unsigned long long)m->from, (unsigned long long)m->term,
                  (unsigned long long)m->snapshot_resp.index,
+                 (unsigned long long)m->snapshot_resp.next_offset,
                  m->snapshot_resp.done ? " done" : "");
         break;
     case RAFT_MSG_TIMEOUT_NOW:
