@@ -208,7 +208,9 @@ void sc_figure8_unreliable_2c(struct sim_test *t)
 /* ---- churn -------------------------------------------------------------- */
 
 #define CHURN_CLIENTS 3
-#define CHURN_SEEN_MAX 4096
+/* Room for every value a run can see committed (a 20-round run commits
+ * about 4,000); overflowing it fails the test rather than checking less. */
+#define CHURN_SEEN_MAX 65536
 
 struct churn_client {
     unsigned me;
@@ -240,7 +242,13 @@ static void churn_client_act(struct sim_test *t, struct churn *ch,
         uint64_t cmd;
         bool is_cmd;
         if (st_n_committed(t, cl->index, &cmd, &is_cmd) > 0) {
-            if (is_cmd && cmd == cl->x && ch->n_seen < CHURN_SEEN_MAX) {
+            if (is_cmd && cmd == cl->x) {
+                if (ch->n_seen == CHURN_SEEN_MAX) {
+                    st_fail(t,
+                            "more than %d values committed: raise "
+                            "CHURN_SEEN_MAX",
+                            CHURN_SEEN_MAX);
+                }
                 ch->seen[ch->n_seen++] = cl->x;
             }
             cl->x = 0;
