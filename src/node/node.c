@@ -934,6 +934,11 @@ static bool backend_leader(void *data, char *out, size_t cap)
     return n->leader != n->cfg.id && leader_addr(n, out, cap);
 }
 
+/* INFO, in Redis's layout: "# Section" headers and field:value lines.  The
+ * raft_peer_<id> lines (leader's view of each member) go to # Raft;
+ * last_contact_ms is only known on the leader.  # Keyspace has Redis's db0
+ * line, which clients such as redis-cli parse; expires is 0 because the
+ * state machine keeps no count of keys with a TTL (see docs/craftd.md). */
 static int backend_info(void *data, struct buf *b)
 {
     struct node *n = data;
@@ -941,7 +946,7 @@ static int backend_info(void *data, struct buf *b)
     raft_status(n->raft, &st);
     char leader[96] = "";
     leader_addr(n, leader, sizeof leader);
-    char text[2048];
+    char text[4096];
     int len = snprintf(
         text, sizeof text,
         "# Replication\r\nrole:%s\r\n"
@@ -949,15 +954,13 @@ static int backend_info(void *data, struct buf *b)
         "raft_term:%llu\r\nraft_leader_id:%llu\r\nraft_leader_addr:%s\r\n"
         "raft_commit_index:%llu\r\nraft_applied_index:%llu\r\n"
         "raft_last_index:%llu\r\nraft_snapshot_index:%llu\r\n"
-        "raft_members:%u\r\nraft_pending_proposals:%u\r\n"
-        "\r\n# Keyspace\r\nkeys:%llu\r\n",
+        "raft_members:%u\r\nraft_pending_proposals:%u\r\n",
         st.role == RAFT_LEADER ? "master" : "slave",
         (unsigned long long)n->cfg.id, raft_role_name(st.role),
         (unsigned long long)st.term, (unsigned long long)st.leader, leader,
         (unsigned long long)st.commit, (unsigned long long)n->applied,
         (unsigned long long)st.last_index,
-        (unsigned long long)st.snapshot_index, n->cfg.n_members, n->props.n,
-        (unsigned long long)node_sm_keys(n->sm));
+        (unsigned long long)st.snapshot_index, n->cfg.n_members, n->props.n);
     CRAFT_ASSERT(len > 0 && (size_t)len < sizeof text);
     for (unsigned i = 0; i < n->cfg.n_members; i++) {
         if (n->peers[i] == NULL) {
@@ -971,17 +974,34 @@ static int backend_info(void *data, struct buf *b)
                 pr = &st.progress[j];
             }
         }
+        char contact[48] = "";
+        if (st.role == RAFT_LEADER && pr != NULL) {
+            snprintf(
+                contact, sizeof contact, ",last_contact_ms=%llu",
+                (unsigned long long)(pr->ticks_since_contact * n->cfg.tick_ms));
+        }
         int k = snprintf(
             text + len, sizeof text - (size_t)len,
             "raft_peer_%llu:connected=%d,match=%llu,state=%d,frames_sent="
-            "%llu,frames_dropped=%llu\r\n",
+            "%llu,frames_dropped=%llu%s\r\n",
             (unsigned long long)n->cfg.members[i].id, ps.connected,
             (unsigned long long)(pr ? pr->match : 0), pr ? pr->state : -1,
             (unsigned long long)ps.frames_sent,
-            (unsigned long long)ps.frames_dropped);
-        if (k > 0 && (size_t)(len + k) < sizeof text) {
-            len += k;
-        }
+            (unsigned long long)ps.frames_dropped, contact);
+        CRAFT_ASSERT(k > 0 && (size_t)(len + k) < sizeof text);
+        len += k;
+    }
+    int k =
+        snprintf(text + len, sizeof text - (size_t)len, "\r\n# Keyspace\r\n");
+    CRAFT_ASSERT(k > 0 && (size_t)(len + k) < sizeof text);
+    len += k;
+    uint64_t keys = node_sm_keys(n->sm);
+    if (keys > 0) { /* Redis lists only non-empty databases */
+        k = snprintf(text + len, sizeof text - (size_t)len,
+                     "db0:keys=%llu,expires=0,avg_ttl=0\r\n",
+                     (unsigned long long)keys);
+        CRAFT_ASSERT(k > 0 && (size_t)(len + k) < sizeof text);
+        len += k;
     }
     return buf_append(b, text, (size_t)len);
 }

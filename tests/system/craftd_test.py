@@ -122,6 +122,20 @@ def test_basic_three():
         assert k.call("SET", "x", "hello") == "OK"
         assert k.call("APPEND", "x", " world") == 11
         assert k.call("GET", "x") == b"hello world"
+        # INFO: Redis's keyspace line; the leader's view of each peer.
+        info = leader.info()
+        assert info["db0"].startswith("keys=1,expires=0,"), info
+        text = k.call("INFO").decode()
+        assert text.index("# Raft") < text.index("raft_peer_") < \
+            text.index("# Keyspace"), text
+        for nd in c.nodes:
+            if nd.id != lid:
+                peer = dict(f.split("=", 1) for f in
+                            info["raft_peer_%d" % nd.id].split(","))
+                assert peer["connected"] == "1", peer
+                assert 0 <= int(peer["last_contact_ms"]) < 1000, peer
+        assert "last_contact_ms" not in follower.info().get(
+            "raft_peer_%d" % lid, ""), follower.info()
         f = Conn(follower.port)
         r = f.call("SET", "y", "1")
         assert isinstance(r, RespError) and \
@@ -330,12 +344,11 @@ def test_snapshot_catchup():
                 assert conn.read_reply() == "OK"
         conn.close()
         lag.start()
-        expect = str(n)
+        expect = n
 
         def caught_up():
-            i = lag.info()
-            return i.get("keys") == expect and \
-                int(i.get("raft_snapshot_index", "0")) > 0
+            return lag.keys() == expect and \
+                int(lag.info().get("raft_snapshot_index", "0")) > 0
         poll("node %d to catch up by snapshot" % lag.id, caught_up, 30)
         # Restart everything: each node loads its snapshot and log.
         for nd in c.nodes:
@@ -345,7 +358,7 @@ def test_snapshot_catchup():
         c.leader()
         for nd in c.nodes:
             poll("node %d keys" % nd.id,
-                 lambda: nd.info().get("keys") == expect, 15)
+                 lambda: nd.keys() == expect, 15)
         assert cl.call("GET", "s5999") == b"v" * 20
         cl.close()
     except BaseException:
