@@ -855,6 +855,28 @@ static void on_batch(uv_check_t *h)
     }
 }
 
+/* Reads and writes are told apart before submission: the front end never
+ * has both in flight on one connection (srv.h, invariant 5), so a
+ * pipelined read sees the connection's earlier writes and not its later
+ * ones.  A transaction is a write even if it only reads. */
+static int backend_classify(void *data, struct srv_op *op)
+{
+    struct node *n = data;
+    if (op->n_cmds > 0) {
+        return SRV_OP_WRITE;
+    }
+    switch (node_sm_classify(n->sm, op->argc, (const uint8_t *const *)op->argv,
+                             op->lens, &op->reply)) {
+    case NODE_SM_READ:
+        return SRV_OP_READ;
+    case NODE_SM_WRITE:
+        return SRV_OP_WRITE;
+    case NODE_SM_INVALID:
+        break;
+    }
+    return SRV_OP_ANSWERED;
+}
+
 static void backend_submit(void *data, struct srv_op *op)
 {
     struct node *n = data;
@@ -862,20 +884,11 @@ static void backend_submit(void *data, struct srv_op *op)
         srv_op_done(op, CRAFT_ESHUTDOWN);
         return;
     }
-    enum node_sm_kind kind =
-        op->n_cmds > 0 ? NODE_SM_WRITE
-                       : node_sm_classify(n->sm, op->argc,
-                                          (const uint8_t *const *)op->argv,
-                                          op->lens, &op->reply);
-    if (kind == NODE_SM_INVALID) {
-        srv_op_done(op, 0);
-        return;
-    }
     if (n->role != RAFT_LEADER) {
         srv_op_done(op, CRAFT_ENOTLEADER);
         return;
     }
-    if (kind == NODE_SM_READ) {
+    if (op->kind == SRV_OP_READ) {
         list_push(&n->reads, op);
         return;
     }
@@ -1480,6 +1493,7 @@ int node_start(uv_loop_t *loop, const struct node_config *cfg,
                                  .requirepass = cfg->requirepass,
                                  .fsync = true};
         struct srv_backend be = {.data = n,
+                                 .classify = backend_classify,
                                  .submit = backend_submit,
                                  .check = backend_check,
                                  .leader = backend_leader,

@@ -51,8 +51,14 @@ struct srv_client {
     struct resp_parser parser;
     struct srv_op *head, *tail; /* ops in arrival order */
     unsigned n_ops;
-    struct buf out;  /* replies not yet handed to the kernel */
-    struct buf wbuf; /* replies being written */
+    /* Invariant 5: ops from held on (those not done) wait for submission;
+     * n_flight ops of kind flight_kind are with the backend. */
+    struct srv_op *held;
+    unsigned n_flight;
+    uint8_t flight_kind;
+    bool dispatching; /* inside client_dispatch(), not reentrant */
+    struct buf out;   /* replies not yet handed to the kernel */
+    struct buf wbuf;  /* replies being written */
     uv_write_t wreq;
     /* MULTI: the queued commands (not submitted), and whether one of them
      * was refused, which makes EXEC fail. */
@@ -86,6 +92,7 @@ static void client_process(struct srv_client *c);
 static void client_close(struct srv_client *c);
 static void multi_reset(struct srv_client *c);
 static void client_maybe_finish(struct srv_client *c);
+static void client_dispatch(struct srv_client *c);
 static void on_srv_handle_close(uv_handle_t *h);
 
 bool srv_arg_is(const uint8_t *arg, size_t len, const char *name)
@@ -243,6 +250,54 @@ static void client_drain(struct srv_client *c)
     }
 }
 
+/* The next op waiting for submission after op, or NULL. */
+static struct srv_op *next_held(struct srv_op *op)
+{
+    while (op != NULL && op->done) {
+        op = op->next; /* answered locally */
+    }
+    return op;
+}
+
+/* Submit the held ops that invariant 5 lets go: all of them while they are
+ * of the kind in flight (or nothing is in flight). */
+static void client_dispatch(struct srv_client *c)
+{
+    if (c->dispatching) {
+        return; /* an op finished inside submit(): the loop below goes on */
+    }
+    c->dispatching = true;
+    while (c->held != NULL && c->state != CLIENT_CLOSING &&
+           (c->n_flight == 0 || c->held->kind == c->flight_kind)) {
+        struct srv_op *op = c->held;
+        c->held = next_held(op->next);
+        c->n_flight++;
+        c->flight_kind = op->kind;
+        c->srv->backend.submit(c->srv->backend.data, op);
+    }
+    c->dispatching = false;
+}
+
+/* Queue an op for the backend behind the client's earlier ones. */
+static void client_submit(struct srv_client *c, struct srv_op *op)
+{
+    struct srv *s = c->srv;
+    enqueue(c, op);
+    op->kind = s->backend.classify != NULL
+                   ? (uint8_t)s->backend.classify(s->backend.data, op)
+                   : SRV_OP_WRITE;
+    if (op->kind == SRV_OP_ANSWERED) {
+        CRAFT_ASSERT(op->reply.len > 0);
+        op->done = true;
+        client_drain(c);
+        return;
+    }
+    if (c->held == NULL) {
+        c->held = op;
+    }
+    client_dispatch(c);
+}
+
 static void write_status_error(struct srv *s, struct buf *b, int status)
 {
     char leader[96];
@@ -283,7 +338,10 @@ void srv_op_done(struct srv_op *op, int status)
         op_free(op);
         return;
     }
+    CRAFT_ASSERT(c->n_flight > 0);
+    c->n_flight--;
     client_drain(c);
+    client_dispatch(c);
     client_maybe_finish(c);
     if (c->state == CLIENT_OPEN && !c->reading && !c->processing) {
         client_process(c);
@@ -728,8 +786,7 @@ static void multi_exec(struct srv_client *c)
         client_close(c);
         return;
     }
-    enqueue(c, op);
-    c->srv->backend.submit(c->srv->backend.data, op);
+    client_submit(c, op);
 }
 
 /* A command inside MULTI: checked now, queued, run at EXEC. */
@@ -839,8 +896,7 @@ static void client_command(struct srv_client *c, const struct resp_cmd *cmd)
         client_close(c);
         return;
     }
-    enqueue(c, op);
-    s->backend.submit(s->backend.data, op);
+    client_submit(c, op);
 }
 
 static bool client_paused(const struct srv_client *c)
@@ -1007,17 +1063,21 @@ static void client_close(struct srv_client *c)
         }
     }
     c->queued_write = false;
+    bool unsubmitted = false;
     while (c->head != NULL) {
         struct srv_op *op = c->head;
         c->head = op->next;
-        if (op->done) {
-            op_free(op);
+        unsubmitted = unsubmitted || op == c->held;
+        if (op->done || unsubmitted) {
+            op_free(op); /* the backend never saw the unsubmitted ones */
         } else {
             op->client = NULL; /* freed by srv_op_done */
         }
     }
     c->tail = NULL;
     c->n_ops = 0;
+    c->held = NULL;
+    c->n_flight = 0;
     multi_reset(c);
     uv_close((uv_handle_t *)&c->tcp, on_client_close);
 }

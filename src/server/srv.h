@@ -20,6 +20,12 @@
  *     Redis-style error reply.
  *  4. An op outlives its client if the client disconnects while the op is
  *     in flight; the op is freed when the backend finishes it.
+ *  5. A connection's commands take effect in the order they arrived: reads
+ *     and writes (as the backend classifies them) are never in flight
+ *     together on one connection.  Consecutive reads, or consecutive
+ *     writes, are submitted at once and pipelined; a read that follows
+ *     writes is held until they are done (so it sees them), and a write
+ *     that follows reads likewise (so they do not see it).
  *
  * Threads: everything runs on the loop thread passed to srv_start().
  */
@@ -50,6 +56,13 @@
 struct srv;
 struct srv_client;
 
+/* What the backend's classify callback says an op is (invariant 5). */
+enum srv_op_kind {
+    SRV_OP_WRITE = 0, /* goes through the log */
+    SRV_OP_READ,      /* served from the state (a linearizable read) */
+    SRV_OP_ANSWERED,  /* needs no backend: classify wrote the reply */
+};
+
 /* A command handed to the backend.  argv/lens are owned by the op and valid
  * until srv_op_done(); the arguments are not NUL-terminated. */
 struct srv_op {
@@ -67,6 +80,7 @@ struct srv_op {
      * NULL for a plain command. */
     size_t n_cmds;
     size_t *cmd_argc;
+    uint8_t kind; /* enum srv_op_kind, set before submission */
     /* Free for the backend's use while it holds the op. */
     struct srv_op *bnext;
     uint64_t bindex;
@@ -77,6 +91,12 @@ struct srv_op {
  * loop thread. */
 struct srv_backend {
     void *data;
+    /*
+     * Optional: classify op before it is submitted, returning an enum
+     * srv_op_kind (SRV_OP_ANSWERED with the reply written to op->reply for
+     * a command that fails already).  Without it every op is a write.
+     */
+    int (*classify)(void *data, struct srv_op *op);
     /*
      * Execute op.  The backend calls srv_op_done(op, status) exactly once,
      * possibly before submit returns.  status 0: op->reply holds the

@@ -166,6 +166,21 @@ def test_basic_three():
         # Pipelined commands are answered in order.
         k.send_raw(b"".join(Conn.encode("INCR", "p") for _ in range(100)))
         assert [k.read_reply() for _ in range(100)] == list(range(1, 101))
+        # ... and take effect in order: a read sees the same connection's
+        # earlier writes and not its later ones.
+        k.send_raw(b"".join(Conn.encode(*a) for a in [
+            ("SET", "fresh1", "hello"), ("GET", "fresh1"), ("INCR", "fc"),
+            ("GET", "fc"), ("EXISTS", "fresh1"), ("MULTI",),
+            ("SET", "fresh2", "a"), ("EXEC",), ("GET", "fresh2"),
+            ("DEL", "fresh2"), ("GET", "fresh2")]))
+        assert [k.read_reply() for _ in range(11)] == [
+            "OK", b"hello", 1, b"1", 1, "OK", "QUEUED", ["OK"], b"a", 1,
+            None]
+        k.send_raw(b"".join(Conn.encode("SET", "ord", "v%d" % i) +
+                            Conn.encode("GET", "ord") for i in range(300)))
+        for i in range(300):
+            assert k.read_reply() == "OK"
+            assert k.read_reply() == b"v%d" % i
         k.close()
         f.close()
         # A leader stopped with SIGTERM hands leadership over first.
