@@ -1490,6 +1490,11 @@ int node_start(uv_loop_t *loop, const struct node_config *cfg,
         struct srv_options so = {.host = self->host,
                                  .port = self->client_port,
                                  .max_clients = cfg->max_clients,
+                                 /* Somewhat above what fits in a log
+                                  * entry, so that most oversized commands
+                                  * get the clear "too large to replicate"
+                                  * rather than a protocol error. */
+                                 .command_max = 2 * NODE_ENTRY_BYTES_MAX,
                                  .requirepass = cfg->requirepass,
                                  .fsync = true};
         struct srv_backend be = {.data = n,

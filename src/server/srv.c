@@ -78,7 +78,9 @@ struct srv {
     char pass[513];
     uint16_t port;
     unsigned n_clients;
-    unsigned n_handles; /* open uv handles: listener, flusher, clients */
+    size_t querybuf_max;   /* per client */
+    size_t querybuf_total; /* capacity of all clients' query buffers */
+    unsigned n_handles;    /* open uv handles: listener, flusher, clients */
     uint64_t next_client_id;
     struct srv_client *clients;
     struct srv_client *writers; /* clients with output to write */
@@ -909,18 +911,27 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *out)
 {
     struct srv_client *c = h->data;
     (void)suggested;
+    struct srv *s = c->srv;
     size_t want = resp_parser_pending(&c->parser, c->in.len);
     if (want < SRV_READ_CHUNK) {
         want = SRV_READ_CHUNK;
     }
-    if (c->in.len + want > SRV_QUERYBUF_MAX) {
-        want = SRV_QUERYBUF_MAX - c->in.len;
+    if (c->in.len + want > s->querybuf_max) {
+        want = s->querybuf_max - c->in.len;
     }
     /* A zero-length buffer makes libuv report UV_ENOBUFS to on_read. */
-    if (want == 0 || buf_reserve(&c->in, want) != 0) {
+    size_t cap = c->in.cap;
+    if (want == 0 || (c->in.len + want > cap &&
+                      s->querybuf_total + (c->in.len + want - cap) >
+                          SRV_QUERYBUF_TOTAL_MAX)) {
         *out = uv_buf_init(NULL, 0);
         return;
     }
+    if (buf_reserve(&c->in, want) != 0) {
+        *out = uv_buf_init(NULL, 0);
+        return;
+    }
+    s->querybuf_total += c->in.cap - cap;
     *out = uv_buf_init((char *)c->in.data + c->in.len,
                        (unsigned)(c->in.cap - c->in.len));
 }
@@ -930,8 +941,10 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b)
     struct srv_client *c = stream->data;
     (void)b;
     if (nread == UV_ENOBUFS) {
-        LOG_WARNF("client %llu: query buffer limit reached; closing",
-                  (unsigned long long)c->id);
+        LOG_WARNF("client %llu: query buffer limit reached (%zu bytes for "
+                  "this client, %u for all); closing",
+                  (unsigned long long)c->id, c->srv->querybuf_max,
+                  SRV_QUERYBUF_TOTAL_MAX);
         client_close(c);
         return;
     }
@@ -998,6 +1011,12 @@ static void client_process(struct srv_client *c)
     }
     if (c->state != CLIENT_CLOSING && pos > 0) {
         buf_consume(&c->in, pos);
+        if (c->in.len == 0 && c->in.cap > 4 * SRV_READ_CHUNK) {
+            /* A large command went through: give its memory back. */
+            c->srv->querybuf_total -= c->in.cap;
+            buf_close(&c->in);
+            buf_init(&c->in);
+        }
     }
     c->processing = false;
     if (c->state == CLIENT_OPEN) {
@@ -1033,6 +1052,7 @@ static void on_client_close(uv_handle_t *h)
     if (c->next != NULL) {
         c->next->prev = c->prev;
     }
+    s->querybuf_total -= c->in.cap;
     buf_close(&c->in);
     buf_close(&c->out);
     buf_close(&c->wbuf);
@@ -1110,7 +1130,10 @@ static void on_connection(uv_stream_t *listener, int status)
     buf_init(&c->in);
     buf_init(&c->out);
     buf_init(&c->wbuf);
-    resp_parser_init(&c->parser, NULL, NULL);
+    struct resp_limits lim = {.bulk_max = s->opts.command_max,
+                              .args_max = RESP_ARGS_MAX,
+                              .inline_max = RESP_INLINE_MAX};
+    resp_parser_init(&c->parser, &lim, NULL);
     uv_tcp_init(s->loop, &c->tcp);
     c->tcp.data = c;
     c->next = s->clients;
@@ -1180,6 +1203,13 @@ int srv_start(uv_loop_t *loop, const struct srv_options *opts,
     }
     s->loop = loop;
     s->opts = *opts;
+    if (s->opts.command_max == 0 || s->opts.command_max > RESP_BULK_MAX) {
+        s->opts.command_max = RESP_BULK_MAX;
+    }
+    s->querybuf_max = 2 * s->opts.command_max;
+    if (s->querybuf_max < 4 * SRV_READ_CHUNK) {
+        s->querybuf_max = 4 * SRV_READ_CHUNK;
+    }
     s->backend = *backend;
     strcpy(s->host, opts->host);
     s->opts.host = s->host;

@@ -13,8 +13,9 @@
  *  1. Replies go out in the order the commands arrived on a connection,
  *     whatever order the backend finishes them in (pipelining).
  *  2. Everything a client can make us hold is bounded: the query buffer
- *     (SRV_QUERYBUF_MAX), commands in flight (SRV_PIPELINE_MAX, after which
- *     reading pauses), unsent output (SRV_OUTBUF_MAX, likewise), and the
+ *     (twice srv_options.command_max; all clients' together
+ *     SRV_QUERYBUF_TOTAL_MAX), commands in flight (SRV_PIPELINE_MAX, after
+ * which reading pauses), unsent output (SRV_OUTBUF_MAX, likewise), and the
  *     number of clients (--max-clients).
  *  3. Bad input closes only the connection that sent it, after a
  *     Redis-style error reply.
@@ -47,9 +48,9 @@
 #define SRV_PIPELINE_MAX 1024
 /* Unsent replies per connection before we stop reading from it. */
 #define SRV_OUTBUF_MAX (64u * 1024 * 1024)
-/* A query buffer larger than this closes the connection: 1 GiB as Redis's
- * client-query-buffer-limit, enough for one RESP_BULK_MAX argument. */
-#define SRV_QUERYBUF_MAX (1024u * 1024 * 1024)
+/* The query buffers of all clients together hold at most this; a client
+ * whose buffer would take more is closed (Redis's maxmemory-clients). */
+#define SRV_QUERYBUF_TOTAL_MAX (1024u * 1024 * 1024)
 /* Bytes read per read callback when no large bulk is pending. */
 #define SRV_READ_CHUNK (64u * 1024)
 
@@ -125,6 +126,10 @@ struct srv_options {
     const char *host;
     uint16_t port;
     unsigned max_clients;
+    /* The largest command, in bytes, the backend can run: a longer
+     * argument is a protocol error (Redis's proto-max-bulk-len) and the
+     * query buffer holds at most twice this.  0: RESP_BULK_MAX. */
+    size_t command_max;
     const char *requirepass; /* NULL or "" for none */
     /* Values reported by CONFIG GET, for clients that ask. */
     bool fsync;

@@ -157,6 +157,13 @@ def test_basic_three():
         r = k.call("SET", "huge", b"x" * (9 << 20))
         assert isinstance(r, RespError) and "too large" in r.text, r
         assert k.call("EXISTS", "huge") == 0
+        # An argument far beyond that is refused from its header, before
+        # the server buffers any of it, and only that connection closes.
+        h = Conn(leader.port)
+        h.send_raw(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$209715200\r\n")
+        r = h.read_reply()
+        assert isinstance(r, RespError) and "invalid bulk length" in r.text, r
+        h.close()
         # A transaction is one log entry: its replies come as one array.
         assert k.call("MULTI") == "OK"
         assert k.call("SET", "t", "1") == "QUEUED"

@@ -173,7 +173,8 @@ static void *run_loop(void *arg)
     return NULL;
 }
 
-static struct fixture *start(unsigned max_clients, const char *pass)
+static struct fixture *start_limited(unsigned max_clients, const char *pass,
+                                     size_t command_max)
 {
     struct fixture *f = calloc(1, sizeof *f);
     assert_int_equal(uv_loop_init(&f->loop), 0);
@@ -186,6 +187,7 @@ static struct fixture *start(unsigned max_clients, const char *pass)
                             .port = 0,
                             .max_clients = max_clients,
                             .requirepass = pass,
+                            .command_max = command_max,
                             .fsync = true};
     struct srv_backend be = {.data = f,
                              .classify = classify,
@@ -199,6 +201,11 @@ static struct fixture *start(unsigned max_clients, const char *pass)
     assert_true(f->port != 0);
     assert_int_equal(pthread_create(&f->thread, NULL, run_loop, f), 0);
     return f;
+}
+
+static struct fixture *start(unsigned max_clients, const char *pass)
+{
+    return start_limited(max_clients, pass, 0);
 }
 
 static void finish(struct fixture *f)
@@ -247,6 +254,25 @@ static void expect(int fd, const char *want)
     }
     buf[got] = '\0';
     assert_string_equal(buf, want);
+}
+
+/* expect() for replies longer than its buffer. */
+static void expect_long(int fd, const char *want)
+{
+    size_t n = strlen(want);
+    char *buf = malloc(n + 1);
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = read(fd, buf + got, n - got);
+        if (r <= 0) {
+            free(buf);
+            fail_msg("short reply: %zu of %zu bytes", got, n);
+        }
+        got += (size_t)r;
+    }
+    buf[n] = '\0';
+    assert_memory_equal(buf, want, n);
+    free(buf);
 }
 
 static void expect_eof(int fd)
@@ -323,6 +349,35 @@ static void reads_wait_for_earlier_writes(void **state)
     send_str(fd2, "SLOW k\r\n"); /* READ i was never submitted */
     expect(fd2, "+k\r\n");
     close(fd2);
+    finish(f);
+}
+
+/* An argument beyond command_max is refused from its header, before any of
+ * it is buffered; one within it goes through. */
+static void command_max_bounds_arguments(void **state)
+{
+    (void)state;
+    struct fixture *f = start_limited(100, NULL, 100000);
+    int fd = client(f->port);
+    static char big[100001];
+    memset(big, 'x', sizeof big - 1);
+    char head[64];
+    snprintf(head, sizeof head, "*2\r\n$4\r\nFAST\r\n$%zu\r\n", sizeof big - 1);
+    send_str(fd, head);
+    send_str(fd, big);
+    send_str(fd, "\r\n");
+    /* FAST answers with its argument as a simple string. */
+    size_t n = 1 + (sizeof big - 1) + 2;
+    char *want = malloc(n + 1);
+    want[0] = '+';
+    memcpy(want + 1, big, sizeof big - 1);
+    memcpy(want + sizeof big, "\r\n", 3);
+    expect_long(fd, want);
+    free(want);
+    send_str(fd, "*2\r\n$4\r\nFAST\r\n$200000000\r\n");
+    expect(fd, "-ERR Protocol error: invalid bulk length\r\n");
+    expect_eof(fd);
+    close(fd);
     finish(f);
 }
 
@@ -436,6 +491,7 @@ int main(void)
         cmocka_unit_test(local_commands),
         cmocka_unit_test(pipeline_order),
         cmocka_unit_test(reads_wait_for_earlier_writes),
+        cmocka_unit_test(command_max_bounds_arguments),
         cmocka_unit_test(errors_for_not_proposed_and_lost),
         cmocka_unit_test(protocol_error_closes_only_that_client),
         cmocka_unit_test(auth_and_max_clients),
