@@ -99,6 +99,11 @@ static void on_srv_handle_close(uv_handle_t *h);
 
 bool srv_arg_is(const uint8_t *arg, size_t len, const char *name)
 {
+    /* Command names are letters: most mismatches show in the first one
+     * (| 0x20 folds case; other bytes may pass here, not below). */
+    if (len == 0 || (arg[0] | 0x20) != (name[0] | 0x20)) {
+        return false;
+    }
     return strlen(name) == len &&
            strncasecmp((const char *)arg, name, len) == 0;
 }
@@ -145,6 +150,27 @@ static void on_write(uv_write_t *req, int status)
 static void client_write(struct srv_client *c)
 {
     if (c->writing || c->out.len == 0 || c->state == CLIENT_CLOSING) {
+        return;
+    }
+    /* Most replies fit in the socket buffer: write them now, without a
+     * write request and the loop turn its callback takes. */
+    uv_buf_t now = uv_buf_init((char *)c->out.data, (unsigned)c->out.len);
+    int n = uv_try_write((uv_stream_t *)&c->tcp, &now, 1);
+    if (n > 0) {
+        buf_consume(&c->out, (size_t)n);
+        if (c->out.len == 0) {
+            if (c->out.cap > 4 * SRV_READ_CHUNK) {
+                buf_close(&c->out); /* give back what a burst took */
+            }
+            if (c->state == CLIENT_OPEN && !c->reading) {
+                client_process(c); /* the output limit may have paused it */
+            }
+            return;
+        }
+    } else if (n != UV_EAGAIN) {
+        LOG_DEBUGF("client %llu: write failed: %s", (unsigned long long)c->id,
+                   uv_strerror(n));
+        client_close(c);
         return;
     }
     /* Swap: out becomes the buffer in flight, the old wbuf collects more. */
