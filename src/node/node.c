@@ -1458,7 +1458,8 @@ int node_start(uv_loop_t *loop, const struct node_config *cfg,
     bool had_ident = access(path, F_OK) == 0;
     snprintf(path, sizeof path, "%s/raft", cfg->data_dir);
     bool had_log = access(path, F_OK) == 0;
-    int rv = node_ident_open(cfg, &n->lock_fd, errmsg, errmsg_len);
+    bool first = false;
+    int rv = node_ident_lock(cfg, &n->lock_fd, &first, errmsg, errmsg_len);
     if (rv == 0 && had_ident && !had_log) {
         snprintf(errmsg, errmsg_len,
                  "data dir %s has an identity but no raft/ log; refusing to "
@@ -1504,6 +1505,12 @@ int node_start(uv_loop_t *loop, const struct node_config *cfg,
                                  .leader = backend_leader,
                                  .info = backend_info};
         rv = srv_start(loop, &so, &be, &n->srv, errmsg, errmsg_len);
+    }
+    if (rv == 0 && first) {
+        /* Only now, with both addresses bound, does the directory belong
+         * to this node and cluster.  Nothing has run yet: the log that a
+         * failed first start may have left is empty. */
+        rv = node_ident_write(cfg, errmsg, errmsg_len);
     }
     start_handles(n);
     if (rv != 0) {

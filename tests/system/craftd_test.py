@@ -43,6 +43,14 @@ def test_cli_errors():
                               "--data-dir", "/proc/craftd-test/dir",
                               "--raft-port-offset", str(c.offset)])
         assert rc == 1 and "cannot create data dir" in out, (rc, out)
+        # A first start that cannot listen (an address not on this host)
+        # leaves the data dir unclaimed, so the corrected command line
+        # below (nd.start) works.
+        rc, out = run_craftd(["--id", "1", "--cluster",
+                              "1=10.99.99.99:%d" % nd.port, "--data-dir",
+                              nd.dir, "--raft-port-offset", str(c.offset)])
+        assert rc == 1, (rc, out)
+        assert not os.path.exists(os.path.join(nd.dir, "IDENTITY")), out
         # The client port in use.
         s = socket.socket()
         s.bind(("127.0.0.1", nd.port))
