@@ -79,7 +79,7 @@ struct srv {
     uint16_t port;
     unsigned n_clients;
     size_t querybuf_max;   /* per client */
-    size_t querybuf_total; /* capacity of all clients' query buffers */
+    size_t querybuf_total; /* sum of querybuf_large() over the clients */
     unsigned n_handles;    /* open uv handles: listener, flusher, clients */
     uint64_t next_client_id;
     struct srv_client *clients;
@@ -933,6 +933,14 @@ static bool client_paused(const struct srv_client *c)
            c->out.len + c->wbuf.len >= SRV_OUTBUF_MAX;
 }
 
+/* The part of a query buffer of capacity cap that counts toward
+ * SRV_QUERYBUF_TOTAL_MAX: what a large command made it grow beyond the
+ * read chunks every client has (those are bounded by --max-clients). */
+static size_t querybuf_large(size_t cap)
+{
+    return cap > 2 * SRV_READ_CHUNK ? cap - 2 * SRV_READ_CHUNK : 0;
+}
+
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *out)
 {
     struct srv_client *c = h->data;
@@ -947,9 +955,10 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *out)
     }
     /* A zero-length buffer makes libuv report UV_ENOBUFS to on_read. */
     size_t cap = c->in.cap;
-    if (want == 0 || (c->in.len + want > cap &&
-                      s->querybuf_total + (c->in.len + want - cap) >
-                          SRV_QUERYBUF_TOTAL_MAX)) {
+    if (want == 0 ||
+        (c->in.len + want > cap && s->querybuf_total - querybuf_large(cap) +
+                                           querybuf_large(c->in.len + want) >
+                                       SRV_QUERYBUF_TOTAL_MAX)) {
         *out = uv_buf_init(NULL, 0);
         return;
     }
@@ -957,7 +966,7 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *out)
         *out = uv_buf_init(NULL, 0);
         return;
     }
-    s->querybuf_total += c->in.cap - cap;
+    s->querybuf_total += querybuf_large(c->in.cap) - querybuf_large(cap);
     *out = uv_buf_init((char *)c->in.data + c->in.len,
                        (unsigned)(c->in.cap - c->in.len));
 }
@@ -1039,7 +1048,7 @@ static void client_process(struct srv_client *c)
         buf_consume(&c->in, pos);
         if (c->in.len == 0 && c->in.cap > 4 * SRV_READ_CHUNK) {
             /* A large command went through: give its memory back. */
-            c->srv->querybuf_total -= c->in.cap;
+            c->srv->querybuf_total -= querybuf_large(c->in.cap);
             buf_close(&c->in);
             buf_init(&c->in);
         }
@@ -1078,7 +1087,7 @@ static void on_client_close(uv_handle_t *h)
     if (c->next != NULL) {
         c->next->prev = c->prev;
     }
-    s->querybuf_total -= c->in.cap;
+    s->querybuf_total -= querybuf_large(c->in.cap);
     buf_close(&c->in);
     buf_close(&c->out);
     buf_close(&c->wbuf);

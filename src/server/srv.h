@@ -48,8 +48,9 @@
 #define SRV_PIPELINE_MAX 1024
 /* Unsent replies per connection before we stop reading from it. */
 #define SRV_OUTBUF_MAX (64u * 1024 * 1024)
-/* The query buffers of all clients together hold at most this; a client
- * whose buffer would take more is closed (Redis's maxmemory-clients). */
+/* Beyond their first 128 KiB each, the query buffers of all clients
+ * together hold at most this; a client whose buffer would take more is
+ * closed (as Redis's maxmemory-clients). */
 #define SRV_QUERYBUF_TOTAL_MAX (1024u * 1024 * 1024)
 /* Bytes read per read callback when no large bulk is pending. */
 #define SRV_READ_CHUNK (64u * 1024)
