@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/file.h>
@@ -184,14 +185,17 @@ static int check_ident(const struct node_config *cfg, const char *text,
     return 0;
 }
 
-static int read_or_create(const struct node_config *cfg, char *errmsg,
-                          size_t len)
+/* Check the identity file; *missing (OUT) if there is none yet. */
+static int read_ident(const struct node_config *cfg, bool *missing,
+                      char *errmsg, size_t len)
 {
     char path[NODE_PATH_MAX + 32];
     snprintf(path, sizeof path, "%s/%s", cfg->data_dir, NODE_IDENT_FILE);
+    *missing = false;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0 && errno == ENOENT) {
-        return write_ident(cfg, errmsg, len);
+        *missing = true;
+        return 0;
     }
     if (fd < 0) {
         return fail(CRAFT_EIO, errmsg, len, "cannot open %s: %s", path,
@@ -209,8 +213,8 @@ static int read_or_create(const struct node_config *cfg, char *errmsg,
     return check_ident(cfg, text, (size_t)n, path, errmsg, len);
 }
 
-int node_ident_open(const struct node_config *cfg, int *lock_fd, char *errmsg,
-                    size_t errmsg_len)
+int node_ident_lock(const struct node_config *cfg, int *lock_fd, bool *missing,
+                    char *errmsg, size_t errmsg_len)
 {
     CRAFT_ASSERT(cfg->data_dir[0] != '\0');
     CRAFT_ASSERT(errmsg_len > 0);
@@ -238,11 +242,32 @@ int node_ident_open(const struct node_config *cfg, int *lock_fd, char *errmsg,
         return fail(CRAFT_EIO, errmsg, errmsg_len, "cannot lock %s: %s", path,
                     strerror(e));
     }
-    int rv = read_or_create(cfg, errmsg, errmsg_len);
+    int rv = read_ident(cfg, missing, errmsg, errmsg_len);
     if (rv != 0) {
         close(fd);
         return rv;
     }
     *lock_fd = fd;
     return 0;
+}
+
+int node_ident_write(const struct node_config *cfg, char *errmsg,
+                     size_t errmsg_len)
+{
+    return write_ident(cfg, errmsg, errmsg_len);
+}
+
+int node_ident_open(const struct node_config *cfg, int *lock_fd, char *errmsg,
+                    size_t errmsg_len)
+{
+    bool missing = false;
+    int rv = node_ident_lock(cfg, lock_fd, &missing, errmsg, errmsg_len);
+    if (rv == 0 && missing) {
+        rv = write_ident(cfg, errmsg, errmsg_len);
+        if (rv != 0) {
+            close(*lock_fd);
+            *lock_fd = -1;
+        }
+    }
+    return rv;
 }

@@ -14,6 +14,7 @@
 #ifndef CRAFT_NODE_IDENT_H
 #define CRAFT_NODE_IDENT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "node/config.h"
@@ -30,5 +31,17 @@
  */
 int node_ident_open(const struct node_config *cfg, int *lock_fd, char *errmsg,
                     size_t errmsg_len);
+
+/*
+ * As node_ident_open, but without writing a missing identity: sets
+ * *missing (OUT) instead, for the caller to write it with
+ * node_ident_write() once the node has started (so that a first start that
+ * fails, e.g. on an address it cannot listen on, leaves the directory
+ * unclaimed and a corrected command line works).
+ */
+int node_ident_lock(const struct node_config *cfg, int *lock_fd, bool *missing,
+                    char *errmsg, size_t errmsg_len);
+int node_ident_write(const struct node_config *cfg, char *errmsg,
+                     size_t errmsg_len);
 
 #endif /* CRAFT_NODE_IDENT_H */

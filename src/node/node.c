@@ -855,6 +855,28 @@ static void on_batch(uv_check_t *h)
     }
 }
 
+/* Reads and writes are told apart before submission: the front end never
+ * has both in flight on one connection (srv.h, invariant 5), so a
+ * pipelined read sees the connection's earlier writes and not its later
+ * ones.  A transaction is a write even if it only reads. */
+static int backend_classify(void *data, struct srv_op *op)
+{
+    struct node *n = data;
+    if (op->n_cmds > 0) {
+        return SRV_OP_WRITE;
+    }
+    switch (node_sm_classify(n->sm, op->argc, (const uint8_t *const *)op->argv,
+                             op->lens, &op->reply)) {
+    case NODE_SM_READ:
+        return SRV_OP_READ;
+    case NODE_SM_WRITE:
+        return SRV_OP_WRITE;
+    case NODE_SM_INVALID:
+        break;
+    }
+    return SRV_OP_ANSWERED;
+}
+
 static void backend_submit(void *data, struct srv_op *op)
 {
     struct node *n = data;
@@ -862,20 +884,11 @@ static void backend_submit(void *data, struct srv_op *op)
         srv_op_done(op, CRAFT_ESHUTDOWN);
         return;
     }
-    enum node_sm_kind kind =
-        op->n_cmds > 0 ? NODE_SM_WRITE
-                       : node_sm_classify(n->sm, op->argc,
-                                          (const uint8_t *const *)op->argv,
-                                          op->lens, &op->reply);
-    if (kind == NODE_SM_INVALID) {
-        srv_op_done(op, 0);
-        return;
-    }
     if (n->role != RAFT_LEADER) {
         srv_op_done(op, CRAFT_ENOTLEADER);
         return;
     }
-    if (kind == NODE_SM_READ) {
+    if (op->kind == SRV_OP_READ) {
         list_push(&n->reads, op);
         return;
     }
@@ -934,6 +947,11 @@ static bool backend_leader(void *data, char *out, size_t cap)
     return n->leader != n->cfg.id && leader_addr(n, out, cap);
 }
 
+/* INFO, in Redis's layout: "# Section" headers and field:value lines.  The
+ * raft_peer_<id> lines (leader's view of each member) go to # Raft;
+ * last_contact_ms is only known on the leader.  # Keyspace has Redis's db0
+ * line, which clients such as redis-cli parse; expires is 0 because the
+ * state machine keeps no count of keys with a TTL (see docs/craftd.md). */
 static int backend_info(void *data, struct buf *b)
 {
     struct node *n = data;
@@ -941,7 +959,7 @@ static int backend_info(void *data, struct buf *b)
     raft_status(n->raft, &st);
     char leader[96] = "";
     leader_addr(n, leader, sizeof leader);
-    char text[2048];
+    char text[4096];
     int len = snprintf(
         text, sizeof text,
         "# Replication\r\nrole:%s\r\n"
@@ -949,15 +967,13 @@ static int backend_info(void *data, struct buf *b)
         "raft_term:%llu\r\nraft_leader_id:%llu\r\nraft_leader_addr:%s\r\n"
         "raft_commit_index:%llu\r\nraft_applied_index:%llu\r\n"
         "raft_last_index:%llu\r\nraft_snapshot_index:%llu\r\n"
-        "raft_members:%u\r\nraft_pending_proposals:%u\r\n"
-        "\r\n# Keyspace\r\nkeys:%llu\r\n",
+        "raft_members:%u\r\nraft_pending_proposals:%u\r\n",
         st.role == RAFT_LEADER ? "master" : "slave",
         (unsigned long long)n->cfg.id, raft_role_name(st.role),
         (unsigned long long)st.term, (unsigned long long)st.leader, leader,
         (unsigned long long)st.commit, (unsigned long long)n->applied,
         (unsigned long long)st.last_index,
-        (unsigned long long)st.snapshot_index, n->cfg.n_members, n->props.n,
-        (unsigned long long)node_sm_keys(n->sm));
+        (unsigned long long)st.snapshot_index, n->cfg.n_members, n->props.n);
     CRAFT_ASSERT(len > 0 && (size_t)len < sizeof text);
     for (unsigned i = 0; i < n->cfg.n_members; i++) {
         if (n->peers[i] == NULL) {
@@ -971,17 +987,34 @@ static int backend_info(void *data, struct buf *b)
                 pr = &st.progress[j];
             }
         }
+        char contact[48] = "";
+        if (st.role == RAFT_LEADER && pr != NULL) {
+            snprintf(
+                contact, sizeof contact, ",last_contact_ms=%llu",
+                (unsigned long long)(pr->ticks_since_contact * n->cfg.tick_ms));
+        }
         int k = snprintf(
             text + len, sizeof text - (size_t)len,
             "raft_peer_%llu:connected=%d,match=%llu,state=%d,frames_sent="
-            "%llu,frames_dropped=%llu\r\n",
+            "%llu,frames_dropped=%llu%s\r\n",
             (unsigned long long)n->cfg.members[i].id, ps.connected,
             (unsigned long long)(pr ? pr->match : 0), pr ? pr->state : -1,
             (unsigned long long)ps.frames_sent,
-            (unsigned long long)ps.frames_dropped);
-        if (k > 0 && (size_t)(len + k) < sizeof text) {
-            len += k;
-        }
+            (unsigned long long)ps.frames_dropped, contact);
+        CRAFT_ASSERT(k > 0 && (size_t)(len + k) < sizeof text);
+        len += k;
+    }
+    int k =
+        snprintf(text + len, sizeof text - (size_t)len, "\r\n# Keyspace\r\n");
+    CRAFT_ASSERT(k > 0 && (size_t)(len + k) < sizeof text);
+    len += k;
+    uint64_t keys = node_sm_keys(n->sm);
+    if (keys > 0) { /* Redis lists only non-empty databases */
+        k = snprintf(text + len, sizeof text - (size_t)len,
+                     "db0:keys=%llu,expires=0,avg_ttl=0\r\n",
+                     (unsigned long long)keys);
+        CRAFT_ASSERT(k > 0 && (size_t)(len + k) < sizeof text);
+        len += k;
     }
     return buf_append(b, text, (size_t)len);
 }
@@ -1425,7 +1458,8 @@ int node_start(uv_loop_t *loop, const struct node_config *cfg,
     bool had_ident = access(path, F_OK) == 0;
     snprintf(path, sizeof path, "%s/raft", cfg->data_dir);
     bool had_log = access(path, F_OK) == 0;
-    int rv = node_ident_open(cfg, &n->lock_fd, errmsg, errmsg_len);
+    bool first = false;
+    int rv = node_ident_lock(cfg, &n->lock_fd, &first, errmsg, errmsg_len);
     if (rv == 0 && had_ident && !had_log) {
         snprintf(errmsg, errmsg_len,
                  "data dir %s has an identity but no raft/ log; refusing to "
@@ -1457,14 +1491,26 @@ int node_start(uv_loop_t *loop, const struct node_config *cfg,
         struct srv_options so = {.host = self->host,
                                  .port = self->client_port,
                                  .max_clients = cfg->max_clients,
+                                 /* Somewhat above what fits in a log
+                                  * entry, so that most oversized commands
+                                  * get the clear "too large to replicate"
+                                  * rather than a protocol error. */
+                                 .command_max = 2 * NODE_ENTRY_BYTES_MAX,
                                  .requirepass = cfg->requirepass,
                                  .fsync = true};
         struct srv_backend be = {.data = n,
+                                 .classify = backend_classify,
                                  .submit = backend_submit,
                                  .check = backend_check,
                                  .leader = backend_leader,
                                  .info = backend_info};
         rv = srv_start(loop, &so, &be, &n->srv, errmsg, errmsg_len);
+    }
+    if (rv == 0 && first) {
+        /* Only now, with both addresses bound, does the directory belong
+         * to this node and cluster.  Nothing has run yet: the log that a
+         * failed first start may have left is empty. */
+        rv = node_ident_write(cfg, errmsg, errmsg_len);
     }
     start_handles(n);
     if (rv != 0) {

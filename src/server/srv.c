@@ -51,8 +51,14 @@ struct srv_client {
     struct resp_parser parser;
     struct srv_op *head, *tail; /* ops in arrival order */
     unsigned n_ops;
-    struct buf out;  /* replies not yet handed to the kernel */
-    struct buf wbuf; /* replies being written */
+    /* Invariant 5: ops from held on (those not done) wait for submission;
+     * n_flight ops of kind flight_kind are with the backend. */
+    struct srv_op *held;
+    unsigned n_flight;
+    uint8_t flight_kind;
+    bool dispatching; /* inside client_dispatch(), not reentrant */
+    struct buf out;   /* replies not yet handed to the kernel */
+    struct buf wbuf;  /* replies being written */
     uv_write_t wreq;
     /* MULTI: the queued commands (not submitted), and whether one of them
      * was refused, which makes EXEC fail. */
@@ -72,7 +78,9 @@ struct srv {
     char pass[513];
     uint16_t port;
     unsigned n_clients;
-    unsigned n_handles; /* open uv handles: listener, flusher, clients */
+    size_t querybuf_max;   /* per client */
+    size_t querybuf_total; /* sum of querybuf_large() over the clients */
+    unsigned n_handles;    /* open uv handles: listener, flusher, clients */
     uint64_t next_client_id;
     struct srv_client *clients;
     struct srv_client *writers; /* clients with output to write */
@@ -86,10 +94,16 @@ static void client_process(struct srv_client *c);
 static void client_close(struct srv_client *c);
 static void multi_reset(struct srv_client *c);
 static void client_maybe_finish(struct srv_client *c);
+static void client_dispatch(struct srv_client *c);
 static void on_srv_handle_close(uv_handle_t *h);
 
 bool srv_arg_is(const uint8_t *arg, size_t len, const char *name)
 {
+    /* Command names are letters: most mismatches show in the first one
+     * (| 0x20 folds case; other bytes may pass here, not below). */
+    if (len == 0 || (arg[0] | 0x20) != (name[0] | 0x20)) {
+        return false;
+    }
     return strlen(name) == len &&
            strncasecmp((const char *)arg, name, len) == 0;
 }
@@ -136,6 +150,27 @@ static void on_write(uv_write_t *req, int status)
 static void client_write(struct srv_client *c)
 {
     if (c->writing || c->out.len == 0 || c->state == CLIENT_CLOSING) {
+        return;
+    }
+    /* Most replies fit in the socket buffer: write them now, without a
+     * write request and the loop turn its callback takes. */
+    uv_buf_t now = uv_buf_init((char *)c->out.data, (unsigned)c->out.len);
+    int n = uv_try_write((uv_stream_t *)&c->tcp, &now, 1);
+    if (n > 0) {
+        buf_consume(&c->out, (size_t)n);
+        if (c->out.len == 0) {
+            if (c->out.cap > 4 * SRV_READ_CHUNK) {
+                buf_close(&c->out); /* give back what a burst took */
+            }
+            if (c->state == CLIENT_OPEN && !c->reading) {
+                client_process(c); /* the output limit may have paused it */
+            }
+            return;
+        }
+    } else if (n != UV_EAGAIN) {
+        LOG_DEBUGF("client %llu: write failed: %s", (unsigned long long)c->id,
+                   uv_strerror(n));
+        client_close(c);
         return;
     }
     /* Swap: out becomes the buffer in flight, the old wbuf collects more. */
@@ -243,6 +278,54 @@ static void client_drain(struct srv_client *c)
     }
 }
 
+/* The next op waiting for submission after op, or NULL. */
+static struct srv_op *next_held(struct srv_op *op)
+{
+    while (op != NULL && op->done) {
+        op = op->next; /* answered locally */
+    }
+    return op;
+}
+
+/* Submit the held ops that invariant 5 lets go: all of them while they are
+ * of the kind in flight (or nothing is in flight). */
+static void client_dispatch(struct srv_client *c)
+{
+    if (c->dispatching) {
+        return; /* an op finished inside submit(): the loop below goes on */
+    }
+    c->dispatching = true;
+    while (c->held != NULL && c->state != CLIENT_CLOSING &&
+           (c->n_flight == 0 || c->held->kind == c->flight_kind)) {
+        struct srv_op *op = c->held;
+        c->held = next_held(op->next);
+        c->n_flight++;
+        c->flight_kind = op->kind;
+        c->srv->backend.submit(c->srv->backend.data, op);
+    }
+    c->dispatching = false;
+}
+
+/* Queue an op for the backend behind the client's earlier ones. */
+static void client_submit(struct srv_client *c, struct srv_op *op)
+{
+    struct srv *s = c->srv;
+    enqueue(c, op);
+    op->kind = s->backend.classify != NULL
+                   ? (uint8_t)s->backend.classify(s->backend.data, op)
+                   : SRV_OP_WRITE;
+    if (op->kind == SRV_OP_ANSWERED) {
+        CRAFT_ASSERT(op->reply.len > 0);
+        op->done = true;
+        client_drain(c);
+        return;
+    }
+    if (c->held == NULL) {
+        c->held = op;
+    }
+    client_dispatch(c);
+}
+
 static void write_status_error(struct srv *s, struct buf *b, int status)
 {
     char leader[96];
@@ -283,7 +366,10 @@ void srv_op_done(struct srv_op *op, int status)
         op_free(op);
         return;
     }
+    CRAFT_ASSERT(c->n_flight > 0);
+    c->n_flight--;
     client_drain(c);
+    client_dispatch(c);
     client_maybe_finish(c);
     if (c->state == CLIENT_OPEN && !c->reading && !c->processing) {
         client_process(c);
@@ -728,8 +814,7 @@ static void multi_exec(struct srv_client *c)
         client_close(c);
         return;
     }
-    enqueue(c, op);
-    c->srv->backend.submit(c->srv->backend.data, op);
+    client_submit(c, op);
 }
 
 /* A command inside MULTI: checked now, queued, run at EXEC. */
@@ -839,8 +924,7 @@ static void client_command(struct srv_client *c, const struct resp_cmd *cmd)
         client_close(c);
         return;
     }
-    enqueue(c, op);
-    s->backend.submit(s->backend.data, op);
+    client_submit(c, op);
 }
 
 static bool client_paused(const struct srv_client *c)
@@ -849,22 +933,40 @@ static bool client_paused(const struct srv_client *c)
            c->out.len + c->wbuf.len >= SRV_OUTBUF_MAX;
 }
 
+/* The part of a query buffer of capacity cap that counts toward
+ * SRV_QUERYBUF_TOTAL_MAX: what a large command made it grow beyond the
+ * read chunks every client has (those are bounded by --max-clients). */
+static size_t querybuf_large(size_t cap)
+{
+    return cap > 2 * SRV_READ_CHUNK ? cap - 2 * SRV_READ_CHUNK : 0;
+}
+
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *out)
 {
     struct srv_client *c = h->data;
     (void)suggested;
+    struct srv *s = c->srv;
     size_t want = resp_parser_pending(&c->parser, c->in.len);
     if (want < SRV_READ_CHUNK) {
         want = SRV_READ_CHUNK;
     }
-    if (c->in.len + want > SRV_QUERYBUF_MAX) {
-        want = SRV_QUERYBUF_MAX - c->in.len;
+    if (c->in.len + want > s->querybuf_max) {
+        want = s->querybuf_max - c->in.len;
     }
     /* A zero-length buffer makes libuv report UV_ENOBUFS to on_read. */
-    if (want == 0 || buf_reserve(&c->in, want) != 0) {
+    size_t cap = c->in.cap;
+    if (want == 0 ||
+        (c->in.len + want > cap && s->querybuf_total - querybuf_large(cap) +
+                                           querybuf_large(c->in.len + want) >
+                                       SRV_QUERYBUF_TOTAL_MAX)) {
         *out = uv_buf_init(NULL, 0);
         return;
     }
+    if (buf_reserve(&c->in, want) != 0) {
+        *out = uv_buf_init(NULL, 0);
+        return;
+    }
+    s->querybuf_total += querybuf_large(c->in.cap) - querybuf_large(cap);
     *out = uv_buf_init((char *)c->in.data + c->in.len,
                        (unsigned)(c->in.cap - c->in.len));
 }
@@ -874,8 +976,10 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b)
     struct srv_client *c = stream->data;
     (void)b;
     if (nread == UV_ENOBUFS) {
-        LOG_WARNF("client %llu: query buffer limit reached; closing",
-                  (unsigned long long)c->id);
+        LOG_WARNF("client %llu: query buffer limit reached (%zu bytes for "
+                  "this client, %u for all); closing",
+                  (unsigned long long)c->id, c->srv->querybuf_max,
+                  SRV_QUERYBUF_TOTAL_MAX);
         client_close(c);
         return;
     }
@@ -942,6 +1046,12 @@ static void client_process(struct srv_client *c)
     }
     if (c->state != CLIENT_CLOSING && pos > 0) {
         buf_consume(&c->in, pos);
+        if (c->in.len == 0 && c->in.cap > 4 * SRV_READ_CHUNK) {
+            /* A large command went through: give its memory back. */
+            c->srv->querybuf_total -= querybuf_large(c->in.cap);
+            buf_close(&c->in);
+            buf_init(&c->in);
+        }
     }
     c->processing = false;
     if (c->state == CLIENT_OPEN) {
@@ -977,6 +1087,7 @@ static void on_client_close(uv_handle_t *h)
     if (c->next != NULL) {
         c->next->prev = c->prev;
     }
+    s->querybuf_total -= querybuf_large(c->in.cap);
     buf_close(&c->in);
     buf_close(&c->out);
     buf_close(&c->wbuf);
@@ -1007,17 +1118,21 @@ static void client_close(struct srv_client *c)
         }
     }
     c->queued_write = false;
+    bool unsubmitted = false;
     while (c->head != NULL) {
         struct srv_op *op = c->head;
         c->head = op->next;
-        if (op->done) {
-            op_free(op);
+        unsubmitted = unsubmitted || op == c->held;
+        if (op->done || unsubmitted) {
+            op_free(op); /* the backend never saw the unsubmitted ones */
         } else {
             op->client = NULL; /* freed by srv_op_done */
         }
     }
     c->tail = NULL;
     c->n_ops = 0;
+    c->held = NULL;
+    c->n_flight = 0;
     multi_reset(c);
     uv_close((uv_handle_t *)&c->tcp, on_client_close);
 }
@@ -1050,7 +1165,10 @@ static void on_connection(uv_stream_t *listener, int status)
     buf_init(&c->in);
     buf_init(&c->out);
     buf_init(&c->wbuf);
-    resp_parser_init(&c->parser, NULL, NULL);
+    struct resp_limits lim = {.bulk_max = s->opts.command_max,
+                              .args_max = RESP_ARGS_MAX,
+                              .inline_max = RESP_INLINE_MAX};
+    resp_parser_init(&c->parser, &lim, NULL);
     uv_tcp_init(s->loop, &c->tcp);
     c->tcp.data = c;
     c->next = s->clients;
@@ -1120,6 +1238,13 @@ int srv_start(uv_loop_t *loop, const struct srv_options *opts,
     }
     s->loop = loop;
     s->opts = *opts;
+    if (s->opts.command_max == 0 || s->opts.command_max > RESP_BULK_MAX) {
+        s->opts.command_max = RESP_BULK_MAX;
+    }
+    s->querybuf_max = 2 * s->opts.command_max;
+    if (s->querybuf_max < 4 * SRV_READ_CHUNK) {
+        s->querybuf_max = 4 * SRV_READ_CHUNK;
+    }
     s->backend = *backend;
     strcpy(s->host, opts->host);
     s->opts.host = s->host;

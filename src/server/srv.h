@@ -13,13 +13,20 @@
  *  1. Replies go out in the order the commands arrived on a connection,
  *     whatever order the backend finishes them in (pipelining).
  *  2. Everything a client can make us hold is bounded: the query buffer
- *     (SRV_QUERYBUF_MAX), commands in flight (SRV_PIPELINE_MAX, after which
- *     reading pauses), unsent output (SRV_OUTBUF_MAX, likewise), and the
+ *     (twice srv_options.command_max; all clients' together
+ *     SRV_QUERYBUF_TOTAL_MAX), commands in flight (SRV_PIPELINE_MAX, after
+ * which reading pauses), unsent output (SRV_OUTBUF_MAX, likewise), and the
  *     number of clients (--max-clients).
  *  3. Bad input closes only the connection that sent it, after a
  *     Redis-style error reply.
  *  4. An op outlives its client if the client disconnects while the op is
  *     in flight; the op is freed when the backend finishes it.
+ *  5. A connection's commands take effect in the order they arrived: reads
+ *     and writes (as the backend classifies them) are never in flight
+ *     together on one connection.  Consecutive reads, or consecutive
+ *     writes, are submitted at once and pipelined; a read that follows
+ *     writes is held until they are done (so it sees them), and a write
+ *     that follows reads likewise (so they do not see it).
  *
  * Threads: everything runs on the loop thread passed to srv_start().
  */
@@ -41,14 +48,22 @@
 #define SRV_PIPELINE_MAX 1024
 /* Unsent replies per connection before we stop reading from it. */
 #define SRV_OUTBUF_MAX (64u * 1024 * 1024)
-/* A query buffer larger than this closes the connection: 1 GiB as Redis's
- * client-query-buffer-limit, enough for one RESP_BULK_MAX argument. */
-#define SRV_QUERYBUF_MAX (1024u * 1024 * 1024)
+/* Beyond their first 128 KiB each, the query buffers of all clients
+ * together hold at most this; a client whose buffer would take more is
+ * closed (as Redis's maxmemory-clients). */
+#define SRV_QUERYBUF_TOTAL_MAX (1024u * 1024 * 1024)
 /* Bytes read per read callback when no large bulk is pending. */
 #define SRV_READ_CHUNK (64u * 1024)
 
 struct srv;
 struct srv_client;
+
+/* What the backend's classify callback says an op is (invariant 5). */
+enum srv_op_kind {
+    SRV_OP_WRITE = 0, /* goes through the log */
+    SRV_OP_READ,      /* served from the state (a linearizable read) */
+    SRV_OP_ANSWERED,  /* needs no backend: classify wrote the reply */
+};
 
 /* A command handed to the backend.  argv/lens are owned by the op and valid
  * until srv_op_done(); the arguments are not NUL-terminated. */
@@ -67,6 +82,7 @@ struct srv_op {
      * NULL for a plain command. */
     size_t n_cmds;
     size_t *cmd_argc;
+    uint8_t kind; /* enum srv_op_kind, set before submission */
     /* Free for the backend's use while it holds the op. */
     struct srv_op *bnext;
     uint64_t bindex;
@@ -77,6 +93,12 @@ struct srv_op {
  * loop thread. */
 struct srv_backend {
     void *data;
+    /*
+     * Optional: classify op before it is submitted, returning an enum
+     * srv_op_kind (SRV_OP_ANSWERED with the reply written to op->reply for
+     * a command that fails already).  Without it every op is a write.
+     */
+    int (*classify)(void *data, struct srv_op *op);
     /*
      * Execute op.  The backend calls srv_op_done(op, status) exactly once,
      * possibly before submit returns.  status 0: op->reply holds the
@@ -105,6 +127,10 @@ struct srv_options {
     const char *host;
     uint16_t port;
     unsigned max_clients;
+    /* The largest command, in bytes, the backend can run: a longer
+     * argument is a protocol error (Redis's proto-max-bulk-len) and the
+     * query buffer holds at most twice this.  0: RESP_BULK_MAX. */
+    size_t command_max;
     const char *requirepass; /* NULL or "" for none */
     /* Values reported by CONFIG GET, for clients that ask. */
     bool fsync;

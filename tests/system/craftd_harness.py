@@ -252,6 +252,13 @@ class Node:
                 d[k] = v
         return d
 
+    def keys(self):
+        """The key count of INFO's Redis-style `db0:keys=N,...` line."""
+        db0 = self.info().get("db0")
+        if db0 is None:
+            return 0
+        return int(dict(f.split("=", 1) for f in db0.split(","))["keys"])
+
 
 class Cluster:
     def __init__(self, n=3, extra=None, name="craftd", root=None,

@@ -5,6 +5,8 @@
  *   FAST x      answered inside submit with +x
  *   NOTLEADER   CRAFT_ENOTLEADER (MOVED or CLUSTERDOWN)
  *   LOST        CRAFT_ELEADERLOST
+ *   READ x      a read (classify), answered later like SLOW with +x
+ *   INVALID     refused by classify, never submitted
  * The loop runs in a thread; the test talks to it with blocking sockets
  * (5 s receive timeout, so a hang fails instead of blocking forever).
  */
@@ -38,15 +40,41 @@ struct fixture {
     struct srv *srv;
     struct srv_op *slow[SLOW_MAX];
     int n_slow;
+    int reads_out, writes_out; /* submitted, not yet answered */
+    int mixed; /* submissions while ops of the other kind were out */
     int leader_known;
     int stop; /* set by the test, acted on in on_wake */
     int stopped;
     uint16_t port;
 };
 
+static int classify(void *data, struct srv_op *op)
+{
+    (void)data;
+    if (op->n_cmds == 0 && srv_arg_is(op->argv[0], op->lens[0], "read")) {
+        return SRV_OP_READ;
+    }
+    if (op->n_cmds == 0 && srv_arg_is(op->argv[0], op->lens[0], "invalid")) {
+        resp_write_error(&op->reply, "ERR invalid");
+        return SRV_OP_ANSWERED;
+    }
+    return SRV_OP_WRITE;
+}
+
 static void submit(void *data, struct srv_op *op)
 {
     struct fixture *f = data;
+    assert_int_not_equal(op->kind, SRV_OP_ANSWERED);
+    bool read = op->kind == SRV_OP_READ;
+    if (read ? f->writes_out > 0 : f->reads_out > 0) {
+        f->mixed++;
+    }
+    if (read) {
+        assert_true(f->n_slow < SLOW_MAX);
+        f->slow[f->n_slow++] = op;
+        f->reads_out++;
+        return;
+    }
     if (op->n_cmds > 0) {
         /* A transaction: answer with the commands' names, in order. */
         resp_write_array(&op->reply, op->n_cmds);
@@ -61,6 +89,7 @@ static void submit(void *data, struct srv_op *op)
     if (srv_arg_is(op->argv[0], op->lens[0], "slow")) {
         assert_true(f->n_slow < SLOW_MAX);
         f->slow[f->n_slow++] = op;
+        f->writes_out++;
         return;
     }
     if (srv_arg_is(op->argv[0], op->lens[0], "fast")) {
@@ -108,6 +137,11 @@ static void on_flush(uv_timer_t *t)
     struct fixture *f = t->data;
     while (f->n_slow > 0) {
         struct srv_op *op = f->slow[--f->n_slow];
+        if (op->kind == SRV_OP_READ) {
+            f->reads_out--;
+        } else {
+            f->writes_out--;
+        }
         resp_write_simple(&op->reply, (const char *)op->argv[1]);
         srv_op_done(op, 0);
     }
@@ -139,7 +173,8 @@ static void *run_loop(void *arg)
     return NULL;
 }
 
-static struct fixture *start(unsigned max_clients, const char *pass)
+static struct fixture *start_limited(unsigned max_clients, const char *pass,
+                                     size_t command_max)
 {
     struct fixture *f = calloc(1, sizeof *f);
     assert_int_equal(uv_loop_init(&f->loop), 0);
@@ -152,8 +187,10 @@ static struct fixture *start(unsigned max_clients, const char *pass)
                             .port = 0,
                             .max_clients = max_clients,
                             .requirepass = pass,
+                            .command_max = command_max,
                             .fsync = true};
     struct srv_backend be = {.data = f,
+                             .classify = classify,
                              .submit = submit,
                              .check = check,
                              .leader = leader,
@@ -166,12 +203,18 @@ static struct fixture *start(unsigned max_clients, const char *pass)
     return f;
 }
 
+static struct fixture *start(unsigned max_clients, const char *pass)
+{
+    return start_limited(max_clients, pass, 0);
+}
+
 static void finish(struct fixture *f)
 {
     f->stop = 1;
     uv_async_send(&f->wake);
     pthread_join(f->thread, NULL);
     assert_true(f->stopped);
+    assert_int_equal(f->mixed, 0); /* srv.h invariant 5, in every test */
     assert_int_equal(uv_loop_close(&f->loop), 0);
     free(f);
 }
@@ -211,6 +254,25 @@ static void expect(int fd, const char *want)
     }
     buf[got] = '\0';
     assert_string_equal(buf, want);
+}
+
+/* expect() for replies longer than its buffer. */
+static void expect_long(int fd, const char *want)
+{
+    size_t n = strlen(want);
+    char *buf = malloc(n + 1);
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = read(fd, buf + got, n - got);
+        if (r <= 0) {
+            free(buf);
+            fail_msg("short reply: %zu of %zu bytes", got, n);
+        }
+        got += (size_t)r;
+    }
+    buf[n] = '\0';
+    assert_memory_equal(buf, want, n);
+    free(buf);
 }
 
 static void expect_eof(int fd)
@@ -262,6 +324,59 @@ static void pipeline_order(void **state)
      * with the local PING and the synchronous FAST between them. */
     send_str(fd, "SLOW a\r\nPING\r\nSLOW b\r\nFAST c\r\nSLOW d\r\n");
     expect(fd, "+a\r\n+PONG\r\n+b\r\n+c\r\n+d\r\n");
+    close(fd);
+    finish(f);
+}
+
+/* Reads and writes of one connection are never out together (srv.h,
+ * invariant 5): a read waits for the writes before it and a write for the
+ * reads before it, while runs of one kind are pipelined.  A client that
+ * leaves with ops held back leaks nothing (ASan). */
+static void reads_wait_for_earlier_writes(void **state)
+{
+    (void)state;
+    struct fixture *f = start(100, NULL);
+    int fd = client(f->port);
+    send_str(fd, "SLOW a\r\nSLOW b\r\nREAD c\r\nINVALID\r\nREAD d\r\n"
+                 "PING\r\nFAST e\r\nREAD f\r\nMULTI\r\nSET x 1\r\n"
+                 "EXEC\r\nREAD g\r\n");
+    expect(fd, "+a\r\n+b\r\n+c\r\n-ERR invalid\r\n+d\r\n+PONG\r\n"
+               "+e\r\n+f\r\n+OK\r\n+QUEUED\r\n*1\r\n$3\r\nSET\r\n"
+               "+g\r\n");
+    send_str(fd, "SLOW h\r\nREAD i\r\nSLOW j\r\n");
+    close(fd);
+    int fd2 = client(f->port);
+    send_str(fd2, "SLOW k\r\n"); /* READ i was never submitted */
+    expect(fd2, "+k\r\n");
+    close(fd2);
+    finish(f);
+}
+
+/* An argument beyond command_max is refused from its header, before any of
+ * it is buffered; one within it goes through. */
+static void command_max_bounds_arguments(void **state)
+{
+    (void)state;
+    struct fixture *f = start_limited(100, NULL, 100000);
+    int fd = client(f->port);
+    static char big[100001];
+    memset(big, 'x', sizeof big - 1);
+    char head[64];
+    snprintf(head, sizeof head, "*2\r\n$4\r\nFAST\r\n$%zu\r\n", sizeof big - 1);
+    send_str(fd, head);
+    send_str(fd, big);
+    send_str(fd, "\r\n");
+    /* FAST answers with its argument as a simple string. */
+    size_t n = 1 + (sizeof big - 1) + 2;
+    char *want = malloc(n + 1);
+    want[0] = '+';
+    memcpy(want + 1, big, sizeof big - 1);
+    memcpy(want + sizeof big, "\r\n", 3);
+    expect_long(fd, want);
+    free(want);
+    send_str(fd, "*2\r\n$4\r\nFAST\r\n$200000000\r\n");
+    expect(fd, "-ERR Protocol error: invalid bulk length\r\n");
+    expect_eof(fd);
     close(fd);
     finish(f);
 }
@@ -375,6 +490,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(local_commands),
         cmocka_unit_test(pipeline_order),
+        cmocka_unit_test(reads_wait_for_earlier_writes),
+        cmocka_unit_test(command_max_bounds_arguments),
         cmocka_unit_test(errors_for_not_proposed_and_lost),
         cmocka_unit_test(protocol_error_closes_only_that_client),
         cmocka_unit_test(auth_and_max_clients),
