@@ -5,7 +5,7 @@
 #                   test in build/ and again under ASan+UBSan in build-san/
 #   make run        a local 3-node craftd cluster (arrives with craftd)
 #   make format     clang-format every C file
-#   make soak       long randomized simulator runs (SOAK_SECONDS each)
+#   make soak       long randomized simulator runs, Raft and KV (SOAK_SECONDS each)
 #   make install    install programs, libraries, headers, pkg-config files
 #                   and man pages from build/ into $(DESTDIR)$(PREFIX)
 #   make deb        build/craft_<version>_<arch>.deb with cpack
@@ -64,6 +64,7 @@ soak: build
 	for n in 3 5 7; do \
 		build/bin/craft-sim --soak $(SOAK_SECONDS) --nodes $$n --seed $$(date +%s) || exit 1; \
 	done
+	build/bin/craft-sim --soak $(SOAK_SECONDS) --kv --seed $$(date +%s)
 
 # See docs/install.md.
 install: build

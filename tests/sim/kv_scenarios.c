@@ -118,7 +118,7 @@ static void gen_next(struct kv_clerk *ck, void *data)
 }
 
 /* The partitioner: every 1 s + 0-199 ms each server joins one of two
- * random groups, until `until`. */
+ * random groups, for `ms` in all. */
 static void partitioner(struct sim_test *t, struct kv_world *w,
                         unsigned nservers, uint64_t ms)
 {
@@ -135,16 +135,39 @@ static void partitioner(struct sim_test *t, struct kv_world *w,
     }
 }
 
+struct gen_round {
+    unsigned n;
+    struct gen_client *gcs;
+    bool done; /* the round is over: clients start nothing new */
+};
+
+static void gen_round_free(void *arg)
+{
+    struct gen_round *r = arg;
+    for (unsigned i = 0; i < r->n; i++) {
+        free(r->gcs[i].last);
+    }
+    free(r->gcs);
+    free(r);
+}
+
 static void generic_round(struct sim_test *t, struct kv_world *w,
                           const struct generic *g, struct kv_clerk *ck)
 {
-    struct gen_client *gcs = calloc(g->nclients, sizeof *gcs);
-    CRAFT_ASSERT(gcs != NULL);
-    bool done = false;
+    /* Freed with the world: a failed check unwinds past this function.
+     * The clients' callbacks may still run after it returns. */
+    struct gen_round *r = calloc(1, sizeof *r);
+    CRAFT_ASSERT(r != NULL);
+    r->gcs = calloc(g->nclients, sizeof *r->gcs);
+    CRAFT_ASSERT(r->gcs != NULL);
+    r->n = g->nclients;
+    kv_defer(w, gen_round_free, r);
+    struct gen_client *gcs = r->gcs;
+    bool *done = &r->done;
     for (unsigned i = 0; i < g->nclients; i++) {
         struct gen_client *gc = &gcs[i];
         *gc = (struct gen_client){.w = w, .t = t, .g = g, .cli = i};
-        gc->done = &done;
+        gc->done = done;
         gc->last = calloc(1, 1);
         CRAFT_ASSERT(gc->last != NULL);
         snprintf(gc->key, sizeof gc->key, "%u", i);
@@ -161,7 +184,7 @@ static void generic_round(struct sim_test *t, struct kv_world *w,
     } else {
         kv_run_for(w, 5000);
     }
-    done = true;
+    *done = true;
     if (g->partitions) {
         kv_connect_all(w);
         kv_run_for(w, KV_ELECTION_MS);
@@ -186,9 +209,7 @@ static void generic_round(struct sim_test *t, struct kv_world *w,
         if (!g->randomkeys) {
             check_appends(w, i, v, gcs[i].j);
         }
-        free(gcs[i].last);
     }
-    free(gcs);
     if (g->maxraftstate > 0 && kv_log_size(w) > 8 * g->maxraftstate) {
         sim_fail(kv_cluster(w), "logs were not trimmed (%zu > 8*%zu)",
                  kv_log_size(w), g->maxraftstate);

@@ -110,6 +110,9 @@ struct early_read {
     raft_index applied;
 };
 
+/* Scenario cleanups one world holds (kv_defer). */
+#define KV_CLEANUPS_MAX 8
+
 struct kv_world {
     struct sim_test *t;
     struct sim_cluster *c;
@@ -126,12 +129,18 @@ struct kv_world {
     bool unreliable;
     struct lin_history hist;
     size_t snap_max;
-    uint64_t lin_steps; /* search budget per key; 0 for the default */
-    unsigned inject;    /* enum kv_inject bits */
-    bool lin_report;    /* print the verdict of a legal history too */
-    unsigned dup_pm;    /* client requests delivered twice, per mille */
-    size_t n_unknown;   /* operations given up */
-    bool in_read;       /* inside sim_read() */
+    uint64_t lin_steps;  /* search budget per key; 0 for the default */
+    unsigned inject;     /* enum kv_inject bits */
+    bool lin_report;     /* print the verdict of a legal history too */
+    unsigned dup_pm;     /* client requests delivered twice, per mille */
+    size_t n_unknown;    /* operations given up */
+    bool in_read;        /* inside sim_read() */
+    struct kv_event cur; /* the client event running, if has_cur */
+    bool has_cur;
+    /* Cleanups of scenario state, run by world_free(). */
+    void (*cleanup[KV_CLEANUPS_MAX])(void *);
+    void *cleanup_arg[KV_CLEANUPS_MAX];
+    unsigned n_cleanups;
     struct early_read early;
 };
 
@@ -313,6 +322,21 @@ static void send_reply(struct kv_world *w, raft_id server, unsigned clerk,
     ev_push(w, &ev);
 }
 
+/* The clerk's call failed (refused, or the connection broke). */
+static void call_failed(struct kv_world *w, raft_id server, unsigned clerk,
+                        uint64_t call)
+{
+    struct kv_event ev;
+    memset(&ev, 0, sizeof ev);
+    ev.type = KV_EV_REPLY;
+    ev.status = KV_S_FAILED;
+    ev.clerk = clerk;
+    ev.server = server;
+    ev.call = call;
+    ev.time = sim_now(w->c) + fail_delay(w);
+    ev_push(w, &ev);
+}
+
 /* ---- the server front end ----------------------------------------------- */
 
 static void pending_add(struct kv_world *w, raft_id id, struct kv_pending *p)
@@ -340,7 +364,9 @@ static void answer_where(struct kv_world *w, raft_id id,
             continue;
         }
         *pp = p->next;
-        if (status != KV_S_FAILED) {
+        if (status == KV_S_FAILED) {
+            call_failed(w, id, p->clerk, p->call);
+        } else {
             send_reply(w, id, p->clerk, p->call, status, NULL);
         }
         pending_free(p);
@@ -452,21 +478,14 @@ static void server_request(struct kv_world *w, raft_id id, unsigned clerk,
                            uint64_t call, const struct kv_args *a)
 {
     if (!sim_is_up(w->c, id)) {
-        struct kv_event ev;
-        memset(&ev, 0, sizeof ev);
-        ev.type = KV_EV_REPLY;
-        ev.status = KV_S_FAILED; /* connection refused */
-        ev.clerk = clerk;
-        ev.server = id;
-        ev.call = call;
-        ev.time = sim_now(w->c) + fail_delay(w);
-        ev_push(w, &ev);
+        call_failed(w, id, clerk, call); /* connection refused */
         return;
     }
     struct kvsm_route rt;
     struct buf err;
     buf_init(&err);
     if (kvsm_classify(a->argc, a->argv, a->lens, &rt, &err) != 0) {
+        buf_close(&err);
         fail(w, "kvsm_classify: out of memory");
     }
     switch (rt.cls) {
@@ -481,23 +500,16 @@ static void server_request(struct kv_world *w, raft_id id, unsigned clerk,
         break;
     case KVSM_LOCAL:
     case KVSM_TX:
+        buf_close(&err);
         fail(w, "clerk sent a command of class %d", (int)rt.cls);
     }
     buf_close(&err);
 }
 
-struct applied_arg {
-    raft_index index;
-    raft_term term;
-    const struct buf *reply;
-    struct kv_world *w;
-    raft_id id;
-};
-
-static bool match_write_at(const struct kv_pending *p, void *arg)
+static bool match_write_upto(const struct kv_pending *p, void *arg)
 {
-    const struct applied_arg *x = arg;
-    return !p->is_read && p->index <= x->index;
+    const raft_index *index = arg;
+    return !p->is_read && p->index <= *index;
 }
 
 /* Server id applied the entry at (index, term) with this reply: answer the
@@ -523,8 +535,7 @@ static void server_applied(struct kv_world *w, raft_id id, raft_index index,
     }
     /* Anything proposed at or below an index applied by other means (a
      * snapshot) has an unknown outcome. */
-    struct applied_arg x = {index, term, reply, w, id};
-    answer_where(w, id, match_write_at, &x, KV_S_WRONG_LEADER);
+    answer_where(w, id, match_write_upto, &index, KV_S_WRONG_LEADER);
 }
 
 struct lost_arg {
@@ -595,6 +606,7 @@ static void on_read(void *data, raft_id id, uint64_t ctx, int status,
     buf_init(&reply);
     int rv = kvsm_read(node->sm, p->cmd.argc, p->cmd.argv, p->cmd.lens, &reply);
     if (rv != 0) {
+        buf_close(&reply);
         fail(w, "kvsm_read: %s", craft_strerror(rv));
     }
     send_reply(w, id, p->clerk, p->call, KV_S_OK, &reply);
@@ -647,6 +659,7 @@ static void app_apply(void *data, void *state, const struct raft_entry *e)
     buf_init(&reply);
     int rv = kvsm_apply(n->sm, e->index, e->buf.base, e->buf.len, &reply);
     if (rv != 0) {
+        buf_close(&reply);
         fail(w, "n%llu: kvsm_apply(%llu): %s", U(n->id), U(e->index),
              craft_strerror(rv));
     }
@@ -1000,14 +1013,21 @@ static void clerk_free(struct kv_clerk *ck)
 static void run_client_events(struct kv_world *w)
 {
     uint64_t now = sim_now(w->c);
+    /* Completion callbacks start operations, they never run the loop. */
+    CRAFT_ASSERT(!w->has_cur);
     while (w->n_heap > 0 && w->heap[0].time <= now) {
-        struct kv_event ev = ev_pop(w);
-        if (ev.type == KV_EV_REQUEST) {
-            server_request(w, ev.server, ev.clerk, ev.call, &ev.req);
+        /* Kept in the world while it runs: a failing check unwinds from
+         * inside, and world_free() releases it. */
+        w->cur = ev_pop(w);
+        w->has_cur = true;
+        if (w->cur.type == KV_EV_REQUEST) {
+            server_request(w, w->cur.server, w->cur.clerk, w->cur.call,
+                           &w->cur.req);
         } else {
-            clerk_event(w, &ev);
+            clerk_event(w, &w->cur);
         }
-        ev_free(&ev);
+        ev_free(&w->cur);
+        w->has_cur = false;
     }
     for (raft_id id = 1; id <= w->o.n_servers; id++) {
         server_poll(w, id);
@@ -1125,22 +1145,7 @@ void kv_crash(struct kv_world *w, raft_id id)
 {
     sim_crash(w->c, id);
     /* Its clients' connections break: their calls fail. */
-    struct kv_pending *p = w->pending[id];
-    w->pending[id] = NULL;
-    while (p != NULL) {
-        struct kv_pending *next = p->next;
-        struct kv_event ev;
-        memset(&ev, 0, sizeof ev);
-        ev.type = KV_EV_REPLY;
-        ev.status = KV_S_FAILED;
-        ev.clerk = p->clerk;
-        ev.server = id;
-        ev.call = p->call;
-        ev.time = sim_now(w->c) + fail_delay(w);
-        ev_push(w, &ev);
-        pending_free(p);
-        p = next;
-    }
+    answer_where(w, id, match_all, NULL, KV_S_FAILED);
 }
 
 void kv_restart(struct kv_world *w, raft_id id)
@@ -1294,6 +1299,8 @@ static void compare_key(struct kv_world *w, const struct lin_value *key)
             first_id = id;
         } else if (other.len != first.len ||
                    memcmp(other.data, first.data, first.len) != 0) {
+            buf_close(&first);
+            buf_close(&other);
             fail(w, "replicas n%llu and n%llu disagree on key %.*s",
                  U(first_id), U(id), (int)key->n, (char *)key->p);
         }
@@ -1331,7 +1338,7 @@ void kv_check_linearizable(struct kv_world *w)
     struct lin_result r;
     CRAFT_ASSERT(lin_check(&w->hist, &lo, &r) == 0);
     if (r.verdict == LIN_UNKNOWN || (r.verdict == LIN_OK && w->lin_report)) {
-        printf("%s: ", w->t->name);
+        printf("%s (seed %llu): ", w->t->name, U(w->t->seed));
         lin_report(stdout, &w->hist, &r, NULL);
     }
     if (r.verdict == LIN_ILLEGAL) {
@@ -1354,6 +1361,13 @@ void kv_check_linearizable(struct kv_world *w)
     lin_result_close(&r);
     lin_history_close(&w->hist);
     w->hist = saved;
+}
+
+void kv_defer(struct kv_world *w, void (*fn)(void *), void *arg)
+{
+    CRAFT_ASSERT(w->n_cleanups < KV_CLEANUPS_MAX);
+    w->cleanup[w->n_cleanups] = fn;
+    w->cleanup_arg[w->n_cleanups++] = arg;
 }
 
 void kv_set_lin_steps(struct kv_world *w, uint64_t steps)
@@ -1473,6 +1487,12 @@ static void world_free(struct kv_world *w)
     }
     for (size_t i = 0; i < w->n_heap; i++) {
         ev_free(&w->heap[i]);
+    }
+    if (w->has_cur) {
+        ev_free(&w->cur);
+    }
+    for (unsigned i = w->n_cleanups; i-- > 0;) {
+        w->cleanup[i](w->cleanup_arg[i]);
     }
     free(w->heap);
     lin_history_close(&w->hist);

@@ -20,11 +20,13 @@
  *     restored snapshot is loaded with kvsm_snapshot_load() into a fresh
  *     state machine which then replaces the old one.
  *
- * Client network: a request and its reply each take the delay of the
- * cluster's faults (1 ms reliable; 0-26 ms and 10% loss unreliable).  A
- * lost message, a crashed server or an endpoint the clerk may not use is
- * a failed call, reported after 0-100 ms as labrpc does; a call not
- * answered within KV_CALL_TIMEOUT_MS fails too.
+ * Client network: a request and its reply each take 1 ms (reliable) or
+ * 0-26 ms with 10% loss (unreliable, labrpc's numbers); optionally some
+ * requests arrive twice.  A lost message, a crashed server or an endpoint
+ * the clerk may not use is a failed call, reported after 0-100 ms as
+ * labrpc does; a call not answered within KV_CALL_TIMEOUT_MS fails too.
+ * Partitions cut only the links between servers, as in the classic
+ * tests.
  *
  * Clerk (as the classic clerk): the servers in a shuffled order, the last
  * leader cached, one call at a time, retrying forever on failure or
@@ -63,8 +65,9 @@
  * next round, so that a leaderless cluster is not flooded with calls: a
  * tenth of the shortest election timeout. */
 #define KV_ROUND_PAUSE_MS 25
-/* Most clerks in one world: GenericTest makes 15 new ones in each of its
- * 3 rounds, plus its checking clerk. */
+/* Most clerks in one world: GenericTest makes new ones in each of its 3
+ * rounds, 20 at most (SnapshotRecoverManyClients), plus its checking
+ * clerk. */
 #define KV_CLERKS_MAX 64
 
 /* Deliberate bugs in the KV layer, in the high bits of sim_test.inject
@@ -107,6 +110,10 @@ void kv_scenario_run(struct sim_test *t, const struct kv_world_opts *o,
                      void *arg);
 
 struct sim_cluster *kv_cluster(struct kv_world *w);
+
+/* Run fn(arg) when the world is freed, also after a failed check: for
+ * state a scenario allocates (at most 8 per world). */
+void kv_defer(struct kv_world *w, void (*fn)(void *), void *arg);
 
 /* ---- time and faults ---------------------------------------------------- */
 
@@ -155,9 +162,9 @@ void kv_abandon(struct kv_clerk *ck);
 /* Calls made so far (first tries and retries). */
 uint64_t kv_calls(const struct kv_clerk *ck);
 
-/* Synchronous helpers: start and wait up to `timeout_ms` (0: 30 s);
- * failing the scenario if it does not complete.  kv_get's result is valid
- * until the clerk's next operation. */
+/* Synchronous helpers: start and wait up to 30 s of simulated time,
+ * failing the scenario if the operation does not complete.  kv_get's
+ * result is valid until the clerk's next operation. */
 void kv_put(struct kv_world *w, struct kv_clerk *ck, const char *key,
             const char *value);
 void kv_append(struct kv_world *w, struct kv_clerk *ck, const char *key,

@@ -2,14 +2,17 @@
  * tests/sim/main.c -- craft-sim, the command line of the simulator.
  *
  *   craft-sim --list                      scenario names, one per line
- *   craft-sim --scenario NAME [--seed S]  run one scenario
+ *   craft-sim --scenario NAME [--seed S] [--inject BUG]
+ *                                         run one scenario (with one of
+ *                                         the --selftest bugs: it should
+ *                                         fail)
  *   craft-sim --all [--seed S]            run every scenario, timing each
  *   craft-sim --random --seed S --runs N [--nodes 3|5|7] [--small-limits]
  *             [--alloc-failures]
  *                                         N random fault schedules from S
  *   craft-sim --random --kv --seed S --runs N [--nodes 3|5|7]
  *                                         N random KV workloads with faults
- *   craft-sim --soak SECONDS [--seed S] [--nodes N]
+ *   craft-sim --soak SECONDS [--seed S] [--nodes N] [--kv]
  *                                         random runs for a wall-clock time
  *   craft-sim --bench SIM_SECONDS [--seed S]
  *                                         simulated time per wall second
@@ -33,8 +36,8 @@
 #define U(x) ((unsigned long long)(x))
 
 #define SIM__ENTRY(name) {#name, sc_##name},
-const struct sim_scenario sim_scenarios[] = {
-    SIM_SCENARIOS(SIM__ENTRY) SIM_KV_SCENARIOS(SIM__ENTRY)};
+const struct sim_scenario sim_scenarios[] = {SIM_SCENARIOS(SIM__ENTRY)
+                                                 SIM_KV_SCENARIOS(SIM__ENTRY)};
 #undef SIM__ENTRY
 const size_t sim_n_scenarios = sizeof sim_scenarios / sizeof sim_scenarios[0];
 
@@ -77,19 +80,21 @@ struct args {
     bool small_limits;
     bool alloc_failures;
     bool kv;
+    bool inject_given; /* --inject, for --scenario */
 };
 
 static void usage(FILE *f)
 {
     fprintf(f, "usage: craft-sim --list\n"
-               "       craft-sim --scenario NAME [--seed S] [--verbose]\n"
+               "       craft-sim --scenario NAME [--seed S] [--inject BUG] "
+               "[--verbose]\n"
                "       craft-sim --all [--seed S]\n"
                "       craft-sim --random --seed S --runs N [--nodes 3|5|7] "
                "[--small-limits] [--alloc-failures] [--verbose]\n"
                "       craft-sim --random --kv --seed S --runs N "
                "[--nodes 3|5|7] [--verbose]\n"
                "       craft-sim --soak SECONDS [--seed S] [--nodes 3|5|7] "
-               "[--small-limits]\n"
+               "[--small-limits | --kv]\n"
                "       craft-sim --bench SIM_SECONDS [--seed S]\n"
                "       craft-sim --selftest "
                "forget-vote|lose-tail|corrupt|early-ack|local-read|"
@@ -182,8 +187,12 @@ static int parse_args(int argc, char **argv, struct args *a)
                 rv = -1;
             }
             i++;
-        } else if (strcmp(f, "--selftest") == 0) {
-            rv = set_mode(a, MODE_SELFTEST, f);
+        } else if (strcmp(f, "--selftest") == 0 || strcmp(f, "--inject") == 0) {
+            if (f[2] == 's') {
+                rv = set_mode(a, MODE_SELFTEST, f);
+            } else {
+                a->inject_given = true;
+            }
             for (size_t k = 0; rv == 0 && k < CRAFT_ARRAY_LEN(injections);
                  k++) {
                 if (v != NULL && strcmp(v, injections[k].name) == 0) {
@@ -192,10 +201,11 @@ static int parse_args(int argc, char **argv, struct args *a)
                 }
             }
             if (rv == 0 && a->inject == 0) {
-                fprintf(stderr, "craft-sim: --selftest needs forget-vote, "
-                                "lose-tail, corrupt, early-ack, local-read, "
-                                "kv-no-session, kv-local-read or "
-                                "kv-early-reply\n");
+                fprintf(stderr,
+                        "craft-sim: %s needs forget-vote, lose-tail, "
+                        "corrupt, early-ack, local-read, kv-no-session, "
+                        "kv-local-read or kv-early-reply\n",
+                        f);
                 rv = -1;
             }
             i++;
@@ -218,10 +228,14 @@ static int parse_args(int argc, char **argv, struct args *a)
         fprintf(stderr, "craft-sim: --random needs --seed and --runs\n");
         return -1;
     }
-    if (a->kv && (a->mode != MODE_RANDOM || a->small_limits ||
-                  a->alloc_failures)) {
-        fprintf(stderr, "craft-sim: --kv goes with --random only (without "
-                        "--small-limits and --alloc-failures)\n");
+    if (a->inject_given && a->mode != MODE_SCENARIO) {
+        fprintf(stderr, "craft-sim: --inject goes with --scenario only\n");
+        return -1;
+    }
+    if (a->kv && ((a->mode != MODE_RANDOM && a->mode != MODE_SOAK) ||
+                  a->small_limits || a->alloc_failures)) {
+        fprintf(stderr, "craft-sim: --kv goes with --random or --soak only "
+                        "(without --small-limits and --alloc-failures)\n");
         return -1;
     }
     return 0;
@@ -245,17 +259,20 @@ static double wall_now(void)
 }
 
 static int run_scenario(const struct sim_scenario *s, uint64_t seed,
-                        bool verbose, double *wall, struct sim_run_stats *stats)
+                        const struct args *a, double *wall,
+                        struct sim_run_stats *stats)
 {
-    char replay[160];
-    snprintf(replay, sizeof replay, "craft-sim --scenario %s --seed %llu",
-             s->name, U(seed));
+    char replay[200];
+    snprintf(replay, sizeof replay, "craft-sim --scenario %s --seed %llu%s%s",
+             s->name, U(seed), a->inject_given ? " --inject " : "",
+             a->inject_given ? a->inject_name : "");
     struct sim_test proto;
     memset(&proto, 0, sizeof proto);
     proto.name = s->name;
     proto.seed = seed;
-    proto.verbose = verbose;
+    proto.verbose = a->verbose;
     proto.replay = replay;
+    proto.inject = a->inject_given ? a->inject : 0;
     double t0 = wall_now();
     int rv = sim_test_run(&proto, s->fn, stats);
     *wall = wall_now() - t0;
@@ -269,8 +286,7 @@ static int cmd_all(const struct args *a)
     for (size_t i = 0; i < sim_n_scenarios; i++) {
         double wall;
         struct sim_run_stats st = {0, 0};
-        int rv =
-            run_scenario(&sim_scenarios[i], a->seed, a->verbose, &wall, &st);
+        int rv = run_scenario(&sim_scenarios[i], a->seed, a, &wall, &st);
         total += wall;
         failed += rv != 0;
         printf("%-32s %s %7.3f s wall %8.1f s simulated %9llu events\n",
@@ -293,6 +309,16 @@ static void print_totals(const struct sim_random_totals *tot, double wall)
     printf("digest %016llx\n", U(tot->digest));
 }
 
+static void print_kv_totals(const struct kv_random_totals *tot, double wall)
+{
+    printf("%llu KV runs, %llu failed; %.1f simulated s in %.2f wall s; "
+           "%llu events; %llu operations checked, %llu with unknown "
+           "outcome\n",
+           U(tot->runs), U(tot->failures), (double)tot->sim_ms / 1000.0, wall,
+           U(tot->events), U(tot->ops), U(tot->unknown));
+    printf("digest %016llx\n", U(tot->digest));
+}
+
 static int cmd_random_kv(const struct args *a)
 {
     struct kv_random_opts o = {a->nodes, a->verbose, false, 0, NULL};
@@ -302,13 +328,27 @@ static int cmd_random_kv(const struct args *a)
     for (uint64_t k = 0; k < a->runs; k++) {
         kv_random_run(a->seed + k, &o, &tot);
     }
-    double wall = wall_now() - t0;
-    printf("%llu KV runs, %llu failed; %.1f simulated s in %.2f wall s; "
-           "%llu events; %llu operations checked, %llu with unknown "
-           "outcome\n",
-           U(tot.runs), U(tot.failures), (double)tot.sim_ms / 1000.0, wall,
-           U(tot.events), U(tot.ops), U(tot.unknown));
-    printf("digest %016llx\n", U(tot.digest));
+    print_kv_totals(&tot, wall_now() - t0);
+    return tot.failures == 0 ? 0 : 1;
+}
+
+static int cmd_soak_kv(const struct args *a)
+{
+    struct kv_random_opts o = {a->nodes, a->verbose, false, 0, NULL};
+    struct kv_random_totals tot;
+    memset(&tot, 0, sizeof tot);
+    double t0 = wall_now(), last = t0;
+    uint64_t seed = a->seed;
+    while (wall_now() - t0 < (double)a->seconds) {
+        kv_random_run(seed++, &o, &tot);
+        if (wall_now() - last >= 10.0) {
+            last = wall_now();
+            print_kv_totals(&tot, last - t0);
+            fflush(stdout);
+        }
+    }
+    print_kv_totals(&tot, wall_now() - t0);
+    printf("seeds %llu..%llu\n", U(a->seed), U(seed - 1));
     return tot.failures == 0 ? 0 : 1;
 }
 
@@ -331,6 +371,9 @@ static int cmd_random(const struct args *a)
 
 static int cmd_soak(const struct args *a)
 {
+    if (a->kv) {
+        return cmd_soak_kv(a);
+    }
     struct sim_random_opts ro = {a->nodes, a->verbose, a->small_limits,
                                  a->alloc_failures};
     struct sim_random_totals tot;
@@ -374,7 +417,7 @@ int main(int argc, char **argv)
         }
         double wall;
         struct sim_run_stats st = {0, 0};
-        int rv = run_scenario(s, a.seed, a.verbose, &wall, &st);
+        int rv = run_scenario(s, a.seed, &a, &wall, &st);
         printf("%s: %s (seed %llu, %.3f s wall, %.1f s simulated, %llu "
                "events)\n",
                s->name, rv == 0 ? "ok" : "FAIL", U(a.seed), wall,

@@ -110,7 +110,7 @@ set_tests_properties(sim_random_alloc_failures_san PROPERTIES TIMEOUT 300
 # Random KV workloads (kv_random.c): sessions, retries, duplicated
 # requests, partitions, crashes, snapshots, given-up operations; every
 # history checked for linearizability.  300 runs in release builds (nosan,
-# about 15 CPU seconds), a smaller batch under the sanitizers.
+# about 10 CPU seconds), a smaller batch under the sanitizers.
 foreach(batch 0 1 2)
   math(EXPR seed "800000 + ${batch} * 100 + 1")
   add_test(NAME sim_random_kv_${batch}
@@ -132,8 +132,28 @@ foreach(fault kv-no-session kv-local-read kv-early-reply)
 endforeach()
 add_test(NAME sim_cli_kv_alone COMMAND craft-sim --kv --list)
 set_tests_properties(sim_cli_kv_alone PROPERTIES TIMEOUT 30 LABELS sim
-  PASS_REGULAR_EXPRESSION "--kv goes with --random only")
+  PASS_REGULAR_EXPRESSION "--kv goes with --random or --soak only")
 add_test(NAME sim_deterministic_kv
   COMMAND ${CMAKE_COMMAND} -DSIM=$<TARGET_FILE:craft-sim>
     -P ${CMAKE_CURRENT_SOURCE_DIR}/kv_check_deterministic.cmake)
 set_tests_properties(sim_deterministic_kv PROPERTIES TIMEOUT 120 LABELS sim)
+
+# The KV scenarios' own checks bite: with a deliberate bug each of these
+# must fail, with the expected complaint.
+foreach(case
+    "kv-no-session;unreliable_3a;get wrong value"
+    "kv-local-read;one_partition_3a;Get in minority completed"
+    "kv-local-read;persist_partition_unreliable_3a;get wrong value"
+    "kv-early-reply;snapshot_unreliable_recover_concurrent_partition_linearizable_3b;history is not linearizable")
+  list(GET case 0 bug)
+  list(GET case 1 scenario)
+  list(GET case 2 expect)
+  add_test(NAME sim_inject_${bug}_${scenario}
+    COMMAND craft-sim --scenario ${scenario} --seed 1 --inject ${bug})
+  set_tests_properties(sim_inject_${bug}_${scenario} PROPERTIES TIMEOUT 120
+    LABELS sim PASS_REGULAR_EXPRESSION "FAIL ${scenario} .*${expect}")
+endforeach()
+add_test(NAME sim_cli_inject_alone
+  COMMAND craft-sim --random --kv --seed 1 --runs 1 --inject kv-no-session)
+set_tests_properties(sim_cli_inject_alone PROPERTIES TIMEOUT 30 LABELS sim
+  PASS_REGULAR_EXPRESSION "--inject goes with --scenario only")
