@@ -27,8 +27,11 @@ set_target_properties(craft_lib_shared PROPERTIES OUTPUT_NAME craft
   VERSION ${PROJECT_VERSION} SOVERSION ${CRAFT_SOVERSION}
   LIBRARY_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/pkg/lib)
 # -z defs: a symbol missing from the objects above is a link error here,
-# not a surprise for the first user.
-target_link_options(craft_lib_shared PRIVATE -Wl,-z,defs)
+# not a surprise for the first user.  (Not with the sanitizers: clang
+# leaves their runtime to the executable.)
+if(NOT CRAFT_SANITIZE)
+  target_link_options(craft_lib_shared PRIVATE -Wl,-z,defs)
+endif()
 
 add_library(craft_lib_static STATIC $<TARGET_OBJECTS:craft_raft>
   $<TARGET_OBJECTS:craft_pkg_error>)
