@@ -91,10 +91,20 @@ install(FILES
   ${CMAKE_SOURCE_DIR}/include/craft/client.h
   ${CMAKE_SOURCE_DIR}/include/craft/mr.h
   DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/craft COMPONENT dev)
-install(FILES
-  ${CMAKE_SOURCE_DIR}/man/craftd.1
-  ${CMAKE_SOURCE_DIR}/man/craft-cli.1
-  ${CMAKE_SOURCE_DIR}/man/craft-mr.1
+# Man pages, compressed as Debian policy asks (gzip -9n: no name or time
+# stamp, so the output is reproducible); man(1) reads them either way.
+set(craft_man_gz "")
+foreach(page craftd craft-cli craft-mr)
+  set(src ${CMAKE_SOURCE_DIR}/man/${page}.1)
+  set(gz ${CMAKE_BINARY_DIR}/pkg/man/${page}.1.gz)
+  add_custom_command(OUTPUT ${gz}
+    COMMAND ${CMAKE_COMMAND} -E make_directory ${CMAKE_BINARY_DIR}/pkg/man
+    COMMAND gzip -9n -c ${src} > ${gz}
+    DEPENDS ${src} VERBATIM)
+  list(APPEND craft_man_gz ${gz})
+endforeach()
+add_custom_target(craft_man ALL DEPENDS ${craft_man_gz})
+install(FILES ${craft_man_gz}
   DESTINATION ${CMAKE_INSTALL_MANDIR}/man1 COMPONENT bin)
 # The example MapReduce applications, ready for `craft-mr --plugin`.
 foreach(p wc indexer grep)
