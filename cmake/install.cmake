@@ -13,6 +13,11 @@
 # (craft_strerror/craft_errname, part of every public library's API).
 include(GNUInstallDirs)
 
+# Installing never builds: `make install` / `make deb` build first, and
+# cpack (which runs the `preinstall` target) must not rebuild binaries
+# under the feet of tests running in parallel (tests/system/install.cmake).
+set(CMAKE_SKIP_INSTALL_ALL_DEPENDENCY ON)
+
 set(CRAFT_SOVERSION 0)
 
 # craft_strerror() and craft_errname() on their own, for the public
