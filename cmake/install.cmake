@@ -76,6 +76,7 @@ endif()
 # files serve `--prefix`, DESTDIR staging and the .deb.
 file(RELATIVE_PATH CRAFT_PC_UP
   /root/${CMAKE_INSTALL_LIBDIR}/pkgconfig /root)
+string(REGEX REPLACE "/$" "" CRAFT_PC_UP "${CRAFT_PC_UP}")
 foreach(pc ${craft_pkg_pcs})
   configure_file(${CMAKE_SOURCE_DIR}/cmake/${pc}.pc.in
     ${CMAKE_BINARY_DIR}/pkg/${pc}.pc @ONLY)
