@@ -6,14 +6,21 @@
 #   make run        a local 3-node craftd cluster (arrives with craftd)
 #   make format     clang-format every C file
 #   make soak       long randomized simulator runs, Raft and KV (SOAK_SECONDS each)
-# Variables: JOBS (parallel build/test jobs), CTEST_ARGS (e.g. -R sim).
+#   make install    install programs, libraries, headers, pkg-config files
+#                   and man pages from build/ into $(DESTDIR)$(PREFIX)
+#   make deb        build/craft_<version>_<arch>.deb with cpack
+# Variables: JOBS (parallel build/test jobs), CTEST_ARGS (e.g. -R sim),
+# PREFIX (default /usr/local), DESTDIR (staging root, default none).
 
 SOAK_SECONDS ?= 600
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CTEST_ARGS ?=
 CMAKE ?= cmake
+PREFIX ?= /usr/local
+DESTDIR ?=
 
-.PHONY: all build build-san deps test test-fast test-san run format clean soak
+.PHONY: all build build-san deps test test-fast test-san run format clean soak \
+	install deb
 
 all: build
 
@@ -58,6 +65,13 @@ soak: build
 		build/bin/craft-sim --soak $(SOAK_SECONDS) --nodes $$n --seed $$(date +%s) || exit 1; \
 	done
 	build/bin/craft-sim --soak $(SOAK_SECONDS) --kv --seed $$(date +%s)
+
+# See docs/install.md.
+install: build
+	DESTDIR="$(DESTDIR)" $(CMAKE) --install build --prefix "$(PREFIX)"
+
+deb: build
+	cd build && cpack -G DEB
 
 format:
 	find include src tests tools apps bench -name '*.[ch]' | xargs clang-format -i
