@@ -795,7 +795,9 @@ static int join_snapshot(struct scan_ctx *c)
     }
     sc->all_entries = sc->entries;
     sc->n_all_entries = sc->n_entries;
-    sc->entries += skip;
+    if (skip > 0) { /* entries may be NULL when the log is empty */
+        sc->entries += skip;
+    }
     sc->n_entries -= skip;
     return 0;
 }
