@@ -3,6 +3,7 @@
 #   make            build everything into build/ (executables in build/bin/)
 #   make test       install missing Debian packages, then build and run every
 #                   test in build/ and again under ASan+UBSan in build-san/
+#                   (and compile everything with clang in build-clang/)
 #   make run        a local 3-node craftd cluster (arrives with craftd)
 #   make format     clang-format every C file
 #   make soak       long randomized simulator runs, Raft and KV (SOAK_SECONDS each)
@@ -19,7 +20,7 @@ CMAKE ?= cmake
 PREFIX ?= /usr/local
 DESTDIR ?=
 
-.PHONY: all build build-san deps test test-fast test-san run format clean soak \
+.PHONY: all build build-san build-clang deps test test-fast test-san run format clean soak \
 	install deb
 
 all: build
@@ -30,6 +31,9 @@ deps:
 build/CMakeCache.txt:
 	$(CMAKE) -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo
 
+build-clang/CMakeCache.txt:
+	CC=clang $(CMAKE) -S . -B build-clang -DCMAKE_BUILD_TYPE=RelWithDebInfo
+
 build-san/CMakeCache.txt:
 	$(CMAKE) -S . -B build-san -DCMAKE_BUILD_TYPE=Debug -DCRAFT_SANITIZE=ON
 
@@ -39,10 +43,14 @@ build: build/CMakeCache.txt
 build-san: build-san/CMakeCache.txt
 	$(CMAKE) --build build-san -j $(JOBS)
 
+# STYLE.md: every change compiles warning-free with clang too.
+build-clang: build-clang/CMakeCache.txt
+	$(CMAKE) --build build-clang -j $(JOBS)
+
 # The whole suite: the optimised build first (system tests and the long
 # random runs are fastest there), then the sanitizer build.
 test: deps
-	$(MAKE) build build-san
+	$(MAKE) build build-san build-clang
 	cd build && ctest -j $(JOBS) --output-on-failure $(CTEST_ARGS)
 	cd build-san && ctest -j $(JOBS) --output-on-failure -LE nosan $(CTEST_ARGS)
 
@@ -77,4 +85,4 @@ format:
 	find include src tests tools apps bench -name '*.[ch]' | xargs clang-format -i
 
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-clang
