@@ -358,27 +358,18 @@ static void handle_task(struct coord *c, struct net_request *req,
         return;
     }
     struct mr_assignment a = mr_sched_request(&c->sched, id, now_ms(c));
-    if (c->finishing) {
-        a.reply = MR_REPLY_EXIT;
-    }
-    struct mr_wbuf w;
-    mr_w_init(&w);
-    mr_w_u8(&w, (uint8_t)a.reply);
-    if (a.reply == MR_REPLY_TASK) {
-        mr_w_u8(&w, (uint8_t)a.kind);
-        mr_w_u32(&w, a.task);
-        mr_w_u64(&w, a.attempt);
-        if (a.kind == MR_MAP) {
-            const struct mr_split *s = &c->splits[a.task];
-            mr_w_str(&w, c->cfg->inputs[s->file]);
-            mr_w_u64(&w, s->length);
-        } else {
-            encode_reduce(c, &w, a.task);
+    if (a.reply == MR_REPLY_WAIT && !c->finishing) {
+        /* Nothing to hand out: park the request (long poll) so that the
+         * next completion, failure or loss answers it at once.  Without
+         * memory for that, answer WAIT now and let the worker poll. */
+        struct waiter *wt = malloc(sizeof *wt);
+        if (wt != NULL) {
+            *wt = (struct waiter){req, id, now_ms(c), c->waiters};
+            c->waiters = wt;
+            return;
         }
-        LOG_DEBUGF("%s %u (attempt %" PRIu64 ") to worker %u",
-                   a.kind == MR_MAP ? "map" : "reduce", a.task, a.attempt, id);
     }
-    reply_wbuf(req, &w);
+    reply_assignment(c, req, id, a);
 }
 
 /* An input chunk read on the thread pool: a cold or slow disk must not
