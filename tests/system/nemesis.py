@@ -64,6 +64,11 @@ HOSTS = ["127.0.0.%d" % i for i in range(11, 18)]
 # one timeout plus a pre-vote and a vote round; 5 s is ten timeouts, room
 # for a loaded 2-core machine without letting a stuck cluster pass.
 FAILOVER_BOUND_S = 5.0
+# After healing, every member must have applied what was committed at that
+# moment within this bound: a restart, a reconnection through a healed
+# partition (at most NET_USER_TIMEOUT_MS_DEFAULT + a reconnect backoff,
+# 4 s) and a snapshot install, with room for a loaded machine.
+CATCHUP_BOUND_S = 8.0
 # Keys are renamed every EPOCH_S seconds so that no key gathers more than a
 # few hundred operations: the checker's search is per key, and its cost
 # grows with the number of operations of unknown outcome on one key.
@@ -72,6 +77,8 @@ EPOCH_S = 6.0
 # CLUSTERDOWN, connection refused) after this long; it was never executed.
 RETRY_S = 3.0
 SKIP = 77
+# 300 values of 10 KiB: 3 MiB, three snapshot chunks.
+BALLAST_KEYS = 300
 NS = 1000000000
 
 
@@ -150,11 +157,12 @@ class Firewall:
     so parallel tests on the same addresses are never touched, nor is any
     other traffic.
 
-    A "silent" cut carries -i lo, so it acts only in INPUT: packets vanish
-    after they were sent, like a pulled cable, and TCP retransmits into the
-    void.  A "reject" cut acts in OUTPUT: the sender's kernel refuses the
-    packet at once (connect() fails with EPERM), like an unreachable
-    host."""
+    A "silent" cut (DROP, with -i lo so that it acts in INPUT) makes
+    packets vanish after they were sent, like a pulled cable: TCP
+    retransmits into the void and a connect() hangs.  A "reset" cut
+    (REJECT --reject-with tcp-reset, acting in OUTPUT) answers every packet
+    with a RST at once, like a host whose port is closed: connections break
+    and reconnections fail immediately."""
 
     def __init__(self, ports):
         self.chain = "%s%d" % (CHAIN_PREFIX, os.getpid())
@@ -175,11 +183,14 @@ class Firewall:
             raise
 
     def cut(self, src, dst, silent=True):
-        """Drop packets from address src to address dst."""
+        """Stop packets from address src to address dst (silently, or with
+        a TCP reset to the sender)."""
         rule = ["-s", src, "-d", dst, "-p", "tcp", "-m", "multiport",
-                "--ports", self.ports, "-j", "DROP"]
+                "--ports", self.ports]
         if silent:
-            rule = ["-i", "lo"] + rule
+            rule = ["-i", "lo"] + rule + ["-j", "DROP"]
+        else:
+            rule += ["-j", "REJECT", "--reject-with", "tcp-reset"]
         iptables("-A", self.chain, *rule)
         self.rules += 1
 
@@ -192,13 +203,6 @@ class Firewall:
         if not self.closed:
             self.closed = True
             _remove_chain(self.chain)
-
-
-def iptables_dump_ours():
-    """The lines of `iptables -S` that mention CRAFT-NEM (for the tests of
-    the cleanup itself)."""
-    return [l for l in iptables("-S", check=False).stdout.splitlines()
-            if CHAIN_PREFIX in l]
 
 
 # ---- faults -----------------------------------------------------------------
@@ -218,6 +222,7 @@ class Fault:
         self.undo = []
         self.failover_s = None
         self.recovery_s = None
+        self.catchup_s = None
 
 
 class Nemesis:
@@ -288,7 +293,7 @@ class Nemesis:
         majority = big[0] if big else []
         f = Fault("partition %s (%s)" % (
             " | ".join(self.names(g) for g in groups),
-            "silent drop" if silent else "rejected at send"),
+            "silent drop" if silent else "tcp reset"),
             minority=[i for i in self.ids() if i not in majority],
             majority=majority)
         f.undo.append(self.fw.heal)
@@ -479,12 +484,12 @@ class Worker(threading.Thread):
                 op = Op("w%d" % self.wid, "get", key)
                 args = ("GET", key)
             elif x < 0.7:
-                key = "r%d.%d" % (self.rnd.randrange(2), ep)
+                key = "r%d.%s" % (self.rnd.randrange(2), ep)
                 val = "w%d.%d" % (self.wid, n)
                 op = Op("w%d" % self.wid, "put", key, val)
                 args = ("SET", key, val)
             else:
-                key = "a%d.%d" % (self.rnd.randrange(2), ep)
+                key = "a%d.%s" % (self.rnd.randrange(2), ep)
                 tok = "[w%d.%d]" % (self.wid, n)
                 op = Op("w%d" % self.wid, "append", key, tok)
                 args = ("APPEND", key, tok)
@@ -550,7 +555,12 @@ class Appender(threading.Thread):
     """Exactly-once appends: CRAFT.SESSION, then CRAFT.EXEC id seq seq
     APPEND key token, retried with the same seq after every unknown outcome
     until acknowledged.  Stops only between tokens, so that at the end
-    every token it started is acknowledged (or the run fails)."""
+    every token it started is acknowledged (or the run fails).
+
+    Each appender has keys of its own: with two writers appending to one
+    key and few reads between, the checker would have to try every order
+    of their overlapping appends (each order is another value), which is
+    exponential; plain APPEND already covers concurrent appends."""
 
     def __init__(self, run, aid, timeout):
         super().__init__(daemon=True, name="appender%d" % aid)
@@ -570,7 +580,7 @@ class Appender(threading.Thread):
             r = self.run_
             while not r.stop.is_set():
                 n += 1
-                key = "e.%d" % r.epoch()
+                key = "e%d.%s" % (self.aid, r.epoch())
                 r.note_key(key)
                 op = Op("s%d" % self.aid, "append", key,
                         "[s%d.%d]" % (self.aid, n))
@@ -709,11 +719,102 @@ def read_state(path):
     return keys, sessions, last_applied
 
 
+# ---- checks -----------------------------------------------------------------
+
+def token_problems(final, ops, refused):
+    """Check appended tokens against the final values: an acknowledged
+    append is there exactly once, one of unknown outcome at most once, one
+    refused before it was proposed never, and nothing else is there.
+    Returns (problems, acknowledged appends checked)."""
+    acked = collections.defaultdict(set)
+    unknown = collections.defaultdict(set)
+    never = collections.defaultdict(set)
+    for op in ops:
+        if op.kind == "append":
+            (acked if op.t_ret is not None else unknown)[op.key].add(op.arg)
+    for op in refused:
+        if op.kind == "append":
+            never[op.key].add(op.arg)
+    bad = []
+    n = 0
+    for key in sorted(set(acked) | set(unknown) | set(never)):
+        val = (final.get(key) or b"").decode(errors="replace")
+        toks = re.findall(r"\[[^\]]*\]", val)
+        if "".join(toks) != val:
+            bad.append("%s holds junk: %r" % (key, val[:200]))
+        count = collections.Counter(toks)
+        for t in sorted(acked[key]):
+            if count[t] != 1:
+                bad.append("acknowledged append %s to %s appears %d times"
+                           % (t, key, count[t]))
+        for t in sorted(unknown[key]):
+            if count[t] > 1:
+                bad.append("append %s to %s appears %d times" % (
+                    t, key, count[t]))
+        for t in sorted(never[key]):
+            if count[t]:
+                bad.append("append %s to %s was refused but appears" % (
+                    t, key))
+        stray = set(count) - acked[key] - unknown[key] - never[key]
+        if stray:
+            bad.append("%s holds tokens nobody appended: %r" % (
+                key, sorted(stray)[:5]))
+        n += len(acked[key])
+    return bad, n
+
+
+def minority_problems(faults, ops, probes):
+    """Replies that a member cut off from the majority sent while the fault
+    lasted (sent after it began, received before it ended) must all be
+    errors.  Returns (problems, client operations checked, probes
+    checked)."""
+    def during(f, t_send, t_reply):
+        return t_send is not None and f.t_start <= t_send and \
+            t_reply is not None and f.t_end is not None and \
+            t_reply < f.t_end
+
+    bad = []
+    n = 0
+    for op in ops:
+        for f in faults:
+            if op.node in f.minority and during(f, op.t_send, op.t_reply):
+                n += 1
+                if op.answered:
+                    bad.append("%s %s %s answered by n%d during %s" % (
+                        op.client, op.kind, op.key, op.node, f.desc))
+    m = 0
+    for f, nid, kind, t_send, t_reply, r in probes:
+        if not during(f, t_send, t_reply) or nid not in f.minority:
+            continue
+        m += 1
+        if not isinstance(r, RespError):
+            bad.append("%s to n%d answered %r during %s" % (
+                kind, nid, r, f.desc))
+    return bad, n, m
+
+
+def settle_unknown_appends(final, ops):
+    """Drop the appends of unknown outcome whose token is not in the key's
+    final value.  The a* and e* keys only ever grow by appends of unique
+    tokens, so such an append certainly never took effect, and leaving it
+    out is the only linearization the checker could find for it anyway;
+    kept in, the checker would try it at every point after its call (each
+    such append doubles the states it explores)."""
+    kept = []
+    for op in ops:
+        if op.kind == "append" and op.t_ret is None and op.key in final:
+            v = final[op.key] or b""
+            if op.arg.encode() not in v:
+                continue
+        kept.append(op)
+    return kept
+
+
 # ---- a run ------------------------------------------------------------------
 
 class Run:
     def __init__(self, name, n, seed, partitions, budget_s, n_workers=4,
-                 n_appenders=2):
+                 n_appenders=2, snapshots=False):
         self.name = name
         self.seed = seed
         self.rnd = random.Random(seed)
@@ -721,8 +822,15 @@ class Run:
         self.n_workers = n_workers
         self.n_appenders = n_appenders
         self.partitions = partitions
+        self.snapshots = snapshots
+        # With snapshots: a threshold the workload passes every second or
+        # two, so that members restarted or cut off for a few seconds
+        # (more than the 4096 entries kept behind a snapshot) catch up by
+        # installing one while new ones are taken.
+        extra = ["--snapshot-bytes", "256k"] if snapshots else []
         self.cluster = Cluster(n, name="nem-" + name, fast=False,
-                               hosts=HOSTS[:n], die_with_parent=True)
+                               hosts=HOSTS[:n], die_with_parent=True,
+                               extra=extra)
         self.firewall = None
         self.nem = None
         self.stop = threading.Event()
@@ -732,16 +840,27 @@ class Run:
         self.hard_deadline = self.t0 + int(budget_s * NS)
         self.last_leader = None
         self.threads = []
+        self.prober = None
         self.history_path = None
+        # A run is one or more chapters (the soak's last a minute each):
+        # a workload on fresh keys, faults, then every check but the
+        # offline comparison, which needs the cluster stopped.
+        self.chapter = 0
+        self.t_chapter = now()
+        self.finals = {}
+        self.totals = collections.Counter()
+        self.verdicts = []
 
     # -- workload
 
     def epoch(self):
-        return int((now() - self.t0) / NS / EPOCH_S)
+        """The key suffix: chapter and epoch, never reused in a run."""
+        return "%d.%d" % (self.chapter,
+                          int((now() - self.t_chapter) / NS / EPOCH_S))
 
     def all_keys(self, ep):
-        return ["r0.%d" % ep, "r1.%d" % ep, "a0.%d" % ep, "a1.%d" % ep,
-                "e.%d" % ep]
+        return ["r0.%s" % ep, "r1.%s" % ep, "a0.%s" % ep, "a1.%s" % ep] + \
+            ["e%d.%s" % (i, ep) for i in range(self.n_appenders)]
 
     def note_key(self, key):
         with self.keys_lock:
@@ -759,7 +878,17 @@ class Run:
         self.nem = Nemesis(self)
         c.start()
         self.leader()
+        if self.snapshots:
+            self.ballast()
         self.t0 = now()
+        self.start_workload()
+
+    def start_workload(self):
+        self.chapter += 1
+        self.t_chapter = now()
+        self.stop.clear()
+        with self.keys_lock:
+            self.keys = set()
         # Timeouts from short to longer than most faults, so that some
         # clients are still waiting when a frozen leader resumes.
         timeouts = [0.5, 1.0, 2.0, 4.0]
@@ -771,6 +900,22 @@ class Run:
         self.threads.append(self.prober)
         for t in self.threads:
             t.start()
+
+    def ballast(self):
+        """BALLAST_KEYS values of 10 KiB, so that every snapshot spans
+        several 1 MiB chunks: a transfer then takes long enough for the
+        leader to take a newer snapshot in the middle of it."""
+        nd = self.cluster.node(self.last_leader)
+        conn = Conn(nd.port, host=nd.host, timeout=10)
+        try:
+            conn.send_raw(b"".join(
+                Conn.encode("SET", "ballast.%d" % i, (b"%06d" % i) * 1707)
+                for i in range(BALLAST_KEYS)))
+            for _ in range(BALLAST_KEYS):
+                r = conn.read_reply()
+                assert r == "OK", "ballast SET -> %r" % (r,)
+        finally:
+            conn.close()
 
     def check_threads(self):
         for t in self.threads:
@@ -841,10 +986,49 @@ class Run:
             log("served again %.0f ms after healing" % (f.recovery_s * 1000))
             assert f.recovery_s <= FAILOVER_BOUND_S, \
                 "recovery took %.2fs (%s)" % (f.recovery_s, f.desc)
+        f.catchup_s = self.catch_up(f.t_end, f.desc)
+
+    def catch_up(self, t_from, what):
+        """Seconds from t_from until every member has applied what the
+        leader had committed when we looked; checked against
+        CATCHUP_BOUND_S."""
+        def commit():
+            best = 0
+            for nd in self.cluster.nodes:
+                try:
+                    best = max(best, int(nd.info().get("raft_commit_index",
+                                                       0)))
+                except (OSError, ConnectionError):
+                    pass
+            return best
+        target = commit()
+        limit = t_from + int(3 * CATCHUP_BOUND_S * NS)
+        behind = list(self.cluster.nodes)
+        while behind and now() < limit:
+            self.check_threads()
+            nd = behind[0]
+            try:
+                if int(nd.info().get("raft_applied_index", 0)) >= target:
+                    behind.pop(0)
+                    continue
+            except (OSError, ConnectionError):
+                pass
+            time.sleep(0.01)
+        took = (now() - t_from) / NS
+        assert not behind, "%s: n%d had not applied index %d %.0fs after " \
+            "healing" % (what, behind[0].id, target, took)
+        log("every member applied index %d %.0f ms after healing" % (
+            target, took * 1000))
+        assert took <= CATCHUP_BOUND_S, \
+            "catching up after healing took %.1fs > %.0fs (%s)" % (
+                took, CATCHUP_BOUND_S, what)
+        return took
 
     # -- the end
 
-    def finish(self):
+    def end_chapter(self):
+        """Heal everything, stop the clients, and check the chapter: the
+        members converge, tokens, the minority, linearizability."""
         c = self.cluster
         self.nem.heal_all()
         self.first_write(self.nem.ids(), now(), "after healing everything")
@@ -862,13 +1046,16 @@ class Run:
         n_unknown = len(ops) - n_ok
         n_refused = sum(len(t.refused) for t in self.threads
                         if isinstance(t, Worker))
-        secs = (t_end - self.t0) / NS
+        secs = (t_end - self.t_chapter) / NS
+        self.totals.update(ops=len(ops) + n_refused, ok=n_ok,
+                           unknown=n_unknown, refused=n_refused)
+        self.totals["ns"] += t_end - self.t_chapter
         log("%d operations (%d ok, %d unknown outcome, %d refused unsent)"
             " in %.1fs: %.0f ops/s" % (len(ops) + n_refused, n_ok,
                                        n_unknown, n_refused, secs,
                                        (len(ops) + n_refused) / secs))
-        # 5. convergence: one more write so that every member's log ends in
-        # the current term, then the same applied index everywhere.
+        # 5. convergence: the same applied index everywhere (the write
+        # above ended every log in the current term).
         t_conv = now()
         final = self.final_reads(lid, ops)
         self.converge()
@@ -877,11 +1064,15 @@ class Run:
         counts = {nd.id: nd.keys() for nd in c.nodes}
         assert len(set(counts.values())) == 1, \
             "members hold different key counts: %r" % counts
-        self.compare_offline(final)
+        self.finals.update(final)
         # 2. tokens, 3. minority, 1. linearizability
         self.check_tokens(final, ops)
         self.check_minority(ops)
-        self.check_linearizable(ops)
+        self.check_linearizable(settle_unknown_appends(final, ops))
+
+    def finish(self):
+        self.end_chapter()
+        self.compare_offline(self.finals)
         self.figures()
 
     def final_reads(self, lid, ops):
@@ -948,66 +1139,19 @@ class Run:
             len(states), len(ref_keys), len(ref_sessions)))
 
     def check_tokens(self, final, ops):
-        acked = collections.defaultdict(set)
-        unknown = collections.defaultdict(set)
-        for op in ops:
-            if op.kind == "append":
-                (acked if op.t_ret is not None else unknown)[op.key].add(
-                    op.arg)
-        refused = collections.defaultdict(set)
-        for t in self.threads:
-            for op in getattr(t, "refused", []):
-                if op.kind == "append":
-                    refused[op.key].add(op.arg)
-        n = 0
-        for key in sorted(set(acked) | set(unknown)):
-            val = (final.get(key) or b"").decode()
-            toks = re.findall(r"\[[^\]]*\]", val)
-            assert "".join(toks) == val, "%s holds junk: %r" % (key, val)
-            count = collections.Counter(toks)
-            for t in acked[key]:
-                assert count[t] == 1, \
-                    "acknowledged append %s to %s appears %d times" % (
-                        t, key, count[t])
-            for t in unknown[key]:
-                assert count[t] <= 1, "append %s to %s appears %d times" % (
-                    t, key, count[t])
-            for t in refused[key]:
-                assert count[t] == 0, \
-                    "append %s to %s was refused but appears" % (t, key)
-            stray = set(count) - acked[key] - unknown[key]
-            assert not stray, "%s holds tokens nobody appended: %r" % (
-                key, sorted(stray)[:5])
-            n += len(acked[key])
+        refused = [op for t in self.threads
+                   for op in getattr(t, "refused", [])]
+        bad, n = token_problems(final, ops, refused)
+        assert not bad, "appends lost or duplicated:\n  " + "\n  ".join(
+            bad[:10])
         log("%d acknowledged appends each present exactly once" % n)
 
     def check_minority(self, ops):
-        faults = [f for f in self.nem.faults if f.minority]
+        faults = [f for f in self.nem.faults
+                  if f.minority and f.t_start >= self.t_chapter]
         if not faults:
             return
-        bad = []
-        n = 0
-
-        def during(f, t_send, t_reply):
-            return t_send is not None and f.t_start <= t_send and \
-                t_reply is not None and t_reply < f.t_end
-
-        for op in ops:
-            for f in faults:
-                if op.node in f.minority and during(f, op.t_send,
-                                                    op.t_reply):
-                    n += 1
-                    if op.answered:
-                        bad.append("%s %s %s answered by n%d during %s" % (
-                            op.client, op.kind, op.key, op.node, f.desc))
-        probes = 0
-        for f, nid, kind, t_send, t_reply, r in self.prober.seen:
-            if not during(f, t_send, t_reply):
-                continue
-            probes += 1
-            if not isinstance(r, RespError):
-                bad.append("%s to n%d answered %r during %s" % (
-                    kind, nid, r, f.desc))
+        bad, n, probes = minority_problems(faults, ops, self.prober.seen)
         assert not bad, "a minority answered:\n  " + "\n  ".join(bad[:10])
         log("minority members answered none of %d requests (%d probes, %d "
             "client operations)" % (probes + n, probes, n))
@@ -1015,7 +1159,8 @@ class Run:
 
     def check_linearizable(self, ops):
         lincheck = os.path.join(build_dir(), "bin", "craft-lincheck")
-        path = os.path.join(self.cluster.tmp, "history.txt")
+        path = os.path.join(self.cluster.tmp,
+                            "history-%d.txt" % self.chapter)
         ops = sorted(ops, key=lambda op: op.t_call)
         with open(path, "w") as f:
             f.write("# nemesis %s seed %d\n" % (self.name, self.seed))
@@ -1023,8 +1168,11 @@ class Run:
                 f.write(op_line(op) + "\n")
         self.history_path = path
         t = time.monotonic()
-        p = subprocess.run([lincheck, "--timeout-ms", "60000", path],
-                           capture_output=True, text=True, timeout=120)
+        # About 20k operations a second on this machine; a minute at least.
+        budget_ms = 60000 + len(ops) // 5
+        p = subprocess.run([lincheck, "--timeout-ms", str(budget_ms), path],
+                           capture_output=True, text=True,
+                           timeout=budget_ms / 1000 + 60)
         out = (p.stdout + p.stderr).strip()
         verdict = out.splitlines()[-1] if out else str(p.returncode)
         log("craft-lincheck (%.1fs): %s" % (time.monotonic() - t, verdict))
@@ -1033,18 +1181,26 @@ class Run:
             raise AssertionError("history not shown linearizable (exit %d, "
                                  "kept in %s):\n%s" % (p.returncode, kept,
                                                        out[-3000:]))
-        self.lincheck_verdict = verdict
+        self.verdicts.append(verdict)
 
     def keep_history(self):
         if not self.history_path:
             return None
         d = os.path.abspath("nemesis-failures")
         os.makedirs(d, exist_ok=True)
-        dst = os.path.join(d, "%s-seed%d.history" % (self.name, self.seed))
+        dst = os.path.join(d, "%s-seed%d-%d.history" % (
+            self.name, self.seed, self.chapter))
         shutil.copy(self.history_path, dst)
         return dst
 
     def figures(self):
+        t = self.totals
+        if self.chapter > 1:
+            log("in all: %d operations (%d ok, %d unknown, %d refused) in "
+                "%.0fs: %.0f ops/s; %d histories linearizable" % (
+                    t["ops"], t["ok"], t["unknown"], t["refused"],
+                    t["ns"] / NS, t["ops"] / (t["ns"] / NS),
+                    len(self.verdicts)))
         fo = sorted(f.failover_s for f in self.nem.faults
                     if f.failover_s is not None)
         rec = sorted(f.recovery_s for f in self.nem.faults
@@ -1055,6 +1211,25 @@ class Run:
         if rec:
             log("recoveries after healing a lost majority: %d, max %.0f ms"
                 % (len(rec), 1000 * rec[-1]))
+        cu = sorted(f.catchup_s for f in self.nem.faults
+                    if f.catchup_s is not None)
+        if cu:
+            log("catch-up after healing: median %.0f ms, max %.0f ms" % (
+                1000 * cu[len(cu) // 2], 1000 * cu[-1]))
+        taken = installed = abandoned = 0
+        for nd in self.cluster.nodes:
+            try:
+                with open(nd.log, errors="replace") as f:
+                    text = f.read()
+            except OSError:
+                continue
+            taken += len(re.findall(r"snapshot at index \d+ stored", text))
+            installed += text.count("installed snapshot at index")
+            abandoned += len(re.findall(r"snapshot at index \d+ abandoned",
+                                        text))
+        if taken or installed:
+            log("snapshots: %d taken, %d abandoned, %d installed from a "
+                "leader" % (taken, abandoned, installed))
         retries = sum(t.retries for t in self.threads
                       if isinstance(t, Appender))
         log("exactly-once appends retried %d times after unknown outcomes"
@@ -1099,13 +1274,15 @@ def sc_kill9_leader(run):
 def sc_kill9_any(run):
     """kill -9 of random members: one (a majority survives) or two (the
     survivor alone must answer nothing), each restarted."""
-    for rnd in range(4):
+    for rnd in range(5):
         run.hold(run.rnd.uniform(1.0, 2.0))
         k = 2 if rnd % 2 == 1 else 1
         run.leader()
         f = run.nem.kill(run.rnd.sample(run.nem.ids(), k))
         run.failover(f)
-        run.hold(run.rnd.uniform(0.8, 1.5))
+        # The last round keeps one member down long enough to need a
+        # snapshot when it comes back.
+        run.hold(run.rnd.uniform(0.8, 1.5) if rnd < 4 else 6.0)
         run.heal(f)
 
 
@@ -1137,14 +1314,30 @@ def sc_sigstop_minority_majority(run):
 
 
 def sc_partition_leader(run):
-    """The leader cut off from both followers (packets dropped silently)."""
-    for _ in range(3):
+    """The leader cut off from both followers (packets dropped silently);
+    the last time long enough for it to need a snapshot to catch up."""
+    for rnd in range(4):
         run.hold(run.rnd.uniform(1.0, 2.0))
         lid = run.leader()
         f = run.nem.partition([[lid], others(run, lid)])
         run.failover(f)
-        run.hold(run.rnd.uniform(1.0, 2.0))
+        run.hold(run.rnd.uniform(1.0, 2.0) if rnd < 3 else 6.0)
         run.heal(f)
+
+
+def sc_partition_long(run):
+    """The leader cut off silently for 13 s, long enough for TCP's
+    retransmission backoff to grow past 10 s: when the cut heals, the
+    members must reconnect at once (TCP_USER_TIMEOUT), not when the next
+    retransmission happens to go out; the old leader also needs a
+    snapshot to catch up."""
+    run.hold(run.rnd.uniform(1.0, 2.0))
+    lid = run.leader()
+    f = run.nem.partition([[lid], others(run, lid)])
+    run.failover(f)
+    run.hold(13.0)
+    run.heal(f)
+    run.hold(1.0)
 
 
 def sc_partition_majority_minority(run):
@@ -1254,23 +1447,37 @@ def sc_five_nodes_mixed(run):
         run.heal(f)
 
 
-# name: (function, members, needs iptables)
+# name: (function, members, needs iptables, frequent snapshots)
 SCENARIOS = {
-    "kill9_leader": (sc_kill9_leader, 3, False),
-    "kill9_any": (sc_kill9_any, 3, False),
-    "sigstop_leader": (sc_sigstop_leader, 3, False),
-    "sigstop_minority_majority": (sc_sigstop_minority_majority, 3, False),
-    "partition_leader": (sc_partition_leader, 3, True),
-    "partition_majority_minority": (sc_partition_majority_minority, 3, True),
-    "partition_bridge": (sc_partition_bridge, 3, True),
-    "partition_oneway": (sc_partition_oneway, 3, True),
-    "five_nodes_mixed": (sc_five_nodes_mixed, 5, True),
+    "kill9_leader": (sc_kill9_leader, 3, False, False),
+    "kill9_any": (sc_kill9_any, 3, False, True),
+    "sigstop_leader": (sc_sigstop_leader, 3, False, False),
+    "sigstop_minority_majority": (sc_sigstop_minority_majority, 3, False,
+                                  True),
+    "partition_leader": (sc_partition_leader, 3, True, True),
+    "partition_long": (sc_partition_long, 3, True, True),
+    "partition_majority_minority": (sc_partition_majority_minority, 3, True,
+                                    False),
+    "partition_bridge": (sc_partition_bridge, 3, True, False),
+    "partition_oneway": (sc_partition_oneway, 3, True, False),
+    "five_nodes_mixed": (sc_five_nodes_mixed, 5, True, True),
 }
+
+
+# The soak checks its histories a chapter at a time, so that memory and the
+# checker's work stay bounded however long it runs.
+SOAK_CHAPTER_S = 60.0
 
 
 def soak(run, seconds):
     end = time.monotonic() + seconds
+    chapter_end = time.monotonic() + SOAK_CHAPTER_S
     while time.monotonic() < end:
+        if time.monotonic() >= chapter_end:
+            log("-- chapter %d checks" % run.chapter)
+            run.end_chapter()
+            run.start_workload()
+            chapter_end = time.monotonic() + SOAK_CHAPTER_S
         run.hold(run.rnd.uniform(0.5, 3.0))
         f = random_fault(run)
         if not f.majority:
@@ -1278,6 +1485,206 @@ def soak(run, seconds):
         run.failover(f)
         run.hold(run.rnd.uniform(0.5, 4.0))
         run.heal(f)
+
+
+# ---- self-test of the checks and the cleanup --------------------------------
+
+def _expect(what, cond, failures):
+    print("   %s %s" % ("ok  " if cond else "FAIL", what), flush=True)
+    if not cond:
+        failures.append(what)
+
+
+def _fake_op(kind, key, arg, acked, node=None, t_send=None, t_reply=None):
+    op = Op("t", kind, key, arg)
+    op.t_ret = 1 if acked else None
+    op.answered = acked
+    op.node, op.t_send, op.t_reply = node, t_send, t_reply
+    return op
+
+
+def selftest_checks(failures):
+    """Each check must flag a planted violation and pass a clean case."""
+    ops = [_fake_op("append", "a", "[x1]", True),
+           _fake_op("append", "a", "[x2]", False),
+           _fake_op("append", "a", "[x3]", True)]
+    refused = [_fake_op("append", "a", "[x4]", False)]
+    bad, _ = token_problems({"a": b"[x1][x2][x2][x4][zz]"}, ops, refused)
+    text = "\n".join(bad)
+    _expect("tokens: a duplicate is flagged", "[x2] to a appears 2" in text,
+            failures)
+    _expect("tokens: a lost acknowledged append is flagged",
+            "[x3] to a appears 0" in text, failures)
+    _expect("tokens: a refused append that ran is flagged",
+            "[x4] to a was refused" in text, failures)
+    _expect("tokens: a stray token is flagged", "[zz]" in text, failures)
+    bad, n = token_problems({"a": b"[x3][x1]"}, ops, refused)
+    _expect("tokens: a clean value passes", not bad and n == 2, failures)
+
+    f = Fault("test", minority=[1], majority=[2, 3])
+    f.t_start, f.t_end = 100, 200
+    ops = [_fake_op("put", "k", "v", True, 1, 150, 160),
+           _fake_op("put", "k", "v", True, 2, 150, 160),
+           _fake_op("put", "k", "v", True, 1, 150, 250),
+           _fake_op("put", "k", "v", False, 1, 150, 160)]
+    probes = [(f, 1, "SET", 120, 130, "OK"),
+              (f, 1, "GET", 120, 130, RespError("CLUSTERDOWN x")),
+              (f, 1, "GET", 120, 130, None)]
+    bad, n, m = minority_problems([f], ops, probes)
+    _expect("minority: answers during the fault are flagged (3 of them)",
+            len(bad) == 3 and n == 2 and m == 3, failures)
+    bad, _, _ = minority_problems([f], ops[1:2] + ops[3:], probes[1:2])
+    _expect("minority: errors and other members pass", not bad, failures)
+
+    lincheck = os.path.join(build_dir(), "bin", "craft-lincheck")
+    good = ("c1 1 2 put k \"a\"\nc2 3 4 get k -> \"a\"\n"
+            "c1 5 ? put k \"b\"\nc2 6 7 get k -> \"b\"\n")
+    stale = good + "c3 8 9 get k -> \"a\"\n"
+    for name, text, want in (("a linearizable history", good, 0),
+                             ("a stale read", stale, 1)):
+        p = subprocess.run([lincheck, "-"], input=text, text=True,
+                           capture_output=True, timeout=30)
+        _expect("craft-lincheck: %s exits %d" % (name, want),
+                p.returncode == want, failures)
+
+    # A craft-cli snapshot file with one key and one session.
+    kv = bytearray(b"CRAFTKV\0" + struct.pack("<IIQQQQI", 1, 0, 42, 7, 1, 1,
+                                              0))
+    kv += struct.pack("<cIIqI", b"K", 1, 2, 0, 0) + b"kvv" + b"\0" * 4
+    kv += struct.pack("<cQQQII", b"S", 5, 7, 2, 1, 0)
+    kv += struct.pack("<QII", 2, 4, 0) + b":12\r" + b"\0" * 4
+    kv += b"E" + b"\0" * 4
+    path = os.path.join(build_dir(), "nemesis-selftest.snap")
+    with open(path, "wb") as fh:
+        fh.write(b"CRAFTSNP" + b"\0" * 40 + bytes(kv))
+    try:
+        keys, sessions, applied = read_state(path)
+    finally:
+        os.unlink(path)
+    _expect("read_state parses keys, sessions and the index",
+            keys == {b"k": b"vv"} and sessions == {5: (2, [(2, b":12\r")])}
+            and applied == 42, failures)
+
+
+def fw_child():
+    """--fw-child: hold a firewall chain until a signal (for the
+    self-test of the cleanup paths)."""
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    fw = Firewall((1,))
+    try:
+        print("ready %s" % fw.chain, flush=True)
+        time.sleep(60)
+    except Interrupted:
+        pass
+    finally:
+        fw.close()
+
+
+def _chains():
+    return re.findall(r"^-N (%s\d+)$" % CHAIN_PREFIX,
+                      iptables("-S", check=False).stdout, re.M)
+
+
+def _jumps(chain):
+    return [l for l in iptables("-S", check=False).stdout.splitlines()
+            if ("-j %s" % chain) in l]
+
+
+def _connect(src, dst, port, timeout=0.5):
+    """'ok', 'refused' (an error at once) or 'timeout'."""
+    import socket
+    s = socket.socket()
+    s.settimeout(timeout)
+    try:
+        if src:
+            s.bind((src, 0))
+        s.connect((dst, port))
+        return "ok"
+    except socket.timeout:
+        return "timeout"
+    except OSError:
+        return "refused"
+    finally:
+        s.close()
+
+
+def selftest_firewall(failures):
+    for sig, name in ((signal.SIGTERM, "SIGTERM"), (signal.SIGINT, "SIGINT"),
+                      (signal.SIGKILL, "SIGKILL")):
+        p = subprocess.Popen([sys.executable, os.path.abspath(__file__),
+                              "--fw-child"], stdout=subprocess.PIPE,
+                             text=True)
+        try:
+            line = p.stdout.readline().split()
+            chain = line[1] if len(line) == 2 else "?"
+            _expect("a firewall makes its chain %s and both jumps" % chain,
+                    chain in _chains() and len(_jumps(chain)) == 2, failures)
+            p.send_signal(sig)
+            p.wait(30)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        if sig == signal.SIGKILL:
+            _expect("after SIGKILL the chain is left behind",
+                    chain in _chains(), failures)
+            removed = remove_stale_chains()
+            _expect("the next start removes the stale chain",
+                    chain in removed and chain not in _chains() and
+                    not _jumps(chain), failures)
+        else:
+            _expect("after %s the chain and its jumps are gone" % name,
+                    chain not in _chains() and not _jumps(chain), failures)
+
+    import socket
+    a, b = HOSTS[0], HOSTS[1]
+    listeners = []
+    for _ in range(2):
+        ls = socket.socket()
+        ls.bind((b, 0))
+        ls.listen(16)
+        listeners.append(ls)
+    ours, other = (ls.getsockname()[1] for ls in listeners)
+    fw = Firewall((ours,))
+    try:
+        fw.cut(a, b, silent=False)
+        _expect("a reset cut fails a connection at once",
+                _connect(a, b, ours) == "refused", failures)
+        _expect("another port between the same addresses still connects",
+                _connect(a, b, other) == "ok", failures)
+        _expect("another source address still connects",
+                _connect(None, b, ours) == "ok", failures)
+        fw.heal()
+        fw.cut(a, b, silent=True)
+        _expect("a silent cut leaves a connection hanging",
+                _connect(a, b, ours) == "timeout", failures)
+        fw.heal()
+        _expect("healed, it connects again", _connect(a, b, ours) == "ok",
+                failures)
+    finally:
+        fw.close()
+        for ls in listeners:
+            ls.close()
+    _expect("close() removes the chain", fw.chain not in _chains(),
+            failures)
+
+
+def selftest():
+    print("nemesis self-test", flush=True)
+    failures = []
+    selftest_checks(failures)
+    problem = iptables_problem()
+    if problem:
+        print("   firewall cleanup not tested: iptables not usable (%s)"
+              % problem)
+    else:
+        selftest_firewall(failures)
+    if failures:
+        print("self-test FAILED: %d checks" % len(failures))
+        return 1
+    print("self-test ok")
+    return 0
 
 
 # ---- main -------------------------------------------------------------------
@@ -1300,6 +1707,10 @@ def main():
                     help="a random fault schedule for SECONDS")
     ap.add_argument("--nodes", type=int, default=3, choices=(3, 5),
                     help="members in the soak (default 3)")
+    ap.add_argument("--selftest", action="store_true",
+                    help="check the checks and the firewall cleanup")
+    ap.add_argument("--fw-child", action="store_true",
+                    help=argparse.SUPPRESS)
     ap.add_argument("--budget", type=float, default=None,
                     help="seconds before the run gives up (default 60, or "
                     "the soak time plus 120)")
@@ -1307,19 +1718,24 @@ def main():
     if a.list:
         print("\n".join(SCENARIOS))
         return 0
+    if a.selftest:
+        return selftest()
+    if a.fw_child:
+        fw_child()
+        return 0
     if (a.scenario is None) == (a.soak is None):
         ap.error("name one scenario, or --soak SECONDS")
     if a.scenario is not None and a.scenario not in SCENARIOS:
         ap.error("unknown scenario %r (--list)" % a.scenario)
     seed = a.seed if a.seed is not None else random.randrange(1 << 30)
     if a.soak is not None:
-        name, nodes, need_fw = "soak", a.nodes, False
+        name, nodes, need_fw, snaps = "soak", a.nodes, False, True
         budget = a.budget or a.soak + 120
         replay = "--soak %g --nodes %d --seed %d" % (a.soak, nodes, seed)
     else:
         name = a.scenario
-        fn, nodes, need_fw = SCENARIOS[name]
-        budget = a.budget or 60
+        fn, nodes, need_fw, snaps = SCENARIOS[name]
+        budget = a.budget or 80
         replay = "%s --seed %d" % (name, seed)
     print("nemesis %s: seed %d (replay: %s %s)" % (
         name, seed, os.path.relpath(__file__), replay), flush=True)
@@ -1339,7 +1755,7 @@ def main():
     signal.signal(signal.SIGALRM, on_signal)
     # Our own deadline, below ctest's TIMEOUT, so that cleanup always runs.
     signal.alarm(int(budget))
-    run = Run(name, nodes, seed, budget_s=budget,
+    run = Run(name, nodes, seed, budget_s=budget, snapshots=snaps,
               partitions=problem is None and (need_fw or a.soak is not None))
     t = time.monotonic()
     try:
