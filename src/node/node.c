@@ -1187,7 +1187,9 @@ static void snap_child(struct node *n)
     close_range(3, ~0u, 0);
     char path[NODE_PATH_MAX + 32];
     snap_path(n, path, sizeof path);
-    FILE *f = fopen(path, "we");
+    /* 0600 whatever the umask, like every file in the data dir. */
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    FILE *f = fd >= 0 && fchmod(fd, 0600) == 0 ? fdopen(fd, "w") : NULL;
     if (f == NULL) {
         _exit(2);
     }
@@ -1380,6 +1382,10 @@ static int start_net(struct node *n, char *errmsg, size_t len)
     nc.node_id = c->id;
     nc.cluster_id = c->cluster_id;
     nc.bind_host = self->host;
+    if (c->cluster_secret_len > 0) {
+        nc.secret = c->cluster_secret;
+        nc.secret_len = c->cluster_secret_len;
+    }
     struct net_handlers h = peer_handlers_template;
     h.data = n;
     char addr[NODE_HOST_MAX + 16];

@@ -29,6 +29,7 @@
 #include <string.h>
 
 #include "craft/common.h"
+#include "server/auth.h"
 #include "server/resp.h"
 #include "util/assert.h"
 #include "util/log.h"
@@ -563,8 +564,7 @@ static void cmd_auth(struct srv_client *c, const struct resp_cmd *cmd,
     size_t i = cmd->argc - 1;
     bool user_ok =
         cmd->argc == 2 || srv_arg_is(cmd->argv[1], cmd->lens[1], "default");
-    if (user_ok && cmd->lens[i] == strlen(pass) &&
-        memcmp(cmd->argv[i], pass, cmd->lens[i]) == 0) {
+    if (srv_pass_equal(pass, cmd->argv[i], cmd->lens[i]) && user_ok) {
         c->authed = true;
         resp_write_simple(b, "OK");
         return;
