@@ -71,6 +71,26 @@ def test_auth():
         c.close()
 
 
+def read_frames(sock, n, timeout=5.0):
+    """n craft frames (net/frame.h) as (kind, raw bytes)."""
+    sock.settimeout(timeout)
+    out = []
+    buf = b""
+    while len(out) < n:
+        while len(buf) < 32:
+            b = sock.recv(4096)
+            assert b, "connection closed after %r" % (out,)
+            buf += b
+        length = int.from_bytes(buf[12:16], "little")
+        while len(buf) < 32 + length:
+            b = sock.recv(4096)
+            assert b, "connection closed in a frame"
+            buf += b
+        out.append((buf[5], buf[:32 + length]))
+        buf = buf[32 + length:]
+    return out
+
+
 def node_args_with(nd, extra):
     orig = nd.args
     nd.args = lambda: orig() + extra
@@ -113,45 +133,35 @@ def test_cluster_secret():
         i3 = c.node(3).info()
         assert i3.get("raft_role") != "leader", i3
         assert c.node(3).keys() == 0
-        # The secret never crosses the wire: record what a member sends to
-        # a stand-in for node 3 (its handshake) and what it answers to a
-        # connection from outside.
+        # The secret never crosses the wire.  Play node 3 by hand: take
+        # the leader's outgoing handshake on node 3's port and a handshake
+        # on the leader's own port, and feed each HELLO to the other side,
+        # so that the leader sends its AUTH proofs on both connections.
         c.node(3).kill9()
-        got = bytearray()
         ls = socket.socket()
         ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         ls.bind(("127.0.0.1", c.node(3).port + c.offset))
         ls.listen(4)
-        ls.settimeout(5)
-        try:
-            s, _ = ls.accept()
-            s.settimeout(1)
-            try:
-                while len(got) < 1 << 16:
-                    b = s.recv(4096)
-                    if not b:
-                        break
-                    got += b
-            except socket.timeout:
-                pass
-            s.close()
-        finally:
-            ls.close()
-        out = socket.create_connection(("127.0.0.1",
+        ls.settimeout(10)
+        srv = socket.create_connection(("127.0.0.1",
                                         c.node(lid).port + c.offset), 5)
-        out.settimeout(1)
-        out.sendall(b"x" * 32)
         try:
-            while True:
-                b = out.recv(4096)
-                if not b:
-                    break
-                got += b
-        except (socket.timeout, ConnectionResetError):
-            pass
-        out.close()
-        assert len(got) >= 32, got
-        assert secret not in bytes(got) and secret[:16] not in bytes(got)
+            hello_s = read_frames(srv, 1)[0]
+            cli, _ = ls.accept()
+            hello_c = read_frames(cli, 1)[0]
+            assert hello_s[0] == 1 and hello_c[0] == 1, (hello_s, hello_c)
+            cli.sendall(hello_s[1])
+            srv.sendall(hello_c[1])
+            got = [f for f in read_frames(cli, 1) + read_frames(srv, 1)]
+            cli.close()
+        finally:
+            srv.close()
+            ls.close()
+        kinds = [hello_s[0], hello_c[0]] + [f[0] for f in got]
+        assert kinds == [1, 1, 5, 5], kinds
+        wire = hello_s[1] + hello_c[1] + b"".join(f[1] for f in got)
+        for i in range(0, len(secret) - 7):
+            assert secret[i:i + 8] not in wire, "secret bytes on the wire"
     except BaseException:
         c.dump_logs()
         raise
