@@ -267,6 +267,15 @@ static void client_drain(struct srv_client *c)
             c->tail = NULL;
         }
         c->n_ops--;
+        size_t pending = c->out.len + c->wbuf.len;
+        if (pending > 0 && pending + op->reply.len > SRV_OUTBUF_HARD_MAX) {
+            LOG_WARNF("client %llu: over %u MiB of replies unread; closing",
+                      (unsigned long long)c->id,
+                      (unsigned)(SRV_OUTBUF_HARD_MAX >> 20));
+            op_free(op);
+            client_close(c);
+            return;
+        }
         if (buf_append(&c->out, op->reply.data, op->reply.len) != 0) {
             LOG_WARNF("client %llu: out of memory for a reply; closing",
                       (unsigned long long)c->id);

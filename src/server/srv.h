@@ -48,6 +48,13 @@
 #define SRV_PIPELINE_MAX 1024
 /* Unsent replies per connection before we stop reading from it. */
 #define SRV_OUTBUF_MAX (64u * 1024 * 1024)
+/* Unsent replies per connection beyond which the connection is closed (as
+ * Redis's client-output-buffer-limit): reading stops at SRV_OUTBUF_MAX, but
+ * up to SRV_PIPELINE_MAX commands already read may each still produce a
+ * large reply, so a client that never reads could otherwise make us hold
+ * SRV_PIPELINE_MAX replies of up to 512 MiB each.  One reply larger than
+ * this is still sent to a client that has nothing else pending. */
+#define SRV_OUTBUF_HARD_MAX (2 * SRV_OUTBUF_MAX)
 /* Beyond their first 128 KiB each, the query buffers of all clients
  * together hold at most this; a client whose buffer would take more is
  * closed (as Redis's maxmemory-clients). */

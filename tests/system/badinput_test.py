@@ -7,12 +7,19 @@ that other connections are unaffected.
     badinput_test.py [test ...]    run the named tests (default: all)
 """
 import os
+import resource
+import shutil
 import socket
 import struct
+import subprocess
+import tempfile
 import time
 
-from craftd_harness import (Cluster, Conn, RespError, free_port_pair, poll,
-                            run_tests)
+from craftd_harness import (Cluster, Conn, RespError, craftd_path,
+                            free_port_pair, poll, run_tests)
+
+# ctest's SKIP_RETURN_CODE: a test the machine cannot run.
+SKIP = 77
 
 # A valid pipelined stream: multibulk and inline commands, and where each
 # command ends (so that the replies a prefix must get are known).
@@ -269,8 +276,254 @@ def test_other_cluster():
         b.close()
 
 
+
+def test_slow_reader():
+    """A client that never reads its replies: once SRV_OUTBUF_MAX (64 MiB)
+    of replies wait for it, craftd stops reading its commands, and once
+    more than SRV_OUTBUF_HARD_MAX (128 MiB) would wait, it closes the
+    connection; memory stays bounded and other clients are unaffected."""
+    c = one_node("bad-slow")
+    nd = c.node(1)
+    try:
+        k = Conn(nd.port)
+        value = b"v" * (1 << 20)
+        assert k.call("SET", "big", value) == "OK"
+        rss0 = rss_kb(nd.proc.pid)
+        mark = os.path.getsize(nd.log)
+        slow = socket.create_connection(("127.0.0.1", nd.port), 5)
+        slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        # 1000 replies of 1 MiB: 1 GB if nothing bounded them.
+        slow.sendall(b"*2\r\n$3\r\nGET\r\n$3\r\nbig\r\n" * 1000)
+
+        def closed_logged():
+            assert k.call("PING") == "PONG"
+            with open(nd.log, errors="replace") as f:
+                f.seek(mark)
+                return "of replies unread; closing" in f.read()
+        poll("the slow client closed", closed_logged, 30)
+        grew = rss_kb(nd.proc.pid) - rss0
+        # 128 MiB of replies, one more being made, the kernel's buffers;
+        # ASan's quarantine in build-san.
+        assert grew < 400 * 1024, "RSS grew by %d kB" % grew
+        # The slow client gets what was written, then the end.
+        got = 0
+        slow.settimeout(10)
+        while True:
+            b = slow.recv(1 << 20)
+            if not b:
+                break
+            got += len(b)
+        slow.close()
+        assert got < 200 * (1 << 20), got
+        assert k.call("GET", "big") == value
+        assert k.call("SET", "after", "1") == "OK"
+        k.close()
+        assert nd.alive()
+    except BaseException:
+        c.dump_logs()
+        raise
+    finally:
+        c.close()
+
+
+def test_max_clients():
+    """10 000 idle connections are served; the 10 001st gets Redis's
+    error and is closed; a freed slot is usable again."""
+    want = 10000 + 200
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard < want:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, want))
+        except (ValueError, OSError) as e:
+            print("SKIP: cannot raise the open-file limit to %d: %s" %
+                  (want, e))
+            raise SystemExit(SKIP)
+    else:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    # craftd inherits the raised limit from this process.
+    c = one_node("bad-maxcl")
+    nd = c.node(1)
+    conns = []
+    try:
+        for i in range(10000):
+            s = socket.create_connection(("127.0.0.1", nd.port), 5)
+            conns.append(s)
+        # Every one of them is served (PING on each, answered).
+        for s in conns:
+            s.sendall(b"PING\r\n")
+        for s in conns:
+            s.settimeout(10)
+            assert s.recv(16) == b"+PONG\r\n"
+        extra = Conn(nd.port)
+        r = extra.read_reply()
+        assert isinstance(r, RespError) and \
+            r.text == "ERR max number of clients reached", r
+        assert closed(extra)
+        extra.close()
+        conns.pop().close()
+
+        def slot_free():
+            k = Conn(nd.port)
+            try:
+                return k.call("SET", "x", "1") == "OK"
+            finally:
+                k.close()
+        poll("a freed slot", slot_free, 10)
+        assert nd.alive()
+    except BaseException:
+        c.dump_logs()
+        raise
+    finally:
+        for s in conns:
+            s.close()
+        c.close()
+
+
+def test_corrupt_files():
+    c = one_node("bad-files")
+    nd = c.node(1)
+    try:
+        k = Conn(nd.port)
+        for i in range(50):
+            assert k.call("SET", "k%d" % i, "v" * 100) == "OK"
+        k.close()
+        assert nd.stop() == 0
+        raft = os.path.join(nd.dir, "raft")
+        good = nd.dir + ".good"
+        shutil.copytree(nd.dir, good)
+
+        def damage(name, off):
+            path = os.path.join(raft, name) if name != "IDENTITY" else \
+                os.path.join(nd.dir, name)
+            with open(path, "r+b") as f:
+                f.seek(off)
+                b = f.read(1)
+                f.seek(off)
+                f.write(bytes([b[0] ^ 0x10]))
+            return path
+
+        # The first record of the open segment (more follow it), a
+        # metadata file, the identity: each refused naming the file.
+        for name, off in (("open", 32 + 8), ("meta1", 30),
+                          ("IDENTITY", 20)):
+            if not os.path.exists(os.path.join(raft, name)) and \
+                    name != "IDENTITY":
+                continue
+            path = damage(name, off)
+            p = subprocess.run(nd.args(), capture_output=True, timeout=20)
+            out = (p.stdout + p.stderr).decode(errors="replace")
+            assert p.returncode == 1, (name, p.returncode, out)
+            # A damaged meta1 falls back to meta2, which is then behind
+            # the log: the message names meta2.
+            assert (name if name != "meta1" else "meta") in out, (name, out)
+            shutil.rmtree(nd.dir)
+            shutil.copytree(good, nd.dir)
+        # Undamaged, everything is there.
+        nd.start()
+        c.leader()
+        poll("the 50 keys back", lambda: nd.keys() >= 51, 10)
+    except BaseException:
+        c.dump_logs()
+        raise
+    finally:
+        c.close()
+        shutil.rmtree(nd.dir + ".good", ignore_errors=True)
+
+
+def test_full_disk():
+    """A data dir on a small tmpfs that fills: per docs/storage.md the
+    failed write and those behind it fail, the node stops (exit 1) with
+    the reason in its log, and after a restart with space every
+    acknowledged write is there."""
+    mnt = tempfile.mkdtemp(prefix="craft-fulldisk-")
+    p = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=160m", "tmpfs",
+                        mnt], capture_output=True)
+    if p.returncode != 0:
+        os.rmdir(mnt)
+        print("SKIP: cannot mount a tmpfs (%s)" %
+              (p.stdout + p.stderr).decode().strip())
+        raise SystemExit(SKIP)
+    c = None
+    try:
+        c = Cluster(1, name="bad-fulldisk", root=mnt,
+                    extra=["--snapshot-bytes", "1g"])
+        nd = c.node(1)
+        # Logs outside the small file system, so that they survive it.
+        nd.log = os.path.join(tempfile.gettempdir(),
+                              "craft-fulldisk-%d.log" % os.getpid())
+        nd.start()
+        c.leader()
+        # Leave about 1 MiB free: the open segment is preallocated (64 MiB),
+        # so writes go on until the next segment cannot be created.
+        st = os.statvfs(mnt)
+        free = st.f_bavail * st.f_frsize - (1 << 20)
+        with open(os.path.join(mnt, "filler"), "wb") as f:
+            f.truncate(0)
+            chunk = b"\0" * (1 << 20)
+            while free > 0:
+                n = min(free, len(chunk))
+                try:
+                    f.write(chunk[:n])
+                    f.flush()
+                except OSError:
+                    break
+                free -= n
+        acked = []
+        err = None
+        k = Conn(nd.port, timeout=20)
+        value = b"x" * (512 * 1024)
+        for i in range(400):
+            try:
+                r = k.call("SET", "k%d" % i, value)
+            except (ConnectionError, OSError) as e:
+                err = e
+                break
+            if r == "OK":
+                acked.append(i)
+            else:
+                err = r
+                break
+        k.close()
+        assert err is not None, "the disk never filled"
+        assert len(acked) >= 50, acked
+        rc = nd.proc.wait(20)
+        nd.proc = None
+        assert rc == 1, rc
+        with open(nd.log, errors="replace") as f:
+            log = f.read()
+        assert "No space left on device" in log or "ENOSPC" in log, log[-2000:]
+        print("%d writes acknowledged before the disk filled; then %r" %
+              (len(acked), err))
+        os.unlink(os.path.join(mnt, "filler"))
+        nd.start()
+        c.leader()
+        k = Conn(nd.port, timeout=20)
+        for i in acked:
+            assert k.call("STRLEN", "k%d" % i) == len(value), i
+        assert k.call("SET", "after", "1") == "OK"
+        k.close()
+    except BaseException:
+        if c is not None:
+            c.dump_logs()
+        raise
+    finally:
+        if c is not None:
+            for nd in c.nodes:
+                if nd.proc is not None:
+                    nd.kill9()
+            try:
+                os.unlink(c.node(1).log)
+            except OSError:
+                pass
+        subprocess.run(["umount", mnt])
+        os.rmdir(mnt)
+
 if __name__ == "__main__":
     run_tests({"resp_every_byte": test_resp_every_byte,
                "resp_limits": test_resp_limits,
                "peer_port": test_peer_port,
-               "other_cluster": test_other_cluster})
+               "other_cluster": test_other_cluster,
+               "slow_reader": test_slow_reader,
+               "max_clients": test_max_clients,
+               "corrupt_files": test_corrupt_files,
+               "full_disk": test_full_disk})
