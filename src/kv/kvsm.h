@@ -37,6 +37,11 @@
  *      most KVSM_VALUE_MAX bytes.
  *   4. last_applied strictly increases with every kvsm_apply()/kvsm_skip().
  *   5. The reply of every command is a single RESP2 value.
+ *   6. Active expiry: after every kvsm_apply() no key's expiry time is <=
+ *      the state's clock -- applying an entry deletes every key its stamp
+ *      made due, so replicas agree on the key set and DBSIZE, not merely
+ *      on what is visible.  The leader proposes clock entries
+ *      (kvsm_clock_encode()) when kvsm_next_expiry_ms() comes due.
  *
  * Threading: a struct kvsm belongs to one thread.  kvsm_snapshot_write()
  * only reads, so it may run in a forked child on the parent's frozen
@@ -219,6 +224,31 @@ void kvsm_skip(struct kvsm *sm, uint64_t index);
  */
 int kvsm_read(const struct kvsm *sm, size_t argc, const uint8_t *const *argv,
               const size_t *lens, struct buf *reply);
+
+/*
+ * As kvsm_read(), with the command evaluated at time max(at_ms, the
+ * state's clock): TTL and PTTL count down between clock entries.  The
+ * caller (the leader, with at_ms its clock when the read arrived) must only
+ * pass an at_ms with no key due in (kvsm_now_ms(), at_ms] -- i.e.
+ * kvsm_next_expiry_ms() is 0 or > at_ms -- so that what is visible is what
+ * the state's own clock says; otherwise it must first get a clock entry
+ * stamped >= at_ms applied.  kvsm_read() is kvsm_read_at(sm, 0, ...).
+ */
+int kvsm_read_at(const struct kvsm *sm, uint64_t at_ms, size_t argc,
+                 const uint8_t *const *argv, const size_t *lens,
+                 struct buf *reply);
+
+/*
+ * Encode a clock entry: a log entry carrying only the leader's time, which
+ * advances the state's clock and so deletes the keys that came due
+ * (invariant 6).  Its reply is +OK.  Same returns as kvsm_cmd_encode().
+ */
+int kvsm_clock_encode(uint64_t time_ms, struct buf *out);
+
+/* The earliest expiry time of any key, 0 if no key has one. */
+uint64_t kvsm_next_expiry_ms(const struct kvsm *sm);
+/* How many keys have an expiry time (INFO keyspace's expires=). */
+size_t kvsm_expires_count(const struct kvsm *sm);
 
 uint64_t kvsm_last_applied(const struct kvsm *sm);
 /* The state's clock: the largest leader stamp applied so far. */

@@ -261,7 +261,10 @@ static int load_key(struct kvsm *sm, struct reader *r, struct buf *scratch)
     if (!created) {
         return CRAFT_ECORRUPT; /* a duplicate key */
     }
-    e->expire_ms = expire;
+    rv = ht_set_expire(&sm->keys, e, expire);
+    if (rv != 0) {
+        return rv;
+    }
     return ht_entry_set(&sm->keys, e, scratch->data + klen, vlen);
 }
 

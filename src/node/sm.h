@@ -68,6 +68,20 @@ void node_sm_skip(struct node_sm *sm, raft_index index);
 int node_sm_read(struct node_sm *sm, size_t argc, const uint8_t *const *argv,
                  const size_t *lens, struct buf *reply);
 
+/* As node_sm_read(), evaluated at the leader's time at_ms (0: the state's
+ * clock); see kvsm_read_at() for when that is allowed. */
+int node_sm_read_at(struct node_sm *sm, uint64_t at_ms, size_t argc,
+                    const uint8_t *const *argv, const size_t *lens,
+                    struct buf *reply);
+
+/* Expiry: the state's clock, the earliest expiry time of any key (0 if
+ * none), the count of keys with one, and the clock entry the leader
+ * proposes when a key is due (appended to out; 0 or CRAFT_ENOMEM). */
+uint64_t node_sm_now_ms(const struct node_sm *sm);
+uint64_t node_sm_next_expiry_ms(const struct node_sm *sm);
+uint64_t node_sm_expires(const struct node_sm *sm);
+int node_sm_clock_encode(uint64_t now_ms, struct buf *out);
+
 /* Serialise the whole state to f.  Returns 0 or CRAFT_EIO. */
 int node_sm_snapshot_write(struct node_sm *sm, FILE *f);
 

@@ -1,0 +1,3 @@
+# Issue #7 commands of the KV state machine: active expiry with clock
+# entries, read-time evaluation, WATCH versions.
+craft_test(test_kv_cmds SOURCES test_kv_cmds.c LIBS craft_kv TIMEOUT 60)
