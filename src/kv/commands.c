@@ -236,12 +236,11 @@ static int reply_collected(struct buf *out, struct collect *c)
 
 static int cmd_keys(struct kvsm_exec *x)
 {
-    struct collect c = {
-        .sm = x->ro,
-        .now_ms = x->now_ms,
-        .pat = x->argv[1],
-        .pat_len = x->lens[1],
-        .type_ok = 1};
+    struct collect c = {.sm = x->ro,
+                        .now_ms = x->now_ms,
+                        .pat = x->argv[1],
+                        .pat_len = x->lens[1],
+                        .type_ok = 1};
     if (x->lens[1] == 1 && x->argv[1][0] == '*') {
         c.pat = NULL;
     }
@@ -1018,11 +1017,9 @@ static int unknown_command(size_t argc, const uint8_t *const *argv,
         printable_len(argv[0], lens[0], 128), (const char *)argv[0], args);
 }
 
-const struct kvsm_command *kvsm__command_check(size_t argc,
-                                               const uint8_t *const *argv,
-                                               const size_t *lens,
-                                               struct buf *out, int *rv,
-                                               bool internal_ok)
+const struct kvsm_command *
+kvsm__command_check(size_t argc, const uint8_t *const *argv, const size_t *lens,
+                    struct buf *out, int *rv, bool internal_ok)
 {
     CRAFT_ASSERT(argc >= 1);
     const struct kvsm_command *c = kvsm__command_find(argv[0], lens[0]);

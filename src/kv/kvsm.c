@@ -173,9 +173,8 @@ static int classify_exec(size_t argc, const uint8_t *const *argv,
             err, "ERR wrong number of arguments for 'craft.exec' command");
     }
     int rv;
-    const struct kvsm_command *c =
-        kvsm__command_check(argc - off, argv + off, lens + off, err, &rv,
-                            false);
+    const struct kvsm_command *c = kvsm__command_check(
+        argc - off, argv + off, lens + off, err, &rv, false);
     if (c == NULL) {
         return rv;
     }

@@ -18,11 +18,11 @@ struct kvsm {
 };
 
 /* Command flags. */
-#define KVSM_CMD_READ 0x1u    /* reads state, never changes it */
-#define KVSM_CMD_WRITE 0x2u   /* changes state: goes through the log */
-#define KVSM_CMD_LOCAL 0x4u   /* touches no state at all */
-#define KVSM_CMD_SESSION 0x8u /* CRAFT.SESSION / CRAFT.EXEC */
-#define KVSM_CMD_TX 0x10u     /* MULTI / EXEC / DISCARD: the server's queue */
+#define KVSM_CMD_READ 0x1u      /* reads state, never changes it */
+#define KVSM_CMD_WRITE 0x2u     /* changes state: goes through the log */
+#define KVSM_CMD_LOCAL 0x4u     /* touches no state at all */
+#define KVSM_CMD_SESSION 0x8u   /* CRAFT.SESSION / CRAFT.EXEC */
+#define KVSM_CMD_TX 0x10u       /* MULTI / EXEC / DISCARD: the server's queue */
 #define KVSM_CMD_INTERNAL 0x20u /* only in entries the leader makes itself */
 
 /* One command invocation.  rw is NULL on the read-only path. */
@@ -59,10 +59,8 @@ const struct kvsm_command *kvsm__command_find(const uint8_t *name, size_t n);
  * internal_ok (the apply path).  Returns the command, or NULL with *rv set
  * to 0 (error reply written) or CRAFT_ENOMEM.
  */
-const struct kvsm_command *kvsm__command_check(size_t argc,
-                                               const uint8_t *const *argv,
-                                               const size_t *lens,
-                                               struct buf *out, int *rv,
-                                               bool internal_ok);
+const struct kvsm_command *
+kvsm__command_check(size_t argc, const uint8_t *const *argv, const size_t *lens,
+                    struct buf *out, int *rv, bool internal_ok);
 
 #endif /* CRAFT_KV_KVSM_INT_H */

@@ -54,8 +54,7 @@ static const char *clock_at(struct kvsm *sm, uint64_t index, uint64_t t)
     return out;
 }
 
-static const char *read_at(const struct kvsm *sm, uint64_t at,
-                           const char *line)
+static const char *read_at(const struct kvsm *sm, uint64_t at, const char *line)
 {
     static char out[256];
     struct words w;
@@ -267,8 +266,8 @@ static void ht_expiry_heap_matches_reference(void **state)
     assert_int_equal(ht_init(&h, NULL, 1, 2), 0);
     for (int step = 0; step < 20000; step++) {
         char key[16];
-        int n = snprintf(key, sizeof key, "k%u",
-                         (unsigned)(rng_next(&rng) % 300));
+        int n =
+            snprintf(key, sizeof key, "k%u", (unsigned)(rng_next(&rng) % 300));
         unsigned op = (unsigned)(rng_next(&rng) % 10);
         if (op < 5) {
             struct ht_entry *e;
