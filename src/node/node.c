@@ -116,7 +116,7 @@ struct read_group {
     uint64_t ctx;
     bool ready; /* the core confirmed leadership: serve at index */
     raft_index index;
-    uint64_t at_ms; /* this node's clock when the round started */
+    uint64_t at_ms;     /* this node's clock when the round started */
     struct srv_op *ops; /* linked through bnext */
 };
 
@@ -610,8 +610,8 @@ static void serve_reads(struct node *n)
         while (op != NULL) {
             struct srv_op *next = op->bnext;
             int rv = node_sm_read_at(n->sm, g->at_ms, op->argc,
-                                     (const uint8_t *const *)op->argv,
-                                     op->lens, &op->reply);
+                                     (const uint8_t *const *)op->argv, op->lens,
+                                     &op->reply);
             srv_op_done(op, rv);
             op = next;
         }
@@ -864,8 +864,8 @@ static void flush_reads(struct node *n)
 
 /* ---- expiry: the leader's clock entries ---------------------------- */
 
-static void clock_proposed(struct node *n, const struct raft_event *ev,
-                           int rv, void *arg)
+static void clock_proposed(struct node *n, const struct raft_event *ev, int rv,
+                           void *arg)
 {
     (void)arg;
     if (rv == 0) {
@@ -885,8 +885,8 @@ static void clock_proposed(struct node *n, const struct raft_event *ev,
  */
 static void clock_maybe_propose(struct node *n)
 {
-    if (n->role != RAFT_LEADER || n->clock_inflight || n->stopping ||
-        n->shut || n->stepping) {
+    if (n->role != RAFT_LEADER || n->clock_inflight || n->stopping || n->shut ||
+        n->stepping) {
         return;
     }
     uint64_t due = node_sm_next_expiry_ms(n->sm);
@@ -965,11 +965,41 @@ static int backend_classify(void *data, struct srv_op *op)
     return SRV_OP_ANSWERED;
 }
 
+/*
+ * A READONLY connection's read on a non-leader: served at once from the
+ * applied state, with no round to the leader, so possibly stale (by the
+ * replication lag, or without bound while this node is cut off).  It
+ * never goes back in time on the connection: applied only grows while
+ * this process runs (invariant 3), and the connection's highest index
+ * served is checked all the same.  Expiry is the state's, by its applied
+ * clock entries, never by this node's clock.
+ */
+static void follower_read(struct node *n, struct srv_op *op)
+{
+    if (n->applied < op->read_index) {
+        resp_write_errorf(&op->reply,
+                          "TRYAGAIN this node has applied up to %llu, "
+                          "behind the %llu this connection has seen",
+                          (unsigned long long)n->applied,
+                          (unsigned long long)op->read_index);
+        srv_op_done(op, 0);
+        return;
+    }
+    int rv = node_sm_read(n->sm, op->argc, (const uint8_t *const *)op->argv,
+                          op->lens, &op->reply);
+    op->read_index = n->applied;
+    srv_op_done(op, rv);
+}
+
 static void backend_submit(void *data, struct srv_op *op)
 {
     struct node *n = data;
     if (n->stopping) {
         srv_op_done(op, CRAFT_ESHUTDOWN);
+        return;
+    }
+    if (op->kind == SRV_OP_READ && op->readonly && n->role != RAFT_LEADER) {
+        follower_read(n, op);
         return;
     }
     if (n->role != RAFT_LEADER) {

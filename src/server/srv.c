@@ -64,6 +64,11 @@ struct srv_client {
      * was refused, which makes EXEC fail. */
     bool in_multi;
     bool multi_dirty;
+    /* READONLY (possibly stale reads on a follower), and the highest
+     * applied index a read of this connection was served at, so that
+     * reads never go back in time on the connection. */
+    bool readonly;
+    uint64_t read_index;
     struct srv_op *mhead, *mtail;
     size_t n_multi;
 };
@@ -311,6 +316,8 @@ static void client_submit(struct srv_client *c, struct srv_op *op)
 {
     struct srv *s = c->srv;
     enqueue(c, op);
+    op->readonly = c->readonly;
+    op->read_index = c->read_index;
     op->kind = s->backend.classify != NULL
                    ? (uint8_t)s->backend.classify(s->backend.data, op)
                    : SRV_OP_WRITE;
@@ -368,6 +375,9 @@ void srv_op_done(struct srv_op *op, int status)
     }
     CRAFT_ASSERT(c->n_flight > 0);
     c->n_flight--;
+    if (op->readonly && status == 0 && op->read_index > c->read_index) {
+        c->read_index = op->read_index;
+    }
     client_drain(c);
     client_dispatch(c);
     client_maybe_finish(c);
@@ -437,6 +447,8 @@ static const struct cmd_desc commands[] = {
     {"command", -1, "loading", 0, 0, 0},
     {"config", -2, "admin", 0, 0, 0},
     {"info", -1, "loading", 0, 0, 0},
+    {"readonly", 1, "fast", 0, 0, 0},
+    {"readwrite", 1, "fast", 0, 0, 0},
 };
 
 static void cmd_command(struct srv_client *c, const struct resp_cmd *cmd,
@@ -686,6 +698,13 @@ static bool local_command(struct srv_client *c, const struct resp_cmd *cmd,
         cmd_client(c, cmd, b);
     } else if (srv_arg_is(name, len, "hello")) {
         cmd_hello(c, cmd, b);
+    } else if (srv_arg_is(name, len, "readonly") ||
+               srv_arg_is(name, len, "readwrite")) {
+        /* Redis Cluster's replica reads: see docs/craftd.md. */
+        if (arity_ok(cmd, 1, 1, b, len == 8 ? "readonly" : "readwrite")) {
+            c->readonly = len == 8;
+            resp_write_simple(b, "OK");
+        }
     } else {
         return false;
     }
@@ -705,9 +724,9 @@ static bool needs_auth(const struct srv_client *c, const struct resp_cmd *cmd)
 
 static bool is_local(const struct resp_cmd *cmd)
 {
-    static const char *const names[] = {"ping",   "echo",    "quit",   "select",
-                                        "auth",   "command", "config", "info",
-                                        "client", "hello"};
+    static const char *const names[] = {
+        "ping",   "echo", "quit",   "select", "auth",     "command",
+        "config", "info", "client", "hello",  "readonly", "readwrite"};
     for (size_t i = 0; i < CRAFT_ARRAY_LEN(names); i++) {
         if (srv_arg_is(cmd->argv[0], cmd->lens[0], names[i])) {
             return true;

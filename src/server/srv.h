@@ -83,6 +83,13 @@ struct srv_op {
     size_t n_cmds;
     size_t *cmd_argc;
     uint8_t kind; /* enum srv_op_kind, set before submission */
+    /* READONLY: the connection accepts possibly stale reads from this
+     * node's applied state.  read_index is, on submission, the highest
+     * applied index this connection has been served from (the backend must
+     * not serve it from an older state) and, when the backend finishes a
+     * read it served locally, the index it served at. */
+    bool readonly;
+    uint64_t read_index;
     /* Free for the backend's use while it holds the op. */
     struct srv_op *bnext;
     uint64_t bindex;

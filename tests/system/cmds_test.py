@@ -4,6 +4,8 @@ System tests for the issue #7 commands of craftd on real processes:
 
   expiry    a key with a TTL disappears on its own (no other writes) on the
             leader within a bounded time, and from every replica's state
+  readonly  READONLY reads on followers: see the leader's writes eventually,
+            -MOVED without READONLY, still answer with the leader killed
 """
 import os
 import sys
@@ -64,6 +66,14 @@ def test_expiry():
             poll("k deleted on node %d" % nd.id, lambda: nd.keys() == 1,
                  timeout=3.0)
         print("   expired after %.0f ms" % (elapsed * 1000))
+        for nd in c.nodes:
+            if nd.id != lid:
+                f = Conn(nd.port)
+                assert f.call("READONLY") == "OK"
+                assert f.call("GET", "k") is None
+                assert f.call("DBSIZE") == 1
+                assert f.call("GET", "keep") == b"x"
+                f.close()
         # No keys with a TTL: the leader proposes nothing, so the commit
         # index stays still.
         ci = int(c.node(lid).info()["raft_commit_index"])
@@ -74,8 +84,55 @@ def test_expiry():
     run(c, body)
 
 
+def test_readonly():
+    c, lid = started(name="cmds-readonly")
+
+    def body():
+        leader = Conn(c.node(lid).port)
+        fid = [nd.id for nd in c.nodes if nd.id != lid][0]
+        f = Conn(c.node(fid).port)
+        # Without READONLY a follower sends reads to the leader.
+        r = f.call("GET", "a")
+        assert isinstance(r, RespError) and r.kind() == "MOVED", r
+        assert f.call("READONLY") == "OK"
+        assert leader.call("SET", "a", "1") == "OK"
+        poll("the write seen on follower %d" % fid,
+             lambda: f.call("GET", "a") == b"1", timeout=5.0)
+        assert f.call("MGET", "a", "b") == [b"1", None]
+        assert f.call("EXISTS", "a") == 1
+        # Writes still go to the leader.
+        r = f.call("SET", "a", "2")
+        assert isinstance(r, RespError) and r.kind() == "MOVED", r
+        r = f.call("READONLY", "x")
+        assert isinstance(r, RespError), r
+        # A counter written many times is never seen going backwards.
+        seen = 0
+        for i in range(1, 101):
+            assert leader.call("INCR", "n") == i
+            v = f.call("GET", "n")
+            v = int(v) if v is not None else 0
+            assert v >= seen, (v, seen)
+            seen = v
+        poll("n caught up", lambda: f.call("GET", "n") == b"100", timeout=5)
+        # READWRITE goes back to redirects.
+        assert f.call("READWRITE") == "OK"
+        r = f.call("GET", "a")
+        assert isinstance(r, RespError) and r.kind() == "MOVED", r
+        assert f.call("READONLY") == "OK"
+        # The leader dies: stale reads still answer on the follower.
+        leader.close()
+        c.node(lid).kill9()
+        for _ in range(20):
+            assert f.call("GET", "a") == b"1"
+            assert f.call("GET", "n") == b"100"
+        f.close()
+
+    run(c, body)
+
+
 TESTS = {
     "expiry": test_expiry,
+    "readonly": test_readonly,
 }
 
 if __name__ == "__main__":
