@@ -326,7 +326,29 @@ static int cmd_scan(struct kvsm_exec *x)
     return reply_collected(x->out, &c);
 }
 
+/* WATCH key [key ...] as the state machine sees it: a read whose reply is
+ * the array of the keys' versions (the index of the entry that last
+ * created or changed the key, 0 for no key).  The front end keeps them
+ * for EXEC, which carries them in the transaction entry (kvsm_watch), and
+ * answers the client +OK. */
+static int cmd_watch(struct kvsm_exec *x)
+{
+    int rv = resp_write_array(x->out, x->argc - 1);
+    for (size_t i = 1; rv == 0 && i < x->argc; i++) {
+        const struct ht_entry *e = lookup(x, x->argv[i], x->lens[i]);
+        rv = resp_write_int(x->out, e ? (long long)e->mod_index : 0);
+    }
+    return rv;
+}
+
 /* ---- stateless ---- */
+
+/* UNWATCH is the connection's business; queued inside MULTI it runs here
+ * with nothing to do, as in Redis. */
+static int cmd_unwatch(struct kvsm_exec *x)
+{
+    return resp_write_simple(x->out, "OK");
+}
 
 static int cmd_ping(struct kvsm_exec *x)
 {
@@ -807,6 +829,7 @@ static int cmd_setrange(struct kvsm_exec *x)
         }
     }
     memcpy(e->val + off, x->argv[3], n);
+    e->mod_index = sm->keys.mod_stamp;
     return resp_write_int(x->out, (long long)e->val_len);
 }
 
@@ -940,6 +963,8 @@ static const struct kvsm_command commands[] = {
     {"keys", 2, R, cmd_keys},
     {"scan", -2, R, cmd_scan},
     {"pttl", 2, R, cmd_pttl},
+    {"watch", -2, R, cmd_watch},
+    {"unwatch", 1, L, cmd_unwatch},
     {"ping", -1, L, cmd_ping},
     {"echo", 2, L, cmd_echo},
     {"set", -3, W, cmd_set},

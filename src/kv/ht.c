@@ -308,6 +308,7 @@ int ht_upsert(struct ht *h, const void *key, size_t n, struct ht_entry **out,
     }
     memset(e, 0, sizeof *e);
     e->hash = hash;
+    e->mod_index = h->mod_stamp;
     e->key_len = n;
     if (n > 0) {
         memcpy(e->key, key, n);
@@ -380,6 +381,7 @@ int ht_set_expire(struct ht *h, struct ht_entry *e, int64_t ms)
 {
     CRAFT_ASSERT(h != NULL && e != NULL);
     CRAFT_ASSERT(ms >= 0);
+    e->mod_index = h->mod_stamp;
     if (ms == 0) {
         if (e->heap_pos != 0) {
             heap_remove(h, e);
@@ -481,6 +483,7 @@ int ht_entry_set(struct ht *h, struct ht_entry *e, const void *p, size_t n)
     CRAFT_ASSERT(e != NULL);
     if (n == 0) {
         e->val_len = 0;
+        e->mod_index = h->mod_stamp;
         return 0;
     }
     /* Give back memory when a big value is replaced by a small one. */
@@ -497,6 +500,7 @@ int ht_entry_set(struct ht *h, struct ht_entry *e, const void *p, size_t n)
     }
     memcpy(e->val, p, n);
     e->val_len = n;
+    e->mod_index = h->mod_stamp;
     return 0;
 }
 
@@ -515,6 +519,7 @@ int ht_entry_append(struct ht *h, struct ht_entry *e, const void *p, size_t n)
         memcpy(e->val + e->val_len, p, n);
     }
     e->val_len = need;
+    e->mod_index = h->mod_stamp;
     return 0;
 }
 

@@ -35,10 +35,11 @@
 struct ht_entry {
     struct ht_entry *next;
     uint64_t hash;
-    int64_t expire_ms; /* leader time at which the key expires; 0 = never;
-                          set it only with ht_set_expire() */
-    size_t heap_pos;   /* 1 + its place in the expiry heap, 0 if none */
-    uint8_t *val;      /* value bytes, NULL when val_len is 0 */
+    int64_t expire_ms;  /* leader time at which the key expires; 0 = never;
+                           set it only with ht_set_expire() */
+    size_t heap_pos;    /* 1 + its place in the expiry heap, 0 if none */
+    uint64_t mod_index; /* ht.mod_stamp when last created or changed */
+    uint8_t *val;       /* value bytes, NULL when val_len is 0 */
     size_t val_len;
     size_t val_cap;
     size_t key_len;
@@ -71,6 +72,11 @@ struct ht {
      * next key due is found in O(1) and removed in O(log n). */
     struct ht_entry **heap;
     size_t heap_len, heap_cap;
+    /* Given as mod_index to every entry that ht_upsert() creates or
+     * ht_entry_set(), ht_entry_append() or ht_set_expire() changes: the
+     * state machine sets it to the log index being applied, which makes
+     * mod_index the version WATCH compares. */
+    uint64_t mod_stamp;
 };
 
 struct ht_iter {

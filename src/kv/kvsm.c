@@ -309,10 +309,33 @@ out:
     return rv;
 }
 
+/* Whether every watched key of a transaction still has the version WATCH
+ * read: no key is 0, a key is the index that last created or changed it,
+ * so a key deleted (or expired, or flushed) and one changed since both
+ * differ.  A key absent at WATCH and absent now counts as unchanged even
+ * if it existed in between: the transaction then runs on exactly the
+ * state its WATCH observed. */
+static bool watch_ok(const struct kvsm *sm, const struct kvsm_cmd *c)
+{
+    size_t off = 0;
+    for (size_t i = 0; i < c->n_watch; i++) {
+        struct kvsm_watch w;
+        kvsm_cmd_watch(c, &off, &w);
+        const struct ht_entry *e = ht_find(&sm->keys, w.key, w.len);
+        if ((e != NULL ? e->mod_index : 0) != w.version) {
+            return false;
+        }
+    }
+    return true;
+}
+
 /* Run every command of an entry: one reply, or an array for MULTI. */
 static int run_entry(struct kvsm *sm, uint64_t index, const struct kvsm_cmd *c,
                      struct buf *reply)
 {
+    if (c->n_watch > 0 && !watch_ok(sm, c)) {
+        return resp_write_null_array(reply); /* EXEC aborted by WATCH */
+    }
     int rv = c->multi ? resp_write_array(reply, c->n_cmds) : 0;
     size_t off = 0;
     for (size_t i = 0; rv == 0 && i < c->n_cmds; i++) {
@@ -395,6 +418,7 @@ int kvsm_apply(struct kvsm *sm, uint64_t index, const void *payload, size_t len,
     if (c.time_ms > sm->now_ms) {
         sm->now_ms = c.time_ms;
     }
+    sm->keys.mod_stamp = index;
     expire_due(sm);
     kvsm__sessions_expire(&sm->sessions, sm->now_ms,
                           sm->cfg.session_timeout_ms);

@@ -60,8 +60,9 @@
 /* Format version of a log entry payload (byte 0).  New versions are added,
  * old ones stay readable. */
 #define KVSM_ENTRY_VERSION 1
-/* Format version of a snapshot. */
-#define KVSM_SNAPSHOT_VERSION 1
+/* Format version of a snapshot written; versions 1 (without the keys'
+ * WATCH versions) and 2 are read. */
+#define KVSM_SNAPSHOT_VERSION 2
 
 /* Redis's proto-max-bulk-len: the largest key, value or argument. */
 #define KVSM_VALUE_MAX (512u * 1024u * 1024u)
@@ -174,6 +175,31 @@ int kvsm_multi_encode(uint64_t time_ms, const struct kvsm_session_ref *session,
                       size_t n_cmds, const struct kvsm_argv *cmds,
                       struct buf *out);
 
+/* A key WATCHed before MULTI, with the version WATCH read for it (the
+ * reply of the state machine's WATCH: the index of the entry that last
+ * created or changed the key, 0 if there was no key).  key is borrowed. */
+struct kvsm_watch {
+    const uint8_t *key;
+    size_t len;
+    uint64_t version;
+};
+
+/* The most watched keys one transaction entry carries. */
+#define KVSM_WATCH_MAX 16384
+
+/*
+ * As kvsm_multi_encode(), for a transaction after WATCH: the entry carries
+ * the n_watch (1 .. KVSM_WATCH_MAX) watched keys and versions, and applying
+ * it runs nothing and replies a null array (as Redis's EXEC) if any
+ * watched key's version differs -- it was created, changed (also to an
+ * equal value, or its TTL), deleted or expired since.  Same returns.
+ */
+int kvsm_multi_encode_watch(uint64_t time_ms,
+                            const struct kvsm_session_ref *session,
+                            size_t n_cmds, const struct kvsm_argv *cmds,
+                            size_t n_watch, const struct kvsm_watch *watch,
+                            struct buf *out);
+
 /* A decoded entry.  Argument bytes point into the payload (borrowed). */
 struct kvsm_cmd {
     uint64_t time_ms;
@@ -184,7 +210,13 @@ struct kvsm_cmd {
     size_t argc;         /* of the first command */
     const uint8_t *cmds; /* n_cmds times: u32 argc, argc (u32 len, bytes) */
     size_t cmds_len;
+    size_t n_watch;       /* watched keys (multi only), else 0 */
+    const uint8_t *watch; /* n_watch times: u64 version, u32 len, bytes */
 };
+
+/* Walk the watched keys of a decoded entry: *off starts at 0. */
+void kvsm_cmd_watch(const struct kvsm_cmd *c, size_t *off,
+                    struct kvsm_watch *w);
 
 /* Strictly validate and decode a payload.  0, CRAFT_EVERSION (unknown
  * version byte) or CRAFT_ECORRUPT (anything malformed: short, trailing

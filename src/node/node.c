@@ -1012,12 +1012,15 @@ static void backend_submit(void *data, struct srv_op *op)
     }
     size_t off = n->wdata.len;
     const uint8_t *const *argv = (const uint8_t *const *)op->argv;
-    int rv =
-        op->n_cmds > 0
-            ? node_sm_encode_multi(n->sm, op->n_cmds, op->cmd_argc, argv,
-                                   op->lens, now_ms(), &n->wdata, &op->reply)
-            : node_sm_encode(n->sm, op->argc, argv, op->lens, now_ms(),
-                             &n->wdata, &op->reply);
+    int rv = op->n_cmds > 0
+                 ? node_sm_encode_multi(n->sm, op->n_cmds, op->cmd_argc, argv,
+                                        op->lens, op->watch ? op->watch->n : 0,
+                                        op->watch ? op->watch->keys : NULL,
+                                        op->watch ? op->watch->lens : NULL,
+                                        op->watch ? op->watch->versions : NULL,
+                                        now_ms(), &n->wdata, &op->reply)
+                 : node_sm_encode(n->sm, op->argc, argv, op->lens, now_ms(),
+                                  &n->wdata, &op->reply);
     if (rv != 0) {
         n->wdata.len = off;
         srv_op_done(op, op->reply.len > 0 ? 0 : rv);

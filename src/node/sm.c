@@ -111,8 +111,10 @@ int node_sm_check(struct node_sm *sm, size_t argc, const uint8_t *const *argv,
 
 int node_sm_encode_multi(struct node_sm *sm, size_t n_cmds,
                          const size_t *cmd_argc, const uint8_t *const *argv,
-                         const size_t *lens, uint64_t now_ms, struct buf *out,
-                         struct buf *reply)
+                         const size_t *lens, size_t n_watch,
+                         uint8_t *const *watch_keys, const size_t *watch_lens,
+                         const uint64_t *watch_versions, uint64_t now_ms,
+                         struct buf *out, struct buf *reply)
 {
     (void)sm;
     if (n_cmds == 0 || n_cmds > KVSM_MULTI_MAX) {
@@ -130,7 +132,23 @@ int node_sm_encode_multi(struct node_sm *sm, size_t n_cmds,
         cmds[i].lens = lens + a;
         a += cmd_argc[i];
     }
-    int rv = kvsm_multi_encode(now_ms, NULL, n_cmds, cmds, out);
+    struct kvsm_watch *w = NULL;
+    if (n_watch > 0) {
+        w = calloc(n_watch, sizeof *w);
+        if (w == NULL) {
+            free(cmds);
+            return CRAFT_ENOMEM;
+        }
+        for (size_t i = 0; i < n_watch; i++) {
+            w[i].key = watch_keys[i];
+            w[i].len = watch_lens[i];
+            w[i].version = watch_versions[i];
+        }
+    }
+    int rv = n_watch > 0 ? kvsm_multi_encode_watch(now_ms, NULL, n_cmds, cmds,
+                                                   n_watch, w, out)
+                         : kvsm_multi_encode(now_ms, NULL, n_cmds, cmds, out);
+    free(w);
     free(cmds);
     return rv;
 }

@@ -49,11 +49,14 @@ int node_sm_check(struct node_sm *sm, size_t argc, const uint8_t *const *argv,
 
 /* Encode a transaction of n_cmds commands (the i-th is cmd_argc[i]
  * consecutive arguments of argv) as one log entry payload, appended to
- * out.  Errors as node_sm_encode(). */
+ * out; with n_watch > 0 it carries the WATCHed keys and their versions,
+ * and aborts at apply time if any changed.  Errors as node_sm_encode(). */
 int node_sm_encode_multi(struct node_sm *sm, size_t n_cmds,
                          const size_t *cmd_argc, const uint8_t *const *argv,
-                         const size_t *lens, uint64_t now_ms, struct buf *out,
-                         struct buf *reply);
+                         const size_t *lens, size_t n_watch,
+                         uint8_t *const *watch_keys, const size_t *watch_lens,
+                         const uint64_t *watch_versions, uint64_t now_ms,
+                         struct buf *out, struct buf *reply);
 
 /* Apply the committed command at index.  reply (may be NULL when nobody
  * waits) receives the RESP reply.  0, or CRAFT_ECORRUPT if the payload is

@@ -30,6 +30,7 @@
 
 #include "craft/common.h"
 #include "server/resp.h"
+#include "server/srv_cmds.h"
 #include "util/assert.h"
 #include "util/log.h"
 
@@ -71,6 +72,11 @@ struct srv_client {
     uint64_t read_index;
     struct srv_op *mhead, *mtail;
     size_t n_multi;
+    /* WATCH: the watched keys and versions, and whether a WATCH is with
+     * the backend (parsing waits for it, so that the list is complete
+     * whenever a later EXEC, UNWATCH or DISCARD is parsed). */
+    struct srv_watch *watch;
+    bool watch_pending;
 };
 
 struct srv {
@@ -245,6 +251,7 @@ static struct srv_op *op_new(struct srv_client *c, const struct resp_cmd *cmd)
 
 static void op_free(struct srv_op *op)
 {
+    srv__watch_free(op->watch);
     buf_close(&op->reply);
     free(op);
 }
@@ -318,6 +325,11 @@ static void client_submit(struct srv_client *c, struct srv_op *op)
     enqueue(c, op);
     op->readonly = c->readonly;
     op->read_index = c->read_index;
+    if (op->n_cmds == 0 && srv_arg_is(op->argv[0], op->lens[0], "watch")) {
+        op->is_watch = true;
+        op->readonly = false; /* versions come from the leader */
+        c->watch_pending = true;
+    }
     op->kind = s->backend.classify != NULL
                    ? (uint8_t)s->backend.classify(s->backend.data, op)
                    : SRV_OP_WRITE;
@@ -359,9 +371,36 @@ static void write_status_error(struct srv *s, struct buf *b, int status)
     }
 }
 
+/* A WATCH op finished: record its keys and answer +OK (srv_cmds.h). */
+static void watch_done(struct srv_client *c, struct srv_op *op, int status)
+{
+    c->watch_pending = false;
+    if (status != 0) {
+        return;
+    }
+    int rv = srv__watch_add(&c->watch, op->argc, op->argv, op->lens,
+                            op->reply.data, op->reply.len);
+    if (rv == CRAFT_EPROTO) {
+        return; /* an error reply (arity, ...): passed on as it is */
+    }
+    buf_reset(&op->reply);
+    if (rv == CRAFT_ELIMIT) {
+        resp_write_errorf(&op->reply, "ERR more than %d watched keys",
+                          SRV_WATCH_MAX);
+    } else if (rv != 0) {
+        resp_write_error(&op->reply, "ERR out of memory");
+    } else {
+        resp_write_simple(&op->reply, "OK");
+    }
+}
+
 void srv_op_done(struct srv_op *op, int status)
 {
     CRAFT_ASSERT(!op->done);
+    bool was_watch = op->is_watch && op->client != NULL;
+    if (was_watch) {
+        watch_done(op->client, op, status);
+    }
     if (status != 0) {
         buf_reset(&op->reply);
         write_status_error(op->srv, &op->reply, status);
@@ -381,7 +420,8 @@ void srv_op_done(struct srv_op *op, int status)
     client_drain(c);
     client_dispatch(c);
     client_maybe_finish(c);
-    if (c->state == CLIENT_OPEN && !c->reading && !c->processing) {
+    if (c->state == CLIENT_OPEN && (!c->reading || was_watch) &&
+        !c->processing) {
         client_process(c);
     }
 }
@@ -447,6 +487,8 @@ static const struct cmd_desc commands[] = {
     {"command", -1, "loading", 0, 0, 0},
     {"config", -2, "admin", 0, 0, 0},
     {"info", -1, "loading", 0, 0, 0},
+    {"watch", -2, "fast", 1, -1, 1},
+    {"unwatch", 1, "fast", 0, 0, 0},
     {"readonly", 1, "fast", 0, 0, 0},
     {"readwrite", 1, "fast", 0, 0, 0},
 };
@@ -698,6 +740,12 @@ static bool local_command(struct srv_client *c, const struct resp_cmd *cmd,
         cmd_client(c, cmd, b);
     } else if (srv_arg_is(name, len, "hello")) {
         cmd_hello(c, cmd, b);
+    } else if (srv_arg_is(name, len, "unwatch")) {
+        if (arity_ok(cmd, 1, 1, b, "unwatch")) {
+            srv__watch_free(c->watch);
+            c->watch = NULL;
+            resp_write_simple(b, "OK");
+        }
     } else if (srv_arg_is(name, len, "readonly") ||
                srv_arg_is(name, len, "readwrite")) {
         /* Redis Cluster's replica reads: see docs/craftd.md. */
@@ -725,8 +773,8 @@ static bool needs_auth(const struct srv_client *c, const struct resp_cmd *cmd)
 static bool is_local(const struct resp_cmd *cmd)
 {
     static const char *const names[] = {
-        "ping",   "echo", "quit",   "select", "auth",     "command",
-        "config", "info", "client", "hello",  "readonly", "readwrite"};
+        "ping", "echo",   "quit",  "select",   "auth",      "command", "config",
+        "info", "client", "hello", "readonly", "readwrite", "unwatch"};
     for (size_t i = 0; i < CRAFT_ARRAY_LEN(names); i++) {
         if (srv_arg_is(cmd->argv[0], cmd->lens[0], names[i])) {
             return true;
@@ -780,6 +828,9 @@ static void multi_reset(struct srv_client *c)
     c->n_multi = 0;
     c->in_multi = false;
     c->multi_dirty = false;
+    /* EXEC (whatever its outcome) and DISCARD unwatch, as in Redis. */
+    srv__watch_free(c->watch);
+    c->watch = NULL;
 }
 
 /* One op carrying every queued command, for the backend to propose as one
@@ -821,6 +872,8 @@ static struct srv_op *multi_op(struct srv_client *c)
         }
     }
     buf_init(&op->reply);
+    op->watch = c->watch; /* the backend puts them in the entry */
+    c->watch = NULL;
     multi_reset(c);
     return op;
 }
@@ -874,6 +927,7 @@ static void multi_queue(struct srv_client *c, const struct resp_cmd *cmd,
 static bool client_multi(struct srv_client *c, const struct resp_cmd *cmd)
 {
     bool multi = srv_arg_is(cmd->argv[0], cmd->lens[0], "multi");
+    bool watch = srv_arg_is(cmd->argv[0], cmd->lens[0], "watch");
     bool exec = srv_arg_is(cmd->argv[0], cmd->lens[0], "exec");
     bool discard = srv_arg_is(cmd->argv[0], cmd->lens[0], "discard");
     if (!c->in_multi && !multi && !exec && !discard) {
@@ -892,7 +946,10 @@ static bool client_multi(struct srv_client *c, const struct resp_cmd *cmd)
         client_close(c);
         return true;
     }
-    if (multi && c->in_multi) {
+    if (watch) {
+        /* Not queued, and the transaction stays good (Redis 7). */
+        resp_write_error(b, "ERR WATCH inside MULTI is not allowed");
+    } else if (multi && c->in_multi) {
         c->multi_dirty = true;
         resp_write_error(b, "ERR MULTI calls can not be nested");
     } else if (multi) {
@@ -1034,7 +1091,8 @@ static void client_process(struct srv_client *c)
     }
     c->processing = true;
     size_t pos = 0;
-    while (c->state == CLIENT_OPEN && !client_paused(c) && pos < c->in.len) {
+    while (c->state == CLIENT_OPEN && !client_paused(c) && !c->watch_pending &&
+           pos < c->in.len) {
         struct resp_cmd cmd;
         size_t used = 0;
         int rv = resp_parse(&c->parser, c->in.data + pos, c->in.len - pos, &cmd,

@@ -58,6 +58,19 @@
 struct srv;
 struct srv_client;
 
+/* Keys a connection may WATCH at once (Redis has no limit; each costs a
+ * copy of the key and a version here and in the EXEC entry). */
+#define SRV_WATCH_MAX 1024
+
+/* The keys a connection WATCHes, with the versions the backend's WATCH
+ * read returned for them (src/server/srv_cmds.c). */
+struct srv_watch {
+    size_t n, cap;
+    uint8_t **keys; /* each malloc'ed, lens[i] bytes */
+    size_t *lens;
+    uint64_t *versions;
+};
+
 /* What the backend's classify callback says an op is (invariant 5). */
 enum srv_op_kind {
     SRV_OP_WRITE = 0, /* goes through the log */
@@ -90,6 +103,11 @@ struct srv_op {
      * read it served locally, the index it served at. */
     bool readonly;
     uint64_t read_index;
+    /* WATCH: the backend replies the keys' versions (a RESP array of
+     * integers) and the front end answers +OK.  EXEC: the connection's
+     * watched keys, owned by the op (NULL: none). */
+    bool is_watch;
+    struct srv_watch *watch;
     /* Free for the backend's use while it holds the op. */
     struct srv_op *bnext;
     uint64_t bindex;

@@ -6,6 +6,8 @@ System tests for the issue #7 commands of craftd on real processes:
             leader within a bounded time, and from every replica's state
   readonly  READONLY reads on followers: see the leader's writes eventually,
             -MOVED without READONLY, still answer with the leader killed
+  watch     WATCH/MULTI/EXEC across two connections: the classic race
+            gets a null array and changes nothing
 """
 import os
 import sys
@@ -130,9 +132,88 @@ def test_readonly():
     run(c, body)
 
 
+def test_watch():
+    c, lid = started(name="cmds-watch")
+
+    def body():
+        a = Conn(c.node(lid).port)
+        b = Conn(c.node(lid).port)
+        assert a.call("SET", "balance", "100") == "OK"
+        # No interference: the transaction runs.
+        assert a.call("WATCH", "balance") == "OK"
+        v = int(a.call("GET", "balance"))
+        assert a.call("MULTI") == "OK"
+        assert a.call("SET", "balance", str(v - 10)) == "QUEUED"
+        assert a.call("EXEC") == ["OK"]
+        assert a.call("GET", "balance") == b"90"
+        # The race: b changes the key between a's WATCH and EXEC.
+        assert a.call("WATCH", "balance", "other") == "OK"
+        v = int(a.call("GET", "balance"))
+        assert b.call("INCRBY", "balance", "5") == 95
+        assert a.call("MULTI") == "OK"
+        assert a.call("SET", "balance", str(v - 10)) == "QUEUED"
+        assert a.call("SET", "side", "effect") == "QUEUED"
+        assert a.call("EXEC") is None  # the null array
+        assert a.call("GET", "balance") == b"95"
+        assert a.call("EXISTS", "side") == 0
+        # EXEC unwatched: the next transaction runs.
+        assert a.call("MULTI") == "OK"
+        assert a.call("INCR", "balance") == "QUEUED"
+        assert a.call("EXEC") == [96]
+        # Setting an equal value is a change too (as in Redis).
+        assert a.call("WATCH", "balance") == "OK"
+        assert b.call("SET", "balance", "96") == "OK"
+        assert a.call("MULTI") == "OK"
+        assert a.call("INCR", "balance") == "QUEUED"
+        assert a.call("EXEC") is None
+        # UNWATCH and DISCARD forget the watched keys.
+        assert a.call("WATCH", "balance") == "OK"
+        assert a.call("UNWATCH") == "OK"
+        assert b.call("INCR", "balance") == 97
+        assert a.call("MULTI") == "OK"
+        assert a.call("INCR", "balance") == "QUEUED"
+        assert a.call("EXEC") == [98]
+        assert a.call("WATCH", "balance") == "OK"
+        assert a.call("MULTI") == "OK"
+        r = a.call("WATCH", "x")
+        assert isinstance(r, RespError) and \
+            r.text == "ERR WATCH inside MULTI is not allowed", r
+        assert a.call("DISCARD") == "OK"
+        assert b.call("INCR", "balance") == 99
+        assert a.call("MULTI") == "OK"
+        assert a.call("INCR", "balance") == "QUEUED"
+        assert a.call("EXEC") == [100]
+        # Expiry of a watched key aborts.
+        assert a.call("SET", "t", "1", "PX", "100") == "OK"
+        assert a.call("WATCH", "t") == "OK"
+        poll("t expired", lambda: b.call("EXISTS", "t") == 0, timeout=2.0)
+        assert a.call("MULTI") == "OK"
+        assert a.call("SET", "t", "2") == "QUEUED"
+        assert a.call("EXEC") is None
+        assert a.call("EXISTS", "t") == 0
+        # Pipelined in one write: WATCH is answered before EXEC is parsed.
+        a.send_raw(Conn.encode("WATCH", "balance") + Conn.encode("MULTI") +
+                   Conn.encode("INCR", "balance") + Conn.encode("EXEC"))
+        assert [a.read_reply() for _ in range(4)] == \
+            ["OK", "OK", "QUEUED", [101]]
+        r = a.call("WATCH")
+        assert isinstance(r, RespError) and "wrong number" in r.text, r
+        # On a follower WATCH goes to the leader, even after READONLY.
+        fid = [nd.id for nd in c.nodes if nd.id != lid][0]
+        f = Conn(c.node(fid).port)
+        assert f.call("READONLY") == "OK"
+        r = f.call("WATCH", "balance")
+        assert isinstance(r, RespError) and r.kind() == "MOVED", r
+        for x in (a, b, f):
+            x.close()
+
+    run(c, body)
+
+
 TESTS = {
     "expiry": test_expiry,
     "readonly": test_readonly,
+    "watch": test_watch,
 }
 
 if __name__ == "__main__":

@@ -301,6 +301,176 @@ static void ht_expiry_heap_matches_reference(void **state)
     ht_close(&h);
 }
 
+/* ---- WATCH ---- */
+
+static uint64_t version_of(const struct kvsm *sm, const char *key)
+{
+    char line[64];
+    snprintf(line, sizeof line, "WATCH %s", key);
+    const char *r = kv_read(sm, line, 0);
+    assert_memory_equal(r, "*1\r\n:", 5);
+    return strtoull(r + 5, NULL, 10);
+}
+
+/* Apply MULTI <cmds> EXEC (cmds separated by ';') after WATCH of the keys
+ * in watch[] at the versions in ver[]. */
+static const char *exec_watch(struct kvsm *sm, uint64_t index, uint64_t now,
+                              size_t n_watch, const char *const *keys,
+                              const uint64_t *ver, const char *cmds)
+{
+    static char out[1024];
+    struct words w[8];
+    struct kvsm_argv argv[8];
+    char copy[256];
+    snprintf(copy, sizeof copy, "%s", cmds);
+    size_t n = 0;
+    for (char *save = NULL, *t = strtok_r(copy, ";", &save); t && n < 8;
+         t = strtok_r(NULL, ";", &save)) {
+        words_split(&w[n], t);
+        argv[n] = (struct kvsm_argv){w[n].argc, w[n].argv, w[n].lens};
+        n++;
+    }
+    struct kvsm_watch wk[8];
+    for (size_t i = 0; i < n_watch; i++) {
+        wk[i] = (struct kvsm_watch){(const uint8_t *)keys[i], strlen(keys[i]),
+                                    ver[i]};
+    }
+    struct buf e, r;
+    buf_init(&e);
+    buf_init(&r);
+    assert_int_equal(
+        kvsm_multi_encode_watch(now, NULL, n, argv, n_watch, wk, &e), 0);
+    struct kvsm_cmd c;
+    assert_int_equal(kvsm_cmd_decode(e.data, e.len, &c), 0);
+    assert_int_equal(c.n_watch, n_watch);
+    assert_int_equal(kvsm_apply(sm, index, e.data, e.len, &r), 0);
+    assert_true(r.len < sizeof out);
+    memcpy(out, r.data, r.len);
+    out[r.len] = '\0';
+    buf_close(&e);
+    buf_close(&r);
+    return out;
+}
+
+#define EXEC1(key, ver, cmds)                                                  \
+    exec_watch(f->sm, ++idx, now, 1, (const char *[]){key},                    \
+               (const uint64_t[]){ver}, (cmds))
+
+/* Every kind of change to a watched key aborts EXEC, which then changes
+ * nothing; no change lets it run. */
+static void watch_aborts_on_any_change(void **state)
+{
+    struct fixture *f = *state;
+    uint64_t idx = 0, now = 1000;
+    assert_int_equal(version_of(f->sm, "k"), 0);
+    APPLY("SET k 1");
+    uint64_t v = version_of(f->sm, "k");
+    assert_int_equal(v, idx);
+    APPLY("SET other 1"); /* another key: no effect */
+    assert_int_equal(version_of(f->sm, "k"), v);
+    assert_string_equal(EXEC1("k", v, "INCR k;GET k"),
+                        "*2\r\n:2\r\n$1\r\n2\r\n");
+    /* The transaction changed k itself: a second EXEC with the old
+     * version aborts, and changes nothing. */
+    assert_string_equal(EXEC1("k", v, "SET k boom;SET z 1"), "*-1\r\n");
+    assert_string_equal(READ("GET k"), "$1\r\n2\r\n");
+    assert_string_equal(READ("EXISTS z"), ":0\r\n");
+    static const char *const changes[] = {
+        "SET k 2",      "APPEND k x",  "INCRBY k 0",      "SETRANGE k 0 a",
+        "EXPIRE k 100", "PERSIST k",   "DEL k",           "FLUSHDB",
+        "GETDEL k",     "RENAME k k2", "SET k 2 KEEPTTL", "INCRBYFLOAT k 0",
+    };
+    for (size_t i = 0; i < sizeof changes / sizeof changes[0]; i++) {
+        APPLY("SET k 2 EX 1000");
+        APPLY("SET k 2");
+        v = version_of(f->sm, "k");
+        const char *r = APPLY(changes[i]);
+        if (strcmp(changes[i], "PERSIST k") == 0) {
+            assert_string_equal(r, ":0\r\n"); /* no TTL: nothing changed */
+            assert_string_equal(EXEC1("k", v, "SET w 1"), "*1\r\n+OK\r\n");
+            continue;
+        }
+        assert_string_equal(EXEC1("k", v, "SET w 1"), "*-1\r\n");
+    }
+    /* Reads and failed writes are not changes. */
+    APPLY("SET k 2");
+    v = version_of(f->sm, "k");
+    APPLY("GET k");
+    APPLY("SETNX k 9");
+    APPLY("SET k 9 NX");
+    assert_string_equal(EXEC1("k", v, "SET w 2"), "*1\r\n+OK\r\n");
+    /* Expiry by a clock entry is a change. */
+    APPLY("SET t 1 PX 10");
+    v = version_of(f->sm, "t");
+    assert_string_equal(clock_at(f->sm, ++idx, now + 10), "+OK\r\n");
+    assert_string_equal(EXEC1("t", v, "SET w 3"), "*-1\r\n");
+    /* Absent then and now: unchanged. */
+    assert_string_equal(EXEC1("nokey", 0, "SET w 4"), "*1\r\n+OK\r\n");
+    APPLY("SET nokey 1");
+    assert_string_equal(EXEC1("nokey", 0, "SET w 5"), "*-1\r\n");
+    assert_string_equal(READ("GET w"), "$1\r\n4\r\n");
+}
+
+/* The versions survive a snapshot, so a replica that installed one decides
+ * EXEC as the others do. */
+static void watch_versions_in_snapshots(void **state)
+{
+    struct fixture *f = *state;
+    uint64_t idx = 0, now = 1000;
+    APPLY("SET a 1");
+    APPLY("SET b 1");
+    APPLY("SET a 2");
+    uint64_t va = version_of(f->sm, "a"), vb = version_of(f->sm, "b");
+    assert_int_equal(va, 3);
+    assert_int_equal(vb, 2);
+    struct sink s = {.off = 0};
+    buf_init(&s.b);
+    assert_int_equal(kvsm_snapshot_write(f->sm, sink_write, &s), 0);
+    struct kvsm_config c;
+    kvsm_config_default(&c);
+    struct kvsm *copy;
+    assert_int_equal(kvsm_snapshot_load(&c, sink_read, &s, &copy), 0);
+    assert_int_equal(version_of(copy, "a"), va);
+    assert_int_equal(version_of(copy, "b"), vb);
+    kvsm_free(copy);
+    buf_close(&s.b);
+}
+
+/* The watch part of an entry is decoded strictly. */
+static void watch_entry_codec(void **state)
+{
+    (void)state;
+    const uint8_t *argv[] = {(const uint8_t *)"SET", (const uint8_t *)"k",
+                             (const uint8_t *)"v"};
+    size_t lens[] = {3, 1, 1};
+    struct kvsm_argv cmd = {3, argv, lens};
+    struct kvsm_watch w[2] = {{(const uint8_t *)"k", 1, 7},
+                              {(const uint8_t *)"", 0, 0}};
+    struct buf e;
+    buf_init(&e);
+    assert_int_equal(kvsm_multi_encode_watch(5, NULL, 1, &cmd, 0, w, &e),
+                     CRAFT_EINVAL);
+    assert_int_equal(kvsm_multi_encode_watch(5, NULL, 1, &cmd, 2, w, &e), 0);
+    struct kvsm_cmd c;
+    assert_int_equal(kvsm_cmd_decode(e.data, e.len, &c), 0);
+    assert_int_equal(c.n_watch, 2);
+    size_t off = 0;
+    struct kvsm_watch got;
+    kvsm_cmd_watch(&c, &off, &got);
+    assert_int_equal(got.version, 7);
+    assert_int_equal(got.len, 1);
+    kvsm_cmd_watch(&c, &off, &got);
+    assert_int_equal(got.len, 0);
+    /* Every truncation is refused. */
+    for (size_t n = 0; n < e.len; n++) {
+        assert_int_not_equal(kvsm_cmd_decode(e.data, n, &c), 0);
+    }
+    /* The watch flag without the transaction flag is corrupt. */
+    e.data[1] = 0x04;
+    assert_int_equal(kvsm_cmd_decode(e.data, e.len, &c), CRAFT_ECORRUPT);
+    buf_close(&e);
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 3 && strcmp(argv[1], "--seed") == 0) {
@@ -314,6 +484,11 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(read_at_leader_time, setup, teardown),
         cmocka_unit_test(replicas_expire_alike),
         cmocka_unit_test(ht_expiry_heap_matches_reference),
+        cmocka_unit_test_setup_teardown(watch_aborts_on_any_change, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(watch_versions_in_snapshots, setup,
+                                        teardown),
+        cmocka_unit_test(watch_entry_codec),
     };
     return cmocka_run_group_tests_name("kv_cmds", tests, NULL, NULL);
 }
