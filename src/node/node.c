@@ -56,6 +56,7 @@
 
 #include "craft/raft.h"
 #include "net/net.h"
+#include "node/cfgcmd.h"
 #include "node/ident.h"
 #include "node/sm.h"
 #include "server/resp.h"
@@ -1140,6 +1141,20 @@ static int backend_info(void *data, struct buf *b)
     return buf_append(b, text, (size_t)len);
 }
 
+/* CONFIG GET/SET of the node's parameters (node/cfgcmd.c). */
+static const char *backend_config_get(void *data, size_t i, char *v, size_t cap)
+{
+    struct node *n = data;
+    return node__config_get(&n->cfg, i, v, cap);
+}
+
+static int backend_config_set(void *data, const char *name, const char *value,
+                              bool apply, char *err, size_t cap)
+{
+    struct node *n = data;
+    return node__config_set(&n->cfg, name, value, apply, err, cap);
+}
+
 /* ---- snapshots ------------------------------------------------------ */
 
 /* Each snapshot child writes its own file, so that a child left over from
@@ -1625,7 +1640,9 @@ int node_start(uv_loop_t *loop, const struct node_config *cfg,
                                  .submit = backend_submit,
                                  .check = backend_check,
                                  .leader = backend_leader,
-                                 .info = backend_info};
+                                 .info = backend_info,
+                                 .config_get = backend_config_get,
+                                 .config_set = backend_config_set};
         rv = srv_start(loop, &so, &be, &n->srv, errmsg, errmsg_len);
     }
     if (rv == 0 && first) {

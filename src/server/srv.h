@@ -4,10 +4,10 @@
  *
  * The front end knows nothing about Raft or the key-value store.  Commands
  * it does not answer itself (everything but PING ECHO QUIT SELECT AUTH
- * COMMAND CONFIG INFO CLIENT, and MULTI/EXEC/DISCARD, whose queue is the
- * connection's) are handed to a backend, craftd's node
- * runtime, as a struct srv_op; the backend answers each op exactly once
- * with srv_op_done(), at once or later.
+ * COMMAND CONFIG INFO CLIENT HELLO READONLY READWRITE UNWATCH, and
+ * MULTI/EXEC/DISCARD, whose queue is the connection's) are handed to a backend,
+ * craftd's node runtime, as a struct srv_op; the backend answers each op
+ * exactly once with srv_op_done(), at once or later.
  *
  * Invariants:
  *  1. Replies go out in the order the commands arrived on a connection,
@@ -146,6 +146,16 @@ struct srv_backend {
     /* Append INFO text (lines "key:value\r\n") for the replication and
      * raft sections to b.  Returns 0 or CRAFT_ENOMEM. */
     int (*info)(void *data, struct buf *b);
+    /* Optional: the backend's CONFIG parameters, beside the front end's.
+     * config_get(i) returns the name of parameter i (NULL past the last)
+     * and writes its value to value (cap bytes, NUL-terminated).
+     * config_set checks (apply false) or sets (apply true, only after
+     * every parameter of the CONFIG SET passed its check) a parameter:
+     * 0, or CRAFT_ENOENT for a name it does not have, or CRAFT_EINVAL with
+     * Redis's reason ("can't set immutable config", ...) in err. */
+    const char *(*config_get)(void *data, size_t i, char *value, size_t cap);
+    int (*config_set)(void *data, const char *name, const char *value,
+                      bool apply, char *err, size_t err_cap);
 };
 
 struct srv_options {

@@ -8,14 +8,20 @@ System tests for the issue #7 commands of craftd on real processes:
             -MOVED without READONLY, still answer with the leader killed
   watch     WATCH/MULTI/EXEC across two connections: the classic race
             gets a null array and changes nothing
+  redis     byte-for-byte against a real redis-server: the string and
+            expiry commands, unknown commands, CONFIG, CLIENT, HELLO and
+            RESP3 replies (skipped without redis-server)
 """
 import os
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from craftd_harness import (Cluster, Conn, RespError, poll,  # noqa: E402
-                            run_tests)
+from craftd_harness import (Cluster, Conn, RespError,  # noqa: E402
+                            free_port_pair, poll, run_tests)
 
 
 def started(n=3, name="cmds", extra=None):
@@ -210,10 +216,195 @@ def test_watch():
     run(c, body)
 
 
+def raw_reply(c):
+    """The bytes of one complete RESP2 or RESP3 reply on Conn c."""
+    def line():
+        while b"\r\n" not in c.buf:
+            chunk = c.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("closed")
+            c.buf += chunk
+        ln, c.buf = c.buf.split(b"\r\n", 1)
+        return ln
+
+    def exact(n):
+        while len(c.buf) < n:
+            chunk = c.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("closed")
+            c.buf += chunk
+        out, c.buf = c.buf[:n], c.buf[n:]
+        return out
+    ln = line()
+    out, t, n = ln + b"\r\n", ln[:1], ln[1:]
+    if t in (b"$", b"=") and n != b"-1":
+        out += exact(int(n) + 2)
+    elif t in (b"*", b"~", b">") and n != b"-1":
+        for _ in range(int(n)):
+            out += raw_reply(c)
+    elif t == b"%":
+        for _ in range(2 * int(n)):
+            out += raw_reply(c)
+    return out
+
+
+# Sent to both servers in this order; the replies must be identical bytes.
+SAME = [
+    # Unknown commands: Redis's wording, arguments quoted, 128 bytes max.
+    "NOSUCHCMD", "nosuchcmd a b", "FROB " + "x" * 200, "xyz 'a' b",
+    # The string and expiry commands of issue #7.
+    "SET k v", "GETSET k w", "GETSET nokey w", "GETDEL k", "GETDEL k",
+    "SETNX n 1", "SETNX n 2", "MSETNX a 1 b 2", "MSETNX b 3 c 4",
+    "MSETNX a", "INCRBYFLOAT f 1.5", "INCRBYFLOAT f -0.25",
+    "INCRBYFLOAT f abc", "INCRBYFLOAT n 1e3", "SET r hello",
+    "GETRANGE r 1 3", "GETRANGE r -3 -1", "GETRANGE r 5 1", "GETRANGE r x 1",
+    "SETRANGE r 2 XY", "SETRANGE r 8 z", "GET r", "SETRANGE r -1 z",
+    "SETRANGE nokey2 0 ''", "TYPE r", "TYPE nokey", "RENAME r r2",
+    "RENAME nokey x", "RENAMENX r2 n", "RENAMENX r2 r3", "EXISTS r r2 r3",
+    "SET e v EX 1000", "TTL e", "PERSIST e", "TTL e", "PERSIST e",
+    "EXPIRE e 1000", "EXPIRE e 500 GT", "EXPIRE e 2000 LT", "EXPIRE e 10 NX",
+    "EXPIRE e 1000 XX", "EXPIRE e 10 FOO", "EXPIRE e x", "TTL e",
+    "PEXPIRE e 0", "EXISTS e", "PTTL e", "TTL nokey", "PTTL r3",
+    "SET t v EXAT 1", "EXISTS t", "SET t v PXAT 1", "SET t v KEEPTTL",
+    "TTL t", "SET t v EX 0", "SET t v EX 10 PX 10", "SET t v KEEPTTL EX 5",
+    "SET t v NX", "SET t v XX GET", "SET t2 v XX GET", "SET t v GET",
+    "KEYS nomatch*", "SCAN 0 MATCH nomatch*", "SCAN x", "SCAN 0 COUNT 0",
+    "FLUSHDB", "DBSIZE", "SET k v", "FLUSHALL", "FLUSHALL SYNC",
+    "FLUSHALL x", "DBSIZE", "SET k v", "FLUSHDB ASYNC", "KEYS *",
+    # MULTI/WATCH errors.
+    "MULTI", "WATCH k", "SET k 1", "EXEC", "WATCH", "UNWATCH", "EXEC",
+    # CONFIG and CLIENT errors.
+    "CONFIG", "CONFIG FOO", "CONFIG GET", "CONFIG SET maxclients",
+    "CONFIG SET foo 1", "CONFIG SET databases 3",
+    "CONFIG SET maxclients abc", "CONFIG SET maxclients 0",
+    "CONFIG SET maxclients 10 maxclients 11", "CONFIG SET maxclients 9999",
+    "CONFIG GET maxclients", "CONFIG GET maxc*", "CONFIG GET nomatch",
+    "CONFIG SET requirepass x maxclients abc", "CONFIG GET requirepass",
+    "CONFIG GET save", "CONFIG REWRITE", "CONFIG RESETSTAT",
+    "CONFIG SET cluster-enabled yes", "CLIENT", "CLIENT FOO",
+    "CLIENT GETNAME", "CLIENT SETNAME a\\ b", "CLIENT SETNAME foo",
+    "CLIENT GETNAME", "CLIENT SETNAME", "CLIENT KILL 1.2.3.4:5",
+    "CLIENT KILL ID 999999", "CLIENT KILL ID x", "CLIENT KILL FOO bar",
+    "CLIENT LIST ID 1 x", "CLIENT LIST TYPE bad", "CLIENT LIST TYPE master",
+    "CLIENT INFO x",
+    # HELLO errors.
+    "HELLO 4", "HELLO x", "HELLO 3 FOO", "HELLO 2 SETNAME a\\ b",
+    "HELLO 3 AUTH nobody pw",
+    # RESP3: nulls, maps, and the replies that do not change.
+    "HELLO 3", "GET nokey", "MGET k nokey", "SET k v2 GET", "SET x 1 NX GET",
+    "INCRBYFLOAT f 1", "TTL nokey", "EXISTS k", "TYPE k", "CLIENT GETNAME",
+    "CONFIG GET maxclients", "CONFIG GET nomatch", "DBSIZE", "SCAN 0 MATCH k",
+    "KEYS k", "GETDEL nokey", "MULTI", "GET nokey", "SET k v3", "EXEC",
+    "HELLO 2", "GET nokey", "CONFIG GET maxclients",
+]
+
+
+def split_args(line):
+    """Words, with \\-escaped spaces and '' for an empty argument."""
+    out = []
+    for w in line.replace("\\ ", "\0").split(" "):
+        out.append("" if w == "''" else w.replace("\0", " "))
+    return out
+
+
+def normalise_hello(b):
+    """The version and connection id of a HELLO reply differ by design."""
+    import re
+    b = re.sub(rb"\$7\r\nversion\r\n\$\d+\r\n[0-9.]+\r\n",
+               b"$7\r\nversion\r\nV\r\n", b)
+    return re.sub(rb"\$2\r\nid\r\n:\d+\r\n", b"$2\r\nid\r\n:ID\r\n", b)
+
+
+def client_fields(b):
+    text = b.split(b"\r\n", 1)[1].decode()
+    if text.startswith("txt:"):
+        text = text[4:]
+    return [kv.split("=", 1)[0] for kv in text.split()]
+
+
+def test_redis():
+    if shutil.which("redis-server") is None:
+        print("   redis-server not installed: skipped")
+        return
+    c, lid = started(n=1, name="cmds-redis")
+    tmp = tempfile.mkdtemp(prefix="craft-cmds-redis-")
+    rport = free_port_pair(1)
+    rs = subprocess.Popen(["redis-server", "--port", str(rport), "--bind",
+                           "127.0.0.1", "--save", "", "--appendonly", "no",
+                           "--dir", tmp], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)
+
+    def body():
+        def connect():
+            try:
+                return Conn(rport)
+            except OSError:
+                return None
+        r = poll("redis-server up", connect, timeout=10)
+        k = Conn(c.node(lid).port)
+        r2, k2 = Conn(rport), Conn(c.node(lid).port)
+        diffs = []
+        for line in SAME:
+            args = split_args(line)
+            r.send_raw(Conn.encode(*args))
+            k.send_raw(Conn.encode(*args))
+            a = raw_reply(r)
+            try:
+                b = raw_reply(k)
+            except OSError:
+                raise AssertionError("no reply from craftd to %r" % line)
+            if args[0].upper() == "HELLO":
+                a, b = normalise_hello(a), normalise_hello(b)
+            if a != b:
+                diffs.append("%s\n    redis:  %r\n    craftd: %r" %
+                             (line, a, b))
+        # WATCH race in RESP3: EXEC's null array is _.
+        for conn, other in ((r, r2), (k, k2)):
+            conn.send_raw(Conn.encode("HELLO", "3"))
+            raw_reply(conn)
+            assert conn.call("WATCH", "w") == "OK"
+            assert other.call("SET", "w", "1") == "OK"
+            assert conn.call("MULTI") == "OK"
+            assert conn.call("SET", "w", "2") == "QUEUED"
+            conn.send_raw(Conn.encode("EXEC"))
+            assert raw_reply(conn) == b"_\r\n"
+        # CLIENT INFO / LIST: the same fields in the same order, less the
+        # memory accounting Redis has and craftd does not keep.
+        skip = {"argv-mem", "multi-mem", "rbs", "rbp", "tot-mem"}
+        for sub in ("INFO", "LIST"):
+            r.send_raw(Conn.encode("CLIENT", sub))
+            k.send_raw(Conn.encode("CLIENT", sub))
+            a, b = raw_reply(r), raw_reply(k)
+            assert a[:1] == b[:1] == b"=", (a, b)
+            fa = [f for f in client_fields(a) if f not in skip]
+            fb = client_fields(b)
+            if sub == "LIST":  # two connections each
+                fa, fb = fa[:len(fa) // 2], fb[:len(fb) // 2]
+            assert fa == fb, (fa, fb)
+        # The exact wording for a Redis command craftd does not have.
+        k.send_raw(Conn.encode("HELLO", "2"))
+        raw_reply(k)
+        assert k.call("HSET", "h", "f", "v").text == \
+            "ERR unknown command 'HSET', with args beginning with: " \
+            "'h' 'f' 'v' "
+        for x in (r, k, r2, k2):
+            x.close()
+        assert not diffs, "replies differ from redis-server's:\n" + \
+            "\n".join(diffs)
+
+    try:
+        run(c, body)
+    finally:
+        rs.kill()
+        rs.wait(10)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 TESTS = {
     "expiry": test_expiry,
     "readonly": test_readonly,
     "watch": test_watch,
+    "redis": test_redis,
 }
 
 if __name__ == "__main__":
