@@ -3,7 +3,7 @@
 # RESP3, CONFIG and CLIENT.  One ctest per scenario.
 if(TARGET craftd)
   find_package(Python3 COMPONENTS Interpreter REQUIRED)
-  foreach(t expiry readonly watch redis)
+  foreach(t expiry readonly watch config redis)
     add_test(NAME cmds_${t}
       COMMAND Python3::Interpreter ${CMAKE_CURRENT_SOURCE_DIR}/cmds_test.py ${t}
       WORKING_DIRECTORY ${CMAKE_BINARY_DIR})

@@ -8,6 +8,9 @@ System tests for the issue #7 commands of craftd on real processes:
             -MOVED without READONLY, still answer with the leader killed
   watch     WATCH/MULTI/EXEC across two connections: the classic race
             gets a null array and changes nothing
+  config    CONFIG SET takes effect (maxclients, requirepass with HELLO
+            AUTH, snapshot-bytes, loglevel) on that node only; CLIENT
+            LIST/KILL see and close other connections
   redis     byte-for-byte against a real redis-server: the string and
             expiry commands, unknown commands, CONFIG, CLIENT, HELLO and
             RESP3 replies (skipped without redis-server)
@@ -216,6 +219,96 @@ def test_watch():
     run(c, body)
 
 
+def test_config():
+    c, lid = started(name="cmds-config")
+
+    def body():
+        port = c.node(lid).port
+        a = Conn(port)
+        other = [nd for nd in c.nodes if nd.id != lid][0]
+        # Per node: the follower keeps its value.
+        assert a.call("CONFIG", "SET", "maxclients", "3") == "OK"
+        assert a.call("CONFIG", "GET", "maxclients") == [b"maxclients", b"3"]
+        f = Conn(other.port)
+        assert f.call("CONFIG", "GET", "maxclients") == \
+            [b"maxclients", b"10000"]
+        f.close()
+        b, d = Conn(port), Conn(port)  # 3 clients: a, b, d
+        assert b.call("PING") == "PONG" and d.call("PING") == "PONG"
+        e = Conn(port)
+        r = e.read_reply()
+        assert isinstance(r, RespError) and \
+            r.text == "ERR max number of clients reached", r
+        e.close()
+        # CLIENT LIST sees names and flags; CLIENT KILL closes b.
+        assert b.call("CLIENT", "SETNAME", "bee") == "OK"
+        assert d.call("READONLY") == "OK"
+        assert d.call("MULTI") == "OK"
+        text = a.call("CLIENT", "LIST").decode()
+        lines = {dict(f.split("=", 1) for f in ln.split())["name"]:
+                 dict(f.split("=", 1) for f in ln.split())
+                 for ln in text.splitlines()}
+        assert set(lines) == {"", "bee"}, text
+        bid = int(lines["bee"]["id"])
+        assert b.call("CLIENT", "ID") == bid
+        flags = sorted(dict(f.split("=", 1) for f in ln.split())["flags"]
+                       for ln in text.splitlines())
+        assert flags == ["N", "N", "xr"], flags
+        assert a.call("CLIENT", "KILL", "ID", str(bid)) == 1
+        try:
+            b.call("PING")
+            raise AssertionError("killed client still served")
+        except (ConnectionError, OSError):
+            pass
+        b.close()
+        d.close()
+        assert a.call("CONFIG", "SET", "maxclients", "10000") == "OK"
+        # requirepass: new connections must authenticate; HELLO AUTH does.
+        assert a.call("CONFIG", "SET", "requirepass", "s3cret") == "OK"
+        assert a.call("PING") == "PONG"  # already authenticated
+        n = Conn(port)
+        r = n.call("GET", "x")
+        assert isinstance(r, RespError) and r.kind() == "NOAUTH", r
+        r = n.call("HELLO", "3")
+        assert isinstance(r, RespError) and r.kind() == "NOAUTH", r
+        r = n.call("HELLO", "3", "AUTH", "default", "wrong")
+        assert isinstance(r, RespError) and r.kind() == "WRONGPASS", r
+        n.send_raw(Conn.encode("HELLO", "3", "AUTH", "default", "s3cret",
+                               "SETNAME", "n1"))
+        hello = raw_reply(n)
+        assert hello.startswith(b"%7\r\n") and b":3\r\n" in hello, hello
+        n.send_raw(Conn.encode("GET", "nokey"))
+        assert raw_reply(n) == b"_\r\n"
+        n.send_raw(Conn.encode("CLIENT", "GETNAME"))
+        assert raw_reply(n) == b"$2\r\nn1\r\n"
+        n.close()
+        assert a.call("CONFIG", "SET", "requirepass", "") == "OK"
+        # loglevel and snapshot-bytes act on this node.
+        assert a.call("CONFIG", "SET", "loglevel", "debug") == "OK"
+        assert a.call("CONFIG", "GET", "loglevel") == [b"loglevel", b"debug"]
+        assert a.call("CONFIG", "SET", "loglevel", "notice") == "OK"
+        assert a.call("CONFIG", "GET", "loglevel") == [b"loglevel", b"info"]
+        r = a.call("CONFIG", "SET", "snapshot-bytes", "lots")
+        assert isinstance(r, RespError), r
+        assert a.call("CONFIG", "SET", "snapshot-bytes", "4kb") == "OK"
+        assert a.call("CONFIG", "GET", "snapshot-bytes") == \
+            [b"snapshot-bytes", b"4096"]
+        for i in range(100):
+            assert a.call("SET", "k%d" % i, "x" * 100) == "OK"
+        poll("a snapshot on the leader",
+             lambda: int(c.node(lid).info()["raft_snapshot_index"]) > 0,
+             timeout=10)
+        assert int(other.info()["raft_snapshot_index"]) == 0
+        # A multi-parameter SET with one bad value changes nothing.
+        r = a.call("CONFIG", "SET", "maxclients", "50", "port", "1")
+        assert isinstance(r, RespError) and "immutable" in r.text, r
+        assert a.call("CONFIG", "GET", "maxclients") == \
+            [b"maxclients", b"10000"]
+        a.close()
+
+    run(c, body)
+
+
 def raw_reply(c):
     """The bytes of one complete RESP2 or RESP3 reply on Conn c."""
     def line():
@@ -404,6 +497,7 @@ TESTS = {
     "expiry": test_expiry,
     "readonly": test_readonly,
     "watch": test_watch,
+    "config": test_config,
     "redis": test_redis,
 }
 
