@@ -4,10 +4,10 @@
  *
  * The front end knows nothing about Raft or the key-value store.  Commands
  * it does not answer itself (everything but PING ECHO QUIT SELECT AUTH
- * COMMAND CONFIG INFO CLIENT, and MULTI/EXEC/DISCARD, whose queue is the
- * connection's) are handed to a backend, craftd's node
- * runtime, as a struct srv_op; the backend answers each op exactly once
- * with srv_op_done(), at once or later.
+ * COMMAND CONFIG INFO CLIENT HELLO READONLY READWRITE UNWATCH, and
+ * MULTI/EXEC/DISCARD, whose queue is the connection's) are handed to a backend,
+ * craftd's node runtime, as a struct srv_op; the backend answers each op
+ * exactly once with srv_op_done(), at once or later.
  *
  * Invariants:
  *  1. Replies go out in the order the commands arrived on a connection,
@@ -65,6 +65,19 @@
 struct srv;
 struct srv_client;
 
+/* Keys a connection may WATCH at once (Redis has no limit; each costs a
+ * copy of the key and a version here and in the EXEC entry). */
+#define SRV_WATCH_MAX 1024
+
+/* The keys a connection WATCHes, with the versions the backend's WATCH
+ * read returned for them (src/server/srv_cmds.c). */
+struct srv_watch {
+    size_t n, cap;
+    uint8_t **keys; /* each malloc'ed, lens[i] bytes */
+    size_t *lens;
+    uint64_t *versions;
+};
+
 /* What the backend's classify callback says an op is (invariant 5). */
 enum srv_op_kind {
     SRV_OP_WRITE = 0, /* goes through the log */
@@ -90,6 +103,18 @@ struct srv_op {
     size_t n_cmds;
     size_t *cmd_argc;
     uint8_t kind; /* enum srv_op_kind, set before submission */
+    /* READONLY: the connection accepts possibly stale reads from this
+     * node's applied state.  read_index is, on submission, the highest
+     * applied index this connection has been served from (the backend must
+     * not serve it from an older state) and, when the backend finishes a
+     * read it served locally, the index it served at. */
+    bool readonly;
+    uint64_t read_index;
+    /* WATCH: the backend replies the keys' versions (a RESP array of
+     * integers) and the front end answers +OK.  EXEC: the connection's
+     * watched keys, owned by the op (NULL: none). */
+    bool is_watch;
+    struct srv_watch *watch;
     /* Free for the backend's use while it holds the op. */
     struct srv_op *bnext;
     uint64_t bindex;
@@ -128,6 +153,16 @@ struct srv_backend {
     /* Append INFO text (lines "key:value\r\n") for the replication and
      * raft sections to b.  Returns 0 or CRAFT_ENOMEM. */
     int (*info)(void *data, struct buf *b);
+    /* Optional: the backend's CONFIG parameters, beside the front end's.
+     * config_get(i) returns the name of parameter i (NULL past the last)
+     * and writes its value to value (cap bytes, NUL-terminated).
+     * config_set checks (apply false) or sets (apply true, only after
+     * every parameter of the CONFIG SET passed its check) a parameter:
+     * 0, or CRAFT_ENOENT for a name it does not have, or CRAFT_EINVAL with
+     * Redis's reason ("can't set immutable config", ...) in err. */
+    const char *(*config_get)(void *data, size_t i, char *value, size_t cap);
+    int (*config_set)(void *data, const char *name, const char *value,
+                      bool apply, char *err, size_t err_cap);
 };
 
 struct srv_options {

@@ -299,10 +299,18 @@ static void local_commands(void **state)
     send_str(fd, "ECHO\r\n");
     expect(fd, "-ERR wrong number of arguments for 'echo' command\r\n");
     send_str(fd, "CLIENT SETNAME x\r\nCLIENT GETNAME\r\nCLIENT KILL y\r\n");
-    expect(fd, "+OK\r\n$-1\r\n-ERR unknown or unsupported CLIENT "
-               "subcommand 'KILL'\r\n");
-    send_str(fd, "HELLO 3\r\n");
-    expect(fd, "-NOPROTO sorry, this protocol version is not supported\r\n");
+    expect(fd, "+OK\r\n$1\r\nx\r\n-ERR No such client\r\n");
+    send_str(fd, "HELLO 4\r\n");
+    expect(fd, "-NOPROTO unsupported protocol version\r\n");
+    /* RESP3: a map, and RESP3's null. */
+    send_str(fd, "HELLO 3\r\nCLIENT SETNAME\r\nCLIENT SETNAME \"\"\r\n"
+                 "CLIENT GETNAME\r\n");
+    expect(fd, "%7\r\n$6\r\nserver\r\n$5\r\nredis\r\n$7\r\nversion\r\n"
+               "$5\r\n7.0.0\r\n$5\r\nproto\r\n:3\r\n$2\r\nid\r\n:1\r\n"
+               "$4\r\nmode\r\n$10\r\nstandalone\r\n$4\r\nrole\r\n"
+               "$6\r\nmaster\r\n$7\r\nmodules\r\n*0\r\n"
+               "-ERR wrong number of arguments for 'client|setname' "
+               "command\r\n+OK\r\n_\r\n");
     send_str(fd, "HELLO 2\r\n");
     expect(fd, "*14\r\n$6\r\nserver\r\n$5\r\nredis\r\n$7\r\nversion\r\n"
                "$5\r\n7.0.0\r\n$5\r\nproto\r\n:2\r\n$2\r\nid\r\n:1\r\n"
