@@ -4,8 +4,8 @@
  *
  * The front end knows nothing about Raft or the key-value store.  Commands
  * it does not answer itself (everything but PING ECHO QUIT SELECT AUTH
- * COMMAND CONFIG INFO CLIENT, and MULTI/EXEC/DISCARD, whose queue is the
- * connection's) are handed to a backend, craftd's node
+ * COMMAND CONFIG INFO CLIENT CLUSTER, and MULTI/EXEC/DISCARD, whose queue
+ * is the connection's) are handed to a backend, craftd's node
  * runtime, as a struct srv_op; the backend answers each op exactly once
  * with srv_op_done(), at once or later.
  *
@@ -57,6 +57,7 @@
 
 struct srv;
 struct srv_client;
+struct srv_cluster_view; /* server/cluster.h */
 
 /* What the backend's classify callback says an op is (invariant 5). */
 enum srv_op_kind {
@@ -103,8 +104,9 @@ struct srv_backend {
      * Execute op.  The backend calls srv_op_done(op, status) exactly once,
      * possibly before submit returns.  status 0: op->reply holds the
      * reply.  Otherwise the front end writes the error:
-     *   CRAFT_ENOTLEADER  -MOVED 0 <leader> or -CLUSTERDOWN (never
-     *                     proposed, safe to retry elsewhere)
+     *   CRAFT_ENOTLEADER  -MOVED <slot> <leader> or -CLUSTERDOWN (never
+     *                     proposed, safe to retry elsewhere); the slot
+     *                     is the first key's (server/cluster.h)
      *   CRAFT_ELEADERLOST -UNCERTAIN (proposed; outcome unknown)
      *   CRAFT_ESHUTDOWN   -SHUTDOWN (not executed; node stopping)
      *   anything else     -ERR <craft_strerror(status)>
@@ -121,6 +123,11 @@ struct srv_backend {
     /* Append INFO text (lines "key:value\r\n") for the replication and
      * raft sections to b.  Returns 0 or CRAFT_ENOMEM. */
     int (*info)(void *data, struct buf *b);
+    /* Optional: describe the members, the leader and this node for the
+     * CLUSTER command (server/cluster.h); out arrives zeroed with leader
+     * -1.  Returns 0 or a CRAFT_E* code.  Without it CLUSTER answers that
+     * cluster support is disabled. */
+    int (*cluster)(void *data, struct srv_cluster_view *out);
 };
 
 struct srv_options {
