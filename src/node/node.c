@@ -155,6 +155,7 @@ struct node {
     uint8_t role;
     raft_term term;
     raft_id leader;
+    raft_id last_leader; /* the latest non-zero leader (CLUSTER replies) */
     raft_index commit;
     raft_index applied;
     raft_term applied_term;
@@ -597,6 +598,7 @@ static void role_change(struct node *n, const struct raft_update *u)
     if (u->leader != n->leader) {
         n->leader = u->leader;
         if (u->leader != 0) {
+            n->last_leader = u->leader;
             LOG_INFOF("leader is node %llu (term %llu)",
                       (unsigned long long)u->leader,
                       (unsigned long long)u->term);
@@ -1035,6 +1037,8 @@ static int backend_cluster(void *data, struct srv_cluster_view *out)
     out->n_members = n->cfg.n_members;
     out->self = n->cfg.self;
     out->leader = n->leader != 0 ? member_index(n, n->leader) : -1;
+    out->last_leader =
+        n->last_leader != 0 ? member_index(n, n->last_leader) : -1;
     for (unsigned i = 0; i < n->cfg.n_members; i++) {
         const struct node_member *m = &n->cfg.members[i];
         struct srv_cluster_member *cm = &out->members[i];

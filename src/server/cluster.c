@@ -189,7 +189,7 @@ static void slots_node(struct out *o, const struct srv_cluster_view *v,
  * link from this node" standing for failed. */
 static void cluster_slots(struct out *o, const struct srv_cluster_view *v)
 {
-    unsigned leader = (unsigned)v->leader;
+    unsigned leader = (unsigned)v->last_leader;
     size_t n = 0;
     for (unsigned i = 0; i < v->n_members; i++) {
         n += i != leader && member_usable(v, i);
@@ -230,7 +230,7 @@ static void cluster_shards(struct out *o, const struct srv_cluster_view *v)
         out_str(o, "endpoint");
         out_str(o, m->host);
         out_str(o, "role");
-        out_str(o, (int)i == v->leader ? "master" : "replica");
+        out_str(o, (int)i == v->last_leader ? "master" : "replica");
         out_str(o, "replication-offset");
         out_int(o, (long long)m->offset);
         out_str(o, "health");
@@ -241,12 +241,13 @@ static void cluster_shards(struct out *o, const struct srv_cluster_view *v)
 static void cluster_nodes(struct out *o, const struct srv_cluster_view *v)
 {
     char leader_id[SRV_CLUSTER_ID_LEN + 1];
-    srv_cluster_node_id(v->cluster_id, v->members[v->leader].id, leader_id);
+    srv_cluster_node_id(v->cluster_id, v->members[v->last_leader].id,
+                        leader_id);
     struct buf text;
     buf_init(&text);
     for (unsigned i = 0; i < v->n_members; i++) {
         const struct srv_cluster_member *m = &v->members[i];
-        bool leader = (int)i == v->leader;
+        bool leader = (int)i == v->last_leader;
         char id[SRV_CLUSTER_ID_LEN + 1];
         srv_cluster_node_id(v->cluster_id, m->id, id);
         /* "fail?" is Redis's "this node cannot reach it" (PFAIL). */
@@ -323,7 +324,7 @@ static void cluster_help(struct out *o)
 static const struct {
     const char *name;
     size_t argc;
-    bool needs_leader; /* CLUSTERDOWN without one (invariant 2) */
+    bool needs_leader; /* CLUSTERDOWN without any (invariant 2) */
 } subcommands[] = {
     {"slots", 2, true}, {"shards", 2, true}, {"nodes", 2, true},
     {"info", 2, false}, {"myid", 2, false},  {"keyslot", 3, false},
@@ -397,6 +398,7 @@ void srv__cluster_command(const struct srv_backend *backend,
     struct srv_cluster_view v;
     memset(&v, 0, sizeof v);
     v.leader = -1;
+    v.last_leader = -1;
     int rv = backend->cluster(backend->data, &v);
     if (rv != 0) {
         resp_write_errorf(b, "ERR %s", craft_strerror(rv));
@@ -405,7 +407,9 @@ void srv__cluster_command(const struct srv_backend *backend,
     CRAFT_ASSERT(v.n_members >= 1 && v.n_members <= SRV_CLUSTER_MEMBERS_MAX);
     CRAFT_ASSERT(v.self < v.n_members);
     CRAFT_ASSERT(v.leader >= -1 && v.leader < (int)v.n_members);
-    if (subcommands[sub].needs_leader && v.leader < 0) {
+    CRAFT_ASSERT(v.last_leader >= -1 && v.last_leader < (int)v.n_members);
+    CRAFT_ASSERT(v.leader < 0 || v.last_leader == v.leader);
+    if (subcommands[sub].needs_leader && v.last_leader < 0) {
         resp_write_error(b, "CLUSTERDOWN no leader is known; retry shortly");
         return;
     }

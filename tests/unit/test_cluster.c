@@ -129,6 +129,7 @@ static int fake_cluster(void *data, struct srv_cluster_view *out)
     struct fake *f = data;
     f->calls++;
     assert_int_equal(out->leader, -1); /* arrives cleared */
+    assert_int_equal(out->last_leader, -1);
     if (f->rv != 0) {
         return f->rv;
     }
@@ -144,6 +145,7 @@ static void fake_init(struct fake *f, int self, int leader)
     f->view.n_members = 3;
     f->view.self = (unsigned)self;
     f->view.leader = leader;
+    f->view.last_leader = leader;
     for (unsigned i = 0; i < 3; i++) {
         struct srv_cluster_member *m = &f->view.members[i];
         m->id = i + 1;
@@ -288,11 +290,42 @@ static void info_myid_keyslot(void **state)
     assert_true(r[0] == '*');
 }
 
+/* During an election the last leader stays the master of the topology
+ * replies, as Redis lists a failed master until a replica takes over. */
+static void election_keeps_last_leader(void **state)
+{
+    (void)state;
+    struct fake f, g;
+    fake_init(&f, 1, 0);
+    fake_init(&g, 1, 0);
+    g.view.leader = -1;
+    g.view.members[0].connected = false;
+    g.view.term = 8;
+    /* SLOTS: the same reply; the master is listed even when this node
+     * cannot reach it. */
+    char want[1024];
+    snprintf(want, sizeof want, "%s", run(&f, 2, "CLUSTER", "SLOTS"));
+    assert_string_equal(run(&g, 2, "CLUSTER", "SLOTS"), want);
+    char i1[41], line[256];
+    id_of(1, i1);
+    snprintf(line, sizeof line,
+             "%s 127.0.0.1:7001@17001 master,fail? - 0 0 8 disconnected "
+             "0-16383\n",
+             i1);
+    assert_non_null(strstr(run(&g, 2, "CLUSTER", "NODES"), line));
+    const char *r = run(&g, 2, "CLUSTER", "INFO");
+    assert_non_null(strstr(r, "cluster_state:fail\r\n"));
+    assert_non_null(strstr(r, "cluster_size:0\r\n"));
+    r = run(&g, 2, "CLUSTER", "SHARDS");
+    assert_non_null(strstr(r, "$6\r\nmaster\r\n"));
+    assert_non_null(strstr(r, "$6\r\nfailed\r\n"));
+}
+
 static void no_leader_and_errors(void **state)
 {
     (void)state;
     struct fake f;
-    fake_init(&f, 1, -1);
+    fake_init(&f, 1, -1); /* never knew a leader */
     const char *down = "-CLUSTERDOWN no leader is known; retry shortly\r\n";
     assert_string_equal(run(&f, 2, "CLUSTER", "SLOTS"), down);
     assert_string_equal(run(&f, 2, "CLUSTER", "SHARDS"), down);
@@ -335,6 +368,7 @@ int main(void)
         cmocka_unit_test(nodes_reply),
         cmocka_unit_test(shards_reply),
         cmocka_unit_test(info_myid_keyslot),
+        cmocka_unit_test(election_keeps_last_leader),
         cmocka_unit_test(no_leader_and_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
