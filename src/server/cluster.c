@@ -26,15 +26,15 @@
 uint16_t srv_cluster_crc16(const void *p, size_t n)
 {
     const uint8_t *s = p;
-    uint16_t crc = 0;
+    uint32_t crc = 0; /* 16 bits used; wider to keep the shifts unsigned */
     for (size_t i = 0; i < n; i++) {
-        crc = (uint16_t)(crc ^ (uint16_t)(s[i] << 8));
+        crc ^= (uint32_t)s[i] << 8;
         for (int bit = 0; bit < 8; bit++) {
-            crc = (crc & 0x8000u) ? (uint16_t)((crc << 1) ^ 0x1021u)
-                                  : (uint16_t)(crc << 1);
+            crc = (crc & 0x8000u) ? (crc << 1) ^ 0x1021u : crc << 1;
+            crc &= 0xffffu;
         }
     }
-    return crc;
+    return (uint16_t)crc;
 }
 
 unsigned srv_cluster_keyslot(const uint8_t *key, size_t len)

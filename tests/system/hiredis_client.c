@@ -59,6 +59,8 @@ static void pause_ms(long ms)
     nanosleep(&ts, NULL);
 }
 
+static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 static void die(const char *fmt, ...)
 {
     va_list ap;
@@ -82,15 +84,15 @@ static unsigned keyslot(const char *key, size_t len)
             len = (size_t)(close - key);
         }
     }
-    uint16_t crc = 0;
+    uint32_t crc = 0;
     for (size_t i = 0; i < len; i++) {
-        crc = (uint16_t)(crc ^ (uint16_t)((uint8_t)key[i] << 8));
+        crc ^= (uint32_t)(uint8_t)key[i] << 8;
         for (int b = 0; b < 8; b++) {
-            crc = (crc & 0x8000u) ? (uint16_t)((crc << 1) ^ 0x1021u)
-                                  : (uint16_t)(crc << 1);
+            crc = (crc & 0x8000u) ? (crc << 1) ^ 0x1021u : crc << 1;
+            crc &= 0xffffu;
         }
     }
-    return crc & 16383u;
+    return (unsigned)crc & 16383u;
 }
 
 static int parse_addr(const char *s, size_t len, struct addr *out)
