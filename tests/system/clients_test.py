@@ -377,6 +377,22 @@ def cli(nd, *args):
     return p.stdout.strip()
 
 
+def cluster_check(nd, n_keys):
+    """redis-cli --cluster check, Redis's own consistency checker, run on
+    nd: one master with all the slots and n_keys keys, every live node
+    agreeing (a dead member only gets a "Could not connect" on stderr)."""
+    p = subprocess.run(["redis-cli", "--cluster", "check",
+                        "%s:%d" % (nd.host, nd.port)], capture_output=True,
+                       timeout=20)
+    out = re.sub(rb"\x1b\[[0-9;]*m", b"", p.stdout).decode()
+    assert p.returncode == 0, out + p.stderr.decode()
+    for want in ("-> %d keys | 16384 slots" % n_keys,
+                 "[OK] %d keys in 1 masters." % n_keys,
+                 "[OK] All nodes agree about slots configuration.",
+                 "[OK] All 16384 slots covered."):
+        assert want in out, (want, out)
+
+
 def test_redis_cli():
     require(shutil.which("redis-cli"), "redis-cli (redis-tools)")
     c = Cluster(3, name="rediscli")
@@ -387,6 +403,13 @@ def test_redis_cli():
         # every command is redirected with MOVED; after it one of them leads
         # and the other redirects to it.
         entries = [nd for nd in c.nodes if nd.id != lid]
+        # Without -c redis-cli shows the redirect: the key's slot, the
+        # leader.
+        p = subprocess.run(["redis-cli", "-p", str(entries[0].port), "SET",
+                            "foo", "x"], capture_output=True, timeout=10)
+        assert p.stdout.strip() == b"MOVED 12182 127.0.0.1:%d" % \
+            c.node(lid).port, p.stdout
+        cluster_check(entries[0], 0)
         acked = set()
         _, state, stop = kill_leader_when(c, lid,
                                           lambda: len(acked) >= KILL_AT)
@@ -411,6 +434,8 @@ def test_redis_cli():
         # And read back through redis-cli -c from both survivors.
         for nd in entries:
             assert cli(nd, "GET", "%s:0" % prefix) == value_of(prefix, 0)
+        # redis-cli's own cluster checker accepts the new topology.
+        cluster_check(entries[0], N_WRITES)
         ver = subprocess.run(["redis-cli", "--version"], capture_output=True)
         print("   %s; %d writes after the kill" %
               (ver.stdout.decode().strip(), after_kill))
