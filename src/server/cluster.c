@@ -77,11 +77,6 @@ void srv_cluster_node_id(uint64_t cluster_id, uint64_t member_id,
     out[SRV_CLUSTER_ID_LEN] = '\0';
 }
 
-static bool arg_is(const uint8_t *arg, size_t len, const char *name)
-{
-    return srv_arg_is(arg, len, name);
-}
-
 /* Commands whose first argument is not a key (they get slot 0). */
 static bool keyless(const uint8_t *name, size_t len)
 {
@@ -89,7 +84,7 @@ static bool keyless(const uint8_t *name, size_t len)
                                         "flushall", "flushdb", "craft.session",
                                         "multi",    "exec",    "discard"};
     for (size_t i = 0; i < CRAFT_ARRAY_LEN(names); i++) {
-        if (arg_is(name, len, names[i])) {
+        if (srv_arg_is(name, len, names[i])) {
             return true;
         }
     }
@@ -101,7 +96,7 @@ unsigned srv_cluster_cmd_slot(size_t argc, const uint8_t *const *argv,
 {
     CRAFT_ASSERT(argc >= 1);
     size_t cmd = 0;
-    if (arg_is(argv[0], lens[0], "craft.exec")) {
+    if (srv_arg_is(argv[0], lens[0], "craft.exec")) {
         /* CRAFT.EXEC id seq [first-unacked] command [args...] */
         long long v;
         cmd = argc > 4 && resp_strtoll(argv[3], lens[3], &v) == 0 ? 4 : 3;
@@ -109,6 +104,7 @@ unsigned srv_cluster_cmd_slot(size_t argc, const uint8_t *const *argv,
             return 0;
         }
     }
+    CRAFT_ASSERT(cmd < argc);
     if (cmd + 1 >= argc || keyless(argv[cmd], lens[cmd])) {
         return 0;
     }
@@ -189,7 +185,9 @@ static void slots_node(struct out *o, const struct srv_cluster_view *v,
  * link from this node" standing for failed. */
 static void cluster_slots(struct out *o, const struct srv_cluster_view *v)
 {
+    CRAFT_ASSERT(v->last_leader >= 0);
     unsigned leader = (unsigned)v->last_leader;
+    CRAFT_ASSERT(leader < v->n_members);
     size_t n = 0;
     for (unsigned i = 0; i < v->n_members; i++) {
         n += i != leader && member_usable(v, i);
@@ -208,6 +206,7 @@ static void cluster_slots(struct out *o, const struct srv_cluster_view *v)
 
 static void cluster_shards(struct out *o, const struct srv_cluster_view *v)
 {
+    CRAFT_ASSERT(v->last_leader >= 0);
     out_array(o, 1);
     out_array(o, 4);
     out_str(o, "slots");
@@ -240,6 +239,8 @@ static void cluster_shards(struct out *o, const struct srv_cluster_view *v)
 
 static void cluster_nodes(struct out *o, const struct srv_cluster_view *v)
 {
+    CRAFT_ASSERT(v->last_leader >= 0);
+    CRAFT_ASSERT((unsigned)v->last_leader < v->n_members);
     char leader_id[SRV_CLUSTER_ID_LEN + 1];
     srv_cluster_node_id(v->cluster_id, v->members[v->last_leader].id,
                         leader_id);
@@ -343,7 +344,7 @@ static int parse_subcommand(const struct resp_cmd *cmd, struct buf *b)
     const uint8_t *sub = cmd->argv[1];
     size_t n = cmd->lens[1];
     for (size_t i = 0; i < CRAFT_ARRAY_LEN(subcommands); i++) {
-        if (!arg_is(sub, n, subcommands[i].name)) {
+        if (!srv_arg_is(sub, n, subcommands[i].name)) {
             continue;
         }
         if (cmd->argc != subcommands[i].argc) {
