@@ -106,7 +106,8 @@ def verify(c, prefix, acked):
 
 def kill_leader_when(c, lid, cond):
     """A thread that kill -9s node lid once cond() holds; returns
-    (thread, state) with state["killed_at"] set to time of the kill."""
+    (thread, state, stop) with state["killed_at"] set to time.monotonic()
+    once the node is dead."""
     state = {"killed_at": None}
     stop = threading.Event()
 
@@ -144,8 +145,8 @@ def run_client(name, argv, env=None):
             lines.put(None)
 
         threading.Thread(target=reader, daemon=True).start()
-        acked, after_kill, extra = set(), 0, []
-        killed = False
+        acked, extra = {}, []
+        kill_ns = None
         deadline = time.monotonic() + CLIENT_TIMEOUT
         while True:
             left = deadline - time.monotonic()
@@ -157,23 +158,25 @@ def run_client(name, argv, env=None):
                 continue
             if line is None:
                 break
-            m = re.fullmatch(r"ok (\d+)", line)
+            m = re.fullmatch(r"ok (\d+) (\d+)", line)
             if m:
-                acked.add(int(m.group(1)))
-                after_kill += killed
-                if len(acked) >= KILL_AT and not killed:
-                    c.node(lid).kill9()
-                    killed = True
+                acked[int(m.group(1))] = int(m.group(2))
+                if len(acked) >= KILL_AT and kill_ns is None:
+                    c.node(lid).kill9()  # returns once it is dead
+                    kill_ns = time.monotonic_ns()
             else:
                 extra.append(line)
         rc = proc.wait(10)
         err = proc.stderr.read().decode(errors="replace")
         assert rc == 0, "client exited %d:\n%s" % (rc, err)
-        assert killed, "the client finished before the kill"
-        assert acked == set(range(N_WRITES)), sorted(
-            set(range(N_WRITES)) - acked)[:10]
+        assert kill_ns is not None, "the client finished before the kill"
+        assert set(acked) == set(range(N_WRITES)), sorted(
+            set(range(N_WRITES)) - set(acked))[:10]
         assert "done %d" % N_WRITES in extra, extra
-        # The kill landed mid-run: many writes were acknowledged after it.
+        # The kill landed mid-run: many writes were acknowledged after it
+        # (the clients stamp each acknowledgement with CLOCK_MONOTONIC, the
+        # clock of time.monotonic_ns()).
+        after_kill = sum(t > kill_ns for t in acked.values())
         assert after_kill >= N_WRITES // 3, after_kill
         verify(c, prefix, acked)
         new = c.leader()
@@ -414,7 +417,7 @@ def test_redis_cli():
         _, state, stop = kill_leader_when(c, lid,
                                           lambda: len(acked) >= KILL_AT)
         prefix = "cli%d" % os.getpid()
-        after_kill = 0
+        done_at = []
         deadline = time.monotonic() + CLIENT_TIMEOUT
         for i in range(N_WRITES):
             key, val = "%s:%d" % (prefix, i), value_of(prefix, i)
@@ -426,9 +429,10 @@ def test_redis_cli():
                     assert time.monotonic() < deadline, (op, n)
                     time.sleep(0.02)
             acked.add(i)
-            after_kill += state["killed_at"] is not None
+            done_at.append(time.monotonic())
         stop.set()
         assert state["killed_at"] is not None
+        after_kill = sum(t > state["killed_at"] for t in done_at)
         assert after_kill >= N_WRITES // 3, after_kill
         verify(c, prefix, acked)
         # And read back through redis-cli -c from both survivors.
