@@ -17,8 +17,9 @@
  *
  * Sessions are written oldest first, so loading them in order rebuilds the
  * age list exactly.  Every length is checked by its record header's CRC
- * before anything is allocated for it, so a corrupt length cannot make the
- * loader allocate a huge block.
+ * before it is used, and a blob's buffer grows only as its bytes arrive,
+ * so neither a corrupt nor a crafted length can make the loader allocate
+ * a huge block (found by tests/fuzz/fuzz_kv_snapshot.c).
  */
 #include <string.h>
 
@@ -219,14 +220,28 @@ static int r_header(struct reader *r, uint8_t *h, size_t n)
     return rv;
 }
 
-/* n bytes into scratch, followed by their CRC. */
+/* n bytes into scratch, followed by their CRC.  scratch grows one chunk
+ * at a time as the bytes actually arrive: a record header with a valid CRC
+ * but a huge length (a crafted snapshot; a CRC is no defence against
+ * intent) must not make the loader allocate what it merely claims -- a
+ * short snapshot fails as corrupt after reading what is there. */
 static int r_blob(struct reader *r, struct buf *scratch, size_t n)
 {
     uint8_t c[4];
     buf_reset(scratch);
-    int rv = buf_reserve(scratch, n);
-    if (rv == 0) {
-        rv = r_get(r, scratch->data, n);
+    /* Never a NULL data pointer, even for an empty key and value: callers
+     * do pointer arithmetic on it (UBSan, found by fuzz_kv_snapshot). */
+    int rv = buf_reserve(scratch, 1);
+    while (rv == 0 && scratch->len < n) {
+        size_t k = n - scratch->len;
+        k = k < KVSM_SNAPSHOT_CHUNK ? k : KVSM_SNAPSHOT_CHUNK;
+        rv = buf_reserve(scratch, k);
+        if (rv == 0) {
+            rv = r_get(r, scratch->data + scratch->len, k);
+        }
+        if (rv == 0) {
+            scratch->len += k;
+        }
     }
     if (rv == 0) {
         rv = r_get(r, c, 4);

@@ -59,6 +59,7 @@
 #include "node/cfgcmd.h"
 #include "node/ident.h"
 #include "node/sm.h"
+#include "server/cluster.h"
 #include "server/resp.h"
 #include "server/srv.h"
 #include "storage/store.h"
@@ -156,6 +157,7 @@ struct node {
     uint8_t role;
     raft_term term;
     raft_id leader;
+    raft_id last_leader; /* the latest non-zero leader (CLUSTER replies) */
     raft_index commit;
     raft_index applied;
     raft_term applied_term;
@@ -631,6 +633,7 @@ static void role_change(struct node *n, const struct raft_update *u)
     if (u->leader != n->leader) {
         n->leader = u->leader;
         if (u->leader != 0) {
+            n->last_leader = u->leader;
             LOG_INFOF("leader is node %llu (term %llu)",
                       (unsigned long long)u->leader,
                       (unsigned long long)u->term);
@@ -1156,6 +1159,46 @@ static int backend_config_set(void *data, const char *name, const char *value,
     return node__config_set(&n->cfg, name, value, apply, err, cap);
 }
 
+/* The CLUSTER command's view (server/cluster.h): the members, the leader
+ * this node knows, and the replication offsets it knows (its own applied
+ * index; a leader also knows each follower's match index). */
+static int backend_cluster(void *data, struct srv_cluster_view *out)
+{
+    struct node *n = data;
+    struct raft_status st;
+    raft_status(n->raft, &st);
+    _Static_assert(NODE_MEMBERS_MAX <= SRV_CLUSTER_MEMBERS_MAX, "members");
+    _Static_assert(NODE_HOST_MAX <= SRV_CLUSTER_HOST_MAX, "host");
+    out->cluster_id = n->cfg.cluster_id;
+    out->term = st.term;
+    out->n_members = n->cfg.n_members;
+    out->self = n->cfg.self;
+    out->leader = n->leader != 0 ? member_index(n, n->leader) : -1;
+    out->last_leader =
+        n->last_leader != 0 ? member_index(n, n->last_leader) : -1;
+    for (unsigned i = 0; i < n->cfg.n_members; i++) {
+        const struct node_member *m = &n->cfg.members[i];
+        struct srv_cluster_member *cm = &out->members[i];
+        cm->id = m->id;
+        snprintf(cm->host, sizeof cm->host, "%s", m->host);
+        cm->port = m->client_port;
+        cm->bus_port = m->raft_port;
+        cm->offset = i == n->cfg.self ? n->applied : 0;
+        cm->connected = i == n->cfg.self;
+        if (n->peers[i] != NULL) {
+            struct net_peer_stats ps;
+            net_peer_get_stats(n->peers[i], &ps);
+            cm->connected = ps.connected != 0;
+        }
+        for (unsigned j = 0; j < st.n_progress && st.role == RAFT_LEADER; j++) {
+            if (st.progress[j].id == m->id && i != n->cfg.self) {
+                cm->offset = st.progress[j].match;
+            }
+        }
+    }
+    return 0;
+}
+
 /* ---- snapshots ------------------------------------------------------ */
 
 /* Each snapshot child writes its own file, so that a child left over from
@@ -1324,7 +1367,9 @@ static void snap_child(struct node *n)
     close_range(3, ~0u, 0);
     char path[NODE_PATH_MAX + 32];
     snap_path(n, path, sizeof path);
-    FILE *f = fopen(path, "we");
+    /* 0600 whatever the umask, like every file in the data dir. */
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    FILE *f = fd >= 0 && fchmod(fd, 0600) == 0 ? fdopen(fd, "w") : NULL;
     if (f == NULL) {
         _exit(2);
     }
@@ -1518,6 +1563,10 @@ static int start_net(struct node *n, char *errmsg, size_t len)
     nc.node_id = c->id;
     nc.cluster_id = c->cluster_id;
     nc.bind_host = self->host;
+    if (c->cluster_secret_len > 0) {
+        nc.secret = c->cluster_secret;
+        nc.secret_len = c->cluster_secret_len;
+    }
     struct net_handlers h = peer_handlers_template;
     h.data = n;
     char addr[NODE_HOST_MAX + 16];
@@ -1643,7 +1692,8 @@ int node_start(uv_loop_t *loop, const struct node_config *cfg,
                                  .leader = backend_leader,
                                  .info = backend_info,
                                  .config_get = backend_config_get,
-                                 .config_set = backend_config_set};
+                                 .config_set = backend_config_set,
+                                 .cluster = backend_cluster};
         rv = srv_start(loop, &so, &be, &n->srv, errmsg, errmsg_len);
     }
     if (rv == 0 && first) {

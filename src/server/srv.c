@@ -28,6 +28,8 @@
 #include <string.h>
 
 #include "craft/common.h"
+#include "server/auth.h"
+#include "server/cluster.h"
 #include "server/resp.h"
 #include "server/srv_cmds.h"
 #include "util/assert.h"
@@ -283,6 +285,15 @@ static void client_drain(struct srv_client *c)
             c->tail = NULL;
         }
         c->n_ops--;
+        size_t pending = c->out.len + c->wbuf.len;
+        if (pending > 0 && pending + op->reply.len > SRV_OUTBUF_HARD_MAX) {
+            LOG_WARNF("client %llu: over %u MiB of replies unread; closing",
+                      (unsigned long long)c->id,
+                      (unsigned)(SRV_OUTBUF_HARD_MAX >> 20));
+            op_free(op);
+            client_close(c);
+            return;
+        }
         if ((c->resp3
                  ? srv__resp3_append(&c->out, op->reply.data, op->reply.len)
                  : buf_append(&c->out, op->reply.data, op->reply.len)) != 0) {
@@ -353,13 +364,15 @@ static void client_submit(struct srv_client *c, struct srv_op *op)
     client_dispatch(c);
 }
 
-static void write_status_error(struct srv *s, struct buf *b, int status)
+/* slot: the command's key slot, for MOVED (server/cluster.h). */
+static void write_status_error(struct srv *s, struct buf *b, int status,
+                               unsigned slot)
 {
     char leader[96];
     switch (status) {
     case CRAFT_ENOTLEADER:
         if (s->backend.leader(s->backend.data, leader, sizeof leader)) {
-            resp_write_errorf(b, "MOVED 0 %s", leader);
+            resp_write_errorf(b, "MOVED %u %s", slot, leader);
         } else {
             resp_write_error(b, "CLUSTERDOWN no leader is known; retry "
                                 "shortly");
@@ -411,7 +424,12 @@ void srv_op_done(struct srv_op *op, int status)
     }
     if (status != 0) {
         buf_reset(&op->reply);
-        write_status_error(op->srv, &op->reply, status);
+        /* A transaction's slot is its first command's. */
+        size_t argc = op->n_cmds > 0 ? op->cmd_argc[0] : op->argc;
+        write_status_error(
+            op->srv, &op->reply, status,
+            srv_cluster_cmd_slot(argc, (const uint8_t *const *)op->argv,
+                                 op->lens));
     }
     CRAFT_ASSERT(op->reply.len > 0);
     op->done = true;
@@ -499,6 +517,7 @@ static const struct cmd_desc commands[] = {
     {"unwatch", 1, "fast", 0, 0, 0},
     {"readonly", 1, "fast", 0, 0, 0},
     {"readwrite", 1, "fast", 0, 0, 0},
+    {"cluster", -2, "admin", 0, 0, 0},
 };
 
 static void cmd_command(struct srv_client *c, const struct resp_cmd *cmd,
@@ -567,7 +586,7 @@ static const char *srv_config_get(void *data, size_t i, char *v, size_t cap)
         snprintf(v, cap, "1");
         return "databases";
     case 8:
-        snprintf(v, cap, "no");
+        snprintf(v, cap, "%s", s->backend.cluster != NULL ? "yes" : "no");
         return "cluster-enabled";
     case 9:
         snprintf(v, cap, "%zu", s->opts.command_max);
@@ -642,8 +661,10 @@ static void cmd_info(struct srv_client *c, struct buf *b)
                      "# Server\r\nredis_version:7.0.0\r\n"
                      "craftd_version:0.1.0\r\ntcp_port:%u\r\n"
                      "\r\n# Clients\r\nconnected_clients:%u\r\n"
-                     "maxclients:%u\r\n\r\n",
-                     (unsigned)s->port, s->n_clients, s->opts.max_clients);
+                     "maxclients:%u\r\n\r\n"
+                     "# Cluster\r\ncluster_enabled:%d\r\n\r\n",
+                     (unsigned)s->port, s->n_clients, s->opts.max_clients,
+                     s->backend.cluster != NULL);
     int rv = buf_append(&text, line, (size_t)n);
     if (rv == 0) {
         rv = s->backend.info(s->backend.data, &text);
@@ -675,8 +696,7 @@ static void cmd_auth(struct srv_client *c, const struct resp_cmd *cmd,
     size_t i = cmd->argc - 1;
     bool user_ok =
         cmd->argc == 2 || srv_arg_is(cmd->argv[1], cmd->lens[1], "default");
-    if (user_ok && cmd->lens[i] == strlen(pass) &&
-        memcmp(cmd->argv[i], pass, cmd->lens[i]) == 0) {
+    if (srv_pass_equal(pass, cmd->argv[i], cmd->lens[i]) && user_ok) {
         c->authed = true;
         resp_write_simple(b, "OK");
         return;
@@ -1111,6 +1131,8 @@ static bool local_command(struct srv_client *c, const struct resp_cmd *cmd,
             c->readonly = len == 8;
             resp_write_simple(b, "OK");
         }
+    } else if (srv_arg_is(name, len, "cluster")) {
+        srv__cluster_command(&c->srv->backend, cmd, b);
     } else {
         return false;
     }
@@ -1133,8 +1155,9 @@ static bool needs_auth(const struct srv_client *c, const struct resp_cmd *cmd)
 static bool is_local(const struct resp_cmd *cmd)
 {
     static const char *const names[] = {
-        "ping", "echo",   "quit",  "select",   "auth",      "command", "config",
-        "info", "client", "hello", "readonly", "readwrite", "unwatch"};
+        "ping",     "echo",      "quit",    "select", "auth",
+        "command",  "config",    "info",    "client", "hello",
+        "readonly", "readwrite", "unwatch", "cluster"};
     for (size_t i = 0; i < CRAFT_ARRAY_LEN(names); i++) {
         if (srv_arg_is(cmd->argv[0], cmd->lens[0], names[i])) {
             return true;
@@ -1149,7 +1172,7 @@ static void answer_local(struct srv_client *c, const struct resp_cmd *cmd,
     if (needs_auth(c, cmd)) {
         resp_write_error(b, "NOAUTH Authentication required.");
     } else if (c->srv->stopping) {
-        write_status_error(c->srv, b, CRAFT_ESHUTDOWN);
+        write_status_error(c->srv, b, CRAFT_ESHUTDOWN, 0);
     } else if (!c->resp3) {
         bool known = local_command(c, cmd, b);
         CRAFT_ASSERT(known);

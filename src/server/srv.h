@@ -4,10 +4,10 @@
  *
  * The front end knows nothing about Raft or the key-value store.  Commands
  * it does not answer itself (everything but PING ECHO QUIT SELECT AUTH
- * COMMAND CONFIG INFO CLIENT HELLO READONLY READWRITE UNWATCH, and
- * MULTI/EXEC/DISCARD, whose queue is the connection's) are handed to a backend,
- * craftd's node runtime, as a struct srv_op; the backend answers each op
- * exactly once with srv_op_done(), at once or later.
+ * COMMAND CONFIG INFO CLIENT HELLO READONLY READWRITE UNWATCH CLUSTER,
+ * and MULTI/EXEC/DISCARD, whose queue is the connection's) are handed to a
+ * backend, craftd's node runtime, as a struct srv_op; the backend answers
+ * each op exactly once with srv_op_done(), at once or later.
  *
  * Invariants:
  *  1. Replies go out in the order the commands arrived on a connection,
@@ -48,6 +48,13 @@
 #define SRV_PIPELINE_MAX 1024
 /* Unsent replies per connection before we stop reading from it. */
 #define SRV_OUTBUF_MAX (64u * 1024 * 1024)
+/* Unsent replies per connection beyond which the connection is closed (as
+ * Redis's client-output-buffer-limit): reading stops at SRV_OUTBUF_MAX, but
+ * up to SRV_PIPELINE_MAX commands already read may each still produce a
+ * large reply, so a client that never reads could otherwise make us hold
+ * SRV_PIPELINE_MAX replies of up to 512 MiB each.  One reply larger than
+ * this is still sent to a client that has nothing else pending. */
+#define SRV_OUTBUF_HARD_MAX (2 * SRV_OUTBUF_MAX)
 /* Beyond their first 128 KiB each, the query buffers of all clients
  * together hold at most this; a client whose buffer would take more is
  * closed (as Redis's maxmemory-clients). */
@@ -57,6 +64,7 @@
 
 struct srv;
 struct srv_client;
+struct srv_cluster_view; /* server/cluster.h */
 
 /* Keys a connection may WATCH at once (Redis has no limit; each costs a
  * copy of the key and a version here and in the EXEC entry). */
@@ -128,8 +136,9 @@ struct srv_backend {
      * Execute op.  The backend calls srv_op_done(op, status) exactly once,
      * possibly before submit returns.  status 0: op->reply holds the
      * reply.  Otherwise the front end writes the error:
-     *   CRAFT_ENOTLEADER  -MOVED 0 <leader> or -CLUSTERDOWN (never
-     *                     proposed, safe to retry elsewhere)
+     *   CRAFT_ENOTLEADER  -MOVED <slot> <leader> or -CLUSTERDOWN (never
+     *                     proposed, safe to retry elsewhere); the slot
+     *                     is the first key's (server/cluster.h)
      *   CRAFT_ELEADERLOST -UNCERTAIN (proposed; outcome unknown)
      *   CRAFT_ESHUTDOWN   -SHUTDOWN (not executed; node stopping)
      *   anything else     -ERR <craft_strerror(status)>
@@ -156,6 +165,11 @@ struct srv_backend {
     const char *(*config_get)(void *data, size_t i, char *value, size_t cap);
     int (*config_set)(void *data, const char *name, const char *value,
                       bool apply, char *err, size_t err_cap);
+    /* Optional: describe the members, the leader and this node for the
+     * CLUSTER command (server/cluster.h); out arrives zeroed with leader
+     * -1.  Returns 0 or a CRAFT_E* code.  Without it CLUSTER answers that
+     * cluster support is disabled. */
+    int (*cluster)(void *data, struct srv_cluster_view *out);
 };
 
 struct srv_options {

@@ -3,7 +3,8 @@
  * sockets, with a scripted backend:
  *   SLOW x      answered later, in reverse order of arrival, with +x
  *   FAST x      answered inside submit with +x
- *   NOTLEADER   CRAFT_ENOTLEADER (MOVED or CLUSTERDOWN)
+ *   NOTLEADER   CRAFT_ENOTLEADER (MOVED or CLUSTERDOWN), also as the
+ *               first command of a transaction
  *   LOST        CRAFT_ELEADERLOST
  *   READ x      a read (classify), answered later like SLOW with +x
  *   INVALID     refused by classify, never submitted
@@ -75,7 +76,7 @@ static void submit(void *data, struct srv_op *op)
         f->reads_out++;
         return;
     }
-    if (op->n_cmds > 0) {
+    if (op->n_cmds > 0 && !srv_arg_is(op->argv[0], op->lens[0], "notleader")) {
         /* A transaction: answer with the commands' names, in order. */
         resp_write_array(&op->reply, op->n_cmds);
         size_t a = 0;
@@ -399,6 +400,20 @@ static void errors_for_not_proposed_and_lost(void **state)
     f->leader_known = 1;
     send_str(fd, "NOTLEADER\r\n");
     expect(fd, "-MOVED 0 127.0.0.1:9999\r\n");
+    /* MOVED names the key's Redis Cluster slot (CLUSTER KEYSLOT foo). */
+    send_str(fd, "NOTLEADER foo\r\n");
+    expect(fd, "-MOVED 12182 127.0.0.1:9999\r\n");
+    /* A transaction's slot is its first command's first key's. */
+    send_str(fd, "MULTI\r\n");
+    expect(fd, "+OK\r\n");
+    send_str(fd, "NOTLEADER {user1000}.a\r\n");
+    expect(fd, "+QUEUED\r\n");
+    send_str(fd, "EXEC\r\n");
+    expect(fd, "-MOVED 3443 127.0.0.1:9999\r\n");
+    /* This backend has no cluster view: no CLUSTER, as Redis without
+     * cluster support. */
+    send_str(fd, "CLUSTER SLOTS\r\n");
+    expect(fd, "-ERR This instance has cluster support disabled\r\n");
     send_str(fd, "LOST\r\n");
     expect(fd, "-UNCERTAIN leadership changed before the command committed; "
                "it may or may not have taken effect\r\n");
