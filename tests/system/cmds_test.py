@@ -408,10 +408,13 @@ def split_args(line):
 
 
 def normalise_hello(b):
-    """The version and connection id of a HELLO reply differ by design."""
+    """The version, connection id and mode (craftd presents itself as a
+    cluster) of a HELLO reply differ by design."""
     import re
     b = re.sub(rb"\$7\r\nversion\r\n\$\d+\r\n[0-9.]+\r\n",
                b"$7\r\nversion\r\nV\r\n", b)
+    b = re.sub(rb"\$4\r\nmode\r\n\$\d+\r\n[a-z]+\r\n",
+               b"$4\r\nmode\r\nM\r\n", b)  # cluster / standalone
     return re.sub(rb"\$2\r\nid\r\n:\d+\r\n", b"$2\r\nid\r\n:ID\r\n", b)
 
 
