@@ -441,6 +441,10 @@ static int cmd_set(struct kvsm_exec *x)
         }
     }
     struct kvsm *sm = x->rw;
+    /* Room in the expiry heap first, so the write is all or nothing. */
+    if (has_exp && ht_expire_reserve(&sm->keys, 1) != 0) {
+        return CRAFT_ENOMEM;
+    }
     struct ht_entry *e = lookup_w(sm, x->argv[1], x->lens[1]);
     int rv = 0;
     if (get) {
@@ -465,6 +469,7 @@ static int cmd_set(struct kvsm_exec *x)
         struct ht_entry *n = ht_find(&sm->keys, x->argv[1], x->lens[1]);
         CRAFT_ASSERT(n != NULL);
         rv = ht_set_expire(&sm->keys, n, at);
+        CRAFT_ASSERT(rv == 0); /* reserved above */
     }
     return rv;
 }

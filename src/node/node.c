@@ -595,6 +595,7 @@ static bool read_time_ok(const struct node *n, const struct read_group *g)
 /* Serve the confirmed rounds, oldest first, whose index has applied. */
 static void serve_reads(struct node *n)
 {
+    n->clock_want_ms = 0; /* set again below if a round still waits */
     while (n->groups != NULL && n->groups->ready &&
            n->groups->index <= n->applied) {
         struct read_group *g = n->groups;

@@ -1053,8 +1053,11 @@ static void cmd_hello(struct srv_client *c, const struct resp_cmd *cmd,
     resp_write_int(b, c->resp3 ? 3 : 2);
     resp_write_bulk(b, "id", 2);
     resp_write_int(b, (long long)c->id);
+    /* As Redis: "cluster" when cluster-enabled is yes. */
+    const char *mode =
+        c->srv->backend.cluster != NULL ? "cluster" : "standalone";
     resp_write_bulk(b, "mode", 4);
-    resp_write_bulk(b, "standalone", 10);
+    resp_write_bulk(b, mode, strlen(mode));
     resp_write_bulk(b, "role", 4);
     resp_write_bulk(b, "master", 6);
     resp_write_bulk(b, "modules", 7);
