@@ -10,6 +10,7 @@
 
 #include "craft/common.h"
 #include "kv/kvsm.h"
+#include "kv/kvsm_int.h" /* node_sm_expires() only, until kvsm counts */
 #include "server/resp.h"
 #include "util/assert.h"
 
@@ -206,4 +207,19 @@ int node_sm_snapshot_load(struct node_sm *sm, node_sm_read_cb cb, void *data)
 uint64_t node_sm_keys(const struct node_sm *sm)
 {
     return kvsm_key_count(sm->kv);
+}
+
+uint64_t node_sm_expires(const struct node_sm *sm)
+{
+    /* A walk of the key table (kvsm has no count of keys with a TTL yet);
+     * a few milliseconds per million keys, paid only by INFO and a
+     * scrape. */
+    struct ht_iter it;
+    uint64_t n = 0;
+    ht_iter_init(&it, &sm->kv->keys);
+    for (struct ht_entry *e; (e = ht_iter_next(&it)) != NULL;) {
+        n += e->expire_ms != 0;
+    }
+    CRAFT_ASSERT(n <= kvsm_key_count(sm->kv));
+    return n;
 }

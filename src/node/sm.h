@@ -81,4 +81,8 @@ int node_sm_snapshot_load(struct node_sm *sm, node_sm_read_cb read_cb,
 /* Keys and sessions held, for INFO. */
 uint64_t node_sm_keys(const struct node_sm *sm);
 
+/* Keys that have a TTL (INFO's db0 expires=).  O(keys): counted by a walk
+ * of the table until the state machine keeps the count itself. */
+uint64_t node_sm_expires(const struct node_sm *sm);
+
 #endif /* CRAFT_NODE_SM_H */

@@ -32,6 +32,7 @@
 #include "server/resp.h"
 #include "util/assert.h"
 #include "util/log.h"
+#include "util/obs.h"
 
 enum client_state { CLIENT_OPEN = 1, CLIENT_DRAINING, CLIENT_CLOSING };
 
@@ -96,6 +97,7 @@ static void multi_reset(struct srv_client *c);
 static void client_maybe_finish(struct srv_client *c);
 static void client_dispatch(struct srv_client *c);
 static void on_srv_handle_close(uv_handle_t *h);
+static void op_observe(const struct srv_op *op);
 
 bool srv_arg_is(const uint8_t *arg, size_t len, const char *name)
 {
@@ -223,6 +225,7 @@ static struct srv_op *op_new(struct srv_client *c, const struct resp_cmd *cmd)
     op->srv = c->srv;
     op->client = c;
     op->client_id = c->id;
+    op->start_ns = uv_hrtime();
     op->argc = cmd->argc;
     op->argv = (uint8_t **)(op + 1);
     op->lens = (size_t *)(op->argv + cmd->argc);
@@ -316,6 +319,7 @@ static void client_submit(struct srv_client *c, struct srv_op *op)
                    : SRV_OP_WRITE;
     if (op->kind == SRV_OP_ANSWERED) {
         CRAFT_ASSERT(op->reply.len > 0);
+        op_observe(op);
         op->done = true;
         client_drain(c);
         return;
@@ -324,6 +328,20 @@ static void client_submit(struct srv_client *c, struct srv_op *op)
         c->held = op;
     }
     client_dispatch(c);
+}
+
+/* Count a finished op (util/obs.h): a transaction under "exec". */
+static void op_observe(const struct srv_op *op)
+{
+    enum obs_class cls = op->kind == SRV_OP_READ    ? OBS_READ
+                         : op->kind == SRV_OP_WRITE ? OBS_WRITE
+                                                    : OBS_LOCAL;
+    const char *reply = (const char *)op->reply.data;
+    const uint8_t *name =
+        op->n_cmds > 0 ? (const uint8_t *)"exec" : op->argv[0];
+    size_t len = op->n_cmds > 0 ? 4 : op->lens[0];
+    obs_command(name, len, cls, obs_result_of(reply, op->reply.len), reply,
+                op->reply.len, uv_hrtime() - op->start_ns);
 }
 
 static void write_status_error(struct srv *s, struct buf *b, int status)
@@ -360,6 +378,7 @@ void srv_op_done(struct srv_op *op, int status)
         write_status_error(op->srv, &op->reply, status);
     }
     CRAFT_ASSERT(op->reply.len > 0);
+    op_observe(op);
     op->done = true;
     struct srv_client *c = op->client;
     if (c == NULL) {
@@ -520,22 +539,17 @@ static void cmd_config(struct srv_client *c, const struct resp_cmd *cmd,
     }
 }
 
-static void cmd_info(struct srv_client *c, struct buf *b)
+/* INFO [section ...]: the backend writes every section (it knows the
+ * node; the front end's counters are in util/obs.h). */
+static void cmd_info(struct srv_client *c, const struct resp_cmd *cmd,
+                     struct buf *b)
 {
     struct srv *s = c->srv;
     struct buf text;
     buf_init(&text);
-    char line[256];
-    int n = snprintf(line, sizeof line,
-                     "# Server\r\nredis_version:7.0.0\r\n"
-                     "craftd_version:0.1.0\r\ntcp_port:%u\r\n"
-                     "\r\n# Clients\r\nconnected_clients:%u\r\n"
-                     "maxclients:%u\r\n\r\n",
-                     (unsigned)s->port, s->n_clients, s->opts.max_clients);
-    int rv = buf_append(&text, line, (size_t)n);
-    if (rv == 0) {
-        rv = s->backend.info(s->backend.data, &text);
-    }
+    int rv = s->backend.info(s->backend.data, cmd->argc - 1,
+                             (const uint8_t *const *)cmd->argv + 1,
+                             cmd->lens + 1, &text);
     if (rv == 0) {
         resp_write_bulk(b, text.data, text.len);
     } else {
@@ -681,7 +695,7 @@ static bool local_command(struct srv_client *c, const struct resp_cmd *cmd,
     } else if (srv_arg_is(name, len, "config")) {
         cmd_config(c, cmd, b);
     } else if (srv_arg_is(name, len, "info")) {
-        cmd_info(c, b);
+        cmd_info(c, cmd, b);
     } else if (srv_arg_is(name, len, "client")) {
         cmd_client(c, cmd, b);
     } else if (srv_arg_is(name, len, "hello")) {
@@ -785,6 +799,7 @@ static struct srv_op *multi_op(struct srv_client *c)
     op->srv = c->srv;
     op->client = c;
     op->client_id = c->id;
+    op->start_ns = uv_hrtime();
     op->argc = argc;
     op->n_cmds = c->n_multi;
     op->argv = (uint8_t **)(op + 1);
@@ -914,7 +929,13 @@ static void client_command(struct srv_client *c, const struct resp_cmd *cmd)
             client_close(c);
             return;
         }
+        size_t off = b->len;
+        uint64_t t0 = uv_hrtime();
         answer_local(c, cmd, b);
+        const char *reply = (const char *)b->data + off;
+        obs_command(cmd->argv[0], cmd->lens[0], OBS_LOCAL,
+                    obs_result_of(reply, b->len - off), reply, b->len - off,
+                    uv_hrtime() - t0);
         return;
     }
     struct srv_op *op = op_new(c, cmd);
@@ -1178,12 +1199,14 @@ static void on_connection(uv_stream_t *listener, int status)
     s->clients = c;
     s->n_clients++;
     s->n_handles++;
+    obs.connections_received++;
     if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
         client_close(c);
         return;
     }
     uv_tcp_nodelay(&c->tcp, 1);
     if (s->n_clients > s->opts.max_clients) {
+        obs.connections_rejected++;
         resp_write_error(&c->out, "ERR max number of clients reached");
         c->state = CLIENT_DRAINING;
         client_want_write(c);
