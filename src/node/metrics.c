@@ -32,6 +32,8 @@ struct mconn {
     int open_handles; /* tcp + timer */
     struct buf resp;
     uv_write_t wreq;
+    uv_shutdown_t sreq;
+    size_t drained; /* bytes discarded after the response (lingering) */
 };
 
 struct metrics {
@@ -96,11 +98,42 @@ static void conn_close(struct mconn *c)
     uv_close((uv_handle_t *)&c->timer, on_conn_handle_closed);
 }
 
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b);
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *out);
+
+static void on_linger_timeout(uv_timer_t *t)
+{
+    conn_close(t->data);
+}
+
+/* The response is out and our FIN sent: read and discard what the client
+ * still sends for a moment before closing.  Closing a socket with unread
+ * input makes the kernel send a reset, which can destroy the response
+ * before the client reads it (a refused oversized request). */
+static void on_shutdown(uv_shutdown_t *req, int status)
+{
+    struct mconn *c = req->data;
+    if (status != 0 || uv_is_closing((uv_handle_t *)&c->tcp)) {
+        conn_close(c);
+        return;
+    }
+    uv_timer_start(&c->timer, on_linger_timeout, METRICS_LINGER_MS, 0);
+    if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) {
+        conn_close(c);
+    }
+}
+
 static void on_written(uv_write_t *w, int status)
 {
     struct mconn *c = w->data;
-    (void)status; /* closing either way */
-    conn_close(c);
+    if (status != 0 || uv_is_closing((uv_handle_t *)&c->tcp)) {
+        conn_close(c);
+        return;
+    }
+    c->sreq.data = c;
+    if (uv_shutdown(&c->sreq, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
+        conn_close(c);
+    }
 }
 
 /* Send status line, headers and body (NULL for none: HEAD or an error
@@ -236,6 +269,9 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *out)
 {
     struct mconn *c = h->data;
     (void)suggested;
+    if (c->answered) {
+        c->len = 0; /* lingering: the input is discarded */
+    }
     *out = uv_buf_init(c->req + c->len, (unsigned)(sizeof c->req - c->len));
 }
 
@@ -244,6 +280,11 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
     struct mconn *c = s->data;
     (void)b;
     if (c->answered) {
+        /* Lingering (on_shutdown): discard, up to a bound. */
+        if (nread < 0 ||
+            (c->drained += (size_t)nread) > METRICS_LINGER_BYTES_MAX) {
+            conn_close(c);
+        }
         return;
     }
     if (nread == UV_ENOBUFS ||

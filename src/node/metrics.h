@@ -9,7 +9,8 @@
  * strict and small:
  *
  *  1. One request per connection, answered with "Connection: close"; the
- *     server closes after the response (no keep-alive, no pipelining).
+ *     server closes after the response (no keep-alive, no pipelining),
+ *     lingering up to METRICS_LINGER_MS to discard unread input.
  *  2. The request line and headers must arrive within
  *     METRICS_REQUEST_TIMEOUT_MS (a slowloris is cut off) and fit in
  *     METRICS_REQUEST_MAX bytes (else 431); a body is never read.
@@ -36,6 +37,11 @@
 /* Prometheus's default scrape timeout is 10 s; a real scraper sends its
  * request at once, so 5 s only ever cuts off the slow and the idle. */
 #define METRICS_REQUEST_TIMEOUT_MS 5000
+/* After answering, the server reads and discards what the client still
+ * sends for at most this long and this much before closing (a lingering
+ * close, so that a reset does not destroy the answer). */
+#define METRICS_LINGER_MS 1000
+#define METRICS_LINGER_BYTES_MAX (256u * 1024)
 /* A couple of scrapers and an operator's curl; not a public server. */
 #define METRICS_CONNS_MAX 16
 
