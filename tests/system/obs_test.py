@@ -600,7 +600,7 @@ def test_status():
             rc, out, err = run("--json")
             d = json.loads(out)
             return rc == 0 and all(m.get("lag") == 0 for m in d["members"]) \
-                and d
+                and len({m["commit"] for m in d["members"]}) == 1 and d
         d = poll("status with every lag 0", settled, 10)
         assert d["leader"] == lid
         for m in d["members"]:
