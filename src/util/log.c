@@ -307,8 +307,15 @@ void log_event(enum log_level level, const char *event, const char *fields, ...)
     if (log_node == 0 && log_format == LOG_FORMAT_TEXT) {
         /* The plain format: the event name leads the message. */
         char plain[LOG_LINE_MAX];
-        snprintf(plain, sizeof plain, "%s%s%s", event,
-                 body[0] != '\0' ? " " : "", body);
+        size_t n = strnlen(event, 64);
+        memcpy(plain, event, n);
+        if (body[0] != '\0') {
+            plain[n++] = ' ';
+            size_t k = strnlen(body, sizeof plain - n - 1);
+            memcpy(plain + n, body, k);
+            n += k;
+        }
+        plain[n] = '\0';
         emit(level, event, plain);
         return;
     }
