@@ -191,8 +191,7 @@ static void sec_persistence(struct out *o, const struct node_report *r)
                                   ? obs.snapshot_last_unix_ms
                                   : obs.start_unix_ms) /
                              1000u),
-        obs.snapshots_failed > 0 && obs.snapshot_last_unix_ms == 0 ? "err"
-                                                                   : "ok",
+        obs.snapshot_last_abandoned ? "err" : "ok",
         s->count > 0 ? s->last : -1.0,
         (unsigned long long)(r->applied > r->snapshot_index
                                  ? r->applied - r->snapshot_index

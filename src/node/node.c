@@ -1188,6 +1188,7 @@ static void snap_finish(struct node *n, const char *why)
     if (why != NULL) {
         char q[160];
         obs.snapshots_failed++;
+        obs.snapshot_last_abandoned = true;
         log_event(LOG_WARN, "snapshot_abandoned", "index=%llu reason=%s",
                   (unsigned long long)n->snap_index,
                   log_quote(why, q, sizeof q));
@@ -1228,6 +1229,7 @@ static void on_snap_chunk(struct store_req *req, int status)
     /* Durable and current in the store: let the core compact. */
     uint64_t ms = (uv_hrtime() - n->snap_started_ns) / 1000000u;
     obs.snapshots++;
+    obs.snapshot_last_abandoned = false;
     obs_hist_observe(&obs.snapshot,
                      (double)(uv_hrtime() - n->snap_started_ns) / 1e9);
     obs.snapshot_last_unix_ms = obs_unix_ms();

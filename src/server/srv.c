@@ -1199,7 +1199,6 @@ static void on_connection(uv_stream_t *listener, int status)
     s->clients = c;
     s->n_clients++;
     s->n_handles++;
-    obs.connections_received++;
     if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
         client_close(c);
         return;
@@ -1212,6 +1211,7 @@ static void on_connection(uv_stream_t *listener, int status)
         client_want_write(c);
         return;
     }
+    obs.connections_received++; /* as Redis: the rejected are not counted */
     client_pause(c, false);
 }
 

@@ -117,6 +117,26 @@ const char *log_quote(const char *s, char *out, size_t cap)
     return out;
 }
 
+/* Append a formatted piece at line[at], never past cap: returns the new
+ * length, at most cap - 1 (a cut piece is cut, never overflows). */
+static size_t app(char *line, size_t at, size_t cap, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static size_t app(char *line, size_t at, size_t cap, const char *fmt, ...)
+{
+    if (at + 1 >= cap) {
+        return at;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    int k = vsnprintf(line + at, cap - at, fmt, ap);
+    va_end(ap);
+    if (k < 0) {
+        return at;
+    }
+    return (size_t)k < cap - at ? at + (size_t)k : cap - 1;
+}
+
 /* Append s (n bytes) to line as a JSON string body. */
 static size_t json_str(char *line, size_t at, size_t cap, const char *s,
                        size_t n)
@@ -127,7 +147,7 @@ static size_t json_str(char *line, size_t at, size_t cap, const char *s,
             line[at++] = '\\';
             line[at++] = (char)ch;
         } else if (ch < 0x20) {
-            at += (size_t)snprintf(line + at, cap - at, "\\u%04x", ch);
+            at = app(line, at, cap, "\\u%04x", ch);
         } else {
             line[at++] = (char)ch;
         }
@@ -189,14 +209,14 @@ static bool json_field(const char **p, char *line, size_t *at, size_t cap)
             val[vn++] = *v++;
         }
     }
-    *at += (size_t)snprintf(line + *at, cap - *at, ",\"");
+    *at = app(line, *at, cap, ",\"");
     *at = json_str(line, *at, cap, s, (size_t)(eq - s));
     if (!quoted && is_integer(val, vn)) {
-        *at += (size_t)snprintf(line + *at, cap - *at, "\":%.*s", (int)vn, val);
+        *at = app(line, *at, cap, "\":%.*s", (int)vn, val);
     } else {
-        *at += (size_t)snprintf(line + *at, cap - *at, "\":\"");
+        *at = app(line, *at, cap, "\":\"");
         *at = json_str(line, *at, cap, val, vn);
-        *at += (size_t)snprintf(line + *at, cap - *at, "\"");
+        *at = app(line, *at, cap, "\"");
     }
     *p = v;
     return *at + 16 < cap;
@@ -209,7 +229,7 @@ static size_t format_time(char *line, size_t cap)
     clock_gettime(CLOCK_REALTIME, &ts);
     gmtime_r(&ts.tv_sec, &tm);
     size_t n = strftime(line, cap, "%Y-%m-%dT%H:%M:%S", &tm);
-    n += (size_t)snprintf(line + n, cap - n, ".%03ldZ", ts.tv_nsec / 1000000L);
+    n = app(line, n, cap, ".%03ldZ", ts.tv_nsec / 1000000L);
     return n;
 }
 
@@ -227,18 +247,16 @@ static void emit(enum log_level level, const char *event, const char *body)
     if (log_format == LOG_FORMAT_JSON) {
         char ts[40];
         format_time(ts, sizeof ts);
-        n = (size_t)snprintf(line, cap, "{\"time\":\"%s\",\"level\":\"%s\"", ts,
-                             level_names[level]);
+        n = app(line, 0, cap, "{\"time\":\"%s\",\"level\":\"%s\"", ts,
+                level_names[level]);
         if (log_node != 0) {
-            n += (size_t)snprintf(
-                line + n, cap - n,
-                ",\"node\":%llu,\"term\":%llu,\"role\":\"%s\"",
+            n = app(
+                line, n, cap, ",\"node\":%llu,\"term\":%llu,\"role\":\"%s\"",
                 (unsigned long long)log_node, (unsigned long long)term, role);
         } else {
-            n += (size_t)snprintf(line + n, cap - n, ",\"ident\":\"%s\"",
-                                  log_ident);
+            n = app(line, n, cap, ",\"ident\":\"%s\"", log_ident);
         }
-        n += (size_t)snprintf(line + n, cap - n, ",\"event\":\"%s\"", event);
+        n = app(line, n, cap, ",\"event\":\"%s\"", event);
         const char *p = body;
         while (n < cap && json_field(&p, line, &n, cap)) {
         }
@@ -246,7 +264,7 @@ static void emit(enum log_level level, const char *event, const char *body)
             p += 3;
         }
         if (*p != '\0' && n + 16 < cap) {
-            n += (size_t)snprintf(line + n, cap - n, ",\"msg\":\"");
+            n = app(line, n, cap, ",\"msg\":\"");
             n = json_str(line, n, cap - 2, p, strlen(p));
             line[n++] = '"';
         }
@@ -254,19 +272,13 @@ static void emit(enum log_level level, const char *event, const char *body)
         line[n++] = '}';
     } else if (log_node != 0) {
         n = format_time(line, cap);
-        int k = snprintf(line + n, cap - n,
-                         " %c node=%llu term=%llu role=%s event=%s%s%s",
-                         letters[level], (unsigned long long)log_node,
-                         (unsigned long long)term, role, event,
-                         body[0] != '\0' ? " " : "", body);
-        n += k > 0 ? (size_t)k : 0;
-        n = n < cap ? n : cap;
+        n = app(line, n, cap, " %c node=%llu term=%llu role=%s event=%s%s%s",
+                letters[level], (unsigned long long)log_node,
+                (unsigned long long)term, role, event,
+                body[0] != '\0' ? " " : "", body);
     } else {
         n = format_time(line, cap);
-        int k = snprintf(line + n, cap - n, " %c %s %s", letters[level],
-                         log_ident, body);
-        n += k > 0 ? (size_t)k : 0;
-        n = n < cap ? n : cap;
+        n = app(line, n, cap, " %c %s %s", letters[level], log_ident, body);
     }
     line[n++] = '\n';
     ssize_t w = write(log_fd, line, n);

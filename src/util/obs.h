@@ -22,6 +22,7 @@
 #ifndef CRAFT_UTIL_OBS_H
 #define CRAFT_UTIL_OBS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -99,10 +100,12 @@ struct obs {
     uint64_t fsync_stalls; /* longer than OBS_FSYNC_STALL_MS */
 
     /* Raft (src/node). */
-    uint64_t elections;      /* times this node became (pre-)candidate */
-    uint64_t leader_changes; /* times the known leader changed to a node */
-    uint64_t snapshots;      /* local snapshots stored */
-    uint64_t snapshots_failed;
+    uint64_t elections;           /* times this node became (pre-)candidate */
+    uint64_t leader_changes;      /* times the known leader changed to a node */
+    uint64_t snapshots;           /* local snapshots stored */
+    uint64_t snapshots_failed;    /* abandoned: failed, or replaced by
+                                     the leader's, or the node stopped */
+    bool snapshot_last_abandoned; /* the latest attempt did not finish */
     uint64_t snapshots_installed; /* received from a leader */
     struct obs_hist snapshot;     /* fork to durable, per local snapshot */
     uint64_t snapshot_last_unix_ms;
