@@ -579,6 +579,25 @@ static void persist(struct node *n, const struct raft_update *u)
 
 /* ---- sending -------------------------------------------------------- */
 
+/* A snapshot transfer's first and last chunks, as events (a transfer
+ * restarted after a timeout starts again at offset 0). */
+static void log_snapshot_send(const struct raft_message *m)
+{
+    CRAFT_ASSERT(m->type == RAFT_MSG_SNAPSHOT);
+    if (m->snapshot.offset == 0) {
+        log_event(LOG_INFO, "snapshot_send_started",
+                  "to=%llu index=%llu bytes=%llu", (unsigned long long)m->to,
+                  (unsigned long long)m->snapshot.meta.index,
+                  (unsigned long long)m->snapshot.meta.size);
+    }
+    if (m->snapshot.last) {
+        log_event(LOG_INFO, "snapshot_sent", "to=%llu index=%llu bytes=%llu",
+                  (unsigned long long)m->to,
+                  (unsigned long long)m->snapshot.meta.index,
+                  (unsigned long long)m->snapshot.meta.size);
+    }
+}
+
 static void send_message(struct node *n, const struct raft_message *m)
 {
     int idx = member_index(n, m->to);
@@ -616,6 +635,8 @@ static void send_message(struct node *n, const struct raft_message *m)
         net_peer_send(n->peers[idx], NODE_MSG_RAFT, n->sendbuf.data, total);
     if (rv != 0) {
         n->unreachable |= 1u << idx;
+    } else if (m->type == RAFT_MSG_SNAPSHOT) {
+        log_snapshot_send(m);
     }
 }
 

@@ -8,6 +8,14 @@
 
 struct obs obs;
 
+/* Where each name's slot is found: open addressing over a table twice
+ * the size of obs.cmds, by FNV-1a of the lower-cased name; entries are
+ * slot index + 1, 0 empty.  A command is counted on every reply, so the
+ * lookup is one hash and usually one compare, not a scan. */
+#define OBS_CMD_HASH (2 * OBS_CMDS_MAX)
+static uint8_t cmd_hash[OBS_CMD_HASH];
+_Static_assert(OBS_CMDS_MAX < 255, "slot indices fit in uint8_t");
+
 const double obs_bucket_bounds[OBS_BUCKETS] = {
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
     0.05,   0.1,     0.25,   0.5,   1.0,    2.5,   5.0,  10.0};
@@ -34,6 +42,7 @@ uint64_t obs_unix_ms(void)
 void obs_init(void)
 {
     memset(&obs, 0, sizeof obs);
+    memset(cmd_hash, 0, sizeof cmd_hash);
     obs.start_ns = mono_ns();
     obs.start_unix_ms = obs_unix_ms();
 }
@@ -99,6 +108,32 @@ enum obs_result obs_result_of(const char *reply, size_t len)
     return OBS_ERR;
 }
 
+static struct obs_cmd *cmd_find_or_add(const char *low, size_t len)
+{
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < len; i++) {
+        h = (h ^ (uint8_t)low[i]) * 16777619u;
+    }
+    for (unsigned probe = 0; probe < OBS_CMD_HASH; probe++) {
+        unsigned at = (h + probe) % OBS_CMD_HASH;
+        if (cmd_hash[at] == 0) {
+            if (obs.n_cmds + 1 >= OBS_CMDS_MAX && strcmp(low, "other") != 0) {
+                return cmd_find_or_add("other", 5);
+            }
+            struct obs_cmd *c = &obs.cmds[obs.n_cmds++];
+            memcpy(c->name, low, len + 1);
+            cmd_hash[at] = (uint8_t)obs.n_cmds;
+            return c;
+        }
+        struct obs_cmd *c = &obs.cmds[cmd_hash[at] - 1];
+        if (strcmp(c->name, low) == 0) {
+            return c;
+        }
+    }
+    CRAFT_UNREACHABLE(); /* never more than half full */
+    return NULL;
+}
+
 /* The table slot for a command name: lower-cased, found or added; the
  * "other" slot when the name is odd or the table is full (invariant 3). */
 static struct obs_cmd *cmd_slot(const uint8_t *name, size_t len)
@@ -115,21 +150,10 @@ static struct obs_cmd *cmd_slot(const uint8_t *name, size_t len)
         low[i] = ch;
     }
     if (!ok) {
-        memcpy(low, "other", 6);
-    } else {
-        low[len] = '\0';
+        return cmd_find_or_add("other", 5);
     }
-    for (unsigned i = 0; i < obs.n_cmds; i++) {
-        if (strcmp(obs.cmds[i].name, low) == 0) {
-            return &obs.cmds[i];
-        }
-    }
-    if (obs.n_cmds + 1 >= OBS_CMDS_MAX && strcmp(low, "other") != 0) {
-        return cmd_slot((const uint8_t *)"other", 5);
-    }
-    struct obs_cmd *c = &obs.cmds[obs.n_cmds++];
-    memcpy(c->name, low, strlen(low) + 1);
-    return c;
+    low[len] = '\0';
+    return cmd_find_or_add(low, len);
 }
 
 void obs_command(const uint8_t *name, size_t len, enum obs_class cls,

@@ -101,7 +101,7 @@ FIELDS = {
 
 
 def test_info():
-    c = Cluster(3, name="obs-info")
+    c = Cluster(3, name="obs-info", extra=["--snapshot-bytes", "32k"])
     try:
         c.start()
         lid = c.leader()
@@ -200,6 +200,27 @@ def test_info():
         d = info(leader.port, "default")
         assert list(d) == list(FIELDS), list(d)
         assert info(leader.port, "nosuchsection") == {}
+
+        # Snapshots: past --snapshot-bytes every member takes one, and the
+        # persistence section says when, how big, how long.
+        p0 = info(leader.port, "persistence")["persistence"]
+        assert p0["craft_snapshots_taken"] == "0", p0
+        assert p0["rdb_last_bgsave_time_sec"] == "-1", p0
+        k = Conn(leader.port)
+        for i in range(120):
+            assert k.call("SET", "bulk%d" % i, "x" * 400) == "OK"
+        k.close()
+
+        def snapshotted():
+            p = info(leader.port, "persistence")["persistence"]
+            return int(p["craft_snapshots_taken"]) >= 1 and p
+        p1 = poll("a snapshot on the leader", snapshotted, 20)
+        assert int(p1["craft_snapshot_last_index"]) > 0, p1
+        assert int(p1["craft_snapshot_last_bytes"]) > 10000, p1
+        assert int(p1["rdb_last_bgsave_time_sec"]) >= 0, p1
+        assert p1["rdb_last_bgsave_status"] == "ok", p1
+        assert int(p1["rdb_last_save_time"]) >= \
+            int(p0["rdb_last_save_time"]), (p0, p1)
     finally:
         c.close()
 
