@@ -257,7 +257,8 @@ static void node_log_view(const struct node *n)
     log_view.role = raft_role_name(n->role);
 }
 
-/* Elections and votes as events (role_change() logs leader changes). */
+/* Role changes and votes as events, before role_change() logs the new
+ * leader (so a timeline reads became_leader, then leader_changed). */
 static void log_role_events(struct node *n, const struct raft_update *u,
                             uint8_t old, raft_term old_term)
 {
@@ -273,6 +274,10 @@ static void log_role_events(struct node *n, const struct raft_update *u,
                (old != RAFT_CANDIDATE || u->term != old_term)) {
         log_event(LOG_INFO, "became_candidate", "prev_term=%llu",
                   (unsigned long long)old_term);
+    } else if (u->role == RAFT_LEADER && old != RAFT_LEADER) {
+        log_event(LOG_INFO, "became_leader", "commit=%llu last=%llu",
+                  (unsigned long long)u->commit_index,
+                  (unsigned long long)n->store_last);
     } else if (u->role == RAFT_FOLLOWER && old != RAFT_FOLLOWER) {
         log_event(LOG_INFO, "became_follower", "prev_role=%s prev_term=%llu",
                   raft_role_name(old), (unsigned long long)old_term);
@@ -819,11 +824,6 @@ static void role_change(struct node *n, const struct raft_update *u)
         buf_reset(&n->wdata);
         list_fail(&n->reads, CRAFT_ENOTLEADER);
         groups_fail(n, CRAFT_ENOTLEADER);
-    }
-    if (u->role == RAFT_LEADER && old != RAFT_LEADER) {
-        log_event(LOG_INFO, "became_leader", "commit=%llu last=%llu",
-                  (unsigned long long)u->commit_index,
-                  (unsigned long long)n->store_last);
     }
 }
 

@@ -542,7 +542,7 @@ def test_timeline():
         assert head == ["TIME", "node 1", "node 2", "node 3"], head
         assert len(lines) > 3
         for l in lines[1:]:
-            cells = l.split(" | ")
+            cells = (l + " ").split(" | ")  # the last cell is unpadded
             assert len(cells) == 4, l
             filled = [i for i, x in enumerate(cells[1:]) if x.strip()]
             assert len(filled) == 1, l

@@ -303,7 +303,7 @@ static void print_columns(const struct evs *a, const unsigned long long *ids,
     for (size_t i = 0; i < n_ids; i++) {
         char h[32];
         snprintf(h, sizeof h, "node %llu", ids[i]);
-        printf(" | %-*.*s", (int)width, (int)width, h);
+        printf(" | %-*.*s", i + 1 < n_ids ? (int)width : 0, (int)width, h);
     }
     printf("\n");
     for (size_t k = 0; k < a->n; k++) {
@@ -314,7 +314,10 @@ static void print_columns(const struct evs *a, const unsigned long long *ids,
         printf("%s", e->time);
         for (size_t i = 0; i < n_ids; i++) {
             const char *text = ids[i] == e->node ? cell : "";
-            printf(" | %-*.*s", (int)width, (int)width, text);
+            /* No padding after the last column (no trailing blanks). */
+            int pad = i + 1 < n_ids ? (int)width : 0;
+            printf(" |%s%-*.*s", text[0] != '\0' || pad ? " " : "", pad,
+                   (int)width, text);
         }
         printf("\n");
     }
