@@ -88,10 +88,9 @@ static void commands(struct out *o)
         }
     }
     family(o, "craftd_command_duration_seconds", "histogram",
-           "Time from a command's arrival to its reply, by class (local: "
-           "answered by the front end; read: ReadIndex; write: through the "
-           "log).");
-    for (unsigned c = 0; c < OBS_CLASSES; c++) {
+           "Time from a command's arrival to its reply, by class (read: "
+           "ReadIndex; write: through the log).");
+    for (unsigned c = OBS_READ; c < OBS_CLASSES; c++) {
         char labels[48];
         snprintf(labels, sizeof labels, "class=\"%s\",", obs_class_names[c]);
         hist_samples(o, "craftd_command_duration_seconds", labels,

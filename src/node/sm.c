@@ -4,7 +4,9 @@
  */
 #include "node/sm.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/random.h>
 #include <uv.h>
 
@@ -190,6 +192,8 @@ static long long read_cb(void *ctx, void *p, size_t n)
     return (long long)l->cb(l->data, p, n);
 }
 
+static void expiry_scan_reset(void);
+
 int node_sm_snapshot_load(struct node_sm *sm, node_sm_read_cb cb, void *data)
 {
     struct load_ctx l = {.cb = cb, .data = data};
@@ -201,6 +205,7 @@ int node_sm_snapshot_load(struct node_sm *sm, node_sm_read_cb cb, void *data)
     /* Swap: an install replaces the state atomically. */
     kvsm_free(sm->kv);
     sm->kv = fresh;
+    expiry_scan_reset(); /* the counted table is gone */
     return 0;
 }
 
@@ -209,17 +214,75 @@ uint64_t node_sm_keys(const struct node_sm *sm)
     return kvsm_key_count(sm->kv);
 }
 
+/* Counting keys with a TTL without a count in kvsm (until it keeps one):
+ * a small table is walked whole on demand; a large one is counted by a
+ * background scan, node_sm_expires_step() from the tick timer, a bounded
+ * number of entries per call, and the last complete pass is reported.  A
+ * walk of 10 million keys in one go would stall the loop for about a
+ * second.  One state machine per process: the scan's state is static. */
+static struct {
+    const struct kvsm *kv; /* the table being scanned */
+    uint64_t cursor;
+    uint64_t partial; /* keys with a TTL seen so far in this pass */
+    uint64_t count;   /* the last complete pass */
+    bool valid;
+} expiry_scan;
+
+static void expiry_scan_reset(void)
+{
+    memset(&expiry_scan, 0, sizeof expiry_scan);
+}
+
+static void count_expiring(void *ctx, const struct ht_entry *e)
+{
+    uint64_t *n = ctx;
+    *n += e->expire_ms != 0;
+}
+
+void node_sm_expires_step(const struct node_sm *sm, unsigned budget)
+{
+    CRAFT_ASSERT(budget > 0);
+    if (kvsm_key_count(sm->kv) <= NODE_SM_EXPIRES_WALK_MAX) {
+        return; /* walked whole on demand */
+    }
+    if (expiry_scan.kv != sm->kv) {
+        expiry_scan_reset();
+        expiry_scan.kv = sm->kv;
+    }
+    /* Empty buckets cost a call each: bound the calls too. */
+    uint64_t seen = 0;
+    for (unsigned calls = 0; calls < 4 * budget && seen < budget; calls++) {
+        uint64_t n = 0;
+        expiry_scan.cursor =
+            ht_scan(&sm->kv->keys, expiry_scan.cursor, count_expiring, &n);
+        expiry_scan.partial += n;
+        seen += n + 1; /* an empty bucket costs about one entry */
+        if (expiry_scan.cursor == 0) {
+            expiry_scan.count = expiry_scan.partial;
+            expiry_scan.partial = 0;
+            expiry_scan.valid = true;
+            return;
+        }
+    }
+}
+
 uint64_t node_sm_expires(const struct node_sm *sm)
 {
-    /* A walk of the key table (kvsm has no count of keys with a TTL yet);
-     * a few milliseconds per million keys, paid only by INFO and a
-     * scrape. */
+    uint64_t keys = kvsm_key_count(sm->kv);
+    if (keys > NODE_SM_EXPIRES_WALK_MAX) {
+        /* The background count; a pass may see a key twice (ht_scan
+         * across a resize), never more than there are keys. */
+        uint64_t n = expiry_scan.valid && expiry_scan.kv == sm->kv
+                         ? expiry_scan.count
+                         : 0;
+        return n < keys ? n : keys;
+    }
     struct ht_iter it;
     uint64_t n = 0;
     ht_iter_init(&it, &sm->kv->keys);
     for (struct ht_entry *e; (e = ht_iter_next(&it)) != NULL;) {
         n += e->expire_ms != 0;
     }
-    CRAFT_ASSERT(n <= kvsm_key_count(sm->kv));
+    CRAFT_ASSERT(n <= keys);
     return n;
 }

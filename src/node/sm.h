@@ -81,8 +81,14 @@ int node_sm_snapshot_load(struct node_sm *sm, node_sm_read_cb read_cb,
 /* Keys and sessions held, for INFO. */
 uint64_t node_sm_keys(const struct node_sm *sm);
 
-/* Keys that have a TTL (INFO's db0 expires=).  O(keys): counted by a walk
- * of the table until the state machine keeps the count itself. */
+/* Keys that have a TTL (INFO's db0 expires=), until the state machine
+ * keeps the count itself: exact for up to NODE_SM_EXPIRES_WALK_MAX keys
+ * (a walk of the table, under a millisecond), above that the count of the
+ * last complete background pass of node_sm_expires_step(), which the
+ * runtime calls every tick with a budget of entries to visit (0 until a
+ * first pass completes). */
+#define NODE_SM_EXPIRES_WALK_MAX 20000
 uint64_t node_sm_expires(const struct node_sm *sm);
+void node_sm_expires_step(const struct node_sm *sm, unsigned budget);
 
 #endif /* CRAFT_NODE_SM_H */

@@ -930,12 +930,10 @@ static void client_command(struct srv_client *c, const struct resp_cmd *cmd)
             return;
         }
         size_t off = b->len;
-        uint64_t t0 = uv_hrtime();
         answer_local(c, cmd, b);
         const char *reply = (const char *)b->data + off;
         obs_command(cmd->argv[0], cmd->lens[0], OBS_LOCAL,
-                    obs_result_of(reply, b->len - off), reply, b->len - off,
-                    uv_hrtime() - t0);
+                    obs_result_of(reply, b->len - off), reply, b->len - off, 0);
         return;
     }
     struct srv_op *op = op_new(c, cmd);

@@ -170,7 +170,9 @@ void obs_command(const uint8_t *name, size_t len, enum obs_class cls,
     }
     obs.commands++;
     cmd_slot(name, len)->calls[result]++;
-    obs_hist_observe(&obs.cmd_latency[cls], (double)ns / 1e9);
+    if (cls != OBS_LOCAL) { /* local commands are not timed (obs.h) */
+        obs_hist_observe(&obs.cmd_latency[cls], (double)ns / 1e9);
+    }
     if (result == OBS_OK && len == 3 && (name[0] | 0x20) == 'g' &&
         (name[1] | 0x20) == 'e' && (name[2] | 0x20) == 't') {
         bool miss = reply_len >= 3 && memcmp(reply, "$-1", 3) == 0;

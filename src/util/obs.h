@@ -57,7 +57,7 @@ enum obs_result {
 };
 extern const char *const obs_result_names[OBS_RESULTS];
 
-/* The `class` label of the latency histogram. */
+/* The `class` label of the latency histogram (local: not timed). */
 enum obs_class { OBS_LOCAL = 0, OBS_READ, OBS_WRITE, OBS_CLASSES };
 extern const char *const obs_class_names[OBS_CLASSES];
 
@@ -128,7 +128,9 @@ extern struct obs obs;
 void obs_init(void);
 
 /* A command answered: name (argv[0], any case), the class it ran in, how
- * it ended, and how long it took from arrival to reply.  An error reply
+ * it ended, and how long it took from arrival to reply (ns, ignored for
+ * OBS_LOCAL: those are answered at once, and a clock read costs as much
+ * as the command).  An error reply
  * starting "ERR unknown command" is counted under the name "unknown". */
 void obs_command(const uint8_t *name, size_t len, enum obs_class cls,
                  enum obs_result result, const char *reply, size_t reply_len,
