@@ -3,7 +3,7 @@
 # status.  One ctest per scenario, so they run in parallel.
 if(TARGET craftd)
   find_package(Python3 COMPONENTS Interpreter REQUIRED)
-  foreach(t info metrics timeline log_json status)
+  foreach(t info metrics timeline log_json expires_large status)
     add_test(NAME obs_${t}
       COMMAND Python3::Interpreter ${CMAKE_CURRENT_SOURCE_DIR}/obs_test.py ${t}
       WORKING_DIRECTORY ${CMAKE_BINARY_DIR})

@@ -597,6 +597,35 @@ def test_log_json():
         c.close()
 
 
+def test_expires_large():
+    """Above 20000 keys, keys with a TTL are counted by a background pass:
+    INFO reports the count once the pass is through."""
+    c = Cluster(1, name="obs-expires")
+    try:
+        c.start()
+        c.leader()
+        k = Conn(c.nodes[0].port, timeout=30)
+        n, with_ttl = 25000, 5000
+        batch = []
+        for i in range(n):
+            if i < with_ttl:
+                batch.append(Conn.encode("SET", "e%d" % i, "v", "EX", 9999))
+            else:
+                batch.append(Conn.encode("SET", "e%d" % i, "v"))
+        k.send_raw(b"".join(batch))
+        for _ in range(n):
+            assert k.read_reply() == "OK"
+        k.close()
+
+        def counted():
+            db0 = kv(info(c.nodes[0].port, "keyspace")["keyspace"]["db0"])
+            assert int(db0["keys"]) == n, db0
+            return int(db0["expires"]) == with_ttl
+        poll("expires=%d" % with_ttl, counted, 15)
+    finally:
+        c.close()
+
+
 # ---- craft-cli status -----------------------------------------------------
 
 def test_status():
@@ -655,6 +684,7 @@ TESTS = {
     "metrics": test_metrics,
     "timeline": test_timeline,
     "log_json": test_log_json,
+    "expires_large": test_expires_large,
     "status": test_status,
 }
 
