@@ -1662,6 +1662,12 @@ int node_start(uv_loop_t *loop, const struct node_config *cfg,
     if (rv == 0) {
         rv = start_net(n, errmsg, errmsg_len);
     }
+    /* Before the client port: a node that cannot serve its metrics stops
+     * before any client sees it (node_shutdown() closes this, not srv). */
+    if (rv == 0 && cfg->metrics_port != 0) {
+        rv = metrics_start(loop, cfg->metrics_host, cfg->metrics_port,
+                           metrics_page, n, &n->metrics, errmsg, errmsg_len);
+    }
     if (rv == 0) {
         const struct node_member *self = &cfg->members[cfg->self];
         struct srv_options so = {.host = self->host,
@@ -1681,10 +1687,6 @@ int node_start(uv_loop_t *loop, const struct node_config *cfg,
                                  .leader = backend_leader,
                                  .info = backend_info};
         rv = srv_start(loop, &so, &be, &n->srv, errmsg, errmsg_len);
-    }
-    if (rv == 0 && cfg->metrics_port != 0) {
-        rv = metrics_start(loop, cfg->metrics_host, cfg->metrics_port,
-                           metrics_page, n, &n->metrics, errmsg, errmsg_len);
     }
     if (rv == 0 && first) {
         /* Only now, with both addresses bound, does the directory belong

@@ -466,6 +466,25 @@ def test_metrics():
         assert Conn(leader.port).call("PING") == "PONG"
         m2 = scrape(mp)
         assert value(m2, "craftd_is_leader") == 1
+
+        # The flag: bad values are usage errors (2); an address in use
+        # stops the start with a clear message (1).
+        craftd = leader.args()[0]
+        base = ["--id", "1", "--cluster", "1=127.0.0.1:%d" % free_port(),
+                "--data-dir", os.path.join(c.tmp, "flagtest")]
+        for bad, msg in (("nonsense", "is not HOST:PORT"),
+                         ("localhost:9121", "not a numeric IPv4"),
+                         ("127.0.0.1:0", "not in 1..65535"),
+                         ("127.0.0.1:99999", "not in 1..65535")):
+            p = subprocess.run([craftd] + base + ["--metrics-addr", bad],
+                               capture_output=True, timeout=10)
+            assert p.returncode == 2 and msg in p.stderr.decode(), \
+                (bad, p.returncode, p.stderr)
+        p = subprocess.run([craftd] + base + ["--metrics-addr",
+                                              "127.0.0.1:%d" % mp],
+                           capture_output=True, timeout=10)
+        assert p.returncode == 1 and \
+            "cannot listen for metrics" in p.stderr.decode(), p.stderr
     finally:
         c.close()
 
