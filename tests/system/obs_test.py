@@ -15,8 +15,8 @@ import socket
 import subprocess
 import time
 
-from craftd_harness import Cluster, Conn, RespError, build_dir, poll, \
-    run_tests
+from craftd_harness import Cluster, Conn, RespError, build_dir, \
+    free_port_pair, poll, run_tests
 
 
 def tool(name):
@@ -470,7 +470,8 @@ def test_metrics():
         # The flag: bad values are usage errors (2); an address in use
         # stops the start with a clear message (1).
         craftd = leader.args()[0]
-        base = ["--id", "1", "--cluster", "1=127.0.0.1:%d" % free_port(),
+        base = ["--id", "1", "--cluster",
+                "1=127.0.0.1:%d" % free_port_pair(10000),
                 "--data-dir", os.path.join(c.tmp, "flagtest")]
         for bad, msg in (("nonsense", "is not HOST:PORT"),
                          ("localhost:9121", "not a numeric IPv4"),
