@@ -374,7 +374,15 @@ int node_info_write(const struct node_report *r, unsigned mask, struct buf *b)
     CRAFT_ASSERT((mask & ~(unsigned)INFO_ALL) == 0);
     struct out o = {.b = b, .rv = 0};
     size_t start = b->len;
-    for (unsigned bit = 1; bit <= INFO_COMMANDSTATS; bit <<= 1) {
+    /* Redis's order: ..., replication, (cpu, modules,) commandstats,
+     * cluster, keyspace; raft, ours, after replication. */
+    static const unsigned order[] = {
+        INFO_SERVER,  INFO_CLIENTS,     INFO_MEMORY, INFO_PERSISTENCE,
+        INFO_STATS,   INFO_REPLICATION, INFO_RAFT,   INFO_COMMANDSTATS,
+        INFO_CLUSTER, INFO_KEYSPACE};
+    _Static_assert(sizeof order / sizeof order[0] == 10, "every section");
+    for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) {
+        unsigned bit = order[i];
         if ((mask & bit) == 0) {
             continue;
         }
@@ -409,6 +417,11 @@ int node_info_write(const struct node_report *r, unsigned mask, struct buf *b)
         case INFO_COMMANDSTATS:
             sec_commandstats(&o);
             break;
+        case INFO_CLUSTER:
+            /* redis-py's RedisCluster and other cluster clients check
+             * this before they ask CLUSTER SLOTS. */
+            add(&o, "# Cluster\r\ncluster_enabled:1\r\n");
+            break;
         default:
             CRAFT_UNREACHABLE();
         }
@@ -422,17 +435,12 @@ unsigned node_info_sections(size_t argc, const uint8_t *const *argv,
     static const struct {
         const char *name;
         unsigned mask;
-    } names[] = {{"server", INFO_SERVER},
-                 {"clients", INFO_CLIENTS},
-                 {"memory", INFO_MEMORY},
-                 {"persistence", INFO_PERSISTENCE},
-                 {"stats", INFO_STATS},
-                 {"replication", INFO_REPLICATION},
-                 {"raft", INFO_RAFT},
-                 {"keyspace", INFO_KEYSPACE},
-                 {"commandstats", INFO_COMMANDSTATS},
-                 {"default", INFO_DEFAULT},
-                 {"all", INFO_ALL},
+    } names[] = {{"server", INFO_SERVER},   {"clients", INFO_CLIENTS},
+                 {"memory", INFO_MEMORY},   {"persistence", INFO_PERSISTENCE},
+                 {"stats", INFO_STATS},     {"replication", INFO_REPLICATION},
+                 {"raft", INFO_RAFT},       {"keyspace", INFO_KEYSPACE},
+                 {"cluster", INFO_CLUSTER}, {"commandstats", INFO_COMMANDSTATS},
+                 {"default", INFO_DEFAULT}, {"all", INFO_ALL},
                  {"everything", INFO_ALL}};
     if (argc == 0) {
         return INFO_DEFAULT;

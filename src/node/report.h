@@ -67,10 +67,11 @@ enum {
     INFO_STATS = 1u << 4,
     INFO_REPLICATION = 1u << 5,
     INFO_RAFT = 1u << 6,
-    INFO_KEYSPACE = 1u << 7,
-    INFO_COMMANDSTATS = 1u << 8,
-    INFO_DEFAULT = (1u << 8) - 1, /* all but commandstats, as Redis */
-    INFO_ALL = (1u << 9) - 1
+    INFO_KEYSPACE = 1u << 7, /* written after cluster, as Redis orders */
+    INFO_CLUSTER = 1u << 8,
+    INFO_COMMANDSTATS = 1u << 9,
+    INFO_DEFAULT = (1u << 9) - 1, /* all but commandstats, as Redis */
+    INFO_ALL = (1u << 10) - 1
 };
 
 /* The sections INFO's arguments name (case-insensitive; none means

@@ -4,15 +4,12 @@
  */
 #include "node/sm.h"
 
-#include <stdbool.h>
 #include <stdlib.h>
-#include <string.h>
 #include <sys/random.h>
 #include <uv.h>
 
 #include "craft/common.h"
 #include "kv/kvsm.h"
-#include "kv/kvsm_int.h" /* node_sm_expires() only, until kvsm counts */
 #include "server/resp.h"
 #include "util/assert.h"
 
@@ -114,8 +111,10 @@ int node_sm_check(struct node_sm *sm, size_t argc, const uint8_t *const *argv,
 
 int node_sm_encode_multi(struct node_sm *sm, size_t n_cmds,
                          const size_t *cmd_argc, const uint8_t *const *argv,
-                         const size_t *lens, uint64_t now_ms, struct buf *out,
-                         struct buf *reply)
+                         const size_t *lens, size_t n_watch,
+                         uint8_t *const *watch_keys, const size_t *watch_lens,
+                         const uint64_t *watch_versions, uint64_t now_ms,
+                         struct buf *out, struct buf *reply)
 {
     (void)sm;
     if (n_cmds == 0 || n_cmds > KVSM_MULTI_MAX) {
@@ -133,7 +132,23 @@ int node_sm_encode_multi(struct node_sm *sm, size_t n_cmds,
         cmds[i].lens = lens + a;
         a += cmd_argc[i];
     }
-    int rv = kvsm_multi_encode(now_ms, NULL, n_cmds, cmds, out);
+    struct kvsm_watch *w = NULL;
+    if (n_watch > 0) {
+        w = calloc(n_watch, sizeof *w);
+        if (w == NULL) {
+            free(cmds);
+            return CRAFT_ENOMEM;
+        }
+        for (size_t i = 0; i < n_watch; i++) {
+            w[i].key = watch_keys[i];
+            w[i].len = watch_lens[i];
+            w[i].version = watch_versions[i];
+        }
+    }
+    int rv = n_watch > 0 ? kvsm_multi_encode_watch(now_ms, NULL, n_cmds, cmds,
+                                                   n_watch, w, out)
+                         : kvsm_multi_encode(now_ms, NULL, n_cmds, cmds, out);
+    free(w);
     free(cmds);
     return rv;
 }
@@ -159,14 +174,21 @@ void node_sm_skip(struct node_sm *sm, raft_index index)
 int node_sm_read(struct node_sm *sm, size_t argc, const uint8_t *const *argv,
                  const size_t *lens, struct buf *reply)
 {
+    return node_sm_read_at(sm, 0, argc, argv, lens, reply);
+}
+
+int node_sm_read_at(struct node_sm *sm, uint64_t at_ms, size_t argc,
+                    const uint8_t *const *argv, const size_t *lens,
+                    struct buf *reply)
+{
     struct kvsm_route r;
     int rv = kvsm_classify(argc, argv, lens, &r, reply);
     if (rv != 0) {
         return rv;
     }
     CRAFT_ASSERT(r.cls == KVSM_READ || r.cls == KVSM_LOCAL);
-    rv = kvsm_read(sm->kv, argc - r.cmd_offset, argv + r.cmd_offset,
-                   lens + r.cmd_offset, reply);
+    rv = kvsm_read_at(sm->kv, at_ms, argc - r.cmd_offset, argv + r.cmd_offset,
+                      lens + r.cmd_offset, reply);
     /* CRAFT_EINVAL comes with its error reply written. */
     return rv == CRAFT_EINVAL && reply->len > 0 ? 0 : rv;
 }
@@ -192,8 +214,6 @@ static long long read_cb(void *ctx, void *p, size_t n)
     return (long long)l->cb(l->data, p, n);
 }
 
-static void expiry_scan_reset(void);
-
 int node_sm_snapshot_load(struct node_sm *sm, node_sm_read_cb cb, void *data)
 {
     struct load_ctx l = {.cb = cb, .data = data};
@@ -205,7 +225,6 @@ int node_sm_snapshot_load(struct node_sm *sm, node_sm_read_cb cb, void *data)
     /* Swap: an install replaces the state atomically. */
     kvsm_free(sm->kv);
     sm->kv = fresh;
-    expiry_scan_reset(); /* the counted table is gone */
     return 0;
 }
 
@@ -214,75 +233,22 @@ uint64_t node_sm_keys(const struct node_sm *sm)
     return kvsm_key_count(sm->kv);
 }
 
-/* Counting keys with a TTL without a count in kvsm (until it keeps one):
- * a small table is walked whole on demand; a large one is counted by a
- * background scan, node_sm_expires_step() from the tick timer, a bounded
- * number of entries per call, and the last complete pass is reported.  A
- * walk of 10 million keys in one go would stall the loop for about a
- * second.  One state machine per process: the scan's state is static. */
-static struct {
-    const struct kvsm *kv; /* the table being scanned */
-    uint64_t cursor;
-    uint64_t partial; /* keys with a TTL seen so far in this pass */
-    uint64_t count;   /* the last complete pass */
-    bool valid;
-} expiry_scan;
-
-static void expiry_scan_reset(void)
+uint64_t node_sm_now_ms(const struct node_sm *sm)
 {
-    memset(&expiry_scan, 0, sizeof expiry_scan);
+    return kvsm_now_ms(sm->kv);
 }
 
-static void count_expiring(void *ctx, const struct ht_entry *e)
+uint64_t node_sm_next_expiry_ms(const struct node_sm *sm)
 {
-    uint64_t *n = ctx;
-    *n += e->expire_ms != 0;
-}
-
-void node_sm_expires_step(const struct node_sm *sm, unsigned budget)
-{
-    CRAFT_ASSERT(budget > 0);
-    if (kvsm_key_count(sm->kv) <= NODE_SM_EXPIRES_WALK_MAX) {
-        return; /* walked whole on demand */
-    }
-    if (expiry_scan.kv != sm->kv) {
-        expiry_scan_reset();
-        expiry_scan.kv = sm->kv;
-    }
-    /* Empty buckets cost a call each: bound the calls too. */
-    uint64_t seen = 0;
-    for (unsigned calls = 0; calls < 4 * budget && seen < budget; calls++) {
-        uint64_t n = 0;
-        expiry_scan.cursor =
-            ht_scan(&sm->kv->keys, expiry_scan.cursor, count_expiring, &n);
-        expiry_scan.partial += n;
-        seen += n + 1; /* an empty bucket costs about one entry */
-        if (expiry_scan.cursor == 0) {
-            expiry_scan.count = expiry_scan.partial;
-            expiry_scan.partial = 0;
-            expiry_scan.valid = true;
-            return;
-        }
-    }
+    return kvsm_next_expiry_ms(sm->kv);
 }
 
 uint64_t node_sm_expires(const struct node_sm *sm)
 {
-    uint64_t keys = kvsm_key_count(sm->kv);
-    if (keys > NODE_SM_EXPIRES_WALK_MAX) {
-        /* The background count; a pass may see a key twice (ht_scan
-         * across a resize), never more than there are keys. */
-        uint64_t n = expiry_scan.valid && expiry_scan.kv == sm->kv
-                         ? expiry_scan.count
-                         : 0;
-        return n < keys ? n : keys;
-    }
-    struct ht_iter it;
-    uint64_t n = 0;
-    ht_iter_init(&it, &sm->kv->keys);
-    for (struct ht_entry *e; (e = ht_iter_next(&it)) != NULL;) {
-        n += e->expire_ms != 0;
-    }
-    CRAFT_ASSERT(n <= keys);
-    return n;
+    return kvsm_expires_count(sm->kv);
+}
+
+int node_sm_clock_encode(uint64_t now_ms, struct buf *out)
+{
+    return kvsm_clock_encode(now_ms, out);
 }

@@ -175,7 +175,9 @@ void obs_command(const uint8_t *name, size_t len, enum obs_class cls,
     }
     if (result == OBS_OK && len == 3 && (name[0] | 0x20) == 'g' &&
         (name[1] | 0x20) == 'e' && (name[2] | 0x20) == 't') {
-        bool miss = reply_len >= 3 && memcmp(reply, "$-1", 3) == 0;
+        /* A null: "$-1" in RESP2, "_" in RESP3. */
+        bool miss = (reply_len >= 3 && memcmp(reply, "$-1", 3) == 0) ||
+                    (reply_len >= 1 && reply[0] == '_');
         if (miss) {
             obs.keyspace_misses++;
         } else {

@@ -96,6 +96,7 @@ FIELDS = {
              "raft_leader_addr", "raft_commit_index", "raft_applied_index",
              "raft_first_index", "raft_last_index", "raft_log_bytes",
              "raft_snapshot_index", "raft_members"],
+    "cluster": ["cluster_enabled"],
     "keyspace": [],
 }
 
