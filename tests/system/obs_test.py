@@ -619,8 +619,8 @@ def test_log_json():
 
 
 def test_expires_large():
-    """Above 20000 keys, keys with a TTL are counted by a background pass:
-    INFO reports the count once the pass is through."""
+    """INFO's expires= with many keys, a quarter of them with a TTL (the
+    count is the state machine's; it once was a background pass)."""
     c = Cluster(1, name="obs-expires")
     try:
         c.start()
