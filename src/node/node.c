@@ -753,8 +753,10 @@ static void compact(struct node *n, raft_index to)
     int rv = store_compact(n->store, &p->req, to, on_compacted);
     if (rv != 0) {
         free(p);
-        LOG_WARNF("log compaction to %llu refused: %s", (unsigned long long)to,
-                  craft_strerror(rv));
+        char q[96];
+        log_event(LOG_WARN, "compaction_refused", "to=%llu error=%s",
+                  (unsigned long long)to,
+                  log_quote(craft_strerror(rv), q, sizeof q));
     }
 }
 
@@ -1553,7 +1555,12 @@ static void maybe_snapshot(struct node *n)
     n->snap_started_ns = uv_hrtime();
     pid_t pid = fork();
     if (pid < 0) {
-        LOG_WARNF("snapshot: fork failed: %s", strerror(errno));
+        char q[96];
+        obs.snapshots_failed++;
+        obs.snapshot_last_abandoned = true;
+        log_event(LOG_WARN, "snapshot_abandoned", "index=%llu reason=%s",
+                  (unsigned long long)n->applied,
+                  log_quote(strerror(errno), q, sizeof q));
         return;
     }
     if (pid == 0) {
@@ -1583,8 +1590,9 @@ static void peer_on_open(void *data, struct net_conn *conn)
     if (i < 0 || (unsigned)i == n->cfg.self) {
         char addr[NET_ADDR_FMT_MAX];
         net_conn_peer_addr(conn, addr, sizeof addr);
-        LOG_WARNF("disconnecting %s: node id %llu is not a peer", addr,
-                  (unsigned long long)id);
+        log_event(LOG_WARN, "peer_rejected",
+                  "peer=%llu addr=%s reason=\"not a member\"",
+                  (unsigned long long)id, addr);
         net_conn_close(conn);
     }
 }
