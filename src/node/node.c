@@ -56,13 +56,18 @@
 
 #include "craft/raft.h"
 #include "net/net.h"
+#include "node/cfgcmd.h"
 #include "node/ident.h"
+#include "node/metrics.h"
+#include "node/report.h"
 #include "node/sm.h"
+#include "server/cluster.h"
 #include "server/resp.h"
 #include "server/srv.h"
 #include "storage/store.h"
 #include "util/assert.h"
 #include "util/log.h"
+#include "util/obs.h"
 
 /* The one message type on the Raft port. */
 #define NODE_MSG_RAFT 1
@@ -116,6 +121,7 @@ struct read_group {
     uint64_t ctx;
     bool ready; /* the core confirmed leadership: serve at index */
     raft_index index;
+    uint64_t at_ms;     /* this node's clock when the round started */
     struct srv_op *ops; /* linked through bnext */
 };
 
@@ -154,6 +160,7 @@ struct node {
     uint8_t role;
     raft_term term;
     raft_id leader;
+    raft_id last_leader; /* the latest non-zero leader (CLUSTER replies) */
     raft_index commit;
     raft_index applied;
     raft_term applied_term;
@@ -178,6 +185,13 @@ struct node {
     struct read_group *groups, *groups_tail;
     uint64_t next_read_ctx;
 
+    /* Expiry (see "the leader's clock entries"): one clock entry at most
+     * in flight, at clock_index; reads wait for the clock to reach
+     * clock_want_ms. */
+    bool clock_inflight;
+    raft_index clock_index;
+    uint64_t clock_want_ms;
+
     /* Snapshots. */
     enum snap_state snap;
     pid_t snap_pid;
@@ -200,6 +214,11 @@ struct node {
     bool shut;         /* node_shutdown() ran: the core is not stepped */
     bool srv_stopped;
     unsigned open_handles;
+
+    /* Observability (report.h, metrics.h): the /metrics server, and the
+     * vote last logged. */
+    struct metrics *metrics;
+    raft_id logged_vote;
 };
 
 static void node_step(struct node *n, struct raft_event *ev);
@@ -225,6 +244,178 @@ static int member_index(const struct node *n, raft_id id)
     return -1;
 }
 
+static bool leader_addr(const struct node *n, char *out, size_t cap);
+
+/* ---- observability: log context, events, the report ---------------- */
+
+/* What every log line says about the node (util/log.h): a copy, so that
+ * lines written after the node is freed ("stopped") still read it. */
+static struct {
+    raft_term term;
+    const char *role;
+} log_view = {0, "follower"};
+
+static void node_log_context(void *arg, uint64_t *term, const char **role)
+{
+    (void)arg;
+    *term = log_view.term;
+    *role = log_view.role;
+}
+
+static void node_log_view(const struct node *n)
+{
+    log_view.term = n->term;
+    log_view.role = raft_role_name(n->role);
+}
+
+/* Role changes and votes as events, before role_change() logs the new
+ * leader (so a timeline reads became_leader, then leader_changed). */
+static void log_role_events(struct node *n, const struct raft_update *u,
+                            uint8_t old, raft_term old_term)
+{
+    if (u->role != old &&
+        (u->role == RAFT_PRE_CANDIDATE ||
+         (u->role == RAFT_CANDIDATE && old != RAFT_PRE_CANDIDATE))) {
+        obs.elections++;
+    }
+    if (u->role == RAFT_PRE_CANDIDATE && old != RAFT_PRE_CANDIDATE) {
+        log_event(LOG_INFO, "became_pre_candidate", "prev_term=%llu",
+                  (unsigned long long)old_term);
+    } else if (u->role == RAFT_CANDIDATE &&
+               (old != RAFT_CANDIDATE || u->term != old_term)) {
+        log_event(LOG_INFO, "became_candidate", "prev_term=%llu",
+                  (unsigned long long)old_term);
+    } else if (u->role == RAFT_LEADER && old != RAFT_LEADER) {
+        log_event(LOG_INFO, "became_leader", "commit=%llu last=%llu",
+                  (unsigned long long)u->commit_index,
+                  (unsigned long long)n->store_last);
+    } else if (u->role == RAFT_FOLLOWER && old != RAFT_FOLLOWER) {
+        log_event(LOG_INFO, "became_follower", "prev_role=%s prev_term=%llu",
+                  raft_role_name(old), (unsigned long long)old_term);
+    }
+    if (u->hs_changed && u->hs.vote != n->logged_vote) {
+        n->logged_vote = u->hs.vote;
+        if (u->hs.vote != 0 && u->hs.vote != n->cfg.id) {
+            log_event(LOG_INFO, "voted", "for=%llu",
+                      (unsigned long long)u->hs.vote);
+        }
+    }
+}
+
+static const char *progress_state_name(uint8_t s)
+{
+    switch ((enum raft_progress_state)s) {
+    case RAFT_PROGRESS_PROBE:
+        return "probe";
+    case RAFT_PROGRESS_REPLICATE:
+        return "replicate";
+    case RAFT_PROGRESS_SNAPSHOT:
+        return "snapshot";
+    }
+    return "-";
+}
+
+static void report_peer(const struct node *n, const struct raft_status *st,
+                        unsigned i, struct node_report_peer *p)
+{
+    const struct node_member *m = &n->cfg.members[i];
+    memset(p, 0, sizeof *p);
+    p->id = m->id;
+    p->index = i;
+    snprintf(p->addr, sizeof p->addr, "%s:%u", m->host,
+             (unsigned)m->client_port);
+    snprintf(p->raft_addr, sizeof p->raft_addr, "%s:%u", m->host,
+             (unsigned)m->raft_port);
+    p->state = "-";
+    p->last_contact_ms = -1;
+    if (n->peers[i] != NULL) {
+        struct net_peer_stats ps;
+        net_peer_get_stats(n->peers[i], &ps);
+        p->connected = ps.connected != 0;
+        p->connects = ps.connects;
+        p->connect_fails = ps.connect_fails;
+        p->frames_sent = ps.frames_sent;
+        p->bytes_sent = ps.bytes_sent;
+        p->frames_dropped = ps.frames_dropped;
+        p->bytes_dropped = ps.bytes_dropped;
+    }
+    if (i < OBS_PEERS_MAX) {
+        p->bytes_received = obs.peer_bytes_in[i];
+        p->frames_received = obs.peer_frames_in[i];
+    }
+    for (unsigned j = 0; st->role == RAFT_LEADER && j < st->n_progress; j++) {
+        const struct raft_progress_status *pr = &st->progress[j];
+        if (pr->id != m->id) {
+            continue;
+        }
+        p->has_progress = true;
+        p->match = pr->match;
+        p->next = pr->next;
+        p->lag = st->last_index > pr->match ? st->last_index - pr->match : 0;
+        p->state = progress_state_name(pr->state);
+        p->last_contact_ms =
+            (int64_t)(pr->ticks_since_contact * n->cfg.tick_ms);
+    }
+}
+
+/* Everything INFO and /metrics show, copied out of the live node. */
+static void node_report_fill(const struct node *n, struct node_report *r)
+{
+    struct raft_status st;
+    raft_status(n->raft, &st);
+    memset(r, 0, sizeof *r);
+    r->cfg = &n->cfg;
+    r->id = n->cfg.id;
+    r->n_members = n->cfg.n_members;
+    r->role = raft_role_name(st.role);
+    r->leader = st.role == RAFT_LEADER;
+    r->term = st.term;
+    r->vote = st.vote;
+    r->leader_id = st.leader;
+    leader_addr(n, r->leader_addr, sizeof r->leader_addr);
+    r->commit = st.commit;
+    r->applied = n->applied;
+    r->first_index = st.first_index;
+    r->last_index = st.last_index;
+    r->durable_index = st.durable_index;
+    r->snapshot_index = st.snapshot_index;
+    r->snapshot_term = st.snapshot_term;
+    r->log_bytes = n->log_bytes;
+    r->persist_bytes = n->persist_bytes;
+    r->pending_proposals = n->props.n;
+    r->snapshot_in_progress = n->snap != SNAP_IDLE;
+    r->receiving_snapshot = n->remote_snap;
+    r->keys = node_sm_keys(n->sm);
+    r->expires = node_sm_expires(n->sm);
+    r->clients = n->srv != NULL ? srv_clients(n->srv) : 0;
+    r->max_clients = n->cfg.max_clients;
+    r->stopping = n->stopping;
+    for (unsigned i = 0; i < n->cfg.n_members; i++) {
+        if (i != n->cfg.self) {
+            report_peer(n, &st, i, &r->peers[r->n_peers++]);
+        }
+    }
+    CRAFT_ASSERT(r->n_peers + 1 == n->cfg.n_members);
+}
+
+static int metrics_page(void *data, struct buf *out)
+{
+    struct node *n = data;
+    struct node_report r;
+    if (n->raft == NULL) {
+        return CRAFT_EINVAL;
+    }
+    node_report_fill(n, &r);
+    return node_metrics_write(&r, out);
+}
+
+static void on_metrics_closed(void *data)
+{
+    struct node *n = data;
+    CRAFT_ASSERT(n->open_handles > 0);
+    n->open_handles--;
+}
+
 /* A failure that makes going on unsafe: the disk failed (the page cache
  * may have dropped writes, so nothing more may be acknowledged) or a
  * committed entry is corrupt.  What is durable stays durable; a restart
@@ -233,9 +424,12 @@ __attribute__((noreturn)) static void node_fatal(struct node *n,
                                                  const char *what, int rv)
 {
     (void)n;
-    LOG_ERRORF("fatal: %s: %s; stopping at once (acknowledged writes are "
-               "on disk; restart to recover)",
-               what, craft_strerror(rv));
+    char q[256], q2[128];
+    log_event(LOG_ERROR, "fatal",
+              "what=%s error=%s -- stopping at once (acknowledged writes are "
+              "on disk; restart to recover)",
+              log_quote(what, q, sizeof q),
+              log_quote(craft_strerror(rv), q2, sizeof q2));
     _exit(1);
 }
 
@@ -401,6 +595,25 @@ static void persist(struct node *n, const struct raft_update *u)
 
 /* ---- sending -------------------------------------------------------- */
 
+/* A snapshot transfer's first and last chunks, as events (a transfer
+ * restarted after a timeout starts again at offset 0). */
+static void log_snapshot_send(const struct raft_message *m)
+{
+    CRAFT_ASSERT(m->type == RAFT_MSG_SNAPSHOT);
+    if (m->snapshot.offset == 0) {
+        log_event(LOG_INFO, "snapshot_send_started",
+                  "to=%llu index=%llu bytes=%llu", (unsigned long long)m->to,
+                  (unsigned long long)m->snapshot.meta.index,
+                  (unsigned long long)m->snapshot.meta.size);
+    }
+    if (m->snapshot.last) {
+        log_event(LOG_INFO, "snapshot_sent", "to=%llu index=%llu bytes=%llu",
+                  (unsigned long long)m->to,
+                  (unsigned long long)m->snapshot.meta.index,
+                  (unsigned long long)m->snapshot.meta.size);
+    }
+}
+
 static void send_message(struct node *n, const struct raft_message *m)
 {
     int idx = member_index(n, m->to);
@@ -438,6 +651,8 @@ static void send_message(struct node *n, const struct raft_message *m)
         net_peer_send(n->peers[idx], NODE_MSG_RAFT, n->sendbuf.data, total);
     if (rv != 0) {
         n->unreachable |= 1u << idx;
+    } else if (m->type == RAFT_MSG_SNAPSHOT) {
+        log_snapshot_send(m);
     }
 }
 
@@ -468,6 +683,9 @@ static void apply_entry(struct node *n, const struct raft_entry *e)
     }
     n->applied = e->index;
     n->applied_term = e->term;
+    if (n->clock_inflight && e->index >= n->clock_index) {
+        n->clock_inflight = false;
+    }
     if (op != NULL) {
         srv_op_done(op, ours ? 0 : CRAFT_ELEADERLOST);
     }
@@ -501,7 +719,9 @@ static void install(struct node *n, const struct raft_snapshot_meta *meta)
     if (rv != 0) {
         node_fatal(n, "loading a snapshot received from the leader", rv);
     }
-    LOG_INFOF("installed snapshot at index %llu (term %llu, %llu bytes)",
+    obs.snapshots_installed++;
+    log_event(LOG_INFO, "snapshot_installed",
+              "index=%llu snap_term=%llu bytes=%llu",
               (unsigned long long)meta->index, (unsigned long long)meta->term,
               (unsigned long long)meta->size);
     n->applied = meta->index;
@@ -509,6 +729,9 @@ static void install(struct node *n, const struct raft_snapshot_meta *meta)
     n->snapshot_index = meta->index;
     n->log_bytes = 0;
     n->remote_snap = false;
+    if (n->clock_inflight && meta->index >= n->clock_index) {
+        n->clock_inflight = false;
+    }
     while (n->props.head != NULL && n->props.head->bindex <= meta->index) {
         srv_op_done(list_pop(&n->props), CRAFT_ELEADERLOST);
     }
@@ -530,8 +753,10 @@ static void compact(struct node *n, raft_index to)
     int rv = store_compact(n->store, &p->req, to, on_compacted);
     if (rv != 0) {
         free(p);
-        LOG_WARNF("log compaction to %llu refused: %s", (unsigned long long)to,
-                  craft_strerror(rv));
+        char q[96];
+        log_event(LOG_WARN, "compaction_refused", "to=%llu error=%s",
+                  (unsigned long long)to,
+                  log_quote(craft_strerror(rv), q, sizeof q));
     }
 }
 
@@ -563,12 +788,32 @@ static void read_answer(struct node *n, const struct raft_read *r)
     }
 }
 
+/* Whether a round that started at g->at_ms (this leader's clock) may be
+ * served from the state now: no key comes due between the state's clock
+ * and at_ms, so the state shows what it would show at at_ms; or a clock
+ * entry stamped at or after at_ms has applied.  Otherwise a key this
+ * leader's clock says has expired would still be returned. */
+static bool read_time_ok(const struct node *n, const struct read_group *g)
+{
+    uint64_t due = node_sm_next_expiry_ms(n->sm);
+    return g->ops == NULL || due == 0 || due > g->at_ms ||
+           node_sm_now_ms(n->sm) >= g->at_ms;
+}
+
 /* Serve the confirmed rounds, oldest first, whose index has applied. */
 static void serve_reads(struct node *n)
 {
+    n->clock_want_ms = 0; /* set again below if a round still waits */
     while (n->groups != NULL && n->groups->ready &&
            n->groups->index <= n->applied) {
         struct read_group *g = n->groups;
+        if (!read_time_ok(n, g)) {
+            /* on_batch proposes the clock entry (not inside a step). */
+            if (g->at_ms > n->clock_want_ms) {
+                n->clock_want_ms = g->at_ms;
+            }
+            break;
+        }
         n->groups = g->next;
         if (n->groups == NULL) {
             n->groups_tail = NULL;
@@ -576,9 +821,9 @@ static void serve_reads(struct node *n)
         struct srv_op *op = g->ops;
         while (op != NULL) {
             struct srv_op *next = op->bnext;
-            int rv =
-                node_sm_read(n->sm, op->argc, (const uint8_t *const *)op->argv,
-                             op->lens, &op->reply);
+            int rv = node_sm_read_at(n->sm, g->at_ms, op->argc,
+                                     (const uint8_t *const *)op->argv, op->lens,
+                                     &op->reply);
             srv_op_done(op, rv);
             op = next;
         }
@@ -591,31 +836,36 @@ static void serve_reads(struct node *n)
 static void role_change(struct node *n, const struct raft_update *u)
 {
     uint8_t old = n->role;
+    raft_term old_term = n->term;
     n->role = u->role;
     n->term = u->term;
+    node_log_view(n);
+    log_role_events(n, u, old, old_term);
     if (u->leader != n->leader) {
         n->leader = u->leader;
         if (u->leader != 0) {
-            LOG_INFOF("leader is node %llu (term %llu)",
-                      (unsigned long long)u->leader,
-                      (unsigned long long)u->term);
+            n->last_leader = u->leader;
+            obs.leader_changes++;
+            char addr[NODE_HOST_MAX + 16] = "-";
+            leader_addr(n, addr, sizeof addr);
+            log_event(LOG_INFO, "leader_changed", "leader=%llu addr=%s",
+                      (unsigned long long)u->leader, addr);
         }
     }
     if (old == RAFT_LEADER && u->role != RAFT_LEADER) {
         /* A leader that steps down fails its waiting clients at once: the
          * outcome of what it proposed is unknown, what it did not propose
          * may be retried at the new leader. */
-        LOG_INFOF("no longer leader (term %llu): failing %u proposals, "
-                  "%u queued writes and pending reads",
-                  (unsigned long long)u->term, n->props.n, n->writes.n);
+        log_event(LOG_INFO, "stepped_down",
+                  "failed_proposals=%u failed_writes=%u", n->props.n,
+                  n->writes.n);
         list_fail(&n->props, CRAFT_ELEADERLOST);
         list_fail(&n->writes, CRAFT_ENOTLEADER);
         buf_reset(&n->wdata);
         list_fail(&n->reads, CRAFT_ENOTLEADER);
         groups_fail(n, CRAFT_ENOTLEADER);
-    }
-    if (u->role == RAFT_LEADER && old != RAFT_LEADER) {
-        LOG_INFOF("became leader (term %llu)", (unsigned long long)u->term);
+        n->clock_inflight = false;
+        n->clock_want_ms = 0;
     }
 }
 
@@ -627,7 +877,8 @@ static void after_step(struct node *n)
 {
     if (n->transferring && n->role != RAFT_LEADER) {
         n->transferring = false;
-        LOG_INFOF("leadership handed over");
+        log_event(LOG_INFO, "leadership_transferred",
+                  "-- leadership handed over");
         uv_timer_stop(&n->stop_timer);
         node_shutdown(n);
     }
@@ -812,6 +1063,7 @@ static void flush_reads(struct node *n)
         return;
     }
     g->ctx = ++n->next_read_ctx;
+    g->at_ms = now_ms();
     g->ops = n->reads.head;
     n->reads.head = n->reads.tail = NULL;
     n->reads.n = 0;
@@ -826,6 +1078,57 @@ static void flush_reads(struct node *n)
     node_step(n, &ev);
 }
 
+/* ---- expiry: the leader's clock entries ---------------------------- */
+
+static void clock_proposed(struct node *n, const struct raft_event *ev, int rv,
+                           void *arg)
+{
+    (void)arg;
+    if (rv == 0) {
+        n->clock_inflight = true;
+        n->clock_index = ev->propose.index;
+    }
+}
+
+/*
+ * Keys expire only when an applied entry's stamp reaches their time
+ * (kvsm.h, invariant 6), so a leader proposes a small clock entry, stamped
+ * with its clock, when the earliest expiry time has come or a read waits
+ * for the clock (read_time_ok).  At most one is in flight and this runs at
+ * most once per tick and loop iteration, so the rate is bounded by the
+ * commit latency; with no key due and no read waiting nothing is proposed.
+ * Called from the tick timer and on_batch, never inside a step.
+ */
+static void clock_maybe_propose(struct node *n)
+{
+    if (n->role != RAFT_LEADER || n->clock_inflight || n->stopping || n->shut ||
+        n->stepping) {
+        return;
+    }
+    uint64_t due = node_sm_next_expiry_ms(n->sm);
+    bool want = n->clock_want_ms > node_sm_now_ms(n->sm);
+    if (due == 0 && !want) {
+        return;
+    }
+    uint64_t t = now_ms();
+    if (!want && due > t) {
+        return;
+    }
+    if (n->clock_want_ms > t) {
+        t = n->clock_want_ms; /* our clock stepped back: never below */
+    }
+    struct buf b;
+    buf_init(&b);
+    if (node_sm_clock_encode(t, &b) == 0) {
+        struct raft_buffer rb = {.base = b.data, .len = b.len};
+        struct raft_event ev = {.type = RAFT_PROPOSE};
+        ev.propose.bufs = &rb;
+        ev.propose.n = 1;
+        node_step_hooked(n, &ev, clock_proposed, NULL);
+    }
+    buf_close(&b);
+}
+
 /*
  * Runs once per loop iteration right after the poll for I/O (a check
  * handle), when the commands that arrived in it are queued.  Not a prepare
@@ -838,6 +1141,7 @@ static void flush_reads(struct node *n)
 static void on_batch(uv_check_t *h)
 {
     struct node *n = h->data;
+    clock_maybe_propose(n);
     for (int pass = 0; pass < 64; pass++) {
         /* Past the limit, the writes wait here for the disk to catch up;
          * the store callback that lowers persist_bytes wakes the loop. */
@@ -877,11 +1181,41 @@ static int backend_classify(void *data, struct srv_op *op)
     return SRV_OP_ANSWERED;
 }
 
+/*
+ * A READONLY connection's read on a non-leader: served at once from the
+ * applied state, with no round to the leader, so possibly stale (by the
+ * replication lag, or without bound while this node is cut off).  It
+ * never goes back in time on the connection: applied only grows while
+ * this process runs (invariant 3), and the connection's highest index
+ * served is checked all the same.  Expiry is the state's, by its applied
+ * clock entries, never by this node's clock.
+ */
+static void follower_read(struct node *n, struct srv_op *op)
+{
+    if (n->applied < op->read_index) {
+        resp_write_errorf(&op->reply,
+                          "TRYAGAIN this node has applied up to %llu, "
+                          "behind the %llu this connection has seen",
+                          (unsigned long long)n->applied,
+                          (unsigned long long)op->read_index);
+        srv_op_done(op, 0);
+        return;
+    }
+    int rv = node_sm_read(n->sm, op->argc, (const uint8_t *const *)op->argv,
+                          op->lens, &op->reply);
+    op->read_index = n->applied;
+    srv_op_done(op, rv);
+}
+
 static void backend_submit(void *data, struct srv_op *op)
 {
     struct node *n = data;
     if (n->stopping) {
         srv_op_done(op, CRAFT_ESHUTDOWN);
+        return;
+    }
+    if (op->kind == SRV_OP_READ && op->readonly && n->role != RAFT_LEADER) {
+        follower_read(n, op);
         return;
     }
     if (n->role != RAFT_LEADER) {
@@ -894,12 +1228,15 @@ static void backend_submit(void *data, struct srv_op *op)
     }
     size_t off = n->wdata.len;
     const uint8_t *const *argv = (const uint8_t *const *)op->argv;
-    int rv =
-        op->n_cmds > 0
-            ? node_sm_encode_multi(n->sm, op->n_cmds, op->cmd_argc, argv,
-                                   op->lens, now_ms(), &n->wdata, &op->reply)
-            : node_sm_encode(n->sm, op->argc, argv, op->lens, now_ms(),
-                             &n->wdata, &op->reply);
+    int rv = op->n_cmds > 0
+                 ? node_sm_encode_multi(n->sm, op->n_cmds, op->cmd_argc, argv,
+                                        op->lens, op->watch ? op->watch->n : 0,
+                                        op->watch ? op->watch->keys : NULL,
+                                        op->watch ? op->watch->lens : NULL,
+                                        op->watch ? op->watch->versions : NULL,
+                                        now_ms(), &n->wdata, &op->reply)
+                 : node_sm_encode(n->sm, op->argc, argv, op->lens, now_ms(),
+                                  &n->wdata, &op->reply);
     if (rv != 0) {
         n->wdata.len = off;
         srv_op_done(op, op->reply.len > 0 ? 0 : rv);
@@ -947,76 +1284,68 @@ static bool backend_leader(void *data, char *out, size_t cap)
     return n->leader != n->cfg.id && leader_addr(n, out, cap);
 }
 
-/* INFO, in Redis's layout: "# Section" headers and field:value lines.  The
- * raft_peer_<id> lines (leader's view of each member) go to # Raft;
- * last_contact_ms is only known on the leader.  # Keyspace has Redis's db0
- * line, which clients such as redis-cli parse; expires is 0 because the
- * state machine keeps no count of keys with a TTL (see docs/craftd.md). */
-static int backend_info(void *data, struct buf *b)
+/* INFO [section ...] (report.h, info.c). */
+static int backend_info(void *data, size_t argc, const uint8_t *const *argv,
+                        const size_t *lens, struct buf *b)
+{
+    struct node *n = data;
+    struct node_report r;
+    node_report_fill(n, &r);
+    return node_info_write(&r, node_info_sections(argc, argv, lens), b);
+}
+
+/* CONFIG GET/SET of the node's parameters (node/cfgcmd.c). */
+static const char *backend_config_get(void *data, size_t i, char *v, size_t cap)
+{
+    struct node *n = data;
+    return node__config_get(&n->cfg, i, v, cap);
+}
+
+static int backend_config_set(void *data, const char *name, const char *value,
+                              bool apply, char *err, size_t cap)
+{
+    struct node *n = data;
+    return node__config_set(&n->cfg, name, value, apply, err, cap);
+}
+
+/* The CLUSTER command's view (server/cluster.h): the members, the leader
+ * this node knows, and the replication offsets it knows (its own applied
+ * index; a leader also knows each follower's match index). */
+static int backend_cluster(void *data, struct srv_cluster_view *out)
 {
     struct node *n = data;
     struct raft_status st;
     raft_status(n->raft, &st);
-    char leader[96] = "";
-    leader_addr(n, leader, sizeof leader);
-    char text[4096];
-    int len = snprintf(
-        text, sizeof text,
-        "# Replication\r\nrole:%s\r\n"
-        "\r\n# Raft\r\nraft_node_id:%llu\r\nraft_role:%s\r\n"
-        "raft_term:%llu\r\nraft_leader_id:%llu\r\nraft_leader_addr:%s\r\n"
-        "raft_commit_index:%llu\r\nraft_applied_index:%llu\r\n"
-        "raft_last_index:%llu\r\nraft_snapshot_index:%llu\r\n"
-        "raft_members:%u\r\nraft_pending_proposals:%u\r\n",
-        st.role == RAFT_LEADER ? "master" : "slave",
-        (unsigned long long)n->cfg.id, raft_role_name(st.role),
-        (unsigned long long)st.term, (unsigned long long)st.leader, leader,
-        (unsigned long long)st.commit, (unsigned long long)n->applied,
-        (unsigned long long)st.last_index,
-        (unsigned long long)st.snapshot_index, n->cfg.n_members, n->props.n);
-    CRAFT_ASSERT(len > 0 && (size_t)len < sizeof text);
+    _Static_assert(NODE_MEMBERS_MAX <= SRV_CLUSTER_MEMBERS_MAX, "members");
+    _Static_assert(NODE_HOST_MAX <= SRV_CLUSTER_HOST_MAX, "host");
+    out->cluster_id = n->cfg.cluster_id;
+    out->term = st.term;
+    out->n_members = n->cfg.n_members;
+    out->self = n->cfg.self;
+    out->leader = n->leader != 0 ? member_index(n, n->leader) : -1;
+    out->last_leader =
+        n->last_leader != 0 ? member_index(n, n->last_leader) : -1;
     for (unsigned i = 0; i < n->cfg.n_members; i++) {
-        if (n->peers[i] == NULL) {
-            continue;
+        const struct node_member *m = &n->cfg.members[i];
+        struct srv_cluster_member *cm = &out->members[i];
+        cm->id = m->id;
+        snprintf(cm->host, sizeof cm->host, "%s", m->host);
+        cm->port = m->client_port;
+        cm->bus_port = m->raft_port;
+        cm->offset = i == n->cfg.self ? n->applied : 0;
+        cm->connected = i == n->cfg.self;
+        if (n->peers[i] != NULL) {
+            struct net_peer_stats ps;
+            net_peer_get_stats(n->peers[i], &ps);
+            cm->connected = ps.connected != 0;
         }
-        struct net_peer_stats ps;
-        net_peer_get_stats(n->peers[i], &ps);
-        const struct raft_progress_status *pr = NULL;
-        for (unsigned j = 0; j < st.n_progress; j++) {
-            if (st.progress[j].id == n->cfg.members[i].id) {
-                pr = &st.progress[j];
+        for (unsigned j = 0; j < st.n_progress && st.role == RAFT_LEADER; j++) {
+            if (st.progress[j].id == m->id && i != n->cfg.self) {
+                cm->offset = st.progress[j].match;
             }
         }
-        char contact[48] = "";
-        if (st.role == RAFT_LEADER && pr != NULL) {
-            snprintf(
-                contact, sizeof contact, ",last_contact_ms=%llu",
-                (unsigned long long)(pr->ticks_since_contact * n->cfg.tick_ms));
-        }
-        int k = snprintf(
-            text + len, sizeof text - (size_t)len,
-            "raft_peer_%llu:connected=%d,match=%llu,state=%d,frames_sent="
-            "%llu,frames_dropped=%llu%s\r\n",
-            (unsigned long long)n->cfg.members[i].id, ps.connected,
-            (unsigned long long)(pr ? pr->match : 0), pr ? pr->state : -1,
-            (unsigned long long)ps.frames_sent,
-            (unsigned long long)ps.frames_dropped, contact);
-        CRAFT_ASSERT(k > 0 && (size_t)(len + k) < sizeof text);
-        len += k;
     }
-    int k =
-        snprintf(text + len, sizeof text - (size_t)len, "\r\n# Keyspace\r\n");
-    CRAFT_ASSERT(k > 0 && (size_t)(len + k) < sizeof text);
-    len += k;
-    uint64_t keys = node_sm_keys(n->sm);
-    if (keys > 0) { /* Redis lists only non-empty databases */
-        k = snprintf(text + len, sizeof text - (size_t)len,
-                     "db0:keys=%llu,expires=0,avg_ttl=0\r\n",
-                     (unsigned long long)keys);
-        CRAFT_ASSERT(k > 0 && (size_t)(len + k) < sizeof text);
-        len += k;
-    }
-    return buf_append(b, text, (size_t)len);
+    return 0;
 }
 
 /* ---- snapshots ------------------------------------------------------ */
@@ -1060,8 +1389,12 @@ static void snap_finish(struct node *n, const char *why)
     uv_timer_stop(&n->snap_timer);
     n->snap = SNAP_IDLE;
     if (why != NULL) {
-        LOG_WARNF("snapshot at index %llu abandoned: %s",
-                  (unsigned long long)n->snap_index, why);
+        char q[160];
+        obs.snapshots_failed++;
+        obs.snapshot_last_abandoned = true;
+        log_event(LOG_WARN, "snapshot_abandoned", "index=%llu reason=%s",
+                  (unsigned long long)n->snap_index,
+                  log_quote(why, q, sizeof q));
     }
 }
 
@@ -1098,7 +1431,15 @@ static void on_snap_chunk(struct store_req *req, int status)
     }
     /* Durable and current in the store: let the core compact. */
     uint64_t ms = (uv_hrtime() - n->snap_started_ns) / 1000000u;
-    LOG_INFOF("snapshot at index %llu stored: %llu bytes in %llu ms",
+    obs.snapshots++;
+    obs.snapshot_last_abandoned = false;
+    obs_hist_observe(&obs.snapshot,
+                     (double)(uv_hrtime() - n->snap_started_ns) / 1e9);
+    obs.snapshot_last_unix_ms = obs_unix_ms();
+    obs.snapshot_last_index = n->snap_index;
+    obs.snapshot_last_bytes = n->snap_size;
+    log_event(LOG_INFO, "snapshot_taken",
+              "index=%llu bytes=%llu duration_ms=%llu",
               (unsigned long long)n->snap_index,
               (unsigned long long)n->snap_size, (unsigned long long)ms);
     n->snapshot_index = n->snap_index;
@@ -1187,7 +1528,9 @@ static void snap_child(struct node *n)
     close_range(3, ~0u, 0);
     char path[NODE_PATH_MAX + 32];
     snap_path(n, path, sizeof path);
-    FILE *f = fopen(path, "we");
+    /* 0600 whatever the umask, like every file in the data dir. */
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    FILE *f = fd >= 0 && fchmod(fd, 0600) == 0 ? fdopen(fd, "w") : NULL;
     if (f == NULL) {
         _exit(2);
     }
@@ -1213,17 +1556,24 @@ static void maybe_snapshot(struct node *n)
     n->snap_started_ns = uv_hrtime();
     pid_t pid = fork();
     if (pid < 0) {
-        LOG_WARNF("snapshot: fork failed: %s", strerror(errno));
+        char q[96];
+        obs.snapshots_failed++;
+        obs.snapshot_last_abandoned = true;
+        log_event(LOG_WARN, "snapshot_abandoned", "index=%llu reason=%s",
+                  (unsigned long long)n->applied,
+                  log_quote(strerror(errno), q, sizeof q));
         return;
     }
     if (pid == 0) {
         snap_child(n);
     }
     uint64_t stall_us = (uv_hrtime() - n->snap_started_ns) / 1000u;
-    LOG_INFOF("snapshot at index %llu started (log %llu bytes); fork stalled "
+    log_event(LOG_INFO, "snapshot_started",
+              "index=%llu log_bytes=%llu fork_stall_us=%llu -- fork stalled "
               "the loop %llu us",
               (unsigned long long)n->snap_index,
-              (unsigned long long)n->log_bytes, (unsigned long long)stall_us);
+              (unsigned long long)n->log_bytes, (unsigned long long)stall_us,
+              (unsigned long long)stall_us);
     n->snap = SNAP_CHILD;
     n->snap_pid = pid;
     n->log_bytes = 0;
@@ -1241,8 +1591,9 @@ static void peer_on_open(void *data, struct net_conn *conn)
     if (i < 0 || (unsigned)i == n->cfg.self) {
         char addr[NET_ADDR_FMT_MAX];
         net_conn_peer_addr(conn, addr, sizeof addr);
-        LOG_WARNF("disconnecting %s: node id %llu is not a peer", addr,
-                  (unsigned long long)id);
+        log_event(LOG_WARN, "peer_rejected",
+                  "peer=%llu addr=%s reason=\"not a member\"",
+                  (unsigned long long)id, addr);
         net_conn_close(conn);
     }
 }
@@ -1256,6 +1607,11 @@ static void peer_on_message(void *data, struct net_conn *conn, uint16_t type,
     struct raft_message m;
     if (n->raft == NULL || n->shut) {
         return;
+    }
+    int pi = member_index(n, from);
+    if (pi >= 0 && pi < OBS_PEERS_MAX) {
+        obs.peer_bytes_in[pi] += len;
+        obs.peer_frames_in[pi]++;
     }
     if (type != NODE_MSG_RAFT) {
         why = "unknown message type";
@@ -1273,7 +1629,9 @@ static void peer_on_message(void *data, struct net_conn *conn, uint16_t type,
         }
     }
     if (why != NULL) {
-        LOG_WARNF("disconnecting node %llu: %s", (unsigned long long)from, why);
+        char q[96];
+        log_event(LOG_WARN, "peer_rejected", "peer=%llu reason=%s",
+                  (unsigned long long)from, log_quote(why, q, sizeof q));
         net_conn_close(conn);
     }
 }
@@ -1287,7 +1645,9 @@ static void tick(uv_timer_t *t)
 {
     struct node *n = t->data;
     struct raft_event ev = {.type = RAFT_TICK};
+    obs_tick(uv_now(n->loop));
     node_step(n, &ev);
+    clock_maybe_propose(n);
 }
 
 /* ---- start-up ------------------------------------------------------- */
@@ -1358,8 +1718,11 @@ static int start_core(struct node *n, char *errmsg, size_t len)
     o.heartbeat_ticks = c->heartbeat_ms / c->tick_ms;
     o.max_inflight = NODE_INFLIGHT_MAX;
     uint64_t seed = uv_hrtime() ^ ((uint64_t)getpid() << 32) ^ c->id;
-    LOG_INFOF("loaded: term %llu, vote %llu, snapshot %llu, %zu log entries",
-              (unsigned long long)l->hs.term, (unsigned long long)l->hs.vote,
+    n->term = l->hs.term;
+    n->logged_vote = l->hs.vote;
+    node_log_view(n);
+    log_event(LOG_INFO, "loaded", "vote=%llu snapshot=%llu entries=%zu",
+              (unsigned long long)l->hs.vote,
               (unsigned long long)n->snapshot_index, l->n_entries);
     rv = raft_new(c->id, &config, &o, seed, &restore, NULL, &n->raft);
     store_release_loaded(n->store);
@@ -1380,6 +1743,10 @@ static int start_net(struct node *n, char *errmsg, size_t len)
     nc.node_id = c->id;
     nc.cluster_id = c->cluster_id;
     nc.bind_host = self->host;
+    if (c->cluster_secret_len > 0) {
+        nc.secret = c->cluster_secret;
+        nc.secret_len = c->cluster_secret_len;
+    }
     struct net_handlers h = peer_handlers_template;
     h.data = n;
     char addr[NODE_HOST_MAX + 16];
@@ -1408,10 +1775,10 @@ static void on_signal(uv_signal_t *h, int signum)
 {
     struct node *n = h->data;
     if (n->stopping) {
-        LOG_WARNF("second signal %d: exiting at once", signum);
+        log_event(LOG_WARN, "shutdown_forced", "signal=%d", signum);
         _exit(1);
     }
-    LOG_INFOF("signal %d: stopping", signum);
+    log_event(LOG_INFO, "shutdown_requested", "signal=%d", signum);
     node_stop(n);
 }
 
@@ -1448,6 +1815,7 @@ int node_start(uv_loop_t *loop, const struct node_config *cfg,
     n->snap_fd = -1;
     n->pid = getpid();
     n->role = RAFT_FOLLOWER;
+    log_set_node(cfg->id, node_log_context, NULL);
     buf_init(&n->sendbuf);
     buf_init(&n->wdata);
     /* A data dir that has an identity has a log: without it this node
@@ -1486,6 +1854,12 @@ int node_start(uv_loop_t *loop, const struct node_config *cfg,
     if (rv == 0) {
         rv = start_net(n, errmsg, errmsg_len);
     }
+    /* Before the client port: a node that cannot serve its metrics stops
+     * before any client sees it (node_shutdown() closes this, not srv). */
+    if (rv == 0 && cfg->metrics_port != 0) {
+        rv = metrics_start(loop, cfg->metrics_host, cfg->metrics_port,
+                           metrics_page, n, &n->metrics, errmsg, errmsg_len);
+    }
     if (rv == 0) {
         const struct node_member *self = &cfg->members[cfg->self];
         struct srv_options so = {.host = self->host,
@@ -1503,7 +1877,10 @@ int node_start(uv_loop_t *loop, const struct node_config *cfg,
                                  .submit = backend_submit,
                                  .check = backend_check,
                                  .leader = backend_leader,
-                                 .info = backend_info};
+                                 .info = backend_info,
+                                 .config_get = backend_config_get,
+                                 .config_set = backend_config_set,
+                                 .cluster = backend_cluster};
         rv = srv_start(loop, &so, &be, &n->srv, errmsg, errmsg_len);
     }
     if (rv == 0 && first) {
@@ -1523,11 +1900,17 @@ int node_start(uv_loop_t *loop, const struct node_config *cfg,
         return rv;
     }
     const struct node_member *self = &cfg->members[cfg->self];
-    LOG_INFOF("node %llu of %u: clients on %s:%u, Raft on %s:%u, data in %s",
-              (unsigned long long)cfg->id, cfg->n_members, self->host,
-              (unsigned)self->client_port, self->host,
-              (unsigned)self->raft_port, cfg->data_dir);
-    LOG_INFOF("ready");
+    char dir[NODE_PATH_MAX + 8];
+    /* The tail keeps the line ending in " ready" (what scripts wait
+     * for). */
+    log_event(LOG_INFO, "ready",
+              "members=%u client=%s:%u raft=%s:%u metrics=%s:%u data_dir=%s "
+              "-- ready",
+              cfg->n_members, self->host, (unsigned)self->client_port,
+              self->host, (unsigned)self->raft_port,
+              cfg->metrics_port ? cfg->metrics_host : "off",
+              (unsigned)cfg->metrics_port,
+              log_quote(cfg->data_dir, dir, sizeof dir));
     *out = n;
     return 0;
 }
@@ -1570,6 +1953,11 @@ static void node_shutdown(struct node *n)
             uv_close(handles[i], on_handle_closed);
         }
     }
+    if (n->metrics != NULL) {
+        n->open_handles++;
+        metrics_stop(n->metrics, on_metrics_closed, n);
+        n->metrics = NULL;
+    }
     if (n->rserver != NULL) {
         n->open_handles++;
         net_server_close(n->rserver, n, on_net_closed);
@@ -1593,7 +1981,7 @@ static void on_transfer_timeout(uv_timer_t *t)
     struct node *n = t->data;
     if (n->transferring) {
         n->transferring = false;
-        LOG_INFOF("leadership transfer did not complete in %d ms",
+        log_event(LOG_INFO, "leadership_transfer_timeout", "wait_ms=%d",
                   NODE_TRANSFER_WAIT_MS);
         node_shutdown(n);
     }
@@ -1622,7 +2010,8 @@ static bool start_transfer(struct node *n)
     if (best == 0) {
         return false;
     }
-    LOG_INFOF("handing leadership to node %llu", (unsigned long long)best);
+    log_event(LOG_INFO, "leadership_transfer", "to=%llu match=%llu",
+              (unsigned long long)best, (unsigned long long)best_match);
     n->transferring = true;
     struct raft_event ev = {.type = RAFT_TRANSFER};
     ev.transfer.peer = best;
@@ -1643,7 +2032,7 @@ static void on_srv_stopped(struct srv *s, void *data)
     list_fail(&n->props, CRAFT_ELEADERLOST);
     srv_free(s);
     n->srv = NULL;
-    LOG_INFOF("clients closed; closing peers and the log");
+    log_event(LOG_INFO, "clients_closed", "-- closing peers and the log");
     uv_timer_stop(&n->stop_timer);
     if (!start_transfer(n)) {
         node_shutdown(n);
@@ -1654,8 +2043,8 @@ static void on_stop_grace(uv_timer_t *t)
 {
     struct node *n = t->data;
     if (n->props.n > 0) {
-        LOG_WARNF("%u proposals did not commit within %d ms; failing them",
-                  n->props.n, NODE_STOP_GRACE_MS);
+        log_event(LOG_WARN, "shutdown_proposals_failed",
+                  "proposals=%u grace_ms=%d", n->props.n, NODE_STOP_GRACE_MS);
     }
     list_fail(&n->props, CRAFT_ELEADERLOST);
 }
@@ -1666,7 +2055,7 @@ void node_stop(struct node *n)
         return;
     }
     n->stopping = true;
-    LOG_INFOF("stopping: %u proposals in flight", n->props.n);
+    log_event(LOG_INFO, "shutdown", "proposals_in_flight=%u", n->props.n);
     list_fail(&n->writes, CRAFT_ESHUTDOWN);
     buf_reset(&n->wdata);
     list_fail(&n->reads, CRAFT_ESHUTDOWN);
