@@ -683,7 +683,8 @@ class Prober(threading.Thread):
 # ---- offline state of a data dir ------------------------------------------
 
 def read_state(path):
-    """Parse a `craft-cli snapshot save` file: ({key: value},
+    """Parse a `craft-cli snapshot save` file (docs/craftd.md, KV snapshot
+    versions 1 and 2): ({key: value}, {key: (expire_ms, version)},
     {session id: (first_unacked, [(seq, reply)])}, last_applied)."""
     with open(path, "rb") as f:
         data = f.read()
@@ -692,15 +693,25 @@ def read_state(path):
     kv = data[48:]
     if kv[:8] != b"CRAFTKV\0":
         raise AssertionError("%s: no KV snapshot inside" % path)
+    version, = struct.unpack_from("<I", kv, 8)
+    if version not in (1, 2):
+        raise AssertionError("%s: KV snapshot version %d" % (path, version))
     last_applied, _now_ms, n_keys, n_sess = struct.unpack_from("<QQQQ", kv,
                                                                 16)
     off = 52
     keys = {}
+    meta = {}
     for _ in range(n_keys):
-        tag, klen, vlen = struct.unpack_from("<cII", kv, off)
+        tag, klen, vlen, expire = struct.unpack_from("<cIIq", kv, off)
         assert tag == b"K", (path, off, tag)
+        kversion = 0
+        if version >= 2:
+            kversion, = struct.unpack_from("<Q", kv, off + 17)
+            off += 8
         off += 21
-        keys[kv[off:off + klen]] = kv[off + klen:off + klen + vlen]
+        key = kv[off:off + klen]
+        keys[key] = kv[off + klen:off + klen + vlen]
+        meta[key] = (expire, kversion)
         off += klen + vlen + 4
     sessions = {}
     for _ in range(n_sess):
@@ -716,7 +727,7 @@ def read_state(path):
             off += rlen + 4
         sessions[sid] = (first, saved)
     assert kv[off:off + 1] == b"E", (path, off)
-    return keys, sessions, last_applied
+    return keys, meta, sessions, last_applied
 
 
 # ---- checks -----------------------------------------------------------------
@@ -1123,12 +1134,17 @@ class Run:
                 nd.id, p.stdout + p.stderr)
             states[nd.id] = read_state(out)
         ref_id = c.nodes[0].id
-        ref_keys, ref_sessions, _ = states[ref_id]
-        for nid, (keys, sessions, _) in states.items():
+        ref_keys, ref_meta, ref_sessions, _ = states[ref_id]
+        for nid, (keys, meta, sessions, _) in states.items():
             if keys != ref_keys:
                 diff = sorted(set(keys.items()) ^ set(ref_keys.items()))[:10]
                 raise AssertionError("n%d and n%d hold different keys: %r"
                                      % (nid, ref_id, diff))
+            if meta != ref_meta:
+                diff = sorted(set(meta.items()) ^ set(ref_meta.items()))[:10]
+                raise AssertionError("n%d and n%d hold different expiry "
+                                     "times or versions: %r" % (nid, ref_id,
+                                                                diff))
             assert sessions == ref_sessions, \
                 "n%d and n%d hold different sessions" % (nid, ref_id)
         for k, v in final.items():
@@ -1547,23 +1563,29 @@ def selftest_checks(failures):
         _expect("craft-lincheck: %s exits %d" % (name, want),
                 p.returncode == want, failures)
 
-    # A craft-cli snapshot file with one key and one session.
-    kv = bytearray(b"CRAFTKV\0" + struct.pack("<IIQQQQI", 1, 0, 42, 7, 1, 1,
-                                              0))
-    kv += struct.pack("<cIIqI", b"K", 1, 2, 0, 0) + b"kvv" + b"\0" * 4
-    kv += struct.pack("<cQQQII", b"S", 5, 7, 2, 1, 0)
-    kv += struct.pack("<QII", 2, 4, 0) + b":12\r" + b"\0" * 4
-    kv += b"E" + b"\0" * 4
-    path = os.path.join(build_dir(), "nemesis-selftest.snap")
-    with open(path, "wb") as fh:
-        fh.write(b"CRAFTSNP" + b"\0" * 40 + bytes(kv))
-    try:
-        keys, sessions, applied = read_state(path)
-    finally:
-        os.unlink(path)
-    _expect("read_state parses keys, sessions and the index",
-            keys == {b"k": b"vv"} and sessions == {5: (2, [(2, b":12\r")])}
-            and applied == 42, failures)
+    # A craft-cli snapshot file with one key and one session, in both KV
+    # snapshot versions (version 2 adds a u64 version per key).
+    for ver in (1, 2):
+        kv = bytearray(b"CRAFTKV\0" + struct.pack("<IIQQQQI", ver, 0, 42, 7,
+                                                  1, 1, 0))
+        kv += struct.pack("<cIIq", b"K", 1, 2, 9)
+        kv += (struct.pack("<Q", 3) if ver == 2 else b"") + b"\0" * 4
+        kv += b"kvv" + b"\0" * 4
+        kv += struct.pack("<cQQQII", b"S", 5, 7, 2, 1, 0)
+        kv += struct.pack("<QII", 2, 4, 0) + b":12\r" + b"\0" * 4
+        kv += b"E" + b"\0" * 4
+        path = os.path.join(build_dir(), "nemesis-selftest.snap")
+        with open(path, "wb") as fh:
+            fh.write(b"CRAFTSNP" + b"\0" * 40 + bytes(kv))
+        try:
+            keys, meta, sessions, applied = read_state(path)
+        finally:
+            os.unlink(path)
+        _expect("read_state parses a version %d snapshot" % ver,
+                keys == {b"k": b"vv"} and
+                meta == {b"k": (9, 3 if ver == 2 else 0)} and
+                sessions == {5: (2, [(2, b":12\r")])} and applied == 42,
+                failures)
 
 
 def fw_child():
