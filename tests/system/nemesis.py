@@ -1232,20 +1232,21 @@ class Run:
         if cu:
             log("catch-up after healing: median %.0f ms, max %.0f ms" % (
                 1000 * cu[len(cu) // 2], 1000 * cu[-1]))
-        taken = installed = abandoned = 0
+        ev = collections.Counter()
         for nd in self.cluster.nodes:
             try:
                 with open(nd.log, errors="replace") as f:
-                    text = f.read()
+                    ev.update(re.findall(r" event=(snapshot_\w+)", f.read()))
             except OSError:
                 continue
-            taken += len(re.findall(r"snapshot at index \d+ stored", text))
-            installed += text.count("installed snapshot at index")
-            abandoned += len(re.findall(r"snapshot at index \d+ abandoned",
-                                        text))
-        if taken or installed:
+        if ev:
+            # A transfer that starts and never ends was dropped: the
+            # follower went away, or the leader replaced the snapshot.
             log("snapshots: %d taken, %d abandoned, %d installed from a "
-                "leader" % (taken, abandoned, installed))
+                "leader; transfers: %d started, %d completed" % (
+                    ev["snapshot_taken"], ev["snapshot_abandoned"],
+                    ev["snapshot_installed"], ev["snapshot_send_started"],
+                    ev["snapshot_sent"]))
         retries = sum(t.retries for t in self.threads
                       if isinstance(t, Appender))
         log("exactly-once appends retried %d times after unknown outcomes"
