@@ -125,6 +125,11 @@ struct store {
     struct raft_snapshot_meta snap_cur;
     char snap_cur_name[STORE_NAME_MAX];
     int snap_read_fd;
+    /* The snapshot it replaced, still readable through this descriptor
+     * (its file may be unlinked) until the next one replaces it, so that a
+     * transfer to a follower that started on it can finish (store.h). */
+    struct raft_snapshot_meta snap_prev;
+    int snap_prev_fd;
     int lock_handle; /* store_lock() */
 
     /* Worker state: touched only by the job in flight. */
@@ -592,19 +597,35 @@ static void open_snap_reader(struct store *s)
     s->snap_read_fd = fd >= 0 ? fd : -1;
 }
 
+/* The current snapshot becomes the previous one: its open descriptor keeps
+ * it readable after the job that made a newer one current unlinks it. */
+static void retire_snap_reader(struct store *s)
+{
+    if (s->snap_prev_fd >= 0) {
+        s->vfs->close(s->vfs, s->snap_prev_fd);
+        s->snap_prev_fd = -1;
+    }
+    if (s->has_snap_cur && s->snap_read_fd >= 0) {
+        s->snap_prev = s->snap_cur;
+        s->snap_prev_fd = s->snap_read_fd;
+        s->snap_read_fd = -1;
+    }
+    CRAFT_ASSERT(s->snap_read_fd < 0);
+}
+
 static void note_snapshots(struct store *s, const struct job *j)
 {
-    bool found = false;
+    const struct op *last = NULL;
     for (const struct op *op = j->head; op != NULL; op = op->next) {
-        if (op->type != OP_SNAP_FINISH) {
-            continue;
+        if (op->type == OP_SNAP_FINISH) {
+            last = op;
         }
-        s->has_snap_cur = true;
-        s->snap_cur = op->meta;
-        snprintf(s->snap_cur_name, sizeof s->snap_cur_name, "%s", op->name);
-        found = true;
     }
-    if (found) {
+    if (last != NULL) {
+        retire_snap_reader(s);
+        s->has_snap_cur = true;
+        s->snap_cur = last->meta;
+        snprintf(s->snap_cur_name, sizeof s->snap_cur_name, "%s", last->name);
         open_snap_reader(s);
     }
 }
@@ -1138,6 +1159,30 @@ int store_compact(struct store *s, struct store_req *req, raft_index to,
     return 0;
 }
 
+/* Read snapshot data of the file open on fd, described by m. */
+static int64_t snap_read_at(struct store *s, int fd,
+                            const struct raft_snapshot_meta *m, uint64_t offset,
+                            void *buf, size_t len,
+                            struct raft_snapshot_meta *meta)
+{
+    CRAFT_ASSERT(fd >= 0);
+    if (meta != NULL) {
+        *meta = *m;
+    }
+    if (offset >= m->size) {
+        return 0;
+    }
+    uint64_t left = m->size - offset;
+    size_t n = left < len ? (size_t)left : len;
+    ssize_t got =
+        s->vfs->pread(s->vfs, fd, buf, n, STORE_SNAP_HDR_BYTES + offset);
+    if (got < 0) {
+        return store__errno_code((int)got);
+    }
+    CRAFT_ASSERT((size_t)got <= n);
+    return (int64_t)got;
+}
+
 int64_t store_snapshot_read(struct store *s, raft_index index, uint64_t offset,
                             void *buf, size_t len,
                             struct raft_snapshot_meta *meta)
@@ -1146,7 +1191,11 @@ int64_t store_snapshot_read(struct store *s, raft_index index, uint64_t offset,
         return CRAFT_ENOENT;
     }
     if (index != 0 && index != s->snap_cur.index) {
-        return CRAFT_ESTALE;
+        if (s->snap_prev_fd < 0 || index != s->snap_prev.index) {
+            return CRAFT_ESTALE;
+        }
+        return snap_read_at(s, s->snap_prev_fd, &s->snap_prev, offset, buf, len,
+                            meta);
     }
     if (s->snap_read_fd < 0) {
         char path[4096];
@@ -1157,20 +1206,8 @@ int64_t store_snapshot_read(struct store *s, raft_index index, uint64_t offset,
         }
         s->snap_read_fd = fd;
     }
-    if (meta != NULL) {
-        *meta = s->snap_cur;
-    }
-    if (offset >= s->snap_cur.size) {
-        return 0;
-    }
-    uint64_t left = s->snap_cur.size - offset;
-    size_t n = left < len ? (size_t)left : len;
-    ssize_t got = s->vfs->pread(s->vfs, s->snap_read_fd, buf, n,
-                                STORE_SNAP_HDR_BYTES + offset);
-    if (got < 0) {
-        return store__errno_code((int)got);
-    }
-    return (int64_t)got;
+    return snap_read_at(s, s->snap_read_fd, &s->snap_cur, offset, buf, len,
+                        meta);
 }
 
 /* ---- open and close ------------------------------------------------- */
@@ -1302,6 +1339,7 @@ int store_open(const char *dir, const struct store_options *o, uv_loop_t *loop,
     s->o = *o;
     s->vfs = o->vfs ? o->vfs : store_vfs_posix();
     s->open_fd = s->snap_fd = s->snap_read_fd = s->lock_handle = -1;
+    s->snap_prev_fd = -1;
     s->meta_fd[0] = s->meta_fd[1] = s->meta_fd[2] = -1;
     rv = s->vfs->mkdir(s->vfs, dir);
     if (rv != 0) {
@@ -1372,8 +1410,8 @@ static void finish_close(struct store *s)
         job_free(s->pending);
         s->pending = NULL;
     }
-    int fds[] = {s->open_fd, s->meta_fd[1], s->meta_fd[2], s->snap_fd,
-                 s->snap_read_fd};
+    int fds[] = {s->open_fd, s->meta_fd[1],   s->meta_fd[2],
+                 s->snap_fd, s->snap_read_fd, s->snap_prev_fd};
     for (size_t i = 0; i < CRAFT_ARRAY_LEN(fds); i++) {
         if (fds[i] >= 0) {
             s->vfs->close(s->vfs, fds[i]);

@@ -239,9 +239,14 @@ int store_compact(struct store *s, struct store_req *req, raft_index to,
 /*
  * Read up to len bytes of the current durable snapshot's data at offset
  * (synchronously: the file is immutable and usually in the page cache).
- * *meta gets its description.  Returns the number of bytes read (0 at the
- * end), CRAFT_ENOENT if there is no snapshot, CRAFT_ESTALE if index is not
- * 0 and is not the current snapshot's index, or an I/O error.
+ * *meta gets its description.  index 0 names the current snapshot; the
+ * index of the snapshot the current one replaced also works, until another
+ * replaces it: its descriptor stays open (its file is unlinked, so it
+ * still takes its disk space), so that a transfer to a follower pinned to
+ * it (raft snapshot.c invariant 4) finishes instead of restarting from the
+ * newest one.  Returns the number of bytes read (0 at the end),
+ * CRAFT_ENOENT if there is no snapshot, CRAFT_ESTALE if index is neither
+ * of those two, or an I/O error.
  */
 int64_t store_snapshot_read(struct store *s, raft_index index, uint64_t offset,
                             void *buf, size_t len,

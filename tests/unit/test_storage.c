@@ -428,6 +428,50 @@ static void snapshot_chunks_read_back_and_compaction(void **state)
     henv_close(&e);
 }
 
+/* A transfer to a follower is pinned to one snapshot (raft snapshot.c
+ * invariant 4): when a newer snapshot replaces it, the replaced one stays
+ * readable -- its file is gone, its descriptor is not -- until yet another
+ * replaces it. */
+static void snapshot_replaced_stays_readable(void **state)
+{
+    (void)state;
+    struct henv e;
+    henv_init(&e, 4096);
+    assert_int_equal(henv_open(&e), 0);
+    assert_int_equal(append_wait(&e, 0, 1, 100, 1, NULL), 0);
+    snapshot_write(&e, 50, 1, 5000, 999);
+    uint8_t buf[1000];
+    struct raft_snapshot_meta m;
+    assert_int_equal(store_snapshot_read(e.s, 50, 1000, buf, 100, &m), 100);
+    snapshot_write(&e, 80, 1, 3000, 999);
+    assert_int_equal(memfs_size(e.fs, "snap-00000000000000000050-"
+                                      "00000000000000000001"),
+                     -1);
+    /* The replaced one, from where its transfer had got to. */
+    assert_int_equal(store_snapshot_read(e.s, 50, 4500, buf, sizeof buf, &m),
+                     500);
+    assert_int_equal(m.index, 50);
+    assert_int_equal(m.size, 5000);
+    for (size_t i = 0; i < 500; i++) {
+        assert_int_equal(buf[i], (uint8_t)((4500 + i) * 7 + 50));
+    }
+    assert_int_equal(store_snapshot_read(e.s, 50, 5000, buf, 10, NULL), 0);
+    /* The current one is unaffected. */
+    assert_int_equal(store_snapshot_read(e.s, 0, 0, buf, 10, &m), 10);
+    assert_int_equal(m.index, 80);
+    assert_int_equal(buf[3], (uint8_t)(3 * 7 + 80));
+    /* One more replacement: 50 is gone, 80 is the replaced one. */
+    snapshot_write(&e, 90, 1, 10, 3);
+    assert_int_equal(store_snapshot_read(e.s, 50, 0, buf, 10, NULL),
+                     CRAFT_ESTALE);
+    assert_int_equal(store_snapshot_read(e.s, 80, 2990, buf, 100, &m), 10);
+    assert_int_equal(m.index, 80);
+    assert_int_equal(store_snapshot_read(e.s, 90, 0, buf, 100, &m), 10);
+    assert_int_equal(store_snapshot_read(e.s, 70, 0, buf, 10, NULL),
+                     CRAFT_ESTALE);
+    henv_close(&e);
+}
+
 /* ---- corruption and failures ---------------------------------------- */
 
 static void corruption_is_reported_with_file_and_offset(void **state)
@@ -830,6 +874,7 @@ int main(void)
         cmocka_unit_test(segments_group_commit),
         cmocka_unit_test(meta_alternates_and_survives_a_torn_write),
         cmocka_unit_test(snapshot_chunks_read_back_and_compaction),
+        cmocka_unit_test(snapshot_replaced_stays_readable),
         cmocka_unit_test(corruption_is_reported_with_file_and_offset),
         cmocka_unit_test(missing_segments_are_corruption),
         cmocka_unit_test(lost_hard_state_is_corruption),
