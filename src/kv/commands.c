@@ -414,7 +414,13 @@ static int cmd_set(struct kvsm_exec *x)
         }
     }
     struct kvsm *sm = x->rw;
-    struct ht_entry *e = lookup_w(sm, x->argv[1], x->lens[1]);
+    /* Without NX, XX, GET or KEEPTTL a SET needs no look-up of its own:
+     * store() finds the key (an expired one too: overwritten with its
+     * expiry cleared, the same state as deleting it first), and a look-up
+     * is a hash and a probe per write.  KEEPTTL must not keep an expired
+     * key's expiry, so it looks up (and deletes such a key) first. */
+    struct ht_entry *e =
+        get || nx || xx || keep ? lookup_w(sm, x->argv[1], x->lens[1]) : NULL;
     int rv = 0;
     if (get) {
         rv = reply_value(x->out, e);

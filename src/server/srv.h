@@ -83,6 +83,7 @@ struct srv_op {
     size_t n_cmds;
     size_t *cmd_argc;
     uint8_t kind; /* enum srv_op_kind, set before submission */
+    bool pooled;  /* the front end's: a block it reuses (srv.c) */
     /* Free for the backend's use while it holds the op. */
     struct srv_op *bnext;
     uint64_t bindex;
