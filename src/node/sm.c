@@ -203,6 +203,41 @@ int node_sm_snapshot_load(struct node_sm *sm, node_sm_read_cb cb, void *data)
     return 0;
 }
 
+struct node_sm_parsed {
+    struct kvsm *kv;
+};
+
+int node_sm_snapshot_parse(const struct node_sm *sm, node_sm_read_cb cb,
+                           void *data, struct node_sm_parsed **out)
+{
+    struct node_sm_parsed *p = malloc(sizeof *p);
+    if (p == NULL) {
+        return CRAFT_ENOMEM;
+    }
+    struct load_ctx l = {.cb = cb, .data = data};
+    int rv = kvsm_snapshot_load(&sm->config, read_cb, &l, &p->kv);
+    if (rv != 0) {
+        free(p);
+        return rv;
+    }
+    *out = p;
+    return 0;
+}
+
+void node_sm_snapshot_swap(struct node_sm *sm, struct node_sm_parsed *p)
+{
+    CRAFT_ASSERT(p != NULL && p->kv != NULL);
+    kvsm_free(sm->kv);
+    sm->kv = p->kv;
+    free(p);
+}
+
+void node_sm_parsed_free(struct node_sm_parsed *p)
+{
+    kvsm_free(p->kv);
+    free(p);
+}
+
 uint64_t node_sm_keys(const struct node_sm *sm)
 {
     return kvsm_key_count(sm->kv);

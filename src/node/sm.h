@@ -6,7 +6,8 @@
  * "reads" and "snapshots" and the KV layer can evolve behind it.
  *
  * Every function runs on the loop thread, except node_sm_snapshot_write(),
- * which the snapshot child process runs on its copy of the state.
+ * which the snapshot child process runs on its copy of the state, and
+ * node_sm_snapshot_parse(), which may run on any thread.
  */
 #ifndef CRAFT_NODE_SM_H
 #define CRAFT_NODE_SM_H
@@ -77,6 +78,22 @@ int node_sm_snapshot_write(struct node_sm *sm, FILE *f);
 typedef int64_t (*node_sm_read_cb)(void *data, void *buf, size_t len);
 int node_sm_snapshot_load(struct node_sm *sm, node_sm_read_cb read_cb,
                           void *data);
+
+/* A snapshot parsed into a state not in use yet. */
+struct node_sm_parsed;
+
+/* Parse the snapshot read through read_cb into a new state, leaving sm's
+ * untouched.  It reads only sm's configuration, which never changes, so it
+ * may run on another thread while the loop uses sm.  0 and *out, or an
+ * error (CRAFT_ECORRUPT, CRAFT_EVERSION, CRAFT_ELIMIT, CRAFT_ENOMEM or the
+ * callback's). */
+int node_sm_snapshot_parse(const struct node_sm *sm, node_sm_read_cb read_cb,
+                           void *data, struct node_sm_parsed **out);
+
+/* Replace sm's state with a parsed one (taken). */
+void node_sm_snapshot_swap(struct node_sm *sm, struct node_sm_parsed *p);
+
+void node_sm_parsed_free(struct node_sm_parsed *p);
 
 /* Keys and sessions held, for INFO. */
 uint64_t node_sm_keys(const struct node_sm *sm);
