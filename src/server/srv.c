@@ -219,11 +219,12 @@ static void on_prepare(uv_prepare_t *h)
  * plus their replies of at most SRV_OP_REPLY_KEEP bytes each).
  */
 #define SRV_OP_POOL_BYTES 512
+#define SRV_OP_POOL_MAX 4096
 #if defined(__SANITIZE_ADDRESS__)
 /* AddressSanitizer sees a use after free only of memory really freed. */
-#define SRV_OP_POOL_MAX 0
+#define SRV_OP_POOL_ON 0
 #else
-#define SRV_OP_POOL_MAX 4096
+#define SRV_OP_POOL_ON 1
 #endif
 #define SRV_OP_REPLY_KEEP 1024
 
@@ -275,7 +276,8 @@ static struct srv_op *op_new(struct srv_client *c, const struct resp_cmd *cmd)
 static void op_free(struct srv_op *op)
 {
     struct srv *s = op->srv;
-    if (op->pooled && !s->stopping && s->n_op_pool < SRV_OP_POOL_MAX) {
+    if (SRV_OP_POOL_ON && op->pooled && !s->stopping &&
+        s->n_op_pool < SRV_OP_POOL_MAX) {
         if (op->reply.cap > SRV_OP_REPLY_KEEP) {
             buf_close(&op->reply);
         }
