@@ -999,6 +999,9 @@ static void cmd_index_build(void)
         const char *name = commands[i].name;
         size_t n = strlen(name);
         CRAFT_ASSERT(n <= CMD_NAME_MAX);
+        for (size_t j = 0; j < n; j++) {
+            CRAFT_ASSERT(lower((uint8_t)name[j]) == (uint8_t)name[j]);
+        }
         cmd_len[i] = (uint8_t)n;
         uint32_t slot = name_hash((const uint8_t *)name, n);
         while (cmd_index[slot & (CMD_INDEX_SLOTS - 1)] != 0) {
@@ -1023,10 +1026,17 @@ const struct kvsm_command *kvsm__command_find(const uint8_t *name, size_t n)
         if (k == 0) {
             return NULL;
         }
-        /* Equal lengths first: the name may hold a NUL byte. */
-        if (cmd_len[k - 1] == n &&
-            strncasecmp(commands[k - 1].name, (const char *)name, n) == 0) {
-            return &commands[k - 1];
+        /* Names in the table are lower case (checked when the index is
+         * built); the one asked for may hold any byte, NUL included. */
+        if (cmd_len[k - 1] == n) {
+            const char *want = commands[k - 1].name;
+            size_t i = 0;
+            while (i < n && lower(name[i]) == (uint8_t)want[i]) {
+                i++;
+            }
+            if (i == n) {
+                return &commands[k - 1];
+            }
         }
     }
 }
