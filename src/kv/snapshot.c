@@ -236,9 +236,19 @@ static int r_get(struct reader *r, void *p, size_t n)
     return 0;
 }
 
-/* A record header of n bytes and its CRC. */
+/* A record header of n bytes and its CRC, into h (checked from the chunk
+ * in place when it lies wholly in it: the common case, once per key). */
 static int r_header(struct reader *r, uint8_t *h, size_t n)
 {
+    if (r->len - r->pos >= n + 4) {
+        const uint8_t *p = r->buf + r->pos;
+        if (get_u32(p + n) != crc32c(0, p, n)) {
+            return CRAFT_ECORRUPT;
+        }
+        memcpy(h, p, n);
+        r->pos += n + 4;
+        return 0;
+    }
     uint8_t c[4];
     int rv = r_get(r, h, n);
     if (rv == 0) {
