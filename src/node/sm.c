@@ -204,24 +204,25 @@ int node_sm_snapshot_load(struct node_sm *sm, node_sm_read_cb cb, void *data)
 }
 
 struct node_sm_parsed {
-    struct kvsm *kv;
+    struct kvsm_config config; /* a copy: the parse may run on a thread */
+    struct kvsm *kv;           /* NULL until parsed */
 };
 
-int node_sm_snapshot_parse(const struct node_sm *sm, node_sm_read_cb cb,
-                           void *data, struct node_sm_parsed **out)
+struct node_sm_parsed *node_sm_parsed_new(const struct node_sm *sm)
 {
-    struct node_sm_parsed *p = malloc(sizeof *p);
-    if (p == NULL) {
-        return CRAFT_ENOMEM;
+    struct node_sm_parsed *p = calloc(1, sizeof *p);
+    if (p != NULL) {
+        p->config = sm->config;
     }
+    return p;
+}
+
+int node_sm_snapshot_parse(struct node_sm_parsed *p, node_sm_read_cb cb,
+                           void *data)
+{
+    CRAFT_ASSERT(p != NULL && p->kv == NULL);
     struct load_ctx l = {.cb = cb, .data = data};
-    int rv = kvsm_snapshot_load(&sm->config, read_cb, &l, &p->kv);
-    if (rv != 0) {
-        free(p);
-        return rv;
-    }
-    *out = p;
-    return 0;
+    return kvsm_snapshot_load(&p->config, read_cb, &l, &p->kv);
 }
 
 void node_sm_snapshot_swap(struct node_sm *sm, struct node_sm_parsed *p)
@@ -234,7 +235,9 @@ void node_sm_snapshot_swap(struct node_sm *sm, struct node_sm_parsed *p)
 
 void node_sm_parsed_free(struct node_sm_parsed *p)
 {
-    kvsm_free(p->kv);
+    if (p->kv != NULL) {
+        kvsm_free(p->kv);
+    }
     free(p);
 }
 

@@ -79,18 +79,22 @@ typedef int64_t (*node_sm_read_cb)(void *data, void *buf, size_t len);
 int node_sm_snapshot_load(struct node_sm *sm, node_sm_read_cb read_cb,
                           void *data);
 
-/* A snapshot parsed into a state not in use yet. */
+/* A snapshot parsed into a state not in use yet: created on the loop
+ * thread (it copies sm's configuration, which the loop may change later),
+ * filled by node_sm_snapshot_parse() on any thread, then swapped in or
+ * freed on the loop thread. */
 struct node_sm_parsed;
 
-/* Parse the snapshot read through read_cb into a new state, leaving sm's
- * untouched.  It reads only sm's configuration, which never changes, so it
- * may run on another thread while the loop uses sm.  0 and *out, or an
- * error (CRAFT_ECORRUPT, CRAFT_EVERSION, CRAFT_ELIMIT, CRAFT_ENOMEM or the
- * callback's). */
-int node_sm_snapshot_parse(const struct node_sm *sm, node_sm_read_cb read_cb,
-                           void *data, struct node_sm_parsed **out);
+/* NULL when out of memory. */
+struct node_sm_parsed *node_sm_parsed_new(const struct node_sm *sm);
 
-/* Replace sm's state with a parsed one (taken). */
+/* Parse the snapshot read through read_cb into p, once.  Touches nothing
+ * but p.  0, or an error (CRAFT_ECORRUPT, CRAFT_EVERSION, CRAFT_ELIMIT,
+ * CRAFT_ENOMEM or the callback's); p then holds no state. */
+int node_sm_snapshot_parse(struct node_sm_parsed *p, node_sm_read_cb read_cb,
+                           void *data);
+
+/* Replace sm's state with the one parsed into p (p is freed). */
 void node_sm_snapshot_swap(struct node_sm *sm, struct node_sm_parsed *p);
 
 void node_sm_parsed_free(struct node_sm_parsed *p);

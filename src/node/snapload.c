@@ -18,7 +18,6 @@ struct chunk {
 };
 
 struct snapload {
-    const struct node_sm *sm;
     raft_index index;
     raft_term term;
     uint64_t size;
@@ -31,9 +30,10 @@ struct snapload {
     size_t queued;     /* bytes in the chunks */
     uint64_t consumed; /* bytes handed to the parser */
     bool cancel;
-    /* Written by the thread before it ends, read after the join. */
-    int rv;
+    /* Created with the snapload; filled by the thread, which writes rv
+     * before it ends (both are read after the join). */
     struct node_sm_parsed *parsed;
+    int rv;
 };
 
 /* The parser's read callback (on the snapload thread): block until bytes
@@ -74,10 +74,7 @@ static int64_t stream_read(void *data, void *buf, size_t len)
 static void run(void *arg)
 {
     struct snapload *l = arg;
-    struct node_sm_parsed *p = NULL;
-    int rv = node_sm_snapshot_parse(l->sm, stream_read, l, &p);
-    l->rv = rv;
-    l->parsed = rv == 0 ? p : NULL;
+    l->rv = node_sm_snapshot_parse(l->parsed, stream_read, l);
 }
 
 int snapload_start(const struct node_sm *sm,
@@ -88,22 +85,29 @@ int snapload_start(const struct node_sm *sm,
     if (l == NULL) {
         return CRAFT_ENOMEM;
     }
-    l->sm = sm;
+    l->parsed = node_sm_parsed_new(sm);
+    if (l->parsed == NULL) {
+        free(l);
+        return CRAFT_ENOMEM;
+    }
     l->index = meta->index;
     l->term = meta->term;
     l->size = meta->size;
     if (uv_mutex_init(&l->mu) != 0) {
+        node_sm_parsed_free(l->parsed);
         free(l);
         return CRAFT_ENOMEM;
     }
     if (uv_cond_init(&l->cv) != 0) {
         uv_mutex_destroy(&l->mu);
+        node_sm_parsed_free(l->parsed);
         free(l);
         return CRAFT_ENOMEM;
     }
     if (uv_thread_create(&l->thread, run, l) != 0) {
         uv_cond_destroy(&l->cv);
         uv_mutex_destroy(&l->mu);
+        node_sm_parsed_free(l->parsed);
         free(l);
         return CRAFT_ENOMEM;
     }
@@ -188,7 +192,6 @@ int snapload_finish(struct snapload *l, struct node_sm_parsed **out)
     uv_thread_join(&l->thread);
     int rv = l->rv;
     if (rv == 0) {
-        CRAFT_ASSERT(l->parsed != NULL);
         *out = l->parsed;
         l->parsed = NULL;
     }

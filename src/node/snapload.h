@@ -16,9 +16,9 @@
  * parse error) the runtime drops it and loads the durable file as before.
  *
  * Invariants:
- *   1. The thread only reads the chunks queued to it and the state
- *      machine's configuration; it builds a state nobody else sees until
- *      snapload_finish() hands it over.
+ *   1. The thread only reads the chunks queued to it and a copy of the
+ *      state machine's configuration taken at the start; it builds a state
+ *      nobody else sees until snapload_finish() hands it over.
  *   2. Bytes are queued in order without gaps: fed == the offset of the
  *      next chunk accepted, and at most SNAPLOAD_QUEUE_MAX bytes wait.
  *   3. Every snapload ends with snapload_finish() or snapload_cancel(),
@@ -41,9 +41,8 @@
 
 struct snapload;
 
-/* Start parsing the snapshot meta describes, for sm's configuration (sm
- * must outlive the snapload).  0, CRAFT_ENOMEM, or an error of creating
- * the thread. */
+/* Start parsing the snapshot meta describes, with sm's configuration as
+ * it is now.  0, or CRAFT_ENOMEM (also when no thread can be created). */
 int snapload_start(const struct node_sm *sm,
                    const struct raft_snapshot_meta *meta,
                    struct snapload **out);
