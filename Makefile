@@ -7,6 +7,9 @@
 #   make run        a local 3-node craftd cluster (arrives with craftd)
 #   make format     clang-format every C file
 #   make soak       long randomized simulator runs, Raft and KV (SOAK_SECONDS each)
+#   make fuzz       run every libFuzzer target FUZZ_SECONDS (default 300) each,
+#                   corpora kept in build-clang/fuzz/ (make test runs each
+#                   for 20 s)
 #   make install    install programs, libraries, headers, pkg-config files
 #                   and man pages from build/ into $(DESTDIR)$(PREFIX)
 #   make deb        build/craft_<version>_<arch>.deb with cpack
@@ -14,6 +17,7 @@
 # PREFIX (default /usr/local), DESTDIR (staging root, default none).
 
 SOAK_SECONDS ?= 600
+FUZZ_SECONDS ?= 300
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CTEST_ARGS ?=
 CMAKE ?= cmake
@@ -21,7 +25,7 @@ PREFIX ?= /usr/local
 DESTDIR ?=
 
 .PHONY: all build build-san build-clang deps test test-fast test-san run format clean soak \
-	install deb
+	install deb fuzz
 
 all: build
 
@@ -32,7 +36,8 @@ build/CMakeCache.txt:
 	$(CMAKE) -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo
 
 build-clang/CMakeCache.txt:
-	CC=clang $(CMAKE) -S . -B build-clang -DCMAKE_BUILD_TYPE=RelWithDebInfo
+	CC=clang $(CMAKE) -S . -B build-clang -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+		-DCRAFT_FUZZ=ON
 
 build-san/CMakeCache.txt:
 	$(CMAKE) -S . -B build-san -DCMAKE_BUILD_TYPE=Debug -DCRAFT_SANITIZE=ON
@@ -43,8 +48,11 @@ build: build/CMakeCache.txt
 build-san: build-san/CMakeCache.txt
 	$(CMAKE) --build build-san -j $(JOBS)
 
-# STYLE.md: every change compiles warning-free with clang too.
+# STYLE.md: every change compiles warning-free with clang too.  The clang
+# build also holds the libFuzzer targets (tests/fuzz); -DCRAFT_FUZZ=ON is
+# repeated so that a build-clang/ configured before they existed gets them.
 build-clang: build-clang/CMakeCache.txt
+	$(CMAKE) -S . -B build-clang -DCRAFT_FUZZ=ON > /dev/null
 	$(CMAKE) --build build-clang -j $(JOBS)
 
 # The whole suite: the optimised build first (system tests and the long
@@ -53,6 +61,7 @@ test: deps
 	$(MAKE) build build-san build-clang
 	cd build && ctest -j $(JOBS) --output-on-failure $(CTEST_ARGS)
 	cd build-san && ctest -j $(JOBS) --output-on-failure -LE nosan $(CTEST_ARGS)
+	cd build-clang && ctest -j $(JOBS) --output-on-failure -L fuzz
 
 test-fast: build
 	cd build && ctest -j $(JOBS) --output-on-failure $(CTEST_ARGS)
@@ -73,6 +82,13 @@ soak: build
 		build/bin/craft-sim --soak $(SOAK_SECONDS) --nodes $$n --seed $$(date +%s) || exit 1; \
 	done
 	build/bin/craft-sim --soak $(SOAK_SECONDS) --kv --seed $$(date +%s)
+
+# Not part of make test: every fuzz target for FUZZ_SECONDS, growing the
+# corpora in build-clang/fuzz/<target>/ (crashes land in .../crashes/).
+fuzz: build-clang
+	for t in build-clang/tests/fuzz_*; do \
+		tests/fuzz/run_fuzz.sh $$t build-clang/fuzz $(FUZZ_SECONDS) || exit 1; \
+	done
 
 # See docs/install.md.
 install: build

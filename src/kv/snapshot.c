@@ -6,7 +6,8 @@
  *            u64 last_applied, u64 now_ms, u64 n_keys, u64 n_sessions,
  *            u32 crc32c of the 48 bytes before it
  *   n_keys   u8 'K', u32 key_len, u32 value_len, i64 expire_ms,
- *            u32 crc32c of those 17 bytes;
+ *            u64 mod_index (version 2 only: the WATCH version),
+ *            u32 crc32c of those 25 (version 1: 17) bytes;
  *            key bytes, value bytes, u32 crc32c of key and value
  *   n_sess.  u8 'S', u64 id, u64 last_ms, u64 first_unacked, u32 n_saved,
  *            u32 crc32c of those 29 bytes; then n_saved times:
@@ -16,8 +17,9 @@
  *
  * Sessions are written oldest first, so loading them in order rebuilds the
  * age list exactly.  Every length is checked by its record header's CRC
- * before anything is allocated for it, so a corrupt length cannot make the
- * loader allocate a huge block.
+ * before it is used, and a blob's buffer grows only as its bytes arrive,
+ * so neither a corrupt nor a crafted length can make the loader allocate
+ * a huge block (found by tests/fuzz/fuzz_kv_snapshot.c).
  */
 #include <string.h>
 
@@ -31,14 +33,15 @@
 static const uint8_t magic[8] = {'C', 'R', 'A', 'F', 'T', 'K', 'V', 0};
 
 #define HEADER_LEN 48u
-#define KEY_HDR_LEN 17u
+#define KEY_HDR_LEN 25u
+#define KEY_HDR_LEN_V1 17u
 #define SESSION_HDR_LEN 29u
 #define SAVED_HDR_LEN 12u
 /* A loaded snapshot's key table is sized for at most this many keys up
- * front: 2^24 buckets are 128 MiB, which a snapshot claiming more keys
- * than it holds (its CRC-checked header is the only word for it) cannot
- * make the loader allocate beyond. */
-#define KVSM_LOAD_PRESIZE_MAX ((size_t)1 << 23)
+ * front (2^21 buckets, 16 MiB): a crafted header claiming more keys than
+ * the snapshot holds makes the loader allocate no more than that; a real
+ * snapshot with more keys grows the table from there as usual. */
+#define KVSM_LOAD_PRESIZE_MAX ((size_t)1 << 20)
 
 /* ---- writing ---- */
 
@@ -92,6 +95,7 @@ static void w_key(struct writer *w, const struct ht_entry *e)
     put_u32(h + 1, (uint32_t)e->key_len);
     put_u32(h + 5, (uint32_t)e->val_len);
     put_u64(h + 9, (uint64_t)e->expire_ms);
+    put_u64(h + 17, e->mod_index);
     w_header(w, h, sizeof h);
     w_put(w, e->key, e->key_len);
     if (e->val_len > 0) {
@@ -261,8 +265,12 @@ static int r_header(struct reader *r, uint8_t *h, size_t n)
 }
 
 /* n bytes followed by their CRC: *out points at them, in the chunk if they
- * and the CRC lie wholly in it, else copied into scratch.  Valid until the
- * next read. */
+ * and the CRC lie wholly in it (the common case: no copy), else copied into
+ * scratch.  Valid until the next read.  scratch grows one chunk at a time
+ * as the bytes actually arrive: a record header with a valid CRC but a
+ * huge length (a crafted snapshot; a CRC is no defence against intent)
+ * must not make the loader allocate what it merely claims -- a short
+ * snapshot fails as corrupt after reading what is there. */
 static int r_blob(struct reader *r, struct buf *scratch, size_t n,
                   const uint8_t **out)
 {
@@ -276,9 +284,20 @@ static int r_blob(struct reader *r, struct buf *scratch, size_t n,
         r->pos += n;
     } else {
         buf_reset(scratch);
-        rv = buf_reserve(scratch, n);
-        if (rv == 0) {
-            rv = r_get(r, scratch->data, n);
+        /* Never a NULL data pointer, even for an empty key and value:
+         * callers do pointer arithmetic on it (UBSan, found by
+         * fuzz_kv_snapshot). */
+        rv = buf_reserve(scratch, 1);
+        while (rv == 0 && scratch->len < n) {
+            size_t k = n - scratch->len;
+            k = k < KVSM_SNAPSHOT_CHUNK ? k : KVSM_SNAPSHOT_CHUNK;
+            rv = buf_reserve(scratch, k);
+            if (rv == 0) {
+                rv = r_get(r, scratch->data + scratch->len, k);
+            }
+            if (rv == 0) {
+                scratch->len += k;
+            }
         }
         p = scratch->data;
     }
@@ -292,10 +311,11 @@ static int r_blob(struct reader *r, struct buf *scratch, size_t n,
     return rv;
 }
 
-static int load_key(struct kvsm *sm, struct reader *r, struct buf *scratch)
+static int load_key(struct kvsm *sm, struct reader *r, struct buf *scratch,
+                    uint32_t version)
 {
     uint8_t h[KEY_HDR_LEN];
-    int rv = r_header(r, h, sizeof h);
+    int rv = r_header(r, h, version == 1 ? KEY_HDR_LEN_V1 : KEY_HDR_LEN);
     if (rv != 0) {
         return rv;
     }
@@ -319,8 +339,14 @@ static int load_key(struct kvsm *sm, struct reader *r, struct buf *scratch)
     if (!created) {
         return CRAFT_ECORRUPT; /* a duplicate key */
     }
-    e->expire_ms = expire;
-    return ht_entry_set(&sm->keys, e, kv + klen, vlen);
+    rv = ht_set_expire(&sm->keys, e, expire);
+    if (rv == 0) {
+        rv = ht_entry_set(&sm->keys, e, kv + klen, vlen);
+    }
+    /* A version 1 snapshot predates WATCH: every replica that loads it
+     * gets version 0 alike. */
+    e->mod_index = version == 1 ? 0 : get_u64(h + 17);
+    return rv;
 }
 
 static int load_session(struct kvsm *sm, struct reader *r, struct buf *scratch)
@@ -380,7 +406,7 @@ static int load_session(struct kvsm *sm, struct reader *r, struct buf *scratch)
 }
 
 static int load_header(struct kvsm *sm, struct reader *r, uint64_t *n_keys,
-                       uint64_t *n_sessions)
+                       uint64_t *n_sessions, uint32_t *version)
 {
     uint8_t h[HEADER_LEN], c[4];
     int rv = r_get(r, h, sizeof h);
@@ -393,7 +419,8 @@ static int load_header(struct kvsm *sm, struct reader *r, uint64_t *n_keys,
     if (memcmp(h, magic, 8) != 0 || get_u32(c) != crc32c(0, h, sizeof h)) {
         return CRAFT_ECORRUPT;
     }
-    if (get_u32(h + 8) != KVSM_SNAPSHOT_VERSION) {
+    *version = get_u32(h + 8);
+    if (*version != 1 && *version != KVSM_SNAPSHOT_VERSION) {
         return CRAFT_EVERSION;
     }
     if (get_u32(h + 12) != 0) {
@@ -409,7 +436,8 @@ static int load_header(struct kvsm *sm, struct reader *r, uint64_t *n_keys,
 static int load_all(struct kvsm *sm, struct reader *r, struct buf *scratch)
 {
     uint64_t n_keys, n_sessions;
-    int rv = load_header(sm, r, &n_keys, &n_sessions);
+    uint32_t version;
+    int rv = load_header(sm, r, &n_keys, &n_sessions, &version);
     if (rv != 0) {
         return rv;
     }
@@ -422,7 +450,7 @@ static int load_all(struct kvsm *sm, struct reader *r, struct buf *scratch)
                                    ? (size_t)n_keys
                                    : KVSM_LOAD_PRESIZE_MAX);
     for (uint64_t i = 0; rv == 0 && i < n_keys; i++) {
-        rv = load_key(sm, r, scratch);
+        rv = load_key(sm, r, scratch, version);
     }
     for (uint64_t i = 0; rv == 0 && i < n_sessions; i++) {
         rv = load_session(sm, r, scratch);

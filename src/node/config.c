@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "craft/common.h"
+#include "node/secret.h"
 #include "util/assert.h"
 
 /* Defaults.  A tick of 10 ms is fine-grained enough for heartbeats of 100 ms
@@ -46,7 +47,9 @@ enum {
     OPT_HEARTBEAT_MS,
     OPT_SNAPSHOT_BYTES,
     OPT_MAX_CLIENTS,
-    OPT_REQUIREPASS
+    OPT_REQUIREPASS,
+    OPT_REQUIREPASS_FILE,
+    OPT_CLUSTER_SECRET_FILE
 };
 
 static const struct option long_options[] = {
@@ -62,6 +65,8 @@ static const struct option long_options[] = {
     {"snapshot-bytes", required_argument, NULL, OPT_SNAPSHOT_BYTES},
     {"max-clients", required_argument, NULL, OPT_MAX_CLIENTS},
     {"requirepass", required_argument, NULL, OPT_REQUIREPASS},
+    {"requirepass-file", required_argument, NULL, OPT_REQUIREPASS_FILE},
+    {"cluster-secret-file", required_argument, NULL, OPT_CLUSTER_SECRET_FILE},
     {"help", no_argument, NULL, OPT_HELP},
     {"version", no_argument, NULL, OPT_VERSION},
     {NULL, 0, NULL, 0}};
@@ -109,6 +114,17 @@ void node_config_usage(FILE *out)
         "      --max-clients N      concurrent client connections (default "
         "10000)\n"
         "      --requirepass PASS   clients must AUTH PASS first\n"
+        "      --requirepass-file PATH\n"
+        "                           the same, PASS read from PATH (mode "
+        "0600), so\n"
+        "                           that it does not show in ps\n"
+        "      --cluster-secret-file PATH\n"
+        "                           a secret (1..256 bytes, file mode 0600) "
+        "every\n"
+        "                           member proves at connection (HMAC "
+        "challenge;\n"
+        "                           never sent); members without it are "
+        "refused\n"
         "  -h, --help               print this help and exit\n"
         "  -V, --version            print the version and exit\n"
         "\n"
@@ -485,6 +501,15 @@ static int parse_flag(int c, const char *arg, struct node_config *cfg,
         }
         strcpy(cfg->requirepass, arg);
         return 0;
+    case OPT_REQUIREPASS_FILE: {
+        size_t n;
+        return node_secret_read("--requirepass-file", arg, cfg->requirepass,
+                                sizeof cfg->requirepass, &n, errmsg, len);
+    }
+    case OPT_CLUSTER_SECRET_FILE:
+        return node_secret_read("--cluster-secret-file", arg,
+                                cfg->cluster_secret, sizeof cfg->cluster_secret,
+                                &cfg->cluster_secret_len, errmsg, len);
     default:
         return fail(errmsg, len, "unknown option (see --help)");
     }

@@ -34,6 +34,8 @@
 #define NODE_PATH_MAX 4096
 /* Longest --requirepass (Redis allows 512 bytes and so do we). */
 #define NODE_PASS_MAX 512
+/* Longest cluster secret (net.h's NET_SECRET_MAX). */
+#define NODE_SECRET_MAX 256
 
 struct node_member {
     uint64_t id;
@@ -61,6 +63,9 @@ struct node_config {
     uint64_t snapshot_bytes; /* log size that triggers a snapshot */
     unsigned max_clients;
     char requirepass[NODE_PASS_MAX + 1]; /* "" means no AUTH needed */
+    /* --cluster-secret-file: proven by peers at connection (net.h). */
+    char cluster_secret[NODE_SECRET_MAX + 1];
+    size_t cluster_secret_len; /* 0: none */
 };
 
 /* What node_config_parse() decided the process should do. */

@@ -55,7 +55,13 @@ static int make_dirs(const char *path)
             *p = '/';
         }
     }
-    if (mkdir(tmp, 0755) != 0 && errno != EEXIST) {
+    /* The data dir itself is private (0700, whatever the umask): it holds
+     * every value written.  Parents are created like mkdir -p's. */
+    if (mkdir(tmp, 0700) == 0) {
+        if (chmod(tmp, 0700) != 0) {
+            return -1;
+        }
+    } else if (errno != EEXIST) {
         return -1;
     }
     struct stat st;
@@ -107,7 +113,11 @@ static int write_ident(const struct node_config *cfg, char *errmsg, size_t len)
     int n = format_ident(cfg, text, sizeof text);
     snprintf(tmp, sizeof tmp, "%s/%s.tmp", cfg->data_dir, NODE_IDENT_FILE);
     snprintf(path, sizeof path, "%s/%s", cfg->data_dir, NODE_IDENT_FILE);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd >= 0 && fchmod(fd, 0600) != 0) {
+        close(fd);
+        fd = -1;
+    }
     if (fd < 0) {
         return fail(CRAFT_EIO, errmsg, len, "cannot create %s: %s", tmp,
                     strerror(errno));
@@ -225,7 +235,7 @@ int node_ident_lock(const struct node_config *cfg, int *lock_fd, bool *missing,
     }
     char path[NODE_PATH_MAX + 32];
     snprintf(path, sizeof path, "%s/%s", cfg->data_dir, NODE_LOCK_FILE);
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0) {
         return fail(CRAFT_EIO, errmsg, errmsg_len,
                     "data dir %s is not writable: %s", cfg->data_dir,

@@ -762,6 +762,25 @@ static int check_terms(struct scan_ctx *c)
                 sc->snapshot_name);
         return CRAFT_ECORRUPT;
     }
+    /* Nor within the log, nor from the snapshot to the log after it (the
+     * Log Matching property rests on it; found by fuzz_storage). */
+    for (size_t i = 0; i < sc->n_all_entries; i++) {
+        const struct raft_entry *e = &sc->all_entries[i];
+        raft_term before = i > 0 ? sc->all_entries[i - 1].term : 0;
+        const char *what = "entry";
+        if (sc->has_snapshot && e->index == sc->snapshot.index + 1) {
+            before = sc->snapshot.term;
+            what = "the snapshot at";
+        }
+        if (e->term < before) {
+            set_err(c->errmsg, c->errmsg_len,
+                    "%s: term %" PRIu64 " of log entry %" PRIu64
+                    " (expected at least the term %" PRIu64 " of %s %" PRIu64
+                    ": the term went backwards)",
+                    c->dir, e->term, e->index, before, what, e->index - 1);
+            return CRAFT_ECORRUPT;
+        }
+    }
     if (sc->n_all_entries > 0) {
         const struct raft_entry *last = &sc->all_entries[sc->n_all_entries - 1];
         if (last->term > term) {

@@ -1,5 +1,6 @@
 /* Unit tests for the KV snapshot format: round trips through chunked
  * writers and readers, and strict rejection of every corruption. */
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -404,6 +405,86 @@ static void throughput_figures(void **state)
     buf_close(&reply);
 }
 
+/* fuzz_kv_snapshot found this: the empty key with the empty value made the
+ * loader do arithmetic on a NULL buffer (UBSan in build-san). */
+static void empty_key_and_value_round_trip(void **state)
+{
+    (void)state;
+    struct kvsm_config c;
+    config_for(&c);
+    struct kvsm *a, *b = NULL;
+    assert_int_equal(kvsm_new(&c, &a), 0);
+    const uint8_t *argv[3] = {(const uint8_t *)"SET", (const uint8_t *)"",
+                              (const uint8_t *)""};
+    size_t lens[3] = {3, 0, 0};
+    kv_apply_argv(a, 1, 1, NULL, 3, argv, lens);
+    assert_int_equal(kvsm_key_count(a), 1);
+    struct sink s = {0};
+    buf_init(&s.b);
+    assert_int_equal(kvsm_snapshot_write(a, sink_write, &s), 0);
+    assert_int_equal(load_from(&c, &s.b, s.b.len, 1, &b), 0);
+    assert_same_state(a, b);
+    kvsm_free(a);
+    kvsm_free(b);
+    buf_close(&s.b);
+}
+
+/* fuzz_kv_snapshot found this: a saved-reply header whose length field
+ * claims 4 GiB, with a valid header CRC (a crafted snapshot), made the
+ * loader allocate the claimed 4 GiB before reading a byte of it.  It must
+ * fail as corrupt having allocated only about what the snapshot holds: the
+ * child process below has its address space capped at 256 MiB above what
+ * it uses (not under ASan, whose shadow mappings ignore such a cap). */
+static void huge_claimed_length_allocates_nothing(void **state)
+{
+    (void)state;
+    struct kvsm_config c;
+    config_for(&c);
+    struct kvsm *a;
+    assert_int_equal(kvsm_new(&c, &a), 0);
+    kv_apply(a, 1, 1, "CRAFT.SESSION");
+    kv_exec(a, 2, 2, 1, 1, 1, "DEL nokey");
+    assert_int_equal(kvsm_key_count(a), 0);
+    assert_int_equal(kvsm_session_count(a), 1);
+    struct sink s = {0};
+    buf_init(&s.b);
+    assert_int_equal(kvsm_snapshot_write(a, sink_write, &s), 0);
+    kvsm_free(a);
+    /* Header 48 + 4, session record 1 + 28 + 4 (no keys), then the saved
+     * reply's header: u64 seq, u32 len, u32 CRC of those 12 bytes. */
+    size_t at = 52 + 33;
+    assert_true(s.b.len > at + 16);
+    assert_int_equal(get_u64(s.b.data + at), 1);
+    put_u32(s.b.data + at + 8, UINT32_MAX);
+    put_u32(s.b.data + at + 12, crc32c(0, s.b.data + at, 12));
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+#if !defined(__SANITIZE_ADDRESS__) && !defined(CRAFT_TEST_BUILD)
+        struct rlimit lim;
+        long pages = 0;
+        FILE *f = fopen("/proc/self/statm", "r");
+        if (f == NULL || fscanf(f, "%ld", &pages) != 1) {
+            _exit(3);
+        }
+        fclose(f);
+        lim.rlim_cur = lim.rlim_max =
+            (rlim_t)pages * (rlim_t)sysconf(_SC_PAGESIZE) + (256u << 20);
+        if (setrlimit(RLIMIT_AS, &lim) != 0) {
+            _exit(4);
+        }
+#endif
+        struct kvsm *b = NULL;
+        int rv = load_from(&c, &s.b, s.b.len, 1, &b);
+        _exit(rv == CRAFT_ECORRUPT && b == NULL ? 0 : 1);
+    }
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    buf_close(&s.b);
+}
+
 int main(int argc, char **argv)
 {
     /* --seed N replays the randomised tests (same as CRAFT_SEED=N). */
@@ -416,6 +497,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(corruption_rejected_everywhere),
         cmocka_unit_test(version_limits_and_io_errors),
         cmocka_unit_test(load_alloc_failures_are_clean),
+        cmocka_unit_test(huge_claimed_length_allocates_nothing),
+        cmocka_unit_test(empty_key_and_value_round_trip),
         cmocka_unit_test(throughput_figures),
     };
     return cmocka_run_group_tests_name("kv_snapshot", tests, NULL, NULL);

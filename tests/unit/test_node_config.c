@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -134,6 +135,95 @@ static void config_errors(void **state)
     }
 }
 
+static void write_file(const char *path, const char *data, size_t n, int mode)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(data, 1, n, f), n);
+    assert_int_equal(fclose(f), 0);
+    assert_int_equal(chmod(path, (mode_t)mode), 0);
+}
+
+/* --requirepass-file and --cluster-secret-file: contents, one trailing
+ * newline dropped, and every way the file can be unfit, each a one-line
+ * reason naming the flag. */
+static void config_secret_files(void **state)
+{
+    (void)state;
+    static struct node_config cfg;
+    char err[256], dir[] = "/tmp/craft-test-secret.XXXXXX", path[300];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/s", dir);
+    write_file(path, "pass word\r\n", 11, 0600);
+    assert_int_equal(parse(&cfg, err, "-i", "1", "-c", CLUSTER3, "-d", "/tmp/y",
+                           "--requirepass-file", path, "--cluster-secret-file",
+                           path, NULL),
+                     0);
+    assert_string_equal(cfg.requirepass, "pass word");
+    assert_int_equal(cfg.cluster_secret_len, 9);
+    assert_memory_equal(cfg.cluster_secret, "pass word", 9);
+    /* Binary bytes are kept; only one newline goes. */
+    write_file(path, "\x01\xff\n\n", 4, 0400);
+    assert_int_equal(parse(&cfg, err, "-i", "1", "-c", CLUSTER3, "-d", "/tmp/y",
+                           "--cluster-secret-file", path, NULL),
+                     0);
+    assert_int_equal(cfg.cluster_secret_len, 3);
+    static const struct {
+        const char *data;
+        size_t len;
+        int mode;
+        const char *want;
+    } bad[] = {
+        {"x", 1, 0640, "accessible by group or others"},
+        {"x", 1, 0604, "accessible by group or others"},
+        {"\n", 1, 0600, "must hold 1..256 bytes"},
+        {"", 0, 0600, "must hold 1..256 bytes"},
+        {"a\0b", 3, 0600, "no NUL bytes"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        write_file(path, bad[i].data, bad[i].len, bad[i].mode);
+        assert_int_equal(parse(&cfg, err, "-i", "1", "-c", CLUSTER3, "-d",
+                               "/tmp/y", "--cluster-secret-file", path, NULL),
+                         CRAFT_EINVAL);
+        assert_non_null(strstr(err, "--cluster-secret-file"));
+        if (strstr(err, bad[i].want) == NULL) {
+            fail_msg("case %zu: %s", i, err);
+        }
+    }
+    static char big[600];
+    memset(big, 'a', sizeof big);
+    write_file(path, big, 257, 0600);
+    assert_int_equal(parse(&cfg, err, "-i", "1", "-c", CLUSTER3, "-d", "/tmp/y",
+                           "--cluster-secret-file", path, NULL),
+                     CRAFT_EINVAL);
+    assert_non_null(strstr(err, "must hold 1..256 bytes"));
+    write_file(path, big, 259, 0600);
+    assert_int_equal(parse(&cfg, err, "-i", "1", "-c", CLUSTER3, "-d", "/tmp/y",
+                           "--cluster-secret-file", path, NULL),
+                     CRAFT_EINVAL);
+    assert_non_null(strstr(err, "longer than 256"));
+    write_file(path, big, 512, 0600);
+    assert_int_equal(parse(&cfg, err, "-i", "1", "-c", CLUSTER3, "-d", "/tmp/y",
+                           "--requirepass-file", path, NULL),
+                     0);
+    assert_int_equal(strlen(cfg.requirepass), 512);
+    write_file(path, big, 513, 0600);
+    assert_int_equal(parse(&cfg, err, "-i", "1", "-c", CLUSTER3, "-d", "/tmp/y",
+                           "--requirepass-file", path, NULL),
+                     CRAFT_EINVAL);
+    assert_non_null(strstr(err, "--requirepass-file"));
+    assert_int_equal(parse(&cfg, err, "-i", "1", "-c", CLUSTER3, "-d", "/tmp/y",
+                           "--requirepass-file", dir, NULL),
+                     CRAFT_EINVAL);
+    assert_non_null(strstr(err, "not a regular file"));
+    unlink(path);
+    assert_int_equal(parse(&cfg, err, "-i", "1", "-c", CLUSTER3, "-d", "/tmp/y",
+                           "--requirepass-file", path, NULL),
+                     CRAFT_EINVAL);
+    assert_non_null(strstr(err, "cannot open"));
+    assert_int_equal(rmdir(dir), 0);
+}
+
 static void config_help(void **state)
 {
     (void)state;
@@ -222,6 +312,7 @@ int main(void)
         cmocka_unit_test(config_valid),
         cmocka_unit_test(config_errors),
         cmocka_unit_test(config_help),
+        cmocka_unit_test(config_secret_files),
         cmocka_unit_test(ident_lifecycle),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
