@@ -29,24 +29,25 @@
 
 static int printable_len(const uint8_t *p, size_t n, size_t max);
 
-static int expired(const struct kvsm *sm, const struct ht_entry *e)
+static int expired(uint64_t now_ms, const struct ht_entry *e)
 {
-    return e->expire_ms > 0 && (uint64_t)e->expire_ms <= sm->now_ms;
+    return e->expire_ms > 0 && (uint64_t)e->expire_ms <= now_ms;
 }
 
-/* The live entry for a key, or NULL. */
-static struct ht_entry *lookup(const struct kvsm *sm, const uint8_t *k,
+/* The live entry for a key at the command's time, or NULL. */
+static struct ht_entry *lookup(const struct kvsm_exec *x, const uint8_t *k,
                                size_t n)
 {
-    struct ht_entry *e = ht_find(&sm->keys, k, n);
-    return e != NULL && !expired(sm, e) ? e : NULL;
+    struct ht_entry *e = ht_find(&x->ro->keys, k, n);
+    return e != NULL && !expired(x->now_ms, e) ? e : NULL;
 }
 
-/* As lookup(), deleting the key if it has expired (write path only). */
+/* As lookup(), deleting the key if it has expired (write path only, where
+ * the command's time is the state's clock). */
 static struct ht_entry *lookup_w(struct kvsm *sm, const uint8_t *k, size_t n)
 {
     struct ht_entry *e = ht_find(&sm->keys, k, n);
-    if (e != NULL && expired(sm, e)) {
+    if (e != NULL && expired(sm->now_ms, e)) {
         ht_delete(&sm->keys, k, n);
         return NULL;
     }
@@ -71,7 +72,8 @@ static int store(struct kvsm *sm, const uint8_t *k, size_t kn, const uint8_t *v,
         return rv;
     }
     if (!keep_ttl || created) {
-        e->expire_ms = 0;
+        rv = ht_set_expire(&sm->keys, e, 0);
+        CRAFT_ASSERT(rv == 0); /* clearing never allocates */
     }
     return 0;
 }
@@ -97,14 +99,14 @@ static int is_opt(const struct kvsm_exec *x, size_t i, const char *name)
 
 static int cmd_get(struct kvsm_exec *x)
 {
-    return reply_value(x->out, lookup(x->ro, x->argv[1], x->lens[1]));
+    return reply_value(x->out, lookup(x, x->argv[1], x->lens[1]));
 }
 
 static int cmd_mget(struct kvsm_exec *x)
 {
     int rv = resp_write_array(x->out, x->argc - 1);
     for (size_t i = 1; rv == 0 && i < x->argc; i++) {
-        rv = reply_value(x->out, lookup(x->ro, x->argv[i], x->lens[i]));
+        rv = reply_value(x->out, lookup(x, x->argv[i], x->lens[i]));
     }
     return rv;
 }
@@ -113,14 +115,14 @@ static int cmd_exists(struct kvsm_exec *x)
 {
     long long n = 0;
     for (size_t i = 1; i < x->argc; i++) {
-        n += lookup(x->ro, x->argv[i], x->lens[i]) != NULL;
+        n += lookup(x, x->argv[i], x->lens[i]) != NULL;
     }
     return resp_write_int(x->out, n);
 }
 
 static int cmd_strlen(struct kvsm_exec *x)
 {
-    const struct ht_entry *e = lookup(x->ro, x->argv[1], x->lens[1]);
+    const struct ht_entry *e = lookup(x, x->argv[1], x->lens[1]);
     return resp_write_int(x->out, e ? (long long)e->val_len : 0);
 }
 
@@ -131,7 +133,7 @@ static int cmd_dbsize(struct kvsm_exec *x)
 
 static int cmd_type(struct kvsm_exec *x)
 {
-    const struct ht_entry *e = lookup(x->ro, x->argv[1], x->lens[1]);
+    const struct ht_entry *e = lookup(x, x->argv[1], x->lens[1]);
     return resp_write_simple(x->out, e ? "string" : "none");
 }
 
@@ -141,7 +143,7 @@ static int cmd_getrange(struct kvsm_exec *x)
     if (arg_ll(x, 2, &start) != 0 || arg_ll(x, 3, &end) != 0) {
         return resp_write_error(x->out, E_NOT_INT);
     }
-    const struct ht_entry *e = lookup(x->ro, x->argv[1], x->lens[1]);
+    const struct ht_entry *e = lookup(x, x->argv[1], x->lens[1]);
     long long len = e ? (long long)e->val_len : 0;
     /* Redis's getrangeCommand(): negative offsets count from the end. */
     if (start < 0 && end < 0 && start > end) {
@@ -170,14 +172,14 @@ static int cmd_getrange(struct kvsm_exec *x)
 
 static int ttl_reply(struct kvsm_exec *x, int ms)
 {
-    const struct ht_entry *e = lookup(x->ro, x->argv[1], x->lens[1]);
+    const struct ht_entry *e = lookup(x, x->argv[1], x->lens[1]);
     if (e == NULL) {
         return resp_write_int(x->out, -2);
     }
     if (e->expire_ms == 0) {
         return resp_write_int(x->out, -1);
     }
-    long long left = e->expire_ms - (long long)x->ro->now_ms;
+    long long left = e->expire_ms - (long long)x->now_ms;
     CRAFT_ASSERT(left > 0);
     return resp_write_int(x->out, ms ? left : (left + 500) / 1000);
 }
@@ -196,6 +198,7 @@ static int cmd_pttl(struct kvsm_exec *x)
  * read path never modifies the table. */
 struct collect {
     const struct kvsm *sm;
+    uint64_t now_ms;
     const uint8_t *pat;
     size_t pat_len;  /* 0 with pat NULL: match everything */
     int type_ok;     /* TYPE filter: 1 keep strings, 0 drop everything */
@@ -209,7 +212,7 @@ static void collect_key(void *ctx, const struct ht_entry *e)
 {
     struct collect *c = ctx;
     c->visited++;
-    if (c->rv != 0 || expired(c->sm, e) || !c->type_ok ||
+    if (c->rv != 0 || expired(c->now_ms, e) || !c->type_ok ||
         (c->pat != NULL &&
          !kvsm__glob_match(c->pat, c->pat_len, e->key, e->key_len))) {
         return;
@@ -233,8 +236,11 @@ static int reply_collected(struct buf *out, struct collect *c)
 
 static int cmd_keys(struct kvsm_exec *x)
 {
-    struct collect c = {
-        .sm = x->ro, .pat = x->argv[1], .pat_len = x->lens[1], .type_ok = 1};
+    struct collect c = {.sm = x->ro,
+                        .now_ms = x->now_ms,
+                        .pat = x->argv[1],
+                        .pat_len = x->lens[1],
+                        .type_ok = 1};
     if (x->lens[1] == 1 && x->argv[1][0] == '*') {
         c.pat = NULL;
     }
@@ -273,7 +279,7 @@ static int cmd_scan(struct kvsm_exec *x)
     if (parse_cursor(x->argv[1], x->lens[1], &cursor) != 0) {
         return resp_write_error(x->out, "ERR invalid cursor");
     }
-    struct collect c = {.sm = x->ro, .type_ok = 1};
+    struct collect c = {.sm = x->ro, .now_ms = x->now_ms, .type_ok = 1};
     long long count = 10;
     for (size_t i = 2; i < x->argc; i += 2) {
         if (i + 1 >= x->argc) {
@@ -320,7 +326,29 @@ static int cmd_scan(struct kvsm_exec *x)
     return reply_collected(x->out, &c);
 }
 
+/* WATCH key [key ...] as the state machine sees it: a read whose reply is
+ * the array of the keys' versions (the index of the entry that last
+ * created or changed the key, 0 for no key).  The front end keeps them
+ * for EXEC, which carries them in the transaction entry (kvsm_watch), and
+ * answers the client +OK. */
+static int cmd_watch(struct kvsm_exec *x)
+{
+    int rv = resp_write_array(x->out, x->argc - 1);
+    for (size_t i = 1; rv == 0 && i < x->argc; i++) {
+        const struct ht_entry *e = lookup(x, x->argv[i], x->lens[i]);
+        rv = resp_write_int(x->out, e ? (long long)e->mod_index : 0);
+    }
+    return rv;
+}
+
 /* ---- stateless ---- */
+
+/* UNWATCH is the connection's business; queued inside MULTI it runs here
+ * with nothing to do, as in Redis. */
+static int cmd_unwatch(struct kvsm_exec *x)
+{
+    return resp_write_simple(x->out, "OK");
+}
 
 static int cmd_ping(struct kvsm_exec *x)
 {
@@ -436,9 +464,9 @@ static int cmd_set(struct kvsm_exec *x)
     if (has_exp) {
         struct ht_entry *n = ht_find(&sm->keys, x->argv[1], x->lens[1]);
         CRAFT_ASSERT(n != NULL);
-        n->expire_ms = at;
+        rv = ht_set_expire(&sm->keys, n, at);
     }
-    return 0;
+    return rv;
 }
 
 static int cmd_setnx(struct kvsm_exec *x)
@@ -670,7 +698,10 @@ static int expire_generic(struct kvsm_exec *x, long long unit_ms,
     if (when <= now) {
         ht_delete(&sm->keys, x->argv[1], x->lens[1]);
     } else {
-        e->expire_ms = when;
+        rv = ht_set_expire(&sm->keys, e, when);
+        if (rv != 0) {
+            return rv;
+        }
     }
     return resp_write_int(x->out, 1);
 }
@@ -691,7 +722,8 @@ static int cmd_persist(struct kvsm_exec *x)
     if (e == NULL || e->expire_ms == 0) {
         return resp_write_int(x->out, 0);
     }
-    e->expire_ms = 0;
+    int rv = ht_set_expire(&x->rw->keys, e, 0);
+    CRAFT_ASSERT(rv == 0);
     return resp_write_int(x->out, 1);
 }
 
@@ -718,6 +750,12 @@ static int rename_generic(struct kvsm_exec *x, int nx)
     struct ht_entry *dst;
     int created;
     rv = ht_upsert(&sm->keys, x->argv[2], x->lens[2], &dst, &created);
+    if (rv == 0) {
+        rv = ht_set_expire(&sm->keys, dst, src->expire_ms);
+        if (rv != 0 && created) {
+            ht_delete(&sm->keys, x->argv[2], x->lens[2]);
+        }
+    }
     if (rv != 0) {
         x->out->len = mark;
         return rv;
@@ -729,7 +767,6 @@ static int rename_generic(struct kvsm_exec *x, int nx)
     dst->val = src->val;
     dst->val_len = src->val_len;
     dst->val_cap = src->val_cap;
-    dst->expire_ms = src->expire_ms;
     src->val = v;
     src->val_len = vl;
     src->val_cap = vc;
@@ -792,6 +829,7 @@ static int cmd_setrange(struct kvsm_exec *x)
         }
     }
     memcpy(e->val + off, x->argv[3], n);
+    e->mod_index = sm->keys.mod_stamp;
     return resp_write_int(x->out, (long long)e->val_len);
 }
 
@@ -878,6 +916,14 @@ static int cmd_flushall(struct kvsm_exec *x)
     return rv ? rv : resp_write_simple(x->out, "OK");
 }
 
+/* The leader's clock entry (kvsm_clock_encode()): applying any entry
+ * advances the clock and deletes the keys it made due, so this command has
+ * nothing left to do.  Clients cannot send it (KVSM_CMD_INTERNAL). */
+static int cmd_craft_clock(struct kvsm_exec *x)
+{
+    return resp_write_simple(x->out, "OK");
+}
+
 /* CRAFT.SESSION and CRAFT.EXEC are handled by kvsm.c before dispatch; the
  * table rows exist for routing and arity.  Reaching a handler means the
  * command was nested inside CRAFT.EXEC. */
@@ -903,6 +949,7 @@ static int cmd_tx_misrouted(struct kvsm_exec *x)
 #define L KVSM_CMD_LOCAL
 #define S KVSM_CMD_SESSION
 #define T KVSM_CMD_TX
+#define I KVSM_CMD_INTERNAL
 
 static const struct kvsm_command commands[] = {
     {"get", 2, R, cmd_get},
@@ -916,6 +963,8 @@ static const struct kvsm_command commands[] = {
     {"keys", 2, R, cmd_keys},
     {"scan", -2, R, cmd_scan},
     {"pttl", 2, R, cmd_pttl},
+    {"watch", -2, R, cmd_watch},
+    {"unwatch", 1, L, cmd_unwatch},
     {"ping", -1, L, cmd_ping},
     {"echo", 2, L, cmd_echo},
     {"set", -3, W, cmd_set},
@@ -944,6 +993,7 @@ static const struct kvsm_command commands[] = {
     {"discard", 1, T, cmd_tx_misrouted},
     {"craft.session", 1, W | S, cmd_craft_nested},
     {"craft.exec", -4, W | S, cmd_craft_nested},
+    {"craft.clock", 1, W | I, cmd_craft_clock},
 };
 
 #undef R
@@ -951,6 +1001,7 @@ static const struct kvsm_command commands[] = {
 #undef L
 #undef S
 #undef T
+#undef I
 
 const struct kvsm_command *kvsm__command_find(const uint8_t *name, size_t n)
 {
@@ -991,14 +1042,13 @@ static int unknown_command(size_t argc, const uint8_t *const *argv,
         printable_len(argv[0], lens[0], 128), (const char *)argv[0], args);
 }
 
-const struct kvsm_command *kvsm__command_check(size_t argc,
-                                               const uint8_t *const *argv,
-                                               const size_t *lens,
-                                               struct buf *out, int *rv)
+const struct kvsm_command *
+kvsm__command_check(size_t argc, const uint8_t *const *argv, const size_t *lens,
+                    struct buf *out, int *rv, bool internal_ok)
 {
     CRAFT_ASSERT(argc >= 1);
     const struct kvsm_command *c = kvsm__command_find(argv[0], lens[0]);
-    if (c == NULL) {
+    if (c == NULL || ((c->flags & KVSM_CMD_INTERNAL) && !internal_ok)) {
         *rv = unknown_command(argc, argv, lens, out);
         return NULL;
     }

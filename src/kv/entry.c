@@ -3,10 +3,14 @@
  *
  *   u8   version      KVSM_ENTRY_VERSION
  *   u8   flags        bit 0: a session reference follows
- *                     bit 1: a transaction (MULTI ... EXEC); others zero
+ *                     bit 1: a transaction (MULTI ... EXEC)
+ *                     bit 2: watched keys follow (only with bit 1);
+ *                     others zero
  *   u64  time_ms      the leader's wall clock when it proposed the entry
  *   [u64 session id, u64 seq, u64 first_unacked]   if flags bit 0
  *   [u32 n_cmds      1 .. KVSM_MULTI_MAX]          if flags bit 1
+ *   [u32 n_watch     1 .. KVSM_WATCH_MAX, then n_watch times
+ *    u64 version, u32 key length, key bytes]        if flags bit 2
  *   n_cmds (or one) commands, each:
  *     u32  argc      1 .. KVSM_ARGS_MAX
  *     argc times: u32 length (<= KVSM_VALUE_MAX), then the bytes
@@ -22,18 +26,30 @@
 
 #define FLAG_SESSION 0x01u
 #define FLAG_MULTI 0x02u
+#define FLAG_WATCH 0x04u
 #define HEAD_LEN 10u    /* version, flags, time */
 #define SESSION_LEN 24u /* id, seq, first_unacked */
 
 static int encode(uint64_t time_ms, const struct kvsm_session_ref *session,
                   bool multi, size_t n_cmds, const struct kvsm_argv *cmds,
+                  size_t n_watch, const struct kvsm_watch *watch,
                   struct buf *out)
 {
     CRAFT_ASSERT(out != NULL);
-    if (n_cmds == 0 || n_cmds > KVSM_MULTI_MAX) {
+    CRAFT_ASSERT(multi || n_watch == 0);
+    if (n_cmds == 0 || n_cmds > KVSM_MULTI_MAX || n_watch > KVSM_WATCH_MAX) {
         return CRAFT_EINVAL;
     }
     size_t total = HEAD_LEN + (session ? SESSION_LEN : 0) + (multi ? 4 : 0);
+    if (n_watch > 0) {
+        total += 4;
+        for (size_t i = 0; i < n_watch; i++) {
+            if (watch[i].len > KVSM_VALUE_MAX) {
+                return CRAFT_EINVAL;
+            }
+            total += 12 + watch[i].len;
+        }
+    }
     for (size_t c = 0; c < n_cmds; c++) {
         if (cmds[c].argc == 0 || cmds[c].argc > KVSM_ARGS_MAX) {
             return CRAFT_EINVAL;
@@ -53,7 +69,8 @@ static int encode(uint64_t time_ms, const struct kvsm_session_ref *session,
     uint8_t *p = out->data + out->len;
     put_u8(p, KVSM_ENTRY_VERSION);
     put_u8(p + 1,
-           (uint8_t)((session ? FLAG_SESSION : 0) | (multi ? FLAG_MULTI : 0)));
+           (uint8_t)((session ? FLAG_SESSION : 0) | (multi ? FLAG_MULTI : 0) |
+                     (n_watch > 0 ? FLAG_WATCH : 0)));
     put_u64(p + 2, time_ms);
     p += HEAD_LEN;
     if (session) {
@@ -65,6 +82,18 @@ static int encode(uint64_t time_ms, const struct kvsm_session_ref *session,
     if (multi) {
         put_u32(p, (uint32_t)n_cmds);
         p += 4;
+    }
+    if (n_watch > 0) {
+        put_u32(p, (uint32_t)n_watch);
+        p += 4;
+        for (size_t i = 0; i < n_watch; i++) {
+            put_u64(p, watch[i].version);
+            put_u32(p + 8, (uint32_t)watch[i].len);
+            if (watch[i].len > 0) {
+                memcpy(p + 12, watch[i].key, watch[i].len);
+            }
+            p += 12 + watch[i].len;
+        }
     }
     for (size_t c = 0; c < n_cmds; c++) {
         put_u32(p, (uint32_t)cmds[c].argc);
@@ -88,14 +117,26 @@ int kvsm_cmd_encode(uint64_t time_ms, const struct kvsm_session_ref *session,
                     struct buf *out)
 {
     struct kvsm_argv cmd = {argc, argv, lens};
-    return encode(time_ms, session, false, 1, &cmd, out);
+    return encode(time_ms, session, false, 1, &cmd, 0, NULL, out);
 }
 
 int kvsm_multi_encode(uint64_t time_ms, const struct kvsm_session_ref *session,
                       size_t n_cmds, const struct kvsm_argv *cmds,
                       struct buf *out)
 {
-    return encode(time_ms, session, true, n_cmds, cmds, out);
+    return encode(time_ms, session, true, n_cmds, cmds, 0, NULL, out);
+}
+
+int kvsm_multi_encode_watch(uint64_t time_ms,
+                            const struct kvsm_session_ref *session,
+                            size_t n_cmds, const struct kvsm_argv *cmds,
+                            size_t n_watch, const struct kvsm_watch *watch,
+                            struct buf *out)
+{
+    if (n_watch == 0) {
+        return CRAFT_EINVAL;
+    }
+    return encode(time_ms, session, true, n_cmds, cmds, n_watch, watch, out);
 }
 
 /* Check one command's arguments at p[*off, len). */
@@ -139,7 +180,8 @@ int kvsm_cmd_decode(const void *payload, size_t len, struct kvsm_cmd *out)
     struct kvsm_cmd c;
     memset(&c, 0, sizeof c);
     uint8_t flags = p[1];
-    if ((flags & ~(FLAG_SESSION | FLAG_MULTI)) != 0) {
+    if ((flags & ~(FLAG_SESSION | FLAG_MULTI | FLAG_WATCH)) != 0 ||
+        ((flags & FLAG_WATCH) && !(flags & FLAG_MULTI))) {
         return CRAFT_ECORRUPT;
     }
     c.time_ms = get_u64(p + 2);
@@ -164,6 +206,28 @@ int kvsm_cmd_decode(const void *payload, size_t len, struct kvsm_cmd *out)
         off += 4;
         if (c.n_cmds == 0 || c.n_cmds > KVSM_MULTI_MAX) {
             return CRAFT_ECORRUPT;
+        }
+    }
+    if (flags & FLAG_WATCH) {
+        if (len - off < 4) {
+            return CRAFT_ECORRUPT;
+        }
+        c.n_watch = get_u32(p + off);
+        off += 4;
+        if (c.n_watch == 0 || c.n_watch > KVSM_WATCH_MAX) {
+            return CRAFT_ECORRUPT;
+        }
+        c.watch = p + off;
+        for (size_t i = 0; i < c.n_watch; i++) {
+            if (len - off < 12) {
+                return CRAFT_ECORRUPT;
+            }
+            uint32_t n = get_u32(p + off + 8);
+            off += 12;
+            if (n > KVSM_VALUE_MAX || len - off < n) {
+                return CRAFT_ECORRUPT;
+            }
+            off += n;
         }
     }
     c.cmds = p + off;
@@ -200,4 +264,16 @@ void kvsm_cmd_arg(const struct kvsm_cmd *c, size_t *off, const uint8_t **p,
     *p = c->cmds + *off + 4;
     *n = len;
     *off += 4 + (size_t)len;
+}
+
+void kvsm_cmd_watch(const struct kvsm_cmd *c, size_t *off, struct kvsm_watch *w)
+{
+    CRAFT_ASSERT(c->watch != NULL);
+    CRAFT_ASSERT(*off + 12 <= (size_t)(c->cmds - c->watch));
+    const uint8_t *p = c->watch + *off;
+    w->version = get_u64(p);
+    w->len = get_u32(p + 8);
+    w->key = p + 12;
+    *off += 12 + w->len;
+    CRAFT_ASSERT(*off <= (size_t)(c->cmds - c->watch));
 }

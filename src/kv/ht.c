@@ -162,6 +162,9 @@ static size_t reap(struct ht *h, size_t max)
 void ht_close(struct ht *h)
 {
     CRAFT_ASSERT(h != NULL);
+    craft_free(h->alloc, h->heap);
+    h->heap = NULL;
+    h->heap_len = h->heap_cap = 0;
     free_table(h, 0);
     free_table(h, 1);
     reap(h, SIZE_MAX);
@@ -305,6 +308,7 @@ int ht_upsert(struct ht *h, const void *key, size_t n, struct ht_entry **out,
     }
     memset(e, 0, sizeof *e);
     e->hash = hash;
+    e->mod_index = h->mod_stamp;
     e->key_len = n;
     if (n > 0) {
         memcpy(e->key, key, n);
@@ -320,6 +324,93 @@ int ht_upsert(struct ht *h, const void *key, size_t n, struct ht_entry **out,
     return 0;
 }
 
+/* ---- the expiry heap (invariant 5) ---- */
+
+static void heap_put(struct ht *h, size_t i, struct ht_entry *e)
+{
+    h->heap[i] = e;
+    e->heap_pos = i + 1;
+}
+
+static void heap_up(struct ht *h, size_t i)
+{
+    struct ht_entry *e = h->heap[i];
+    while (i > 0 && h->heap[(i - 1) / 2]->expire_ms > e->expire_ms) {
+        heap_put(h, i, h->heap[(i - 1) / 2]);
+        i = (i - 1) / 2;
+    }
+    heap_put(h, i, e);
+}
+
+static void heap_down(struct ht *h, size_t i)
+{
+    struct ht_entry *e = h->heap[i];
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= h->heap_len) {
+            break;
+        }
+        if (c + 1 < h->heap_len &&
+            h->heap[c + 1]->expire_ms < h->heap[c]->expire_ms) {
+            c++;
+        }
+        if (h->heap[c]->expire_ms >= e->expire_ms) {
+            break;
+        }
+        heap_put(h, i, h->heap[c]);
+        i = c;
+    }
+    heap_put(h, i, e);
+}
+
+static void heap_remove(struct ht *h, struct ht_entry *e)
+{
+    CRAFT_ASSERT(e->heap_pos >= 1 && e->heap_pos <= h->heap_len);
+    CRAFT_ASSERT(h->heap[e->heap_pos - 1] == e);
+    size_t i = e->heap_pos - 1;
+    struct ht_entry *last = h->heap[--h->heap_len];
+    e->heap_pos = 0;
+    if (last != e) {
+        heap_put(h, i, last);
+        heap_up(h, i);
+        heap_down(h, last->heap_pos - 1);
+    }
+}
+
+int ht_set_expire(struct ht *h, struct ht_entry *e, int64_t ms)
+{
+    CRAFT_ASSERT(h != NULL && e != NULL);
+    CRAFT_ASSERT(ms >= 0);
+    e->mod_index = h->mod_stamp;
+    if (ms == 0) {
+        if (e->heap_pos != 0) {
+            heap_remove(h, e);
+        }
+        e->expire_ms = 0;
+        return 0;
+    }
+    if (e->heap_pos == 0) {
+        if (h->heap_len == h->heap_cap) {
+            size_t cap = h->heap_cap ? 2 * h->heap_cap : 16;
+            struct ht_entry **n =
+                craft_realloc(h->alloc, h->heap, cap * sizeof *n);
+            if (n == NULL) {
+                return CRAFT_ENOMEM;
+            }
+            h->heap = n;
+            h->heap_cap = cap;
+        }
+        e->expire_ms = ms;
+        heap_put(h, h->heap_len++, e);
+        heap_up(h, h->heap_len - 1);
+        return 0;
+    }
+    e->expire_ms = ms;
+    heap_up(h, e->heap_pos - 1);
+    heap_down(h, e->heap_pos - 1);
+    return 0;
+}
+
 int ht_delete(struct ht *h, const void *key, size_t n)
 {
     CRAFT_ASSERT(h != NULL);
@@ -332,6 +423,9 @@ int ht_delete(struct ht *h, const void *key, size_t n)
     }
     struct ht_entry *e = *link;
     *link = e->next;
+    if (e->heap_pos != 0) {
+        heap_remove(h, e);
+    }
     CRAFT_ASSERT(h->used[table] > 0);
     h->used[table]--;
     free_entry(h, e);
@@ -363,6 +457,8 @@ int ht_clear(struct ht *h)
     h->rehash_idx = -1;
     h->t[0] = t;
     h->size[0] = HT_SIZE_MIN;
+    /* The dropped entries keep stale heap positions; nothing reads them. */
+    h->heap_len = 0;
     CRAFT_ASSERT(ht_count(h) == 0);
     CRAFT_ASSERT(h->n_graves <= HT_GRAVES_MAX);
     return 0;
@@ -387,6 +483,7 @@ int ht_entry_set(struct ht *h, struct ht_entry *e, const void *p, size_t n)
     CRAFT_ASSERT(e != NULL);
     if (n == 0) {
         e->val_len = 0;
+        e->mod_index = h->mod_stamp;
         return 0;
     }
     /* Give back memory when a big value is replaced by a small one. */
@@ -403,6 +500,7 @@ int ht_entry_set(struct ht *h, struct ht_entry *e, const void *p, size_t n)
     }
     memcpy(e->val, p, n);
     e->val_len = n;
+    e->mod_index = h->mod_stamp;
     return 0;
 }
 
@@ -421,6 +519,7 @@ int ht_entry_append(struct ht *h, struct ht_entry *e, const void *p, size_t n)
         memcpy(e->val + e->val_len, p, n);
     }
     e->val_len = need;
+    e->mod_index = h->mod_stamp;
     return 0;
 }
 
@@ -494,6 +593,29 @@ uint64_t ht_scan(const struct ht *h, uint64_t v, ht_scan_fn fn, void *ctx)
     return v;
 }
 
+static int heap_check(const struct ht *h)
+{
+    size_t with_ttl = 0;
+    struct ht_iter it;
+    ht_iter_init(&it, h);
+    for (const struct ht_entry *e; (e = ht_iter_next(&it)) != NULL;) {
+        if ((e->expire_ms != 0) != (e->heap_pos != 0) || e->expire_ms < 0) {
+            return 0;
+        }
+        if (e->heap_pos != 0 &&
+            (e->heap_pos > h->heap_len || h->heap[e->heap_pos - 1] != e)) {
+            return 0;
+        }
+        with_ttl += e->heap_pos != 0;
+    }
+    for (size_t i = 1; i < h->heap_len; i++) {
+        if (h->heap[(i - 1) / 2]->expire_ms > h->heap[i]->expire_ms) {
+            return 0;
+        }
+    }
+    return with_ttl == h->heap_len;
+}
+
 int ht_check(const struct ht *h)
 {
     size_t seen[2] = {0, 0};
@@ -518,5 +640,8 @@ int ht_check(const struct ht *h)
             }
         }
     }
-    return seen[0] == h->used[0] && seen[1] == h->used[1];
+    if (seen[0] != h->used[0] || seen[1] != h->used[1]) {
+        return 0;
+    }
+    return heap_check(h);
 }

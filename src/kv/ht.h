@@ -13,6 +13,8 @@
  *   4. Work per mutating call is bounded: one rehash step moves at most one
  *      bucket and visits at most HT_EMPTY_VISITS empty ones; one reap step
  *      frees at most HT_REAP_STEP entries of tables dropped by ht_clear().
+ *   5. heap[0, heap_len) holds exactly the live entries with expire_ms != 0,
+ *      each at heap[heap_pos - 1], in min-heap order of expire_ms.
  *
  * Lookups do not mutate the table (no rehash step), so the read-only path of
  * the state machine is truly read-only and an iterator stays valid across
@@ -33,8 +35,11 @@
 struct ht_entry {
     struct ht_entry *next;
     uint64_t hash;
-    int64_t expire_ms; /* leader time at which the key expires; 0 = never */
-    uint8_t *val;      /* value bytes, NULL when val_len is 0 */
+    int64_t expire_ms;  /* leader time at which the key expires; 0 = never;
+                           set it only with ht_set_expire() */
+    size_t heap_pos;    /* 1 + its place in the expiry heap, 0 if none */
+    uint64_t mod_index; /* ht.mod_stamp when last created or changed */
+    uint8_t *val;       /* value bytes, NULL when val_len is 0 */
     size_t val_len;
     size_t val_cap;
     size_t key_len;
@@ -63,6 +68,15 @@ struct ht {
     long long rehash_idx; /* -1 when not rehashing */
     struct ht_grave graves[HT_GRAVES_MAX];
     size_t n_graves;
+    /* The keys with an expiry time, a binary min-heap on expire_ms, so the
+     * next key due is found in O(1) and removed in O(log n). */
+    struct ht_entry **heap;
+    size_t heap_len, heap_cap;
+    /* Given as mod_index to every entry that ht_upsert() creates or
+     * ht_entry_set(), ht_entry_append() or ht_set_expire() changes: the
+     * state machine sets it to the log index being applied, which makes
+     * mod_index the version WATCH compares. */
+    uint64_t mod_stamp;
 };
 
 struct ht_iter {
@@ -95,6 +109,22 @@ int ht_upsert(struct ht *h, const void *key, size_t n, struct ht_entry **out,
 
 /* Remove a key.  1 if it was there, 0 if not. */
 int ht_delete(struct ht *h, const void *key, size_t n);
+
+/* Set (ms > 0) or clear (ms == 0) the expiry time of an entry of h,
+ * keeping the expiry heap in step.  0 or CRAFT_ENOMEM (unchanged). */
+int ht_set_expire(struct ht *h, struct ht_entry *e, int64_t ms);
+
+/* The entry with the earliest expiry time, or NULL if no key has one. */
+static inline struct ht_entry *ht_expire_min(const struct ht *h)
+{
+    return h->heap_len > 0 ? h->heap[0] : NULL;
+}
+
+/* How many keys have an expiry time. */
+static inline size_t ht_expires(const struct ht *h)
+{
+    return h->heap_len;
+}
 
 /* Remove every key, keeping a minimal table.  O(1): the old tables are
  * freed HT_REAP_STEP entries per later insert or delete (Redis frees them

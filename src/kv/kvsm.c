@@ -94,6 +94,25 @@ size_t kvsm_key_count(const struct kvsm *sm)
     return ht_count(&sm->keys);
 }
 
+size_t kvsm_expires_count(const struct kvsm *sm)
+{
+    return ht_expires(&sm->keys);
+}
+
+uint64_t kvsm_next_expiry_ms(const struct kvsm *sm)
+{
+    const struct ht_entry *e = ht_expire_min(&sm->keys);
+    return e != NULL ? (uint64_t)e->expire_ms : 0;
+}
+
+int kvsm_clock_encode(uint64_t time_ms, struct buf *out)
+{
+    static const uint8_t name[] = "craft.clock";
+    const uint8_t *argv[1] = {name};
+    size_t lens[1] = {sizeof name - 1};
+    return kvsm_cmd_encode(time_ms, NULL, 1, argv, lens, out);
+}
+
 size_t kvsm_session_count(const struct kvsm *sm)
 {
     return sm->sessions.count;
@@ -154,8 +173,8 @@ static int classify_exec(size_t argc, const uint8_t *const *argv,
             err, "ERR wrong number of arguments for 'craft.exec' command");
     }
     int rv;
-    const struct kvsm_command *c =
-        kvsm__command_check(argc - off, argv + off, lens + off, err, &rv);
+    const struct kvsm_command *c = kvsm__command_check(
+        argc - off, argv + off, lens + off, err, &rv, false);
     if (c == NULL) {
         return rv;
     }
@@ -181,7 +200,7 @@ int kvsm_classify(size_t argc, const uint8_t *const *argv, const size_t *lens,
     r.cls = KVSM_REJECT;
     int rv;
     const struct kvsm_command *c =
-        kvsm__command_check(argc, argv, lens, err_reply, &rv);
+        kvsm__command_check(argc, argv, lens, err_reply, &rv, false);
     if (c != NULL && strcmp(c->name, "craft.exec") == 0) {
         rv = classify_exec(argc, argv, lens, &r, err_reply);
     } else if (c != NULL) {
@@ -193,6 +212,23 @@ int kvsm_classify(size_t argc, const uint8_t *const *argv, const size_t *lens,
 
 /* ---- apply ---- */
 
+/*
+ * Delete every key whose expiry time the clock has reached (invariant 6).
+ * Not bounded per entry: a bound would leave replicas that loaded a
+ * snapshot (whose heap order among equal times differs) with different
+ * leftovers.  Each key is deleted once, so the work is amortised O(log n)
+ * per expiry ever set.
+ */
+static void expire_due(struct kvsm *sm)
+{
+    struct ht_entry *e;
+    while ((e = ht_expire_min(&sm->keys)) != NULL &&
+           (uint64_t)e->expire_ms <= sm->now_ms) {
+        int gone = ht_delete(&sm->keys, e->key, e->key_len);
+        CRAFT_ASSERT(gone == 1);
+    }
+}
+
 /* Run one command on the write path, appending its reply. */
 static int execute(struct kvsm *sm, uint64_t index, size_t argc,
                    const uint8_t *const *argv, const size_t *lens,
@@ -200,13 +236,14 @@ static int execute(struct kvsm *sm, uint64_t index, size_t argc,
 {
     int rv;
     const struct kvsm_command *c =
-        kvsm__command_check(argc, argv, lens, reply, &rv);
+        kvsm__command_check(argc, argv, lens, reply, &rv, true);
     if (c == NULL) {
         return rv;
     }
     struct kvsm_exec x = {.ro = sm,
                           .rw = sm,
                           .index = index,
+                          .now_ms = sm->now_ms,
                           .argc = argc,
                           .argv = argv,
                           .lens = lens,
@@ -272,10 +309,33 @@ out:
     return rv;
 }
 
+/* Whether every watched key of a transaction still has the version WATCH
+ * read: no key is 0, a key is the index that last created or changed it,
+ * so a key deleted (or expired, or flushed) and one changed since both
+ * differ.  A key absent at WATCH and absent now counts as unchanged even
+ * if it existed in between: the transaction then runs on exactly the
+ * state its WATCH observed. */
+static bool watch_ok(const struct kvsm *sm, const struct kvsm_cmd *c)
+{
+    size_t off = 0;
+    for (size_t i = 0; i < c->n_watch; i++) {
+        struct kvsm_watch w;
+        kvsm_cmd_watch(c, &off, &w);
+        const struct ht_entry *e = ht_find(&sm->keys, w.key, w.len);
+        if ((e != NULL ? e->mod_index : 0) != w.version) {
+            return false;
+        }
+    }
+    return true;
+}
+
 /* Run every command of an entry: one reply, or an array for MULTI. */
 static int run_entry(struct kvsm *sm, uint64_t index, const struct kvsm_cmd *c,
                      struct buf *reply)
 {
+    if (c->n_watch > 0 && !watch_ok(sm, c)) {
+        return resp_write_null_array(reply); /* EXEC aborted by WATCH */
+    }
     int rv = c->multi ? resp_write_array(reply, c->n_cmds) : 0;
     size_t off = 0;
     for (size_t i = 0; rv == 0 && i < c->n_cmds; i++) {
@@ -358,6 +418,8 @@ int kvsm_apply(struct kvsm *sm, uint64_t index, const void *payload, size_t len,
     if (c.time_ms > sm->now_ms) {
         sm->now_ms = c.time_ms;
     }
+    sm->keys.mod_stamp = index;
+    expire_due(sm);
     kvsm__sessions_expire(&sm->sessions, sm->now_ms,
                           sm->cfg.session_timeout_ms);
     size_t mark = reply->len;
@@ -392,11 +454,18 @@ void kvsm_skip(struct kvsm *sm, uint64_t index)
 int kvsm_read(const struct kvsm *sm, size_t argc, const uint8_t *const *argv,
               const size_t *lens, struct buf *reply)
 {
+    return kvsm_read_at(sm, 0, argc, argv, lens, reply);
+}
+
+int kvsm_read_at(const struct kvsm *sm, uint64_t at_ms, size_t argc,
+                 const uint8_t *const *argv, const size_t *lens,
+                 struct buf *reply)
+{
     CRAFT_ASSERT(sm != NULL && reply != NULL);
     CRAFT_ASSERT(argc >= 1);
     int rv;
     const struct kvsm_command *c =
-        kvsm__command_check(argc, argv, lens, reply, &rv);
+        kvsm__command_check(argc, argv, lens, reply, &rv, false);
     if (c == NULL) {
         return rv;
     }
@@ -408,6 +477,7 @@ int kvsm_read(const struct kvsm *sm, size_t argc, const uint8_t *const *argv,
     struct kvsm_exec x = {.ro = sm,
                           .rw = NULL,
                           .index = 0,
+                          .now_ms = at_ms > sm->now_ms ? at_ms : sm->now_ms,
                           .argc = argc,
                           .argv = argv,
                           .lens = lens,
@@ -423,6 +493,11 @@ int kvsm_check(const struct kvsm *sm)
     if (!kvsm__sessions_check(&sm->sessions, sm->cfg.sessions_max,
                               sm->cfg.session_replies_max)) {
         return 0;
+    }
+    const struct ht_entry *due = ht_expire_min(&sm->keys);
+    if (due != NULL && (uint64_t)due->expire_ms <= sm->now_ms &&
+        sm->last_applied != 0) {
+        return 0; /* invariant 6 */
     }
     return sm->sessions.tail == NULL ||
            sm->sessions.tail->last_ms <= sm->now_ms;

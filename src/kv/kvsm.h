@@ -37,6 +37,11 @@
  *      most KVSM_VALUE_MAX bytes.
  *   4. last_applied strictly increases with every kvsm_apply()/kvsm_skip().
  *   5. The reply of every command is a single RESP2 value.
+ *   6. Active expiry: after every kvsm_apply() no key's expiry time is <=
+ *      the state's clock -- applying an entry deletes every key its stamp
+ *      made due, so replicas agree on the key set and DBSIZE, not merely
+ *      on what is visible.  The leader proposes clock entries
+ *      (kvsm_clock_encode()) when kvsm_next_expiry_ms() comes due.
  *
  * Threading: a struct kvsm belongs to one thread.  kvsm_snapshot_write()
  * only reads, so it may run in a forked child on the parent's frozen
@@ -55,8 +60,9 @@
 /* Format version of a log entry payload (byte 0).  New versions are added,
  * old ones stay readable. */
 #define KVSM_ENTRY_VERSION 1
-/* Format version of a snapshot. */
-#define KVSM_SNAPSHOT_VERSION 1
+/* Format version of a snapshot written; versions 1 (without the keys'
+ * WATCH versions) and 2 are read. */
+#define KVSM_SNAPSHOT_VERSION 2
 
 /* Redis's proto-max-bulk-len: the largest key, value or argument. */
 #define KVSM_VALUE_MAX (512u * 1024u * 1024u)
@@ -169,6 +175,31 @@ int kvsm_multi_encode(uint64_t time_ms, const struct kvsm_session_ref *session,
                       size_t n_cmds, const struct kvsm_argv *cmds,
                       struct buf *out);
 
+/* A key WATCHed before MULTI, with the version WATCH read for it (the
+ * reply of the state machine's WATCH: the index of the entry that last
+ * created or changed the key, 0 if there was no key).  key is borrowed. */
+struct kvsm_watch {
+    const uint8_t *key;
+    size_t len;
+    uint64_t version;
+};
+
+/* The most watched keys one transaction entry carries. */
+#define KVSM_WATCH_MAX 16384
+
+/*
+ * As kvsm_multi_encode(), for a transaction after WATCH: the entry carries
+ * the n_watch (1 .. KVSM_WATCH_MAX) watched keys and versions, and applying
+ * it runs nothing and replies a null array (as Redis's EXEC) if any
+ * watched key's version differs -- it was created, changed (also to an
+ * equal value, or its TTL), deleted or expired since.  Same returns.
+ */
+int kvsm_multi_encode_watch(uint64_t time_ms,
+                            const struct kvsm_session_ref *session,
+                            size_t n_cmds, const struct kvsm_argv *cmds,
+                            size_t n_watch, const struct kvsm_watch *watch,
+                            struct buf *out);
+
 /* A decoded entry.  Argument bytes point into the payload (borrowed). */
 struct kvsm_cmd {
     uint64_t time_ms;
@@ -179,7 +210,13 @@ struct kvsm_cmd {
     size_t argc;         /* of the first command */
     const uint8_t *cmds; /* n_cmds times: u32 argc, argc (u32 len, bytes) */
     size_t cmds_len;
+    size_t n_watch;       /* watched keys (multi only), else 0 */
+    const uint8_t *watch; /* n_watch times: u64 version, u32 len, bytes */
 };
+
+/* Walk the watched keys of a decoded entry: *off starts at 0. */
+void kvsm_cmd_watch(const struct kvsm_cmd *c, size_t *off,
+                    struct kvsm_watch *w);
 
 /* Strictly validate and decode a payload.  0, CRAFT_EVERSION (unknown
  * version byte) or CRAFT_ECORRUPT (anything malformed: short, trailing
@@ -219,6 +256,31 @@ void kvsm_skip(struct kvsm *sm, uint64_t index);
  */
 int kvsm_read(const struct kvsm *sm, size_t argc, const uint8_t *const *argv,
               const size_t *lens, struct buf *reply);
+
+/*
+ * As kvsm_read(), with the command evaluated at time max(at_ms, the
+ * state's clock): TTL and PTTL count down between clock entries.  The
+ * caller (the leader, with at_ms its clock when the read arrived) must only
+ * pass an at_ms with no key due in (kvsm_now_ms(), at_ms] -- i.e.
+ * kvsm_next_expiry_ms() is 0 or > at_ms -- so that what is visible is what
+ * the state's own clock says; otherwise it must first get a clock entry
+ * stamped >= at_ms applied.  kvsm_read() is kvsm_read_at(sm, 0, ...).
+ */
+int kvsm_read_at(const struct kvsm *sm, uint64_t at_ms, size_t argc,
+                 const uint8_t *const *argv, const size_t *lens,
+                 struct buf *reply);
+
+/*
+ * Encode a clock entry: a log entry carrying only the leader's time, which
+ * advances the state's clock and so deletes the keys that came due
+ * (invariant 6).  Its reply is +OK.  Same returns as kvsm_cmd_encode().
+ */
+int kvsm_clock_encode(uint64_t time_ms, struct buf *out);
+
+/* The earliest expiry time of any key, 0 if no key has one. */
+uint64_t kvsm_next_expiry_ms(const struct kvsm *sm);
+/* How many keys have an expiry time (INFO keyspace's expires=). */
+size_t kvsm_expires_count(const struct kvsm *sm);
 
 uint64_t kvsm_last_applied(const struct kvsm *sm);
 /* The state's clock: the largest leader stamp applied so far. */

@@ -18,17 +18,19 @@ struct kvsm {
 };
 
 /* Command flags. */
-#define KVSM_CMD_READ 0x1u    /* reads state, never changes it */
-#define KVSM_CMD_WRITE 0x2u   /* changes state: goes through the log */
-#define KVSM_CMD_LOCAL 0x4u   /* touches no state at all */
-#define KVSM_CMD_SESSION 0x8u /* CRAFT.SESSION / CRAFT.EXEC */
-#define KVSM_CMD_TX 0x10u     /* MULTI / EXEC / DISCARD: the server's queue */
+#define KVSM_CMD_READ 0x1u      /* reads state, never changes it */
+#define KVSM_CMD_WRITE 0x2u     /* changes state: goes through the log */
+#define KVSM_CMD_LOCAL 0x4u     /* touches no state at all */
+#define KVSM_CMD_SESSION 0x8u   /* CRAFT.SESSION / CRAFT.EXEC */
+#define KVSM_CMD_TX 0x10u       /* MULTI / EXEC / DISCARD: the server's queue */
+#define KVSM_CMD_INTERNAL 0x20u /* only in entries the leader makes itself */
 
 /* One command invocation.  rw is NULL on the read-only path. */
 struct kvsm_exec {
     const struct kvsm *ro;
     struct kvsm *rw;
-    uint64_t index; /* log index of the entry being applied, or 0 */
+    uint64_t index;  /* log index of the entry being applied, or 0 */
+    uint64_t now_ms; /* the time the command runs at (see kvsm_read_at()) */
     size_t argc;
     const uint8_t *const *argv;
     const size_t *lens;
@@ -53,12 +55,12 @@ const struct kvsm_command *kvsm__command_find(const uint8_t *name, size_t n);
 
 /*
  * Check that argv names a known command with a valid arity; if not, append
- * Redis's error reply to out.  Returns the command, or NULL with *rv set to
- * 0 (error reply written) or CRAFT_ENOMEM.
+ * Redis's error reply to out.  Internal commands count as unknown unless
+ * internal_ok (the apply path).  Returns the command, or NULL with *rv set
+ * to 0 (error reply written) or CRAFT_ENOMEM.
  */
-const struct kvsm_command *kvsm__command_check(size_t argc,
-                                               const uint8_t *const *argv,
-                                               const size_t *lens,
-                                               struct buf *out, int *rv);
+const struct kvsm_command *
+kvsm__command_check(size_t argc, const uint8_t *const *argv, const size_t *lens,
+                    struct buf *out, int *rv, bool internal_ok);
 
 #endif /* CRAFT_KV_KVSM_INT_H */

@@ -6,7 +6,8 @@
  *            u64 last_applied, u64 now_ms, u64 n_keys, u64 n_sessions,
  *            u32 crc32c of the 48 bytes before it
  *   n_keys   u8 'K', u32 key_len, u32 value_len, i64 expire_ms,
- *            u32 crc32c of those 17 bytes;
+ *            u64 mod_index (version 2 only: the WATCH version),
+ *            u32 crc32c of those 25 (version 1: 17) bytes;
  *            key bytes, value bytes, u32 crc32c of key and value
  *   n_sess.  u8 'S', u64 id, u64 last_ms, u64 first_unacked, u32 n_saved,
  *            u32 crc32c of those 29 bytes; then n_saved times:
@@ -32,7 +33,8 @@
 static const uint8_t magic[8] = {'C', 'R', 'A', 'F', 'T', 'K', 'V', 0};
 
 #define HEADER_LEN 48u
-#define KEY_HDR_LEN 17u
+#define KEY_HDR_LEN 25u
+#define KEY_HDR_LEN_V1 17u
 #define SESSION_HDR_LEN 29u
 #define SAVED_HDR_LEN 12u
 
@@ -88,6 +90,7 @@ static void w_key(struct writer *w, const struct ht_entry *e)
     put_u32(h + 1, (uint32_t)e->key_len);
     put_u32(h + 5, (uint32_t)e->val_len);
     put_u64(h + 9, (uint64_t)e->expire_ms);
+    put_u64(h + 17, e->mod_index);
     w_header(w, h, sizeof h);
     w_put(w, e->key, e->key_len);
     if (e->val_len > 0) {
@@ -250,10 +253,11 @@ static int r_blob(struct reader *r, struct buf *scratch, size_t n)
     return rv;
 }
 
-static int load_key(struct kvsm *sm, struct reader *r, struct buf *scratch)
+static int load_key(struct kvsm *sm, struct reader *r, struct buf *scratch,
+                    uint32_t version)
 {
     uint8_t h[KEY_HDR_LEN];
-    int rv = r_header(r, h, sizeof h);
+    int rv = r_header(r, h, version == 1 ? KEY_HDR_LEN_V1 : KEY_HDR_LEN);
     if (rv != 0) {
         return rv;
     }
@@ -276,8 +280,14 @@ static int load_key(struct kvsm *sm, struct reader *r, struct buf *scratch)
     if (!created) {
         return CRAFT_ECORRUPT; /* a duplicate key */
     }
-    e->expire_ms = expire;
-    return ht_entry_set(&sm->keys, e, scratch->data + klen, vlen);
+    rv = ht_set_expire(&sm->keys, e, expire);
+    if (rv == 0) {
+        rv = ht_entry_set(&sm->keys, e, scratch->data + klen, vlen);
+    }
+    /* A version 1 snapshot predates WATCH: every replica that loads it
+     * gets version 0 alike. */
+    e->mod_index = version == 1 ? 0 : get_u64(h + 17);
+    return rv;
 }
 
 static int load_session(struct kvsm *sm, struct reader *r, struct buf *scratch)
@@ -337,7 +347,7 @@ static int load_session(struct kvsm *sm, struct reader *r, struct buf *scratch)
 }
 
 static int load_header(struct kvsm *sm, struct reader *r, uint64_t *n_keys,
-                       uint64_t *n_sessions)
+                       uint64_t *n_sessions, uint32_t *version)
 {
     uint8_t h[HEADER_LEN], c[4];
     int rv = r_get(r, h, sizeof h);
@@ -350,7 +360,8 @@ static int load_header(struct kvsm *sm, struct reader *r, uint64_t *n_keys,
     if (memcmp(h, magic, 8) != 0 || get_u32(c) != crc32c(0, h, sizeof h)) {
         return CRAFT_ECORRUPT;
     }
-    if (get_u32(h + 8) != KVSM_SNAPSHOT_VERSION) {
+    *version = get_u32(h + 8);
+    if (*version != 1 && *version != KVSM_SNAPSHOT_VERSION) {
         return CRAFT_EVERSION;
     }
     if (get_u32(h + 12) != 0) {
@@ -366,7 +377,8 @@ static int load_header(struct kvsm *sm, struct reader *r, uint64_t *n_keys,
 static int load_all(struct kvsm *sm, struct reader *r, struct buf *scratch)
 {
     uint64_t n_keys, n_sessions;
-    int rv = load_header(sm, r, &n_keys, &n_sessions);
+    uint32_t version;
+    int rv = load_header(sm, r, &n_keys, &n_sessions, &version);
     if (rv != 0) {
         return rv;
     }
@@ -374,7 +386,7 @@ static int load_all(struct kvsm *sm, struct reader *r, struct buf *scratch)
         return CRAFT_ELIMIT;
     }
     for (uint64_t i = 0; rv == 0 && i < n_keys; i++) {
-        rv = load_key(sm, r, scratch);
+        rv = load_key(sm, r, scratch, version);
     }
     for (uint64_t i = 0; rv == 0 && i < n_sessions; i++) {
         rv = load_session(sm, r, scratch);

@@ -56,8 +56,10 @@
 
 #include "craft/raft.h"
 #include "net/net.h"
+#include "node/cfgcmd.h"
 #include "node/ident.h"
 #include "node/sm.h"
+#include "server/cluster.h"
 #include "server/resp.h"
 #include "server/srv.h"
 #include "storage/store.h"
@@ -116,6 +118,7 @@ struct read_group {
     uint64_t ctx;
     bool ready; /* the core confirmed leadership: serve at index */
     raft_index index;
+    uint64_t at_ms;     /* this node's clock when the round started */
     struct srv_op *ops; /* linked through bnext */
 };
 
@@ -154,6 +157,7 @@ struct node {
     uint8_t role;
     raft_term term;
     raft_id leader;
+    raft_id last_leader; /* the latest non-zero leader (CLUSTER replies) */
     raft_index commit;
     raft_index applied;
     raft_term applied_term;
@@ -177,6 +181,13 @@ struct node {
     struct op_list reads;  /* waiting for the next ReadIndex round */
     struct read_group *groups, *groups_tail;
     uint64_t next_read_ctx;
+
+    /* Expiry (see "the leader's clock entries"): one clock entry at most
+     * in flight, at clock_index; reads wait for the clock to reach
+     * clock_want_ms. */
+    bool clock_inflight;
+    raft_index clock_index;
+    uint64_t clock_want_ms;
 
     /* Snapshots. */
     enum snap_state snap;
@@ -468,6 +479,9 @@ static void apply_entry(struct node *n, const struct raft_entry *e)
     }
     n->applied = e->index;
     n->applied_term = e->term;
+    if (n->clock_inflight && e->index >= n->clock_index) {
+        n->clock_inflight = false;
+    }
     if (op != NULL) {
         srv_op_done(op, ours ? 0 : CRAFT_ELEADERLOST);
     }
@@ -509,6 +523,9 @@ static void install(struct node *n, const struct raft_snapshot_meta *meta)
     n->snapshot_index = meta->index;
     n->log_bytes = 0;
     n->remote_snap = false;
+    if (n->clock_inflight && meta->index >= n->clock_index) {
+        n->clock_inflight = false;
+    }
     while (n->props.head != NULL && n->props.head->bindex <= meta->index) {
         srv_op_done(list_pop(&n->props), CRAFT_ELEADERLOST);
     }
@@ -563,12 +580,31 @@ static void read_answer(struct node *n, const struct raft_read *r)
     }
 }
 
+/* Whether a round that started at g->at_ms (this leader's clock) may be
+ * served from the state now: no key comes due between the state's clock
+ * and at_ms, so the state shows what it would show at at_ms; or a clock
+ * entry stamped at or after at_ms has applied.  Otherwise a key this
+ * leader's clock says has expired would still be returned. */
+static bool read_time_ok(const struct node *n, const struct read_group *g)
+{
+    uint64_t due = node_sm_next_expiry_ms(n->sm);
+    return g->ops == NULL || due == 0 || due > g->at_ms ||
+           node_sm_now_ms(n->sm) >= g->at_ms;
+}
+
 /* Serve the confirmed rounds, oldest first, whose index has applied. */
 static void serve_reads(struct node *n)
 {
     while (n->groups != NULL && n->groups->ready &&
            n->groups->index <= n->applied) {
         struct read_group *g = n->groups;
+        if (!read_time_ok(n, g)) {
+            /* on_batch proposes the clock entry (not inside a step). */
+            if (g->at_ms > n->clock_want_ms) {
+                n->clock_want_ms = g->at_ms;
+            }
+            break;
+        }
         n->groups = g->next;
         if (n->groups == NULL) {
             n->groups_tail = NULL;
@@ -576,9 +612,9 @@ static void serve_reads(struct node *n)
         struct srv_op *op = g->ops;
         while (op != NULL) {
             struct srv_op *next = op->bnext;
-            int rv =
-                node_sm_read(n->sm, op->argc, (const uint8_t *const *)op->argv,
-                             op->lens, &op->reply);
+            int rv = node_sm_read_at(n->sm, g->at_ms, op->argc,
+                                     (const uint8_t *const *)op->argv, op->lens,
+                                     &op->reply);
             srv_op_done(op, rv);
             op = next;
         }
@@ -596,6 +632,7 @@ static void role_change(struct node *n, const struct raft_update *u)
     if (u->leader != n->leader) {
         n->leader = u->leader;
         if (u->leader != 0) {
+            n->last_leader = u->leader;
             LOG_INFOF("leader is node %llu (term %llu)",
                       (unsigned long long)u->leader,
                       (unsigned long long)u->term);
@@ -613,6 +650,8 @@ static void role_change(struct node *n, const struct raft_update *u)
         buf_reset(&n->wdata);
         list_fail(&n->reads, CRAFT_ENOTLEADER);
         groups_fail(n, CRAFT_ENOTLEADER);
+        n->clock_inflight = false;
+        n->clock_want_ms = 0;
     }
     if (u->role == RAFT_LEADER && old != RAFT_LEADER) {
         LOG_INFOF("became leader (term %llu)", (unsigned long long)u->term);
@@ -812,6 +851,7 @@ static void flush_reads(struct node *n)
         return;
     }
     g->ctx = ++n->next_read_ctx;
+    g->at_ms = now_ms();
     g->ops = n->reads.head;
     n->reads.head = n->reads.tail = NULL;
     n->reads.n = 0;
@@ -826,6 +866,57 @@ static void flush_reads(struct node *n)
     node_step(n, &ev);
 }
 
+/* ---- expiry: the leader's clock entries ---------------------------- */
+
+static void clock_proposed(struct node *n, const struct raft_event *ev, int rv,
+                           void *arg)
+{
+    (void)arg;
+    if (rv == 0) {
+        n->clock_inflight = true;
+        n->clock_index = ev->propose.index;
+    }
+}
+
+/*
+ * Keys expire only when an applied entry's stamp reaches their time
+ * (kvsm.h, invariant 6), so a leader proposes a small clock entry, stamped
+ * with its clock, when the earliest expiry time has come or a read waits
+ * for the clock (read_time_ok).  At most one is in flight and this runs at
+ * most once per tick and loop iteration, so the rate is bounded by the
+ * commit latency; with no key due and no read waiting nothing is proposed.
+ * Called from the tick timer and on_batch, never inside a step.
+ */
+static void clock_maybe_propose(struct node *n)
+{
+    if (n->role != RAFT_LEADER || n->clock_inflight || n->stopping || n->shut ||
+        n->stepping) {
+        return;
+    }
+    uint64_t due = node_sm_next_expiry_ms(n->sm);
+    bool want = n->clock_want_ms > node_sm_now_ms(n->sm);
+    if (due == 0 && !want) {
+        return;
+    }
+    uint64_t t = now_ms();
+    if (!want && due > t) {
+        return;
+    }
+    if (n->clock_want_ms > t) {
+        t = n->clock_want_ms; /* our clock stepped back: never below */
+    }
+    struct buf b;
+    buf_init(&b);
+    if (node_sm_clock_encode(t, &b) == 0) {
+        struct raft_buffer rb = {.base = b.data, .len = b.len};
+        struct raft_event ev = {.type = RAFT_PROPOSE};
+        ev.propose.bufs = &rb;
+        ev.propose.n = 1;
+        node_step_hooked(n, &ev, clock_proposed, NULL);
+    }
+    buf_close(&b);
+}
+
 /*
  * Runs once per loop iteration right after the poll for I/O (a check
  * handle), when the commands that arrived in it are queued.  Not a prepare
@@ -838,6 +929,7 @@ static void flush_reads(struct node *n)
 static void on_batch(uv_check_t *h)
 {
     struct node *n = h->data;
+    clock_maybe_propose(n);
     for (int pass = 0; pass < 64; pass++) {
         /* Past the limit, the writes wait here for the disk to catch up;
          * the store callback that lowers persist_bytes wakes the loop. */
@@ -877,11 +969,41 @@ static int backend_classify(void *data, struct srv_op *op)
     return SRV_OP_ANSWERED;
 }
 
+/*
+ * A READONLY connection's read on a non-leader: served at once from the
+ * applied state, with no round to the leader, so possibly stale (by the
+ * replication lag, or without bound while this node is cut off).  It
+ * never goes back in time on the connection: applied only grows while
+ * this process runs (invariant 3), and the connection's highest index
+ * served is checked all the same.  Expiry is the state's, by its applied
+ * clock entries, never by this node's clock.
+ */
+static void follower_read(struct node *n, struct srv_op *op)
+{
+    if (n->applied < op->read_index) {
+        resp_write_errorf(&op->reply,
+                          "TRYAGAIN this node has applied up to %llu, "
+                          "behind the %llu this connection has seen",
+                          (unsigned long long)n->applied,
+                          (unsigned long long)op->read_index);
+        srv_op_done(op, 0);
+        return;
+    }
+    int rv = node_sm_read(n->sm, op->argc, (const uint8_t *const *)op->argv,
+                          op->lens, &op->reply);
+    op->read_index = n->applied;
+    srv_op_done(op, rv);
+}
+
 static void backend_submit(void *data, struct srv_op *op)
 {
     struct node *n = data;
     if (n->stopping) {
         srv_op_done(op, CRAFT_ESHUTDOWN);
+        return;
+    }
+    if (op->kind == SRV_OP_READ && op->readonly && n->role != RAFT_LEADER) {
+        follower_read(n, op);
         return;
     }
     if (n->role != RAFT_LEADER) {
@@ -894,12 +1016,15 @@ static void backend_submit(void *data, struct srv_op *op)
     }
     size_t off = n->wdata.len;
     const uint8_t *const *argv = (const uint8_t *const *)op->argv;
-    int rv =
-        op->n_cmds > 0
-            ? node_sm_encode_multi(n->sm, op->n_cmds, op->cmd_argc, argv,
-                                   op->lens, now_ms(), &n->wdata, &op->reply)
-            : node_sm_encode(n->sm, op->argc, argv, op->lens, now_ms(),
-                             &n->wdata, &op->reply);
+    int rv = op->n_cmds > 0
+                 ? node_sm_encode_multi(n->sm, op->n_cmds, op->cmd_argc, argv,
+                                        op->lens, op->watch ? op->watch->n : 0,
+                                        op->watch ? op->watch->keys : NULL,
+                                        op->watch ? op->watch->lens : NULL,
+                                        op->watch ? op->watch->versions : NULL,
+                                        now_ms(), &n->wdata, &op->reply)
+                 : node_sm_encode(n->sm, op->argc, argv, op->lens, now_ms(),
+                                  &n->wdata, &op->reply);
     if (rv != 0) {
         n->wdata.len = off;
         srv_op_done(op, op->reply.len > 0 ? 0 : rv);
@@ -1017,6 +1142,60 @@ static int backend_info(void *data, struct buf *b)
         len += k;
     }
     return buf_append(b, text, (size_t)len);
+}
+
+/* CONFIG GET/SET of the node's parameters (node/cfgcmd.c). */
+static const char *backend_config_get(void *data, size_t i, char *v, size_t cap)
+{
+    struct node *n = data;
+    return node__config_get(&n->cfg, i, v, cap);
+}
+
+static int backend_config_set(void *data, const char *name, const char *value,
+                              bool apply, char *err, size_t cap)
+{
+    struct node *n = data;
+    return node__config_set(&n->cfg, name, value, apply, err, cap);
+}
+
+/* The CLUSTER command's view (server/cluster.h): the members, the leader
+ * this node knows, and the replication offsets it knows (its own applied
+ * index; a leader also knows each follower's match index). */
+static int backend_cluster(void *data, struct srv_cluster_view *out)
+{
+    struct node *n = data;
+    struct raft_status st;
+    raft_status(n->raft, &st);
+    _Static_assert(NODE_MEMBERS_MAX <= SRV_CLUSTER_MEMBERS_MAX, "members");
+    _Static_assert(NODE_HOST_MAX <= SRV_CLUSTER_HOST_MAX, "host");
+    out->cluster_id = n->cfg.cluster_id;
+    out->term = st.term;
+    out->n_members = n->cfg.n_members;
+    out->self = n->cfg.self;
+    out->leader = n->leader != 0 ? member_index(n, n->leader) : -1;
+    out->last_leader =
+        n->last_leader != 0 ? member_index(n, n->last_leader) : -1;
+    for (unsigned i = 0; i < n->cfg.n_members; i++) {
+        const struct node_member *m = &n->cfg.members[i];
+        struct srv_cluster_member *cm = &out->members[i];
+        cm->id = m->id;
+        snprintf(cm->host, sizeof cm->host, "%s", m->host);
+        cm->port = m->client_port;
+        cm->bus_port = m->raft_port;
+        cm->offset = i == n->cfg.self ? n->applied : 0;
+        cm->connected = i == n->cfg.self;
+        if (n->peers[i] != NULL) {
+            struct net_peer_stats ps;
+            net_peer_get_stats(n->peers[i], &ps);
+            cm->connected = ps.connected != 0;
+        }
+        for (unsigned j = 0; j < st.n_progress && st.role == RAFT_LEADER; j++) {
+            if (st.progress[j].id == m->id && i != n->cfg.self) {
+                cm->offset = st.progress[j].match;
+            }
+        }
+    }
+    return 0;
 }
 
 /* ---- snapshots ------------------------------------------------------ */
@@ -1290,6 +1469,7 @@ static void tick(uv_timer_t *t)
     struct node *n = t->data;
     struct raft_event ev = {.type = RAFT_TICK};
     node_step(n, &ev);
+    clock_maybe_propose(n);
 }
 
 /* ---- start-up ------------------------------------------------------- */
@@ -1509,7 +1689,10 @@ int node_start(uv_loop_t *loop, const struct node_config *cfg,
                                  .submit = backend_submit,
                                  .check = backend_check,
                                  .leader = backend_leader,
-                                 .info = backend_info};
+                                 .info = backend_info,
+                                 .config_get = backend_config_get,
+                                 .config_set = backend_config_set,
+                                 .cluster = backend_cluster};
         rv = srv_start(loop, &so, &be, &n->srv, errmsg, errmsg_len);
     }
     if (rv == 0 && first) {

@@ -111,8 +111,10 @@ int node_sm_check(struct node_sm *sm, size_t argc, const uint8_t *const *argv,
 
 int node_sm_encode_multi(struct node_sm *sm, size_t n_cmds,
                          const size_t *cmd_argc, const uint8_t *const *argv,
-                         const size_t *lens, uint64_t now_ms, struct buf *out,
-                         struct buf *reply)
+                         const size_t *lens, size_t n_watch,
+                         uint8_t *const *watch_keys, const size_t *watch_lens,
+                         const uint64_t *watch_versions, uint64_t now_ms,
+                         struct buf *out, struct buf *reply)
 {
     (void)sm;
     if (n_cmds == 0 || n_cmds > KVSM_MULTI_MAX) {
@@ -130,7 +132,23 @@ int node_sm_encode_multi(struct node_sm *sm, size_t n_cmds,
         cmds[i].lens = lens + a;
         a += cmd_argc[i];
     }
-    int rv = kvsm_multi_encode(now_ms, NULL, n_cmds, cmds, out);
+    struct kvsm_watch *w = NULL;
+    if (n_watch > 0) {
+        w = calloc(n_watch, sizeof *w);
+        if (w == NULL) {
+            free(cmds);
+            return CRAFT_ENOMEM;
+        }
+        for (size_t i = 0; i < n_watch; i++) {
+            w[i].key = watch_keys[i];
+            w[i].len = watch_lens[i];
+            w[i].version = watch_versions[i];
+        }
+    }
+    int rv = n_watch > 0 ? kvsm_multi_encode_watch(now_ms, NULL, n_cmds, cmds,
+                                                   n_watch, w, out)
+                         : kvsm_multi_encode(now_ms, NULL, n_cmds, cmds, out);
+    free(w);
     free(cmds);
     return rv;
 }
@@ -156,14 +174,21 @@ void node_sm_skip(struct node_sm *sm, raft_index index)
 int node_sm_read(struct node_sm *sm, size_t argc, const uint8_t *const *argv,
                  const size_t *lens, struct buf *reply)
 {
+    return node_sm_read_at(sm, 0, argc, argv, lens, reply);
+}
+
+int node_sm_read_at(struct node_sm *sm, uint64_t at_ms, size_t argc,
+                    const uint8_t *const *argv, const size_t *lens,
+                    struct buf *reply)
+{
     struct kvsm_route r;
     int rv = kvsm_classify(argc, argv, lens, &r, reply);
     if (rv != 0) {
         return rv;
     }
     CRAFT_ASSERT(r.cls == KVSM_READ || r.cls == KVSM_LOCAL);
-    rv = kvsm_read(sm->kv, argc - r.cmd_offset, argv + r.cmd_offset,
-                   lens + r.cmd_offset, reply);
+    rv = kvsm_read_at(sm->kv, at_ms, argc - r.cmd_offset, argv + r.cmd_offset,
+                      lens + r.cmd_offset, reply);
     /* CRAFT_EINVAL comes with its error reply written. */
     return rv == CRAFT_EINVAL && reply->len > 0 ? 0 : rv;
 }
@@ -206,4 +231,24 @@ int node_sm_snapshot_load(struct node_sm *sm, node_sm_read_cb cb, void *data)
 uint64_t node_sm_keys(const struct node_sm *sm)
 {
     return kvsm_key_count(sm->kv);
+}
+
+uint64_t node_sm_now_ms(const struct node_sm *sm)
+{
+    return kvsm_now_ms(sm->kv);
+}
+
+uint64_t node_sm_next_expiry_ms(const struct node_sm *sm)
+{
+    return kvsm_next_expiry_ms(sm->kv);
+}
+
+uint64_t node_sm_expires(const struct node_sm *sm)
+{
+    return kvsm_expires_count(sm->kv);
+}
+
+int node_sm_clock_encode(uint64_t now_ms, struct buf *out)
+{
+    return kvsm_clock_encode(now_ms, out);
 }

@@ -49,11 +49,14 @@ int node_sm_check(struct node_sm *sm, size_t argc, const uint8_t *const *argv,
 
 /* Encode a transaction of n_cmds commands (the i-th is cmd_argc[i]
  * consecutive arguments of argv) as one log entry payload, appended to
- * out.  Errors as node_sm_encode(). */
+ * out; with n_watch > 0 it carries the WATCHed keys and their versions,
+ * and aborts at apply time if any changed.  Errors as node_sm_encode(). */
 int node_sm_encode_multi(struct node_sm *sm, size_t n_cmds,
                          const size_t *cmd_argc, const uint8_t *const *argv,
-                         const size_t *lens, uint64_t now_ms, struct buf *out,
-                         struct buf *reply);
+                         const size_t *lens, size_t n_watch,
+                         uint8_t *const *watch_keys, const size_t *watch_lens,
+                         const uint64_t *watch_versions, uint64_t now_ms,
+                         struct buf *out, struct buf *reply);
 
 /* Apply the committed command at index.  reply (may be NULL when nobody
  * waits) receives the RESP reply.  0, or CRAFT_ECORRUPT if the payload is
@@ -67,6 +70,20 @@ void node_sm_skip(struct node_sm *sm, raft_index index);
 /* Execute a read against the current state; the reply goes to reply. */
 int node_sm_read(struct node_sm *sm, size_t argc, const uint8_t *const *argv,
                  const size_t *lens, struct buf *reply);
+
+/* As node_sm_read(), evaluated at the leader's time at_ms (0: the state's
+ * clock); see kvsm_read_at() for when that is allowed. */
+int node_sm_read_at(struct node_sm *sm, uint64_t at_ms, size_t argc,
+                    const uint8_t *const *argv, const size_t *lens,
+                    struct buf *reply);
+
+/* Expiry: the state's clock, the earliest expiry time of any key (0 if
+ * none), the count of keys with one, and the clock entry the leader
+ * proposes when a key is due (appended to out; 0 or CRAFT_ENOMEM). */
+uint64_t node_sm_now_ms(const struct node_sm *sm);
+uint64_t node_sm_next_expiry_ms(const struct node_sm *sm);
+uint64_t node_sm_expires(const struct node_sm *sm);
+int node_sm_clock_encode(uint64_t now_ms, struct buf *out);
 
 /* Serialise the whole state to f.  Returns 0 or CRAFT_EIO. */
 int node_sm_snapshot_write(struct node_sm *sm, FILE *f);

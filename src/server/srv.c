@@ -23,14 +23,15 @@
  */
 #include "server/srv.h"
 
-#include <fnmatch.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "craft/common.h"
 #include "server/auth.h"
+#include "server/cluster.h"
 #include "server/resp.h"
+#include "server/srv_cmds.h"
 #include "util/assert.h"
 #include "util/log.h"
 
@@ -65,8 +66,24 @@ struct srv_client {
      * was refused, which makes EXEC fail. */
     bool in_multi;
     bool multi_dirty;
+    /* READONLY (possibly stale reads on a follower), and the highest
+     * applied index a read of this connection was served at, so that
+     * reads never go back in time on the connection. */
+    bool readonly;
+    uint64_t read_index;
     struct srv_op *mhead, *mtail;
     size_t n_multi;
+    /* WATCH: the watched keys and versions, and whether a WATCH is with
+     * the backend (parsing waits for it, so that the list is complete
+     * whenever a later EXEC, UNWATCH or DISCARD is parsed). */
+    struct srv_watch *watch;
+    bool watch_pending;
+    bool resp3; /* HELLO 3: replies in RESP3 (srv__resp3_append) */
+    char *name; /* CLIENT SETNAME, NULL for none */
+    /* CLIENT LIST: when it connected and last sent a command (loop time,
+     * ms), and that command's name ("client|list" for a subcommand). */
+    uint64_t ctime_ms, last_ms;
+    char last_cmd[40];
 };
 
 struct srv {
@@ -241,6 +258,7 @@ static struct srv_op *op_new(struct srv_client *c, const struct resp_cmd *cmd)
 
 static void op_free(struct srv_op *op)
 {
+    srv__watch_free(op->watch);
     buf_close(&op->reply);
     free(op);
 }
@@ -276,7 +294,9 @@ static void client_drain(struct srv_client *c)
             client_close(c);
             return;
         }
-        if (buf_append(&c->out, op->reply.data, op->reply.len) != 0) {
+        if ((c->resp3
+                 ? srv__resp3_append(&c->out, op->reply.data, op->reply.len)
+                 : buf_append(&c->out, op->reply.data, op->reply.len)) != 0) {
             LOG_WARNF("client %llu: out of memory for a reply; closing",
                       (unsigned long long)c->id);
             op_free(op);
@@ -321,9 +341,17 @@ static void client_submit(struct srv_client *c, struct srv_op *op)
 {
     struct srv *s = c->srv;
     enqueue(c, op);
+    op->readonly = c->readonly;
+    op->read_index = c->read_index;
     op->kind = s->backend.classify != NULL
                    ? (uint8_t)s->backend.classify(s->backend.data, op)
                    : SRV_OP_WRITE;
+    if (op->kind != SRV_OP_ANSWERED && op->n_cmds == 0 &&
+        srv_arg_is(op->argv[0], op->lens[0], "watch")) {
+        op->is_watch = true;
+        op->readonly = false; /* versions come from the leader */
+        c->watch_pending = true;
+    }
     if (op->kind == SRV_OP_ANSWERED) {
         CRAFT_ASSERT(op->reply.len > 0);
         op->done = true;
@@ -336,13 +364,15 @@ static void client_submit(struct srv_client *c, struct srv_op *op)
     client_dispatch(c);
 }
 
-static void write_status_error(struct srv *s, struct buf *b, int status)
+/* slot: the command's key slot, for MOVED (server/cluster.h). */
+static void write_status_error(struct srv *s, struct buf *b, int status,
+                               unsigned slot)
 {
     char leader[96];
     switch (status) {
     case CRAFT_ENOTLEADER:
         if (s->backend.leader(s->backend.data, leader, sizeof leader)) {
-            resp_write_errorf(b, "MOVED 0 %s", leader);
+            resp_write_errorf(b, "MOVED %u %s", slot, leader);
         } else {
             resp_write_error(b, "CLUSTERDOWN no leader is known; retry "
                                 "shortly");
@@ -362,12 +392,44 @@ static void write_status_error(struct srv *s, struct buf *b, int status)
     }
 }
 
+/* A WATCH op finished: record its keys and answer +OK (srv_cmds.h). */
+static void watch_done(struct srv_client *c, struct srv_op *op, int status)
+{
+    c->watch_pending = false;
+    if (status != 0) {
+        return;
+    }
+    int rv = srv__watch_add(&c->watch, op->argc, op->argv, op->lens,
+                            op->reply.data, op->reply.len);
+    if (rv == CRAFT_EPROTO) {
+        return; /* an error reply (arity, ...): passed on as it is */
+    }
+    buf_reset(&op->reply);
+    if (rv == CRAFT_ELIMIT) {
+        resp_write_errorf(&op->reply, "ERR more than %d watched keys",
+                          SRV_WATCH_MAX);
+    } else if (rv != 0) {
+        resp_write_error(&op->reply, "ERR out of memory");
+    } else {
+        resp_write_simple(&op->reply, "OK");
+    }
+}
+
 void srv_op_done(struct srv_op *op, int status)
 {
     CRAFT_ASSERT(!op->done);
+    bool was_watch = op->is_watch && op->client != NULL;
+    if (was_watch) {
+        watch_done(op->client, op, status);
+    }
     if (status != 0) {
         buf_reset(&op->reply);
-        write_status_error(op->srv, &op->reply, status);
+        /* A transaction's slot is its first command's. */
+        size_t argc = op->n_cmds > 0 ? op->cmd_argc[0] : op->argc;
+        write_status_error(
+            op->srv, &op->reply, status,
+            srv_cluster_cmd_slot(argc, (const uint8_t *const *)op->argv,
+                                 op->lens));
     }
     CRAFT_ASSERT(op->reply.len > 0);
     op->done = true;
@@ -378,10 +440,14 @@ void srv_op_done(struct srv_op *op, int status)
     }
     CRAFT_ASSERT(c->n_flight > 0);
     c->n_flight--;
+    if (op->readonly && status == 0 && op->read_index > c->read_index) {
+        c->read_index = op->read_index;
+    }
     client_drain(c);
     client_dispatch(c);
     client_maybe_finish(c);
-    if (c->state == CLIENT_OPEN && !c->reading && !c->processing) {
+    if (c->state == CLIENT_OPEN && (!c->reading || was_watch) &&
+        !c->processing) {
         client_process(c);
     }
 }
@@ -447,6 +513,11 @@ static const struct cmd_desc commands[] = {
     {"command", -1, "loading", 0, 0, 0},
     {"config", -2, "admin", 0, 0, 0},
     {"info", -1, "loading", 0, 0, 0},
+    {"watch", -2, "fast", 1, -1, 1},
+    {"unwatch", 1, "fast", 0, 0, 0},
+    {"readonly", 1, "fast", 0, 0, 0},
+    {"readwrite", 1, "fast", 0, 0, 0},
+    {"cluster", -2, "admin", 0, 0, 0},
 };
 
 static void cmd_command(struct srv_client *c, const struct resp_cmd *cmd,
@@ -482,52 +553,102 @@ static void cmd_command(struct srv_client *c, const struct resp_cmd *cmd,
     }
 }
 
-/* CONFIG GET pattern...: the few parameters clients ask about, answered
- * truthfully for craftd (every write is fsynced by a majority before it is
- * acknowledged, which is what appendfsync always promises for one node). */
+/* The front end's CONFIG parameters (the backend adds its own).  Values
+ * are this node's: CONFIG SET changes only the node it is sent to.  Every
+ * write is fsynced by a majority before it is acknowledged, which is what
+ * appendfsync always promises for one node. */
+static const char *srv_config_get(void *data, size_t i, char *v, size_t cap)
+{
+    struct srv *s = data;
+    switch (i) {
+    case 0:
+        snprintf(v, cap, "%u", s->opts.max_clients);
+        return "maxclients";
+    case 1:
+        snprintf(v, cap, "%s", s->pass);
+        return "requirepass";
+    case 2:
+        snprintf(v, cap, "%u", (unsigned)s->port);
+        return "port";
+    case 3:
+        snprintf(v, cap, "%s", s->host);
+        return "bind";
+    case 4:
+        snprintf(v, cap, "yes");
+        return "appendonly";
+    case 5:
+        snprintf(v, cap, "%s", s->opts.fsync ? "always" : "no");
+        return "appendfsync";
+    case 6:
+        snprintf(v, cap, "%s", "");
+        return "save";
+    case 7:
+        snprintf(v, cap, "1");
+        return "databases";
+    case 8:
+        snprintf(v, cap, "%s", s->backend.cluster != NULL ? "yes" : "no");
+        return "cluster-enabled";
+    case 9:
+        snprintf(v, cap, "%zu", s->opts.command_max);
+        return "proto-max-bulk-len";
+    default:
+        return NULL;
+    }
+}
+
+static int srv_config_set(void *data, const char *name, const char *value,
+                          bool apply, char *err, size_t cap)
+{
+    struct srv *s = data;
+    if (strcmp(name, "maxclients") == 0) {
+        long long v;
+        if (resp_strtoll((const uint8_t *)value, strlen(value), &v) != 0) {
+            snprintf(err, cap, "argument couldn't be parsed into an integer");
+            return CRAFT_EINVAL;
+        }
+        if (v < 1 || v > UINT32_MAX) {
+            snprintf(err, cap,
+                     "argument must be between 1 and 4294967295 inclusive");
+            return CRAFT_EINVAL;
+        }
+        if (apply) {
+            s->opts.max_clients = (unsigned)v;
+        }
+        return 0;
+    }
+    if (strcmp(name, "requirepass") == 0) {
+        if (strlen(value) >= sizeof s->pass) {
+            snprintf(err, cap, "password longer than %zu bytes",
+                     sizeof s->pass - 1);
+            return CRAFT_EINVAL;
+        }
+        if (apply) {
+            /* Connections already authenticated stay so, as in Redis. */
+            snprintf(s->pass, sizeof s->pass, "%s", value);
+        }
+        return 0;
+    }
+    char v[8];
+    for (size_t i = 0; srv_config_get(s, i, v, sizeof v) != NULL; i++) {
+        if (strcmp(srv_config_get(s, i, v, sizeof v), name) == 0) {
+            snprintf(err, cap, "can't set immutable config");
+            return CRAFT_EINVAL;
+        }
+    }
+    return CRAFT_ENOENT;
+}
+
 static void cmd_config(struct srv_client *c, const struct resp_cmd *cmd,
                        struct buf *b)
 {
     struct srv *s = c->srv;
-    if (cmd->argc < 3 || !srv_arg_is(cmd->argv[1], cmd->lens[1], "get")) {
-        resp_write_error(b, "ERR craftd supports only CONFIG GET parameter "
-                            "[parameter ...]");
-        return;
-    }
-    char maxclients[16];
-    snprintf(maxclients, sizeof maxclients, "%u", s->opts.max_clients);
-    const char *params[][2] = {
-        {"save", ""},
-        {"appendonly", "yes"},
-        {"appendfsync", s->opts.fsync ? "always" : "no"},
-        {"maxclients", maxclients},
-        {"databases", "1"},
-        {"cluster-enabled", "no"},
+    struct srv__config_src srcs[2] = {
+        {s, srv_config_get, srv_config_set},
+        {s->backend.data, s->backend.config_get, s->backend.config_set},
     };
-    const size_t n_params = CRAFT_ARRAY_LEN(params);
-    bool match[CRAFT_ARRAY_LEN(params)] = {false};
-    size_t n_match = 0;
-    for (size_t a = 2; a < cmd->argc; a++) {
-        char pat[128];
-        if (cmd->lens[a] >= sizeof pat) {
-            continue;
-        }
-        memcpy(pat, cmd->argv[a], cmd->lens[a]);
-        pat[cmd->lens[a]] = '\0';
-        for (size_t i = 0; i < n_params; i++) {
-            if (!match[i] && fnmatch(pat, params[i][0], FNM_CASEFOLD) == 0) {
-                match[i] = true;
-                n_match++;
-            }
-        }
-    }
-    resp_write_array(b, 2 * n_match);
-    for (size_t i = 0; i < n_params; i++) {
-        if (match[i]) {
-            resp_write_bulk(b, params[i][0], strlen(params[i][0]));
-            resp_write_bulk(b, params[i][1], strlen(params[i][1]));
-        }
-    }
+    size_t n = s->backend.config_get != NULL ? 2 : 1;
+    srv__config_command(srcs, n, cmd->argc, (const uint8_t *const *)cmd->argv,
+                        cmd->lens, c->resp3, b);
 }
 
 static void cmd_info(struct srv_client *c, struct buf *b)
@@ -540,8 +661,10 @@ static void cmd_info(struct srv_client *c, struct buf *b)
                      "# Server\r\nredis_version:7.0.0\r\n"
                      "craftd_version:0.1.0\r\ntcp_port:%u\r\n"
                      "\r\n# Clients\r\nconnected_clients:%u\r\n"
-                     "maxclients:%u\r\n\r\n",
-                     (unsigned)s->port, s->n_clients, s->opts.max_clients);
+                     "maxclients:%u\r\n\r\n"
+                     "# Cluster\r\ncluster_enabled:%d\r\n\r\n",
+                     (unsigned)s->port, s->n_clients, s->opts.max_clients,
+                     s->backend.cluster != NULL);
     int rv = buf_append(&text, line, (size_t)n);
     if (rv == 0) {
         rv = s->backend.info(s->backend.data, &text);
@@ -582,52 +705,352 @@ static void cmd_auth(struct srv_client *c, const struct resp_cmd *cmd,
                         "disabled.");
 }
 
-/* CLIENT: what client libraries send when they connect (SETNAME, SETINFO)
- * and the identity questions; nothing that manages other clients. */
-static void cmd_client(struct srv_client *c, const struct resp_cmd *cmd,
-                       struct buf *b)
+/* Redis's clientSetName(): printable ASCII without spaces; empty clears.
+ * Returns false with the error written to b. */
+static bool client_setname(struct srv_client *c, const uint8_t *p, size_t n,
+                           struct buf *b)
 {
-    const uint8_t *sub = cmd->argc >= 2 ? cmd->argv[1] : NULL;
-    size_t n = cmd->argc >= 2 ? cmd->lens[1] : 0;
-    if (sub != NULL &&
-        (srv_arg_is(sub, n, "setname") || srv_arg_is(sub, n, "setinfo"))) {
-        resp_write_simple(b, "OK");
-    } else if (sub != NULL && srv_arg_is(sub, n, "getname")) {
-        resp_write_null(b);
-    } else if (sub != NULL && srv_arg_is(sub, n, "id")) {
-        resp_write_int(b, (long long)c->id);
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] < '!' || p[i] > '~') {
+            resp_write_error(b, "ERR Client names cannot contain spaces, "
+                                "newlines or special characters.");
+            return false;
+        }
+    }
+    char *name = NULL;
+    if (n > 0) {
+        name = malloc(n + 1);
+        if (name == NULL) {
+            resp_write_error(b, "ERR out of memory");
+            return false;
+        }
+        memcpy(name, p, n);
+        name[n] = '\0';
+    }
+    free(c->name);
+    c->name = name;
+    return true;
+}
+
+static void client_info_of(const struct srv_client *c,
+                           struct srv__client_info *ci)
+{
+    memset(ci, 0, sizeof *ci);
+    uint64_t now = uv_now(c->srv->loop);
+    ci->id = c->id;
+    struct sockaddr_storage sa;
+    int len = sizeof sa;
+    snprintf(ci->addr, sizeof ci->addr, "?:0");
+    snprintf(ci->laddr, sizeof ci->laddr, "?:0");
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&sa, &len) == 0) {
+        srv__format_addr(&sa, ci->addr, sizeof ci->addr);
+    }
+    len = sizeof sa;
+    if (uv_tcp_getsockname(&c->tcp, (struct sockaddr *)&sa, &len) == 0) {
+        srv__format_addr(&sa, ci->laddr, sizeof ci->laddr);
+    }
+    uv_os_fd_t fd;
+    ci->fd = uv_fileno((const uv_handle_t *)&c->tcp, &fd) == 0 ? (long)fd : -1;
+    ci->name = c->name != NULL ? c->name : "";
+    ci->age_s = (now - c->ctime_ms) / 1000;
+    ci->idle_s = (now - c->last_ms) / 1000;
+    size_t f = 0;
+    if (c->in_multi) {
+        ci->flags[f++] = 'x';
+    }
+    if (c->readonly) {
+        ci->flags[f++] = 'r';
+    }
+    if (f == 0) {
+        ci->flags[f++] = 'N';
+    }
+    ci->flags[f] = '\0';
+    ci->multi = c->in_multi ? (long long)c->n_multi : -1;
+    ci->qbuf = c->in.len;
+    ci->qbuf_free = c->in.cap - c->in.len;
+    ci->obl = c->out.len;
+    ci->omem = c->out.len + c->wbuf.len;
+    ci->events = c->reading ? (c->writing ? "rw" : "r") : c->writing ? "w" : "";
+    ci->cmd = c->last_cmd[0] ? c->last_cmd : "NULL";
+    ci->resp = c->resp3 ? 3 : 2;
+}
+
+/* CLIENT LIST [TYPE normal|master|replica|pubsub] [ID id [id ...]]. */
+static void client_list(struct srv_client *c, const struct resp_cmd *cmd,
+                        struct buf *b)
+{
+    bool none = false;
+    size_t ids = 0; /* argv index of the first id, 0 for no ID filter */
+    if (cmd->argc == 4 && srv_arg_is(cmd->argv[2], cmd->lens[2], "type")) {
+        const uint8_t *t = cmd->argv[3];
+        size_t n = cmd->lens[3];
+        if (srv_arg_is(t, n, "master") || srv_arg_is(t, n, "replica") ||
+            srv_arg_is(t, n, "slave") || srv_arg_is(t, n, "pubsub")) {
+            none = true;
+        } else if (!srv_arg_is(t, n, "normal")) {
+            resp_write_errorf(b, "ERR Unknown client type '%.*s'",
+                              (int)(n > 64 ? 64 : n), (const char *)t);
+            return;
+        }
+    } else if (cmd->argc >= 4 && srv_arg_is(cmd->argv[2], cmd->lens[2], "id")) {
+        ids = 3;
+        for (size_t i = 3; i < cmd->argc; i++) {
+            long long id;
+            if (resp_strtoll(cmd->argv[i], cmd->lens[i], &id) != 0 || id < 1) {
+                resp_write_error(b, "ERR Invalid client ID");
+                return;
+            }
+        }
+    } else if (cmd->argc != 2) {
+        resp_write_error(b, "ERR syntax error");
+        return;
+    }
+    struct buf text;
+    buf_init(&text);
+    int rv = 0;
+    for (struct srv_client *o = c->srv->clients; !none && o != NULL && rv == 0;
+         o = o->next) {
+        bool want = ids == 0;
+        for (size_t i = ids; ids != 0 && i < cmd->argc; i++) {
+            long long id;
+            resp_strtoll(cmd->argv[i], cmd->lens[i], &id);
+            want = want || (uint64_t)id == o->id;
+        }
+        if (want && o->state != CLIENT_CLOSING) {
+            struct srv__client_info ci;
+            client_info_of(o, &ci);
+            rv = srv__client_line(&ci, &text);
+        }
+    }
+    if (rv == 0) {
+        srv__write_verbatim(b, text.data, text.len, c->resp3);
     } else {
-        resp_write_errorf(b,
-                          "ERR unknown or unsupported CLIENT subcommand "
-                          "'%.*s'",
-                          (int)(n > 32 ? 32 : n), sub ? (const char *)sub : "");
+        resp_write_error(b, "ERR out of memory");
+    }
+    buf_close(&text);
+}
+
+/* CLIENT KILL addr, or CLIENT KILL [ID id] [ADDR a] [LADDR a] [SKIPME
+ * yes|no] ...: the other clients matched are closed now (their unsent
+ * replies dropped), this one after its reply, as in Redis. */
+static void client_kill(struct srv_client *c, const struct resp_cmd *cmd,
+                        struct buf *b)
+{
+    bool old = cmd->argc == 3, skipme = !old;
+    long long id = 0;
+    const uint8_t *addr = NULL, *laddr = NULL;
+    size_t addr_n = 0, laddr_n = 0;
+    if (old) {
+        addr = cmd->argv[2];
+        addr_n = cmd->lens[2];
+    }
+    for (size_t i = 2; !old && i < cmd->argc; i += 2) {
+        const uint8_t *k = cmd->argv[i],
+                      *v = cmd->argv[i + 1 < cmd->argc ? i + 1 : i];
+        size_t kn = cmd->lens[i], vn = cmd->lens[i + 1 < cmd->argc ? i + 1 : i];
+        if (i + 1 >= cmd->argc) {
+            resp_write_error(b, "ERR syntax error");
+            return;
+        }
+        if (srv_arg_is(k, kn, "id")) {
+            if (resp_strtoll(v, vn, &id) != 0 || id < 1) {
+                resp_write_error(b, "ERR client-id should be greater than 0");
+                return;
+            }
+        } else if (srv_arg_is(k, kn, "addr")) {
+            addr = v;
+            addr_n = vn;
+        } else if (srv_arg_is(k, kn, "laddr")) {
+            laddr = v;
+            laddr_n = vn;
+        } else if (srv_arg_is(k, kn, "skipme") &&
+                   (srv_arg_is(v, vn, "yes") || srv_arg_is(v, vn, "no"))) {
+            skipme = srv_arg_is(v, vn, "yes");
+        } else {
+            resp_write_error(b, "ERR syntax error");
+            return;
+        }
+    }
+    long long killed = 0;
+    bool me = false;
+    for (struct srv_client *o = c->srv->clients; o != NULL;) {
+        struct srv_client *next = o->next;
+        struct srv__client_info ci;
+        client_info_of(o, &ci);
+        bool match =
+            o->state != CLIENT_CLOSING && (id == 0 || (uint64_t)id == o->id) &&
+            (addr == NULL || (strlen(ci.addr) == addr_n &&
+                              memcmp(ci.addr, addr, addr_n) == 0)) &&
+            (laddr == NULL || (strlen(ci.laddr) == laddr_n &&
+                               memcmp(ci.laddr, laddr, laddr_n) == 0)) &&
+            !(skipme && o == c);
+        if (match && o == c) {
+            me = true;
+            killed++;
+        } else if (match) {
+            client_close(o);
+            killed++;
+        }
+        o = next;
+    }
+    if (old && killed == 0) {
+        resp_write_error(b, "ERR No such client");
+        return;
+    }
+    if (old) {
+        resp_write_simple(b, "OK");
+    } else {
+        resp_write_int(b, killed);
+    }
+    if (me) {
+        c->state = CLIENT_DRAINING; /* closed once the reply is out */
     }
 }
 
-/* HELLO [protover [AUTH user pass] [SETNAME name]]: RESP2 only.  Clients
- * that try RESP3 first fall back to RESP2 on -NOPROTO, as with Redis 5. */
+/* CLIENT ID | INFO | LIST | GETNAME | SETNAME | KILL, with Redis 7's
+ * replies; SETINFO (Redis 7.2, sent by newer client libraries) is accepted
+ * and ignored. */
+static void cmd_client(struct srv_client *c, const struct resp_cmd *cmd,
+                       struct buf *b)
+{
+    if (cmd->argc < 2) {
+        resp_write_error(b, "ERR wrong number of arguments for 'client' "
+                            "command");
+        return;
+    }
+    const uint8_t *sub = cmd->argv[1];
+    size_t n = cmd->lens[1];
+    static const struct {
+        const char *name;
+        size_t min, max;
+    } arity[] = {{"id", 2, 2},          {"info", 2, 2},
+                 {"getname", 2, 2},     {"setname", 3, 3},
+                 {"list", 2, SIZE_MAX}, {"kill", 3, SIZE_MAX},
+                 {"setinfo", 4, 4}};
+    size_t k = 0;
+    while (k < CRAFT_ARRAY_LEN(arity) && !srv_arg_is(sub, n, arity[k].name)) {
+        k++;
+    }
+    if (k == CRAFT_ARRAY_LEN(arity)) {
+        resp_write_errorf(b, "ERR unknown subcommand '%.*s'. Try CLIENT HELP.",
+                          (int)(n > 128 ? 128 : n), (const char *)sub);
+        return;
+    }
+    if (cmd->argc < arity[k].min || cmd->argc > arity[k].max) {
+        resp_write_errorf(b,
+                          "ERR wrong number of arguments for 'client|%s' "
+                          "command",
+                          arity[k].name);
+        return;
+    }
+    if (srv_arg_is(sub, n, "id")) {
+        resp_write_int(b, (long long)c->id);
+    } else if (srv_arg_is(sub, n, "info")) {
+        struct srv__client_info ci;
+        struct buf text;
+        buf_init(&text);
+        client_info_of(c, &ci);
+        if (srv__client_line(&ci, &text) == 0) {
+            srv__write_verbatim(b, text.data, text.len, c->resp3);
+        } else {
+            resp_write_error(b, "ERR out of memory");
+        }
+        buf_close(&text);
+    } else if (srv_arg_is(sub, n, "getname")) {
+        if (c->name != NULL) {
+            resp_write_bulk(b, c->name, strlen(c->name));
+        } else {
+            srv__write_null(b, c->resp3);
+        }
+    } else if (srv_arg_is(sub, n, "setname")) {
+        if (client_setname(c, cmd->argv[2], cmd->lens[2], b)) {
+            resp_write_simple(b, "OK");
+        }
+    } else if (srv_arg_is(sub, n, "list")) {
+        client_list(c, cmd, b);
+    } else if (srv_arg_is(sub, n, "kill")) {
+        client_kill(c, cmd, b);
+    } else {
+        resp_write_simple(b, "OK"); /* setinfo */
+    }
+}
+
+/* HELLO [protover [AUTH user pass] [SETNAME name]], as Redis 7's
+ * helloCommand(): 2 or 3 selects the protocol of the connection's replies
+ * (RESP3: see srv__resp3_append()); AUTH goes through cmd_auth(). */
 static void cmd_hello(struct srv_client *c, const struct resp_cmd *cmd,
                       struct buf *b)
 {
-    long long proto = 2;
+    long long proto = 0;
     if (cmd->argc >= 2 &&
         resp_strtoll(cmd->argv[1], cmd->lens[1], &proto) != 0) {
         resp_write_error(b, "ERR Protocol version is not an integer or out of "
                             "range");
         return;
     }
-    if (proto != 2) {
-        resp_write_error(b, "NOPROTO sorry, this protocol version is not "
-                            "supported");
+    if (cmd->argc >= 2 && (proto < 2 || proto > 3)) {
+        resp_write_error(b, "NOPROTO unsupported protocol version");
         return;
     }
-    resp_write_array(b, 14);
+    size_t auth = 0, setname = 0;
+    for (size_t j = 2; j < cmd->argc; j++) {
+        size_t more = cmd->argc - 1 - j;
+        if (srv_arg_is(cmd->argv[j], cmd->lens[j], "auth") && more >= 2) {
+            auth = j;
+            j += 2;
+        } else if (srv_arg_is(cmd->argv[j], cmd->lens[j], "setname") &&
+                   more >= 1) {
+            setname = ++j;
+        } else {
+            resp_write_errorf(b, "ERR Syntax error in HELLO option '%.*s'",
+                              (int)(cmd->lens[j] > 128 ? 128 : cmd->lens[j]),
+                              (const char *)cmd->argv[j]);
+            return;
+        }
+    }
+    if (auth != 0 && c->srv->pass[0] == '\0') {
+        /* No password: the default user takes any (Redis's nopass). */
+        if (cmd->lens[auth + 1] != 7 ||
+            memcmp(cmd->argv[auth + 1], "default", 7) != 0) {
+            resp_write_error(b, "WRONGPASS invalid username-password pair "
+                                "or user is disabled.");
+            return;
+        }
+    } else if (auth != 0) {
+        /* AUTH user pass, checked exactly as the AUTH command does. */
+        struct resp_cmd a = *cmd;
+        a.argc = 3;
+        a.argv = cmd->argv + auth;
+        a.lens = cmd->lens + auth;
+        size_t mark = b->len;
+        cmd_auth(c, &a, b);
+        if (b->len - mark != 5 || memcmp(b->data + mark, "+OK\r\n", 5) != 0) {
+            return; /* the error AUTH wrote */
+        }
+        b->len = mark;
+    }
+    if (!c->authed) {
+        resp_write_error(b, "NOAUTH HELLO must be called with the client "
+                            "already authenticated, otherwise the HELLO "
+                            "<proto> AUTH <user> <pass> option can be used "
+                            "to authenticate the client and select the RESP "
+                            "protocol version at the same time");
+        return;
+    }
+    if (setname != 0 &&
+        !client_setname(c, cmd->argv[setname], cmd->lens[setname], b)) {
+        return;
+    }
+    if (proto != 0) {
+        c->resp3 = proto == 3;
+    }
+    srv__write_map(b, 7, c->resp3);
     resp_write_bulk(b, "server", 6);
     resp_write_bulk(b, "redis", 5);
     resp_write_bulk(b, "version", 7);
     resp_write_bulk(b, "7.0.0", 5);
     resp_write_bulk(b, "proto", 5);
-    resp_write_int(b, 2);
+    resp_write_int(b, c->resp3 ? 3 : 2);
     resp_write_bulk(b, "id", 2);
     resp_write_int(b, (long long)c->id);
     resp_write_bulk(b, "mode", 4);
@@ -695,6 +1118,21 @@ static bool local_command(struct srv_client *c, const struct resp_cmd *cmd,
         cmd_client(c, cmd, b);
     } else if (srv_arg_is(name, len, "hello")) {
         cmd_hello(c, cmd, b);
+    } else if (srv_arg_is(name, len, "unwatch")) {
+        if (arity_ok(cmd, 1, 1, b, "unwatch")) {
+            srv__watch_free(c->watch);
+            c->watch = NULL;
+            resp_write_simple(b, "OK");
+        }
+    } else if (srv_arg_is(name, len, "readonly") ||
+               srv_arg_is(name, len, "readwrite")) {
+        /* Redis Cluster's replica reads: see docs/craftd.md. */
+        if (arity_ok(cmd, 1, 1, b, len == 8 ? "readonly" : "readwrite")) {
+            c->readonly = len == 8;
+            resp_write_simple(b, "OK");
+        }
+    } else if (srv_arg_is(name, len, "cluster")) {
+        srv__cluster_command(&c->srv->backend, cmd, b);
     } else {
         return false;
     }
@@ -708,15 +1146,18 @@ static bool needs_auth(const struct srv_client *c, const struct resp_cmd *cmd)
     if (c->authed) {
         return false;
     }
+    /* HELLO checks for itself: it may authenticate (HELLO 3 AUTH u p). */
     return !srv_arg_is(cmd->argv[0], cmd->lens[0], "auth") &&
-           !srv_arg_is(cmd->argv[0], cmd->lens[0], "quit");
+           !srv_arg_is(cmd->argv[0], cmd->lens[0], "quit") &&
+           !srv_arg_is(cmd->argv[0], cmd->lens[0], "hello");
 }
 
 static bool is_local(const struct resp_cmd *cmd)
 {
-    static const char *const names[] = {"ping",   "echo",    "quit",   "select",
-                                        "auth",   "command", "config", "info",
-                                        "client", "hello"};
+    static const char *const names[] = {
+        "ping",     "echo",      "quit",    "select", "auth",
+        "command",  "config",    "info",    "client", "hello",
+        "readonly", "readwrite", "unwatch", "cluster"};
     for (size_t i = 0; i < CRAFT_ARRAY_LEN(names); i++) {
         if (srv_arg_is(cmd->argv[0], cmd->lens[0], names[i])) {
             return true;
@@ -731,10 +1172,20 @@ static void answer_local(struct srv_client *c, const struct resp_cmd *cmd,
     if (needs_auth(c, cmd)) {
         resp_write_error(b, "NOAUTH Authentication required.");
     } else if (c->srv->stopping) {
-        write_status_error(c->srv, b, CRAFT_ESHUTDOWN);
-    } else {
+        write_status_error(c->srv, b, CRAFT_ESHUTDOWN, 0);
+    } else if (!c->resp3) {
         bool known = local_command(c, cmd, b);
         CRAFT_ASSERT(known);
+    } else {
+        /* Written in RESP2 or already in RESP3; nulls become RESP3's. */
+        struct buf tmp;
+        buf_init(&tmp);
+        bool known = local_command(c, cmd, &tmp);
+        CRAFT_ASSERT(known);
+        if (srv__resp3_append(b, tmp.data, tmp.len) != 0) {
+            resp_write_error(b, "ERR out of memory");
+        }
+        buf_close(&tmp);
     }
 }
 
@@ -770,6 +1221,9 @@ static void multi_reset(struct srv_client *c)
     c->n_multi = 0;
     c->in_multi = false;
     c->multi_dirty = false;
+    /* EXEC (whatever its outcome) and DISCARD unwatch, as in Redis. */
+    srv__watch_free(c->watch);
+    c->watch = NULL;
 }
 
 /* One op carrying every queued command, for the backend to propose as one
@@ -811,6 +1265,8 @@ static struct srv_op *multi_op(struct srv_client *c)
         }
     }
     buf_init(&op->reply);
+    op->watch = c->watch; /* the backend puts them in the entry */
+    c->watch = NULL;
     multi_reset(c);
     return op;
 }
@@ -864,6 +1320,7 @@ static void multi_queue(struct srv_client *c, const struct resp_cmd *cmd,
 static bool client_multi(struct srv_client *c, const struct resp_cmd *cmd)
 {
     bool multi = srv_arg_is(cmd->argv[0], cmd->lens[0], "multi");
+    bool watch = srv_arg_is(cmd->argv[0], cmd->lens[0], "watch");
     bool exec = srv_arg_is(cmd->argv[0], cmd->lens[0], "exec");
     bool discard = srv_arg_is(cmd->argv[0], cmd->lens[0], "discard");
     if (!c->in_multi && !multi && !exec && !discard) {
@@ -882,7 +1339,10 @@ static bool client_multi(struct srv_client *c, const struct resp_cmd *cmd)
         client_close(c);
         return true;
     }
-    if (multi && c->in_multi) {
+    if (watch) {
+        /* Not queued, and the transaction stays good (Redis 7). */
+        resp_write_error(b, "ERR WATCH inside MULTI is not allowed");
+    } else if (multi && c->in_multi) {
         c->multi_dirty = true;
         resp_write_error(b, "ERR MULTI calls can not be nested");
     } else if (multi) {
@@ -907,12 +1367,37 @@ static bool client_multi(struct srv_client *c, const struct resp_cmd *cmd)
     return true;
 }
 
+/* For CLIENT LIST: the time and the name of the last command, lower case,
+ * with the subcommand of the container commands ("client|list"). */
+static void note_command(struct srv_client *c, const struct resp_cmd *cmd)
+{
+    c->last_ms = uv_now(c->srv->loop);
+    bool sub =
+        cmd->argc >= 2 && (srv_arg_is(cmd->argv[0], cmd->lens[0], "client") ||
+                           srv_arg_is(cmd->argv[0], cmd->lens[0], "config") ||
+                           srv_arg_is(cmd->argv[0], cmd->lens[0], "command") ||
+                           srv_arg_is(cmd->argv[0], cmd->lens[0], "cluster"));
+    int n = snprintf(c->last_cmd, sizeof c->last_cmd, "%.*s%s%.*s",
+                     (int)(cmd->lens[0] > 16 ? 16 : cmd->lens[0]),
+                     (const char *)cmd->argv[0], sub ? "|" : "",
+                     sub ? (int)(cmd->lens[1] > 16 ? 16 : cmd->lens[1]) : 0,
+                     sub ? (const char *)cmd->argv[1] : "");
+    for (int i = 0; i < n && c->last_cmd[i] != '\0'; i++) {
+        char ch = c->last_cmd[i];
+        /* Printable, without spaces: the line is space-separated. */
+        c->last_cmd[i] = ch >= 'A' && ch <= 'Z' ? (char)(ch + 32)
+                         : ch < '!' || ch > '~' ? '?'
+                                                : ch;
+    }
+}
+
 /* Handle one parsed command (argv borrowed from the query buffer). */
 static void client_command(struct srv_client *c, const struct resp_cmd *cmd)
 {
     struct srv *s = c->srv;
     CRAFT_ASSERT(cmd->argc >= 1);
     CRAFT_ASSERT(c->state == CLIENT_OPEN);
+    note_command(c, cmd);
     if (client_multi(c, cmd)) {
         return;
     }
@@ -1024,7 +1509,8 @@ static void client_process(struct srv_client *c)
     }
     c->processing = true;
     size_t pos = 0;
-    while (c->state == CLIENT_OPEN && !client_paused(c) && pos < c->in.len) {
+    while (c->state == CLIENT_OPEN && !client_paused(c) && !c->watch_pending &&
+           pos < c->in.len) {
         struct resp_cmd cmd;
         size_t used = 0;
         int rv = resp_parse(&c->parser, c->in.data + pos, c->in.len - pos, &cmd,
@@ -1101,6 +1587,7 @@ static void on_client_close(uv_handle_t *h)
     buf_close(&c->out);
     buf_close(&c->wbuf);
     resp_parser_close(&c->parser);
+    free(c->name);
     free(c);
     s->n_clients--;
     s->n_handles--;
@@ -1169,6 +1656,7 @@ static void on_connection(uv_stream_t *listener, int status)
     }
     c->srv = s;
     c->id = ++s->next_client_id;
+    c->ctime_ms = c->last_ms = uv_now(s->loop);
     c->state = CLIENT_OPEN;
     c->authed = s->pass[0] == '\0';
     buf_init(&c->in);

@@ -4,10 +4,10 @@
  *
  * The front end knows nothing about Raft or the key-value store.  Commands
  * it does not answer itself (everything but PING ECHO QUIT SELECT AUTH
- * COMMAND CONFIG INFO CLIENT, and MULTI/EXEC/DISCARD, whose queue is the
- * connection's) are handed to a backend, craftd's node
- * runtime, as a struct srv_op; the backend answers each op exactly once
- * with srv_op_done(), at once or later.
+ * COMMAND CONFIG INFO CLIENT HELLO READONLY READWRITE UNWATCH CLUSTER,
+ * and MULTI/EXEC/DISCARD, whose queue is the connection's) are handed to a
+ * backend, craftd's node runtime, as a struct srv_op; the backend answers
+ * each op exactly once with srv_op_done(), at once or later.
  *
  * Invariants:
  *  1. Replies go out in the order the commands arrived on a connection,
@@ -64,6 +64,20 @@
 
 struct srv;
 struct srv_client;
+struct srv_cluster_view; /* server/cluster.h */
+
+/* Keys a connection may WATCH at once (Redis has no limit; each costs a
+ * copy of the key and a version here and in the EXEC entry). */
+#define SRV_WATCH_MAX 1024
+
+/* The keys a connection WATCHes, with the versions the backend's WATCH
+ * read returned for them (src/server/srv_cmds.c). */
+struct srv_watch {
+    size_t n, cap;
+    uint8_t **keys; /* each malloc'ed, lens[i] bytes */
+    size_t *lens;
+    uint64_t *versions;
+};
 
 /* What the backend's classify callback says an op is (invariant 5). */
 enum srv_op_kind {
@@ -90,6 +104,18 @@ struct srv_op {
     size_t n_cmds;
     size_t *cmd_argc;
     uint8_t kind; /* enum srv_op_kind, set before submission */
+    /* READONLY: the connection accepts possibly stale reads from this
+     * node's applied state.  read_index is, on submission, the highest
+     * applied index this connection has been served from (the backend must
+     * not serve it from an older state) and, when the backend finishes a
+     * read it served locally, the index it served at. */
+    bool readonly;
+    uint64_t read_index;
+    /* WATCH: the backend replies the keys' versions (a RESP array of
+     * integers) and the front end answers +OK.  EXEC: the connection's
+     * watched keys, owned by the op (NULL: none). */
+    bool is_watch;
+    struct srv_watch *watch;
     /* Free for the backend's use while it holds the op. */
     struct srv_op *bnext;
     uint64_t bindex;
@@ -110,8 +136,9 @@ struct srv_backend {
      * Execute op.  The backend calls srv_op_done(op, status) exactly once,
      * possibly before submit returns.  status 0: op->reply holds the
      * reply.  Otherwise the front end writes the error:
-     *   CRAFT_ENOTLEADER  -MOVED 0 <leader> or -CLUSTERDOWN (never
-     *                     proposed, safe to retry elsewhere)
+     *   CRAFT_ENOTLEADER  -MOVED <slot> <leader> or -CLUSTERDOWN (never
+     *                     proposed, safe to retry elsewhere); the slot
+     *                     is the first key's (server/cluster.h)
      *   CRAFT_ELEADERLOST -UNCERTAIN (proposed; outcome unknown)
      *   CRAFT_ESHUTDOWN   -SHUTDOWN (not executed; node stopping)
      *   anything else     -ERR <craft_strerror(status)>
@@ -128,6 +155,21 @@ struct srv_backend {
     /* Append INFO text (lines "key:value\r\n") for the replication and
      * raft sections to b.  Returns 0 or CRAFT_ENOMEM. */
     int (*info)(void *data, struct buf *b);
+    /* Optional: the backend's CONFIG parameters, beside the front end's.
+     * config_get(i) returns the name of parameter i (NULL past the last)
+     * and writes its value to value (cap bytes, NUL-terminated).
+     * config_set checks (apply false) or sets (apply true, only after
+     * every parameter of the CONFIG SET passed its check) a parameter:
+     * 0, or CRAFT_ENOENT for a name it does not have, or CRAFT_EINVAL with
+     * Redis's reason ("can't set immutable config", ...) in err. */
+    const char *(*config_get)(void *data, size_t i, char *value, size_t cap);
+    int (*config_set)(void *data, const char *name, const char *value,
+                      bool apply, char *err, size_t err_cap);
+    /* Optional: describe the members, the leader and this node for the
+     * CLUSTER command (server/cluster.h); out arrives zeroed with leader
+     * -1.  Returns 0 or a CRAFT_E* code.  Without it CLUSTER answers that
+     * cluster support is disabled. */
+    int (*cluster)(void *data, struct srv_cluster_view *out);
 };
 
 struct srv_options {

@@ -147,7 +147,7 @@ def test_basic_three():
         f = Conn(follower.port)
         r = f.call("SET", "y", "1")
         assert isinstance(r, RespError) and \
-            r.text == "MOVED 0 127.0.0.1:%d" % leader.port, r
+            r.text == "MOVED 12222 127.0.0.1:%d" % leader.port, r  # "y"
         r = f.call("GET", "x")
         assert isinstance(r, RespError) and r.kind() == "MOVED", r
         assert f.call("PING") == "PONG"

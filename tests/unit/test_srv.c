@@ -3,7 +3,8 @@
  * sockets, with a scripted backend:
  *   SLOW x      answered later, in reverse order of arrival, with +x
  *   FAST x      answered inside submit with +x
- *   NOTLEADER   CRAFT_ENOTLEADER (MOVED or CLUSTERDOWN)
+ *   NOTLEADER   CRAFT_ENOTLEADER (MOVED or CLUSTERDOWN), also as the
+ *               first command of a transaction
  *   LOST        CRAFT_ELEADERLOST
  *   READ x      a read (classify), answered later like SLOW with +x
  *   INVALID     refused by classify, never submitted
@@ -75,7 +76,7 @@ static void submit(void *data, struct srv_op *op)
         f->reads_out++;
         return;
     }
-    if (op->n_cmds > 0) {
+    if (op->n_cmds > 0 && !srv_arg_is(op->argv[0], op->lens[0], "notleader")) {
         /* A transaction: answer with the commands' names, in order. */
         resp_write_array(&op->reply, op->n_cmds);
         size_t a = 0;
@@ -299,10 +300,18 @@ static void local_commands(void **state)
     send_str(fd, "ECHO\r\n");
     expect(fd, "-ERR wrong number of arguments for 'echo' command\r\n");
     send_str(fd, "CLIENT SETNAME x\r\nCLIENT GETNAME\r\nCLIENT KILL y\r\n");
-    expect(fd, "+OK\r\n$-1\r\n-ERR unknown or unsupported CLIENT "
-               "subcommand 'KILL'\r\n");
-    send_str(fd, "HELLO 3\r\n");
-    expect(fd, "-NOPROTO sorry, this protocol version is not supported\r\n");
+    expect(fd, "+OK\r\n$1\r\nx\r\n-ERR No such client\r\n");
+    send_str(fd, "HELLO 4\r\n");
+    expect(fd, "-NOPROTO unsupported protocol version\r\n");
+    /* RESP3: a map, and RESP3's null. */
+    send_str(fd, "HELLO 3\r\nCLIENT SETNAME\r\nCLIENT SETNAME \"\"\r\n"
+                 "CLIENT GETNAME\r\n");
+    expect(fd, "%7\r\n$6\r\nserver\r\n$5\r\nredis\r\n$7\r\nversion\r\n"
+               "$5\r\n7.0.0\r\n$5\r\nproto\r\n:3\r\n$2\r\nid\r\n:1\r\n"
+               "$4\r\nmode\r\n$10\r\nstandalone\r\n$4\r\nrole\r\n"
+               "$6\r\nmaster\r\n$7\r\nmodules\r\n*0\r\n"
+               "-ERR wrong number of arguments for 'client|setname' "
+               "command\r\n+OK\r\n_\r\n");
     send_str(fd, "HELLO 2\r\n");
     expect(fd, "*14\r\n$6\r\nserver\r\n$5\r\nredis\r\n$7\r\nversion\r\n"
                "$5\r\n7.0.0\r\n$5\r\nproto\r\n:2\r\n$2\r\nid\r\n:1\r\n"
@@ -391,6 +400,20 @@ static void errors_for_not_proposed_and_lost(void **state)
     f->leader_known = 1;
     send_str(fd, "NOTLEADER\r\n");
     expect(fd, "-MOVED 0 127.0.0.1:9999\r\n");
+    /* MOVED names the key's Redis Cluster slot (CLUSTER KEYSLOT foo). */
+    send_str(fd, "NOTLEADER foo\r\n");
+    expect(fd, "-MOVED 12182 127.0.0.1:9999\r\n");
+    /* A transaction's slot is its first command's first key's. */
+    send_str(fd, "MULTI\r\n");
+    expect(fd, "+OK\r\n");
+    send_str(fd, "NOTLEADER {user1000}.a\r\n");
+    expect(fd, "+QUEUED\r\n");
+    send_str(fd, "EXEC\r\n");
+    expect(fd, "-MOVED 3443 127.0.0.1:9999\r\n");
+    /* This backend has no cluster view: no CLUSTER, as Redis without
+     * cluster support. */
+    send_str(fd, "CLUSTER SLOTS\r\n");
+    expect(fd, "-ERR This instance has cluster support disabled\r\n");
     send_str(fd, "LOST\r\n");
     expect(fd, "-UNCERTAIN leadership changed before the command committed; "
                "it may or may not have taken effect\r\n");
