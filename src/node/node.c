@@ -168,7 +168,8 @@ struct node {
     uint8_t role;
     raft_term term;
     raft_id leader;
-    raft_id last_leader; /* the latest non-zero leader (CLUSTER replies) */
+    raft_id last_leader;     /* the latest non-zero leader (CLUSTER) */
+    uint64_t leader_lost_ms; /* uv_now() when leader last became 0 */
     raft_index commit;
     raft_index applied;
     raft_term applied_term;
@@ -912,7 +913,9 @@ static void role_change(struct node *n, const struct raft_update *u)
     log_role_events(n, u, old, old_term);
     if (u->leader != n->leader) {
         n->leader = u->leader;
-        if (u->leader != 0) {
+        if (u->leader == 0) {
+            n->leader_lost_ms = uv_now(n->loop);
+        } else {
             n->last_leader = u->leader;
             obs.leader_changes++;
             char addr[NODE_HOST_MAX + 16] = "-";
@@ -1380,6 +1383,11 @@ static int backend_config_set(void *data, const char *name, const char *value,
 /* The CLUSTER command's view (server/cluster.h): the members, the leader
  * this node knows, and the replication offsets it knows (its own applied
  * index; a leader also knows each follower's match index). */
+/* How many of the longest election timeouts CLUSTER goes on naming the
+ * last leader after losing it: one election usually settles within one
+ * timeout, a split vote within two or three. */
+#define CLUSTER_LAST_LEADER_TIMEOUTS 3
+
 static int backend_cluster(void *data, struct srv_cluster_view *out)
 {
     struct node *n = data;
@@ -1392,8 +1400,18 @@ static int backend_cluster(void *data, struct srv_cluster_view *out)
     out->n_members = n->cfg.n_members;
     out->self = n->cfg.self;
     out->leader = n->leader != 0 ? member_index(n, n->leader) : -1;
-    out->last_leader =
-        n->last_leader != 0 ? member_index(n, n->last_leader) : -1;
+    /* While no leader is known, name the last one (server/cluster.h,
+     * invariant 2) during what a normal election takes, a few election
+     * timeouts; never this node itself (it lost leadership: it is cut off,
+     * or stepping down); and not later (this node is probably on a
+     * minority side, and cluster clients that get CLUSTERDOWN from it ask
+     * another node). */
+    out->last_leader = out->leader;
+    if (out->leader < 0 && n->last_leader != 0 && n->last_leader != n->cfg.id &&
+        uv_now(n->loop) - n->leader_lost_ms <
+            CLUSTER_LAST_LEADER_TIMEOUTS * (uint64_t)n->cfg.election_ms_max) {
+        out->last_leader = member_index(n, n->last_leader);
+    }
     for (unsigned i = 0; i < n->cfg.n_members; i++) {
         const struct node_member *m = &n->cfg.members[i];
         struct srv_cluster_member *cm = &out->members[i];

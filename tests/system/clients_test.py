@@ -22,6 +22,7 @@ import os
 import queue
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -324,20 +325,27 @@ def test_cluster_replies():
              lambda: _quiet(lambda: check_topology(c, new, alive, [dead])))
         ids2 = check_topology(c, new, alive, [dead])
         assert all(ids2[i] == ids[i] for i in ids2)  # stable ids
-        # With one member of three left there is no leader: INFO says
-        # fail, and SLOTS, SHARDS and NODES go on naming the last leader as
-        # the (failed) master, as Redis does during a failover.
-        c.node(new).kill9()
-        last = next(nd for nd in alive if nd.id != new)
-
-        def down():
-            info = call1(last, "CLUSTER", "INFO")
-            return b"cluster_state:fail\r\n" in info and \
-                "fail?" in parse_nodes(call1(last, "CLUSTER", "NODES"))[
-                    ids[new]]["flags"]
-        poll("cluster_state:fail on the last node", down, timeout=20)
-        slots = call1(last, "CLUSTER", "SLOTS")
-        assert slots[0][2][1] == c.node(new).port, slots
+        # A leader cut off from the majority (its follower stopped) steps
+        # down and then refuses the topology at once: it never names
+        # itself, so that clients ask another node.
+        other = next(nd for nd in alive if nd.id != new)
+        other.proc.send_signal(signal.SIGSTOP)
+        try:
+            poll("CLUSTERDOWN on the cut-off leader",
+                 lambda: refuses_topology(c.node(new)), timeout=20)
+        finally:
+            other.proc.send_signal(signal.SIGCONT)
+        # Together again, the two elect a leader and both report it.
+        lid3 = c.leader()
+        poll("the pair reporting their leader",
+             lambda: _quiet(lambda: check_topology(c, lid3, alive, [dead])))
+        # With one member of three left, the survivor names the dead leader
+        # while an election could still settle, and then, as a node on a
+        # minority side, refuses the topology.
+        c.node(lid3).kill9()
+        last = next(nd for nd in alive if nd.id != lid3)
+        poll("CLUSTERDOWN on the last node", lambda: refuses_topology(last),
+             timeout=20)
         assert call1(last, "CLUSTER", "MYID") == ids[last.id].encode()
         r = call1(last, "CLUSTER", "NOPE")
         assert isinstance(r, RespError) and \
@@ -359,6 +367,15 @@ def test_cluster_replies():
         raise
     finally:
         c.close()
+
+
+def refuses_topology(nd):
+    """nd answers CLUSTER SLOTS, SHARDS and NODES with CLUSTERDOWN and
+    CLUSTER INFO with cluster_state:fail."""
+    r = [call1(nd, "CLUSTER", s) for s in ("SLOTS", "SHARDS", "NODES")]
+    return all(isinstance(x, RespError) and x.kind() == "CLUSTERDOWN"
+               for x in r) and \
+        b"cluster_state:fail\r\n" in call1(nd, "CLUSTER", "INFO")
 
 
 def _quiet(fn):
