@@ -21,6 +21,14 @@
 #include "util/assert.h"
 #include "util/log.h"
 
+/* Counters of the server itself (seen in a debugger or a core). */
+struct node_metrics_stats {
+    uint64_t requests; /* answered 200 */
+    uint64_t errors;   /* answered 4xx or 5xx */
+    uint64_t timeouts; /* closed by METRICS_REQUEST_TIMEOUT_MS */
+    uint64_t refused;  /* closed at once: METRICS_CONNS_MAX */
+};
+
 struct mconn {
     uv_tcp_t tcp;
     uv_timer_t timer;
@@ -39,7 +47,7 @@ struct mconn {
 struct metrics {
     uv_loop_t *loop;
     uv_tcp_t listener;
-    metrics_page_fn page;
+    node_metrics_page_fn page;
     void *data;
     struct mconn *conns;
     unsigned n_conns;
@@ -47,7 +55,7 @@ struct metrics {
     bool stopping;
     void (*stop_cb)(void *data);
     void *stop_data;
-    struct metrics_stats stats;
+    struct node_metrics_stats stats;
     struct buf body;
 };
 
@@ -359,9 +367,9 @@ static void on_listener_closed(uv_handle_t *h)
     maybe_stopped(m);
 }
 
-int metrics_start(uv_loop_t *loop, const char *host, uint16_t port,
-                  metrics_page_fn page, void *data, struct metrics **out,
-                  char *errmsg, size_t errmsg_len)
+int node_metrics_start(uv_loop_t *loop, const char *host, uint16_t port,
+                       node_metrics_page_fn page, void *data,
+                       struct metrics **out, char *errmsg, size_t errmsg_len)
 {
     CRAFT_ASSERT(page != NULL);
     CRAFT_ASSERT(out != NULL);
@@ -397,7 +405,7 @@ int metrics_start(uv_loop_t *loop, const char *host, uint16_t port,
     return 0;
 }
 
-void metrics_stop(struct metrics *m, void (*cb)(void *data), void *data)
+void node_metrics_stop(struct metrics *m, void (*cb)(void *data), void *data)
 {
     CRAFT_ASSERT(!m->stopping);
     m->stopping = true;
@@ -407,9 +415,4 @@ void metrics_stop(struct metrics *m, void (*cb)(void *data), void *data)
         conn_close(m->conns);
     }
     uv_close((uv_handle_t *)&m->listener, on_listener_closed);
-}
-
-void metrics_get_stats(const struct metrics *m, struct metrics_stats *out)
-{
-    *out = m->stats;
 }
