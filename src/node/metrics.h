@@ -45,7 +45,7 @@
 /* A couple of scrapers and an operator's curl; not a public server. */
 #define METRICS_CONNS_MAX 16
 
-struct metrics;
+struct node_metrics;
 
 /* Write the page into out (the caller resets it).  0 or CRAFT_ENOMEM. */
 typedef int (*node_metrics_page_fn)(void *data, struct buf *out);
@@ -57,10 +57,12 @@ typedef int (*node_metrics_page_fn)(void *data, struct buf *out);
  */
 int node_metrics_start(uv_loop_t *loop, const char *host, uint16_t port,
                        node_metrics_page_fn page, void *data,
-                       struct metrics **out, char *errmsg, size_t errmsg_len);
+                       struct node_metrics **out, char *errmsg,
+                       size_t errmsg_len);
 
 /* Close the listener and every connection; cb(data) fires once when all
  * handles are closed, after which the server is freed. */
-void node_metrics_stop(struct metrics *m, void (*cb)(void *data), void *data);
+void node_metrics_stop(struct node_metrics *m, void (*cb)(void *data),
+                       void *data);
 
 #endif /* CRAFT_NODE_METRICS_H */

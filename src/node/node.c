@@ -217,7 +217,7 @@ struct node {
 
     /* Observability (report.h, metrics.h): the /metrics server, and the
      * vote last logged. */
-    struct metrics *metrics;
+    struct node_metrics *metrics;
     raft_id logged_vote;
 };
 
