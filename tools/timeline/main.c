@@ -154,6 +154,17 @@ static const char *json_string(const char *p, char *out, size_t cap)
     return p + 1;
 }
 
+/* Copy s into out if it fits (cap bytes with the NUL); false if not. */
+static bool copy_word(char *out, size_t cap, const char *s)
+{
+    size_t n = strnlen(s, cap);
+    if (n >= cap) {
+        return false;
+    }
+    memcpy(out, s, n + 1);
+    return true;
+}
+
 /* One JSON log line into e, the fields other than the header as
  * "key=value" and the msg as the " -- " tail, as in the text format. */
 static bool parse_json_line(const char *line, struct ev *e)
@@ -187,7 +198,9 @@ static bool parse_json_line(const char *line, struct ev *e)
         if (strcmp(key, "time") == 0 && strlen(val) == TL_TIME_LEN) {
             memcpy(e->time, val, TL_TIME_LEN + 1);
             char probe[TL_TIME_LEN + 2];
-            snprintf(probe, sizeof probe, "%s ", val);
+            memcpy(probe, val, TL_TIME_LEN);
+            probe[TL_TIME_LEN] = ' ';
+            probe[TL_TIME_LEN + 1] = '\0';
             have_time = valid_time(probe);
         } else if (strcmp(key, "node") == 0 && all_digits(val)) {
             e->node = strtoull(val, NULL, 10);
@@ -196,10 +209,10 @@ static bool parse_json_line(const char *line, struct ev *e)
             e->term = strtoull(val, NULL, 10);
             have_term = true;
         } else if (strcmp(key, "role") == 0) {
-            snprintf(e->role, sizeof e->role, "%s", val);
+            copy_word(e->role, sizeof e->role, val);
         } else if (strcmp(key, "event") == 0) {
-            snprintf(e->event, sizeof e->event, "%s", val);
-            have_event = val[0] != '\0';
+            have_event =
+                val[0] != '\0' && copy_word(e->event, sizeof e->event, val);
         } else if (strcmp(key, "msg") == 0) {
             snprintf(msg, sizeof msg, "%s", val);
         } else if (strcmp(key, "level") != 0) {
