@@ -182,10 +182,14 @@ def run_client(name, argv, env=None):
         verify(c, prefix, acked)
         new = c.leader()
         assert new != lid
+        # What the failover cost this client: the longest pause between two
+        # acknowledgements (from the kill to the first write after it).
+        stamps = sorted(acked.values())
+        gap_ms = max(b - a for a, b in zip(stamps, stamps[1:])) / 1e6
         print("   %s; %d writes acknowledged after the kill of leader %d, "
-              "new leader %d" % ("; ".join(l for l in extra if
-                                           l.startswith("stats")),
-                                 after_kill, lid, new))
+              "new leader %d; longest pause %.0f ms" %
+              ("; ".join(l for l in extra if l.startswith("stats")),
+               after_kill, lid, new, gap_ms))
     except BaseException:
         c.dump_logs()
         raise
