@@ -107,6 +107,9 @@ struct srv {
     bool flusher_closed;
     srv_stop_cb stop_cb;
     void *stop_data;
+    /* Freed ops kept for reuse (op_new), with their reply buffers. */
+    struct srv_op *op_pool;
+    unsigned n_op_pool;
 };
 
 static void client_process(struct srv_client *c);
@@ -227,6 +230,24 @@ static void on_prepare(uv_prepare_t *h)
 
 /* ---- ops ------------------------------------------------------------ */
 
+/*
+ * Ops whose command fits in SRV_OP_POOL_BYTES (a SET of a value up to a
+ * few hundred bytes, any GET of a short key) are blocks of that size,
+ * reused through s->op_pool with their reply buffers: a malloc and free
+ * of the op and of its reply per command were a tenth of the leader's
+ * instructions per pipelined SET.  At most SRV_OP_POOL_MAX are kept (2 MiB
+ * plus their replies of at most SRV_OP_REPLY_KEEP bytes each).
+ */
+#define SRV_OP_POOL_BYTES 512
+#define SRV_OP_POOL_MAX 4096
+#if defined(__SANITIZE_ADDRESS__)
+/* AddressSanitizer sees a use after free only of memory really freed. */
+#define SRV_OP_POOL_ON 0
+#else
+#define SRV_OP_POOL_ON 1
+#endif
+#define SRV_OP_REPLY_KEEP 1024
+
 static struct srv_op *op_new(struct srv_client *c, const struct resp_cmd *cmd)
 {
     size_t bytes = 0;
@@ -235,11 +256,26 @@ static struct srv_op *op_new(struct srv_client *c, const struct resp_cmd *cmd)
     }
     size_t head = sizeof(struct srv_op) +
                   cmd->argc * (sizeof(uint8_t *) + sizeof(size_t));
-    struct srv_op *op = malloc(head + bytes);
-    if (op == NULL) {
-        return NULL;
+    struct srv *s = c->srv;
+    bool pooled = head + bytes <= SRV_OP_POOL_BYTES;
+    struct srv_op *op;
+    struct buf reply;
+    if (pooled && s->op_pool != NULL) {
+        op = s->op_pool;
+        s->op_pool = op->next;
+        s->n_op_pool--;
+        reply = op->reply;
+        CRAFT_ASSERT(op->pooled && reply.len == 0);
+    } else {
+        op = malloc(pooled ? SRV_OP_POOL_BYTES : head + bytes);
+        if (op == NULL) {
+            return NULL;
+        }
+        buf_init(&reply);
     }
     memset(op, 0, sizeof *op);
+    op->pooled = pooled;
+    op->reply = reply;
     op->srv = c->srv;
     op->client = c;
     op->client_id = c->id;
@@ -255,13 +291,25 @@ static struct srv_op *op_new(struct srv_client *c, const struct resp_cmd *cmd)
         p[cmd->lens[i]] = '\0';
         p += cmd->lens[i] + 1;
     }
-    buf_init(&op->reply);
     return op;
 }
 
 static void op_free(struct srv_op *op)
 {
     srv__watch_free(op->watch);
+    op->watch = NULL;
+    struct srv *s = op->srv;
+    if (SRV_OP_POOL_ON && op->pooled && !s->stopping &&
+        s->n_op_pool < SRV_OP_POOL_MAX) {
+        if (op->reply.cap > SRV_OP_REPLY_KEEP) {
+            buf_close(&op->reply);
+        }
+        buf_reset(&op->reply);
+        op->next = s->op_pool;
+        s->op_pool = op;
+        s->n_op_pool++;
+        return;
+    }
     buf_close(&op->reply);
     free(op);
 }
@@ -1843,5 +1891,11 @@ void srv_stop(struct srv *s, srv_stop_cb cb, void *data)
 void srv_free(struct srv *s)
 {
     CRAFT_ASSERT(s->n_handles == 0);
+    while (s->op_pool != NULL) {
+        struct srv_op *op = s->op_pool;
+        s->op_pool = op->next;
+        buf_close(&op->reply);
+        free(op);
+    }
     free(s);
 }

@@ -104,6 +104,7 @@ struct srv_op {
     size_t n_cmds;
     size_t *cmd_argc;
     uint8_t kind; /* enum srv_op_kind, set before submission */
+    bool pooled;  /* the front end's: a block it reuses (srv.c) */
     /* READONLY: the connection accepts possibly stale reads from this
      * node's applied state.  read_index is, on submission, the highest
      * applied index this connection has been served from (the backend must
