@@ -452,30 +452,44 @@ def test_full_disk():
         # Logs outside the small file system, so that they survive it.
         nd.log = os.path.join(tempfile.gettempdir(),
                               "craft-fulldisk-%d.log" % os.getpid())
-        nd.start()
-        c.leader()
+        # Deadlines are generous: under ASan on a loaded machine a start
+        # that replays 64 MiB of log, or one 512 KiB write, can take long;
+        # nothing here depends on timing otherwise.
+        nd.start(wait=False)
+        nd.wait_ready(timeout=120)
+        c.leader(timeout=120)
         # Leave about 1 MiB free: the open segment is preallocated (64 MiB),
-        # so writes go on until the next segment cannot be created.
+        # so writes go on until the next segment cannot be created.  The
+        # storage preallocates on its worker thread, possibly after
+        # "ready": wait until the open segment holds its 64 MiB, or the
+        # filler could take that space first.
+        k = Conn(nd.port, timeout=120)
+        assert k.call("SET", "first", "1") == "OK"
+        k.close()
+        seg = os.path.join(nd.dir, "raft", "open")
+        poll("the open segment preallocated",
+             lambda: os.stat(seg).st_blocks * 512 >= 64 << 20, 120)
         st = os.statvfs(mnt)
         free = st.f_bavail * st.f_frsize - (1 << 20)
-        with open(os.path.join(mnt, "filler"), "wb") as f:
-            f.truncate(0)
+        with open(os.path.join(mnt, "filler"), "wb", buffering=0) as f:
             chunk = b"\0" * (1 << 20)
             while free > 0:
                 n = min(free, len(chunk))
                 try:
                     f.write(chunk[:n])
-                    f.flush()
                 except OSError:
                     break
                 free -= n
         acked = []
         err = None
-        k = Conn(nd.port, timeout=20)
+        k = Conn(nd.port, timeout=120)
         value = b"x" * (512 * 1024)
         for i in range(400):
             try:
                 r = k.call("SET", "k%d" % i, value)
+            except socket.timeout:
+                raise AssertionError("SET k%d: no reply in 120 s (%d acked)"
+                                     % (i, len(acked)))
             except (ConnectionError, OSError) as e:
                 err = e
                 break
@@ -485,22 +499,28 @@ def test_full_disk():
                 err = r
                 break
         k.close()
+        print("%d writes acknowledged before the disk filled; then %r" %
+              (len(acked), err), flush=True)
         assert err is not None, "the disk never filled"
         assert len(acked) >= 50, acked
-        rc = nd.proc.wait(20)
+        try:
+            rc = nd.proc.wait(120)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("the node did not stop after the disk "
+                                 "filled:\n" + nd.tail(40))
         nd.proc = None
-        assert rc == 1, rc
+        assert rc == 1, (rc, nd.tail(40))
         with open(nd.log, errors="replace") as f:
             log = f.read()
-        assert "No space left on device" in log or "ENOSPC" in log, log[-2000:]
-        print("%d writes acknowledged before the disk filled; then %r" %
-              (len(acked), err))
+        assert "no space left on device" in log.lower(), log[-2000:]
         os.unlink(os.path.join(mnt, "filler"))
-        nd.start()
-        c.leader()
-        k = Conn(nd.port, timeout=20)
+        nd.start(wait=False)
+        nd.wait_ready(timeout=120)
+        c.leader(timeout=120)
+        k = Conn(nd.port, timeout=120)
         for i in acked:
-            assert k.call("STRLEN", "k%d" % i) == len(value), i
+            n = k.call("STRLEN", "k%d" % i)
+            assert n == len(value), ("acknowledged k%d lost" % i, n)
         assert k.call("SET", "after", "1") == "OK"
         k.close()
     except BaseException:
