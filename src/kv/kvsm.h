@@ -60,8 +60,8 @@
 /* Format version of a log entry payload (byte 0).  New versions are added,
  * old ones stay readable. */
 #define KVSM_ENTRY_VERSION 1
-/* Format version of a snapshot written; versions 1 (without the keys'
- * WATCH versions) and 2 are read. */
+/* Format version of a snapshot, written and read.  Version 1 (without the
+ * keys' WATCH versions) is refused with CRAFT_EVERSION. */
 #define KVSM_SNAPSHOT_VERSION 2
 
 /* Redis's proto-max-bulk-len: the largest key, value or argument. */

@@ -12,6 +12,7 @@
 #include "kv/kvsm.h"
 #include "server/resp.h"
 #include "util/assert.h"
+#include "util/log.h"
 
 struct node_sm {
     struct kvsm_config config;
@@ -219,6 +220,13 @@ int node_sm_snapshot_load(struct node_sm *sm, node_sm_read_cb cb, void *data)
     struct load_ctx l = {.cb = cb, .data = data};
     struct kvsm *fresh;
     int rv = kvsm_snapshot_load(&sm->config, read_cb, &l, &fresh);
+    if (rv == CRAFT_EVERSION) {
+        LOG_ERRORF("the snapshot's KV format is not version %d: format 1 "
+                   "(before craftd kept per-key WATCH versions) cannot be "
+                   "loaded; start from an empty data dir and restore the "
+                   "keys, or use the craftd that wrote it",
+                   KVSM_SNAPSHOT_VERSION);
+    }
     if (rv != 0) {
         return rv;
     }
