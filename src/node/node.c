@@ -100,6 +100,11 @@
  * flight to the store never passes 64 + 16 + 8 MiB (one command may be
  * NODE_ENTRY_BYTES_MAX), far from the store's own limit. */
 #define NODE_PROPOSE_BYTES_MAX (16u << 20)
+/* Background expiry: keys that come due with no read waiting for them are
+ * deleted by a clock entry proposed at most this often (Redis's active
+ * expiry runs at hz 10), so continuous expiry costs at most 10 log entries
+ * a second; a read that needs the clock gets one at once. */
+#define NODE_EXPIRE_PERIOD_MS 100
 /* How long a stopping leader waits for the peer it hands leadership to:
  * the peer is caught up at once in the common case and wins its election
  * in one round trip; beyond this the cluster elects one the normal way. */
@@ -188,6 +193,7 @@ struct node {
     bool clock_inflight;
     raft_index clock_index;
     uint64_t clock_want_ms;
+    uint64_t clock_last; /* uv_now() of the last background clock entry */
 
     /* Snapshots. */
     enum snap_state snap;
@@ -865,6 +871,14 @@ static void flush_reads(struct node *n)
     struct raft_event ev = {.type = RAFT_READ};
     ev.read.ctx = g->ctx;
     node_step(n, &ev);
+    /* If a key is due by the round's time, the round will wait for a clock
+     * entry (read_time_ok): ask for it now, so that it commits while the
+     * ReadIndex round runs rather than after it. */
+    uint64_t due = node_sm_next_expiry_ms(n->sm);
+    if (due != 0 && due <= g->at_ms && n->role == RAFT_LEADER &&
+        g->at_ms > n->clock_want_ms) {
+        n->clock_want_ms = g->at_ms;
+    }
 }
 
 /* ---- expiry: the leader's clock entries ---------------------------- */
@@ -899,9 +913,15 @@ static void clock_maybe_propose(struct node *n)
     if (due == 0 && !want) {
         return;
     }
+    if (!want && uv_now(n->loop) - n->clock_last < NODE_EXPIRE_PERIOD_MS) {
+        return;
+    }
     uint64_t t = now_ms();
     if (!want && due > t) {
         return;
+    }
+    if (!want) {
+        n->clock_last = uv_now(n->loop);
     }
     if (n->clock_want_ms > t) {
         t = n->clock_want_ms; /* our clock stepped back: never below */
@@ -944,6 +964,7 @@ static void on_batch(uv_check_t *h)
         }
         if (n->reads.n > 0) {
             flush_reads(n);
+            clock_maybe_propose(n);
         }
     }
 }

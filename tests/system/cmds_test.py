@@ -97,6 +97,23 @@ def test_expiry():
                     i1["raft_role"] == "leader":
                 break
         assert i1["raft_commit_index"] == i0["raft_commit_index"], (i0, i1)
+        # Continuous expiry is coalesced: 300 keys expiring over 1.5 s cost
+        # at most one clock entry per 100 ms (plus slack for scheduling),
+        # not one per key or per commit round.
+        ci0 = int(c.node(lid).info()["raft_commit_index"])
+        for i in range(300):
+            leader.send_raw(Conn.encode("SET", "e%d" % i, "v", "PX",
+                                        str(100 + 5 * i)))
+        for i in range(300):
+            assert leader.read_reply() == "OK"
+        t0 = time.monotonic()
+        poll("all 300 expired", lambda: c.node(lid).keys() == 1, timeout=5)
+        elapsed = time.monotonic() - t0
+        ci1 = int(c.node(lid).info()["raft_commit_index"])
+        clocks = ci1 - ci0 - 300
+        print("   300 keys expired in %.2f s with %d clock entries" %
+              (elapsed, clocks))
+        assert clocks <= (elapsed + 0.2) / 0.1 + 3, (clocks, elapsed)
         leader.close()
 
     run(c, body)
