@@ -37,7 +37,8 @@ static int encode(uint64_t time_ms, const struct kvsm_session_ref *session,
 {
     CRAFT_ASSERT(out != NULL);
     CRAFT_ASSERT(multi || n_watch == 0);
-    if (n_cmds == 0 || n_cmds > KVSM_MULTI_MAX || n_watch > KVSM_WATCH_MAX) {
+    if ((n_cmds == 0 && n_watch == 0) || n_cmds > KVSM_MULTI_MAX ||
+        n_watch > KVSM_WATCH_MAX) {
         return CRAFT_EINVAL;
     }
     size_t total = HEAD_LEN + (session ? SESSION_LEN : 0) + (multi ? 4 : 0);
@@ -204,7 +205,9 @@ int kvsm_cmd_decode(const void *payload, size_t len, struct kvsm_cmd *out)
         c.multi = true;
         c.n_cmds = get_u32(p + off);
         off += 4;
-        if (c.n_cmds == 0 || c.n_cmds > KVSM_MULTI_MAX) {
+        /* No command: only an EXEC after WATCH with nothing queued. */
+        if ((c.n_cmds == 0 && !(flags & FLAG_WATCH)) ||
+            c.n_cmds > KVSM_MULTI_MAX) {
             return CRAFT_ECORRUPT;
         }
     }
@@ -241,7 +244,7 @@ int kvsm_cmd_decode(const void *payload, size_t len, struct kvsm_cmd *out)
         return CRAFT_ECORRUPT;
     }
     c.cmds_len = (size_t)(p + len - c.cmds);
-    c.argc = get_u32(c.cmds);
+    c.argc = c.n_cmds > 0 ? get_u32(c.cmds) : 0;
     *out = c;
     return 0;
 }

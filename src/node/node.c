@@ -976,7 +976,7 @@ static void on_batch(uv_check_t *h)
 static int backend_classify(void *data, struct srv_op *op)
 {
     struct node *n = data;
-    if (op->n_cmds > 0) {
+    if (op->is_exec) {
         return SRV_OP_WRITE;
     }
     switch (node_sm_classify(n->sm, op->argc, (const uint8_t *const *)op->argv,
@@ -1038,7 +1038,7 @@ static void backend_submit(void *data, struct srv_op *op)
     }
     size_t off = n->wdata.len;
     const uint8_t *const *argv = (const uint8_t *const *)op->argv;
-    int rv = op->n_cmds > 0
+    int rv = op->is_exec
                  ? node_sm_encode_multi(n->sm, op->n_cmds, op->cmd_argc, argv,
                                         op->lens, op->watch ? op->watch->n : 0,
                                         op->watch ? op->watch->keys : NULL,

@@ -118,11 +118,11 @@ int node_sm_encode_multi(struct node_sm *sm, size_t n_cmds,
                          struct buf *out, struct buf *reply)
 {
     (void)sm;
-    if (n_cmds == 0 || n_cmds > KVSM_MULTI_MAX) {
+    if ((n_cmds == 0 && n_watch == 0) || n_cmds > KVSM_MULTI_MAX) {
         resp_write_error(reply, "ERR too many commands in one MULTI");
         return CRAFT_EINVAL;
     }
-    struct kvsm_argv *cmds = calloc(n_cmds, sizeof *cmds);
+    struct kvsm_argv *cmds = calloc(n_cmds > 0 ? n_cmds : 1, sizeof *cmds);
     if (cmds == NULL) {
         return CRAFT_ENOMEM;
     }

@@ -1233,6 +1233,21 @@ static void multi_reset(struct srv_client *c)
  * entry; the queue is emptied. */
 static struct srv_op *multi_op(struct srv_client *c)
 {
+    if (c->n_multi == 0) {
+        /* Nothing queued, keys watched: the entry only checks them. */
+        CRAFT_ASSERT(c->watch != NULL);
+        const uint8_t *exec[] = {(const uint8_t *)"EXEC"};
+        size_t len[] = {4};
+        struct resp_cmd cmd = {.argc = 1, .argv = exec, .lens = len};
+        struct srv_op *op = op_new(c, &cmd);
+        if (op != NULL) {
+            op->is_exec = true;
+            op->watch = c->watch;
+            c->watch = NULL;
+        }
+        multi_reset(c);
+        return op;
+    }
     size_t argc = 0, bytes = 0;
     for (struct srv_op *q = c->mhead; q != NULL; q = q->next) {
         argc += q->argc;
@@ -1268,6 +1283,7 @@ static struct srv_op *multi_op(struct srv_client *c)
         }
     }
     buf_init(&op->reply);
+    op->is_exec = true;
     op->watch = c->watch; /* the backend puts them in the entry */
     c->watch = NULL;
     multi_reset(c);
@@ -1333,7 +1349,8 @@ static bool client_multi(struct srv_client *c, const struct resp_cmd *cmd)
         c->srv->stopping) {
         return false; /* answered as outside a transaction */
     }
-    if (exec && c->in_multi && !c->multi_dirty && c->n_multi > 0) {
+    if (exec && c->in_multi && !c->multi_dirty &&
+        (c->n_multi > 0 || c->watch != NULL)) {
         multi_exec(c);
         return true;
     }

@@ -116,6 +116,10 @@ struct srv_op {
      * watched keys, owned by the op (NULL: none). */
     bool is_watch;
     struct srv_watch *watch;
+    /* EXEC of a transaction: n_cmds queued commands (0 only with watch:
+     * argv is then just "EXEC", and the reply *0 or, if a watched key
+     * changed, a null array). */
+    bool is_exec;
     /* Free for the backend's use while it holds the op. */
     struct srv_op *bnext;
     uint64_t bindex;

@@ -216,6 +216,15 @@ def test_watch():
         assert a.call("MULTI") == "OK"
         assert a.call("INCR", "balance") == "QUEUED"
         assert a.call("EXEC") == [100]
+        # EXEC with nothing queued still checks the watched keys.
+        assert a.call("WATCH", "balance") == "OK"
+        assert a.call("MULTI") == "OK"
+        assert a.call("EXEC") == []
+        assert a.call("WATCH", "balance") == "OK"
+        assert b.call("INCR", "balance") == 101
+        assert a.call("MULTI") == "OK"
+        assert a.call("EXEC") is None
+        assert b.call("DECR", "balance") == 100
         # Expiry of a watched key aborts.
         assert a.call("SET", "t", "1", "PX", "100") == "OK"
         assert a.call("WATCH", "t") == "OK"
@@ -390,6 +399,7 @@ SAME = [
     "FLUSHALL x", "DBSIZE", "SET k v", "FLUSHDB ASYNC", "KEYS *",
     # MULTI/WATCH errors.
     "MULTI", "WATCH k", "SET k 1", "EXEC", "WATCH", "UNWATCH", "EXEC",
+    "WATCH k", "MULTI", "EXEC",
     # CONFIG and CLIENT errors.
     "CONFIG", "CONFIG FOO", "CONFIG GET", "CONFIG SET maxclients",
     "CONFIG SET foo 1", "CONFIG SET databases 3",

@@ -476,6 +476,16 @@ static void watch_aborts_on_any_change(void **state)
     v = version_of(f->sm, "t");
     assert_string_equal(clock_at(f->sm, ++idx, now + 10), "+OK\r\n");
     assert_string_equal(EXEC1("t", v, "SET w 3"), "*-1\r\n");
+    /* Nothing queued: *0, or the null array if a watched key changed. */
+    APPLY("SET q 1");
+    v = version_of(f->sm, "q");
+    assert_string_equal(exec_watch(f->sm, ++idx, now, 1, (const char *[]){"q"},
+                                   (const uint64_t[]){v}, ""),
+                        "*0\r\n");
+    APPLY("SET q 2");
+    assert_string_equal(exec_watch(f->sm, ++idx, now, 1, (const char *[]){"q"},
+                                   (const uint64_t[]){v}, ""),
+                        "*-1\r\n");
     /* Absent then and now: unchanged. */
     assert_string_equal(EXEC1("nokey", 0, "SET w 4"), "*1\r\n+OK\r\n");
     APPLY("SET nokey 1");
@@ -537,6 +547,16 @@ static void watch_entry_codec(void **state)
     for (size_t n = 0; n < e.len; n++) {
         assert_int_not_equal(kvsm_cmd_decode(e.data, n, &c), 0);
     }
+    /* An EXEC with nothing queued carries only the watched keys. */
+    buf_reset(&e);
+    assert_int_equal(kvsm_multi_encode_watch(5, NULL, 0, &cmd, 1, w, &e), 0);
+    assert_int_equal(kvsm_cmd_decode(e.data, e.len, &c), 0);
+    assert_int_equal(c.n_cmds, 0);
+    assert_int_equal(kvsm_multi_encode(5, NULL, 0, &cmd, &e), CRAFT_EINVAL);
+    e.data[1] = 0x02; /* drop the watch flag: zero commands is corrupt */
+    assert_int_equal(kvsm_cmd_decode(e.data, e.len, &c), CRAFT_ECORRUPT);
+    buf_reset(&e);
+    assert_int_equal(kvsm_multi_encode_watch(5, NULL, 1, &cmd, 2, w, &e), 0);
     /* The watch flag without the transaction flag is corrupt. */
     e.data[1] = 0x04;
     assert_int_equal(kvsm_cmd_decode(e.data, e.len, &c), CRAFT_ECORRUPT);
