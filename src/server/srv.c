@@ -78,8 +78,9 @@ struct srv_client {
      * whenever a later EXEC, UNWATCH or DISCARD is parsed). */
     struct srv_watch *watch;
     bool watch_pending;
-    bool resp3; /* HELLO 3: replies in RESP3 (srv__resp3_append) */
-    char *name; /* CLIENT SETNAME, NULL for none */
+    bool watch_failed; /* a WATCH failed: the next EXEC answers *-1 */
+    bool resp3;        /* HELLO 3: replies in RESP3 (srv__resp3_append) */
+    char *name;        /* CLIENT SETNAME, NULL for none */
     /* CLIENT LIST: when it connected and last sent a command (loop time,
      * ms), and that command's name ("client|list" for a subcommand). */
     uint64_t ctime_ms, last_ms;
@@ -397,6 +398,9 @@ static void watch_done(struct srv_client *c, struct srv_op *op, int status)
 {
     c->watch_pending = false;
     if (status != 0) {
+        /* Not watched (-MOVED, -UNCERTAIN...): an EXEC that a pipelining
+         * client sends anyway must not run unguarded. */
+        c->watch_failed = true;
         return;
     }
     int rv = srv__watch_add(&c->watch, op->argc, op->argv, op->lens,
@@ -404,6 +408,7 @@ static void watch_done(struct srv_client *c, struct srv_op *op, int status)
     if (rv == CRAFT_EPROTO) {
         return; /* an error reply (arity, ...): passed on as it is */
     }
+    c->watch_failed = rv != 0;
     buf_reset(&op->reply);
     if (rv == CRAFT_ELIMIT) {
         resp_write_errorf(&op->reply, "ERR more than %d watched keys",
@@ -1029,7 +1034,7 @@ static void cmd_hello(struct srv_client *c, const struct resp_cmd *cmd,
         }
         b->len = mark;
     }
-    if (!c->authed) {
+    if (!c->authed && c->srv->pass[0] != '\0') {
         resp_write_error(b, "NOAUTH HELLO must be called with the client "
                             "already authenticated, otherwise the HELLO "
                             "<proto> AUTH <user> <pass> option can be used "
@@ -1125,6 +1130,7 @@ static bool local_command(struct srv_client *c, const struct resp_cmd *cmd,
         if (arity_ok(cmd, 1, 1, b, "unwatch")) {
             srv__watch_free(c->watch);
             c->watch = NULL;
+            c->watch_failed = false;
             resp_write_simple(b, "OK");
         }
     } else if (srv_arg_is(name, len, "readonly") ||
@@ -1146,7 +1152,9 @@ static bool local_command(struct srv_client *c, const struct resp_cmd *cmd,
 
 static bool needs_auth(const struct srv_client *c, const struct resp_cmd *cmd)
 {
-    if (c->authed) {
+    /* No password (also after CONFIG SET requirepass ""): nothing to do,
+     * as Redis's nopass default user. */
+    if (c->authed || c->srv->pass[0] == '\0') {
         return false;
     }
     /* HELLO checks for itself: it may authenticate (HELLO 3 AUTH u p). */
@@ -1227,6 +1235,7 @@ static void multi_reset(struct srv_client *c)
     /* EXEC (whatever its outcome) and DISCARD unwatch, as in Redis. */
     srv__watch_free(c->watch);
     c->watch = NULL;
+    c->watch_failed = false;
 }
 
 /* One op carrying every queued command, for the backend to propose as one
@@ -1349,7 +1358,7 @@ static bool client_multi(struct srv_client *c, const struct resp_cmd *cmd)
         c->srv->stopping) {
         return false; /* answered as outside a transaction */
     }
-    if (exec && c->in_multi && !c->multi_dirty &&
+    if (exec && c->in_multi && !c->multi_dirty && !c->watch_failed &&
         (c->n_multi > 0 || c->watch != NULL)) {
         multi_exec(c);
         return true;
@@ -1374,6 +1383,13 @@ static bool client_multi(struct srv_client *c, const struct resp_cmd *cmd)
     } else if (discard) {
         multi_reset(c);
         resp_write_simple(b, "OK");
+    } else if (exec && c->in_multi && !c->multi_dirty && c->watch_failed) {
+        multi_reset(c); /* as if a watched key had changed */
+        if (c->resp3) {
+            buf_append(b, "_\r\n", 3);
+        } else {
+            resp_write_null_array(b);
+        }
     } else if (exec && c->multi_dirty) {
         multi_reset(c);
         resp_write_error(b, "EXECABORT Transaction discarded because of "

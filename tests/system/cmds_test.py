@@ -240,6 +240,16 @@ def test_watch():
             ["OK", "OK", "QUEUED", [101]]
         r = a.call("WATCH")
         assert isinstance(r, RespError) and "wrong number" in r.text, r
+        # A WATCH that failed leaves the next EXEC aborted, not unguarded.
+        r = a.call("WATCH", *["w%d" % i for i in range(1025)])
+        assert isinstance(r, RespError) and "1024" in r.text, r
+        assert a.call("MULTI") == "OK"
+        assert a.call("SET", "unguarded", "1") == "QUEUED"
+        assert a.call("EXEC") is None
+        assert a.call("EXISTS", "unguarded") == 0
+        assert a.call("MULTI") == "OK"  # EXEC cleared it
+        assert a.call("SET", "guarded", "1") == "QUEUED"
+        assert a.call("EXEC") == ["OK"]
         # On a follower WATCH goes to the leader, even after READONLY.
         fid = [nd.id for nd in c.nodes if nd.id != lid][0]
         f = Conn(c.node(fid).port)
@@ -315,7 +325,11 @@ def test_config():
         n.send_raw(Conn.encode("CLIENT", "GETNAME"))
         assert raw_reply(n) == b"$2\r\nn1\r\n"
         n.close()
+        locked = Conn(port)  # connected while a password is required
+        assert locked.call("GET", "x").kind() == "NOAUTH"
         assert a.call("CONFIG", "SET", "requirepass", "") == "OK"
+        assert locked.call("GET", "x") is None  # no password: let through
+        locked.close()
         # loglevel and snapshot-bytes act on this node.
         assert a.call("CONFIG", "SET", "loglevel", "debug") == "OK"
         assert a.call("CONFIG", "GET", "loglevel") == [b"loglevel", b"debug"]
