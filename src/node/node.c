@@ -622,6 +622,7 @@ static void serve_reads(struct node *n)
             int rv = node_sm_read_at(n->sm, g->at_ms, op->argc,
                                      (const uint8_t *const *)op->argv, op->lens,
                                      &op->reply);
+            op->read_at_ms = g->at_ms;
             srv_op_done(op, rv);
             op = next;
         }
@@ -1011,9 +1012,16 @@ static void follower_read(struct node *n, struct srv_op *op)
         srv_op_done(op, 0);
         return;
     }
-    int rv = node_sm_read(n->sm, op->argc, (const uint8_t *const *)op->argv,
-                          op->lens, &op->reply);
+    /* At the latest time this connection was served at (on this node
+     * while it led), so a TTL it saw never counts back up; a key due by
+     * then was invisible to it already and stays so. */
+    int rv =
+        node_sm_read_at(n->sm, op->read_at_ms, op->argc,
+                        (const uint8_t *const *)op->argv, op->lens, &op->reply);
     op->read_index = n->applied;
+    if (node_sm_now_ms(n->sm) > op->read_at_ms) {
+        op->read_at_ms = node_sm_now_ms(n->sm);
+    }
     srv_op_done(op, rv);
 }
 

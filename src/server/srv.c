@@ -71,6 +71,7 @@ struct srv_client {
      * reads never go back in time on the connection. */
     bool readonly;
     uint64_t read_index;
+    uint64_t read_at_ms;
     struct srv_op *mhead, *mtail;
     size_t n_multi;
     /* WATCH: the watched keys and versions, and whether a WATCH is with
@@ -344,6 +345,7 @@ static void client_submit(struct srv_client *c, struct srv_op *op)
     enqueue(c, op);
     op->readonly = c->readonly;
     op->read_index = c->read_index;
+    op->read_at_ms = c->read_at_ms;
     op->kind = s->backend.classify != NULL
                    ? (uint8_t)s->backend.classify(s->backend.data, op)
                    : SRV_OP_WRITE;
@@ -447,6 +449,9 @@ void srv_op_done(struct srv_op *op, int status)
     c->n_flight--;
     if (op->readonly && status == 0 && op->read_index > c->read_index) {
         c->read_index = op->read_index;
+    }
+    if (status == 0 && op->read_at_ms > c->read_at_ms) {
+        c->read_at_ms = op->read_at_ms;
     }
     client_drain(c);
     client_dispatch(c);

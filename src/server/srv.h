@@ -111,6 +111,10 @@ struct srv_op {
      * read it served locally, the index it served at. */
     bool readonly;
     uint64_t read_index;
+    /* Likewise the latest time (ms, the state's or the leader's clock) a
+     * read of this connection was evaluated at, so that TTLs never count
+     * back up on the connection. */
+    uint64_t read_at_ms;
     /* WATCH: the backend replies the keys' versions (a RESP array of
      * integers) and the front end answers +OK.  EXEC: the connection's
      * watched keys, owned by the op (NULL: none). */
