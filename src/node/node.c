@@ -869,16 +869,18 @@ static void flush_reads(struct node *n)
         n->groups = g;
     }
     n->groups_tail = g;
+    uint64_t at_ms = g->at_ms;
     struct raft_event ev = {.type = RAFT_READ};
     ev.read.ctx = g->ctx;
-    node_step(n, &ev);
+    node_step(n, &ev); /* may serve and free g already (one member) */
     /* If a key is due by the round's time, the round will wait for a clock
      * entry (read_time_ok): ask for it now, so that it commits while the
-     * ReadIndex round runs rather than after it. */
+     * ReadIndex round runs rather than after it.  (If the round was served
+     * already, the clock entry is one a read soon will want anyway.) */
     uint64_t due = node_sm_next_expiry_ms(n->sm);
-    if (due != 0 && due <= g->at_ms && n->role == RAFT_LEADER &&
-        g->at_ms > n->clock_want_ms) {
-        n->clock_want_ms = g->at_ms;
+    if (due != 0 && due <= at_ms && n->role == RAFT_LEADER &&
+        at_ms > n->clock_want_ms) {
+        n->clock_want_ms = at_ms;
     }
 }
 
