@@ -18,6 +18,7 @@
 
 #include "util/alloc.h"
 #include "util/assert.h"
+#include "util/encoding.h"
 
 /* ---- SipHash-1-3 (Aumasson and Bernstein), as Redis uses for dict keys ----
  */
@@ -25,15 +26,6 @@
 static uint64_t rotl(uint64_t x, int b)
 {
     return (x << b) | (x >> (64 - b));
-}
-
-static uint64_t load_le64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--) {
-        v = (v << 8) | p[i];
-    }
-    return v;
 }
 
 #define SIPROUND                                                               \
@@ -63,7 +55,7 @@ uint64_t ht_siphash(uint64_t k0, uint64_t k1, const void *data, size_t n)
     uint64_t v3 = 0x7465646279746573ull ^ k1;
     size_t full = n & ~(size_t)7;
     for (size_t i = 0; i < full; i += 8) {
-        uint64_t m = load_le64(p + i);
+        uint64_t m = get_u64(p + i);
         v3 ^= m;
         SIPROUND;
         v0 ^= m;
@@ -252,9 +244,32 @@ static void maybe_resize(struct ht *h)
     size_t n = ht_count(h);
     if (n >= h->size[0]) {
         resize_start(h, h->size[0] * 2);
-    } else if (h->size[0] > HT_SIZE_MIN && n < h->size[0] / 8) {
+    } else if (h->size[0] > HT_SIZE_MIN && n < h->size[0] / 8 &&
+               n >= h->reserved) {
         resize_start(h, size_for(n * 2));
     }
+}
+
+int ht_reserve(struct ht *h, size_t count)
+{
+    CRAFT_ASSERT(h != NULL);
+    CRAFT_ASSERT(count < (SIZE_MAX >> 4) / sizeof *h->t[0]);
+    /* One more than count: a table exactly full would start a resize on
+     * the last insert (maybe_resize grows at load factor 1). */
+    size_t size = size_for(count + 1);
+    if (ht_count(h) != 0 || rehashing(h) || size <= h->size[0]) {
+        return 0;
+    }
+    struct ht_entry **t = craft_calloc(h->alloc, size, sizeof *t);
+    if (t == NULL) {
+        return CRAFT_ENOMEM;
+    }
+    craft_free(h->alloc, h->t[0]);
+    h->t[0] = t;
+    h->size[0] = size;
+    h->reserved = count;
+    CRAFT_ASSERT(h->used[0] == 0 && h->t[1] == NULL);
+    return 0;
 }
 
 static struct ht_entry **find_link(const struct ht *h, const void *key,
@@ -436,6 +451,7 @@ int ht_delete(struct ht *h, const void *key, size_t n)
     }
     struct ht_entry *e = *link;
     *link = e->next;
+    h->reserved = 0;
     if (e->heap_pos != 0) {
         heap_remove(h, e);
     }
@@ -468,6 +484,7 @@ int ht_clear(struct ht *h)
         h->used[i] = 0;
     }
     h->rehash_idx = -1;
+    h->reserved = 0;
     h->t[0] = t;
     h->size[0] = HT_SIZE_MIN;
     /* The dropped entries keep stale heap positions; nothing reads them. */

@@ -66,6 +66,9 @@ struct ht {
     size_t size[2];
     size_t used[2];
     long long rehash_idx; /* -1 when not rehashing */
+    /* ht_reserve()'s count: the table does not shrink while it is filling
+     * up to it (a delete or a clear ends that). */
+    size_t reserved;
     struct ht_grave graves[HT_GRAVES_MAX];
     size_t n_graves;
     /* The keys with an expiry time, a binary min-heap on expire_ms, so the
@@ -106,6 +109,12 @@ struct ht_entry *ht_find(const struct ht *h, const void *key, size_t n);
  * 0 or CRAFT_ENOMEM (table unchanged on failure). */
 int ht_upsert(struct ht *h, const void *key, size_t n, struct ht_entry **out,
               int *created);
+
+/* Size an empty table for count keys at once, so that a bulk load of a
+ * known number of keys (a snapshot) does no incremental rehashing: every
+ * key is inserted once, into its final bucket.  Does nothing if the table
+ * holds keys or is already big enough.  0 or CRAFT_ENOMEM (unchanged). */
+int ht_reserve(struct ht *h, size_t count);
 
 /* Remove a key.  1 if it was there, 0 if not. */
 int ht_delete(struct ht *h, const void *key, size_t n);

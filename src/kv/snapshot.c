@@ -36,6 +36,11 @@ static const uint8_t magic[8] = {'C', 'R', 'A', 'F', 'T', 'K', 'V', 0};
 #define KEY_HDR_LEN 25u
 #define SESSION_HDR_LEN 29u
 #define SAVED_HDR_LEN 12u
+/* A loaded snapshot's key table is sized for at most this many keys up
+ * front (2^21 buckets, 16 MiB): a crafted header claiming more keys than
+ * the snapshot holds makes the loader allocate no more than that; a real
+ * snapshot with more keys grows the table from there as usual. */
+#define KVSM_LOAD_PRESIZE_MAX ((size_t)1 << 20)
 
 /* ---- writing ---- */
 
@@ -170,34 +175,63 @@ int kvsm_snapshot_write(const struct kvsm *sm, kvsm_write_cb write_cb,
 
 /* ---- loading ---- */
 
+/*
+ * The reader pulls KVSM_SNAPSHOT_CHUNK bytes at a time through the read
+ * callback.  The footer's CRC covers every byte before it; it is computed
+ * a whole chunk at a time (when the chunk is used up, and up to the footer
+ * at the end) rather than per field, and record bodies lying wholly inside
+ * the chunk are checked and used in place rather than copied: loading a
+ * received snapshot is on the install path of a follower.
+ */
 struct reader {
     kvsm_read_cb cb;
     void *ctx;
     uint8_t *buf;
     size_t pos, len;
-    uint32_t crc; /* of everything consumed so far */
+    size_t crc_pos; /* buf[0, crc_pos) is folded into crc */
+    uint32_t crc;   /* of every byte before buf + crc_pos */
 };
 
-/* Exactly n bytes, or an error: a short snapshot is corrupt. */
+/* Fold the consumed part of the chunk into the running CRC. */
+static void r_fold(struct reader *r)
+{
+    CRAFT_ASSERT(r->crc_pos <= r->pos);
+    r->crc = crc32c(r->crc, r->buf + r->crc_pos, r->pos - r->crc_pos);
+    r->crc_pos = r->pos;
+}
+
+/* The next chunk; the current one must be used up.  0 or an error (a
+ * short snapshot is corrupt). */
+static int r_refill(struct reader *r)
+{
+    CRAFT_ASSERT(r->pos == r->len);
+    r_fold(r);
+    long long got = r->cb(r->ctx, r->buf, KVSM_SNAPSHOT_CHUNK);
+    if (got < 0) {
+        return (int)got;
+    }
+    if (got == 0) {
+        return CRAFT_ECORRUPT;
+    }
+    CRAFT_ASSERT((size_t)got <= KVSM_SNAPSHOT_CHUNK);
+    r->pos = r->crc_pos = 0;
+    r->len = (size_t)got;
+    return 0;
+}
+
+/* Exactly n bytes, or an error. */
 static int r_get(struct reader *r, void *p, size_t n)
 {
     uint8_t *d = p;
     while (n > 0) {
         if (r->pos == r->len) {
-            long long got = r->cb(r->ctx, r->buf, KVSM_SNAPSHOT_CHUNK);
-            if (got < 0) {
-                return (int)got;
+            int rv = r_refill(r);
+            if (rv != 0) {
+                return rv;
             }
-            if (got == 0) {
-                return CRAFT_ECORRUPT;
-            }
-            CRAFT_ASSERT((size_t)got <= KVSM_SNAPSHOT_CHUNK);
-            r->pos = 0;
-            r->len = (size_t)got;
         }
         size_t k = r->len - r->pos < n ? r->len - r->pos : n;
         memcpy(d, r->buf + r->pos, k);
-        r->crc = crc32c(r->crc, d, k);
         r->pos += k;
         d += k;
         n -= k;
@@ -205,9 +239,19 @@ static int r_get(struct reader *r, void *p, size_t n)
     return 0;
 }
 
-/* A record header of n bytes and its CRC. */
+/* A record header of n bytes and its CRC, into h (checked from the chunk
+ * in place when it lies wholly in it: the common case, once per key). */
 static int r_header(struct reader *r, uint8_t *h, size_t n)
 {
+    if (r->len - r->pos >= n + 4) {
+        const uint8_t *p = r->buf + r->pos;
+        if (get_u32(p + n) != crc32c(0, p, n)) {
+            return CRAFT_ECORRUPT;
+        }
+        memcpy(h, p, n);
+        r->pos += n + 4;
+        return 0;
+    }
     uint8_t c[4];
     int rv = r_get(r, h, n);
     if (rv == 0) {
@@ -219,36 +263,50 @@ static int r_header(struct reader *r, uint8_t *h, size_t n)
     return rv;
 }
 
-/* n bytes into scratch, followed by their CRC.  scratch grows one chunk
- * at a time as the bytes actually arrive: a record header with a valid CRC
- * but a huge length (a crafted snapshot; a CRC is no defence against
- * intent) must not make the loader allocate what it merely claims -- a
- * short snapshot fails as corrupt after reading what is there. */
-static int r_blob(struct reader *r, struct buf *scratch, size_t n)
+/* n bytes followed by their CRC: *out points at them, in the chunk if they
+ * and the CRC lie wholly in it (the common case: no copy), else copied into
+ * scratch.  Valid until the next read.  scratch grows one chunk at a time
+ * as the bytes actually arrive: a record header with a valid CRC but a
+ * huge length (a crafted snapshot; a CRC is no defence against intent)
+ * must not make the loader allocate what it merely claims -- a short
+ * snapshot fails as corrupt after reading what is there. */
+static int r_blob(struct reader *r, struct buf *scratch, size_t n,
+                  const uint8_t **out)
 {
     uint8_t c[4];
-    buf_reset(scratch);
-    /* Never a NULL data pointer, even for an empty key and value: callers
-     * do pointer arithmetic on it (UBSan, found by fuzz_kv_snapshot). */
-    int rv = buf_reserve(scratch, 1);
-    while (rv == 0 && scratch->len < n) {
-        size_t k = n - scratch->len;
-        k = k < KVSM_SNAPSHOT_CHUNK ? k : KVSM_SNAPSHOT_CHUNK;
-        rv = buf_reserve(scratch, k);
-        if (rv == 0) {
-            rv = r_get(r, scratch->data + scratch->len, k);
+    const uint8_t *p;
+    int rv = 0;
+    /* In place only if the CRC after the bytes is in the chunk too:
+     * reading it must not refill the chunk under *out. */
+    if (r->len - r->pos >= 4 && n <= r->len - r->pos - 4) {
+        p = r->buf + r->pos;
+        r->pos += n;
+    } else {
+        buf_reset(scratch);
+        /* Never a NULL data pointer, even for an empty key and value:
+         * callers do pointer arithmetic on it (UBSan, found by
+         * fuzz_kv_snapshot). */
+        rv = buf_reserve(scratch, 1);
+        while (rv == 0 && scratch->len < n) {
+            size_t k = n - scratch->len;
+            k = k < KVSM_SNAPSHOT_CHUNK ? k : KVSM_SNAPSHOT_CHUNK;
+            rv = buf_reserve(scratch, k);
+            if (rv == 0) {
+                rv = r_get(r, scratch->data + scratch->len, k);
+            }
+            if (rv == 0) {
+                scratch->len += k;
+            }
         }
-        if (rv == 0) {
-            scratch->len += k;
-        }
+        p = scratch->data;
     }
     if (rv == 0) {
         rv = r_get(r, c, 4);
     }
-    if (rv == 0 && get_u32(c) != crc32c(0, scratch->data, n)) {
+    if (rv == 0 && get_u32(c) != crc32c(0, p, n)) {
         rv = CRAFT_ECORRUPT;
     }
-    scratch->len = rv == 0 ? n : 0;
+    *out = rv == 0 ? p : NULL;
     return rv;
 }
 
@@ -265,13 +323,14 @@ static int load_key(struct kvsm *sm, struct reader *r, struct buf *scratch)
         expire < 0) {
         return CRAFT_ECORRUPT;
     }
-    rv = r_blob(r, scratch, klen + vlen);
+    const uint8_t *kv;
+    rv = r_blob(r, scratch, klen + vlen, &kv);
     if (rv != 0) {
         return rv;
     }
     struct ht_entry *e;
     int created;
-    rv = ht_upsert(&sm->keys, scratch->data, klen, &e, &created);
+    rv = ht_upsert(&sm->keys, kv, klen, &e, &created);
     if (rv != 0) {
         return rv;
     }
@@ -280,7 +339,7 @@ static int load_key(struct kvsm *sm, struct reader *r, struct buf *scratch)
     }
     rv = ht_set_expire(&sm->keys, e, expire);
     if (rv == 0) {
-        rv = ht_entry_set(&sm->keys, e, scratch->data + klen, vlen);
+        rv = ht_entry_set(&sm->keys, e, kv + klen, vlen);
     }
     e->mod_index = get_u64(h + 17);
     return rv;
@@ -325,16 +384,16 @@ static int load_session(struct kvsm *sm, struct reader *r, struct buf *scratch)
             return CRAFT_ECORRUPT;
         }
         prev = seq;
-        rv = r_blob(r, scratch, len);
+        const uint8_t *reply;
+        rv = r_blob(r, scratch, len, &reply);
         if (rv != 0) {
             return rv;
         }
         size_t vlen;
-        if (resp_reply_len(scratch->data, len, &vlen) != RESP_OK ||
-            vlen != len) {
+        if (resp_reply_len(reply, len, &vlen) != RESP_OK || vlen != len) {
             return CRAFT_ECORRUPT;
         }
-        rv = kvsm__session_save(ss, s, seq, scratch->data, len);
+        rv = kvsm__session_save(ss, s, seq, reply, len);
         if (rv != 0) {
             return rv;
         }
@@ -383,6 +442,11 @@ static int load_all(struct kvsm *sm, struct reader *r, struct buf *scratch)
     if (n_sessions > sm->cfg.sessions_max) {
         return CRAFT_ELIMIT;
     }
+    /* Size the key table once (the count is covered by the header's CRC),
+     * up to KVSM_LOAD_PRESIZE_MAX keys; beyond that it grows as usual. */
+    rv = ht_reserve(&sm->keys, n_keys < KVSM_LOAD_PRESIZE_MAX
+                                   ? (size_t)n_keys
+                                   : KVSM_LOAD_PRESIZE_MAX);
     for (uint64_t i = 0; rv == 0 && i < n_keys; i++) {
         rv = load_key(sm, r, scratch);
     }
@@ -397,6 +461,8 @@ static int load_all(struct kvsm *sm, struct reader *r, struct buf *scratch)
     if (rv != 0) {
         return rv;
     }
+    /* The footer's CRC covers everything before its own 4 bytes. */
+    r_fold(r);
     uint32_t want = r->crc;
     if (f[0] != 'E') {
         return CRAFT_ECORRUPT;
@@ -420,7 +486,16 @@ static int load_all(struct kvsm *sm, struct reader *r, struct buf *scratch)
      * that let one through; every replica loading it drops them alike, as
      * the next apply would. */
     kvsm__expire_due(sm);
-    return kvsm_check(sm) ? 0 : CRAFT_ECORRUPT;
+    /* What the input could get wrong was refused record by record above.
+     * The sessions' check is cheap and stays; the O(n) walk of the key
+     * table (it rehashes every key) only checks this code, so it runs in
+     * debug builds. */
+    if (!kvsm__sessions_check(&sm->sessions, sm->cfg.sessions_max,
+                              sm->cfg.session_replies_max)) {
+        return CRAFT_ECORRUPT;
+    }
+    CRAFT_DASSERT(kvsm_check(sm));
+    return 0;
 }
 
 int kvsm_snapshot_load(const struct kvsm_config *c, kvsm_read_cb read_cb,

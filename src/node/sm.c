@@ -236,6 +236,44 @@ int node_sm_snapshot_load(struct node_sm *sm, node_sm_read_cb cb, void *data)
     return 0;
 }
 
+struct node_sm_parsed {
+    struct kvsm_config config; /* a copy: the parse may run on a thread */
+    struct kvsm *kv;           /* NULL until parsed */
+};
+
+struct node_sm_parsed *node_sm_parsed_new(const struct node_sm *sm)
+{
+    struct node_sm_parsed *p = calloc(1, sizeof *p);
+    if (p != NULL) {
+        p->config = sm->config;
+    }
+    return p;
+}
+
+int node_sm_snapshot_parse(struct node_sm_parsed *p, node_sm_read_cb cb,
+                           void *data)
+{
+    CRAFT_ASSERT(p != NULL && p->kv == NULL);
+    struct load_ctx l = {.cb = cb, .data = data};
+    return kvsm_snapshot_load(&p->config, read_cb, &l, &p->kv);
+}
+
+void node_sm_snapshot_swap(struct node_sm *sm, struct node_sm_parsed *p)
+{
+    CRAFT_ASSERT(p != NULL && p->kv != NULL);
+    kvsm_free(sm->kv);
+    sm->kv = p->kv;
+    free(p);
+}
+
+void node_sm_parsed_free(struct node_sm_parsed *p)
+{
+    if (p->kv != NULL) {
+        kvsm_free(p->kv);
+    }
+    free(p);
+}
+
 uint64_t node_sm_keys(const struct node_sm *sm)
 {
     return kvsm_key_count(sm->kv);

@@ -6,7 +6,8 @@
  * "reads" and "snapshots" and the KV layer can evolve behind it.
  *
  * Every function runs on the loop thread, except node_sm_snapshot_write(),
- * which the snapshot child process runs on its copy of the state.
+ * which the snapshot child process runs on its copy of the state, and
+ * node_sm_snapshot_parse(), which may run on any thread.
  */
 #ifndef CRAFT_NODE_SM_H
 #define CRAFT_NODE_SM_H
@@ -94,6 +95,26 @@ int node_sm_snapshot_write(struct node_sm *sm, FILE *f);
 typedef int64_t (*node_sm_read_cb)(void *data, void *buf, size_t len);
 int node_sm_snapshot_load(struct node_sm *sm, node_sm_read_cb read_cb,
                           void *data);
+
+/* A snapshot parsed into a state not in use yet: created on the loop
+ * thread (it copies sm's configuration, which the loop may change later),
+ * filled by node_sm_snapshot_parse() on any thread, then swapped in or
+ * freed on the loop thread. */
+struct node_sm_parsed;
+
+/* NULL when out of memory. */
+struct node_sm_parsed *node_sm_parsed_new(const struct node_sm *sm);
+
+/* Parse the snapshot read through read_cb into p, once.  Touches nothing
+ * but p.  0, or an error (CRAFT_ECORRUPT, CRAFT_EVERSION, CRAFT_ELIMIT,
+ * CRAFT_ENOMEM or the callback's); p then holds no state. */
+int node_sm_snapshot_parse(struct node_sm_parsed *p, node_sm_read_cb read_cb,
+                           void *data);
+
+/* Replace sm's state with the one parsed into p (p is freed). */
+void node_sm_snapshot_swap(struct node_sm *sm, struct node_sm_parsed *p);
+
+void node_sm_parsed_free(struct node_sm_parsed *p);
 
 /* Keys and sessions held, for INFO. */
 uint64_t node_sm_keys(const struct node_sm *sm);

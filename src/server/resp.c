@@ -7,6 +7,7 @@
 
 #include <limits.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -80,12 +81,15 @@ int resp_strtoll(const uint8_t *s, size_t n, long long *out)
         return -1;
     }
     unsigned long long v = 0;
+    /* Up to 19 digits cannot overflow 64 bits: check only beyond (every
+     * length in a request header is parsed here). */
+    bool check = n - i > 19;
     for (; i < n; i++) {
         if (s[i] < '0' || s[i] > '9') {
             return -1;
         }
         unsigned d = (unsigned)(s[i] - '0');
-        if (v > (ULLONG_MAX - d) / 10) {
+        if (check && v > (ULLONG_MAX - d) / 10) {
             return -1;
         }
         v = v * 10 + d;
@@ -489,12 +493,40 @@ int resp_write_errorf(struct buf *b, const char *fmt, ...)
     return resp_write_error(b, msg);
 }
 
+/* type, the decimal digits of v (with a '-' if neg) and CRLF into out
+ * (room for 24 bytes); returns the length.  Every reply header goes through
+ * here: snprintf was a tenth of the leader's instructions per GET. */
+static size_t format_header(char *out, char type, bool neg,
+                            unsigned long long v)
+{
+    char digits[20];
+    size_t k = 0;
+    do {
+        digits[k++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    size_t n = 0;
+    out[n++] = type;
+    if (neg) {
+        out[n++] = '-';
+    }
+    while (k > 0) {
+        out[n++] = digits[--k];
+    }
+    out[n++] = '\r';
+    out[n++] = '\n';
+    CRAFT_ASSERT(n <= 24);
+    return n;
+}
+
 static int write_prefixed(struct buf *b, char type, long long v)
 {
-    char tmp[32];
-    int n = snprintf(tmp, sizeof tmp, "%c%lld\r\n", type, v);
-    CRAFT_ASSERT(n > 0 && (size_t)n < sizeof tmp);
-    return buf_append(b, tmp, (size_t)n);
+    char tmp[24];
+    /* The magnitude as unsigned: -LLONG_MIN does not fit a long long. */
+    unsigned long long mag =
+        v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
+    size_t n = format_header(tmp, type, v < 0, mag);
+    return buf_append(b, tmp, n);
 }
 
 int resp_write_int(struct buf *b, long long v)
@@ -504,19 +536,18 @@ int resp_write_int(struct buf *b, long long v)
 
 int resp_write_bulk(struct buf *b, const void *p, size_t n)
 {
-    char tmp[32];
-    int h = snprintf(tmp, sizeof tmp, "$%zu\r\n", n);
-    CRAFT_ASSERT(h > 0 && (size_t)h < sizeof tmp);
-    int rv = buf_reserve(b, (size_t)h + n + 2);
+    char tmp[24];
+    size_t h = format_header(tmp, '$', false, n);
+    int rv = buf_reserve(b, h + n + 2);
     if (rv != 0) {
         return rv;
     }
-    memcpy(b->data + b->len, tmp, (size_t)h);
+    memcpy(b->data + b->len, tmp, h);
     if (n > 0) {
-        memcpy(b->data + b->len + (size_t)h, p, n);
+        memcpy(b->data + b->len + h, p, n);
     }
-    memcpy(b->data + b->len + (size_t)h + n, "\r\n", 2);
-    b->len += (size_t)h + n + 2;
+    memcpy(b->data + b->len + h + n, "\r\n", 2);
+    b->len += h + n + 2;
     return 0;
 }
 

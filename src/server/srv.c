@@ -34,6 +34,7 @@
 #include "server/srv_cmds.h"
 #include "util/assert.h"
 #include "util/log.h"
+#include "util/obs.h"
 
 enum client_state { CLIENT_OPEN = 1, CLIENT_DRAINING, CLIENT_CLOSING };
 
@@ -108,6 +109,9 @@ struct srv {
     bool flusher_closed;
     srv_stop_cb stop_cb;
     void *stop_data;
+    /* Freed ops kept for reuse (op_new), with their reply buffers. */
+    struct srv_op *op_pool;
+    unsigned n_op_pool;
 };
 
 static void client_process(struct srv_client *c);
@@ -116,6 +120,7 @@ static void multi_reset(struct srv_client *c);
 static void client_maybe_finish(struct srv_client *c);
 static void client_dispatch(struct srv_client *c);
 static void on_srv_handle_close(uv_handle_t *h);
+static void op_observe(const struct srv_op *op);
 
 bool srv_arg_is(const uint8_t *arg, size_t len, const char *name)
 {
@@ -227,6 +232,24 @@ static void on_prepare(uv_prepare_t *h)
 
 /* ---- ops ------------------------------------------------------------ */
 
+/*
+ * Ops whose command fits in SRV_OP_POOL_BYTES (a SET of a value up to a
+ * few hundred bytes, any GET of a short key) are blocks of that size,
+ * reused through s->op_pool with their reply buffers: a malloc and free
+ * of the op and of its reply per command were a tenth of the leader's
+ * instructions per pipelined SET.  At most SRV_OP_POOL_MAX are kept (2 MiB
+ * plus their replies of at most SRV_OP_REPLY_KEEP bytes each).
+ */
+#define SRV_OP_POOL_BYTES 512
+#define SRV_OP_POOL_MAX 4096
+#if defined(__SANITIZE_ADDRESS__)
+/* AddressSanitizer sees a use after free only of memory really freed. */
+#define SRV_OP_POOL_ON 0
+#else
+#define SRV_OP_POOL_ON 1
+#endif
+#define SRV_OP_REPLY_KEEP 1024
+
 static struct srv_op *op_new(struct srv_client *c, const struct resp_cmd *cmd)
 {
     size_t bytes = 0;
@@ -235,14 +258,30 @@ static struct srv_op *op_new(struct srv_client *c, const struct resp_cmd *cmd)
     }
     size_t head = sizeof(struct srv_op) +
                   cmd->argc * (sizeof(uint8_t *) + sizeof(size_t));
-    struct srv_op *op = malloc(head + bytes);
-    if (op == NULL) {
-        return NULL;
+    struct srv *s = c->srv;
+    bool pooled = head + bytes <= SRV_OP_POOL_BYTES;
+    struct srv_op *op;
+    struct buf reply;
+    if (pooled && s->op_pool != NULL) {
+        op = s->op_pool;
+        s->op_pool = op->next;
+        s->n_op_pool--;
+        reply = op->reply;
+        CRAFT_ASSERT(op->pooled && reply.len == 0);
+    } else {
+        op = malloc(pooled ? SRV_OP_POOL_BYTES : head + bytes);
+        if (op == NULL) {
+            return NULL;
+        }
+        buf_init(&reply);
     }
     memset(op, 0, sizeof *op);
+    op->pooled = pooled;
+    op->reply = reply;
     op->srv = c->srv;
     op->client = c;
     op->client_id = c->id;
+    op->start_ns = uv_hrtime();
     op->argc = cmd->argc;
     op->argv = (uint8_t **)(op + 1);
     op->lens = (size_t *)(op->argv + cmd->argc);
@@ -254,13 +293,25 @@ static struct srv_op *op_new(struct srv_client *c, const struct resp_cmd *cmd)
         p[cmd->lens[i]] = '\0';
         p += cmd->lens[i] + 1;
     }
-    buf_init(&op->reply);
     return op;
 }
 
 static void op_free(struct srv_op *op)
 {
     srv__watch_free(op->watch);
+    op->watch = NULL;
+    struct srv *s = op->srv;
+    if (SRV_OP_POOL_ON && op->pooled && !s->stopping &&
+        s->n_op_pool < SRV_OP_POOL_MAX) {
+        if (op->reply.cap > SRV_OP_REPLY_KEEP) {
+            buf_close(&op->reply);
+        }
+        buf_reset(&op->reply);
+        op->next = s->op_pool;
+        s->op_pool = op;
+        s->n_op_pool++;
+        return;
+    }
     buf_close(&op->reply);
     free(op);
 }
@@ -357,6 +408,7 @@ static void client_submit(struct srv_client *c, struct srv_op *op)
     }
     if (op->kind == SRV_OP_ANSWERED) {
         CRAFT_ASSERT(op->reply.len > 0);
+        op_observe(op);
         op->done = true;
         client_drain(c);
         return;
@@ -365,6 +417,20 @@ static void client_submit(struct srv_client *c, struct srv_op *op)
         c->held = op;
     }
     client_dispatch(c);
+}
+
+/* Count a finished op (util/obs.h): a transaction under "exec". */
+static void op_observe(const struct srv_op *op)
+{
+    enum obs_class cls = op->kind == SRV_OP_READ    ? OBS_READ
+                         : op->kind == SRV_OP_WRITE ? OBS_WRITE
+                                                    : OBS_LOCAL;
+    const char *reply = (const char *)op->reply.data;
+    const uint8_t *name =
+        op->n_cmds > 0 ? (const uint8_t *)"exec" : op->argv[0];
+    size_t len = op->n_cmds > 0 ? 4 : op->lens[0];
+    obs_command(name, len, cls, obs_result_of(reply, op->reply.len), reply,
+                op->reply.len, uv_hrtime() - op->start_ns);
 }
 
 /* slot: the command's key slot, for MOVED (server/cluster.h). */
@@ -439,6 +505,7 @@ void srv_op_done(struct srv_op *op, int status)
                                  op->lens));
     }
     CRAFT_ASSERT(op->reply.len > 0);
+    op_observe(op);
     op->done = true;
     struct srv_client *c = op->client;
     if (c == NULL) {
@@ -661,24 +728,17 @@ static void cmd_config(struct srv_client *c, const struct resp_cmd *cmd,
                         cmd->lens, c->resp3, b);
 }
 
-static void cmd_info(struct srv_client *c, struct buf *b)
+/* INFO [section ...]: the backend writes every section (it knows the
+ * node; the front end's counters are in util/obs.h). */
+static void cmd_info(struct srv_client *c, const struct resp_cmd *cmd,
+                     struct buf *b)
 {
     struct srv *s = c->srv;
     struct buf text;
     buf_init(&text);
-    char line[256];
-    int n = snprintf(line, sizeof line,
-                     "# Server\r\nredis_version:7.0.0\r\n"
-                     "craftd_version:0.1.0\r\ntcp_port:%u\r\n"
-                     "\r\n# Clients\r\nconnected_clients:%u\r\n"
-                     "maxclients:%u\r\n\r\n"
-                     "# Cluster\r\ncluster_enabled:%d\r\n\r\n",
-                     (unsigned)s->port, s->n_clients, s->opts.max_clients,
-                     s->backend.cluster != NULL);
-    int rv = buf_append(&text, line, (size_t)n);
-    if (rv == 0) {
-        rv = s->backend.info(s->backend.data, &text);
-    }
+    int rv = s->backend.info(s->backend.data, cmd->argc - 1,
+                             (const uint8_t *const *)cmd->argv + 1,
+                             cmd->lens + 1, &text);
     if (rv == 0) {
         resp_write_bulk(b, text.data, text.len);
     } else {
@@ -1126,7 +1186,7 @@ static bool local_command(struct srv_client *c, const struct resp_cmd *cmd,
     } else if (srv_arg_is(name, len, "config")) {
         cmd_config(c, cmd, b);
     } else if (srv_arg_is(name, len, "info")) {
-        cmd_info(c, b);
+        cmd_info(c, cmd, b);
     } else if (srv_arg_is(name, len, "client")) {
         cmd_client(c, cmd, b);
     } else if (srv_arg_is(name, len, "hello")) {
@@ -1280,6 +1340,7 @@ static struct srv_op *multi_op(struct srv_client *c)
     op->srv = c->srv;
     op->client = c;
     op->client_id = c->id;
+    op->start_ns = uv_hrtime();
     op->argc = argc;
     op->n_cmds = c->n_multi;
     op->argv = (uint8_t **)(op + 1);
@@ -1449,7 +1510,11 @@ static void client_command(struct srv_client *c, const struct resp_cmd *cmd)
             client_close(c);
             return;
         }
+        size_t off = b->len;
         answer_local(c, cmd, b);
+        const char *reply = (const char *)b->data + off;
+        obs_command(cmd->argv[0], cmd->lens[0], OBS_LOCAL,
+                    obs_result_of(reply, b->len - off), reply, b->len - off, 0);
         return;
     }
     struct srv_op *op = op_new(c, cmd);
@@ -1722,11 +1787,13 @@ static void on_connection(uv_stream_t *listener, int status)
     }
     uv_tcp_nodelay(&c->tcp, 1);
     if (s->n_clients > s->opts.max_clients) {
+        obs.connections_rejected++;
         resp_write_error(&c->out, "ERR max number of clients reached");
         c->state = CLIENT_DRAINING;
         client_want_write(c);
         return;
     }
+    obs.connections_received++; /* as Redis: the rejected are not counted */
     client_pause(c, false);
 }
 
@@ -1862,5 +1929,11 @@ void srv_stop(struct srv *s, srv_stop_cb cb, void *data)
 void srv_free(struct srv *s)
 {
     CRAFT_ASSERT(s->n_handles == 0);
+    while (s->op_pool != NULL) {
+        struct srv_op *op = s->op_pool;
+        s->op_pool = op->next;
+        buf_close(&op->reply);
+        free(op);
+    }
     free(s);
 }

@@ -1,4 +1,5 @@
 /* Unit tests for src/server/resp.c: the RESP2 parser and reply writers. */
+#include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -468,6 +469,17 @@ static void reply_writers(void **state)
                      RESP_EPROTO);
     assert_int_equal(resp_reply_len((const uint8_t *)"$1\r\nab\r\n", 7, &n),
                      RESP_EPROTO);
+    /* The extremes of the hand-written decimal headers. */
+    buf_reset(&b);
+    assert_int_equal(resp_write_int(&b, LLONG_MIN), 0);
+    assert_int_equal(resp_write_int(&b, LLONG_MAX), 0);
+    assert_int_equal(resp_write_int(&b, -1), 0);
+    assert_int_equal(resp_write_int(&b, 10), 0);
+    assert_int_equal(resp_write_array(&b, 1000000), 0);
+    const char *ext = ":-9223372036854775808\r\n:9223372036854775807\r\n"
+                      ":-1\r\n:10\r\n*1000000\r\n";
+    assert_int_equal(b.len, strlen(ext));
+    assert_memory_equal(b.data, ext, b.len);
     buf_close(&b);
 }
 
