@@ -1329,6 +1329,20 @@ static void backend_submit(void *data, struct srv_op *op)
         list_push(&n->reads, op);
         return;
     }
+    /* The entry's size, known before anything is copied (entry.c's
+     * layout, within a few bytes of header). */
+    size_t need = 64 + (op->watch ? op->watch->bytes : 0) + 4 * op->n_cmds;
+    for (size_t i = 0; i < op->argc; i++) {
+        need += 4 + op->lens[i];
+    }
+    if (need > NODE_ENTRY_BYTES_MAX + 64) {
+        resp_write_errorf(&op->reply,
+                          "ERR command too large to replicate (limit %u "
+                          "bytes)",
+                          NODE_ENTRY_BYTES_MAX);
+        srv_op_done(op, 0);
+        return;
+    }
     size_t off = n->wdata.len;
     const uint8_t *const *argv = (const uint8_t *const *)op->argv;
     int rv = op->is_exec

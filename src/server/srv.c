@@ -75,6 +75,7 @@ struct srv_client {
     uint64_t read_at_ms;
     struct srv_op *mhead, *mtail;
     size_t n_multi;
+    size_t multi_bytes; /* of the queued commands, SRV_MULTI_BYTES_MAX */
     /* WATCH: the watched keys and versions, and whether a WATCH is with
      * the backend (parsing waits for it, so that the list is complete
      * whenever a later EXEC, UNWATCH or DISCARD is parsed). */
@@ -479,8 +480,9 @@ static void watch_done(struct srv_client *c, struct srv_op *op, int status)
     c->watch_failed = rv != 0;
     buf_reset(&op->reply);
     if (rv == CRAFT_ELIMIT) {
-        resp_write_errorf(&op->reply, "ERR more than %d watched keys",
-                          SRV_WATCH_MAX);
+        resp_write_errorf(&op->reply,
+                          "ERR more than %d watched keys or %u bytes of them",
+                          SRV_WATCH_MAX, SRV_WATCH_BYTES_MAX);
     } else if (rv != 0) {
         resp_write_error(&op->reply, "ERR out of memory");
     } else {
@@ -1295,6 +1297,7 @@ static void multi_reset(struct srv_client *c)
     }
     c->mtail = NULL;
     c->n_multi = 0;
+    c->multi_bytes = 0;
     c->in_multi = false;
     c->multi_dirty = false;
     /* EXEC (whatever its outcome) and DISCARD unwatch, as in Redis. */
@@ -1387,6 +1390,16 @@ static void multi_queue(struct srv_client *c, const struct resp_cmd *cmd,
                           SRV_MULTI_MAX);
         return;
     }
+    size_t bytes = 4;
+    for (size_t i = 0; i < cmd->argc; i++) {
+        bytes += 4 + cmd->lens[i];
+    }
+    if (c->multi_bytes + bytes > SRV_MULTI_BYTES_MAX) {
+        c->multi_dirty = true;
+        resp_write_errorf(b, "ERR the transaction's commands exceed %u bytes",
+                          SRV_MULTI_BYTES_MAX);
+        return;
+    }
     if (s->backend.check(s->backend.data, cmd->argc, cmd->argv, cmd->lens, b) !=
         0) {
         c->multi_dirty = true;
@@ -1406,6 +1419,7 @@ static void multi_queue(struct srv_client *c, const struct resp_cmd *cmd,
     }
     c->mtail = q;
     c->n_multi++;
+    c->multi_bytes += bytes;
     resp_write_simple(b, "QUEUED");
 }
 

@@ -69,11 +69,18 @@ struct srv_cluster_view; /* server/cluster.h */
 /* Keys a connection may WATCH at once (Redis has no limit; each costs a
  * copy of the key and a version here and in the EXEC entry). */
 #define SRV_WATCH_MAX 1024
+/* Bytes of watched keys a connection may hold, and bytes of commands one
+ * MULTI may queue (arguments plus 4 bytes each, as in the log entry):
+ * both end up in one log entry, which the node bounds (8 MiB), so larger
+ * ones are refused when they are queued rather than after being copied. */
+#define SRV_WATCH_BYTES_MAX (1024u * 1024u)
+#define SRV_MULTI_BYTES_MAX (8u * 1024u * 1024u)
 
 /* The keys a connection WATCHes, with the versions the backend's WATCH
  * read returned for them (src/server/srv_cmds.c). */
 struct srv_watch {
     size_t n, cap;
+    size_t bytes;   /* keys + 12 each, as in the entry: SRV_WATCH_BYTES_MAX */
     uint8_t **keys; /* each malloc'ed, lens[i] bytes */
     size_t *lens;
     uint64_t *versions;

@@ -125,7 +125,10 @@ static int add_keys(struct srv_watch *w, size_t argc, uint8_t *const *argv,
         if (watching(w, argv[i], lens[i])) {
             continue;
         }
-        rv = w->n >= SRV_WATCH_MAX ? CRAFT_ELIMIT : grow(w, w->n + 1);
+        rv = w->n >= SRV_WATCH_MAX ||
+                     w->bytes + lens[i] + 12 > SRV_WATCH_BYTES_MAX
+                 ? CRAFT_ELIMIT
+                 : grow(w, w->n + 1);
         uint8_t *k = rv == 0 ? malloc(lens[i] ? lens[i] : 1) : NULL;
         if (k == NULL) {
             rv = rv != 0 ? rv : CRAFT_ENOMEM;
@@ -135,10 +138,13 @@ static int add_keys(struct srv_watch *w, size_t argc, uint8_t *const *argv,
         w->keys[w->n] = k;
         w->lens[w->n] = lens[i];
         w->versions[w->n] = ver[i - 1];
+        w->bytes += lens[i] + 12;
         w->n++;
     }
     while (rv != 0 && w->n > n0) {
-        free(w->keys[--w->n]);
+        w->n--;
+        w->bytes -= w->lens[w->n] + 12;
+        free(w->keys[w->n]);
     }
     return rv;
 }

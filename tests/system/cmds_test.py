@@ -247,6 +247,19 @@ def test_watch():
         assert a.call("SET", "unguarded", "1") == "QUEUED"
         assert a.call("EXEC") is None
         assert a.call("EXISTS", "unguarded") == 0
+        r = a.call("WATCH", "x" * 600000, "y" * 600000)
+        assert isinstance(r, RespError) and "bytes" in r.text, r
+        assert a.call("UNWATCH") == "OK"
+        # A transaction is bounded in bytes when queued, not when copied.
+        assert a.call("MULTI") == "OK"
+        replies = [a.call("SET", "big%d" % i, "v" * (1 << 20))
+                   for i in range(9)]
+        assert replies[0] == "QUEUED", replies[0]
+        assert any(isinstance(r, RespError) and "exceed" in r.text
+                   for r in replies), replies
+        r = a.call("EXEC")
+        assert isinstance(r, RespError) and r.kind() == "EXECABORT", r
+        assert a.call("EXISTS", "big0") == 0
         assert a.call("MULTI") == "OK"  # EXEC cleared it
         assert a.call("SET", "guarded", "1") == "QUEUED"
         assert a.call("EXEC") == ["OK"]
