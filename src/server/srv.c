@@ -685,9 +685,9 @@ static int srv_config_set(void *data, const char *name, const char *value,
             snprintf(err, cap, "argument couldn't be parsed into an integer");
             return CRAFT_EINVAL;
         }
-        if (v < 1 || v > UINT32_MAX) {
-            snprintf(err, cap,
-                     "argument must be between 1 and 4294967295 inclusive");
+        if (v < 1 || v > SRV_MAX_CLIENTS_MAX) {
+            snprintf(err, cap, "argument must be between 1 and %d inclusive",
+                     SRV_MAX_CLIENTS_MAX);
             return CRAFT_EINVAL;
         }
         if (apply) {
@@ -847,12 +847,19 @@ static void client_info_of(const struct srv_client *c,
     ci->resp = c->resp3 ? 3 : 2;
 }
 
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
 /* CLIENT LIST [TYPE normal|master|replica|pubsub] [ID id [id ...]]. */
 static void client_list(struct srv_client *c, const struct resp_cmd *cmd,
                         struct buf *b)
 {
     bool none = false;
-    size_t ids = 0; /* argv index of the first id, 0 for no ID filter */
+    uint64_t *ids = NULL; /* the ID filter, sorted; n_ids 0 for none */
+    size_t n_ids = 0;
     if (cmd->argc == 4 && srv_arg_is(cmd->argv[2], cmd->lens[2], "type")) {
         const uint8_t *t = cmd->argv[3];
         size_t n = cmd->lens[3];
@@ -865,14 +872,22 @@ static void client_list(struct srv_client *c, const struct resp_cmd *cmd,
             return;
         }
     } else if (cmd->argc >= 4 && srv_arg_is(cmd->argv[2], cmd->lens[2], "id")) {
-        ids = 3;
+        ids = malloc((cmd->argc - 3) * sizeof *ids);
+        if (ids == NULL) {
+            resp_write_error(b, "ERR out of memory");
+            return;
+        }
         for (size_t i = 3; i < cmd->argc; i++) {
             long long id;
             if (resp_strtoll(cmd->argv[i], cmd->lens[i], &id) != 0 || id < 1) {
+                free(ids);
                 resp_write_error(b, "ERR Invalid client ID");
                 return;
             }
+            ids[n_ids++] = (uint64_t)id;
         }
+        /* Sorted, so the filter costs O((ids + clients) log ids). */
+        qsort(ids, n_ids, sizeof *ids, cmp_u64);
     } else if (cmd->argc != 2) {
         resp_write_error(b, "ERR syntax error");
         return;
@@ -882,12 +897,8 @@ static void client_list(struct srv_client *c, const struct resp_cmd *cmd,
     int rv = 0;
     for (struct srv_client *o = c->srv->clients; !none && o != NULL && rv == 0;
          o = o->next) {
-        bool want = ids == 0;
-        for (size_t i = ids; ids != 0 && i < cmd->argc; i++) {
-            long long id;
-            resp_strtoll(cmd->argv[i], cmd->lens[i], &id);
-            want = want || (uint64_t)id == o->id;
-        }
+        bool want = n_ids == 0 ||
+                    bsearch(&o->id, ids, n_ids, sizeof *ids, cmp_u64) != NULL;
         if (want && o->state != CLIENT_CLOSING) {
             struct srv__client_info ci;
             client_info_of(o, &ci);
@@ -900,6 +911,7 @@ static void client_list(struct srv_client *c, const struct resp_cmd *cmd,
         resp_write_error(b, "ERR out of memory");
     }
     buf_close(&text);
+    free(ids);
 }
 
 /* CLIENT KILL addr, or CLIENT KILL [ID id] [ADDR a] [LADDR a] [SKIPME
@@ -1529,6 +1541,21 @@ static void client_command(struct srv_client *c, const struct resp_cmd *cmd)
         const char *reply = (const char *)b->data + off;
         obs_command(cmd->argv[0], cmd->lens[0], OBS_LOCAL,
                     obs_result_of(reply, b->len - off), reply, b->len - off, 0);
+        return;
+    }
+    if (cmd->argc - 1 > SRV_WATCH_MAX &&
+        srv_arg_is(cmd->argv[0], cmd->lens[0], "watch")) {
+        /* Refused before reading a version: bounded work, and the next
+         * EXEC aborts as after any failed WATCH. */
+        struct buf *b = reply_slot(c);
+        if (b == NULL) {
+            client_close(c);
+            return;
+        }
+        c->watch_failed = true;
+        resp_write_errorf(b,
+                          "ERR more than %d watched keys or %u bytes of them",
+                          SRV_WATCH_MAX, SRV_WATCH_BYTES_MAX);
         return;
     }
     struct srv_op *op = op_new(c, cmd);

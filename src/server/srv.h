@@ -66,6 +66,10 @@ struct srv;
 struct srv_client;
 struct srv_cluster_view; /* server/cluster.h */
 
+/* The most clients CONFIG SET maxclients allows: the bound of craftd's
+ * --max-clients (MAX_CLIENTS_MAX in src/node/config.c). */
+#define SRV_MAX_CLIENTS_MAX 100000
+
 /* Keys a connection may WATCH at once (Redis has no limit; each costs a
  * copy of the key and a version here and in the EXEC entry). */
 #define SRV_WATCH_MAX 1024

@@ -318,7 +318,9 @@ static void config_get(const struct srv__config_src *srcs, size_t n_srcs,
     size_t n = config_list(srcs, n_srcs, ps);
     bool match[CONFIG_PARAMS_MAX] = {false};
     size_t n_match = 0;
-    for (size_t a = 2; a < argc; a++) {
+    /* Once every parameter matched, the other patterns change nothing:
+     * with few parameters, the work is bounded by them, not by argc. */
+    for (size_t a = 2; a < argc && n_match < n; a++) {
         char pat[CONFIG_NAME_MAX];
         if (lens[a] >= sizeof pat || memchr(argv[a], 0, lens[a]) != NULL) {
             continue; /* matches no parameter name */
@@ -447,6 +449,13 @@ void srv__config_command(const struct srv__config_src *srcs, size_t n_srcs,
         if (argc < 3) {
             resp_write_error(b, "ERR wrong number of arguments for "
                                 "'config|get' command");
+            return;
+        }
+        if (argc - 2 > SRV_CONFIG_PATTERNS_MAX) {
+            /* Each pattern is matched against every parameter: bound the
+             * work of one command on the loop. */
+            resp_write_errorf(b, "ERR more than %d patterns for CONFIG GET",
+                              SRV_CONFIG_PATTERNS_MAX);
             return;
         }
         config_get(srcs, n_srcs, argc, argv, lens, resp3, b);

@@ -46,6 +46,10 @@ void srv__config_command(const struct srv__config_src *srcs, size_t n_srcs,
                          size_t argc, const uint8_t *const *argv,
                          const size_t *lens, bool resp3, struct buf *b);
 
+/* Most patterns in one CONFIG GET (Redis has no limit; no client sends
+ * more than a handful). */
+#define SRV_CONFIG_PATTERNS_MAX 1024
+
 /* Longest CONFIG parameter value (requirepass is at most 512 bytes). */
 #define SRV_CONFIG_VALUE_MAX 1024
 
