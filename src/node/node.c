@@ -207,6 +207,13 @@ struct node {
     uint64_t clock_want_ms;
     uint64_t clock_last; /* uv_now() of the last background clock entry */
 
+    /* READONLY reads: the commit index of the first append this process
+     * accepted from a leader, and whether it has applied that much, after
+     * which it serves them (a restarted or blank member does not answer
+     * from a state older than the cluster's when it started). */
+    raft_index ro_target;
+    bool ro_ready;
+
     /* Snapshots. */
     enum snap_state snap;
     pid_t snap_pid;
@@ -1288,6 +1295,18 @@ static int backend_classify(void *data, struct srv_op *op)
  */
 static void follower_read(struct node *n, struct srv_op *op)
 {
+    n->ro_ready =
+        n->ro_ready || (n->ro_target != 0 && n->applied >= n->ro_target);
+    if (!n->ro_ready) {
+        resp_write_errorf(&op->reply,
+                          "TRYAGAIN this node has not caught up with a "
+                          "leader since it started (applied %llu of %llu); "
+                          "retry, or read from the leader",
+                          (unsigned long long)n->applied,
+                          (unsigned long long)n->ro_target);
+        srv_op_done(op, 0);
+        return;
+    }
     if (n->applied < op->read_index) {
         resp_write_errorf(&op->reply,
                           "TRYAGAIN this node has applied up to %llu, "
@@ -1756,8 +1775,14 @@ static void peer_on_message(void *data, struct net_conn *conn, uint16_t type,
     if (why == NULL) {
         struct raft_event ev = {.type = RAFT_RECEIVE};
         ev.receive.msg = &m;
+        bool append = m.type == RAFT_MSG_APPEND;
+        raft_term term = m.term;
+        raft_index commit = append ? m.append.commit : 0;
         if (node_step_hooked(n, &ev, NULL, NULL) == CRAFT_EPROTO) {
             why = "impossible Raft message";
+        } else if (append && n->ro_target == 0 && commit > 0 &&
+                   term == n->term && n->leader == from) {
+            n->ro_target = commit; /* follower_read waits for this */
         }
     }
     if (why != NULL) {

@@ -161,6 +161,23 @@ def test_readonly():
             assert f.call("GET", "a") == b"1"
             assert f.call("GET", "n") == b"100"
         f.close()
+        # A member that restarts serves READONLY reads only once it has
+        # caught up with a leader: alone, it answers -TRYAGAIN rather than
+        # nil for keys it has not replayed... or from an old state.
+        for nd in c.nodes:
+            if nd.alive():
+                nd.kill9()
+        c.node(fid).start()
+        f = Conn(c.node(fid).port)
+        assert f.call("READONLY") == "OK"
+        r = f.call("GET", "a")
+        assert isinstance(r, RespError) and r.kind() == "TRYAGAIN", r
+        for nd in c.nodes:
+            if nd.id != fid:
+                nd.start()
+        poll("the restarted member serving READONLY reads",
+             lambda: f.call("GET", "n") == b"100", timeout=15)
+        f.close()
 
     run(c, body)
 
