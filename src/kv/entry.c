@@ -1,7 +1,8 @@
 /*
  * entry.c -- the log entry payload of a KV command.  Little-endian:
  *
- *   u8   version      KVSM_ENTRY_VERSION
+ *   u8   version      KVSM_ENTRY_VERSION (2); 1 is read too, without
+ *                     flag bit 2
  *   u8   flags        bit 0: a session reference follows
  *                     bit 1: a transaction (MULTI ... EXEC)
  *                     bit 2: watched keys follow (only with bit 1);
@@ -172,7 +173,7 @@ int kvsm_cmd_decode(const void *payload, size_t len, struct kvsm_cmd *out)
     if (len < 1) {
         return CRAFT_ECORRUPT;
     }
-    if (p[0] != KVSM_ENTRY_VERSION) {
+    if (p[0] != 1 && p[0] != KVSM_ENTRY_VERSION) {
         return CRAFT_EVERSION;
     }
     if (len < HEAD_LEN) {
@@ -182,7 +183,7 @@ int kvsm_cmd_decode(const void *payload, size_t len, struct kvsm_cmd *out)
     memset(&c, 0, sizeof c);
     uint8_t flags = p[1];
     if ((flags & ~(FLAG_SESSION | FLAG_MULTI | FLAG_WATCH)) != 0 ||
-        ((flags & FLAG_WATCH) && !(flags & FLAG_MULTI))) {
+        ((flags & FLAG_WATCH) && (!(flags & FLAG_MULTI) || p[0] == 1))) {
         return CRAFT_ECORRUPT;
     }
     c.time_ms = get_u64(p + 2);

@@ -557,6 +557,10 @@ static void watch_entry_codec(void **state)
     assert_int_equal(kvsm_cmd_decode(e.data, e.len, &c), CRAFT_ECORRUPT);
     buf_reset(&e);
     assert_int_equal(kvsm_multi_encode_watch(5, NULL, 1, &cmd, 2, w, &e), 0);
+    /* Version 1 entries had no watch part. */
+    e.data[0] = 1;
+    assert_int_equal(kvsm_cmd_decode(e.data, e.len, &c), CRAFT_ECORRUPT);
+    e.data[0] = KVSM_ENTRY_VERSION;
     /* The watch flag without the transaction flag is corrupt. */
     e.data[1] = 0x04;
     assert_int_equal(kvsm_cmd_decode(e.data, e.len, &c), CRAFT_ECORRUPT);
