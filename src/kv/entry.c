@@ -1,7 +1,8 @@
 /*
  * entry.c -- the log entry payload of a KV command.  Little-endian:
  *
- *   u8   version      KVSM_ENTRY_VERSION
+ *   u8   version      KVSM_ENTRY_VERSION (2); 1 is read too, without
+ *                     flag bit 2
  *   u8   flags        bit 0: a session reference follows
  *                     bit 1: a transaction (MULTI ... EXEC)
  *                     bit 2: watched keys follow (only with bit 1);
@@ -37,7 +38,8 @@ static int encode(uint64_t time_ms, const struct kvsm_session_ref *session,
 {
     CRAFT_ASSERT(out != NULL);
     CRAFT_ASSERT(multi || n_watch == 0);
-    if (n_cmds == 0 || n_cmds > KVSM_MULTI_MAX || n_watch > KVSM_WATCH_MAX) {
+    if ((n_cmds == 0 && n_watch == 0) || n_cmds > KVSM_MULTI_MAX ||
+        n_watch > KVSM_WATCH_MAX) {
         return CRAFT_EINVAL;
     }
     size_t total = HEAD_LEN + (session ? SESSION_LEN : 0) + (multi ? 4 : 0);
@@ -171,7 +173,7 @@ int kvsm_cmd_decode(const void *payload, size_t len, struct kvsm_cmd *out)
     if (len < 1) {
         return CRAFT_ECORRUPT;
     }
-    if (p[0] != KVSM_ENTRY_VERSION) {
+    if (p[0] != 1 && p[0] != KVSM_ENTRY_VERSION) {
         return CRAFT_EVERSION;
     }
     if (len < HEAD_LEN) {
@@ -181,7 +183,7 @@ int kvsm_cmd_decode(const void *payload, size_t len, struct kvsm_cmd *out)
     memset(&c, 0, sizeof c);
     uint8_t flags = p[1];
     if ((flags & ~(FLAG_SESSION | FLAG_MULTI | FLAG_WATCH)) != 0 ||
-        ((flags & FLAG_WATCH) && !(flags & FLAG_MULTI))) {
+        ((flags & FLAG_WATCH) && (!(flags & FLAG_MULTI) || p[0] == 1))) {
         return CRAFT_ECORRUPT;
     }
     c.time_ms = get_u64(p + 2);
@@ -204,7 +206,9 @@ int kvsm_cmd_decode(const void *payload, size_t len, struct kvsm_cmd *out)
         c.multi = true;
         c.n_cmds = get_u32(p + off);
         off += 4;
-        if (c.n_cmds == 0 || c.n_cmds > KVSM_MULTI_MAX) {
+        /* No command: only an EXEC after WATCH with nothing queued. */
+        if ((c.n_cmds == 0 && !(flags & FLAG_WATCH)) ||
+            c.n_cmds > KVSM_MULTI_MAX) {
             return CRAFT_ECORRUPT;
         }
     }
@@ -241,7 +245,7 @@ int kvsm_cmd_decode(const void *payload, size_t len, struct kvsm_cmd *out)
         return CRAFT_ECORRUPT;
     }
     c.cmds_len = (size_t)(p + len - c.cmds);
-    c.argc = get_u32(c.cmds);
+    c.argc = c.n_cmds > 0 ? get_u32(c.cmds) : 0;
     *out = c;
     return 0;
 }

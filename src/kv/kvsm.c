@@ -219,7 +219,7 @@ int kvsm_classify(size_t argc, const uint8_t *const *argv, const size_t *lens,
  * leftovers.  Each key is deleted once, so the work is amortised O(log n)
  * per expiry ever set.
  */
-static void expire_due(struct kvsm *sm)
+void kvsm__expire_due(struct kvsm *sm)
 {
     struct ht_entry *e;
     while ((e = ht_expire_min(&sm->keys)) != NULL &&
@@ -419,7 +419,7 @@ int kvsm_apply(struct kvsm *sm, uint64_t index, const void *payload, size_t len,
         sm->now_ms = c.time_ms;
     }
     sm->keys.mod_stamp = index;
-    expire_due(sm);
+    kvsm__expire_due(sm);
     kvsm__sessions_expire(&sm->sessions, sm->now_ms,
                           sm->cfg.session_timeout_ms);
     size_t mark = reply->len;
@@ -435,6 +435,13 @@ int kvsm_apply(struct kvsm *sm, uint64_t index, const void *payload, size_t len,
         return rv;
     }
     sm->last_applied = index;
+    /* Invariant 6, O(1): every command that sets an expiry time either
+     * sets a future one or deletes the key. */
+    const struct ht_entry *due = ht_expire_min(&sm->keys);
+    CRAFT_ASSERT(due == NULL || (uint64_t)due->expire_ms > sm->now_ms);
+    /* The O(n) check in debug builds, on states small enough for it to
+     * run after every entry (unit and simulator tests). */
+    CRAFT_DASSERT(ht_count(&sm->keys) > 4096 || kvsm_check(sm));
     size_t n = 0;
     CRAFT_DASSERT(resp_reply_len(reply->data + mark, reply->len - mark, &n) ==
                       RESP_OK &&

@@ -58,10 +58,13 @@
 #include "util/buf.h"
 
 /* Format version of a log entry payload (byte 0).  New versions are added,
- * old ones stay readable. */
-#define KVSM_ENTRY_VERSION 1
-/* Format version of a snapshot written; versions 1 (without the keys'
- * WATCH versions) and 2 are read. */
+ * old ones stay readable: version 2 (written now) added the WATCH part of
+ * a transaction and the leader's clock entries; version 1 entries (still
+ * in logs) are read.  A craftd that only reads version 1 stops with
+ * "unsupported version" on a version 2 entry instead of misapplying it. */
+#define KVSM_ENTRY_VERSION 2
+/* Format version of a snapshot, written and read.  Version 1 (without the
+ * keys' WATCH versions) is refused with CRAFT_EVERSION. */
 #define KVSM_SNAPSHOT_VERSION 2
 
 /* Redis's proto-max-bulk-len: the largest key, value or argument. */

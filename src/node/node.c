@@ -111,6 +111,11 @@
  * flight to the store never passes 64 + 16 + 8 MiB (one command may be
  * NODE_ENTRY_BYTES_MAX), far from the store's own limit. */
 #define NODE_PROPOSE_BYTES_MAX (16u << 20)
+/* Background expiry: keys that come due with no read waiting for them are
+ * deleted by a clock entry proposed at most this often (Redis's active
+ * expiry runs at hz 10), so continuous expiry costs at most 10 log entries
+ * a second; a read that needs the clock gets one at once. */
+#define NODE_EXPIRE_PERIOD_MS 100
 /* How long a stopping leader waits for the peer it hands leadership to:
  * the peer is caught up at once in the common case and wins its election
  * in one round trip; beyond this the cluster elects one the normal way. */
@@ -200,6 +205,14 @@ struct node {
     bool clock_inflight;
     raft_index clock_index;
     uint64_t clock_want_ms;
+    uint64_t clock_last; /* uv_now() of the last background clock entry */
+
+    /* READONLY reads: the commit index of the first append this process
+     * accepted from a leader, and whether it has applied that much, after
+     * which it serves them (a restarted or blank member does not answer
+     * from a state older than the cluster's when it started). */
+    raft_index ro_target;
+    bool ro_ready;
 
     /* Snapshots. */
     enum snap_state snap;
@@ -894,6 +907,7 @@ static void serve_reads(struct node *n)
             int rv = node_sm_read_at(n->sm, g->at_ms, op->argc,
                                      (const uint8_t *const *)op->argv, op->lens,
                                      &op->reply);
+            op->read_at_ms = g->at_ms;
             srv_op_done(op, rv);
             op = next;
         }
@@ -1145,9 +1159,19 @@ static void flush_reads(struct node *n)
         n->groups = g;
     }
     n->groups_tail = g;
+    uint64_t at_ms = g->at_ms;
     struct raft_event ev = {.type = RAFT_READ};
     ev.read.ctx = g->ctx;
-    node_step(n, &ev);
+    node_step(n, &ev); /* may serve and free g already (one member) */
+    /* If a key is due by the round's time, the round will wait for a clock
+     * entry (read_time_ok): ask for it now, so that it commits while the
+     * ReadIndex round runs rather than after it.  (If the round was served
+     * already, the clock entry is one a read soon will want anyway.) */
+    uint64_t due = node_sm_next_expiry_ms(n->sm);
+    if (due != 0 && due <= at_ms && n->role == RAFT_LEADER &&
+        at_ms > n->clock_want_ms) {
+        n->clock_want_ms = at_ms;
+    }
 }
 
 /* ---- expiry: the leader's clock entries ---------------------------- */
@@ -1182,9 +1206,15 @@ static void clock_maybe_propose(struct node *n)
     if (due == 0 && !want) {
         return;
     }
+    if (!want && uv_now(n->loop) - n->clock_last < NODE_EXPIRE_PERIOD_MS) {
+        return;
+    }
     uint64_t t = now_ms();
     if (!want && due > t) {
         return;
+    }
+    if (!want) {
+        n->clock_last = uv_now(n->loop);
     }
     if (n->clock_want_ms > t) {
         t = n->clock_want_ms; /* our clock stepped back: never below */
@@ -1227,6 +1257,7 @@ static void on_batch(uv_check_t *h)
         }
         if (n->reads.n > 0) {
             flush_reads(n);
+            clock_maybe_propose(n);
         }
     }
 }
@@ -1238,7 +1269,7 @@ static void on_batch(uv_check_t *h)
 static int backend_classify(void *data, struct srv_op *op)
 {
     struct node *n = data;
-    if (op->n_cmds > 0) {
+    if (op->is_exec) {
         return SRV_OP_WRITE;
     }
     switch (node_sm_classify(n->sm, op->argc, (const uint8_t *const *)op->argv,
@@ -1264,6 +1295,18 @@ static int backend_classify(void *data, struct srv_op *op)
  */
 static void follower_read(struct node *n, struct srv_op *op)
 {
+    n->ro_ready =
+        n->ro_ready || (n->ro_target != 0 && n->applied >= n->ro_target);
+    if (!n->ro_ready) {
+        resp_write_errorf(&op->reply,
+                          "TRYAGAIN this node has not caught up with a "
+                          "leader since it started (applied %llu of %llu); "
+                          "retry, or read from the leader",
+                          (unsigned long long)n->applied,
+                          (unsigned long long)n->ro_target);
+        srv_op_done(op, 0);
+        return;
+    }
     if (n->applied < op->read_index) {
         resp_write_errorf(&op->reply,
                           "TRYAGAIN this node has applied up to %llu, "
@@ -1273,9 +1316,16 @@ static void follower_read(struct node *n, struct srv_op *op)
         srv_op_done(op, 0);
         return;
     }
-    int rv = node_sm_read(n->sm, op->argc, (const uint8_t *const *)op->argv,
-                          op->lens, &op->reply);
+    /* At the latest time this connection was served at (on this node
+     * while it led), so a TTL it saw never counts back up; a key due by
+     * then was invisible to it already and stays so. */
+    int rv =
+        node_sm_read_at(n->sm, op->read_at_ms, op->argc,
+                        (const uint8_t *const *)op->argv, op->lens, &op->reply);
     op->read_index = n->applied;
+    if (node_sm_now_ms(n->sm) > op->read_at_ms) {
+        op->read_at_ms = node_sm_now_ms(n->sm);
+    }
     srv_op_done(op, rv);
 }
 
@@ -1298,9 +1348,23 @@ static void backend_submit(void *data, struct srv_op *op)
         list_push(&n->reads, op);
         return;
     }
+    /* The entry's size, known before anything is copied (entry.c's
+     * layout, within a few bytes of header). */
+    size_t need = 64 + (op->watch ? op->watch->bytes : 0) + 4 * op->n_cmds;
+    for (size_t i = 0; i < op->argc; i++) {
+        need += 4 + op->lens[i];
+    }
+    if (need > NODE_ENTRY_BYTES_MAX + 64) {
+        resp_write_errorf(&op->reply,
+                          "ERR command too large to replicate (limit %u "
+                          "bytes)",
+                          NODE_ENTRY_BYTES_MAX);
+        srv_op_done(op, 0);
+        return;
+    }
     size_t off = n->wdata.len;
     const uint8_t *const *argv = (const uint8_t *const *)op->argv;
-    int rv = op->n_cmds > 0
+    int rv = op->is_exec
                  ? node_sm_encode_multi(n->sm, op->n_cmds, op->cmd_argc, argv,
                                         op->lens, op->watch ? op->watch->n : 0,
                                         op->watch ? op->watch->keys : NULL,
@@ -1711,8 +1775,14 @@ static void peer_on_message(void *data, struct net_conn *conn, uint16_t type,
     if (why == NULL) {
         struct raft_event ev = {.type = RAFT_RECEIVE};
         ev.receive.msg = &m;
+        bool append = m.type == RAFT_MSG_APPEND;
+        raft_term term = m.term;
+        raft_index commit = append ? m.append.commit : 0;
         if (node_step_hooked(n, &ev, NULL, NULL) == CRAFT_EPROTO) {
             why = "impossible Raft message";
+        } else if (append && n->ro_target == 0 && commit > 0 &&
+                   term == n->term && n->leader == from) {
+            n->ro_target = commit; /* follower_read waits for this */
         }
     }
     if (why != NULL) {

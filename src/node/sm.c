@@ -12,6 +12,7 @@
 #include "kv/kvsm.h"
 #include "server/resp.h"
 #include "util/assert.h"
+#include "util/log.h"
 
 struct node_sm {
     struct kvsm_config config;
@@ -117,11 +118,11 @@ int node_sm_encode_multi(struct node_sm *sm, size_t n_cmds,
                          struct buf *out, struct buf *reply)
 {
     (void)sm;
-    if (n_cmds == 0 || n_cmds > KVSM_MULTI_MAX) {
+    if ((n_cmds == 0 && n_watch == 0) || n_cmds > KVSM_MULTI_MAX) {
         resp_write_error(reply, "ERR too many commands in one MULTI");
         return CRAFT_EINVAL;
     }
-    struct kvsm_argv *cmds = calloc(n_cmds, sizeof *cmds);
+    struct kvsm_argv *cmds = calloc(n_cmds > 0 ? n_cmds : 1, sizeof *cmds);
     if (cmds == NULL) {
         return CRAFT_ENOMEM;
     }
@@ -219,6 +220,13 @@ int node_sm_snapshot_load(struct node_sm *sm, node_sm_read_cb cb, void *data)
     struct load_ctx l = {.cb = cb, .data = data};
     struct kvsm *fresh;
     int rv = kvsm_snapshot_load(&sm->config, read_cb, &l, &fresh);
+    if (rv == CRAFT_EVERSION) {
+        LOG_ERRORF("the snapshot's KV format is not version %d: format 1 "
+                   "(before craftd kept per-key WATCH versions) cannot be "
+                   "loaded; start from an empty data dir and restore the "
+                   "keys, or use the craftd that wrote it",
+                   KVSM_SNAPSHOT_VERSION);
+    }
     if (rv != 0) {
         return rv;
     }

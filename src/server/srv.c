@@ -72,15 +72,18 @@ struct srv_client {
      * reads never go back in time on the connection. */
     bool readonly;
     uint64_t read_index;
+    uint64_t read_at_ms;
     struct srv_op *mhead, *mtail;
     size_t n_multi;
+    size_t multi_bytes; /* of the queued commands, SRV_MULTI_BYTES_MAX */
     /* WATCH: the watched keys and versions, and whether a WATCH is with
      * the backend (parsing waits for it, so that the list is complete
      * whenever a later EXEC, UNWATCH or DISCARD is parsed). */
     struct srv_watch *watch;
     bool watch_pending;
-    bool resp3; /* HELLO 3: replies in RESP3 (srv__resp3_append) */
-    char *name; /* CLIENT SETNAME, NULL for none */
+    bool watch_failed; /* a WATCH failed: the next EXEC answers *-1 */
+    bool resp3;        /* HELLO 3: replies in RESP3 (srv__resp3_append) */
+    char *name;        /* CLIENT SETNAME, NULL for none */
     /* CLIENT LIST: when it connected and last sent a command (loop time,
      * ms), and that command's name ("client|list" for a subcommand). */
     uint64_t ctime_ms, last_ms;
@@ -394,6 +397,7 @@ static void client_submit(struct srv_client *c, struct srv_op *op)
     enqueue(c, op);
     op->readonly = c->readonly;
     op->read_index = c->read_index;
+    op->read_at_ms = c->read_at_ms;
     op->kind = s->backend.classify != NULL
                    ? (uint8_t)s->backend.classify(s->backend.data, op)
                    : SRV_OP_WRITE;
@@ -463,6 +467,9 @@ static void watch_done(struct srv_client *c, struct srv_op *op, int status)
 {
     c->watch_pending = false;
     if (status != 0) {
+        /* Not watched (-MOVED, -UNCERTAIN...): an EXEC that a pipelining
+         * client sends anyway must not run unguarded. */
+        c->watch_failed = true;
         return;
     }
     int rv = srv__watch_add(&c->watch, op->argc, op->argv, op->lens,
@@ -470,10 +477,12 @@ static void watch_done(struct srv_client *c, struct srv_op *op, int status)
     if (rv == CRAFT_EPROTO) {
         return; /* an error reply (arity, ...): passed on as it is */
     }
+    c->watch_failed = rv != 0;
     buf_reset(&op->reply);
     if (rv == CRAFT_ELIMIT) {
-        resp_write_errorf(&op->reply, "ERR more than %d watched keys",
-                          SRV_WATCH_MAX);
+        resp_write_errorf(&op->reply,
+                          "ERR more than %d watched keys or %u bytes of them",
+                          SRV_WATCH_MAX, SRV_WATCH_BYTES_MAX);
     } else if (rv != 0) {
         resp_write_error(&op->reply, "ERR out of memory");
     } else {
@@ -509,6 +518,9 @@ void srv_op_done(struct srv_op *op, int status)
     c->n_flight--;
     if (op->readonly && status == 0 && op->read_index > c->read_index) {
         c->read_index = op->read_index;
+    }
+    if (status == 0 && op->read_at_ms > c->read_at_ms) {
+        c->read_at_ms = op->read_at_ms;
     }
     client_drain(c);
     client_dispatch(c);
@@ -673,9 +685,9 @@ static int srv_config_set(void *data, const char *name, const char *value,
             snprintf(err, cap, "argument couldn't be parsed into an integer");
             return CRAFT_EINVAL;
         }
-        if (v < 1 || v > UINT32_MAX) {
-            snprintf(err, cap,
-                     "argument must be between 1 and 4294967295 inclusive");
+        if (v < 1 || v > SRV_MAX_CLIENTS_MAX) {
+            snprintf(err, cap, "argument must be between 1 and %d inclusive",
+                     SRV_MAX_CLIENTS_MAX);
             return CRAFT_EINVAL;
         }
         if (apply) {
@@ -835,12 +847,19 @@ static void client_info_of(const struct srv_client *c,
     ci->resp = c->resp3 ? 3 : 2;
 }
 
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
 /* CLIENT LIST [TYPE normal|master|replica|pubsub] [ID id [id ...]]. */
 static void client_list(struct srv_client *c, const struct resp_cmd *cmd,
                         struct buf *b)
 {
     bool none = false;
-    size_t ids = 0; /* argv index of the first id, 0 for no ID filter */
+    uint64_t *ids = NULL; /* the ID filter, sorted; n_ids 0 for none */
+    size_t n_ids = 0;
     if (cmd->argc == 4 && srv_arg_is(cmd->argv[2], cmd->lens[2], "type")) {
         const uint8_t *t = cmd->argv[3];
         size_t n = cmd->lens[3];
@@ -853,14 +872,22 @@ static void client_list(struct srv_client *c, const struct resp_cmd *cmd,
             return;
         }
     } else if (cmd->argc >= 4 && srv_arg_is(cmd->argv[2], cmd->lens[2], "id")) {
-        ids = 3;
+        ids = malloc((cmd->argc - 3) * sizeof *ids);
+        if (ids == NULL) {
+            resp_write_error(b, "ERR out of memory");
+            return;
+        }
         for (size_t i = 3; i < cmd->argc; i++) {
             long long id;
             if (resp_strtoll(cmd->argv[i], cmd->lens[i], &id) != 0 || id < 1) {
+                free(ids);
                 resp_write_error(b, "ERR Invalid client ID");
                 return;
             }
+            ids[n_ids++] = (uint64_t)id;
         }
+        /* Sorted, so the filter costs O((ids + clients) log ids). */
+        qsort(ids, n_ids, sizeof *ids, cmp_u64);
     } else if (cmd->argc != 2) {
         resp_write_error(b, "ERR syntax error");
         return;
@@ -870,12 +897,8 @@ static void client_list(struct srv_client *c, const struct resp_cmd *cmd,
     int rv = 0;
     for (struct srv_client *o = c->srv->clients; !none && o != NULL && rv == 0;
          o = o->next) {
-        bool want = ids == 0;
-        for (size_t i = ids; ids != 0 && i < cmd->argc; i++) {
-            long long id;
-            resp_strtoll(cmd->argv[i], cmd->lens[i], &id);
-            want = want || (uint64_t)id == o->id;
-        }
+        bool want = n_ids == 0 ||
+                    bsearch(&o->id, ids, n_ids, sizeof *ids, cmp_u64) != NULL;
         if (want && o->state != CLIENT_CLOSING) {
             struct srv__client_info ci;
             client_info_of(o, &ci);
@@ -888,6 +911,7 @@ static void client_list(struct srv_client *c, const struct resp_cmd *cmd,
         resp_write_error(b, "ERR out of memory");
     }
     buf_close(&text);
+    free(ids);
 }
 
 /* CLIENT KILL addr, or CLIENT KILL [ID id] [ADDR a] [LADDR a] [SKIPME
@@ -1089,7 +1113,7 @@ static void cmd_hello(struct srv_client *c, const struct resp_cmd *cmd,
         }
         b->len = mark;
     }
-    if (!c->authed) {
+    if (!c->authed && c->srv->pass[0] != '\0') {
         resp_write_error(b, "NOAUTH HELLO must be called with the client "
                             "already authenticated, otherwise the HELLO "
                             "<proto> AUTH <user> <pass> option can be used "
@@ -1185,6 +1209,7 @@ static bool local_command(struct srv_client *c, const struct resp_cmd *cmd,
         if (arity_ok(cmd, 1, 1, b, "unwatch")) {
             srv__watch_free(c->watch);
             c->watch = NULL;
+            c->watch_failed = false;
             resp_write_simple(b, "OK");
         }
     } else if (srv_arg_is(name, len, "readonly") ||
@@ -1206,7 +1231,9 @@ static bool local_command(struct srv_client *c, const struct resp_cmd *cmd,
 
 static bool needs_auth(const struct srv_client *c, const struct resp_cmd *cmd)
 {
-    if (c->authed) {
+    /* No password (also after CONFIG SET requirepass ""): nothing to do,
+     * as Redis's nopass default user. */
+    if (c->authed || c->srv->pass[0] == '\0') {
         return false;
     }
     /* HELLO checks for itself: it may authenticate (HELLO 3 AUTH u p). */
@@ -1282,17 +1309,34 @@ static void multi_reset(struct srv_client *c)
     }
     c->mtail = NULL;
     c->n_multi = 0;
+    c->multi_bytes = 0;
     c->in_multi = false;
     c->multi_dirty = false;
     /* EXEC (whatever its outcome) and DISCARD unwatch, as in Redis. */
     srv__watch_free(c->watch);
     c->watch = NULL;
+    c->watch_failed = false;
 }
 
 /* One op carrying every queued command, for the backend to propose as one
  * entry; the queue is emptied. */
 static struct srv_op *multi_op(struct srv_client *c)
 {
+    if (c->n_multi == 0) {
+        /* Nothing queued, keys watched: the entry only checks them. */
+        CRAFT_ASSERT(c->watch != NULL);
+        const uint8_t *exec[] = {(const uint8_t *)"EXEC"};
+        size_t len[] = {4};
+        struct resp_cmd cmd = {.argc = 1, .argv = exec, .lens = len};
+        struct srv_op *op = op_new(c, &cmd);
+        if (op != NULL) {
+            op->is_exec = true;
+            op->watch = c->watch;
+            c->watch = NULL;
+        }
+        multi_reset(c);
+        return op;
+    }
     size_t argc = 0, bytes = 0;
     for (struct srv_op *q = c->mhead; q != NULL; q = q->next) {
         argc += q->argc;
@@ -1329,6 +1373,7 @@ static struct srv_op *multi_op(struct srv_client *c)
         }
     }
     buf_init(&op->reply);
+    op->is_exec = true;
     op->watch = c->watch; /* the backend puts them in the entry */
     c->watch = NULL;
     multi_reset(c);
@@ -1357,6 +1402,16 @@ static void multi_queue(struct srv_client *c, const struct resp_cmd *cmd,
                           SRV_MULTI_MAX);
         return;
     }
+    size_t bytes = 4;
+    for (size_t i = 0; i < cmd->argc; i++) {
+        bytes += 4 + cmd->lens[i];
+    }
+    if (c->multi_bytes + bytes > SRV_MULTI_BYTES_MAX) {
+        c->multi_dirty = true;
+        resp_write_errorf(b, "ERR the transaction's commands exceed %u bytes",
+                          SRV_MULTI_BYTES_MAX);
+        return;
+    }
     if (s->backend.check(s->backend.data, cmd->argc, cmd->argv, cmd->lens, b) !=
         0) {
         c->multi_dirty = true;
@@ -1376,6 +1431,7 @@ static void multi_queue(struct srv_client *c, const struct resp_cmd *cmd,
     }
     c->mtail = q;
     c->n_multi++;
+    c->multi_bytes += bytes;
     resp_write_simple(b, "QUEUED");
 }
 
@@ -1394,7 +1450,8 @@ static bool client_multi(struct srv_client *c, const struct resp_cmd *cmd)
         c->srv->stopping) {
         return false; /* answered as outside a transaction */
     }
-    if (exec && c->in_multi && !c->multi_dirty && c->n_multi > 0) {
+    if (exec && c->in_multi && !c->multi_dirty && !c->watch_failed &&
+        (c->n_multi > 0 || c->watch != NULL)) {
         multi_exec(c);
         return true;
     }
@@ -1418,6 +1475,13 @@ static bool client_multi(struct srv_client *c, const struct resp_cmd *cmd)
     } else if (discard) {
         multi_reset(c);
         resp_write_simple(b, "OK");
+    } else if (exec && c->in_multi && !c->multi_dirty && c->watch_failed) {
+        multi_reset(c); /* as if a watched key had changed */
+        if (c->resp3) {
+            buf_append(b, "_\r\n", 3);
+        } else {
+            resp_write_null_array(b);
+        }
     } else if (exec && c->multi_dirty) {
         multi_reset(c);
         resp_write_error(b, "EXECABORT Transaction discarded because of "
@@ -1477,6 +1541,21 @@ static void client_command(struct srv_client *c, const struct resp_cmd *cmd)
         const char *reply = (const char *)b->data + off;
         obs_command(cmd->argv[0], cmd->lens[0], OBS_LOCAL,
                     obs_result_of(reply, b->len - off), reply, b->len - off, 0);
+        return;
+    }
+    if (cmd->argc - 1 > SRV_WATCH_MAX &&
+        srv_arg_is(cmd->argv[0], cmd->lens[0], "watch")) {
+        /* Refused before reading a version: bounded work, and the next
+         * EXEC aborts as after any failed WATCH. */
+        struct buf *b = reply_slot(c);
+        if (b == NULL) {
+            client_close(c);
+            return;
+        }
+        c->watch_failed = true;
+        resp_write_errorf(b,
+                          "ERR more than %d watched keys or %u bytes of them",
+                          SRV_WATCH_MAX, SRV_WATCH_BYTES_MAX);
         return;
     }
     struct srv_op *op = op_new(c, cmd);

@@ -66,14 +66,25 @@ struct srv;
 struct srv_client;
 struct srv_cluster_view; /* server/cluster.h */
 
+/* The most clients CONFIG SET maxclients allows: the bound of craftd's
+ * --max-clients (MAX_CLIENTS_MAX in src/node/config.c). */
+#define SRV_MAX_CLIENTS_MAX 100000
+
 /* Keys a connection may WATCH at once (Redis has no limit; each costs a
  * copy of the key and a version here and in the EXEC entry). */
 #define SRV_WATCH_MAX 1024
+/* Bytes of watched keys a connection may hold, and bytes of commands one
+ * MULTI may queue (arguments plus 4 bytes each, as in the log entry):
+ * both end up in one log entry, which the node bounds (8 MiB), so larger
+ * ones are refused when they are queued rather than after being copied. */
+#define SRV_WATCH_BYTES_MAX (1024u * 1024u)
+#define SRV_MULTI_BYTES_MAX (8u * 1024u * 1024u)
 
 /* The keys a connection WATCHes, with the versions the backend's WATCH
  * read returned for them (src/server/srv_cmds.c). */
 struct srv_watch {
     size_t n, cap;
+    size_t bytes;   /* keys + 12 each, as in the entry: SRV_WATCH_BYTES_MAX */
     uint8_t **keys; /* each malloc'ed, lens[i] bytes */
     size_t *lens;
     uint64_t *versions;
@@ -112,11 +123,19 @@ struct srv_op {
      * read it served locally, the index it served at. */
     bool readonly;
     uint64_t read_index;
+    /* Likewise the latest time (ms, the state's or the leader's clock) a
+     * read of this connection was evaluated at, so that TTLs never count
+     * back up on the connection. */
+    uint64_t read_at_ms;
     /* WATCH: the backend replies the keys' versions (a RESP array of
      * integers) and the front end answers +OK.  EXEC: the connection's
      * watched keys, owned by the op (NULL: none). */
     bool is_watch;
     struct srv_watch *watch;
+    /* EXEC of a transaction: n_cmds queued commands (0 only with watch:
+     * argv is then just "EXEC", and the reply *0 or, if a watched key
+     * changed, a null array). */
+    bool is_exec;
     /* Free for the backend's use while it holds the op. */
     struct srv_op *bnext;
     uint64_t bindex;

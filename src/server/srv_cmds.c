@@ -125,7 +125,10 @@ static int add_keys(struct srv_watch *w, size_t argc, uint8_t *const *argv,
         if (watching(w, argv[i], lens[i])) {
             continue;
         }
-        rv = w->n >= SRV_WATCH_MAX ? CRAFT_ELIMIT : grow(w, w->n + 1);
+        rv = w->n >= SRV_WATCH_MAX ||
+                     w->bytes + lens[i] + 12 > SRV_WATCH_BYTES_MAX
+                 ? CRAFT_ELIMIT
+                 : grow(w, w->n + 1);
         uint8_t *k = rv == 0 ? malloc(lens[i] ? lens[i] : 1) : NULL;
         if (k == NULL) {
             rv = rv != 0 ? rv : CRAFT_ENOMEM;
@@ -135,10 +138,13 @@ static int add_keys(struct srv_watch *w, size_t argc, uint8_t *const *argv,
         w->keys[w->n] = k;
         w->lens[w->n] = lens[i];
         w->versions[w->n] = ver[i - 1];
+        w->bytes += lens[i] + 12;
         w->n++;
     }
     while (rv != 0 && w->n > n0) {
-        free(w->keys[--w->n]);
+        w->n--;
+        w->bytes -= w->lens[w->n] + 12;
+        free(w->keys[w->n]);
     }
     return rv;
 }
@@ -312,7 +318,9 @@ static void config_get(const struct srv__config_src *srcs, size_t n_srcs,
     size_t n = config_list(srcs, n_srcs, ps);
     bool match[CONFIG_PARAMS_MAX] = {false};
     size_t n_match = 0;
-    for (size_t a = 2; a < argc; a++) {
+    /* Once every parameter matched, the other patterns change nothing:
+     * with few parameters, the work is bounded by them, not by argc. */
+    for (size_t a = 2; a < argc && n_match < n; a++) {
         char pat[CONFIG_NAME_MAX];
         if (lens[a] >= sizeof pat || memchr(argv[a], 0, lens[a]) != NULL) {
             continue; /* matches no parameter name */
@@ -441,6 +449,13 @@ void srv__config_command(const struct srv__config_src *srcs, size_t n_srcs,
         if (argc < 3) {
             resp_write_error(b, "ERR wrong number of arguments for "
                                 "'config|get' command");
+            return;
+        }
+        if (argc - 2 > SRV_CONFIG_PATTERNS_MAX) {
+            /* Each pattern is matched against every parameter: bound the
+             * work of one command on the loop. */
+            resp_write_errorf(b, "ERR more than %d patterns for CONFIG GET",
+                              SRV_CONFIG_PATTERNS_MAX);
             return;
         }
         config_get(srcs, n_srcs, argc, argv, lens, resp3, b);

@@ -20,8 +20,8 @@
  * A key watched already keeps its first version (a change since the first
  * WATCH must still abort EXEC).  *w is created on first use.  Returns 0,
  * CRAFT_EPROTO (reply not such an array: nothing recorded), CRAFT_ELIMIT
- * (more than SRV_WATCH_MAX keys) or CRAFT_ENOMEM; on error *w is
- * unchanged.
+ * (more than SRV_WATCH_MAX keys or SRV_WATCH_BYTES_MAX bytes) or CRAFT_ENOMEM;
+ * on error *w is unchanged.
  */
 int srv__watch_add(struct srv_watch **w, size_t argc, uint8_t *const *argv,
                    const size_t *lens, const uint8_t *reply, size_t reply_len);
@@ -45,6 +45,10 @@ struct srv__config_src {
 void srv__config_command(const struct srv__config_src *srcs, size_t n_srcs,
                          size_t argc, const uint8_t *const *argv,
                          const size_t *lens, bool resp3, struct buf *b);
+
+/* Most patterns in one CONFIG GET (Redis has no limit; no client sends
+ * more than a handful). */
+#define SRV_CONFIG_PATTERNS_MAX 1024
 
 /* Longest CONFIG parameter value (requirepass is at most 512 bytes). */
 #define SRV_CONFIG_VALUE_MAX 1024

@@ -97,6 +97,23 @@ def test_expiry():
                     i1["raft_role"] == "leader":
                 break
         assert i1["raft_commit_index"] == i0["raft_commit_index"], (i0, i1)
+        # Continuous expiry is coalesced: 300 keys expiring over 1.5 s cost
+        # at most one clock entry per 100 ms (plus slack for scheduling),
+        # not one per key or per commit round.
+        ci0 = int(c.node(lid).info()["raft_commit_index"])
+        for i in range(300):
+            leader.send_raw(Conn.encode("SET", "e%d" % i, "v", "PX",
+                                        str(100 + 5 * i)))
+        for i in range(300):
+            assert leader.read_reply() == "OK"
+        t0 = time.monotonic()
+        poll("all 300 expired", lambda: c.node(lid).keys() == 1, timeout=5)
+        elapsed = time.monotonic() - t0
+        ci1 = int(c.node(lid).info()["raft_commit_index"])
+        clocks = ci1 - ci0 - 300
+        print("   300 keys expired in %.2f s with %d clock entries" %
+              (elapsed, clocks))
+        assert clocks <= (elapsed + 0.2) / 0.1 + 3, (clocks, elapsed)
         leader.close()
 
     run(c, body)
@@ -143,6 +160,23 @@ def test_readonly():
         for _ in range(20):
             assert f.call("GET", "a") == b"1"
             assert f.call("GET", "n") == b"100"
+        f.close()
+        # A member that restarts serves READONLY reads only once it has
+        # caught up with a leader: alone, it answers -TRYAGAIN rather than
+        # nil for keys it has not replayed... or from an old state.
+        for nd in c.nodes:
+            if nd.alive():
+                nd.kill9()
+        c.node(fid).start()
+        f = Conn(c.node(fid).port)
+        assert f.call("READONLY") == "OK"
+        r = f.call("GET", "a")
+        assert isinstance(r, RespError) and r.kind() == "TRYAGAIN", r
+        for nd in c.nodes:
+            if nd.id != fid:
+                nd.start()
+        poll("the restarted member serving READONLY reads",
+             lambda: f.call("GET", "n") == b"100", timeout=15)
         f.close()
 
     run(c, body)
@@ -199,6 +233,15 @@ def test_watch():
         assert a.call("MULTI") == "OK"
         assert a.call("INCR", "balance") == "QUEUED"
         assert a.call("EXEC") == [100]
+        # EXEC with nothing queued still checks the watched keys.
+        assert a.call("WATCH", "balance") == "OK"
+        assert a.call("MULTI") == "OK"
+        assert a.call("EXEC") == []
+        assert a.call("WATCH", "balance") == "OK"
+        assert b.call("INCR", "balance") == 101
+        assert a.call("MULTI") == "OK"
+        assert a.call("EXEC") is None
+        assert b.call("DECR", "balance") == 100
         # Expiry of a watched key aborts.
         assert a.call("SET", "t", "1", "PX", "100") == "OK"
         assert a.call("WATCH", "t") == "OK"
@@ -214,6 +257,29 @@ def test_watch():
             ["OK", "OK", "QUEUED", [101]]
         r = a.call("WATCH")
         assert isinstance(r, RespError) and "wrong number" in r.text, r
+        # A WATCH that failed leaves the next EXEC aborted, not unguarded.
+        r = a.call("WATCH", *["w%d" % i for i in range(1025)])
+        assert isinstance(r, RespError) and "1024" in r.text, r
+        assert a.call("MULTI") == "OK"
+        assert a.call("SET", "unguarded", "1") == "QUEUED"
+        assert a.call("EXEC") is None
+        assert a.call("EXISTS", "unguarded") == 0
+        r = a.call("WATCH", "x" * 600000, "y" * 600000)
+        assert isinstance(r, RespError) and "bytes" in r.text, r
+        assert a.call("UNWATCH") == "OK"
+        # A transaction is bounded in bytes when queued, not when copied.
+        assert a.call("MULTI") == "OK"
+        replies = [a.call("SET", "big%d" % i, "v" * (1 << 20))
+                   for i in range(9)]
+        assert replies[0] == "QUEUED", replies[0]
+        assert any(isinstance(r, RespError) and "exceed" in r.text
+                   for r in replies), replies
+        r = a.call("EXEC")
+        assert isinstance(r, RespError) and r.kind() == "EXECABORT", r
+        assert a.call("EXISTS", "big0") == 0
+        assert a.call("MULTI") == "OK"  # EXEC cleared it
+        assert a.call("SET", "guarded", "1") == "QUEUED"
+        assert a.call("EXEC") == ["OK"]
         # On a follower WATCH goes to the leader, even after READONLY.
         fid = [nd.id for nd in c.nodes if nd.id != lid][0]
         f = Conn(c.node(fid).port)
@@ -234,6 +300,13 @@ def test_config():
         a = Conn(port)
         other = [nd for nd in c.nodes if nd.id != lid][0]
         # Per node: the follower keeps its value.
+        # --max-clients' bounds (Redis's wording, craftd's numbers).
+        for bad in ("0", "100001"):
+            r = a.call("CONFIG", "SET", "maxclients", bad)
+            assert isinstance(r, RespError) and r.text == \
+                "ERR CONFIG SET failed (possibly related to argument " \
+                "'maxclients') - argument must be between 1 and 100000 " \
+                "inclusive", r
         assert a.call("CONFIG", "SET", "maxclients", "3") == "OK"
         assert a.call("CONFIG", "GET", "maxclients") == [b"maxclients", b"3"]
         f = Conn(other.port)
@@ -289,7 +362,11 @@ def test_config():
         n.send_raw(Conn.encode("CLIENT", "GETNAME"))
         assert raw_reply(n) == b"$2\r\nn1\r\n"
         n.close()
+        locked = Conn(port)  # connected while a password is required
+        assert locked.call("GET", "x").kind() == "NOAUTH"
         assert a.call("CONFIG", "SET", "requirepass", "") == "OK"
+        assert locked.call("GET", "x") is None  # no password: let through
+        locked.close()
         # loglevel and snapshot-bytes act on this node.
         assert a.call("CONFIG", "SET", "loglevel", "debug") == "OK"
         assert a.call("CONFIG", "GET", "loglevel") == [b"loglevel", b"debug"]
@@ -306,6 +383,19 @@ def test_config():
              lambda: int(c.node(lid).info()["raft_snapshot_index"]) > 0,
              timeout=10)
         assert int(other.info()["raft_snapshot_index"]) == 0
+        # Commands with huge argument lists cost bounded time on the loop.
+        t0 = time.monotonic()
+        r = a.call("CONFIG", "GET", *(["nomatch"] * 100000))
+        assert isinstance(r, RespError) and "patterns" in r.text, r
+        ids = [str(i) for i in range(1, 200001)]
+        assert a.call("CLIENT", "LIST", "ID", *ids).count(b"\n") == 1
+        r = a.call("WATCH", *["k%d" % i for i in range(100000)])
+        assert isinstance(r, RespError) and "watched keys" in r.text, r
+        assert a.call("MULTI") == "OK"
+        assert a.call("EXEC") is None  # after a failed WATCH
+        took = time.monotonic() - t0
+        print("   huge CONFIG GET, CLIENT LIST ID, WATCH: %.2f s" % took)
+        assert took < 10, took
         # A multi-parameter SET with one bad value changes nothing.
         r = a.call("CONFIG", "SET", "maxclients", "50", "port", "1")
         assert isinstance(r, RespError) and "immutable" in r.text, r
@@ -373,10 +463,11 @@ SAME = [
     "FLUSHALL x", "DBSIZE", "SET k v", "FLUSHDB ASYNC", "KEYS *",
     # MULTI/WATCH errors.
     "MULTI", "WATCH k", "SET k 1", "EXEC", "WATCH", "UNWATCH", "EXEC",
+    "WATCH k", "MULTI", "EXEC",
     # CONFIG and CLIENT errors.
     "CONFIG", "CONFIG FOO", "CONFIG GET", "CONFIG SET maxclients",
     "CONFIG SET foo 1", "CONFIG SET databases 3",
-    "CONFIG SET maxclients abc", "CONFIG SET maxclients 0",
+    "CONFIG SET maxclients abc",
     "CONFIG SET maxclients 10 maxclients 11", "CONFIG SET maxclients 9999",
     "CONFIG GET maxclients", "CONFIG GET maxc*", "CONFIG GET nomatch",
     "CONFIG SET requirepass x maxclients abc", "CONFIG GET requirepass",

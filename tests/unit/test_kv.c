@@ -390,8 +390,10 @@ static void entry_codec_strict(void **state)
         e.data[1] |= 0x80; /* a reserved flag bit */
         assert_int_equal(kvsm_cmd_decode(e.data, e.len, &c), CRAFT_ECORRUPT);
         e.data[1] &= 0x7f;
-        e.data[0] = 2;
+        e.data[0] = KVSM_ENTRY_VERSION + 1;
         assert_int_equal(kvsm_cmd_decode(e.data, e.len, &c), CRAFT_EVERSION);
+        e.data[0] = 1; /* version 1 entries, in older logs, still decode */
+        assert_int_equal(kvsm_cmd_decode(e.data, e.len, &c), 0);
         buf_close(&e);
     }
     /* No arguments: refused by the encoder and the decoder. */

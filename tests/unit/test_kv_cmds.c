@@ -5,6 +5,8 @@
 
 #include "kv/ht.h"
 #include "util/assert.h"
+#include "util/crc32c.h"
+#include "util/encoding.h"
 #include "util/rng.h"
 
 struct fixture {
@@ -303,6 +305,74 @@ static void ht_expiry_heap_matches_reference(void **state)
     ht_close(&h);
 }
 
+/* SET with EXAT/PXAT in the past writes and deletes the key at once, so no
+ * due key stays in the state and a snapshot taken right then loads. */
+static void set_past_time_deletes(void **state)
+{
+    struct fixture *f = *state;
+    uint64_t idx = 0, now = 5000;
+    assert_string_equal(APPLY("SET k v PXAT 10"), "+OK\r\n");
+    assert_true(kvsm_check(f->sm));
+    assert_string_equal(READ("DBSIZE"), ":0\r\n");
+    assert_string_equal(APPLY("SET k v"), "+OK\r\n");
+    assert_string_equal(APPLY("SET k w EXAT 1 GET"), "$1\r\nv\r\n");
+    assert_string_equal(READ("EXISTS k"), ":0\r\n");
+    assert_string_equal(APPLY("SET k w PXAT 5000"), "+OK\r\n"); /* = now */
+    assert_string_equal(APPLY("SET k w PXAT 5001 NX"), "+OK\r\n");
+    assert_string_equal(READ("PTTL k"), ":1\r\n");
+    assert_int_equal(kvsm_expires_count(f->sm), 1);
+    assert_true(kvsm_check(f->sm));
+    struct sink s = {.off = 0};
+    buf_init(&s.b);
+    assert_int_equal(kvsm_snapshot_write(f->sm, sink_write, &s), 0);
+    struct kvsm_config c;
+    kvsm_config_default(&c);
+    struct kvsm *copy;
+    assert_int_equal(kvsm_snapshot_load(&c, sink_read, &s, &copy), 0);
+    kvsm_free(copy);
+    buf_close(&s.b);
+}
+
+/* Rewrite the header (and so the footer) CRCs of a snapshot in s after
+ * patching its header fields. */
+static void reseal(struct buf *b)
+{
+    put_u32(b->data + 48, crc32c(0, b->data, 48));
+    put_u32(b->data + b->len - 4, crc32c(0, b->data, b->len - 4));
+}
+
+/* Format 1 is refused; a snapshot holding a due key (as a build before
+ * this check could write) loads with the key dropped. */
+static void snapshot_versions_and_due_keys(void **state)
+{
+    struct fixture *f = *state;
+    uint64_t idx = 0, now = 1000;
+    APPLY("SET k v PX 100");
+    APPLY("SET j v");
+    struct sink s = {.off = 0};
+    buf_init(&s.b);
+    assert_int_equal(kvsm_snapshot_write(f->sm, sink_write, &s), 0);
+    struct kvsm_config c;
+    kvsm_config_default(&c);
+    struct kvsm *copy = NULL;
+    put_u32(s.b.data + 8, 1);
+    reseal(&s.b);
+    assert_int_equal(kvsm_snapshot_load(&c, sink_read, &s, &copy),
+                     CRAFT_EVERSION);
+    assert_null(copy);
+    put_u32(s.b.data + 8, KVSM_SNAPSHOT_VERSION);
+    put_u64(s.b.data + 24, 5000); /* the clock passed k's time */
+    reseal(&s.b);
+    s.off = 0;
+    assert_int_equal(kvsm_snapshot_load(&c, sink_read, &s, &copy), 0);
+    assert_true(kvsm_check(copy));
+    assert_int_equal(kvsm_key_count(copy), 1);
+    assert_int_equal(kvsm_expires_count(copy), 0);
+    assert_string_equal(kv_read(copy, "GET j", 0), "$1\r\nv\r\n");
+    kvsm_free(copy);
+    buf_close(&s.b);
+}
+
 /* ---- WATCH ---- */
 
 static uint64_t version_of(const struct kvsm *sm, const char *key)
@@ -406,6 +476,16 @@ static void watch_aborts_on_any_change(void **state)
     v = version_of(f->sm, "t");
     assert_string_equal(clock_at(f->sm, ++idx, now + 10), "+OK\r\n");
     assert_string_equal(EXEC1("t", v, "SET w 3"), "*-1\r\n");
+    /* Nothing queued: *0, or the null array if a watched key changed. */
+    APPLY("SET q 1");
+    v = version_of(f->sm, "q");
+    assert_string_equal(exec_watch(f->sm, ++idx, now, 1, (const char *[]){"q"},
+                                   (const uint64_t[]){v}, ""),
+                        "*0\r\n");
+    APPLY("SET q 2");
+    assert_string_equal(exec_watch(f->sm, ++idx, now, 1, (const char *[]){"q"},
+                                   (const uint64_t[]){v}, ""),
+                        "*-1\r\n");
     /* Absent then and now: unchanged. */
     assert_string_equal(EXEC1("nokey", 0, "SET w 4"), "*1\r\n+OK\r\n");
     APPLY("SET nokey 1");
@@ -467,6 +547,20 @@ static void watch_entry_codec(void **state)
     for (size_t n = 0; n < e.len; n++) {
         assert_int_not_equal(kvsm_cmd_decode(e.data, n, &c), 0);
     }
+    /* An EXEC with nothing queued carries only the watched keys. */
+    buf_reset(&e);
+    assert_int_equal(kvsm_multi_encode_watch(5, NULL, 0, &cmd, 1, w, &e), 0);
+    assert_int_equal(kvsm_cmd_decode(e.data, e.len, &c), 0);
+    assert_int_equal(c.n_cmds, 0);
+    assert_int_equal(kvsm_multi_encode(5, NULL, 0, &cmd, &e), CRAFT_EINVAL);
+    e.data[1] = 0x02; /* drop the watch flag: zero commands is corrupt */
+    assert_int_equal(kvsm_cmd_decode(e.data, e.len, &c), CRAFT_ECORRUPT);
+    buf_reset(&e);
+    assert_int_equal(kvsm_multi_encode_watch(5, NULL, 1, &cmd, 2, w, &e), 0);
+    /* Version 1 entries had no watch part. */
+    e.data[0] = 1;
+    assert_int_equal(kvsm_cmd_decode(e.data, e.len, &c), CRAFT_ECORRUPT);
+    e.data[0] = KVSM_ENTRY_VERSION;
     /* The watch flag without the transaction flag is corrupt. */
     e.data[1] = 0x04;
     assert_int_equal(kvsm_cmd_decode(e.data, e.len, &c), CRAFT_ECORRUPT);
@@ -537,6 +631,9 @@ int main(int argc, char **argv)
                                         teardown),
         cmocka_unit_test(watch_entry_codec),
         cmocka_unit_test(alloc_failures_are_clean),
+        cmocka_unit_test_setup_teardown(set_past_time_deletes, setup, teardown),
+        cmocka_unit_test_setup_teardown(snapshot_versions_and_due_keys, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests_name("kv_cmds", tests, NULL, NULL);
 }

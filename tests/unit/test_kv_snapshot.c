@@ -120,6 +120,7 @@ static void assert_same_state(const struct kvsm *a, const struct kvsm *b)
             assert_memory_equal(o->val, e->val, e->val_len);
         }
         assert_int_equal(o->expire_ms, e->expire_ms);
+        assert_int_equal(o->mod_index, e->mod_index);
     }
     assert_int_equal(kvsm_session_count(a), kvsm_session_count(b));
     const struct kvsm_session *s = a->sessions.head, *t = b->sessions.head;

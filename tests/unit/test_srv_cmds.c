@@ -81,6 +81,29 @@ static void watch_list(void **state)
     assert_int_equal(w->versions[0], 7);
     assert_int_equal(w->versions[1], 0);
     srv__watch_free(w);
+    /* The byte budget: two keys of 600 kB do not fit in 1 MiB; the list
+     * is left as it was. */
+    w = NULL;
+    size_t big = 600 * 1000;
+    uint8_t *k1 = calloc(1, big), *k2 = calloc(1, big);
+    k2[0] = 1;
+    uint8_t *av[] = {(uint8_t *)"WATCH", k1, k2};
+    size_t al[] = {5, big, big};
+    assert_int_equal(srv__watch_add(&w, 2, av, al, (const uint8_t *)":", 0),
+                     CRAFT_EPROTO);
+    const char *one = "*1\r\n:1\r\n";
+    assert_int_equal(
+        srv__watch_add(&w, 2, av, al, (const uint8_t *)one, strlen(one)), 0);
+    uint8_t *av2[] = {(uint8_t *)"WATCH", k2};
+    size_t al2[] = {5, big};
+    assert_int_equal(
+        srv__watch_add(&w, 2, av2, al2, (const uint8_t *)one, strlen(one)),
+        CRAFT_ELIMIT);
+    assert_int_equal(w->n, 1);
+    assert_int_equal(w->bytes, big + 12);
+    srv__watch_free(w);
+    free(k1);
+    free(k2);
 }
 
 /* A source with one mutable integer "a" (1..9) and one immutable "b". */
