@@ -484,12 +484,11 @@ static int load_all(struct kvsm *sm, struct reader *r, struct buf *scratch)
     if (more != 0) {
         return more < 0 ? (int)more : CRAFT_ECORRUPT;
     }
-    /* What the input could get wrong was refused record by record above.
-     * The sessions' check is cheap and stays; the O(n) walk of the key
-     * table (it rehashes every key) only checks this code, so it runs in
-     * debug builds. */
-    if (!kvsm__sessions_check(&sm->sessions, sm->cfg.sessions_max,
-                              sm->cfg.session_replies_max)) {
+    /* What the input could get wrong was refused record by record above,
+     * or is checked here (sessions, a key already due); the O(n) walk of
+     * the key table (it rehashes every key) only checks this code, so it
+     * runs in debug builds. */
+    if (!kvsm__check_all_but_keys(sm)) {
         return CRAFT_ECORRUPT;
     }
     CRAFT_DASSERT(ht_check(&sm->keys));
