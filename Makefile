@@ -6,7 +6,8 @@
 #                   (and compile everything with clang in build-clang/)
 #   make run        a local 3-node craftd cluster (arrives with craftd)
 #   make format     clang-format every C file
-#   make soak       long randomized simulator runs, Raft and KV (SOAK_SECONDS each)
+#   make soak       long randomized simulator runs, Raft and KV, then nemesis
+#                   soaks on real craftd processes (SOAK_SECONDS each)
 #   make fuzz       run every libFuzzer target FUZZ_SECONDS (default 300) each,
 #                   corpora kept in build-clang/fuzz/ (make test runs each
 #                   for 20 s)
@@ -76,12 +77,15 @@ run: deps build
 	scripts/run-cluster
 
 # Not part of make test: randomized fault schedules for as long as asked,
-# on 3, 5 and 7 nodes, each printing its figures and a replay line on failure.
+# on 3, 5 and 7 nodes, each printing its figures and a replay line on failure;
+# then the same on real craftd processes, 3 and 5 members (docs/nemesis.md).
 soak: build
 	for n in 3 5 7; do \
 		build/bin/craft-sim --soak $(SOAK_SECONDS) --nodes $$n --seed $$(date +%s) || exit 1; \
 	done
 	build/bin/craft-sim --soak $(SOAK_SECONDS) --kv --seed $$(date +%s)
+	python3 tests/system/nemesis.py --soak $(SOAK_SECONDS) --nodes 3 --seed $$(date +%s)
+	python3 tests/system/nemesis.py --soak $(SOAK_SECONDS) --nodes 5 --seed $$(date +%s)
 
 # Not part of make test: every fuzz target for FUZZ_SECONDS, growing the
 # corpora in build-clang/fuzz/<target>/ (crashes land in .../crashes/).

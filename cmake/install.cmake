@@ -1,9 +1,9 @@
 # Packaging (issue #7): `make install` / `cmake --install build` and
 # `cpack -G DEB`.
 #
-# Installed: the programs craftd, craft-cli and craft-mr; libcraft (the
-# Raft core alone, no I/O) and libcraftclient (the craftd client on
-# hiredis + libuv), each as a shared library with a SONAME and as a
+# Installed: the programs craftd, craft-cli, craft-mr and craft-timeline;
+# libcraft (the Raft core alone, no I/O) and libcraftclient (the craftd
+# client on hiredis + libuv), each as a shared library with a SONAME and as a
 # self-contained static archive; the public headers; pkg-config files
 # craft.pc and craftclient.pc; man pages; the example MapReduce plugins.
 #
@@ -85,7 +85,7 @@ foreach(pc ${craft_pkg_pcs})
 endforeach()
 
 # ---- install rules -------------------------------------------------------
-install(TARGETS craftd craft-cli craft-mr
+install(TARGETS craftd craft-cli craft-mr craft-timeline
   RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT bin)
 install(TARGETS ${craft_pkg_libs}
   LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR} COMPONENT lib
@@ -100,7 +100,7 @@ install(FILES
 # Man pages, compressed as Debian policy asks (gzip -9n: no name or time
 # stamp, so the output is reproducible); man(1) reads them either way.
 set(craft_man_gz "")
-foreach(page craftd craft-cli craft-mr)
+foreach(page craftd craft-cli craft-mr craft-timeline)
   set(src ${CMAKE_SOURCE_DIR}/man/${page}.1)
   set(gz ${CMAKE_BINARY_DIR}/pkg/man/${page}.1.gz)
   add_custom_command(OUTPUT ${gz}

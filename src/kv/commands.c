@@ -442,6 +442,10 @@ static int cmd_set(struct kvsm_exec *x)
         }
     }
     struct kvsm *sm = x->rw;
+    /* Room in the expiry heap first, so the write is all or nothing. */
+    if (has_exp && ht_expire_reserve(&sm->keys, 1) != 0) {
+        return CRAFT_ENOMEM;
+    }
     /* Without NX, XX, GET or KEEPTTL a SET needs no look-up of its own:
      * store() finds the key (an expired one too: overwritten with its
      * expiry cleared, the same state as deleting it first), and a look-up
@@ -472,6 +476,7 @@ static int cmd_set(struct kvsm_exec *x)
         struct ht_entry *n = ht_find(&sm->keys, x->argv[1], x->lens[1]);
         CRAFT_ASSERT(n != NULL);
         rv = ht_set_expire(&sm->keys, n, at);
+        CRAFT_ASSERT(rv == 0); /* reserved above */
     }
     return rv;
 }

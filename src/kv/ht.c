@@ -392,6 +392,25 @@ static void heap_remove(struct ht *h, struct ht_entry *e)
     }
 }
 
+int ht_expire_reserve(struct ht *h, size_t n)
+{
+    CRAFT_ASSERT(h != NULL);
+    if (h->heap_cap - h->heap_len >= n) {
+        return 0;
+    }
+    size_t cap = h->heap_cap ? 2 * h->heap_cap : 16;
+    while (cap - h->heap_len < n) {
+        cap *= 2;
+    }
+    struct ht_entry **p = craft_realloc(h->alloc, h->heap, cap * sizeof *p);
+    if (p == NULL) {
+        return CRAFT_ENOMEM;
+    }
+    h->heap = p;
+    h->heap_cap = cap;
+    return 0;
+}
+
 int ht_set_expire(struct ht *h, struct ht_entry *e, int64_t ms)
 {
     CRAFT_ASSERT(h != NULL && e != NULL);
@@ -405,15 +424,9 @@ int ht_set_expire(struct ht *h, struct ht_entry *e, int64_t ms)
         return 0;
     }
     if (e->heap_pos == 0) {
-        if (h->heap_len == h->heap_cap) {
-            size_t cap = h->heap_cap ? 2 * h->heap_cap : 16;
-            struct ht_entry **n =
-                craft_realloc(h->alloc, h->heap, cap * sizeof *n);
-            if (n == NULL) {
-                return CRAFT_ENOMEM;
-            }
-            h->heap = n;
-            h->heap_cap = cap;
+        int rv = ht_expire_reserve(h, 1);
+        if (rv != 0) {
+            return rv;
         }
         e->expire_ms = ms;
         heap_put(h, h->heap_len++, e);

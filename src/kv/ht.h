@@ -123,6 +123,10 @@ int ht_delete(struct ht *h, const void *key, size_t n);
  * keeping the expiry heap in step.  0 or CRAFT_ENOMEM (unchanged). */
 int ht_set_expire(struct ht *h, struct ht_entry *e, int64_t ms);
 
+/* Make room for n more keys with an expiry time, so that the next n
+ * ht_set_expire() calls cannot fail.  0 or CRAFT_ENOMEM. */
+int ht_expire_reserve(struct ht *h, size_t n);
+
 /* The entry with the earliest expiry time, or NULL if no key has one. */
 static inline struct ht_entry *ht_expire_min(const struct ht *h)
 {

@@ -11,10 +11,13 @@
  * and the read loop stops as soon as it sees the state change.
  */
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 
 #include "net/conn.h"
 #include "util/assert.h"
@@ -60,6 +63,7 @@ void net_config_init(struct net_config *cfg)
     cfg->handshake_timeout_ms = NET_HANDSHAKE_TIMEOUT_MS_DEFAULT;
     cfg->backoff_min_ms = NET_BACKOFF_MIN_MS_DEFAULT;
     cfg->backoff_max_ms = NET_BACKOFF_MAX_MS_DEFAULT;
+    cfg->user_timeout_ms = NET_USER_TIMEOUT_MS_DEFAULT;
     cfg->bind_host = NULL;
 }
 
@@ -1064,6 +1068,23 @@ static void conn_deadline_cb(uv_timer_t *timer)
                                           : "handshake timed out");
 }
 
+/* Abort the connection when sent data stays unacknowledged for
+ * user_timeout_ms (net.h: NET_USER_TIMEOUT_MS_DEFAULT), so that a link
+ * through a healed partition reconnects at once instead of waiting out
+ * TCP's retransmission backoff.  Best effort: without the option the link
+ * still works, it only recovers later. */
+static void set_user_timeout(struct net_conn *c)
+{
+    unsigned ms = c->cfg.c.user_timeout_ms;
+    uv_os_fd_t fd;
+    if (ms == 0 || uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0) {
+        return;
+    }
+    if (setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, sizeof ms) != 0) {
+        LOG_DEBUGF("TCP_USER_TIMEOUT not set: %s", strerror(errno));
+    }
+}
+
 /* TCP is up: tune it, send our HELLO, read theirs before the deadline. */
 static void conn_begin_handshake(struct net_conn *c)
 {
@@ -1074,6 +1095,7 @@ static void conn_begin_handshake(struct net_conn *c)
     /* Keepalive notices a peer that vanished without a FIN on a connection
      * that carries no traffic (an idle MapReduce worker link). */
     uv_tcp_keepalive(&c->tcp, 1, 30);
+    set_user_timeout(c);
     int len = (int)sizeof c->local_addr;
     uv_tcp_getsockname(&c->tcp, (struct sockaddr *)&c->local_addr, &len);
     uv_timer_stop(&c->timer);

@@ -85,6 +85,14 @@
  * one connect attempt per 2 s and a recovering one is found within ~2 s. */
 #define NET_BACKOFF_MIN_MS_DEFAULT 50u
 #define NET_BACKOFF_MAX_MS_DEFAULT 2000u
+/* TCP_USER_TIMEOUT: a connection whose sent data stays unacknowledged this
+ * long is aborted (and a peer link reconnects).  Without it the kernel keeps
+ * retransmitting with exponential backoff for ~15 minutes, so after a
+ * network partition heals a link can stay silent for as long again as the
+ * partition lasted (30 s cut: 24 s more).  2 s is four default election
+ * timeouts: Raft has given the link up long before; reconnecting costs one
+ * handshake. */
+#define NET_USER_TIMEOUT_MS_DEFAULT 2000u
 
 /* Longest cluster secret accepted (struct net_config). */
 #define NET_SECRET_MAX 256
@@ -125,6 +133,8 @@ struct net_config {
     unsigned handshake_timeout_ms;
     unsigned backoff_min_ms; /* net_peer only */
     unsigned backoff_max_ms; /* net_peer only */
+    /* TCP_USER_TIMEOUT of every connection (0: the kernel's default). */
+    unsigned user_timeout_ms;
     /* If not NULL, the cluster secret (secret_len bytes, 1..256; copied):
      * both ends must have the same one, proven in the handshake with
      * HMAC-SHA-256 over fresh nonces (CRAFT_EAUTH otherwise).  This keeps

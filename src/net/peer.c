@@ -144,9 +144,10 @@ void net__peer_conn_opened(struct net_peer *p, struct net_conn *c)
     p->stats.connects++;
     p->stats.backoff_ms = 0;
     p->opened_at = uv_now(p->loop);
-    LOG_INFOF("net: connected to %s (node %llu)%s", p->address,
-              (unsigned long long)net_conn_peer_id(c),
-              p->fails > 0 ? " after retrying" : "");
+    log_event(LOG_INFO, "peer_connected",
+              "peer=%llu addr=%s failed_attempts=%u",
+              (unsigned long long)net_conn_peer_id(c), p->address,
+              (unsigned)p->fails);
     p->fails = 0;
     /* Waiting messages go first, in order, before anything on_open sends. */
     while (p->head != NULL) {
@@ -175,8 +176,9 @@ void net__peer_conn_closed(struct net_peer *p, struct net_conn *c, int was_open,
         return;
     }
     if (was_open) {
-        LOG_INFOF("net: connection to %s lost: %s", p->address,
-                  craft_strerror(status));
+        char q[96];
+        log_event(LOG_INFO, "peer_disconnected", "addr=%s error=%s", p->address,
+                  log_quote(craft_strerror(status), q, sizeof q));
         /* Start over from the shortest delay only if the connection was
          * good for a while: one that the other end drops right after the
          * handshake must not be retried 20 times a second. */
@@ -188,8 +190,10 @@ void net__peer_conn_closed(struct net_peer *p, struct net_conn *c, int was_open,
         /* The first failure of a series is worth a line; the retries that
          * follow while a peer is down are not. */
         if (p->fails++ == 0) {
-            LOG_INFOF("net: cannot connect to %s: %s; retrying", p->address,
-                      craft_strerror(status));
+            char q[96];
+            log_event(LOG_INFO, "peer_connect_failed",
+                      "addr=%s error=%s -- retrying", p->address,
+                      log_quote(craft_strerror(status), q, sizeof q));
         }
     }
     peer_backoff(p);

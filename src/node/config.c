@@ -49,7 +49,9 @@ enum {
     OPT_MAX_CLIENTS,
     OPT_REQUIREPASS,
     OPT_REQUIREPASS_FILE,
-    OPT_CLUSTER_SECRET_FILE
+    OPT_CLUSTER_SECRET_FILE,
+    OPT_METRICS_ADDR,
+    OPT_LOG_FORMAT
 };
 
 static const struct option long_options[] = {
@@ -67,6 +69,8 @@ static const struct option long_options[] = {
     {"requirepass", required_argument, NULL, OPT_REQUIREPASS},
     {"requirepass-file", required_argument, NULL, OPT_REQUIREPASS_FILE},
     {"cluster-secret-file", required_argument, NULL, OPT_CLUSTER_SECRET_FILE},
+    {"metrics-addr", required_argument, NULL, OPT_METRICS_ADDR},
+    {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
     {"help", no_argument, NULL, OPT_HELP},
     {"version", no_argument, NULL, OPT_VERSION},
     {NULL, 0, NULL, 0}};
@@ -105,6 +109,8 @@ void node_config_usage(FILE *out)
         "      --log-level LEVEL    debug, info, warn, error or off (default "
         "info)\n"
         "      --log-file PATH      append the log to PATH instead of stderr\n"
+        "      --log-format F       text (default) or json: one structured\n"
+        "                           event per line (docs/operations.md)\n"
         "      --tick-ms MS         Raft clock tick (default 10)\n"
         "      --election-ms A-B    election timeout range (default "
         "250-500)\n"
@@ -125,6 +131,9 @@ void node_config_usage(FILE *out)
         "challenge;\n"
         "                           never sent); members without it are "
         "refused\n"
+        "      --metrics-addr H:P   serve Prometheus metrics at\n"
+        "                           http://H:P/metrics (default: off); bind\n"
+        "                           only there, e.g. 127.0.0.1:9121\n"
         "  -h, --help               print this help and exit\n"
         "  -V, --version            print the version and exit\n"
         "\n"
@@ -354,6 +363,33 @@ static void config_defaults(struct node_config *cfg)
     cfg->max_clients = DEFAULT_MAX_CLIENTS;
 }
 
+/* --metrics-addr HOST:PORT: a numeric IPv4 HOST (bound as given, so
+ * 127.0.0.1 keeps the metrics on the machine) and a port 1..65535. */
+static int parse_metrics_addr(const char *arg, struct node_config *cfg,
+                              char *errmsg, size_t len)
+{
+    const char *colon = strrchr(arg, ':');
+    struct in_addr a;
+    char host[NODE_HOST_MAX];
+    unsigned port;
+    if (colon == NULL || (size_t)(colon - arg) >= sizeof host || colon == arg) {
+        return fail(errmsg, len, "--metrics-addr: '%s' is not HOST:PORT", arg);
+    }
+    memcpy(host, arg, (size_t)(colon - arg));
+    host[colon - arg] = '\0';
+    if (inet_pton(AF_INET, host, &a) != 1) {
+        return fail(errmsg, len,
+                    "--metrics-addr: '%s' is not a numeric IPv4 address", host);
+    }
+    if (parse_unsigned(colon + 1, 1, 65535, &port) != 0) {
+        return fail(errmsg, len, "--metrics-addr: port '%s' is not in 1..65535",
+                    colon + 1);
+    }
+    memcpy(cfg->metrics_host, host, strlen(host) + 1);
+    cfg->metrics_port = (uint16_t)port;
+    return 0;
+}
+
 static int parse_election(const char *s, struct node_config *cfg)
 {
     char a[16];
@@ -510,6 +546,14 @@ static int parse_flag(int c, const char *arg, struct node_config *cfg,
         return node_secret_read("--cluster-secret-file", arg,
                                 cfg->cluster_secret, sizeof cfg->cluster_secret,
                                 &cfg->cluster_secret_len, errmsg, len);
+    case OPT_METRICS_ADDR:
+        return parse_metrics_addr(arg, cfg, errmsg, len);
+    case OPT_LOG_FORMAT:
+        if (log_format_parse(arg, &cfg->log_format) != 0) {
+            return fail(errmsg, len, "--log-format: '%s' is not text or json",
+                        arg);
+        }
+        return 0;
     default:
         return fail(errmsg, len, "unknown option (see --help)");
     }

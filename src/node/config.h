@@ -63,6 +63,11 @@ struct node_config {
     uint64_t snapshot_bytes; /* log size that triggers a snapshot */
     unsigned max_clients;
     char requirepass[NODE_PASS_MAX + 1]; /* "" means no AUTH needed */
+    enum log_format log_format;
+    /* --metrics-addr: Prometheus /metrics on HOST:PORT; metrics_port 0
+     * means off (the default). */
+    char metrics_host[NODE_HOST_MAX];
+    uint16_t metrics_port;
     /* --cluster-secret-file: proven by peers at connection (net.h). */
     char cluster_secret[NODE_SECRET_MAX + 1];
     size_t cluster_secret_len; /* 0: none */

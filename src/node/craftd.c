@@ -18,12 +18,14 @@
 #include "node/config.h"
 #include "node/node.h"
 #include "util/log.h"
+#include "util/obs.h"
 
 #define CRAFTD_VERSION "0.1.0"
 
 static int open_log(const struct node_config *cfg)
 {
     log_set_level(cfg->log_level);
+    log_set_format(cfg->log_format);
     char ident[32];
     snprintf(ident, sizeof ident, "n%llu", (unsigned long long)cfg->id);
     log_set_ident(ident);
@@ -62,6 +64,7 @@ int main(int argc, char **argv)
     if (open_log(&cfg) != 0) {
         return 1;
     }
+    obs_init();
     /* A client that disconnects mid-reply must not kill the node. */
     signal(SIGPIPE, SIG_IGN);
 
@@ -77,7 +80,9 @@ int main(int argc, char **argv)
     if (rv != 0) {
         fprintf(stderr, "craftd: %s\n", errmsg);
         if (cfg.log_file[0] != '\0') {
-            LOG_ERRORF("cannot start: %s", errmsg);
+            char q[600];
+            log_event(LOG_ERROR, "start_failed", "reason=%s",
+                      log_quote(errmsg, q, sizeof q));
         }
     }
     if (n != NULL) {
@@ -89,7 +94,7 @@ int main(int argc, char **argv)
     }
     uv_loop_close(&loop);
     if (rv == 0) {
-        LOG_INFOF("stopped");
+        log_event(LOG_INFO, "stopped", "exit_code=%d", code);
     }
     return code;
 }

@@ -58,6 +58,8 @@
 #include "net/net.h"
 #include "node/cfgcmd.h"
 #include "node/ident.h"
+#include "node/metrics.h"
+#include "node/report.h"
 #include "node/sm.h"
 #include "node/snapload.h"
 #include "server/cluster.h"
@@ -66,6 +68,7 @@
 #include "storage/store.h"
 #include "util/assert.h"
 #include "util/log.h"
+#include "util/obs.h"
 
 /* The one message type on the Raft port. */
 #define NODE_MSG_RAFT 1
@@ -158,7 +161,8 @@ struct node {
     uint8_t role;
     raft_term term;
     raft_id leader;
-    raft_id last_leader; /* the latest non-zero leader (CLUSTER replies) */
+    raft_id last_leader;     /* the latest non-zero leader (CLUSTER) */
+    uint64_t leader_lost_ms; /* uv_now() when leader last became 0 */
     raft_index commit;
     raft_index applied;
     raft_term applied_term;
@@ -213,6 +217,11 @@ struct node {
     bool shut;         /* node_shutdown() ran: the core is not stepped */
     bool srv_stopped;
     unsigned open_handles;
+
+    /* Observability (report.h, metrics.h): the /metrics server, and the
+     * vote last logged. */
+    struct metrics *metrics;
+    raft_id logged_vote;
 };
 
 static void node_step(struct node *n, struct raft_event *ev);
@@ -238,6 +247,178 @@ static int member_index(const struct node *n, raft_id id)
     return -1;
 }
 
+static bool leader_addr(const struct node *n, char *out, size_t cap);
+
+/* ---- observability: log context, events, the report ---------------- */
+
+/* What every log line says about the node (util/log.h): a copy, so that
+ * lines written after the node is freed ("stopped") still read it. */
+static struct {
+    raft_term term;
+    const char *role;
+} log_view = {0, "follower"};
+
+static void node_log_context(void *arg, uint64_t *term, const char **role)
+{
+    (void)arg;
+    *term = log_view.term;
+    *role = log_view.role;
+}
+
+static void node_log_view(const struct node *n)
+{
+    log_view.term = n->term;
+    log_view.role = raft_role_name(n->role);
+}
+
+/* Role changes and votes as events, before role_change() logs the new
+ * leader (so a timeline reads became_leader, then leader_changed). */
+static void log_role_events(struct node *n, const struct raft_update *u,
+                            uint8_t old, raft_term old_term)
+{
+    if (u->role != old &&
+        (u->role == RAFT_PRE_CANDIDATE ||
+         (u->role == RAFT_CANDIDATE && old != RAFT_PRE_CANDIDATE))) {
+        obs.elections++;
+    }
+    if (u->role == RAFT_PRE_CANDIDATE && old != RAFT_PRE_CANDIDATE) {
+        log_event(LOG_INFO, "became_pre_candidate", "prev_term=%llu",
+                  (unsigned long long)old_term);
+    } else if (u->role == RAFT_CANDIDATE &&
+               (old != RAFT_CANDIDATE || u->term != old_term)) {
+        log_event(LOG_INFO, "became_candidate", "prev_term=%llu",
+                  (unsigned long long)old_term);
+    } else if (u->role == RAFT_LEADER && old != RAFT_LEADER) {
+        log_event(LOG_INFO, "became_leader", "commit=%llu last=%llu",
+                  (unsigned long long)u->commit_index,
+                  (unsigned long long)n->store_last);
+    } else if (u->role == RAFT_FOLLOWER && old != RAFT_FOLLOWER) {
+        log_event(LOG_INFO, "became_follower", "prev_role=%s prev_term=%llu",
+                  raft_role_name(old), (unsigned long long)old_term);
+    }
+    if (u->hs_changed && u->hs.vote != n->logged_vote) {
+        n->logged_vote = u->hs.vote;
+        if (u->hs.vote != 0 && u->hs.vote != n->cfg.id) {
+            log_event(LOG_INFO, "voted", "for=%llu",
+                      (unsigned long long)u->hs.vote);
+        }
+    }
+}
+
+static const char *progress_state_name(uint8_t s)
+{
+    switch ((enum raft_progress_state)s) {
+    case RAFT_PROGRESS_PROBE:
+        return "probe";
+    case RAFT_PROGRESS_REPLICATE:
+        return "replicate";
+    case RAFT_PROGRESS_SNAPSHOT:
+        return "snapshot";
+    }
+    return "-";
+}
+
+static void report_peer(const struct node *n, const struct raft_status *st,
+                        unsigned i, struct node_report_peer *p)
+{
+    const struct node_member *m = &n->cfg.members[i];
+    memset(p, 0, sizeof *p);
+    p->id = m->id;
+    p->index = i;
+    snprintf(p->addr, sizeof p->addr, "%s:%u", m->host,
+             (unsigned)m->client_port);
+    snprintf(p->raft_addr, sizeof p->raft_addr, "%s:%u", m->host,
+             (unsigned)m->raft_port);
+    p->state = "-";
+    p->last_contact_ms = -1;
+    if (n->peers[i] != NULL) {
+        struct net_peer_stats ps;
+        net_peer_get_stats(n->peers[i], &ps);
+        p->connected = ps.connected != 0;
+        p->connects = ps.connects;
+        p->connect_fails = ps.connect_fails;
+        p->frames_sent = ps.frames_sent;
+        p->bytes_sent = ps.bytes_sent;
+        p->frames_dropped = ps.frames_dropped;
+        p->bytes_dropped = ps.bytes_dropped;
+    }
+    if (i < OBS_PEERS_MAX) {
+        p->bytes_received = obs.peer_bytes_in[i];
+        p->frames_received = obs.peer_frames_in[i];
+    }
+    for (unsigned j = 0; st->role == RAFT_LEADER && j < st->n_progress; j++) {
+        const struct raft_progress_status *pr = &st->progress[j];
+        if (pr->id != m->id) {
+            continue;
+        }
+        p->has_progress = true;
+        p->match = pr->match;
+        p->next = pr->next;
+        p->lag = st->last_index > pr->match ? st->last_index - pr->match : 0;
+        p->state = progress_state_name(pr->state);
+        p->last_contact_ms =
+            (int64_t)(pr->ticks_since_contact * n->cfg.tick_ms);
+    }
+}
+
+/* Everything INFO and /metrics show, copied out of the live node. */
+static void node_report_fill(const struct node *n, struct node_report *r)
+{
+    struct raft_status st;
+    raft_status(n->raft, &st);
+    memset(r, 0, sizeof *r);
+    r->cfg = &n->cfg;
+    r->id = n->cfg.id;
+    r->n_members = n->cfg.n_members;
+    r->role = raft_role_name(st.role);
+    r->leader = st.role == RAFT_LEADER;
+    r->term = st.term;
+    r->vote = st.vote;
+    r->leader_id = st.leader;
+    leader_addr(n, r->leader_addr, sizeof r->leader_addr);
+    r->commit = st.commit;
+    r->applied = n->applied;
+    r->first_index = st.first_index;
+    r->last_index = st.last_index;
+    r->durable_index = st.durable_index;
+    r->snapshot_index = st.snapshot_index;
+    r->snapshot_term = st.snapshot_term;
+    r->log_bytes = n->log_bytes;
+    r->persist_bytes = n->persist_bytes;
+    r->pending_proposals = n->props.n;
+    r->snapshot_in_progress = n->snap != SNAP_IDLE;
+    r->receiving_snapshot = n->remote_snap;
+    r->keys = node_sm_keys(n->sm);
+    r->expires = node_sm_expires(n->sm);
+    r->clients = n->srv != NULL ? srv_clients(n->srv) : 0;
+    r->max_clients = n->cfg.max_clients;
+    r->stopping = n->stopping;
+    for (unsigned i = 0; i < n->cfg.n_members; i++) {
+        if (i != n->cfg.self) {
+            report_peer(n, &st, i, &r->peers[r->n_peers++]);
+        }
+    }
+    CRAFT_ASSERT(r->n_peers + 1 == n->cfg.n_members);
+}
+
+static int metrics_page(void *data, struct buf *out)
+{
+    struct node *n = data;
+    struct node_report r;
+    if (n->raft == NULL) {
+        return CRAFT_EINVAL;
+    }
+    node_report_fill(n, &r);
+    return node_metrics_write(&r, out);
+}
+
+static void on_metrics_closed(void *data)
+{
+    struct node *n = data;
+    CRAFT_ASSERT(n->open_handles > 0);
+    n->open_handles--;
+}
+
 /* A failure that makes going on unsafe: the disk failed (the page cache
  * may have dropped writes, so nothing more may be acknowledged) or a
  * committed entry is corrupt.  What is durable stays durable; a restart
@@ -246,9 +427,12 @@ __attribute__((noreturn)) static void node_fatal(struct node *n,
                                                  const char *what, int rv)
 {
     (void)n;
-    LOG_ERRORF("fatal: %s: %s; stopping at once (acknowledged writes are "
-               "on disk; restart to recover)",
-               what, craft_strerror(rv));
+    char q[256], q2[128];
+    log_event(LOG_ERROR, "fatal",
+              "what=%s error=%s -- stopping at once (acknowledged writes are "
+              "on disk; restart to recover)",
+              log_quote(what, q, sizeof q),
+              log_quote(craft_strerror(rv), q2, sizeof q2));
     _exit(1);
 }
 
@@ -448,8 +632,8 @@ static void persist(struct node *n, const struct raft_update *u)
         n->remote_snap = !chunk->last;
         if (chunk->offset == 0) {
             /* bench/kv times an install from this line. */
-            LOG_INFOF("receiving snapshot at index %llu (term %llu, %llu "
-                      "bytes) from the leader",
+            log_event(LOG_INFO, "snapshot_receiving",
+                      "index=%llu snap_term=%llu bytes=%llu",
                       (unsigned long long)chunk->meta.index,
                       (unsigned long long)chunk->meta.term,
                       (unsigned long long)chunk->meta.size);
@@ -470,6 +654,25 @@ static void persist(struct node *n, const struct raft_update *u)
 }
 
 /* ---- sending -------------------------------------------------------- */
+
+/* A snapshot transfer's first and last chunks, as events (a transfer
+ * restarted after a timeout starts again at offset 0). */
+static void log_snapshot_send(const struct raft_message *m)
+{
+    CRAFT_ASSERT(m->type == RAFT_MSG_SNAPSHOT);
+    if (m->snapshot.offset == 0) {
+        log_event(LOG_INFO, "snapshot_send_started",
+                  "to=%llu index=%llu bytes=%llu", (unsigned long long)m->to,
+                  (unsigned long long)m->snapshot.meta.index,
+                  (unsigned long long)m->snapshot.meta.size);
+    }
+    if (m->snapshot.last) {
+        log_event(LOG_INFO, "snapshot_sent", "to=%llu index=%llu bytes=%llu",
+                  (unsigned long long)m->to,
+                  (unsigned long long)m->snapshot.meta.index,
+                  (unsigned long long)m->snapshot.meta.size);
+    }
+}
 
 static void send_message(struct node *n, const struct raft_message *m)
 {
@@ -508,6 +711,8 @@ static void send_message(struct node *n, const struct raft_message *m)
         net_peer_send(n->peers[idx], NODE_MSG_RAFT, n->sendbuf.data, total);
     if (rv != 0) {
         n->unreachable |= 1u << idx;
+    } else if (m->type == RAFT_MSG_SNAPSHOT) {
+        log_snapshot_send(m);
     }
 }
 
@@ -573,17 +778,19 @@ static void install(struct node *n, const struct raft_snapshot_meta *meta)
     /* The state parsed while the snapshot arrived, if it followed all of
      * this one; otherwise (or if that parse failed) the durable file. */
     struct node_sm_parsed *parsed = NULL;
-    const char *how = "loaded from the disk in";
+    const char *how = "loaded_from_disk";
     if (n->snapload != NULL && snapload_complete(n->snapload, meta)) {
         int rv = snapload_finish(n->snapload, &parsed);
         n->snapload = NULL;
         if (rv != 0) {
-            LOG_WARNF("parsing snapshot %llu as it arrived failed: %s; "
-                      "loading it from the disk",
-                      (unsigned long long)meta->index, craft_strerror(rv));
+            char q[128];
+            log_event(LOG_WARN, "snapshot_parse_failed",
+                      "index=%llu error=%s then=load_from_disk",
+                      (unsigned long long)meta->index,
+                      log_quote(craft_strerror(rv), q, sizeof q));
             parsed = NULL;
         } else {
-            how = "parsed as it arrived, waited";
+            how = "parsed_on_arrival";
         }
     }
     snapload_drop(n);
@@ -596,8 +803,9 @@ static void install(struct node *n, const struct raft_snapshot_meta *meta)
             node_fatal(n, "loading a snapshot received from the leader", rv);
         }
     }
-    LOG_INFOF("installed snapshot at index %llu (term %llu, %llu bytes); "
-              "%s %llu ms",
+    obs.snapshots_installed++;
+    log_event(LOG_INFO, "snapshot_installed",
+              "index=%llu snap_term=%llu bytes=%llu how=%s ms=%llu",
               (unsigned long long)meta->index, (unsigned long long)meta->term,
               (unsigned long long)meta->size, how,
               (unsigned long long)((uv_hrtime() - t0) / 1000000u));
@@ -630,8 +838,10 @@ static void compact(struct node *n, raft_index to)
     int rv = store_compact(n->store, &p->req, to, on_compacted);
     if (rv != 0) {
         free(p);
-        LOG_WARNF("log compaction to %llu refused: %s", (unsigned long long)to,
-                  craft_strerror(rv));
+        char q[96];
+        log_event(LOG_WARN, "compaction_refused", "to=%llu error=%s",
+                  (unsigned long long)to,
+                  log_quote(craft_strerror(rv), q, sizeof q));
     }
 }
 
@@ -678,6 +888,7 @@ static bool read_time_ok(const struct node *n, const struct read_group *g)
 /* Serve the confirmed rounds, oldest first, whose index has applied. */
 static void serve_reads(struct node *n)
 {
+    n->clock_want_ms = 0; /* set again below if a round still waits */
     while (n->groups != NULL && n->groups->ready &&
            n->groups->index <= n->applied) {
         struct read_group *g = n->groups;
@@ -710,24 +921,31 @@ static void serve_reads(struct node *n)
 static void role_change(struct node *n, const struct raft_update *u)
 {
     uint8_t old = n->role;
+    raft_term old_term = n->term;
     n->role = u->role;
     n->term = u->term;
+    node_log_view(n);
+    log_role_events(n, u, old, old_term);
     if (u->leader != n->leader) {
         n->leader = u->leader;
-        if (u->leader != 0) {
+        if (u->leader == 0) {
+            n->leader_lost_ms = uv_now(n->loop);
+        } else {
             n->last_leader = u->leader;
-            LOG_INFOF("leader is node %llu (term %llu)",
-                      (unsigned long long)u->leader,
-                      (unsigned long long)u->term);
+            obs.leader_changes++;
+            char addr[NODE_HOST_MAX + 16] = "-";
+            leader_addr(n, addr, sizeof addr);
+            log_event(LOG_INFO, "leader_changed", "leader=%llu addr=%s",
+                      (unsigned long long)u->leader, addr);
         }
     }
     if (old == RAFT_LEADER && u->role != RAFT_LEADER) {
         /* A leader that steps down fails its waiting clients at once: the
          * outcome of what it proposed is unknown, what it did not propose
          * may be retried at the new leader. */
-        LOG_INFOF("no longer leader (term %llu): failing %u proposals, "
-                  "%u queued writes and pending reads",
-                  (unsigned long long)u->term, n->props.n, n->writes.n);
+        log_event(LOG_INFO, "stepped_down",
+                  "failed_proposals=%u failed_writes=%u", n->props.n,
+                  n->writes.n);
         list_fail(&n->props, CRAFT_ELEADERLOST);
         list_fail(&n->writes, CRAFT_ENOTLEADER);
         buf_reset(&n->wdata);
@@ -735,9 +953,6 @@ static void role_change(struct node *n, const struct raft_update *u)
         groups_fail(n, CRAFT_ENOTLEADER);
         n->clock_inflight = false;
         n->clock_want_ms = 0;
-    }
-    if (u->role == RAFT_LEADER && old != RAFT_LEADER) {
-        LOG_INFOF("became leader (term %llu)", (unsigned long long)u->term);
     }
 }
 
@@ -749,7 +964,8 @@ static void after_step(struct node *n)
 {
     if (n->transferring && n->role != RAFT_LEADER) {
         n->transferring = false;
-        LOG_INFOF("leadership handed over");
+        log_event(LOG_INFO, "leadership_transferred",
+                  "-- leadership handed over");
         uv_timer_stop(&n->stop_timer);
         node_shutdown(n);
     }
@@ -1155,76 +1371,14 @@ static bool backend_leader(void *data, char *out, size_t cap)
     return n->leader != n->cfg.id && leader_addr(n, out, cap);
 }
 
-/* INFO, in Redis's layout: "# Section" headers and field:value lines.  The
- * raft_peer_<id> lines (leader's view of each member) go to # Raft;
- * last_contact_ms is only known on the leader.  # Keyspace has Redis's db0
- * line, which clients such as redis-cli parse; expires is 0 because the
- * state machine keeps no count of keys with a TTL (see docs/craftd.md). */
-static int backend_info(void *data, struct buf *b)
+/* INFO [section ...] (report.h, info.c). */
+static int backend_info(void *data, size_t argc, const uint8_t *const *argv,
+                        const size_t *lens, struct buf *b)
 {
     struct node *n = data;
-    struct raft_status st;
-    raft_status(n->raft, &st);
-    char leader[96] = "";
-    leader_addr(n, leader, sizeof leader);
-    char text[4096];
-    int len = snprintf(
-        text, sizeof text,
-        "# Replication\r\nrole:%s\r\n"
-        "\r\n# Raft\r\nraft_node_id:%llu\r\nraft_role:%s\r\n"
-        "raft_term:%llu\r\nraft_leader_id:%llu\r\nraft_leader_addr:%s\r\n"
-        "raft_commit_index:%llu\r\nraft_applied_index:%llu\r\n"
-        "raft_last_index:%llu\r\nraft_snapshot_index:%llu\r\n"
-        "raft_members:%u\r\nraft_pending_proposals:%u\r\n",
-        st.role == RAFT_LEADER ? "master" : "slave",
-        (unsigned long long)n->cfg.id, raft_role_name(st.role),
-        (unsigned long long)st.term, (unsigned long long)st.leader, leader,
-        (unsigned long long)st.commit, (unsigned long long)n->applied,
-        (unsigned long long)st.last_index,
-        (unsigned long long)st.snapshot_index, n->cfg.n_members, n->props.n);
-    CRAFT_ASSERT(len > 0 && (size_t)len < sizeof text);
-    for (unsigned i = 0; i < n->cfg.n_members; i++) {
-        if (n->peers[i] == NULL) {
-            continue;
-        }
-        struct net_peer_stats ps;
-        net_peer_get_stats(n->peers[i], &ps);
-        const struct raft_progress_status *pr = NULL;
-        for (unsigned j = 0; j < st.n_progress; j++) {
-            if (st.progress[j].id == n->cfg.members[i].id) {
-                pr = &st.progress[j];
-            }
-        }
-        char contact[48] = "";
-        if (st.role == RAFT_LEADER && pr != NULL) {
-            snprintf(
-                contact, sizeof contact, ",last_contact_ms=%llu",
-                (unsigned long long)(pr->ticks_since_contact * n->cfg.tick_ms));
-        }
-        int k = snprintf(
-            text + len, sizeof text - (size_t)len,
-            "raft_peer_%llu:connected=%d,match=%llu,state=%d,frames_sent="
-            "%llu,frames_dropped=%llu%s\r\n",
-            (unsigned long long)n->cfg.members[i].id, ps.connected,
-            (unsigned long long)(pr ? pr->match : 0), pr ? pr->state : -1,
-            (unsigned long long)ps.frames_sent,
-            (unsigned long long)ps.frames_dropped, contact);
-        CRAFT_ASSERT(k > 0 && (size_t)(len + k) < sizeof text);
-        len += k;
-    }
-    int k =
-        snprintf(text + len, sizeof text - (size_t)len, "\r\n# Keyspace\r\n");
-    CRAFT_ASSERT(k > 0 && (size_t)(len + k) < sizeof text);
-    len += k;
-    uint64_t keys = node_sm_keys(n->sm);
-    if (keys > 0) { /* Redis lists only non-empty databases */
-        k = snprintf(text + len, sizeof text - (size_t)len,
-                     "db0:keys=%llu,expires=0,avg_ttl=0\r\n",
-                     (unsigned long long)keys);
-        CRAFT_ASSERT(k > 0 && (size_t)(len + k) < sizeof text);
-        len += k;
-    }
-    return buf_append(b, text, (size_t)len);
+    struct node_report r;
+    node_report_fill(n, &r);
+    return node_info_write(&r, node_info_sections(argc, argv, lens), b);
 }
 
 /* CONFIG GET/SET of the node's parameters (node/cfgcmd.c). */
@@ -1244,6 +1398,11 @@ static int backend_config_set(void *data, const char *name, const char *value,
 /* The CLUSTER command's view (server/cluster.h): the members, the leader
  * this node knows, and the replication offsets it knows (its own applied
  * index; a leader also knows each follower's match index). */
+/* How many of the longest election timeouts CLUSTER goes on naming the
+ * last leader after losing it: one election usually settles within one
+ * timeout, a split vote within two or three. */
+#define CLUSTER_LAST_LEADER_TIMEOUTS 3
+
 static int backend_cluster(void *data, struct srv_cluster_view *out)
 {
     struct node *n = data;
@@ -1256,8 +1415,18 @@ static int backend_cluster(void *data, struct srv_cluster_view *out)
     out->n_members = n->cfg.n_members;
     out->self = n->cfg.self;
     out->leader = n->leader != 0 ? member_index(n, n->leader) : -1;
-    out->last_leader =
-        n->last_leader != 0 ? member_index(n, n->last_leader) : -1;
+    /* While no leader is known, name the last one (server/cluster.h,
+     * invariant 2) during what a normal election takes, a few election
+     * timeouts; never this node itself (it lost leadership: it is cut off,
+     * or stepping down); and not later (this node is probably on a
+     * minority side, and cluster clients that get CLUSTERDOWN from it ask
+     * another node). */
+    out->last_leader = out->leader;
+    if (out->leader < 0 && n->last_leader != 0 && n->last_leader != n->cfg.id &&
+        uv_now(n->loop) - n->leader_lost_ms <
+            CLUSTER_LAST_LEADER_TIMEOUTS * (uint64_t)n->cfg.election_ms_max) {
+        out->last_leader = member_index(n, n->last_leader);
+    }
     for (unsigned i = 0; i < n->cfg.n_members; i++) {
         const struct node_member *m = &n->cfg.members[i];
         struct srv_cluster_member *cm = &out->members[i];
@@ -1322,8 +1491,12 @@ static void snap_finish(struct node *n, const char *why)
     uv_timer_stop(&n->snap_timer);
     n->snap = SNAP_IDLE;
     if (why != NULL) {
-        LOG_WARNF("snapshot at index %llu abandoned: %s",
-                  (unsigned long long)n->snap_index, why);
+        char q[160];
+        obs.snapshots_failed++;
+        obs.snapshot_last_abandoned = true;
+        log_event(LOG_WARN, "snapshot_abandoned", "index=%llu reason=%s",
+                  (unsigned long long)n->snap_index,
+                  log_quote(why, q, sizeof q));
     }
 }
 
@@ -1360,7 +1533,15 @@ static void on_snap_chunk(struct store_req *req, int status)
     }
     /* Durable and current in the store: let the core compact. */
     uint64_t ms = (uv_hrtime() - n->snap_started_ns) / 1000000u;
-    LOG_INFOF("snapshot at index %llu stored: %llu bytes in %llu ms",
+    obs.snapshots++;
+    obs.snapshot_last_abandoned = false;
+    obs_hist_observe(&obs.snapshot,
+                     (double)(uv_hrtime() - n->snap_started_ns) / 1e9);
+    obs.snapshot_last_unix_ms = obs_unix_ms();
+    obs.snapshot_last_index = n->snap_index;
+    obs.snapshot_last_bytes = n->snap_size;
+    log_event(LOG_INFO, "snapshot_taken",
+              "index=%llu bytes=%llu duration_ms=%llu",
               (unsigned long long)n->snap_index,
               (unsigned long long)n->snap_size, (unsigned long long)ms);
     n->snapshot_index = n->snap_index;
@@ -1477,17 +1658,24 @@ static void maybe_snapshot(struct node *n)
     n->snap_started_ns = uv_hrtime();
     pid_t pid = fork();
     if (pid < 0) {
-        LOG_WARNF("snapshot: fork failed: %s", strerror(errno));
+        char q[96];
+        obs.snapshots_failed++;
+        obs.snapshot_last_abandoned = true;
+        log_event(LOG_WARN, "snapshot_abandoned", "index=%llu reason=%s",
+                  (unsigned long long)n->applied,
+                  log_quote(strerror(errno), q, sizeof q));
         return;
     }
     if (pid == 0) {
         snap_child(n);
     }
     uint64_t stall_us = (uv_hrtime() - n->snap_started_ns) / 1000u;
-    LOG_INFOF("snapshot at index %llu started (log %llu bytes); fork stalled "
+    log_event(LOG_INFO, "snapshot_started",
+              "index=%llu log_bytes=%llu fork_stall_us=%llu -- fork stalled "
               "the loop %llu us",
               (unsigned long long)n->snap_index,
-              (unsigned long long)n->log_bytes, (unsigned long long)stall_us);
+              (unsigned long long)n->log_bytes, (unsigned long long)stall_us,
+              (unsigned long long)stall_us);
     n->snap = SNAP_CHILD;
     n->snap_pid = pid;
     n->log_bytes = 0;
@@ -1505,8 +1693,9 @@ static void peer_on_open(void *data, struct net_conn *conn)
     if (i < 0 || (unsigned)i == n->cfg.self) {
         char addr[NET_ADDR_FMT_MAX];
         net_conn_peer_addr(conn, addr, sizeof addr);
-        LOG_WARNF("disconnecting %s: node id %llu is not a peer", addr,
-                  (unsigned long long)id);
+        log_event(LOG_WARN, "peer_rejected",
+                  "peer=%llu addr=%s reason=\"not a member\"",
+                  (unsigned long long)id, addr);
         net_conn_close(conn);
     }
 }
@@ -1520,6 +1709,11 @@ static void peer_on_message(void *data, struct net_conn *conn, uint16_t type,
     struct raft_message m;
     if (n->raft == NULL || n->shut) {
         return;
+    }
+    int pi = member_index(n, from);
+    if (pi >= 0 && pi < OBS_PEERS_MAX) {
+        obs.peer_bytes_in[pi] += len;
+        obs.peer_frames_in[pi]++;
     }
     if (type != NODE_MSG_RAFT) {
         why = "unknown message type";
@@ -1537,7 +1731,9 @@ static void peer_on_message(void *data, struct net_conn *conn, uint16_t type,
         }
     }
     if (why != NULL) {
-        LOG_WARNF("disconnecting node %llu: %s", (unsigned long long)from, why);
+        char q[96];
+        log_event(LOG_WARN, "peer_rejected", "peer=%llu reason=%s",
+                  (unsigned long long)from, log_quote(why, q, sizeof q));
         net_conn_close(conn);
     }
 }
@@ -1551,6 +1747,7 @@ static void tick(uv_timer_t *t)
 {
     struct node *n = t->data;
     struct raft_event ev = {.type = RAFT_TICK};
+    obs_tick(uv_now(n->loop));
     node_step(n, &ev);
     clock_maybe_propose(n);
 }
@@ -1623,8 +1820,11 @@ static int start_core(struct node *n, char *errmsg, size_t len)
     o.heartbeat_ticks = c->heartbeat_ms / c->tick_ms;
     o.max_inflight = NODE_INFLIGHT_MAX;
     uint64_t seed = uv_hrtime() ^ ((uint64_t)getpid() << 32) ^ c->id;
-    LOG_INFOF("loaded: term %llu, vote %llu, snapshot %llu, %zu log entries",
-              (unsigned long long)l->hs.term, (unsigned long long)l->hs.vote,
+    n->term = l->hs.term;
+    n->logged_vote = l->hs.vote;
+    node_log_view(n);
+    log_event(LOG_INFO, "loaded", "vote=%llu snapshot=%llu entries=%zu",
+              (unsigned long long)l->hs.vote,
               (unsigned long long)n->snapshot_index, l->n_entries);
     rv = raft_new(c->id, &config, &o, seed, &restore, NULL, &n->raft);
     store_release_loaded(n->store);
@@ -1677,10 +1877,10 @@ static void on_signal(uv_signal_t *h, int signum)
 {
     struct node *n = h->data;
     if (n->stopping) {
-        LOG_WARNF("second signal %d: exiting at once", signum);
+        log_event(LOG_WARN, "shutdown_forced", "signal=%d", signum);
         _exit(1);
     }
-    LOG_INFOF("signal %d: stopping", signum);
+    log_event(LOG_INFO, "shutdown_requested", "signal=%d", signum);
     node_stop(n);
 }
 
@@ -1717,6 +1917,7 @@ int node_start(uv_loop_t *loop, const struct node_config *cfg,
     n->snap_fd = -1;
     n->pid = getpid();
     n->role = RAFT_FOLLOWER;
+    log_set_node(cfg->id, node_log_context, NULL);
     buf_init(&n->sendbuf);
     buf_init(&n->wdata);
     /* A data dir that has an identity has a log: without it this node
@@ -1754,6 +1955,12 @@ int node_start(uv_loop_t *loop, const struct node_config *cfg,
     }
     if (rv == 0) {
         rv = start_net(n, errmsg, errmsg_len);
+    }
+    /* Before the client port: a node that cannot serve its metrics stops
+     * before any client sees it (node_shutdown() closes this, not srv). */
+    if (rv == 0 && cfg->metrics_port != 0) {
+        rv = metrics_start(loop, cfg->metrics_host, cfg->metrics_port,
+                           metrics_page, n, &n->metrics, errmsg, errmsg_len);
     }
     if (rv == 0) {
         const struct node_member *self = &cfg->members[cfg->self];
@@ -1795,11 +2002,17 @@ int node_start(uv_loop_t *loop, const struct node_config *cfg,
         return rv;
     }
     const struct node_member *self = &cfg->members[cfg->self];
-    LOG_INFOF("node %llu of %u: clients on %s:%u, Raft on %s:%u, data in %s",
-              (unsigned long long)cfg->id, cfg->n_members, self->host,
-              (unsigned)self->client_port, self->host,
-              (unsigned)self->raft_port, cfg->data_dir);
-    LOG_INFOF("ready");
+    char dir[NODE_PATH_MAX + 8];
+    /* The tail keeps the line ending in " ready" (what scripts wait
+     * for). */
+    log_event(LOG_INFO, "ready",
+              "members=%u client=%s:%u raft=%s:%u metrics=%s:%u data_dir=%s "
+              "-- ready",
+              cfg->n_members, self->host, (unsigned)self->client_port,
+              self->host, (unsigned)self->raft_port,
+              cfg->metrics_port ? cfg->metrics_host : "off",
+              (unsigned)cfg->metrics_port,
+              log_quote(cfg->data_dir, dir, sizeof dir));
     *out = n;
     return 0;
 }
@@ -1843,6 +2056,11 @@ static void node_shutdown(struct node *n)
             uv_close(handles[i], on_handle_closed);
         }
     }
+    if (n->metrics != NULL) {
+        n->open_handles++;
+        metrics_stop(n->metrics, on_metrics_closed, n);
+        n->metrics = NULL;
+    }
     if (n->rserver != NULL) {
         n->open_handles++;
         net_server_close(n->rserver, n, on_net_closed);
@@ -1866,7 +2084,7 @@ static void on_transfer_timeout(uv_timer_t *t)
     struct node *n = t->data;
     if (n->transferring) {
         n->transferring = false;
-        LOG_INFOF("leadership transfer did not complete in %d ms",
+        log_event(LOG_INFO, "leadership_transfer_timeout", "wait_ms=%d",
                   NODE_TRANSFER_WAIT_MS);
         node_shutdown(n);
     }
@@ -1895,7 +2113,8 @@ static bool start_transfer(struct node *n)
     if (best == 0) {
         return false;
     }
-    LOG_INFOF("handing leadership to node %llu", (unsigned long long)best);
+    log_event(LOG_INFO, "leadership_transfer", "to=%llu match=%llu",
+              (unsigned long long)best, (unsigned long long)best_match);
     n->transferring = true;
     struct raft_event ev = {.type = RAFT_TRANSFER};
     ev.transfer.peer = best;
@@ -1916,7 +2135,7 @@ static void on_srv_stopped(struct srv *s, void *data)
     list_fail(&n->props, CRAFT_ELEADERLOST);
     srv_free(s);
     n->srv = NULL;
-    LOG_INFOF("clients closed; closing peers and the log");
+    log_event(LOG_INFO, "clients_closed", "-- closing peers and the log");
     uv_timer_stop(&n->stop_timer);
     if (!start_transfer(n)) {
         node_shutdown(n);
@@ -1927,8 +2146,8 @@ static void on_stop_grace(uv_timer_t *t)
 {
     struct node *n = t->data;
     if (n->props.n > 0) {
-        LOG_WARNF("%u proposals did not commit within %d ms; failing them",
-                  n->props.n, NODE_STOP_GRACE_MS);
+        log_event(LOG_WARN, "shutdown_proposals_failed",
+                  "proposals=%u grace_ms=%d", n->props.n, NODE_STOP_GRACE_MS);
     }
     list_fail(&n->props, CRAFT_ELEADERLOST);
 }
@@ -1939,7 +2158,7 @@ void node_stop(struct node *n)
         return;
     }
     n->stopping = true;
-    LOG_INFOF("stopping: %u proposals in flight", n->props.n);
+    log_event(LOG_INFO, "shutdown", "proposals_in_flight=%u", n->props.n);
     list_fail(&n->writes, CRAFT_ESHUTDOWN);
     buf_reset(&n->wdata);
     list_fail(&n->reads, CRAFT_ESHUTDOWN);

@@ -16,14 +16,16 @@
  *  1. Every node answers with the same topology as long as they agree on
  *     the leader: the leader is the only master and owns 0-16383, every
  *     other member is a replica of it.
- *  2. A node that knows no leader right now (an election is running, or
- *     it is cut off) answers CLUSTER INFO with cluster_state:fail, and
- *     CLUSTER SLOTS, SHARDS and NODES with the last leader it knew as the
- *     master, as a Redis replica keeps listing its failed master until a
- *     replica is promoted: clients then try that master, fail, and ask
- *     again.  (Answering -CLUSTERDOWN instead breaks redis-py 4.3, whose
- *     topology refresh crashes when every node refuses CLUSTER SLOTS.)
- *     Only a node that has never known a leader answers -CLUSTERDOWN.
+ *  2. A node that knows no leader right now answers CLUSTER INFO with
+ *     cluster_state:fail.  CLUSTER SLOTS, SHARDS and NODES then name the
+ *     view's last_leader as the master, as a Redis replica keeps listing
+ *     its failed master until a replica is promoted: clients try that
+ *     master, fail, and ask again.  (Answering -CLUSTERDOWN during every
+ *     election breaks redis-py 4.3, whose topology refresh crashes when
+ *     every node refuses CLUSTER SLOTS.)  Without a last_leader (the
+ *     backend decides: craftd gives one only for a few election timeouts,
+ *     and never itself) they answer -CLUSTERDOWN, so that clients ask
+ *     another node.
  *  3. A member's node id is the same on every node and across restarts:
  *     the first 40 hex digits of SHA-256(cluster id, member id).
  *  4. -MOVED carries the slot of the command's first key, computed as
@@ -73,7 +75,8 @@ struct srv_cluster_view {
     unsigned n_members;
     unsigned self;   /* index of this node in members */
     int leader;      /* index of the known leader in members, or -1 */
-    int last_leader; /* index of the latest leader known, or -1 */
+    int last_leader; /* the leader, or while there is none a recent one
+                        to name as the master; -1 for none */
     struct srv_cluster_member members[SRV_CLUSTER_MEMBERS_MAX];
 };
 

@@ -34,6 +34,7 @@
 #include "server/srv_cmds.h"
 #include "util/assert.h"
 #include "util/log.h"
+#include "util/obs.h"
 
 enum client_state { CLIENT_OPEN = 1, CLIENT_DRAINING, CLIENT_CLOSING };
 
@@ -117,6 +118,7 @@ static void multi_reset(struct srv_client *c);
 static void client_maybe_finish(struct srv_client *c);
 static void client_dispatch(struct srv_client *c);
 static void on_srv_handle_close(uv_handle_t *h);
+static void op_observe(const struct srv_op *op);
 
 bool srv_arg_is(const uint8_t *arg, size_t len, const char *name)
 {
@@ -277,6 +279,7 @@ static struct srv_op *op_new(struct srv_client *c, const struct resp_cmd *cmd)
     op->srv = c->srv;
     op->client = c;
     op->client_id = c->id;
+    op->start_ns = uv_hrtime();
     op->argc = cmd->argc;
     op->argv = (uint8_t **)(op + 1);
     op->lens = (size_t *)(op->argv + cmd->argc);
@@ -402,6 +405,7 @@ static void client_submit(struct srv_client *c, struct srv_op *op)
     }
     if (op->kind == SRV_OP_ANSWERED) {
         CRAFT_ASSERT(op->reply.len > 0);
+        op_observe(op);
         op->done = true;
         client_drain(c);
         return;
@@ -410,6 +414,20 @@ static void client_submit(struct srv_client *c, struct srv_op *op)
         c->held = op;
     }
     client_dispatch(c);
+}
+
+/* Count a finished op (util/obs.h): a transaction under "exec". */
+static void op_observe(const struct srv_op *op)
+{
+    enum obs_class cls = op->kind == SRV_OP_READ    ? OBS_READ
+                         : op->kind == SRV_OP_WRITE ? OBS_WRITE
+                                                    : OBS_LOCAL;
+    const char *reply = (const char *)op->reply.data;
+    const uint8_t *name =
+        op->n_cmds > 0 ? (const uint8_t *)"exec" : op->argv[0];
+    size_t len = op->n_cmds > 0 ? 4 : op->lens[0];
+    obs_command(name, len, cls, obs_result_of(reply, op->reply.len), reply,
+                op->reply.len, uv_hrtime() - op->start_ns);
 }
 
 /* slot: the command's key slot, for MOVED (server/cluster.h). */
@@ -480,6 +498,7 @@ void srv_op_done(struct srv_op *op, int status)
                                  op->lens));
     }
     CRAFT_ASSERT(op->reply.len > 0);
+    op_observe(op);
     op->done = true;
     struct srv_client *c = op->client;
     if (c == NULL) {
@@ -699,24 +718,17 @@ static void cmd_config(struct srv_client *c, const struct resp_cmd *cmd,
                         cmd->lens, c->resp3, b);
 }
 
-static void cmd_info(struct srv_client *c, struct buf *b)
+/* INFO [section ...]: the backend writes every section (it knows the
+ * node; the front end's counters are in util/obs.h). */
+static void cmd_info(struct srv_client *c, const struct resp_cmd *cmd,
+                     struct buf *b)
 {
     struct srv *s = c->srv;
     struct buf text;
     buf_init(&text);
-    char line[256];
-    int n = snprintf(line, sizeof line,
-                     "# Server\r\nredis_version:7.0.0\r\n"
-                     "craftd_version:0.1.0\r\ntcp_port:%u\r\n"
-                     "\r\n# Clients\r\nconnected_clients:%u\r\n"
-                     "maxclients:%u\r\n\r\n"
-                     "# Cluster\r\ncluster_enabled:%d\r\n\r\n",
-                     (unsigned)s->port, s->n_clients, s->opts.max_clients,
-                     s->backend.cluster != NULL);
-    int rv = buf_append(&text, line, (size_t)n);
-    if (rv == 0) {
-        rv = s->backend.info(s->backend.data, &text);
-    }
+    int rv = s->backend.info(s->backend.data, cmd->argc - 1,
+                             (const uint8_t *const *)cmd->argv + 1,
+                             cmd->lens + 1, &text);
     if (rv == 0) {
         resp_write_bulk(b, text.data, text.len);
     } else {
@@ -1101,8 +1113,11 @@ static void cmd_hello(struct srv_client *c, const struct resp_cmd *cmd,
     resp_write_int(b, c->resp3 ? 3 : 2);
     resp_write_bulk(b, "id", 2);
     resp_write_int(b, (long long)c->id);
+    /* As Redis: "cluster" when cluster-enabled is yes. */
+    const char *mode =
+        c->srv->backend.cluster != NULL ? "cluster" : "standalone";
     resp_write_bulk(b, "mode", 4);
-    resp_write_bulk(b, "standalone", 10);
+    resp_write_bulk(b, mode, strlen(mode));
     resp_write_bulk(b, "role", 4);
     resp_write_bulk(b, "master", 6);
     resp_write_bulk(b, "modules", 7);
@@ -1161,7 +1176,7 @@ static bool local_command(struct srv_client *c, const struct resp_cmd *cmd,
     } else if (srv_arg_is(name, len, "config")) {
         cmd_config(c, cmd, b);
     } else if (srv_arg_is(name, len, "info")) {
-        cmd_info(c, b);
+        cmd_info(c, cmd, b);
     } else if (srv_arg_is(name, len, "client")) {
         cmd_client(c, cmd, b);
     } else if (srv_arg_is(name, len, "hello")) {
@@ -1296,6 +1311,7 @@ static struct srv_op *multi_op(struct srv_client *c)
     op->srv = c->srv;
     op->client = c;
     op->client_id = c->id;
+    op->start_ns = uv_hrtime();
     op->argc = argc;
     op->n_cmds = c->n_multi;
     op->argv = (uint8_t **)(op + 1);
@@ -1471,7 +1487,11 @@ static void client_command(struct srv_client *c, const struct resp_cmd *cmd)
             client_close(c);
             return;
         }
+        size_t off = b->len;
         answer_local(c, cmd, b);
+        const char *reply = (const char *)b->data + off;
+        obs_command(cmd->argv[0], cmd->lens[0], OBS_LOCAL,
+                    obs_result_of(reply, b->len - off), reply, b->len - off, 0);
         return;
     }
     struct srv_op *op = op_new(c, cmd);
@@ -1744,11 +1764,13 @@ static void on_connection(uv_stream_t *listener, int status)
     }
     uv_tcp_nodelay(&c->tcp, 1);
     if (s->n_clients > s->opts.max_clients) {
+        obs.connections_rejected++;
         resp_write_error(&c->out, "ERR max number of clients reached");
         c->state = CLIENT_DRAINING;
         client_want_write(c);
         return;
     }
+    obs.connections_received++; /* as Redis: the rejected are not counted */
     client_pause(c, false);
 }
 

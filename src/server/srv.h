@@ -121,6 +121,7 @@ struct srv_op {
     struct srv_op *bnext;
     uint64_t bindex;
     uint64_t bterm;
+    uint64_t start_ns; /* uv_hrtime() at arrival, for latency metrics */
 };
 
 /* What the front end needs from the runtime.  Every callback runs on the
@@ -153,9 +154,11 @@ struct srv_backend {
     /* The current leader's client address "HOST:PORT" into out, or false
      * when no leader is known. */
     bool (*leader)(void *data, char *out, size_t cap);
-    /* Append INFO text (lines "key:value\r\n") for the replication and
-     * raft sections to b.  Returns 0 or CRAFT_ENOMEM. */
-    int (*info)(void *data, struct buf *b);
+    /* INFO: append the text (Redis's "# Section" headers and
+     * "key:value\r\n" lines) of the sections named by INFO's arguments
+     * (argc of them, possibly 0) to b.  Returns 0 or CRAFT_ENOMEM. */
+    int (*info)(void *data, size_t argc, const uint8_t *const *argv,
+                const size_t *lens, struct buf *b);
     /* Optional: the backend's CONFIG parameters, beside the front end's.
      * config_get(i) returns the name of parameter i (NULL past the last)
      * and writes its value to value (cap bytes, NUL-terminated).

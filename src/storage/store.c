@@ -36,6 +36,7 @@
 #include "util/buf.h"
 #include "util/crc32c.h"
 #include "util/log.h"
+#include "util/obs.h"
 
 enum op_type {
     OP_WRITE = 1,
@@ -79,6 +80,7 @@ struct job {
     struct store_req *reqs, *reqs_tail;
     uint64_t bytes;
     int status;
+    uint64_t fsync_ns; /* the group commit's fdatasync, 0 if none */
     char errmsg[512];
 };
 
@@ -476,8 +478,11 @@ static void work_cb(uv_work_t *w)
         rv = run_op(j, op);
     }
     if (rv == 0 && s->open_dirty) {
-        /* One fdatasync for every record of the job: the group commit. */
+        /* One fdatasync for every record of the job: the group commit.
+         * Timed here, reported on the loop (util/obs.h, invariant 1). */
+        uint64_t t0 = uv_hrtime();
         int e = s->vfs->fdatasync(s->vfs, s->open_fd);
+        j->fsync_ns = uv_hrtime() - t0 + (t0 == 0);
         rv = e != 0 ? fail(j, e, "fdatasync", "open") : 0;
         s->open_dirty = false;
     }
@@ -614,12 +619,23 @@ static void after_work_cb(uv_work_t *w, int status)
     s->in_callbacks = true;
     if (j->status != 0 && s->failed == 0) {
         s->failed = j->status;
-        LOG_ERRORF("storage: %s; the store has failed and accepts no more "
-                   "writes",
-                   j->errmsg);
+        char q[600];
+        log_event(LOG_ERROR, "storage_failed",
+                  "error=%s -- the store has failed and accepts no more "
+                  "writes",
+                  log_quote(j->errmsg, q, sizeof q));
     }
     if (j->status == 0) {
         note_snapshots(s, j);
+    }
+    if (j->fsync_ns != 0) {
+        obs_fsync(j->fsync_ns);
+        if (j->fsync_ns / 1000000u >= OBS_FSYNC_STALL_MS) {
+            log_event(LOG_WARN, "fsync_stall",
+                      "duration_ms=%llu bytes=%llu threshold_ms=%d",
+                      (unsigned long long)(j->fsync_ns / 1000000u),
+                      (unsigned long long)j->bytes, OBS_FSYNC_STALL_MS);
+        }
     }
     fail_reqs(j->reqs, j->status != 0 ? j->status : 0);
     if (s->failed != 0 && s->pending != NULL) {

@@ -12,7 +12,9 @@ cluster  redis.cluster.RedisCluster: it discovers the leader itself (CLUSTER
          failovers on its own; the loop here only retries a command that
          failed outright, as an application must.
 
-For i = 0 .. N-1: SET PREFIX:i PREFIX-value-i, GET it back, print "ok i";
+For i = 0 .. N-1: SET PREFIX:i PREFIX-value-i, GET it back, print "ok i T"
+(T: time.monotonic_ns(), CLOCK_MONOTONIC, which the test compares with the
+time of its kill);
 then GET every key again and print "done N".  Exit 0 only if all of it
 succeeded with the right values.  A SET or GET may safely run twice.
 """
@@ -187,7 +189,7 @@ def main():
         got = c.call("GET", key)
         if got != value.encode():
             die("GET %s: got %r, want %r" % (key, got, value))
-        print("ok %d" % i, flush=True)
+        print("ok %d %d" % (i, time.monotonic_ns()), flush=True)
     for i in range(n):
         key, value = "%s:%d" % (prefix, i), ("%s-value-%d" % (prefix, i))
         got = c.call("GET", key)

@@ -22,6 +22,7 @@ import os
 import queue
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -106,7 +107,8 @@ def verify(c, prefix, acked):
 
 def kill_leader_when(c, lid, cond):
     """A thread that kill -9s node lid once cond() holds; returns
-    (thread, state) with state["killed_at"] set to time of the kill."""
+    (thread, state, stop) with state["killed_at"] set to time.monotonic()
+    once the node is dead."""
     state = {"killed_at": None}
     stop = threading.Event()
 
@@ -144,8 +146,8 @@ def run_client(name, argv, env=None):
             lines.put(None)
 
         threading.Thread(target=reader, daemon=True).start()
-        acked, after_kill, extra = set(), 0, []
-        killed = False
+        acked, extra = {}, []
+        kill_ns = None
         deadline = time.monotonic() + CLIENT_TIMEOUT
         while True:
             left = deadline - time.monotonic()
@@ -157,23 +159,25 @@ def run_client(name, argv, env=None):
                 continue
             if line is None:
                 break
-            m = re.fullmatch(r"ok (\d+)", line)
+            m = re.fullmatch(r"ok (\d+) (\d+)", line)
             if m:
-                acked.add(int(m.group(1)))
-                after_kill += killed
-                if len(acked) >= KILL_AT and not killed:
-                    c.node(lid).kill9()
-                    killed = True
+                acked[int(m.group(1))] = int(m.group(2))
+                if len(acked) >= KILL_AT and kill_ns is None:
+                    c.node(lid).kill9()  # returns once it is dead
+                    kill_ns = time.monotonic_ns()
             else:
                 extra.append(line)
         rc = proc.wait(10)
         err = proc.stderr.read().decode(errors="replace")
         assert rc == 0, "client exited %d:\n%s" % (rc, err)
-        assert killed, "the client finished before the kill"
-        assert acked == set(range(N_WRITES)), sorted(
-            set(range(N_WRITES)) - acked)[:10]
+        assert kill_ns is not None, "the client finished before the kill"
+        assert set(acked) == set(range(N_WRITES)), sorted(
+            set(range(N_WRITES)) - set(acked))[:10]
         assert "done %d" % N_WRITES in extra, extra
-        # The kill landed mid-run: many writes were acknowledged after it.
+        # The kill landed mid-run: many writes were acknowledged after it
+        # (the clients stamp each acknowledgement with CLOCK_MONOTONIC, the
+        # clock of time.monotonic_ns()).
+        after_kill = sum(t > kill_ns for t in acked.values())
         assert after_kill >= N_WRITES // 3, after_kill
         verify(c, prefix, acked)
         new = c.leader()
@@ -321,20 +325,27 @@ def test_cluster_replies():
              lambda: _quiet(lambda: check_topology(c, new, alive, [dead])))
         ids2 = check_topology(c, new, alive, [dead])
         assert all(ids2[i] == ids[i] for i in ids2)  # stable ids
-        # With one member of three left there is no leader: INFO says
-        # fail, and SLOTS, SHARDS and NODES go on naming the last leader as
-        # the (failed) master, as Redis does during a failover.
-        c.node(new).kill9()
-        last = next(nd for nd in alive if nd.id != new)
-
-        def down():
-            info = call1(last, "CLUSTER", "INFO")
-            return b"cluster_state:fail\r\n" in info and \
-                "fail?" in parse_nodes(call1(last, "CLUSTER", "NODES"))[
-                    ids[new]]["flags"]
-        poll("cluster_state:fail on the last node", down, timeout=20)
-        slots = call1(last, "CLUSTER", "SLOTS")
-        assert slots[0][2][1] == c.node(new).port, slots
+        # A leader cut off from the majority (its follower stopped) steps
+        # down and then refuses the topology at once: it never names
+        # itself, so that clients ask another node.
+        other = next(nd for nd in alive if nd.id != new)
+        other.proc.send_signal(signal.SIGSTOP)
+        try:
+            poll("CLUSTERDOWN on the cut-off leader",
+                 lambda: refuses_topology(c.node(new)), timeout=20)
+        finally:
+            other.proc.send_signal(signal.SIGCONT)
+        # Together again, the two elect a leader and both report it.
+        lid3 = c.leader()
+        poll("the pair reporting their leader",
+             lambda: _quiet(lambda: check_topology(c, lid3, alive, [dead])))
+        # With one member of three left, the survivor names the dead leader
+        # while an election could still settle, and then, as a node on a
+        # minority side, refuses the topology.
+        c.node(lid3).kill9()
+        last = next(nd for nd in alive if nd.id != lid3)
+        poll("CLUSTERDOWN on the last node", lambda: refuses_topology(last),
+             timeout=20)
         assert call1(last, "CLUSTER", "MYID") == ids[last.id].encode()
         r = call1(last, "CLUSTER", "NOPE")
         assert isinstance(r, RespError) and \
@@ -356,6 +367,15 @@ def test_cluster_replies():
         raise
     finally:
         c.close()
+
+
+def refuses_topology(nd):
+    """nd answers CLUSTER SLOTS, SHARDS and NODES with CLUSTERDOWN and
+    CLUSTER INFO with cluster_state:fail."""
+    r = [call1(nd, "CLUSTER", s) for s in ("SLOTS", "SHARDS", "NODES")]
+    return all(isinstance(x, RespError) and x.kind() == "CLUSTERDOWN"
+               for x in r) and \
+        b"cluster_state:fail\r\n" in call1(nd, "CLUSTER", "INFO")
 
 
 def _quiet(fn):
@@ -414,7 +434,7 @@ def test_redis_cli():
         _, state, stop = kill_leader_when(c, lid,
                                           lambda: len(acked) >= KILL_AT)
         prefix = "cli%d" % os.getpid()
-        after_kill = 0
+        done_at = []
         deadline = time.monotonic() + CLIENT_TIMEOUT
         for i in range(N_WRITES):
             key, val = "%s:%d" % (prefix, i), value_of(prefix, i)
@@ -426,9 +446,10 @@ def test_redis_cli():
                     assert time.monotonic() < deadline, (op, n)
                     time.sleep(0.02)
             acked.add(i)
-            after_kill += state["killed_at"] is not None
+            done_at.append(time.monotonic())
         stop.set()
         assert state["killed_at"] is not None
+        after_kill = sum(t > state["killed_at"] for t in done_at)
         assert after_kill >= N_WRITES // 3, after_kill
         verify(c, prefix, acked)
         # And read back through redis-cli -c from both survivors.

@@ -176,6 +176,7 @@ class Node:
         self.dir = os.path.join(cluster.tmp, "n%d" % nid)
         self.log = os.path.join(cluster.tmp, "n%d.log" % nid)
         self.proc = None
+        self.paused = False
 
     def args(self):
         c = self.cluster
@@ -186,8 +187,18 @@ class Node:
     def start(self, wait=True):
         assert self.proc is None
         self.ready_mark = self._log_size()
-        self.proc = subprocess.Popen(self.args(), stdout=subprocess.DEVNULL,
-                                     stderr=open(self.log + ".err", "ab"))
+        argv = self.args()
+        if self.cluster.die_with_parent and shutil.which("setpriv"):
+            # The kernel kills the node if the test process dies without
+            # running its cleanup (SIGKILL from a ctest timeout).  setpriv
+            # execs craftd, so proc.pid is craftd's.  The death signal
+            # follows the thread that forked: start nodes from the main
+            # thread.
+            argv = ["setpriv", "--pdeathsig", "KILL", "--"] + argv
+        with open(self.log + ".err", "ab") as err:
+            self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL,
+                                         stderr=err)
+        self.paused = False
         _live.add(self.proc)
         if wait:
             self.wait_ready()
@@ -225,9 +236,22 @@ class Node:
         self.proc.wait(10)
         _live.discard(self.proc)
         self.proc = None
+        self.paused = False
+
+    def pause(self):
+        """SIGSTOP: the process keeps its sockets but runs nothing."""
+        self.proc.send_signal(signal.SIGSTOP)
+        self.paused = True
+
+    def resume(self):
+        """SIGCONT after pause()."""
+        self.proc.send_signal(signal.SIGCONT)
+        self.paused = False
 
     def stop(self, timeout=10.0):
         """SIGTERM; returns the exit code."""
+        if self.paused:
+            self.resume()
         self.proc.send_signal(signal.SIGTERM)
         rc = self.proc.wait(timeout)
         _live.discard(self.proc)
@@ -262,10 +286,13 @@ class Node:
 
 class Cluster:
     def __init__(self, n=3, extra=None, name="craftd", root=None,
-                 fast=True, hosts=None):
+                 fast=True, hosts=None, die_with_parent=False):
         """hosts: one address per node (e.g. 127.0.0.11..13, so that
         firewall rules on addresses can partition them); default all on
-        127.0.0.1 with distinct ports."""
+        127.0.0.1 with distinct ports.  die_with_parent: the nodes get
+        SIGKILL when the test process dies, even by SIGKILL (setpriv
+        --pdeathsig); start them from the main thread then."""
+        self.die_with_parent = die_with_parent
         self.tmp = tempfile.mkdtemp(prefix="craft-%s-" % name, dir=root)
         self.offset = random.randint(1000, 5000)
         if hosts:
@@ -311,6 +338,21 @@ class Cluster:
                         best = (t, nd.id)
             return best and best[1]
         return poll("a leader", find, timeout)
+
+    def stop_all(self, timeout=15.0):
+        """SIGTERM to every running node at once, then wait for each;
+        returns {id: exit code}."""
+        running = [nd for nd in self.nodes if nd.proc is not None]
+        for nd in running:
+            if nd.paused:
+                nd.resume()
+            nd.proc.send_signal(signal.SIGTERM)
+        rcs = {}
+        for nd in running:
+            rcs[nd.id] = nd.proc.wait(timeout)
+            _live.discard(nd.proc)
+            nd.proc = None
+        return rcs
 
     def close(self):
         for nd in self.nodes:

@@ -5,7 +5,8 @@
  *     hiredis_client HOST:PORT[,HOST:PORT...] N PREFIX
  *
  * For i = 0 .. N-1 it sets PREFIX:i to PREFIX-value-i, reads it back, and
- * prints "ok i" once both succeeded; at the end it reads every key again
+ * prints "ok i T" once both succeeded (T: CLOCK_MONOTONIC in ns, which the
+ * test compares with the time of its kill); at the end it reads every key again
  * and prints "done N" and "stats moved=M retries=R reconnects=C".  Exit 0
  * only if everything was acknowledged and read back with its value.
  *
@@ -45,6 +46,13 @@ struct client {
     redisContext *ctx;
     unsigned long moved, retries, reconnects;
 };
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
 
 static uint64_t now_ms(void)
 {
@@ -236,7 +244,7 @@ int main(int argc, char **argv)
         snprintf(value, sizeof value, "%s-value-%ld", prefix, i);
         set_key(&c, key, value);
         check_key(&c, key, value);
-        printf("ok %ld\n", i);
+        printf("ok %ld %llu\n", i, (unsigned long long)now_ns());
         fflush(stdout);
     }
     for (long i = 0; i < n; i++) {

@@ -95,7 +95,7 @@ def test_install(tmp):
     root = stage + PREFIX
     lib = os.path.relpath(libdir_of(root), root)
     expect_files(root, lib, [
-        "bin/craftd", "bin/craft-cli", "bin/craft-mr",
+        "bin/craftd", "bin/craft-cli", "bin/craft-mr", "bin/craft-timeline",
         "@LIB@/libcraft.so", "@LIB@/libcraft.so.0", "@LIB@/libcraft.a",
         "@LIB@/libcraftclient.so", "@LIB@/libcraftclient.so.0",
         "@LIB@/libcraftclient.a",
@@ -104,9 +104,9 @@ def test_install(tmp):
         "include/craft/common.h", "include/craft/raft.h",
         "include/craft/client.h", "include/craft/mr.h",
         "share/man/man1/craftd.1.gz", "share/man/man1/craft-cli.1.gz",
-        "share/man/man1/craft-mr.1.gz",
+        "share/man/man1/craft-mr.1.gz", "share/man/man1/craft-timeline.1.gz",
     ])
-    for page in ("craftd", "craft-cli", "craft-mr"):
+    for page in ("craftd", "craft-cli", "craft-mr", "craft-timeline"):
         gz = os.path.join(root, "share/man/man1", page + ".1.gz")
         with gzip.open(gz, "rt") as f:
             text = f.read()
@@ -227,7 +227,8 @@ def test_deb(tmp):
         fail("bad control fields:\n" + info)
     listing = sh(["dpkg-deb", "-c", deb]).stdout
     for path in ("./usr/bin/craftd", "./usr/bin/craft-cli",
-                 "./usr/bin/craft-mr", "libcraft.so.0", "libcraft.a",
+                 "./usr/bin/craft-mr", "./usr/bin/craft-timeline",
+                 "libcraft.so.0", "libcraft.a",
                  "libcraftclient.so.0", "libcraftclient.a", "craft.pc",
                  "craftclient.pc", "./usr/include/craft/raft.h",
                  "./usr/include/craft/client.h", "man1/craftd.1.gz"):

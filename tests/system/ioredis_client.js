@@ -8,8 +8,9 @@
 // this program only retries a command that failed outright (a connection
 // lost under it, -UNCERTAIN, too many redirections while no leader is
 // known), as an application must.  For i = 0 .. N-1 it sets PREFIX:i to
-// PREFIX-value-i, reads it back and prints "ok i"; then it reads every key
-// again and prints "done N".  ioredis is found in $CRAFT_NPM_DIR
+// PREFIX-value-i, reads it back and prints "ok i T" (T: the monotonic clock
+// in ns, CLOCK_MONOTONIC on Linux, which the test compares with the time of
+// its kill); then it reads every key again and prints "done N".  ioredis is found in $CRAFT_NPM_DIR
 // (node_modules/ioredis), where scripts/install-deps puts it.
 "use strict";
 const path = require("path");
@@ -85,7 +86,7 @@ async function main() {
     if (ok !== "OK") die("SET " + key + ": " + ok);
     const got = await retry("GET " + key, () => cluster.get(key));
     if (got !== value) die("GET " + key + ": got " + got + ", want " + value);
-    console.log("ok " + i);
+    console.log("ok " + i + " " + process.hrtime.bigint());
   }
   for (let i = 0; i < n; i++) {
     const key = prefix + ":" + i;

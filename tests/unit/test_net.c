@@ -16,6 +16,7 @@
 
 #include <cmocka.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -1507,6 +1508,65 @@ static void bind_source_address(void **state)
     srv_stop(&v);
 }
 
+/* The TCP_USER_TIMEOUT of the socket between local port lport and remote
+ * port rport (found among this process's descriptors), or -1. */
+static int user_timeout_of(uint16_t lport, uint16_t rport)
+{
+    for (int fd = 0; fd < 1024; fd++) {
+        struct sockaddr_in a, b;
+        socklen_t la = sizeof a, lb = sizeof b;
+        if (getsockname(fd, (struct sockaddr *)&a, &la) != 0 ||
+            getpeername(fd, (struct sockaddr *)&b, &lb) != 0 ||
+            a.sin_family != AF_INET || ntohs(a.sin_port) != lport ||
+            ntohs(b.sin_port) != rport) {
+            continue;
+        }
+        unsigned ms = 0;
+        socklen_t len = sizeof ms;
+        if (getsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, &len) != 0) {
+            return -1;
+        }
+        return (int)ms;
+    }
+    return -1;
+}
+
+static uint16_t port_of(const char *addr)
+{
+    const char *colon = strrchr(addr, ':');
+    assert_non_null(colon);
+    return (uint16_t)atoi(colon + 1);
+}
+
+/* Both ends of a connection get TCP_USER_TIMEOUT (net.h: a link through a
+ * healed partition must not wait out TCP's retransmission backoff); 0
+ * leaves the kernel's default. */
+static void user_timeout_set(void **state)
+{
+    (void)state;
+    struct net_config cfg = config();
+    assert_int_equal(cfg.user_timeout_ms, NET_USER_TIMEOUT_MS_DEFAULT);
+    struct srv v;
+    srv_start(&v, &cfg, "127.0.0.1:0");
+    const unsigned wanted[] = {1234, 0};
+    for (size_t i = 0; i < 2; i++) {
+        struct net_config cc = config();
+        cc.user_timeout_ms = wanted[i];
+        struct cli c;
+        assert_int_equal(cli_connect_cfg(&c, &cc, v.port), 0);
+        RUN_UNTIL(v.conn != NULL && c.connect_done);
+        char local[NET_ADDR_FMT_MAX];
+        net_conn_local_addr(c.conn, local, sizeof local);
+        uint16_t cport = port_of(local);
+        assert_int_equal(user_timeout_of(cport, v.port), (int)wanted[i]);
+        assert_int_equal(user_timeout_of(v.port, cport),
+                         (int)NET_USER_TIMEOUT_MS_DEFAULT);
+        cli_close(&c);
+        RUN_UNTIL(v.conn == NULL);
+    }
+    srv_stop(&v);
+}
+
 /* IPv6 loopback end to end, when the host has it. */
 static void ipv6_loopback(void **state)
 {
@@ -1852,6 +1912,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(flapping_link_backs_off, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(bind_source_address, setup, teardown),
+        cmocka_unit_test_setup_teardown(user_timeout_set, setup, teardown),
         cmocka_unit_test_setup_teardown(ipv6_loopback, setup, teardown),
         cmocka_unit_test_setup_teardown(peer_reset_no_sigpipe, setup, teardown),
         cmocka_unit_test_setup_teardown(server_close_with_connections, setup,

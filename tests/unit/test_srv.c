@@ -125,9 +125,13 @@ static bool leader(void *data, char *out, size_t cap)
     return f->leader_known;
 }
 
-static int info(void *data, struct buf *b)
+static int info(void *data, size_t argc, const uint8_t *const *argv,
+                const size_t *lens, struct buf *b)
 {
     (void)data;
+    (void)argc;
+    (void)argv;
+    (void)lens;
     return buf_append(b, "role:test\r\n", 11);
 }
 

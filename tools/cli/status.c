@@ -31,9 +31,12 @@ static const char status_usage[] =
     "usage: craft-cli status [-c LIST] [-t MS] [-a PASSWORD] [--json]\n"
     "\n"
     "Ask every member of --cluster for its Raft state and print a table:\n"
-    "  ID ADDRESS ROLE TERM COMMIT APPLIED LAG SNAPSHOT CONTACT RTT\n"
+    "  ID ADDRESS ROLE TERM COMMIT APPLIED LAG SNAPSHOT STATE CONTACT RTT\n"
     "LAG is the number of log entries the leader has that the member has\n"
-    "not acknowledged; CONTACT is the leader's replication link to it.\n"
+    "not acknowledged; STATE how the leader replicates to it (probe:\n"
+    "finding where its log matches, replicate: streaming entries,\n"
+    "snapshot: sending a snapshot); CONTACT the time since the leader last\n"
+    "heard from it.\n"
     "List every member in --cluster (craftd's ID=HOST:PORT list works).\n"
     "\n"
     "  -c, --cluster LIST  members (default $CRAFT_CLUSTER, else\n"
@@ -58,6 +61,9 @@ struct peer_view {
     bool known;
     bool connected;
     unsigned long long match;
+    long long next;            /* -1 if not reported */
+    long long lag;             /* -1 if not reported */
+    char state[16];            /* probe, replicate, snapshot, or "" */
     long long last_contact_ms; /* -1 if not reported */
 };
 
@@ -155,7 +161,8 @@ static void query(struct member *m, const char *password)
 static struct peer_view peer_of(const struct member *leader,
                                 unsigned long long id)
 {
-    struct peer_view v = {.known = false, .last_contact_ms = -1};
+    struct peer_view v = {
+        .known = false, .next = -1, .lag = -1, .last_contact_ms = -1};
     char name[48];
     char text[256];
     snprintf(name, sizeof name, "raft_peer_%llu", id);
@@ -171,6 +178,12 @@ static struct peer_view peer_of(const struct member *leader,
             v.match = strtoull(tok + 6, NULL, 10);
         } else if (strncmp(tok, "last_contact_ms=", 16) == 0) {
             v.last_contact_ms = strtoll(tok + 16, NULL, 10);
+        } else if (strncmp(tok, "next=", 5) == 0) {
+            v.next = strtoll(tok + 5, NULL, 10);
+        } else if (strncmp(tok, "lag=", 4) == 0) {
+            v.lag = strtoll(tok + 4, NULL, 10);
+        } else if (strncmp(tok, "state=", 6) == 0) {
+            snprintf(v.state, sizeof v.state, "%s", tok + 6);
         }
     }
     return v;
@@ -208,6 +221,25 @@ static void fmt_contact(const struct member *m, const struct member *leader,
     }
 }
 
+/* The leader's replication state for member id: "self" on the leader,
+ * probe/replicate/snapshot, or "-" when unknown. */
+static void fmt_state(const struct member *m, const struct member *leader,
+                      unsigned long long id, char *out, size_t cap,
+                      long long *next)
+{
+    *next = -1;
+    if (leader == NULL) {
+        snprintf(out, cap, "-");
+    } else if (m == leader) {
+        snprintf(out, cap, "self");
+        *next = (long long)leader->last + 1;
+    } else {
+        struct peer_view v = peer_of(leader, id);
+        snprintf(out, cap, "%s", v.known && v.state[0] ? v.state : "-");
+        *next = v.next;
+    }
+}
+
 /* LAG as text and, through *lag, as a number (-1 unknown). */
 static void fmt_lag(const struct member *m, const struct member *leader,
                     unsigned long long id, char *out, size_t cap,
@@ -218,7 +250,9 @@ static void fmt_lag(const struct member *m, const struct member *leader,
         *lag = 0;
     } else if (leader != NULL) {
         struct peer_view v = peer_of(leader, id);
-        if (v.known) {
+        if (v.known && v.lag >= 0) {
+            *lag = v.lag; /* the leader's own figure (craftd >= INFO v2) */
+        } else if (v.known) {
             *lag = v.match >= leader->last
                        ? 0
                        : (long long)(leader->last - v.match);
@@ -235,26 +269,28 @@ static void print_table(const struct member *ms, size_t n,
                         const struct cli_cluster_opts *o,
                         const struct member *leader)
 {
-    printf("%-4s %-21s %-13s %6s %9s %9s %6s %9s %-10s %s\n", "ID", "ADDRESS",
-           "ROLE", "TERM", "COMMIT", "APPLIED", "LAG", "SNAPSHOT", "CONTACT",
-           "RTT");
+    printf("%-4s %-21s %-13s %6s %9s %9s %6s %9s %-9s %-10s %s\n", "ID",
+           "ADDRESS", "ROLE", "TERM", "COMMIT", "APPLIED", "LAG", "SNAPSHOT",
+           "STATE", "CONTACT", "RTT");
     for (size_t i = 0; i < n; i++) {
         const struct member *m = &ms[i];
         unsigned long long id = m->up ? m->id : o->ids[i];
-        char ids[24], lag[24], contact[32];
-        long long lagv;
+        char ids[24], lag[24], contact[32], state[16];
+        long long lagv, next;
         snprintf(ids, sizeof ids, id != 0 ? "%llu" : "?", id);
         fmt_lag(m, leader, id, lag, sizeof lag, &lagv);
         fmt_contact(m, leader, id, contact, sizeof contact);
+        fmt_state(m, leader, id, state, sizeof state, &next);
         if (!m->up) {
-            printf("%-4s %-21s %-13s %6s %9s %9s %6s %9s %-10s down: %s\n", ids,
-                   m->addr, "unreachable", "-", "-", "-", lag, "-", contact,
-                   m->error);
+            printf("%-4s %-21s %-13s %6s %9s %9s %6s %9s %-9s %-10s down: %s\n",
+                   ids, m->addr, "unreachable", "-", "-", "-", lag, "-", state,
+                   contact, m->error);
             continue;
         }
-        printf("%-4s %-21s %-13s %6llu %9llu %9llu %6s %9llu %-10s %.1f ms\n",
+        printf("%-4s %-21s %-13s %6llu %9llu %9llu %6s %9llu %-9s %-10s %.1f "
+               "ms\n",
                ids, m->addr, m->role, m->term, m->commit, m->applied, lag,
-               m->snapshot, contact, m->rtt_ms);
+               m->snapshot, state, contact, m->rtt_ms);
     }
 }
 
@@ -272,10 +308,11 @@ static void print_json(const struct member *ms, size_t n,
     for (size_t i = 0; i < n; i++) {
         const struct member *m = &ms[i];
         unsigned long long id = m->up ? m->id : o->ids[i];
-        char lag[24], contact[32];
-        long long lagv;
+        char lag[24], contact[32], state[16];
+        long long lagv, next;
         fmt_lag(m, leader, id, lag, sizeof lag, &lagv);
         fmt_contact(m, leader, id, contact, sizeof contact);
+        fmt_state(m, leader, id, state, sizeof state, &next);
         printf("%s{\"id\":", i > 0 ? "," : "");
         printf(id != 0 ? "%llu" : "null", id);
         printf(",\"address\":");
@@ -292,6 +329,8 @@ static void print_json(const struct member *ms, size_t n,
             cli_json_string(stdout, m->error, strlen(m->error));
         }
         printf(lagv >= 0 ? ",\"lag\":%lld" : ",\"lag\":null", lagv);
+        printf(",\"state\":\"%s\"", state);
+        printf(next >= 0 ? ",\"next\":%lld" : ",\"next\":null", next);
         printf(",\"contact\":\"%s\"}", contact);
     }
     printf("]}\n");

@@ -1,0 +1,75 @@
+/*
+ * metrics.h -- craftd's Prometheus endpoint: a small HTTP/1.1 server on
+ * the node's loop that answers `GET /metrics` (--metrics-addr).
+ *
+ * Why our own server and not libmicrohttpd: it would run its own threads
+ * (or need its sockets driven from our loop by hand), while the page is
+ * made from state that lives on the loop thread; and all we need of HTTP
+ * is one request line per connection.  So the server is deliberately
+ * strict and small:
+ *
+ *  1. One request per connection, answered with "Connection: close"; the
+ *     server closes after the response (no keep-alive, no pipelining),
+ *     lingering up to METRICS_LINGER_MS to discard unread input.
+ *  2. The request line and headers must arrive within
+ *     METRICS_REQUEST_TIMEOUT_MS (a slowloris is cut off) and fit in
+ *     METRICS_REQUEST_MAX bytes (else 431); a body is never read.
+ *  3. GET or HEAD of /metrics (a query string is ignored) is 200; another
+ *     path 404; another method 405 (with Allow); anything that is not an
+ *     HTTP/1.x request line 400.
+ *  4. At most METRICS_CONNS_MAX connections at once; beyond that a new
+ *     connection is closed at once, so scrapers cannot exhaust the node's
+ *     descriptors.
+ *
+ * Threads: the loop thread only.
+ */
+#ifndef CRAFT_NODE_METRICS_H
+#define CRAFT_NODE_METRICS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "util/buf.h"
+
+/* The request line and headers of a scrape are a few hundred bytes. */
+#define METRICS_REQUEST_MAX 8192
+/* Prometheus's default scrape timeout is 10 s; a real scraper sends its
+ * request at once, so 5 s only ever cuts off the slow and the idle. */
+#define METRICS_REQUEST_TIMEOUT_MS 5000
+/* After answering, the server reads and discards what the client still
+ * sends for at most this long and this much before closing (a lingering
+ * close, so that a reset does not destroy the answer). */
+#define METRICS_LINGER_MS 1000
+#define METRICS_LINGER_BYTES_MAX (256u * 1024)
+/* A couple of scrapers and an operator's curl; not a public server. */
+#define METRICS_CONNS_MAX 16
+
+struct metrics;
+
+/* Write the page into out (the caller resets it).  0 or CRAFT_ENOMEM. */
+typedef int (*metrics_page_fn)(void *data, struct buf *out);
+
+/*
+ * Listen on host:port (numeric IPv4) and serve page() at /metrics.
+ * 0 and *out set, or CRAFT_EBUSY (address in use), CRAFT_EINVAL, CRAFT_EIO
+ * with the reason in errmsg.
+ */
+int metrics_start(uv_loop_t *loop, const char *host, uint16_t port,
+                  metrics_page_fn page, void *data, struct metrics **out,
+                  char *errmsg, size_t errmsg_len);
+
+/* Close the listener and every connection; cb(data) fires once when all
+ * handles are closed, after which the server is freed. */
+void metrics_stop(struct metrics *m, void (*cb)(void *data), void *data);
+
+/* Counters of the server itself, for tests and the page. */
+struct metrics_stats {
+    uint64_t requests; /* answered 200 */
+    uint64_t errors;   /* answered 4xx */
+    uint64_t timeouts; /* closed by METRICS_REQUEST_TIMEOUT_MS */
+    uint64_t refused;  /* closed at once: METRICS_CONNS_MAX */
+};
+void metrics_get_stats(const struct metrics *m, struct metrics_stats *out);
+
+#endif /* CRAFT_NODE_METRICS_H */
