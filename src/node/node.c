@@ -593,9 +593,10 @@ static void persist(struct node *n, const struct raft_update *u)
         const struct raft_entry *entries = u->entries + skip;
         size_t n_entries = u->n_entries - skip;
         if (skip > 0) {
-            LOG_INFOF("%zu entries from %llu are covered by snapshot %llu "
-                      "being stored: not written",
-                      skip, (unsigned long long)u->entries[0].index,
+            log_event(LOG_INFO, "entries_covered",
+                      "from=%llu count=%zu snapshot=%llu -- covered by the "
+                      "snapshot being stored: not written",
+                      (unsigned long long)u->entries[0].index, skip,
                       (unsigned long long)n->store_snap);
         }
         int rv = store_append(n->store, &p->req, u->hs_changed ? &u->hs : NULL,
