@@ -21,10 +21,18 @@
 #include "util/assert.h"
 #include "util/log.h"
 
+/* Counters of the server itself (seen in a debugger or a core). */
+struct node_metrics_stats {
+    uint64_t requests; /* answered 200 */
+    uint64_t errors;   /* answered 4xx or 5xx */
+    uint64_t timeouts; /* closed by METRICS_REQUEST_TIMEOUT_MS */
+    uint64_t refused;  /* closed at once: METRICS_CONNS_MAX */
+};
+
 struct mconn {
     uv_tcp_t tcp;
     uv_timer_t timer;
-    struct metrics *m;
+    struct node_metrics *m;
     struct mconn *prev, *next;
     char req[METRICS_REQUEST_MAX];
     size_t len;
@@ -36,10 +44,10 @@ struct mconn {
     size_t drained; /* bytes discarded after the response (lingering) */
 };
 
-struct metrics {
+struct node_metrics {
     uv_loop_t *loop;
     uv_tcp_t listener;
-    metrics_page_fn page;
+    node_metrics_page_fn page;
     void *data;
     struct mconn *conns;
     unsigned n_conns;
@@ -47,11 +55,11 @@ struct metrics {
     bool stopping;
     void (*stop_cb)(void *data);
     void *stop_data;
-    struct metrics_stats stats;
+    struct node_metrics_stats stats;
     struct buf body;
 };
 
-static void maybe_stopped(struct metrics *m)
+static void maybe_stopped(struct node_metrics *m)
 {
     if (m->stopping && m->open_handles == 0) {
         void (*cb)(void *) = m->stop_cb;
@@ -71,7 +79,7 @@ static void on_conn_handle_closed(uv_handle_t *h)
     if (--c->open_handles > 0) {
         return;
     }
-    struct metrics *m = c->m;
+    struct node_metrics *m = c->m;
     buf_close(&c->resp);
     free(c);
     CRAFT_ASSERT(m->open_handles > 0);
@@ -84,7 +92,7 @@ static void conn_close(struct mconn *c)
     if (uv_is_closing((uv_handle_t *)&c->tcp)) {
         return;
     }
-    struct metrics *m = c->m;
+    struct node_metrics *m = c->m;
     if (c->prev != NULL) {
         c->prev->next = c->next;
     } else {
@@ -218,7 +226,7 @@ static int split_request_line(const char *line, size_t len, char *method,
 /* A complete request head in c->req: answer it. */
 static void handle_request(struct mconn *c, size_t head_len)
 {
-    struct metrics *m = c->m;
+    struct node_metrics *m = c->m;
     const char *line = c->req;
     size_t line_len = strcspn(line, "\r\n");
     if (line_len >= head_len) {
@@ -315,7 +323,7 @@ static void on_timeout(uv_timer_t *t)
 
 static void on_connection(uv_stream_t *listener, int status)
 {
-    struct metrics *m = listener->data;
+    struct node_metrics *m = listener->data;
     if (status < 0 || m->stopping) {
         return;
     }
@@ -353,15 +361,16 @@ static void on_connection(uv_stream_t *listener, int status)
 
 static void on_listener_closed(uv_handle_t *h)
 {
-    struct metrics *m = h->data;
+    struct node_metrics *m = h->data;
     CRAFT_ASSERT(m->open_handles > 0);
     m->open_handles--;
     maybe_stopped(m);
 }
 
-int metrics_start(uv_loop_t *loop, const char *host, uint16_t port,
-                  metrics_page_fn page, void *data, struct metrics **out,
-                  char *errmsg, size_t errmsg_len)
+int node_metrics_start(uv_loop_t *loop, const char *host, uint16_t port,
+                       node_metrics_page_fn page, void *data,
+                       struct node_metrics **out, char *errmsg,
+                       size_t errmsg_len)
 {
     CRAFT_ASSERT(page != NULL);
     CRAFT_ASSERT(out != NULL);
@@ -370,7 +379,7 @@ int metrics_start(uv_loop_t *loop, const char *host, uint16_t port,
         snprintf(errmsg, errmsg_len, "--metrics-addr: bad address %s", host);
         return CRAFT_EINVAL;
     }
-    struct metrics *m = calloc(1, sizeof *m);
+    struct node_metrics *m = calloc(1, sizeof *m);
     if (m == NULL) {
         snprintf(errmsg, errmsg_len, "out of memory");
         return CRAFT_ENOMEM;
@@ -397,7 +406,8 @@ int metrics_start(uv_loop_t *loop, const char *host, uint16_t port,
     return 0;
 }
 
-void metrics_stop(struct metrics *m, void (*cb)(void *data), void *data)
+void node_metrics_stop(struct node_metrics *m, void (*cb)(void *data),
+                       void *data)
 {
     CRAFT_ASSERT(!m->stopping);
     m->stopping = true;
@@ -407,9 +417,4 @@ void metrics_stop(struct metrics *m, void (*cb)(void *data), void *data)
         conn_close(m->conns);
     }
     uv_close((uv_handle_t *)&m->listener, on_listener_closed);
-}
-
-void metrics_get_stats(const struct metrics *m, struct metrics_stats *out)
-{
-    *out = m->stats;
 }

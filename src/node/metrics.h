@@ -45,31 +45,24 @@
 /* A couple of scrapers and an operator's curl; not a public server. */
 #define METRICS_CONNS_MAX 16
 
-struct metrics;
+struct node_metrics;
 
 /* Write the page into out (the caller resets it).  0 or CRAFT_ENOMEM. */
-typedef int (*metrics_page_fn)(void *data, struct buf *out);
+typedef int (*node_metrics_page_fn)(void *data, struct buf *out);
 
 /*
  * Listen on host:port (numeric IPv4) and serve page() at /metrics.
  * 0 and *out set, or CRAFT_EBUSY (address in use), CRAFT_EINVAL, CRAFT_EIO
  * with the reason in errmsg.
  */
-int metrics_start(uv_loop_t *loop, const char *host, uint16_t port,
-                  metrics_page_fn page, void *data, struct metrics **out,
-                  char *errmsg, size_t errmsg_len);
+int node_metrics_start(uv_loop_t *loop, const char *host, uint16_t port,
+                       node_metrics_page_fn page, void *data,
+                       struct node_metrics **out, char *errmsg,
+                       size_t errmsg_len);
 
 /* Close the listener and every connection; cb(data) fires once when all
  * handles are closed, after which the server is freed. */
-void metrics_stop(struct metrics *m, void (*cb)(void *data), void *data);
-
-/* Counters of the server itself, for tests and the page. */
-struct metrics_stats {
-    uint64_t requests; /* answered 200 */
-    uint64_t errors;   /* answered 4xx */
-    uint64_t timeouts; /* closed by METRICS_REQUEST_TIMEOUT_MS */
-    uint64_t refused;  /* closed at once: METRICS_CONNS_MAX */
-};
-void metrics_get_stats(const struct metrics *m, struct metrics_stats *out);
+void node_metrics_stop(struct node_metrics *m, void (*cb)(void *data),
+                       void *data);
 
 #endif /* CRAFT_NODE_METRICS_H */

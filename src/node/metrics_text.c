@@ -156,8 +156,10 @@ static void peers(struct out *o, const struct node_report *r)
 static void raft(struct out *o, const struct node_report *r)
 {
     family(o, "craftd_info", "gauge", "Always 1; labels describe the node.");
-    add(o, "craftd_info{version=\"0.1.0\",node=\"%llu\",role=\"%s\"} 1\n",
-        (unsigned long long)r->id, r->role);
+    /* No role label: a label that changes value makes a new series at
+     * every election (craftd_is_leader says it). */
+    add(o, "craftd_info{version=\"0.1.0\",node=\"%llu\"} 1\n",
+        (unsigned long long)r->id);
     scalar(o, "craftd_term", "gauge", "Current Raft term.", (double)r->term);
     scalar(o, "craftd_is_leader", "gauge", "1 if this node leads.",
            r->leader ? 1 : 0);

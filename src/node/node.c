@@ -220,7 +220,7 @@ struct node {
 
     /* Observability (report.h, metrics.h): the /metrics server, and the
      * vote last logged. */
-    struct metrics *metrics;
+    struct node_metrics *metrics;
     raft_id logged_vote;
 };
 
@@ -1960,8 +1960,9 @@ int node_start(uv_loop_t *loop, const struct node_config *cfg,
     /* Before the client port: a node that cannot serve its metrics stops
      * before any client sees it (node_shutdown() closes this, not srv). */
     if (rv == 0 && cfg->metrics_port != 0) {
-        rv = metrics_start(loop, cfg->metrics_host, cfg->metrics_port,
-                           metrics_page, n, &n->metrics, errmsg, errmsg_len);
+        rv = node_metrics_start(loop, cfg->metrics_host, cfg->metrics_port,
+                                metrics_page, n, &n->metrics, errmsg,
+                                errmsg_len);
     }
     if (rv == 0) {
         const struct node_member *self = &cfg->members[cfg->self];
@@ -2059,7 +2060,7 @@ static void node_shutdown(struct node *n)
     }
     if (n->metrics != NULL) {
         n->open_handles++;
-        metrics_stop(n->metrics, on_metrics_closed, n);
+        node_metrics_stop(n->metrics, on_metrics_closed, n);
         n->metrics = NULL;
     }
     if (n->rserver != NULL) {

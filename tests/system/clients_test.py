@@ -105,12 +105,11 @@ def verify(c, prefix, acked):
         k.close()
 
 
-def kill_leader_when(c, lid, cond):
-    """A thread that kill -9s node lid once cond() holds; returns
-    (thread, state, stop) with state["killed_at"] set to time.monotonic()
-    once the node is dead."""
+def kill_leader_when(c, lid, cond, stop):
+    """A thread that kill -9s node lid once cond() holds, unless the event
+    stop is set first; returns a dict whose "killed_at" is set to
+    time.monotonic() once the node is dead."""
     state = {"killed_at": None}
-    stop = threading.Event()
 
     def run():
         while not stop.is_set():
@@ -120,9 +119,8 @@ def kill_leader_when(c, lid, cond):
                 return
             time.sleep(0.002)
 
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    return t, state, stop
+    threading.Thread(target=run, daemon=True).start()
+    return state
 
 
 def run_client(name, argv, env=None):
@@ -182,10 +180,14 @@ def run_client(name, argv, env=None):
         verify(c, prefix, acked)
         new = c.leader()
         assert new != lid
+        # What the failover cost this client: the longest pause between two
+        # acknowledgements (from the kill to the first write after it).
+        stamps = sorted(acked.values())
+        gap_ms = max(b - a for a, b in zip(stamps, stamps[1:])) / 1e6
         print("   %s; %d writes acknowledged after the kill of leader %d, "
-              "new leader %d" % ("; ".join(l for l in extra if
-                                           l.startswith("stats")),
-                                 after_kill, lid, new))
+              "new leader %d; longest pause %.0f ms" %
+              ("; ".join(l for l in extra if l.startswith("stats")),
+               after_kill, lid, new, gap_ms))
     except BaseException:
         c.dump_logs()
         raise
@@ -416,6 +418,7 @@ def cluster_check(nd, n_keys):
 def test_redis_cli():
     require(shutil.which("redis-cli"), "redis-cli (redis-tools)")
     c = Cluster(3, name="rediscli")
+    stop = threading.Event()
     try:
         c.start()
         lid = c.leader()
@@ -431,8 +434,8 @@ def test_redis_cli():
             c.node(lid).port, p.stdout
         cluster_check(entries[0], 0)
         acked = set()
-        _, state, stop = kill_leader_when(c, lid,
-                                          lambda: len(acked) >= KILL_AT)
+        state = kill_leader_when(c, lid, lambda: len(acked) >= KILL_AT,
+                                 stop)
         prefix = "cli%d" % os.getpid()
         done_at = []
         deadline = time.monotonic() + CLIENT_TIMEOUT
@@ -464,6 +467,7 @@ def test_redis_cli():
         c.dump_logs()
         raise
     finally:
+        stop.set()
         c.close()
 
 

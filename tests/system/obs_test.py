@@ -614,6 +614,12 @@ def test_log_json():
             "stopped" in events, events
         ready = recs[events.index("ready")]
         assert ready["members"] == 1 and ready["msg"] == "ready", ready
+        # craft-timeline reads JSON logs as well.
+        rc, out, err = timeline("--tsv", c.nodes[0].log)
+        assert rc == 0 and err == "", (rc, err)
+        rows = [l.split("\t") for l in out.splitlines()]
+        assert [r[4] for r in rows] == events, (rows, events)
+        assert rows[events.index("ready")][5].endswith("-- ready"), rows
     finally:
         c.close()
 

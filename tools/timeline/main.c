@@ -7,6 +7,7 @@
  *
  * Input lines are craftd's structured log lines (util/log.h):
  *   TIME LEVEL node=ID term=T role=ROLE event=NAME [key=value ...] [-- text]
+ * or the same as JSON objects (--log-format json); files may mix both.
  * A line that is not one (a plain-format line, a line cut by a crash,
  * garbage) is skipped and counted; the counts are reported on stderr per
  * file, with the first such line number, and never stop the merge.
@@ -57,8 +58,9 @@ static const char usage[] =
     "usage: craft-timeline [--since T] [--until T] [--events PATTERNS]\n"
     "                      [--width N] [--tsv] FILE...\n"
     "\n"
-    "Merge craftd logs (one file per node, or several nodes in one file)\n"
-    "into one time-ordered timeline with a column per node.\n"
+    "Merge craftd logs (one file per node, or several nodes in one file;\n"
+    "text or --log-format json) into one time-ordered timeline with a\n"
+    "column per node.\n"
     "\n"
     "  --since T        only lines at or after T\n"
     "  --until T        only lines at or before T (a prefix: 16:41 takes\n"
@@ -112,10 +114,141 @@ static bool valid_time(const char *t)
     return t[TL_TIME_LEN] == ' ';
 }
 
+/* ---- --log-format json lines ------------------------------------------
+ * craftd writes flat objects: string or number values, no nesting.  A
+ * JSON string is read into out (cap bytes; \uXXXX below 0x80 decoded,
+ * others kept as '?'); returns the position after it or NULL. */
+static const char *json_string(const char *p, char *out, size_t cap)
+{
+    if (*p != '"') {
+        return NULL;
+    }
+    p++;
+    size_t n = 0;
+    while (*p != '\0' && *p != '"') {
+        char ch = *p++;
+        if (ch == '\\') {
+            ch = *p++;
+            if (ch == 'u') {
+                unsigned v = 0;
+                if (sscanf(p, "%4x", &v) != 1) {
+                    return NULL;
+                }
+                p += 4;
+                ch = v < 0x80 ? (char)v : '?';
+            } else if (ch == 'n') {
+                ch = ' ';
+            } else if (ch != '"' && ch != '\\' && ch != '/') {
+                return NULL;
+            }
+        }
+        if (n + 1 >= cap) {
+            return NULL;
+        }
+        out[n++] = ch;
+    }
+    if (*p != '"') {
+        return NULL;
+    }
+    out[n] = '\0';
+    return p + 1;
+}
+
+/* Copy s into out if it fits (cap bytes with the NUL); false if not. */
+static bool copy_word(char *out, size_t cap, const char *s)
+{
+    size_t n = strnlen(s, cap);
+    if (n >= cap) {
+        return false;
+    }
+    memcpy(out, s, n + 1);
+    return true;
+}
+
+/* One JSON log line into e, the fields other than the header as
+ * "key=value" and the msg as the " -- " tail, as in the text format. */
+static bool parse_json_line(const char *line, struct ev *e)
+{
+    const char *p = line + 1;
+    char key[64], val[TL_LINE_MAX], rest[TL_LINE_MAX] = "",
+                                    msg[TL_LINE_MAX] = "";
+    bool have_time = false, have_node = false, have_term = false,
+         have_event = false;
+    size_t rn = 0;
+    while (*p != '}') {
+        p = json_string(p, key, sizeof key);
+        if (p == NULL || *p++ != ':') {
+            return false;
+        }
+        bool quoted = *p == '"';
+        if (quoted) {
+            p = json_string(p, val, sizeof val);
+            if (p == NULL) {
+                return false;
+            }
+        } else {
+            size_t n = strcspn(p, ",}");
+            if (n == 0 || n >= sizeof val) {
+                return false;
+            }
+            memcpy(val, p, n);
+            val[n] = '\0';
+            p += n;
+        }
+        if (strcmp(key, "time") == 0 && strlen(val) == TL_TIME_LEN) {
+            memcpy(e->time, val, TL_TIME_LEN + 1);
+            char probe[TL_TIME_LEN + 2];
+            memcpy(probe, val, TL_TIME_LEN);
+            probe[TL_TIME_LEN] = ' ';
+            probe[TL_TIME_LEN + 1] = '\0';
+            have_time = valid_time(probe);
+        } else if (strcmp(key, "node") == 0 && all_digits(val)) {
+            e->node = strtoull(val, NULL, 10);
+            have_node = true;
+        } else if (strcmp(key, "term") == 0 && all_digits(val)) {
+            e->term = strtoull(val, NULL, 10);
+            have_term = true;
+        } else if (strcmp(key, "role") == 0) {
+            copy_word(e->role, sizeof e->role, val);
+        } else if (strcmp(key, "event") == 0) {
+            have_event =
+                val[0] != '\0' && copy_word(e->event, sizeof e->event, val);
+        } else if (strcmp(key, "msg") == 0) {
+            snprintf(msg, sizeof msg, "%s", val);
+        } else if (strcmp(key, "level") != 0) {
+            bool bare = val[0] != '\0' && strpbrk(val, " \"=") == NULL;
+            int k = snprintf(rest + rn, sizeof rest - rn,
+                             bare ? "%s%s=%s" : "%s%s=\"%s\"",
+                             rn > 0 ? " " : "", key, val);
+            if (k < 0 || (size_t)k >= sizeof rest - rn) {
+                return false;
+            }
+            rn += (size_t)k;
+        }
+        if (*p == ',') {
+            p++;
+        } else if (*p != '}') {
+            return false;
+        }
+    }
+    if (!have_time || !have_node || !have_term || !have_event) {
+        return false;
+    }
+    if (msg[0] != '\0') {
+        snprintf(rest + rn, sizeof rest - rn, "%s-- %s", rn > 0 ? " " : "",
+                 msg);
+    }
+    e->rest = strdup(rest);
+    return e->rest != NULL;
+}
+
 /* Parse one line (NUL-terminated, no newline) into e; false if it is not
- * a craftd event line. */
+ * a craftd event line (text or JSON format). */
 static bool parse_line(const char *line, struct ev *e)
 {
+    if (line[0] == '{') {
+        return parse_json_line(line, e);
+    }
     if (strlen(line) < TL_TIME_LEN + 3 || !valid_time(line)) {
         return false;
     }
@@ -255,8 +388,8 @@ static int read_file(const char *path, const struct opts *o, struct evs *a,
     }
     if (bad > 0) {
         fprintf(stderr,
-                "craft-timeline: %s: skipped %zu line%s that are not craftd "
-                "log events (first: line %zu)\n",
+                "craft-timeline: %s: skipped %zu line%s not in craftd's log "
+                "format (first: line %zu)\n",
                 path, bad, bad == 1 ? "" : "s", first_bad);
     }
     return 0;
