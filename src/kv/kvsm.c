@@ -494,9 +494,11 @@ int kvsm_read_at(const struct kvsm *sm, uint64_t at_ms, size_t argc,
 
 int kvsm_check(const struct kvsm *sm)
 {
-    if (!ht_check(&sm->keys)) {
-        return 0;
-    }
+    return ht_check(&sm->keys) && kvsm__check_all_but_keys(sm);
+}
+
+int kvsm__check_all_but_keys(const struct kvsm *sm)
+{
     if (!kvsm__sessions_check(&sm->sessions, sm->cfg.sessions_max,
                               sm->cfg.session_replies_max)) {
         return 0;

@@ -67,4 +67,9 @@ const struct kvsm_command *
 kvsm__command_check(size_t argc, const uint8_t *const *argv, const size_t *lens,
                     struct buf *out, int *rv, bool internal_ok);
 
+/* kvsm_check() without the O(n) walk of the key table (ht_check): what a
+ * snapshot's content can get wrong beyond its records (sessions, a key
+ * already due to expire), for the loader to check in every build. */
+int kvsm__check_all_but_keys(const struct kvsm *sm);
+
 #endif /* CRAFT_KV_KVSM_INT_H */

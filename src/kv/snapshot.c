@@ -486,12 +486,11 @@ static int load_all(struct kvsm *sm, struct reader *r, struct buf *scratch)
      * that let one through; every replica loading it drops them alike, as
      * the next apply would. */
     kvsm__expire_due(sm);
-    /* What the input could get wrong was refused record by record above.
-     * The sessions' check is cheap and stays; the O(n) walk of the key
-     * table (it rehashes every key) only checks this code, so it runs in
-     * debug builds. */
-    if (!kvsm__sessions_check(&sm->sessions, sm->cfg.sessions_max,
-                              sm->cfg.session_replies_max)) {
+    /* What the input could get wrong was refused record by record above,
+     * or is checked here (sessions, a key already due); the O(n) walk of
+     * the key table (it rehashes every key) only checks this code, so it
+     * runs in debug builds. */
+    if (!kvsm__check_all_but_keys(sm)) {
         return CRAFT_ECORRUPT;
     }
     CRAFT_DASSERT(kvsm_check(sm));

@@ -85,13 +85,6 @@
 /* Snapshot data is handed to the store in chunks of this size, one at a
  * time, so the loop never copies more than this in one go. */
 #define NODE_SNAPSHOT_CHUNK (1u << 20)
-/* Snapshot bytes per InstallSnapshot message.  The core keeps one chunk
- * in flight per follower and sends the next on its acknowledgement (the
- * chunk written), so a transfer costs a round trip and a loop turn on both
- * sides per chunk: 4 MiB makes that 36 rounds for a 142 MB snapshot of 1 M
- * keys instead of 142.  Well within a frame (NET_FRAME_MAX_DEFAULT, 16 MiB)
- * and the send queue (64 MiB per peer). */
-#define NODE_SNAPSHOT_SEND_CHUNK (4u << 20)
 /* How often the loop checks whether the snapshot child has finished. */
 #define NODE_SNAPSHOT_POLL_MS 10
 /* Entry bytes handed to the store and not yet durable above which a leader
@@ -595,9 +588,32 @@ static void persist(struct node *n, const struct raft_update *u)
         struct persist_req *p =
             persist_req_new(n, chunk == NULL ? u->persist_seq : 0);
         raft_index truncate_from = store_truncation(n, u->truncate_from);
-        int rv =
-            store_append(n->store, &p->req, u->hs_changed ? &u->hs : NULL,
-                         truncate_from, u->entries, u->n_entries, on_persisted);
+        /*
+         * Entries at or below the store's snapshot are covered by it.  This
+         * happens when a follower has queued the last chunk of a snapshot
+         * from the leader (the store's snapshot index moves when it is
+         * queued) and, before it is durable, accepts an append that goes on
+         * from its older log: the core installs the snapshot only once it
+         * is durable.  The store would refuse them; they are dropped here
+         * instead.  Acknowledging them stays safe: this request completes
+         * after the snapshot is durable (the store finishes requests in
+         * order), and the snapshot holds their effect.
+         */
+        size_t skip = 0;
+        while (skip < u->n_entries && u->entries[skip].index <= n->store_snap) {
+            skip++;
+        }
+        const struct raft_entry *entries = u->entries + skip;
+        size_t n_entries = u->n_entries - skip;
+        if (skip > 0) {
+            log_event(LOG_INFO, "entries_covered",
+                      "from=%llu count=%zu snapshot=%llu -- covered by the "
+                      "snapshot being stored: not written",
+                      (unsigned long long)u->entries[0].index, skip,
+                      (unsigned long long)n->store_snap);
+        }
+        int rv = store_append(n->store, &p->req, u->hs_changed ? &u->hs : NULL,
+                              truncate_from, entries, n_entries, on_persisted);
         if (rv != 0) {
             free(p);
             char what[160];
@@ -610,16 +626,16 @@ static void persist(struct node *n, const struct raft_update *u)
                 (unsigned long long)n->snapshot_index);
             node_fatal(n, what, rv);
         }
-        for (size_t i = 0; i < u->n_entries; i++) {
-            p->bytes += u->entries[i].buf.len + 32;
+        for (size_t i = 0; i < n_entries; i++) {
+            p->bytes += entries[i].buf.len + 32;
         }
         n->log_bytes += p->bytes;
         n->persist_bytes += p->bytes;
         if (truncate_from != 0) {
             n->store_last = truncate_from - 1;
         }
-        if (u->n_entries > 0) {
-            n->store_last = u->entries[u->n_entries - 1].index;
+        if (n_entries > 0) {
+            n->store_last = entries[n_entries - 1].index;
         }
     }
     if (chunk != NULL) {
@@ -1874,7 +1890,6 @@ static int start_core(struct node *n, char *errmsg, size_t len)
     o.election_ticks_max = c->election_ms_max / c->tick_ms;
     o.heartbeat_ticks = c->heartbeat_ms / c->tick_ms;
     o.max_inflight = NODE_INFLIGHT_MAX;
-    o.snapshot_chunk_bytes = NODE_SNAPSHOT_SEND_CHUNK;
     uint64_t seed = uv_hrtime() ^ ((uint64_t)getpid() << 32) ^ c->id;
     n->term = l->hs.term;
     n->logged_vote = l->hs.vote;

@@ -329,6 +329,8 @@ def test_config():
                  dict(f.split("=", 1) for f in ln.split())
                  for ln in text.splitlines()}
         assert set(lines) == {"", "bee"}, text
+        # The last command, lower case, with its subcommand.
+        assert lines["bee"]["cmd"] == "client|setname", text
         bid = int(lines["bee"]["id"])
         assert b.call("CLIENT", "ID") == bid
         flags = sorted(dict(f.split("=", 1) for f in ln.split())["flags"]
