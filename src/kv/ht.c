@@ -13,6 +13,7 @@
  */
 #include "kv/ht.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -341,6 +342,20 @@ int ht_upsert(struct ht *h, const void *key, size_t n, struct ht_entry **out,
 
 /* ---- the expiry heap (invariant 5) ---- */
 
+/* The heap's order: expiry time, then key bytes, then length -- a total
+ * order on the keys, so the heap pops them in the same order on every
+ * replica whatever order they were inserted in (a snapshot load inserts
+ * them in hash table order, which differs between nodes). */
+static bool heap_less(const struct ht_entry *a, const struct ht_entry *b)
+{
+    if (a->expire_ms != b->expire_ms) {
+        return a->expire_ms < b->expire_ms;
+    }
+    size_t n = a->key_len < b->key_len ? a->key_len : b->key_len;
+    int c = n > 0 ? memcmp(a->key, b->key, n) : 0;
+    return c != 0 ? c < 0 : a->key_len < b->key_len;
+}
+
 static void heap_put(struct ht *h, size_t i, struct ht_entry *e)
 {
     h->heap[i] = e;
@@ -350,7 +365,7 @@ static void heap_put(struct ht *h, size_t i, struct ht_entry *e)
 static void heap_up(struct ht *h, size_t i)
 {
     struct ht_entry *e = h->heap[i];
-    while (i > 0 && h->heap[(i - 1) / 2]->expire_ms > e->expire_ms) {
+    while (i > 0 && heap_less(e, h->heap[(i - 1) / 2])) {
         heap_put(h, i, h->heap[(i - 1) / 2]);
         i = (i - 1) / 2;
     }
@@ -365,11 +380,10 @@ static void heap_down(struct ht *h, size_t i)
         if (c >= h->heap_len) {
             break;
         }
-        if (c + 1 < h->heap_len &&
-            h->heap[c + 1]->expire_ms < h->heap[c]->expire_ms) {
+        if (c + 1 < h->heap_len && heap_less(h->heap[c + 1], h->heap[c])) {
             c++;
         }
-        if (h->heap[c]->expire_ms >= e->expire_ms) {
+        if (!heap_less(h->heap[c], e)) {
             break;
         }
         heap_put(h, i, h->heap[c]);
@@ -639,7 +653,7 @@ static int heap_check(const struct ht *h)
         with_ttl += e->heap_pos != 0;
     }
     for (size_t i = 1; i < h->heap_len; i++) {
-        if (h->heap[(i - 1) / 2]->expire_ms > h->heap[i]->expire_ms) {
+        if (heap_less(h->heap[i], h->heap[(i - 1) / 2])) {
             return 0;
         }
     }

@@ -14,7 +14,8 @@
  *      bucket and visits at most HT_EMPTY_VISITS empty ones; one reap step
  *      frees at most HT_REAP_STEP entries of tables dropped by ht_clear().
  *   5. heap[0, heap_len) holds exactly the live entries with expire_ms != 0,
- *      each at heap[heap_pos - 1], in min-heap order of expire_ms.
+ *      each at heap[heap_pos - 1], in min-heap order of (expire_ms, key): the
+ * same order on every replica, however the keys were inserted.
  *
  * Lookups do not mutate the table (no rehash step), so the read-only path of
  * the state machine is truly read-only and an iterator stays valid across

@@ -50,9 +50,10 @@ struct kvsm_command {
     int (*fn)(struct kvsm_exec *e);
 };
 
-/* Delete every key whose expiry time is <= the state's clock (kvsm.h,
- * invariant 6): run by every apply, and after a snapshot is loaded. */
-void kvsm__expire_due(struct kvsm *sm);
+/* Delete up to KVSM_EXPIRE_PER_APPLY keys whose expiry time is <= the
+ * state's clock (kvsm.h, invariant 6), in the same order on every replica;
+ * run by every apply.  Returns the count deleted. */
+size_t kvsm__expire_due(struct kvsm *sm);
 
 /* Look up a command by name, case-insensitively.  NULL if unknown. */
 const struct kvsm_command *kvsm__command_find(const uint8_t *name, size_t n);

@@ -482,14 +482,12 @@ static int load_all(struct kvsm *sm, struct reader *r, struct buf *scratch)
     if (more != 0) {
         return more < 0 ? (int)more : CRAFT_ECORRUPT;
     }
-    /* A snapshot holds no due key (invariant 6) unless written by a build
-     * that let one through; every replica loading it drops them alike, as
-     * the next apply would. */
-    kvsm__expire_due(sm);
-    /* What the input could get wrong was refused record by record above,
-     * or is checked here (sessions, a key already due); the O(n) walk of
-     * the key table (it rehashes every key) only checks this code, so it
-     * runs in debug builds. */
+    /* Keys already due are kept: the replicas that did not load this
+     * snapshot hold them too, and the next entries delete them in the
+     * same order everywhere (invariant 6).  What the input could get wrong
+     * was refused record by record above, or is checked here (sessions);
+     * the O(n) walk of the key table (it rehashes every key) only checks
+     * this code, so it runs in debug builds. */
     if (!kvsm__check_all_but_keys(sm)) {
         return CRAFT_ECORRUPT;
     }

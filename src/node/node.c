@@ -1222,7 +1222,11 @@ static void clock_maybe_propose(struct node *n)
     if (due == 0 && !want) {
         return;
     }
-    if (!want && uv_now(n->loop) - n->clock_last < NODE_EXPIRE_PERIOD_MS) {
+    /* Due keys left behind a full batch (KVSM_EXPIRE_PER_APPLY) go on at
+     * once, one entry at a time. */
+    bool backlog = due != 0 && due <= node_sm_now_ms(n->sm);
+    if (!want && !backlog &&
+        uv_now(n->loop) - n->clock_last < NODE_EXPIRE_PERIOD_MS) {
         return;
     }
     uint64_t t = now_ms();

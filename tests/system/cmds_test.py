@@ -114,6 +114,21 @@ def test_expiry():
         print("   300 keys expired in %.2f s with %d clock entries" %
               (elapsed, clocks))
         assert clocks <= (elapsed + 0.2) / 0.1 + 3, (clocks, elapsed)
+        # 20000 keys due in the same millisecond go in bounded batches
+        # (KVSM_EXPIRE_PER_APPLY per entry), on every replica, with no
+        # leader change.
+        term = c.node(lid).info()["raft_term"]
+        at = str(int(time.time() * 1000) + 300)
+        for base in range(0, 20000, 1000):
+            leader.send_raw(b"".join(Conn.encode("SET", "m%d" % i, "v",
+                                                 "PXAT", at)
+                                     for i in range(base, base + 1000)))
+            for _ in range(1000):
+                assert leader.read_reply() == "OK"
+        for nd in c.nodes:
+            poll("20000 keys expired on node %d" % nd.id,
+                 lambda: nd.keys() == 1, timeout=10)
+        assert c.node(lid).info()["raft_term"] == term
         leader.close()
 
     run(c, body)
