@@ -63,6 +63,9 @@ while [ "$round" -le "$rounds" ]; do
         trunc="--truncate-every $(( 20 + R ))"
     fi
     out="$tmp/out.$round"
+    # Created here: the redirection below happens in the background child,
+    # which may not have opened the file when the loop first reads it.
+    : >"$out"
     # Small segments so that kills also land in segment turnover.
     "$bench" --dir "$dir" --entries 100000000 --size "$size" --batch "$batch" \
         --inflight "$inflight" --segment-bytes 1048576 --report-durable \
