@@ -1888,6 +1888,16 @@ static void start_handles(struct node *n)
     uv_signal_start(&n->sigint, on_signal, SIGINT);
 }
 
+/* The client listener of a start that failed later is closed. */
+static void on_srv_start_failed(struct srv *s, void *data)
+{
+    struct node *n = data;
+    CRAFT_ASSERT(s == n->srv);
+    CRAFT_ASSERT(n->shut);
+    srv_free(s);
+    n->srv = NULL;
+}
+
 int node_start(uv_loop_t *loop, const struct node_config *cfg,
                struct node **out, char *errmsg, size_t errmsg_len)
 {
@@ -1980,11 +1990,16 @@ int node_start(uv_loop_t *loop, const struct node_config *cfg,
     }
     start_handles(n);
     if (rv != 0) {
-        /* Close whatever was opened; the caller runs the loop to let the
+        /* Close whatever was opened, the client listener too (a failure
+         * after srv_start(): node_shutdown() leaves srv to node_stop()), or
+         * the loop would never end; the caller runs the loop to let the
          * handles go, then frees. */
         n->exit_code = 1;
         n->stopping = true;
         node_shutdown(n);
+        if (n->srv != NULL) {
+            srv_stop(n->srv, on_srv_start_failed, n);
+        }
         *out = n;
         return rv;
     }
