@@ -679,15 +679,27 @@ static void send_message(struct node *n, const struct raft_message *m)
     size_t total = (size_t)len;
     if (extra > 0) {
         /* Attach the chunk the core asked for (raft.h: the runtime owns the
-         * snapshot data).  A snapshot replaced meanwhile: drop; the core
-         * retries with the newest. */
+         * snapshot data), from the snapshot the transfer is pinned to (raft
+         * snapshot.c invariant 4).  A snapshot taken meanwhile does not
+         * stop it: the store keeps the one it replaced readable through
+         * its open descriptor (store.h).  Only once a second snapshot has
+         * replaced it too (CRAFT_ESTALE) is the chunk dropped; the core's
+         * retry timer then restarts the transfer with the newest. */
         struct raft_snapshot_meta meta;
         int64_t got = store_snapshot_read(
             n->store, m->snapshot.meta.index, m->snapshot.offset,
             n->sendbuf.data + total, extra, &meta);
-        if (got != (int64_t)extra) {
-            LOG_DEBUGF("snapshot %llu no longer readable; chunk dropped",
+        if (got == CRAFT_ESTALE) {
+            LOG_DEBUGF("snapshot %llu replaced by two newer; chunk dropped",
                        (unsigned long long)m->snapshot.meta.index);
+            return;
+        }
+        if (got != (int64_t)extra) {
+            LOG_WARNF("snapshot %llu unreadable at offset %llu (%s); chunk "
+                      "dropped",
+                      (unsigned long long)m->snapshot.meta.index,
+                      (unsigned long long)m->snapshot.offset,
+                      got < 0 ? craft_strerror((int)got) : "short read");
             return;
         }
         total += extra;
