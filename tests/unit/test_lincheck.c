@@ -517,7 +517,7 @@ static void pathological_history(struct lin_history *h)
     op.key = (struct lin_value){false, (uint8_t *)"big", 3};
     op.arg = (struct lin_value){false, base, BIG_BASE_BYTES};
     assert_int_equal(lin_history_add(h, &op), 0);
-    char arg[8];
+    char arg[16];
     for (int i = 0; i < 12; i++) {
         snprintf(arg, sizeof arg, "a%d", i);
         op.kind = LIN_APPEND;
