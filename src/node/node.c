@@ -708,15 +708,27 @@ static void send_message(struct node *n, const struct raft_message *m)
     size_t total = (size_t)len;
     if (extra > 0) {
         /* Attach the chunk the core asked for (raft.h: the runtime owns the
-         * snapshot data).  A snapshot replaced meanwhile: drop; the core
-         * retries with the newest. */
+         * snapshot data), from the snapshot the transfer is pinned to (raft
+         * snapshot.c invariant 4).  A snapshot taken meanwhile does not
+         * stop it: the store keeps the one it replaced readable through
+         * its open descriptor (store.h).  Only once a second snapshot has
+         * replaced it too (CRAFT_ESTALE) is the chunk dropped; the core's
+         * retry timer then restarts the transfer with the newest. */
         struct raft_snapshot_meta meta;
         int64_t got = store_snapshot_read(
             n->store, m->snapshot.meta.index, m->snapshot.offset,
             n->sendbuf.data + total, extra, &meta);
-        if (got != (int64_t)extra) {
-            LOG_DEBUGF("snapshot %llu no longer readable; chunk dropped",
+        if (got == CRAFT_ESTALE) {
+            LOG_DEBUGF("snapshot %llu replaced by two newer; chunk dropped",
                        (unsigned long long)m->snapshot.meta.index);
+            return;
+        }
+        if (got != (int64_t)extra) {
+            LOG_WARNF("snapshot %llu unreadable at offset %llu (%s); chunk "
+                      "dropped",
+                      (unsigned long long)m->snapshot.meta.index,
+                      (unsigned long long)m->snapshot.offset,
+                      got < 0 ? craft_strerror((int)got) : "short read");
             return;
         }
         total += extra;
@@ -1977,6 +1989,16 @@ static void start_handles(struct node *n)
     uv_signal_start(&n->sigint, on_signal, SIGINT);
 }
 
+/* The client listener of a start that failed later is closed. */
+static void on_srv_start_failed(struct srv *s, void *data)
+{
+    struct node *n = data;
+    CRAFT_ASSERT(s == n->srv);
+    CRAFT_ASSERT(n->shut);
+    srv_free(s);
+    n->srv = NULL;
+}
+
 int node_start(uv_loop_t *loop, const struct node_config *cfg,
                struct node **out, char *errmsg, size_t errmsg_len)
 {
@@ -2069,11 +2091,16 @@ int node_start(uv_loop_t *loop, const struct node_config *cfg,
     }
     start_handles(n);
     if (rv != 0) {
-        /* Close whatever was opened; the caller runs the loop to let the
+        /* Close whatever was opened, the client listener too (a failure
+         * after srv_start(): node_shutdown() leaves srv to node_stop()), or
+         * the loop would never end; the caller runs the loop to let the
          * handles go, then frees. */
         n->exit_code = 1;
         n->stopping = true;
         node_shutdown(n);
+        if (n->srv != NULL) {
+            srv_stop(n->srv, on_srv_start_failed, n);
+        }
         *out = n;
         return rv;
     }

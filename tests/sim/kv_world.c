@@ -1334,7 +1334,7 @@ void kv_check_linearizable(struct kv_world *w)
     struct lin_history saved = w->hist;
     w->hist = h;
     add_unfinished(w);
-    struct lin_options lo = {w->lin_steps, 0, NULL};
+    struct lin_options lo = {.steps_max = w->lin_steps};
     struct lin_result r;
     CRAFT_ASSERT(lin_check(&w->hist, &lo, &r) == 0);
     if (r.verdict == LIN_UNKNOWN || (r.verdict == LIN_OK && w->lin_report)) {

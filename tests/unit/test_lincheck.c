@@ -1,6 +1,7 @@
 /* Unit tests for tools/lincheck: known linearizable and non-linearizable
  * histories, the text format, random histories that are linearizable by
- * construction, the search budget, and the CLI's exit codes. */
+ * construction, the search budgets (steps and memory), setting unseen
+ * unknown appends aside, and the CLI's exit codes. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -202,8 +204,9 @@ static void parse_errors_and_round_trip(void **state)
  * linearization point inside its interval, and outputs come from applying
  * the ops in that order.  Some outcomes are made unknown; an unknown write
  * takes effect or not at random. */
-static void random_history(struct lin_history *h, struct rng *r, int n_ops,
-                           int n_keys, int n_clients, int unknown_per_mille)
+static void random_history_ex(struct lin_history *h, struct rng *r, int n_ops,
+                              int n_keys, int n_clients, int unknown_per_mille,
+                              bool incr)
 {
     struct pending {
         struct lin_op op;
@@ -222,6 +225,9 @@ static void random_history(struct lin_history *h, struct rng *r, int n_ops,
         op->ret = ops[i].lp + rng_range(r, 0, 100);
         client_time[c] = op->ret + 1;
         op->kind = (enum lin_kind)rng_range(r, 0, 5);
+        if (!incr && op->kind == LIN_INCR) {
+            op->kind = LIN_APPEND;
+        }
         int k = snprintf(keybuf, sizeof keybuf, "k%d",
                          (int)rng_range(r, 0, (uint64_t)n_keys));
         op->key.p = (uint8_t *)strndup(keybuf, (size_t)k);
@@ -304,6 +310,12 @@ static void random_history(struct lin_history *h, struct rng *r, int n_ops,
     free(order);
     free(client_time);
     free(ops);
+}
+
+static void random_history(struct lin_history *h, struct rng *r, int n_ops,
+                           int n_keys, int n_clients, int unknown_per_mille)
+{
+    random_history_ex(h, r, n_ops, n_keys, n_clients, unknown_per_mille, true);
 }
 
 static uint64_t seed_of(const char *name, uint64_t dflt)
@@ -390,6 +402,231 @@ static void budget_gives_unknown(void **state)
     lin_history_close(&h);
 }
 
+/* Unknown appends nobody read are set aside (check.c, invariant 2), and
+ * only those: the ones a read saw, the empty ones and those on a key with
+ * incr stay.  Each case gives the verdict and how many were set aside. */
+static void unseen_appends_set_aside(void **state)
+{
+    (void)state;
+    struct {
+        const char *name;
+        const char *text;
+        enum lin_verdict want;
+        size_t unseen;
+    } cases[] = {
+        {"seen later: kept", "a 0 ? append x A\nb 10 20 get x -> A\n", LIN_OK,
+         0},
+        {"never seen: set aside", "a 0 ? append x A\nb 10 20 get x -> nil\n",
+         LIN_OK, 1},
+        {"seen only before its call: set aside",
+         "a 0 1 put x B\nb 2 3 get x -> B\nc 10 ? append x B\n"
+         "d 20 30 put x C\ne 40 50 get x -> C\n",
+         LIN_OK, 1},
+        {"a read that may follow it counts",
+         "a 0 1 put x B\nb 2 30 get x -> BB\nc 10 ? append x B\n", LIN_OK, 0},
+        {"incr on the key: kept", "a 0 ? append x 1\nb 10 20 incr x 1 -> 2\n",
+         LIN_OK, 0},
+        {"empty append: kept", "a 0 ? append x \"\"\nb 10 20 get x -> \"\"\n",
+         LIN_OK, 0},
+        {"set aside, the violation stays",
+         "a 0 ? append x A\nb 10 20 put x B\nc 30 40 get x -> nil\n",
+         LIN_ILLEGAL, 1},
+        {"two keys",
+         "a 0 ? append x A\na 1 ? append y A\nb 10 20 get x -> nil\n"
+         "b 30 40 get y -> A\n",
+         LIN_OK, 1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct lin_result r;
+        enum lin_verdict v = check_text(cases[i].text, &r);
+        size_t unseen = r.n_unseen;
+        lin_result_close(&r);
+        if (v != cases[i].want || unseen != cases[i].unseen) {
+            fail_msg("%s: verdict %d, want %d; %zu set aside, want %zu",
+                     cases[i].name, v, cases[i].want, unseen, cases[i].unseen);
+        }
+    }
+}
+
+/* Setting unseen appends aside never changes a verdict: random histories
+ * without incr (so that it applies), many unknown outcomes, half of them
+ * with one read's output replaced by another read's of the same key (a
+ * stale or early read, a violation or not), checked both ways. */
+static void unseen_appends_keep_verdicts(void **state)
+{
+    (void)state;
+    struct rng r;
+    rng_init(&r, seed_of("unseen_appends_keep_verdicts", 25));
+    size_t set_aside = 0, illegal = 0;
+    for (int iter = 0; iter < 300; iter++) {
+        struct lin_history h;
+        lin_history_init(&h);
+        random_history_ex(&h, &r, 36, 2, 4, 250, false);
+        for (int tries = 0; iter % 2 == 1 && tries < 50; tries++) {
+            struct lin_op *x = &h.ops[rng_range(&r, 0, h.n)];
+            struct lin_op *y = &h.ops[rng_range(&r, 0, h.n)];
+            if (x->kind == LIN_GET && y->kind == LIN_GET && x->has_out &&
+                y->has_out && x->key.n == y->key.n &&
+                memcmp(x->key.p, y->key.p, x->key.n) == 0 &&
+                (x->out.nil != y->out.nil || x->out.n != y->out.n)) {
+                free(x->out.p);
+                x->out = y->out;
+                x->out.p = y->out.n ? malloc(y->out.n) : NULL;
+                if (y->out.n) {
+                    memcpy(x->out.p, y->out.p, y->out.n);
+                }
+                break;
+            }
+        }
+        struct lin_options keep = {.keep_unseen = true};
+        struct lin_result with, without;
+        assert_int_equal(lin_check(&h, NULL, &with), 0);
+        assert_int_equal(lin_check(&h, &keep, &without), 0);
+        assert_int_equal(without.n_unseen, 0);
+        if (with.verdict != without.verdict && with.verdict != LIN_UNKNOWN &&
+            without.verdict != LIN_UNKNOWN) {
+            lin_history_print(stdout, &h);
+            fail_msg("iteration %d: verdict %d with %zu set aside, %d "
+                     "without",
+                     iter, with.verdict, with.n_unseen, without.verdict);
+        }
+        set_aside += with.n_unseen;
+        illegal += with.verdict == LIN_ILLEGAL;
+        lin_result_close(&with);
+        lin_result_close(&without);
+        lin_history_close(&h);
+    }
+    printf("%zu unknown appends set aside, %zu violations\n", set_aside,
+           illegal);
+    assert_true(set_aside > 100);
+    assert_true(illegal > 10);
+}
+
+/* A key no budget of steps saves: a 256 KiB value, then 12 concurrent
+ * appends and a read no order explains, so the search tries every order,
+ * and every order is a new 256 KiB state.  A second key is fine. */
+#define BIG_BASE_BYTES (256u * 1024u)
+static void pathological_history(struct lin_history *h)
+{
+    lin_history_init(h);
+    uint8_t *base = malloc(BIG_BASE_BYTES + 8);
+    assert_non_null(base);
+    memset(base, 'v', BIG_BASE_BYTES);
+    static char cname[] = "c";
+    struct lin_op op = {.client = cname, .kind = LIN_PUT, .call = 0, .ret = 1};
+    op.key = (struct lin_value){false, (uint8_t *)"big", 3};
+    op.arg = (struct lin_value){false, base, BIG_BASE_BYTES};
+    assert_int_equal(lin_history_add(h, &op), 0);
+    char arg[16];
+    for (int i = 0; i < 12; i++) {
+        snprintf(arg, sizeof arg, "a%d", i);
+        op.kind = LIN_APPEND;
+        op.call = 10 + (uint64_t)i;
+        op.ret = 1000;
+        op.arg = (struct lin_value){false, (uint8_t *)arg, strlen(arg)};
+        assert_int_equal(lin_history_add(h, &op), 0);
+    }
+    memcpy(base + BIG_BASE_BYTES, "never", 5);
+    op.kind = LIN_GET;
+    op.call = 2000;
+    op.ret = 2010;
+    op.arg = (struct lin_value){true, NULL, 0};
+    op.has_out = true;
+    op.out = (struct lin_value){false, base, BIG_BASE_BYTES + 5};
+    assert_int_equal(lin_history_add(h, &op), 0);
+    op.key = (struct lin_value){false, (uint8_t *)"small", 5};
+    op.out = (struct lin_value){true, NULL, 0};
+    assert_int_equal(lin_history_add(h, &op), 0);
+    free(base);
+}
+
+static double ms_since(const struct timespec *t0)
+{
+    struct timespec t1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    return (double)(t1.tv_sec - t0->tv_sec) * 1e3 +
+           (double)(t1.tv_nsec - t0->tv_nsec) / 1e6;
+}
+
+static void memory_budget_gives_unknown(void **state)
+{
+    (void)state;
+    struct lin_history h;
+    pathological_history(&h);
+    const uint64_t budget = 16u << 20;
+    struct lin_options o = {.memory_bytes = budget};
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    struct lin_result r;
+    assert_int_equal(lin_check(&h, &o, &r), 0);
+    double ms = ms_since(&t0);
+    printf("unknown after %.1f ms, %llu steps, %llu bytes of %llu\n", ms,
+           (unsigned long long)r.steps, (unsigned long long)r.unknown_bytes,
+           (unsigned long long)budget);
+    assert_int_equal(r.verdict, LIN_UNKNOWN);
+    assert_int_equal(r.limit, LIN_LIMIT_MEMORY);
+    assert_int_equal(r.limit_value, budget);
+    assert_true(r.unknown_bytes <= budget);
+    /* It stopped for memory, near the budget (one more state did not
+     * fit), long before the step budget. */
+    assert_true(r.unknown_bytes + 2 * BIG_BASE_BYTES > budget);
+    assert_true(r.steps < LIN_STEPS_MAX);
+    assert_int_equal(r.n_keys, 2);
+    assert_int_equal(r.keys_unknown, 1);
+    assert_true(ms < 10000);
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    lin_report(f, &h, &r, "h");
+    fclose(f);
+    printf("%s", text);
+    assert_non_null(strstr(text, "unknown: key big "));
+    assert_non_null(strstr(text, "memory budget (--memory-mb 16"));
+    assert_non_null(strstr(text, "1 of 2 keys unknown"));
+    free(text);
+    lin_result_close(&r);
+    lin_history_close(&h);
+}
+
+/* The budget bounds the process, not only the count: a child checks the
+ * pathological history with a 32 MiB budget and its peak resident size
+ * stays near that.  (Sanitizer builds keep freed memory in quarantine and
+ * map shadow memory, so there only the verdict is checked.) */
+#if defined(__SANITIZE_ADDRESS__)
+#define LIN_TEST_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define LIN_TEST_ASAN 1
+#endif
+#endif
+static void memory_budget_bounds_rss(void **state)
+{
+    (void)state;
+    struct lin_history h;
+    pathological_history(&h);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        struct lin_options o = {.memory_bytes = 32u << 20};
+        struct lin_result r;
+        int rv = lin_check(&h, &o, &r);
+        _exit(rv == 0 && r.verdict == LIN_UNKNOWN && r.limit == LIN_LIMIT_MEMORY
+                  ? 0
+                  : 1);
+    }
+    lin_history_close(&h);
+    int st = 0;
+    struct rusage ru;
+    assert_int_equal(wait4(pid, &st, 0, &ru), pid);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    printf("child peak RSS %ld KiB with a 32 MiB budget\n", ru.ru_maxrss);
+#ifndef LIN_TEST_ASAN
+    /* 32 MiB, the test process (a few MiB) and malloc's slack. */
+    assert_true(ru.ru_maxrss < 96 * 1024);
+#endif
+}
+
 static void ten_thousand_ops(void **state)
 {
     (void)state;
@@ -423,7 +660,7 @@ static void ten_thousand_ops(void **state)
 /* The CLI: exit codes 0, 1, 2 on real files.  The binary is found through
  * CRAFT_BUILD_DIR (set by ctest) or next to this test (build/tests/ ->
  * build/bin/). */
-static int run_cli(const char *args)
+static int run_cli_out(const char *args, const char *out)
 {
     char bin[512];
     const char *dir = getenv("CRAFT_BUILD_DIR");
@@ -438,9 +675,14 @@ static int run_cli(const char *args)
         snprintf(bin, sizeof bin, "%s/../bin/craft-lincheck", self);
     }
     char cmd[1024];
-    snprintf(cmd, sizeof cmd, "%s %s >/dev/null 2>&1", bin, args);
+    snprintf(cmd, sizeof cmd, "%s %s >%s 2>&1", bin, args, out);
     int st = system(cmd);
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static int run_cli(const char *args)
+{
+    return run_cli_out(args, "/dev/null");
 }
 
 static void cli_exit_codes(void **state)
@@ -462,9 +704,21 @@ static void cli_exit_codes(void **state)
             fclose(f);
         }
     }
+    /* The pathological history, for --memory-mb. */
+    char patho[128], out[128];
+    snprintf(patho, sizeof patho, "%s/patho", dir);
+    snprintf(out, sizeof out, "%s/out", dir);
+    struct lin_history h;
+    pathological_history(&h);
+    FILE *pf = fopen(patho, "w");
+    if (pf != NULL) {
+        lin_history_print(pf, &h);
+        fclose(pf);
+    }
+    lin_history_close(&h);
     /* Run everything, clean up, then check, so a failure leaves no files. */
     char args[512];
-    int got[7];
+    int got[11];
     got[0] = run_cli(path[0]);
     got[1] = run_cli(path[1]);
     snprintf(args, sizeof args, "--key y %s", path[1]);
@@ -474,15 +728,35 @@ static void cli_exit_codes(void **state)
     got[4] = run_cli(args);
     got[5] = run_cli("--bogus");
     got[6] = run_cli("");
+    snprintf(args, sizeof args, "--memory-mb 0 %s", path[0]);
+    got[7] = run_cli(args);
+    snprintf(args, sizeof args, "--memory-mb 1x %s", path[0]);
+    got[8] = run_cli(args);
+    snprintf(args, sizeof args, "--memory-mb 1 %s", path[0]);
+    got[9] = run_cli(args);
+    snprintf(args, sizeof args, "--memory-mb 8 %s", patho);
+    got[10] = run_cli_out(args, out);
+    char text[1024] = "";
+    FILE *of = fopen(out, "r");
+    if (of != NULL) {
+        text[fread(text, 1, sizeof text - 1, of)] = '\0';
+        fclose(of);
+    }
     for (int i = 0; i < 3; i++) {
         unlink(path[i]);
     }
+    unlink(patho);
+    unlink(out);
     rmdir(dir);
-    const int want[7] = {0, 1, 0, 2, 2, 2, 2};
-    for (int i = 0; i < 7; i++) {
+    const int want[11] = {0, 1, 0, 2, 2, 2, 2, 2, 2, 0, 2};
+    for (int i = 0; i < 11; i++) {
         if (got[i] != want[i]) {
             fail_msg("case %d: exit %d, want %d", i, got[i], want[i]);
         }
+    }
+    if (strstr(text, "unknown: key big reached the memory budget "
+                     "(--memory-mb 8") == NULL) {
+        fail_msg("--memory-mb 8 on the pathological history said: %s", text);
     }
 }
 
@@ -493,12 +767,18 @@ int main(int argc, char **argv)
         setenv("CRAFT_SEED", argv[2], 1);
     }
     const struct CMUnitTest tests[] = {
+        /* First, while the process is small (a forked child's RSS counts
+         * its parent's resident pages). */
+        cmocka_unit_test(memory_budget_bounds_rss),
         cmocka_unit_test(known_histories),
         cmocka_unit_test(report_names_window),
         cmocka_unit_test(parse_errors_and_round_trip),
         cmocka_unit_test(random_linearizable_pass),
         cmocka_unit_test(random_corrupted_fail),
         cmocka_unit_test(budget_gives_unknown),
+        cmocka_unit_test(memory_budget_gives_unknown),
+        cmocka_unit_test(unseen_appends_set_aside),
+        cmocka_unit_test(unseen_appends_keep_verdicts),
         cmocka_unit_test(ten_thousand_ops),
         cmocka_unit_test(cli_exit_codes),
     };

@@ -18,6 +18,14 @@
  *
  * Model states are interned (each distinct value stored once, by id), so a
  * cache entry is a bitset of m bits plus a state id.
+ *
+ * Invariants:
+ *  1. A key's search never holds more than its memory budget in interned
+ *     values, state and memo tables and work arrays (struct budget counts
+ *     each allocation before making it); reaching the budget ends the
+ *     key's search with LIN_UNKNOWN, never an unbounded allocation.
+ *  2. Setting an unseen unknown append aside (prune_unseen) never changes
+ *     a key's verdict.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +36,29 @@
 
 void lin__print_op(FILE *f, const struct lin_op *op);
 
+/* ---- the memory budget of one key's search ---- */
+
+struct budget {
+    uint64_t used, max;
+};
+
+/* Count n more bytes, or -1 (nothing counted) if that passes the budget. */
+static int budget_take(struct budget *b, uint64_t n)
+{
+    CRAFT_ASSERT(b->used <= b->max);
+    if (n > b->max - b->used) {
+        return -1;
+    }
+    b->used += n;
+    return 0;
+}
+
+static void budget_give(struct budget *b, uint64_t n)
+{
+    CRAFT_ASSERT(n <= b->used);
+    b->used -= n;
+}
+
 /* ---- interned states ---- */
 
 struct states {
@@ -36,7 +67,11 @@ struct states {
     size_t n, cap;
     uint32_t *index; /* open addressing: id + 1, 0 empty */
     size_t index_cap;
+    struct budget *mem;
 };
+
+/* Bytes counted per state slot, besides the value's own bytes. */
+#define STATE_SLOT_BYTES (sizeof(struct lin_value) + sizeof(uint64_t))
 
 static uint64_t fnv(const struct lin_value *v)
 {
@@ -66,10 +101,15 @@ static void states_close(struct states *s)
     memset(s, 0, sizeof *s);
 }
 
+/* 0, -1 out of memory, -2 over the budget. */
 static int states_rehash(struct states *s, size_t cap)
 {
+    if (budget_take(s->mem, cap * sizeof *s->index) != 0) {
+        return -2;
+    }
     uint32_t *idx = calloc(cap, sizeof *idx);
     if (idx == NULL) {
+        budget_give(s->mem, cap * sizeof *s->index);
         return -1;
     }
     for (size_t i = 0; i < s->n; i++) {
@@ -80,13 +120,40 @@ static int states_rehash(struct states *s, size_t cap)
         idx[b] = (uint32_t)(i + 1);
     }
     free(s->index);
+    budget_give(s->mem, s->index_cap * sizeof *s->index);
     s->index = idx;
     s->index_cap = cap;
     return 0;
 }
 
+/* Room for one more state: 0, -1 out of memory, -2 over the budget. */
+static int states_reserve(struct states *s)
+{
+    if (s->n < s->cap) {
+        return 0;
+    }
+    size_t cap = s->cap ? s->cap * 2 : 64;
+    if (budget_take(s->mem, (cap - s->cap) * STATE_SLOT_BYTES) != 0) {
+        return -2;
+    }
+    struct lin_value *nv = realloc(s->v, cap * sizeof *nv);
+    if (nv != NULL) {
+        s->v = nv;
+    }
+    uint64_t *nh = nv != NULL ? realloc(s->hash, cap * sizeof *nh) : NULL;
+    if (nh == NULL) {
+        /* s->v may have grown: harmless, cap still says the old size. */
+        budget_give(s->mem, (cap - s->cap) * STATE_SLOT_BYTES);
+        return -1;
+    }
+    s->hash = nh;
+    s->cap = cap;
+    return 0;
+}
+
 /* The id of value v, taking ownership of v->p (freed if already known).
- * Returns -1 if out of memory. */
+ * Returns -1 if out of memory, -2 if a new state would pass the budget
+ * (v untouched on both). */
 static long long states_intern(struct states *s, struct lin_value *v)
 {
     uint64_t h = fnv(v);
@@ -101,40 +168,32 @@ static long long states_intern(struct states *s, struct lin_value *v)
             }
         }
     }
-    if (s->n == s->cap) {
-        size_t cap = s->cap ? s->cap * 2 : 64;
-        struct lin_value *nv = realloc(s->v, cap * sizeof *nv);
-        if (nv == NULL) {
-            return -1;
-        }
-        s->v = nv;
-        uint64_t *nh = realloc(s->hash, cap * sizeof *nh);
-        if (nh == NULL) {
-            return -1;
-        }
-        s->hash = nh;
-        s->cap = cap;
-    }
     if (s->n >= UINT32_MAX - 1) {
-        return -1;
+        return -2;
+    }
+    int rv = states_reserve(s);
+    if (rv != 0) {
+        return rv;
+    }
+    if (2 * (s->n + 1) > s->index_cap) {
+        rv = states_rehash(s, s->index_cap ? s->index_cap * 2 : 128);
+        if (rv != 0) {
+            return rv;
+        }
+    }
+    if (budget_take(s->mem, v->n) != 0) {
+        return -2;
     }
     s->v[s->n] = *v;
     s->hash[s->n] = h;
     v->p = NULL;
     s->n++;
-    if (2 * s->n > s->index_cap) {
-        if (states_rehash(s, s->index_cap ? s->index_cap * 2 : 128) != 0) {
-            s->n--;
-            *v = s->v[s->n];
-            return -1;
-        }
-    } else {
-        size_t b = h & (s->index_cap - 1);
-        while (s->index[b] != 0) {
-            b = (b + 1) & (s->index_cap - 1);
-        }
-        s->index[b] = (uint32_t)s->n;
+    size_t b = h & (s->index_cap - 1);
+    while (s->index[b] != 0) {
+        b = (b + 1) & (s->index_cap - 1);
     }
+    s->index[b] = (uint32_t)s->n;
+    CRAFT_ASSERT(2 * s->n <= s->index_cap);
     return (long long)(s->n - 1);
 }
 
@@ -146,6 +205,7 @@ struct cache {
     size_t n, cap;
     uint64_t *index; /* entry + 1, 0 empty */
     size_t index_cap;
+    struct budget *mem;
 };
 
 static uint64_t cache_hash(const uint64_t *bits, size_t words, uint64_t st)
@@ -163,11 +223,16 @@ static const uint64_t *cache_entry(const struct cache *c, size_t i)
     return c->arena + i * (c->words + 1);
 }
 
+/* 0, -1 out of memory, -2 over the budget. */
 static int cache_grow_index(struct cache *c)
 {
     size_t cap = c->index_cap ? c->index_cap * 2 : 1024;
+    if (budget_take(c->mem, cap * sizeof *c->index) != 0) {
+        return -2;
+    }
     uint64_t *idx = calloc(cap, sizeof *idx);
     if (idx == NULL) {
+        budget_give(c->mem, cap * sizeof *c->index);
         return -1;
     }
     for (size_t i = 0; i < c->n; i++) {
@@ -179,20 +244,39 @@ static int cache_grow_index(struct cache *c)
         idx[b] = i + 1;
     }
     free(c->index);
+    budget_give(c->mem, c->index_cap * sizeof *c->index);
     c->index = idx;
     c->index_cap = cap;
     return 0;
 }
 
-/* Insert (bits, st) unless present.  1 inserted, 0 present, -1 no memory,
- * -2 the cache reached LIN_CACHE_BYTES_MAX. */
-static int cache_add(struct cache *c, const uint64_t *bits, uint64_t st)
+/* 0, -1 out of memory, -2 over the budget. */
+static int cache_grow_arena(struct cache *c)
 {
-    if ((c->cap * (c->words + 1) + c->index_cap) * 8 > LIN_CACHE_BYTES_MAX) {
+    size_t cap = c->cap ? c->cap * 2 : 1024;
+    size_t entry = (c->words + 1) * sizeof *c->arena;
+    if (budget_take(c->mem, (cap - c->cap) * entry) != 0) {
         return -2;
     }
-    if (2 * (c->n + 1) > c->index_cap && cache_grow_index(c) != 0) {
+    uint64_t *a = realloc(c->arena, cap * entry);
+    if (a == NULL) {
+        budget_give(c->mem, (cap - c->cap) * entry);
         return -1;
+    }
+    c->arena = a;
+    c->cap = cap;
+    return 0;
+}
+
+/* Insert (bits, st) unless present.  1 inserted, 0 present, -1 no memory,
+ * -2 the search reached its memory budget. */
+static int cache_add(struct cache *c, const uint64_t *bits, uint64_t st)
+{
+    if (2 * (c->n + 1) > c->index_cap) {
+        int rv = cache_grow_index(c);
+        if (rv != 0) {
+            return rv;
+        }
     }
     uint64_t h = cache_hash(bits, c->words, st);
     size_t b = h & (c->index_cap - 1);
@@ -203,18 +287,16 @@ static int cache_add(struct cache *c, const uint64_t *bits, uint64_t st)
         }
     }
     if (c->n == c->cap) {
-        size_t cap = c->cap ? c->cap * 2 : 1024;
-        uint64_t *a = realloc(c->arena, cap * (c->words + 1) * 8);
-        if (a == NULL) {
-            return -1;
+        int rv = cache_grow_arena(c);
+        if (rv != 0) {
+            return rv;
         }
-        c->arena = a;
-        c->cap = cap;
     }
     uint64_t *e = c->arena + c->n * (c->words + 1);
     e[0] = st;
     memcpy(e + 1, bits, c->words * 8);
     c->index[b] = ++c->n;
+    CRAFT_ASSERT(2 * c->n <= c->index_cap);
     return 1;
 }
 
@@ -249,6 +331,9 @@ struct search {
     size_t best_state;
     long blocked; /* local op, or -1 */
     size_t blocked_depth;
+    /* Invariant 1; and for LIN_UNKNOWN, which budget ran out. */
+    struct budget mem;
+    enum lin_limit limit;
 };
 
 static int node_cmp(const void *a, const void *b)
@@ -337,69 +422,112 @@ struct frame {
     size_t state;
 };
 
-/* Returns LIN_OK, LIN_ILLEGAL or LIN_UNKNOWN, or -1 out of memory. */
+/* The work arrays and the initial (nil) state: 0, -1 out of memory, -2
+ * over the budget. */
+static int search_setup(struct search *s, struct frame **stack, size_t *state)
+{
+    size_t m = s->m, words = (m + 63) / 64;
+    s->states.mem = s->cache.mem = &s->mem;
+    s->cache.words = words;
+    s->blocked = -1;
+    uint64_t fixed = 2 * (words ? words : 1) * 8 +
+                     (m ? m : 1) * sizeof **stack +
+                     (2 * m + 1) * sizeof *s->nodes;
+    if (budget_take(&s->mem, fixed) != 0) {
+        return -2;
+    }
+    s->bits = calloc(words ? words : 1, 8);
+    s->best_bits = calloc(words ? words : 1, 8);
+    *stack = malloc((m ? m : 1) * sizeof **stack);
+    if (s->bits == NULL || s->best_bits == NULL || *stack == NULL ||
+        build_list(s) != 0) {
+        return -1;
+    }
+    struct lin_value init = {true, NULL, 0};
+    long long st = states_intern(&s->states, &init);
+    if (st < 0) {
+        return (int)st;
+    }
+    *state = (size_t)st;
+    return 0;
+}
+
+/* Linearize the call at node e from state, if the model accepts it and
+ * (linearized set, next state) is new: 1 done (*next_state set), 0 not
+ * possible now, -1 out of memory, -2 over the budget. */
+static int try_call(struct search *s, long e, size_t state, size_t *next_state)
+{
+    const struct node *n = &s->nodes[e];
+    const struct lin_op *op = &s->h->ops[s->ops[n->op]];
+    struct lin_value next;
+    int ok = lin_model_step(&s->states.v[state], op, &next);
+    if (ok <= 0) {
+        return ok;
+    }
+    long long ns = states_intern(&s->states, &next);
+    if (ns < 0) {
+        free(next.p);
+        return (int)ns;
+    }
+    s->bits[n->op / 64] |= 1ull << (n->op % 64);
+    int added = cache_add(&s->cache, s->bits, (uint64_t)ns);
+    if (added <= 0) {
+        s->bits[n->op / 64] &= ~(1ull << (n->op % 64));
+        return added;
+    }
+    *next_state = (size_t)ns;
+    return 1;
+}
+
+/* Returns LIN_OK, LIN_ILLEGAL or LIN_UNKNOWN (s->limit says why), or -1
+ * out of memory. */
 static int search_key(struct search *s, uint64_t steps_max, double deadline,
                       uint64_t *steps)
 {
     size_t m = s->m, words = (m + 63) / 64;
-    s->cache.words = words;
-    s->bits = calloc(words ? words : 1, 8);
-    s->best_bits = calloc(words ? words : 1, 8);
-    struct frame *stack = malloc((m ? m : 1) * sizeof *stack);
-    struct lin_value init = {true, NULL, 0};
-    long long st = states_intern(&s->states, &init);
-    if (s->bits == NULL || s->best_bits == NULL || stack == NULL || st < 0 ||
-        build_list(s) != 0) {
+    struct frame *stack = NULL;
+    size_t state = 0, depth = 0;
+    int rv = search_setup(s, &stack, &state);
+    if (rv != 0) {
         free(stack);
-        return -1;
+        s->limit = LIN_LIMIT_MEMORY;
+        return rv == -2 ? LIN_UNKNOWN : -1;
     }
-    size_t state = (size_t)st, depth = 0;
     long head = (long)(2 * m);
     long e = s->nodes[head].next;
     int verdict = LIN_OK;
-    s->blocked = -1;
     while (s->nodes[head].next >= 0) {
-        if (++*steps > steps_max ||
-            ((*steps & 1023) == 0 && deadline > 0 && now_ms() > deadline)) {
+        if (++*steps > steps_max) {
+            s->limit = LIN_LIMIT_STEPS;
+            verdict = LIN_UNKNOWN;
+            break;
+        }
+        if ((*steps & 1023) == 0 && deadline > 0 && now_ms() > deadline) {
+            s->limit = LIN_LIMIT_TIME;
             verdict = LIN_UNKNOWN;
             break;
         }
         CRAFT_ASSERT(e >= 0);
         const struct node *n = &s->nodes[e];
         if (!n->is_ret) {
-            const struct lin_op *op = &s->h->ops[s->ops[n->op]];
-            struct lin_value next;
-            int ok = lin_model_step(&s->states.v[state], op, &next);
-            if (ok < 0) {
-                verdict = -1;
+            size_t ns = 0;
+            rv = try_call(s, e, state, &ns);
+            if (rv < 0) {
+                s->limit = LIN_LIMIT_MEMORY;
+                verdict = rv == -2 ? LIN_UNKNOWN : -1;
                 break;
             }
-            if (ok) {
-                long long ns = states_intern(&s->states, &next);
-                if (ns < 0) {
-                    free(next.p);
-                    verdict = -1;
-                    break;
+            if (rv > 0) {
+                stack[depth++] = (struct frame){e, state};
+                state = ns;
+                lift(s->nodes, e);
+                if (depth > s->best_depth) {
+                    s->best_depth = depth;
+                    s->best_state = state;
+                    memcpy(s->best_bits, s->bits, words * 8);
                 }
-                s->bits[n->op / 64] |= 1ull << (n->op % 64);
-                int added = cache_add(&s->cache, s->bits, (uint64_t)ns);
-                if (added < 0) {
-                    verdict = added == -2 ? LIN_UNKNOWN : -1;
-                    break;
-                }
-                if (added) {
-                    stack[depth++] = (struct frame){e, state};
-                    state = (size_t)ns;
-                    lift(s->nodes, e);
-                    if (depth > s->best_depth) {
-                        s->best_depth = depth;
-                        s->best_state = state;
-                        memcpy(s->best_bits, s->bits, words * 8);
-                    }
-                    e = s->nodes[head].next;
-                    continue;
-                }
-                s->bits[n->op / 64] &= ~(1ull << (n->op % 64));
+                e = s->nodes[head].next;
+                continue;
             }
             e = n->next;
         } else {
@@ -422,6 +550,7 @@ static int search_key(struct search *s, uint64_t steps_max, double deadline,
          * always meets a return or a liftable call before the end. */
         CRAFT_ASSERT(e >= 0);
     }
+    CRAFT_ASSERT(s->mem.used <= s->mem.max);
     free(stack);
     return verdict;
 }
@@ -524,6 +653,117 @@ static int make_window(struct search *s, struct lin_result *r)
     return 0;
 }
 
+/*
+ * Invariant 2: set aside the unknown appends nobody could have seen.  An
+ * unknown append A with a non-empty argument, on a key without incr,
+ * whose argument occurs in the output of no known read that could follow
+ * it (one returning at or after A's call), changes no verdict:
+ *
+ *   Take a legal linearization L of the key's operations with A in it, and
+ *   drop A.  From A's place up to the next put or del in L, the state
+ *   without A is the state with A minus A's argument at one position (nil
+ *   reads as empty there).  An append keeps that so; a get with an output
+ *   in that stretch saw a value containing A's argument, and none exists
+ *   (those returning before A's call precede A in L); a get without an
+ *   output checks nothing; there is no incr; a put or del makes both
+ *   states equal again.  So L without A is legal with the same outputs.
+ *   Conversely, a linearization without A is one where A, whose outcome
+ *   is unknown, never took effect.
+ *
+ * Such appends are what a client that timed out leaves behind, and each
+ * one may otherwise be placed at every later point.  ops[0, m) (by call
+ * time) are compacted in place, keeping their order; returns how many
+ * are kept.  The scan is bounded by LIN_PRUNE_SCAN_BYTES_MAX; past it,
+ * the rest are kept, which is correct, only slower.
+ */
+static size_t prune_unseen(const struct lin_history *h, size_t *ops, size_t m)
+{
+    for (size_t i = 0; i < m; i++) {
+        if (h->ops[ops[i]].kind == LIN_INCR) {
+            return m;
+        }
+    }
+    uint64_t scanned = 0;
+    size_t kept = 0;
+    for (size_t i = 0; i < m; i++) {
+        const struct lin_op *a = &h->ops[ops[i]];
+        bool unseen =
+            a->kind == LIN_APPEND && a->ret == LIN_TIME_UNKNOWN && a->arg.n > 0;
+        for (size_t j = 0; unseen && j < m; j++) {
+            const struct lin_op *g = &h->ops[ops[j]];
+            if (g->kind != LIN_GET || !g->has_out || g->out.nil ||
+                g->ret < a->call || g->out.n < a->arg.n) {
+                continue;
+            }
+            scanned += g->out.n;
+            if (scanned > LIN_PRUNE_SCAN_BYTES_MAX ||
+                memmem(g->out.p, g->out.n, a->arg.p, a->arg.n) != NULL) {
+                unseen = false;
+            }
+        }
+        if (!unseen) {
+            ops[kept++] = ops[i];
+        }
+    }
+    CRAFT_ASSERT(kept <= m);
+    return kept;
+}
+
+struct budgets {
+    uint64_t steps_max;
+    double deadline; /* now_ms() time, or 0 */
+    uint64_t time_ms;
+    uint64_t memory_bytes;
+    bool keep_unseen;
+};
+
+/* Check the m ops of one key (ops, sorted by call time, may be compacted)
+ * and fold the verdict into r.  0, or -1 out of memory. */
+static int check_key(const struct lin_history *h, size_t *ops, size_t m,
+                     const struct budgets *b, struct lin_result *r)
+{
+    CRAFT_ASSERT(m > 0);
+    size_t key_op = ops[0];
+    size_t kept = b->keep_unseen ? m : prune_unseen(h, ops, m);
+    r->n_unseen += m - kept;
+    struct search s;
+    memset(&s, 0, sizeof s);
+    s.h = h;
+    s.ops = ops;
+    s.m = kept;
+    s.mem.max = b->memory_bytes;
+    r->n_ops += s.m;
+    /* The budgets are per key (lincheck.h): one expensive key must not
+     * starve the keys after it. */
+    uint64_t key_steps = 0;
+    int v = search_key(&s, b->steps_max, b->deadline, &key_steps);
+    r->steps += key_steps;
+    r->n_keys++;
+    int rv = 0;
+    if (v < 0) {
+        rv = -1;
+    } else if (v == LIN_UNKNOWN) {
+        if (r->keys_unknown++ == 0) {
+            r->unknown_key_op = key_op;
+            r->limit = s.limit;
+            r->limit_value = s.limit == LIN_LIMIT_STEPS  ? b->steps_max
+                             : s.limit == LIN_LIMIT_TIME ? b->time_ms
+                                                         : b->memory_bytes;
+            r->unknown_steps = key_steps;
+            r->unknown_bytes = s.mem.used;
+        }
+        r->verdict = LIN_UNKNOWN;
+    } else if (v == LIN_ILLEGAL) {
+        r->verdict = LIN_ILLEGAL;
+        r->bad_key_op = key_op;
+        if (make_window(&s, r) != 0) {
+            rv = -1;
+        }
+    }
+    search_close(&s);
+    return rv;
+}
+
 int lin_check(const struct lin_history *h, const struct lin_options *o,
               struct lin_result *r)
 {
@@ -533,8 +773,13 @@ int lin_check(const struct lin_history *h, const struct lin_options *o,
     if (o != NULL) {
         opt = *o;
     }
-    uint64_t steps_max = opt.steps_max ? opt.steps_max : LIN_STEPS_MAX;
-    double deadline = opt.time_ms ? now_ms() + (double)opt.time_ms : 0;
+    struct budgets b = {
+        .steps_max = opt.steps_max ? opt.steps_max : LIN_STEPS_MAX,
+        .deadline = opt.time_ms ? now_ms() + (double)opt.time_ms : 0,
+        .time_ms = opt.time_ms,
+        .memory_bytes =
+            opt.memory_bytes ? opt.memory_bytes : LIN_MEMORY_BYTES_DEFAULT,
+        .keep_unseen = opt.keep_unseen};
     /* Unknown reads cannot change anything: leave them out. */
     size_t *idx = malloc((h->n ? h->n : 1) * sizeof *idx);
     if (idx == NULL) {
@@ -556,31 +801,7 @@ int lin_check(const struct lin_history *h, const struct lin_options *o,
         while (end < n && same_key(&h->ops[idx[start]], &h->ops[idx[end]])) {
             end++;
         }
-        struct search s;
-        memset(&s, 0, sizeof s);
-        s.h = h;
-        s.ops = idx + start;
-        s.m = end - start;
-        r->n_ops += s.m;
-        /* The budget is per key (lincheck.h): one expensive key must not
-         * starve the keys after it. */
-        uint64_t key_steps = 0;
-        int v = search_key(&s, steps_max, deadline, &key_steps);
-        r->steps += key_steps;
-        r->n_keys++;
-        if (v < 0) {
-            rv = -1;
-        } else if (v == LIN_UNKNOWN) {
-            r->keys_unknown++;
-            r->verdict = LIN_UNKNOWN;
-        } else if (v == LIN_ILLEGAL) {
-            r->verdict = LIN_ILLEGAL;
-            r->bad_key_op = idx[start];
-            if (make_window(&s, r) != 0) {
-                rv = -1;
-            }
-        }
-        search_close(&s);
+        rv = check_key(h, idx + start, end - start, &b, r);
         if (rv != 0) {
             break;
         }
@@ -614,19 +835,58 @@ static void print_key(FILE *f, const struct lin_value *k)
     }
 }
 
+/* Which budget ran out, on which key, and the option that raises it. */
+static void report_unknown(FILE *f, const struct lin_history *h,
+                           const struct lin_result *r)
+{
+    CRAFT_ASSERT(r->verdict == LIN_UNKNOWN);
+    CRAFT_ASSERT(r->keys_unknown > 0);
+    fprintf(f, "unknown: key ");
+    print_key(f, &h->ops[r->unknown_key_op].key);
+    unsigned long long v = (unsigned long long)r->limit_value;
+    switch (r->limit) {
+    case LIN_LIMIT_NONE:
+        CRAFT_UNREACHABLE();
+        break;
+    case LIN_LIMIT_STEPS:
+        fprintf(f, " used up the step budget (--steps %llu)", v);
+        break;
+    case LIN_LIMIT_TIME:
+        fprintf(f,
+                " was being searched when the time budget ran out "
+                "(--timeout-ms %llu)",
+                v);
+        break;
+    case LIN_LIMIT_MEMORY:
+        fprintf(f,
+                " reached the memory budget (--memory-mb %llu: %.1f MiB of "
+                "states, memo cache and work arrays)",
+                (v + (1u << 20) - 1) >> 20,
+                (double)r->unknown_bytes / (1024.0 * 1024.0));
+        break;
+    }
+    fprintf(f,
+            " after %llu steps; %zu of %zu keys unknown (%llu steps in all); "
+            "no violation found\n",
+            (unsigned long long)r->unknown_steps, r->keys_unknown, r->n_keys,
+            (unsigned long long)r->steps);
+}
+
 void lin_report(FILE *f, const struct lin_history *h,
                 const struct lin_result *r, const char *path)
 {
     if (r->verdict == LIN_OK) {
-        fprintf(f, "linearizable: %zu operations on %zu keys (%llu steps)\n",
+        fprintf(f, "linearizable: %zu operations on %zu keys (%llu steps",
                 r->n_ops, r->n_keys, (unsigned long long)r->steps);
+        if (r->n_unseen > 0) {
+            fprintf(f, "; %zu unknown appends nobody read set aside",
+                    r->n_unseen);
+        }
+        fputs(")\n", f);
         return;
     }
     if (r->verdict == LIN_UNKNOWN) {
-        fprintf(f,
-                "unknown: the search budget ran out on %zu of %zu keys "
-                "(%llu steps); no violation found\n",
-                r->keys_unknown, r->n_keys, (unsigned long long)r->steps);
+        report_unknown(f, h, r);
         return;
     }
     const struct lin_op *k = &h->ops[r->bad_key_op];

@@ -13,7 +13,12 @@
  * Operations whose outcome is unknown (the client timed out, the
  * connection broke) have no return: they may take effect at any point
  * after their call, or never, and their output is not checked.  An unknown
- * read is dropped entirely, since it cannot change the state.
+ * read is dropped entirely, since it cannot change the state.  So is an
+ * unknown append that no read could have seen: on a key without incr, a
+ * non-empty append none of whose possible readers (known reads returning
+ * after its call) contains its argument; check.c proves that this keeps
+ * the verdict.  Left in, each such append may be placed at every later
+ * point, which multiplies the states the search visits.
  *
  * The model: a key holds nil (absent) or a byte string.  get returns the
  * value (nil when absent); put sets it; append concatenates (absent counts
@@ -57,10 +62,19 @@
  * or one backtrack; 10 million steps take a few seconds and bound the memo
  * cache to as many entries. */
 #define LIN_STEPS_MAX 10000000u
-/* Memory bound on the memo cache per key; past it the verdict is unknown.
- * Each entry costs (ops / 64 + 1) words, so 256 MiB holds millions of
- * states for keys of a few hundred operations. */
-#define LIN_CACHE_BYTES_MAX (256u * 1024u * 1024u)
+/* Default memory budget of the search for one key: its interned states
+ * (each distinct value stored once, whole), its memo cache and its work
+ * arrays.  Keys are checked one after another, each freeing its memory, so
+ * the process needs about the history plus this.  Past it the key's
+ * verdict is unknown.  A memo entry costs (ops / 64 + 1) words, so 1 GiB
+ * holds millions of entries for keys of a few hundred operations; what
+ * usually runs out first is the states of a key with long values built by
+ * many appends (each state is a whole value). */
+#define LIN_MEMORY_BYTES_DEFAULT (1024ull * 1024u * 1024u)
+/* Bytes of read outputs scanned per key when setting unseen unknown
+ * appends aside (see above); past it the rest are kept, which is always
+ * correct, only slower.  At memmem's speed, well under a second. */
+#define LIN_PRUNE_SCAN_BYTES_MAX (1024ull * 1024u * 1024u)
 /* Longest accepted history line. */
 #define LIN_LINE_MAX (1u << 20)
 
@@ -110,9 +124,21 @@ struct lin_options {
     uint64_t steps_max; /* per key; 0 for LIN_STEPS_MAX */
     uint64_t time_ms;   /* wall-clock budget for the whole check; 0 none */
     const struct lin_value *only_key; /* check only this key, or NULL */
+    /* Per key, see LIN_MEMORY_BYTES_DEFAULT; 0 for that default. */
+    uint64_t memory_bytes;
+    /* Keep unknown appends nobody read (tests compare both ways). */
+    bool keep_unseen;
 };
 
 enum lin_verdict { LIN_OK = 0, LIN_ILLEGAL = 1, LIN_UNKNOWN = 2 };
+
+/* Which budget made a key's verdict unknown. */
+enum lin_limit {
+    LIN_LIMIT_NONE = 0,
+    LIN_LIMIT_STEPS,  /* lin_options.steps_max */
+    LIN_LIMIT_TIME,   /* lin_options.time_ms */
+    LIN_LIMIT_MEMORY, /* lin_options.memory_bytes */
+};
 
 struct lin_result {
     enum lin_verdict verdict;
@@ -120,6 +146,13 @@ struct lin_result {
     size_t n_keys;       /* keys checked */
     size_t keys_unknown; /* keys whose search ran out of budget */
     uint64_t steps;      /* total search steps */
+    size_t n_unseen;     /* unknown appends nobody read, set aside */
+    /* For LIN_UNKNOWN, the first key that ran out: */
+    size_t unknown_key_op;  /* index of an op on that key */
+    enum lin_limit limit;   /* which budget ran out */
+    uint64_t limit_value;   /* that budget: steps, ms or bytes */
+    uint64_t unknown_steps; /* steps spent on that key */
+    uint64_t unknown_bytes; /* search memory of that key when it stopped */
     /* For LIN_ILLEGAL, the first failing key and its smallest window: */
     size_t bad_key_op;      /* index of an op on the failing key */
     size_t prefix_len;      /* most ops of that key ever linearized at once */

@@ -1,7 +1,8 @@
 /*
  * craft-lincheck -- check a key-value history for linearizability.
  *
- *   craft-lincheck [--key KEY] [--steps N] [--timeout-ms N] FILE|-
+ *   craft-lincheck [--key KEY] [--steps N] [--timeout-ms N] [--memory-mb N]
+ *                  FILE|-
  *
  * The history format is described in lincheck.h and docs/craftd.md.  Exit
  * status: 0 linearizable, 1 not linearizable (the report names the
@@ -17,10 +18,22 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: craft-lincheck [--key KEY] [--steps N] "
-               "[--timeout-ms N] FILE|-\n"
-               "  exit 0 linearizable, 1 not linearizable, 2 unknown or "
-               "bad input\n");
+    fprintf(f,
+            "usage: craft-lincheck [--key KEY] [--steps N] [--timeout-ms N] "
+            "[--memory-mb N] FILE|-\n"
+            "  --key KEY        check only this key (\\xHH escapes as in "
+            "reports)\n"
+            "  --steps N        search steps per key (default %u)\n"
+            "  --timeout-ms N   wall-clock budget for the whole check "
+            "(default none)\n"
+            "  --memory-mb N    search memory per key: interned states, memo "
+            "cache\n"
+            "                   and work arrays (default %llu); past it the "
+            "key is unknown\n"
+            "  exit 0 linearizable, 1 not linearizable, 2 unknown (a budget "
+            "ran out)\n"
+            "  or bad input\n",
+            LIN_STEPS_MAX, LIN_MEMORY_BYTES_DEFAULT >> 20);
 }
 
 /* Read all of a file (or stdin for "-"); NULL with errno set on failure. */
@@ -124,6 +137,17 @@ int main(int argc, char **argv)
                         argv[i]);
                 return 2;
             }
+        } else if (strcmp(a, "--memory-mb") == 0 && i + 1 < argc) {
+            uint64_t mb = 0;
+            if (parse_u64(argv[++i], &mb) != 0 || mb == 0 ||
+                mb > (UINT64_MAX >> 20)) {
+                fprintf(stderr,
+                        "craft-lincheck: bad --memory-mb '%s' (a whole "
+                        "number of MiB, at least 1)\n",
+                        argv[i]);
+                return 2;
+            }
+            opt.memory_bytes = mb << 20;
         } else if (a[0] == '-' && a[1] != '\0') {
             fprintf(stderr,
                     "craft-lincheck: unknown or incomplete option "
