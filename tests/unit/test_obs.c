@@ -206,6 +206,42 @@ static void command_labels_are_bounded(void **state)
     assert_string_equal(obs.cmds[obs.n_cmds - 1].name, "other");
 }
 
+static bool only_get_set(const char *name, size_t len)
+{
+    return (len == 3 && memcmp(name, "get", 3) == 0) ||
+           (len == 3 && memcmp(name, "set", 3) == 0);
+}
+
+/* With a filter, names a client makes up (refused -NOAUTH, say, before
+ * any look-up) never get a label: the table keeps room for the real
+ * commands, which are still counted under their names. */
+static void command_labels_filtered(void **state)
+{
+    (void)state;
+    obs_init();
+    obs_command_filter(only_get_set);
+    const char noauth[] = "-NOAUTH Authentication required.\r\n",
+               ok[] = "+OK\r\n";
+    for (int i = 0; i < 1000; i++) {
+        char name[16];
+        int n = snprintf(name, sizeof name, "zz%03d", i);
+        obs_command((const uint8_t *)name, (size_t)n, OBS_LOCAL, OBS_ERR,
+                    noauth, strlen(noauth), 0);
+    }
+    obs_command((const uint8_t *)"GET", 3, OBS_LOCAL, OBS_ERR, noauth,
+                strlen(noauth), 0);
+    obs_command((const uint8_t *)"SET", 3, OBS_WRITE, OBS_OK, ok, 5, 1000);
+    obs_command_filter(NULL);
+    assert_int_equal(obs.n_cmds, 3);
+    assert_string_equal(obs.cmds[0].name, "unknown");
+    assert_int_equal(obs.cmds[0].calls[OBS_ERR], 1000);
+    assert_string_equal(obs.cmds[1].name, "get");
+    assert_int_equal(obs.cmds[1].calls[OBS_ERR], 1);
+    assert_string_equal(obs.cmds[2].name, "set");
+    assert_int_equal(obs.cmds[2].calls[OBS_OK], 1);
+    assert_int_equal(obs.commands, 1002);
+}
+
 static void ops_per_sec(void **state)
 {
     (void)state;
@@ -300,6 +336,7 @@ int main(void)
         cmocka_unit_test(quote_rules),
         cmocka_unit_test(histogram_and_quantiles),
         cmocka_unit_test(command_labels_are_bounded),
+        cmocka_unit_test(command_labels_filtered),
         cmocka_unit_test(ops_per_sec),
         cmocka_unit_test(info_sections),
         cmocka_unit_test(report_writers),
