@@ -114,6 +114,11 @@ def test_info():
             for f in fields:
                 assert f in before[sec], (sec, f, before[sec])
         assert "commandstats" not in before
+        mem = before["memory"]
+        # used_memory: malloc's figure (sampled), some MB, not above
+        # 1 TiB; RSS at least a page.
+        assert 1 << 20 <= int(mem["used_memory"]) < 1 << 40, mem
+        assert int(mem["used_memory_rss"]) >= 4096, mem
         srv = before["server"]
         assert int(srv["tcp_port"]) == leader.port
         assert int(srv["process_id"]) == leader.proc.pid

@@ -242,6 +242,35 @@ static void command_labels_filtered(void **state)
     assert_int_equal(obs.commands, 1002);
 }
 
+static unsigned heap_measured;
+static uint64_t fake_heap(void)
+{
+    return 1000u * ++heap_measured;
+}
+
+/* used_memory's mallinfo2 runs at most once per NODE_HEAP_SAMPLE_MS:
+ * figures in between are the cached one. */
+static void heap_sampled(void **state)
+{
+    (void)state;
+    struct node_heap_cache c = {0};
+    heap_measured = 0;
+    assert_int_equal(node_heap_sample(&c, 5000, fake_heap), 1000);
+    for (uint64_t t = 5000; t < 5000 + NODE_HEAP_SAMPLE_MS; t += 7) {
+        assert_int_equal(node_heap_sample(&c, t, fake_heap), 1000);
+    }
+    assert_int_equal(heap_measured, 1);
+    assert_int_equal(
+        node_heap_sample(&c, 5000 + NODE_HEAP_SAMPLE_MS, fake_heap), 2000);
+    /* A clock that went back measures again rather than serve forever. */
+    assert_int_equal(node_heap_sample(&c, 10, fake_heap), 3000);
+    assert_int_equal(heap_measured, 3);
+    /* The real one: a plausible figure, and the same one twice in a row. */
+    uint64_t a = node_heap_bytes(), b = node_heap_bytes();
+    assert_true(a > 0 && a < (1ull << 40));
+    assert_true(a == b);
+}
+
 static void ops_per_sec(void **state)
 {
     (void)state;
@@ -337,6 +366,7 @@ int main(void)
         cmocka_unit_test(histogram_and_quantiles),
         cmocka_unit_test(command_labels_are_bounded),
         cmocka_unit_test(command_labels_filtered),
+        cmocka_unit_test(heap_sampled),
         cmocka_unit_test(ops_per_sec),
         cmocka_unit_test(info_sections),
         cmocka_unit_test(report_writers),
