@@ -14,6 +14,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/utsname.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "craft/common.h"
@@ -106,8 +107,34 @@ void node_proc_read(struct node_proc *p)
         closedir(d);
         p->open_fds -= p->open_fds > 0; /* the DIR's own descriptor */
     }
+}
+
+static uint64_t heap_measure(void)
+{
     struct mallinfo2 mi = mallinfo2();
-    p->heap_bytes = (uint64_t)mi.uordblks + (uint64_t)mi.hblkhd;
+    return (uint64_t)mi.uordblks + (uint64_t)mi.hblkhd;
+}
+
+uint64_t node_heap_sample(struct node_heap_cache *c, uint64_t now_ms,
+                          uint64_t (*measure)(void))
+{
+    if (!c->valid || now_ms < c->at_ms ||
+        now_ms - c->at_ms >= NODE_HEAP_SAMPLE_MS) {
+        c->bytes = measure();
+        c->at_ms = now_ms;
+        c->valid = true;
+    }
+    return c->bytes;
+}
+
+uint64_t node_heap_bytes(void)
+{
+    static struct node_heap_cache cache;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    uint64_t now_ms =
+        (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+    return node_heap_sample(&cache, now_ms, heap_measure);
 }
 
 /* A run id like Redis's: 40 hex digits, random per process. */
@@ -167,13 +194,14 @@ static void sec_memory(struct out *o)
 {
     struct node_proc p;
     node_proc_read(&p);
+    uint64_t heap = node_heap_bytes();
     char h1[32], h2[32];
     add(o,
         "# Memory\r\nused_memory:%llu\r\nused_memory_human:%s\r\n"
         "used_memory_rss:%llu\r\nused_memory_rss_human:%s\r\n"
         "maxmemory:0\r\nmaxmemory_policy:noeviction\r\n"
         "mem_allocator:libc\r\n",
-        (unsigned long long)p.heap_bytes, human(p.heap_bytes, h1, sizeof h1),
+        (unsigned long long)heap, human(heap, h1, sizeof h1),
         (unsigned long long)p.rss_bytes, human(p.rss_bytes, h2, sizeof h2));
 }
 

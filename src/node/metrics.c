@@ -7,6 +7,12 @@
  *        \                   |  (too big, bad line, timeout)      --> closed
  *         `-(too many)--> closed      `--> WRITING an error --> closed
  *
+ * Timers: nothing within METRICS_FIRST_BYTE_MS closes the connection;
+ * the head must be complete METRICS_REQUEST_TIMEOUT_MS after accept (408);
+ * the response written within METRICS_WRITE_TIMEOUT_MS; then lingering.
+ * A connection beyond METRICS_CONNS_MAX evicts the oldest one still
+ * READING (or is refused when none is).
+ *
  * The response is written with one uv_write and the connection closed from
  * its callback; reading stops as soon as a request is complete.
  */
@@ -25,8 +31,9 @@
 struct node_metrics_stats {
     uint64_t requests; /* answered 200 */
     uint64_t errors;   /* answered 4xx or 5xx */
-    uint64_t timeouts; /* closed by METRICS_REQUEST_TIMEOUT_MS */
+    uint64_t timeouts; /* METRICS_FIRST_BYTE_MS, _REQUEST_ or _WRITE_ */
     uint64_t refused;  /* closed at once: METRICS_CONNS_MAX */
+    uint64_t evicted;  /* idle or incomplete, closed for a new one */
 };
 
 struct mconn {
@@ -36,6 +43,7 @@ struct mconn {
     struct mconn *prev, *next;
     char req[METRICS_REQUEST_MAX];
     size_t len;
+    uint64_t accepted_ms; /* uv_now() at accept */
     bool answered;
     int open_handles; /* tcp + timer */
     struct buf resp;
@@ -108,10 +116,20 @@ static void conn_close(struct mconn *c)
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b);
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *out);
+static void on_timeout(uv_timer_t *t);
+static void on_write_timeout(uv_timer_t *t);
 
 static void on_linger_timeout(uv_timer_t *t)
 {
     conn_close(t->data);
+}
+
+/* Closing cancels the write: on_written sees UV_ECANCELED. */
+static void on_write_timeout(uv_timer_t *t)
+{
+    struct mconn *c = t->data;
+    c->m->stats.timeouts++;
+    conn_close(c);
 }
 
 /* The response is out and our FIN sent: read and discard what the client
@@ -152,7 +170,7 @@ static void respond(struct mconn *c, const char *status, const char *extra,
     CRAFT_ASSERT(!c->answered);
     c->answered = true;
     uv_read_stop((uv_stream_t *)&c->tcp);
-    uv_timer_stop(&c->timer);
+    uv_timer_start(&c->timer, on_write_timeout, METRICS_WRITE_TIMEOUT_MS, 0);
     char hdr[512];
     int n = snprintf(hdr, sizeof hdr,
                      "HTTP/1.1 %s\r\nContent-Type: %s\r\n"
@@ -305,6 +323,15 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
         conn_close(c);
         return;
     }
+    if (c->len == 0 && nread > 0) {
+        /* The first bytes: the rest of the whole-request bound. */
+        uint64_t spent = uv_now(c->m->loop) - c->accepted_ms;
+        uv_timer_start(&c->timer, on_timeout,
+                       spent < METRICS_REQUEST_TIMEOUT_MS
+                           ? METRICS_REQUEST_TIMEOUT_MS - spent
+                           : 1,
+                       0);
+    }
     c->len += (size_t)nread;
     size_t end = head_end(c->req, c->len);
     if (end > 0) {
@@ -319,6 +346,34 @@ static void on_timeout(uv_timer_t *t)
     if (!c->answered) {
         respond_error(c, "408 Request Timeout", "");
     }
+}
+
+/* Nothing received within METRICS_FIRST_BYTE_MS: close without an
+ * answer (nothing was asked). */
+static void on_first_byte_timeout(uv_timer_t *t)
+{
+    struct mconn *c = t->data;
+    c->m->stats.timeouts++;
+    conn_close(c);
+}
+
+/* Make room for a new connection: close the oldest one that has not sent
+ * a complete request (the list is newest first).  False when every
+ * connection is being answered. */
+static bool evict_one(struct node_metrics *m, const struct mconn *keep)
+{
+    struct mconn *victim = NULL;
+    for (struct mconn *c = m->conns; c != NULL; c = c->next) {
+        if (c != keep && !c->answered) {
+            victim = c;
+        }
+    }
+    if (victim == NULL) {
+        return false;
+    }
+    m->stats.evicted++;
+    conn_close(victim);
+    return true;
 }
 
 static void on_connection(uv_stream_t *listener, int status)
@@ -348,12 +403,13 @@ static void on_connection(uv_stream_t *listener, int status)
         conn_close(c);
         return;
     }
-    if (m->n_conns > METRICS_CONNS_MAX) {
+    if (m->n_conns > METRICS_CONNS_MAX && !evict_one(m, c)) {
         m->stats.refused++;
         conn_close(c);
         return;
     }
-    uv_timer_start(&c->timer, on_timeout, METRICS_REQUEST_TIMEOUT_MS, 0);
+    c->accepted_ms = uv_now(m->loop);
+    uv_timer_start(&c->timer, on_first_byte_timeout, METRICS_FIRST_BYTE_MS, 0);
     if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) {
         conn_close(c);
     }

@@ -37,12 +37,22 @@
 /* Prometheus's default scrape timeout is 10 s; a real scraper sends its
  * request at once, so 5 s only ever cuts off the slow and the idle. */
 #define METRICS_REQUEST_TIMEOUT_MS 5000
+/* A connection that sends nothing at all is closed after this long (load
+ * balancer health checks, port scans), so idle ones free their slot
+ * sooner than the whole-request bound. */
+#define METRICS_FIRST_BYTE_MS 1000
+/* The response must be written within this long (a client that does not
+ * read is cut off once the page outgrows the socket buffers). */
+#define METRICS_WRITE_TIMEOUT_MS 5000
 /* After answering, the server reads and discards what the client still
  * sends for at most this long and this much before closing (a lingering
  * close, so that a reset does not destroy the answer). */
 #define METRICS_LINGER_MS 1000
 #define METRICS_LINGER_BYTES_MAX (256u * 1024)
-/* A couple of scrapers and an operator's curl; not a public server. */
+/* A couple of scrapers and an operator's curl; not a public server.
+ * When all are taken, a new connection evicts the oldest one that has not
+ * sent a complete request; only when every one is being answered is the
+ * new one refused. */
 #define METRICS_CONNS_MAX 16
 
 struct node_metrics;

@@ -96,8 +96,23 @@ struct node_proc {
     uint64_t rss_bytes, vsize_bytes;
     double cpu_user_s, cpu_sys_s;
     unsigned open_fds;
-    uint64_t heap_bytes; /* mallinfo2: in use by malloc */
 };
 void node_proc_read(struct node_proc *p);
+
+/* Bytes in use by malloc (mallinfo2), for INFO's used_memory.  mallinfo2
+ * walks every free chunk under the arena lock: tens of ms on the loop
+ * after many deletes.  So it is measured at most once per
+ * NODE_HEAP_SAMPLE_MS and the last figure served in between. */
+#define NODE_HEAP_SAMPLE_MS 10000u
+uint64_t node_heap_bytes(void);
+
+/* node_heap_bytes()'s cache, exposed for its unit test: measure() runs
+ * when c holds nothing, or a figure NODE_HEAP_SAMPLE_MS old or older. */
+struct node_heap_cache {
+    bool valid;
+    uint64_t at_ms, bytes;
+};
+uint64_t node_heap_sample(struct node_heap_cache *c, uint64_t now_ms,
+                          uint64_t (*measure)(void));
 
 #endif /* CRAFT_NODE_REPORT_H */

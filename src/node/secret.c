@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -27,6 +28,7 @@ int node_secret_read(const char *flag, const char *path, char *out, size_t cap,
     struct stat st;
     int rv = CRAFT_EINVAL;
     ssize_t n = 0;
+    char *buf = NULL;
     if (fstat(fd, &st) != 0) {
         snprintf(errmsg, errmsg_len, "%s: cannot stat %s: %s", flag, path,
                  strerror(errno));
@@ -50,31 +52,52 @@ int node_secret_read(const char *flag, const char *path, char *out, size_t cap,
                  path, cap - 1);
         goto out;
     }
-    n = read(fd, out, cap);
-    if (n < 0) {
-        snprintf(errmsg, errmsg_len, "%s: cannot read %s: %s", flag, path,
-                 strerror(errno));
+    /* Up to cap + 2 bytes (one more than the longest file, to see that
+     * it grew since fstat), until end of file. */
+    buf = malloc(cap + 2);
+    if (buf == NULL) {
+        snprintf(errmsg, errmsg_len, "%s: out of memory", flag);
         goto out;
     }
-    size_t k = (size_t)n;
-    if (k > 0 && out[k - 1] == '\n') {
+    size_t k = 0;
+    while (k < cap + 2) {
+        n = read(fd, buf + k, cap + 2 - k);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0) {
+            snprintf(errmsg, errmsg_len, "%s: cannot read %s: %s", flag, path,
+                     strerror(errno));
+            goto out;
+        }
+        if (n == 0) {
+            break;
+        }
+        k += (size_t)n;
+    }
+    if (k > 0 && buf[k - 1] == '\n') {
         k--;
-        if (k > 0 && out[k - 1] == '\r') {
+        if (k > 0 && buf[k - 1] == '\r') {
             k--;
         }
     }
-    if (k == 0 || k >= cap || memchr(out, '\0', k) != NULL) {
+    if (k == 0 || k >= cap || memchr(buf, '\0', k) != NULL) {
         snprintf(errmsg, errmsg_len,
                  "%s: %s must hold 1..%zu bytes (no NUL bytes; one "
                  "trailing newline is ignored)",
                  flag, path, cap - 1);
         goto out;
     }
+    memcpy(out, buf, k);
     out[k] = '\0';
     *len = k;
     rv = 0;
 out:
     close(fd);
+    if (buf != NULL) {
+        explicit_bzero(buf, cap + 2);
+        free(buf);
+    }
     if (rv != 0) {
         memset(out, 0, cap);
     }

@@ -14,6 +14,7 @@ struct obs obs;
  * lookup is one hash and usually one compare, not a scan. */
 #define OBS_CMD_HASH (2 * OBS_CMDS_MAX)
 static uint8_t cmd_hash[OBS_CMD_HASH];
+static bool (*cmd_known)(const char *name, size_t len);
 _Static_assert(OBS_CMDS_MAX < 255, "slot indices fit in uint8_t");
 
 const double obs_bucket_bounds[OBS_BUCKETS] = {
@@ -45,6 +46,11 @@ void obs_init(void)
     memset(cmd_hash, 0, sizeof cmd_hash);
     obs.start_ns = mono_ns();
     obs.start_unix_ms = obs_unix_ms();
+}
+
+void obs_command_filter(bool (*known)(const char *name, size_t len))
+{
+    cmd_known = known;
 }
 
 void obs_hist_observe(struct obs_hist *h, double seconds)
@@ -117,6 +123,13 @@ static struct obs_cmd *cmd_find_or_add(const char *low, size_t len)
     for (unsigned probe = 0; probe < OBS_CMD_HASH; probe++) {
         unsigned at = (h + probe) % OBS_CMD_HASH;
         if (cmd_hash[at] == 0) {
+            bool ours =
+                strcmp(low, "unknown") == 0 || strcmp(low, "other") == 0;
+            if (!ours && cmd_known != NULL && !cmd_known(low, len)) {
+                /* Only names of the command table get a label: a client
+                 * (unauthenticated, too) cannot choose them. */
+                return cmd_find_or_add("unknown", 7);
+            }
             if (obs.n_cmds + 1 >= OBS_CMDS_MAX && strcmp(low, "other") != 0) {
                 return cmd_find_or_add("other", 5);
             }

@@ -17,7 +17,10 @@
  *     from process start.
  *  3. The command label set is bounded: obs_command() records at most
  *     OBS_CMDS_MAX distinct names; an unknown command is counted as
- *     "unknown", names beyond the table as "other".
+ *     "unknown", names beyond the table as "other".  With a filter
+ *     (obs_command_filter) only names it knows get a label of their own:
+ *     whatever else a client sends, refused before or after the command
+ *     look-up (-NOAUTH), is counted as "unknown".
  */
 #ifndef CRAFT_UTIL_OBS_H
 #define CRAFT_UTIL_OBS_H
@@ -135,6 +138,11 @@ void obs_init(void);
 void obs_command(const uint8_t *name, size_t len, enum obs_class cls,
                  enum obs_result result, const char *reply, size_t reply_len,
                  uint64_t ns);
+
+/* Names for which known(lower-cased name, len) is false are counted as
+ * "unknown" (invariant 3).  srv_start() sets its command table's; NULL
+ * (the default) lets every well-formed name in.  obs_init() keeps it. */
+void obs_command_filter(bool (*known)(const char *name, size_t len));
 
 /* The result label a reply stands for (its first bytes). */
 enum obs_result obs_result_of(const char *reply, size_t len);

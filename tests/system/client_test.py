@@ -272,12 +272,25 @@ def test_snapshot():
         src = c.node(lead).dir
         f1 = os.path.join(c.tmp, "snap-only.craftsnap")
         f2 = os.path.join(c.tmp, "with-log.craftsnap")
-        rc, out, err = cli("snapshot", "save", src, f1)
-        assert rc == 0 and "saved index" in out, (rc, out, err)
-        idx1 = int(out.split()[2])
-        rc, out, err = cli("snapshot", "save", src, f2, "--include-log")
-        assert rc == 0 and "saved index" in out, (rc, out, err)
-        idx2 = int(out.split()[2])
+        # The files hold every key and value: 0600 even with umask 0 and a
+        # world-readable leftover FILE.tmp.
+        with open(f2 + ".tmp", "wb"):
+            pass
+        os.chmod(f2 + ".tmp", 0o666)
+        old_umask = os.umask(0)
+        try:
+            rc, out, err = cli("snapshot", "save", src, f1)
+            assert rc == 0 and "saved index" in out, (rc, out, err)
+            idx1 = int(out.split()[2])
+            rc, out, err = cli("snapshot", "save", src, f2, "--include-log")
+            assert rc == 0 and "saved index" in out, (rc, out, err)
+            idx2 = int(out.split()[2])
+        finally:
+            os.umask(old_umask)
+        for f in (f1, f2):
+            mode = os.stat(f).st_mode & 0o777
+            assert mode == 0o600, "%s has mode %o" % (f, mode)
+        assert not os.path.exists(f2 + ".tmp")
         # The log holds at least the "late" write beyond the snapshot.
         assert 0 < idx1 < idx2, (idx1, idx2)
 

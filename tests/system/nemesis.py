@@ -200,9 +200,11 @@ class Firewall:
             self.rules = 0
 
     def close(self):
+        # closed only once the chain is gone: if a signal interrupts the
+        # removal, the atexit hook (or the caller) tries again.
         if not self.closed:
-            self.closed = True
             _remove_chain(self.chain)
+            self.closed = True
 
 
 # ---- faults -----------------------------------------------------------------
@@ -1601,6 +1603,7 @@ def fw_child():
     except Interrupted:
         pass
     finally:
+        ignore_signals()
         fw.close()
 
 
@@ -1693,10 +1696,41 @@ def selftest_firewall(failures):
             failures)
 
 
+def selftest_close_retry(failures):
+    """A Firewall.close() interrupted inside the chain removal must stay
+    open, so that the atexit hook removes the chain."""
+    global _remove_chain
+    real = _remove_chain
+    calls = []
+
+    def interrupted_once(chain):
+        calls.append(chain)
+        if len(calls) == 1:
+            raise Interrupted("signal during cleanup")
+
+    fw = Firewall.__new__(Firewall)
+    fw.chain, fw.rules, fw.closed = CHAIN_PREFIX + "selftest", 0, False
+    _remove_chain = interrupted_once
+    try:
+        try:
+            fw.close()
+        except Interrupted:
+            pass
+        _expect("an interrupted close() is not marked closed",
+                not fw.closed, failures)
+        fw.close()
+        fw.close()
+        _expect("the next close() removes the chain, once",
+                fw.closed and len(calls) == 2, failures)
+    finally:
+        _remove_chain = real
+
+
 def selftest():
     print("nemesis self-test", flush=True)
     failures = []
     selftest_checks(failures)
+    selftest_close_retry(failures)
     problem = iptables_problem()
     if problem:
         print("   firewall cleanup not tested: iptables not usable (%s)"
@@ -1718,6 +1752,11 @@ class Interrupted(BaseException):
 
 def on_signal(signum, _frame):
     raise Interrupted("signal %d" % signum)
+
+
+def ignore_signals():
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGALRM):
+        signal.signal(sig, signal.SIG_IGN)
 
 
 def main():
@@ -1802,6 +1841,10 @@ def main():
             pass
         raise
     finally:
+        # A second SIGINT/SIGTERM (Ctrl-C twice, ctest's timeout) or the
+        # budget alarm must not interrupt the cleanup: it would leave the
+        # firewall chain and the craftd processes behind.
+        ignore_signals()
         run.close()
 
 

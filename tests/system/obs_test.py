@@ -114,6 +114,11 @@ def test_info():
             for f in fields:
                 assert f in before[sec], (sec, f, before[sec])
         assert "commandstats" not in before
+        mem = before["memory"]
+        # used_memory: malloc's figure (sampled; 0 under ASan, whose
+        # malloc mallinfo2 does not see), below 1 TiB; RSS at least a page.
+        assert 0 <= int(mem["used_memory"]) < 1 << 40, mem
+        assert int(mem["used_memory_rss"]) >= 4096, mem
         srv = before["server"]
         assert int(srv["tcp_port"]) == leader.port
         assert int(srv["process_id"]) == leader.proc.pid
@@ -445,6 +450,29 @@ def test_metrics():
         assert http(mp, b"G" * 20000)[0] == 431
         st, h, body = http(mp, b"HEAD /metrics HTTP/1.0\r\n\r\n")
         assert st == 200 and body == b"" and int(h["content-length"]) > 0
+        # Idle connections (health checks, port scans) that never send a
+        # byte: more than the limit do not keep a scrape out (the oldest
+        # incomplete one is evicted), and each is closed after the first
+        # byte timeout (1 s), well before the 5 s request bound.
+        t0 = time.monotonic()
+        idle = [socket.create_connection(("127.0.0.1", mp), timeout=15)
+                for _ in range(20)]
+        try:
+            m_idle = scrape(mp)
+            assert value(m_idle, "craftd_is_leader") == 1
+            dt = time.monotonic() - t0
+            assert dt < 1.0, "scrape behind 20 idle connections: %.2fs" % dt
+            for s in idle:
+                try:
+                    data = s.recv(4096)
+                except OSError:
+                    data = b""
+                assert data == b"", data
+            dt = time.monotonic() - t0
+            assert dt < 4.0, "idle connections closed after %.2fs" % dt
+        finally:
+            for s in idle:
+                s.close()
         # Slowloris: a request that never ends is cut off after the
         # request timeout (5 s), and many at once are refused beyond the
         # limit without hurting scrapes that come later.

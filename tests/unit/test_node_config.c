@@ -197,6 +197,27 @@ static void config_secret_files(void **state)
                            "--cluster-secret-file", path, NULL),
                      CRAFT_EINVAL);
     assert_non_null(strstr(err, "must hold 1..256 bytes"));
+    /* The longest secret with a CRLF or LF after it is accepted. */
+    memcpy(big + 256, "\r\n", 2);
+    write_file(path, big, 258, 0600);
+    assert_int_equal(parse(&cfg, err, "-i", "1", "-c", CLUSTER3, "-d", "/tmp/y",
+                           "--cluster-secret-file", path, NULL),
+                     0);
+    assert_int_equal(cfg.cluster_secret_len, 256);
+    assert_int_equal(cfg.cluster_secret[255], 'a');
+    memcpy(big + 256, "\n", 1);
+    write_file(path, big, 257, 0600);
+    assert_int_equal(parse(&cfg, err, "-i", "1", "-c", CLUSTER3, "-d", "/tmp/y",
+                           "--cluster-secret-file", path, NULL),
+                     0);
+    assert_int_equal(cfg.cluster_secret_len, 256);
+    memcpy(big + 512, "\r\n", 2);
+    write_file(path, big, 514, 0600);
+    assert_int_equal(parse(&cfg, err, "-i", "1", "-c", CLUSTER3, "-d", "/tmp/y",
+                           "--requirepass-file", path, NULL),
+                     0);
+    assert_int_equal(strlen(cfg.requirepass), 512);
+    memset(big, 'a', sizeof big);
     write_file(path, big, 259, 0600);
     assert_int_equal(parse(&cfg, err, "-i", "1", "-c", CLUSTER3, "-d", "/tmp/y",
                            "--cluster-secret-file", path, NULL),

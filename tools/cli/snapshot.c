@@ -123,8 +123,18 @@ static int snap_write(const char *path, const struct snap *s)
         errno = ENAMETOOLONG;
         return -1;
     }
-    FILE *f = fopen(tmp, "wb");
+    /* The file holds every key and value: 0600 whatever the umask (an
+     * existing PATH.tmp keeps its mode through O_CREAT, hence fchmod). */
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        return -1;
+    }
+    FILE *f = fchmod(fd, 0600) == 0 ? fdopen(fd, "wb") : NULL;
     if (f == NULL) {
+        int saved = errno;
+        close(fd);
+        unlink(tmp);
+        errno = saved;
         return -1;
     }
     bool ok = fwrite(hdr, 1, sizeof hdr, f) == sizeof hdr &&
