@@ -59,6 +59,7 @@
 #include "node/cfgcmd.h"
 #include "node/ident.h"
 #include "node/metrics.h"
+#include "node/peer_timeout.h"
 #include "node/report.h"
 #include "node/sm.h"
 #include "node/snapload.h"
@@ -1916,6 +1917,7 @@ static int start_net(struct node *n, char *errmsg, size_t len)
     nc.node_id = c->id;
     nc.cluster_id = c->cluster_id;
     nc.bind_host = self->host;
+    nc.user_timeout_ms = node_peer_user_timeout_ms(c->election_ms_max);
     if (c->cluster_secret_len > 0) {
         nc.secret = c->cluster_secret;
         nc.secret_len = c->cluster_secret_len;
