@@ -224,6 +224,11 @@ struct node {
     uint8_t *snap_chunk;
     uint64_t log_bytes; /* entry bytes persisted since the last snapshot */
     raft_index snapshot_index;
+    /* The transfer's last chunk: its snapshot index, the term it came in
+     * and uv_now() (see transfer_check()). */
+    raft_index remote_snap_index;
+    raft_term remote_snap_term;
+    uint64_t remote_snap_ms;
 
     /* Stopping. */
     bool stopping;
@@ -574,6 +579,58 @@ static void stream_chunk(struct node *n, const struct raft_snapshot_chunk *c)
     }
 }
 
+/*
+ * Forget a transfer from the leader that can no longer finish (review2 B),
+ * else its snapload (a thread and a partial state machine) and remote_snap
+ * (which stops maybe_snapshot()) stay for the life of the process:
+ *   - applied reached its index through the log: the core answers any
+ *     further chunk of it "done" without handing it to us, and never
+ *     installs a snapshot at or below applied;
+ * and, while chunks are still missing (once the last one is queued the
+ * core installs it when durable, whatever the term):
+ *   - the term moved: the core forgot the transfer (in_snap), so the next
+ *     chunk it accepts is an offset 0, which restarts the store's file;
+ *   - no chunk for NODE_TRANSFER_IDLE_TIMEOUTS election timeouts in the
+ *     same term: only the snapload goes (install() loads from disk); the
+ *     core would still accept the next chunk of it, which the store must
+ *     be able to append, so no local snapshot may start meanwhile.
+ */
+#define NODE_TRANSFER_IDLE_TIMEOUTS 4
+
+static void transfer_check(struct node *n)
+{
+    if (!n->remote_snap && n->snapload == NULL) {
+        return;
+    }
+    const char *why = NULL;
+    if (n->applied >= n->remote_snap_index) {
+        why = "applied_past_it";
+    } else if (!n->remote_snap) {
+        return; /* all of it queued: the install follows once durable */
+    } else if (n->term != n->remote_snap_term) {
+        why = "term_changed";
+    } else if (n->snapload != NULL &&
+               uv_now(n->loop) - n->remote_snap_ms >=
+                   NODE_TRANSFER_IDLE_TIMEOUTS *
+                       (uint64_t)n->cfg.election_ms_max) {
+        log_event(LOG_INFO, "snapshot_parse_dropped",
+                  "index=%llu reason=idle -- no chunk for %u election "
+                  "timeouts",
+                  (unsigned long long)n->remote_snap_index,
+                  NODE_TRANSFER_IDLE_TIMEOUTS);
+        snapload_drop(n);
+        return;
+    } else {
+        return;
+    }
+    log_event(LOG_INFO, "snapshot_transfer_dropped",
+              "index=%llu applied=%llu term=%llu reason=%s",
+              (unsigned long long)n->remote_snap_index,
+              (unsigned long long)n->applied, (unsigned long long)n->term, why);
+    snapload_drop(n);
+    n->remote_snap = false;
+}
+
 static void persist(struct node *n, const struct raft_update *u)
 {
     if (u->persist_seq == 0) {
@@ -645,6 +702,9 @@ static void persist(struct node *n, const struct raft_update *u)
             snap_abandon(n, "the leader is sending a snapshot");
         }
         n->remote_snap = !chunk->last;
+        n->remote_snap_index = chunk->meta.index;
+        n->remote_snap_term = u->term;
+        n->remote_snap_ms = uv_now(n->loop);
         if (chunk->offset == 0) {
             /* bench/kv times an install from this line. */
             log_event(LOG_INFO, "snapshot_receiving",
@@ -1042,6 +1102,7 @@ static void handle_update(struct node *n, const struct raft_update *u)
     }
     role_change(n, u);
     serve_reads(n);
+    transfer_check(n);
     maybe_snapshot(n);
     CRAFT_DASSERT(node_invariants_ok(n));
 }
