@@ -86,6 +86,11 @@
 /* Snapshot data is handed to the store in chunks of this size, one at a
  * time, so the loop never copies more than this in one go. */
 #define NODE_SNAPSHOT_CHUNK (1u << 20)
+/* The slowest transfer rate (link, write and fdatasync of a chunk on the
+ * follower) at which an InstallSnapshot chunk is not resent while its
+ * answer is on the way: 2 MB/s, so 1 MiB chunks are resent after 524 ms
+ * (two heartbeats, 200 ms at the defaults, before). */
+#define NODE_SNAPSHOT_RETRY_BYTES_PER_MS 2000u
 /* How often the loop checks whether the snapshot child has finished. */
 #define NODE_SNAPSHOT_POLL_MS 10
 /* Entry bytes handed to the store and not yet durable above which a leader
@@ -1952,6 +1957,11 @@ static int start_core(struct node *n, char *errmsg, size_t len)
     o.election_ticks_max = c->election_ms_max / c->tick_ms;
     o.heartbeat_ticks = c->heartbeat_ms / c->tick_ms;
     o.max_inflight = NODE_INFLIGHT_MAX;
+    /* A chunk is answered once durable on the follower: resend it only
+     * after it could have crossed a slow link and disk (review2 G). */
+    o.snapshot_retry_ticks =
+        (unsigned)(o.snapshot_chunk_bytes / NODE_SNAPSHOT_RETRY_BYTES_PER_MS /
+                   c->tick_ms);
     uint64_t seed = uv_hrtime() ^ ((uint64_t)getpid() << 32) ^ c->id;
     n->term = l->hs.term;
     n->logged_vote = l->hs.vote;
