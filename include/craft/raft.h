@@ -132,6 +132,12 @@ struct raft_options {
     unsigned max_inflight;
     /* Snapshot transfer chunk size.  Default 1 MiB. */
     size_t snapshot_chunk_bytes;
+    /* Resend a snapshot chunk left unanswered for this many ticks (never
+     * sooner than two heartbeat intervals, the default when 0).  The
+     * follower answers a chunk once it is durable, so the time must cover
+     * sending, writing and syncing one chunk: a shorter one resends chunks
+     * whose answer is merely slow. */
+    unsigned snapshot_retry_ticks;
     /* Thesis §9.6 pre-vote; check-quorum (a leader that has not heard from
      * a majority for an election timeout steps down).  Default both on. */
     bool pre_vote;

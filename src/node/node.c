@@ -59,6 +59,7 @@
 #include "node/cfgcmd.h"
 #include "node/ident.h"
 #include "node/metrics.h"
+#include "node/peer_timeout.h"
 #include "node/report.h"
 #include "node/sm.h"
 #include "node/snapload.h"
@@ -85,6 +86,11 @@
 /* Snapshot data is handed to the store in chunks of this size, one at a
  * time, so the loop never copies more than this in one go. */
 #define NODE_SNAPSHOT_CHUNK (1u << 20)
+/* The slowest transfer rate (link, write and fdatasync of a chunk on the
+ * follower) at which an InstallSnapshot chunk is not resent while its
+ * answer is on the way: 2 MB/s, so 1 MiB chunks are resent after 524 ms
+ * (two heartbeats, 200 ms at the defaults, before). */
+#define NODE_SNAPSHOT_RETRY_BYTES_PER_MS 2000u
 /* How often the loop checks whether the snapshot child has finished. */
 #define NODE_SNAPSHOT_POLL_MS 10
 /* Entry bytes handed to the store and not yet durable above which a leader
@@ -223,6 +229,11 @@ struct node {
     uint8_t *snap_chunk;
     uint64_t log_bytes; /* entry bytes persisted since the last snapshot */
     raft_index snapshot_index;
+    /* The transfer's last chunk: its snapshot index, the term it came in
+     * and uv_now() (see transfer_check()). */
+    raft_index remote_snap_index;
+    raft_term remote_snap_term;
+    uint64_t remote_snap_ms;
 
     /* Stopping. */
     bool stopping;
@@ -573,6 +584,58 @@ static void stream_chunk(struct node *n, const struct raft_snapshot_chunk *c)
     }
 }
 
+/*
+ * Forget a transfer from the leader that can no longer finish (review2 B),
+ * else its snapload (a thread and a partial state machine) and remote_snap
+ * (which stops maybe_snapshot()) stay for the life of the process:
+ *   - applied reached its index through the log: the core answers any
+ *     further chunk of it "done" without handing it to us, and never
+ *     installs a snapshot at or below applied;
+ * and, while chunks are still missing (once the last one is queued the
+ * core installs it when durable, whatever the term):
+ *   - the term moved: the core forgot the transfer (in_snap), so the next
+ *     chunk it accepts is an offset 0, which restarts the store's file;
+ *   - no chunk for NODE_TRANSFER_IDLE_TIMEOUTS election timeouts in the
+ *     same term: only the snapload goes (install() loads from disk); the
+ *     core would still accept the next chunk of it, which the store must
+ *     be able to append, so no local snapshot may start meanwhile.
+ */
+#define NODE_TRANSFER_IDLE_TIMEOUTS 4
+
+static void transfer_check(struct node *n)
+{
+    if (!n->remote_snap && n->snapload == NULL) {
+        return;
+    }
+    const char *why = NULL;
+    if (n->applied >= n->remote_snap_index) {
+        why = "applied_past_it";
+    } else if (!n->remote_snap) {
+        return; /* all of it queued: the install follows once durable */
+    } else if (n->term != n->remote_snap_term) {
+        why = "term_changed";
+    } else if (n->snapload != NULL &&
+               uv_now(n->loop) - n->remote_snap_ms >=
+                   NODE_TRANSFER_IDLE_TIMEOUTS *
+                       (uint64_t)n->cfg.election_ms_max) {
+        log_event(LOG_INFO, "snapshot_parse_dropped",
+                  "index=%llu reason=idle -- no chunk for %u election "
+                  "timeouts",
+                  (unsigned long long)n->remote_snap_index,
+                  NODE_TRANSFER_IDLE_TIMEOUTS);
+        snapload_drop(n);
+        return;
+    } else {
+        return;
+    }
+    log_event(LOG_INFO, "snapshot_transfer_dropped",
+              "index=%llu applied=%llu term=%llu reason=%s",
+              (unsigned long long)n->remote_snap_index,
+              (unsigned long long)n->applied, (unsigned long long)n->term, why);
+    snapload_drop(n);
+    n->remote_snap = false;
+}
+
 static void persist(struct node *n, const struct raft_update *u)
 {
     if (u->persist_seq == 0) {
@@ -644,6 +707,9 @@ static void persist(struct node *n, const struct raft_update *u)
             snap_abandon(n, "the leader is sending a snapshot");
         }
         n->remote_snap = !chunk->last;
+        n->remote_snap_index = chunk->meta.index;
+        n->remote_snap_term = u->term;
+        n->remote_snap_ms = uv_now(n->loop);
         if (chunk->offset == 0) {
             /* bench/kv times an install from this line. */
             log_event(LOG_INFO, "snapshot_receiving",
@@ -1053,6 +1119,7 @@ static void handle_update(struct node *n, const struct raft_update *u)
     }
     role_change(n, u);
     serve_reads(n);
+    transfer_check(n);
     maybe_snapshot(n);
     CRAFT_DASSERT(node_invariants_ok(n));
 }
@@ -1906,6 +1973,11 @@ static int start_core(struct node *n, char *errmsg, size_t len)
     o.election_ticks_max = c->election_ms_max / c->tick_ms;
     o.heartbeat_ticks = c->heartbeat_ms / c->tick_ms;
     o.max_inflight = NODE_INFLIGHT_MAX;
+    /* A chunk is answered once durable on the follower: resend it only
+     * after it could have crossed a slow link and disk (review2 G). */
+    o.snapshot_retry_ticks =
+        (unsigned)(o.snapshot_chunk_bytes / NODE_SNAPSHOT_RETRY_BYTES_PER_MS /
+                   c->tick_ms);
     uint64_t seed = uv_hrtime() ^ ((uint64_t)getpid() << 32) ^ c->id;
     n->term = l->hs.term;
     n->logged_vote = l->hs.vote;
@@ -1932,6 +2004,7 @@ static int start_net(struct node *n, char *errmsg, size_t len)
     nc.node_id = c->id;
     nc.cluster_id = c->cluster_id;
     nc.bind_host = self->host;
+    nc.user_timeout_ms = node_peer_user_timeout_ms(c->election_ms_max);
     if (c->cluster_secret_len > 0) {
         nc.secret = c->cluster_secret;
         nc.secret_len = c->cluster_secret_len;

@@ -30,8 +30,9 @@ struct snapload {
     size_t queued;     /* bytes in the chunks */
     uint64_t consumed; /* bytes handed to the parser */
     bool cancel;
+    bool done; /* the parse has returned (rv is its result) */
     /* Created with the snapload; filled by the thread, which writes rv
-     * before it ends (both are read after the join). */
+     * under mu before it ends (also read after the join). */
     struct node_sm_parsed *parsed;
     int rv;
 };
@@ -74,7 +75,12 @@ static int64_t stream_read(void *data, void *buf, size_t len)
 static void run(void *arg)
 {
     struct snapload *l = arg;
-    l->rv = node_sm_snapshot_parse(l->parsed, stream_read, l);
+    int rv = node_sm_snapshot_parse(l->parsed, stream_read, l);
+    /* From now on nobody consumes the queue: feed refuses. */
+    uv_mutex_lock(&l->mu);
+    l->rv = rv;
+    l->done = true;
+    uv_mutex_unlock(&l->mu);
 }
 
 int snapload_start(const struct node_sm *sm,
@@ -129,6 +135,14 @@ int snapload_feed(struct snapload *l, const struct raft_snapshot_meta *meta,
     if (!same_snapshot(l, meta) || offset != l->fed || len > l->size - l->fed) {
         return CRAFT_EINVAL;
     }
+    /* A parse that has ended (an error: a success consumes exactly size
+     * bytes, after which nothing is fed) takes nothing more. */
+    uv_mutex_lock(&l->mu);
+    int ended = !l->done ? 0 : l->rv != 0 ? l->rv : CRAFT_EINVAL;
+    uv_mutex_unlock(&l->mu);
+    if (ended != 0) {
+        return ended;
+    }
     if (len == 0) {
         return 0;
     }
@@ -142,7 +156,9 @@ int snapload_feed(struct snapload *l, const struct raft_snapshot_meta *meta,
     c->pos = 0;
     int rv = 0;
     uv_mutex_lock(&l->mu);
-    if (l->queued + len > SNAPLOAD_QUEUE_MAX) {
+    if (l->done) {
+        rv = l->rv != 0 ? l->rv : CRAFT_EINVAL;
+    } else if (l->queued + len > SNAPLOAD_QUEUE_MAX) {
         rv = CRAFT_ELIMIT;
     } else {
         if (l->tail != NULL) {

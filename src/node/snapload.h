@@ -49,7 +49,9 @@ int snapload_start(const struct node_sm *sm,
 
 /* Queue a copy of the chunk of meta's snapshot at offset.  0, or
  * CRAFT_EINVAL (another snapshot, or not the next offset), CRAFT_ELIMIT
- * (SNAPLOAD_QUEUE_MAX) or CRAFT_ENOMEM: the caller then cancels it. */
+ * (SNAPLOAD_QUEUE_MAX), CRAFT_ENOMEM, or the parse's error once it has
+ * ended (checked first, so even an empty chunk reports it; nothing is
+ * queued then): the caller then cancels it. */
 int snapload_feed(struct snapload *l, const struct raft_snapshot_meta *meta,
                   uint64_t offset, const void *data, size_t len);
 

@@ -103,19 +103,23 @@ int raft__send_snapshot(struct raft *r, struct raft_progress *pr)
 
 /*
  * The retry timer of a transfer.  A chunk unanswered for CHUNK_RETRY_BEATS
- * heartbeat intervals was lost -- by the network, or by the runtime, which
- * drops chunks of a snapshot it no longer holds (raft.h).  The transfer
- * stays pinned to its snapshot while it progresses, so a leader that
- * compacts more often than one transfer takes still gets its followers
- * across; only on this timeout, if a newer snapshot has replaced the
- * pinned one, does it move to the newest from offset 0.
+ * heartbeat intervals (or opts.snapshot_retry_ticks if longer) was lost -- by
+ * the network, or by the runtime, which drops chunks of a snapshot it no longer
+ * holds (raft.h).  The transfer stays pinned to its snapshot while it
+ * progresses, so a leader that compacts more often than one transfer takes
+ * still gets its followers across; only on this timeout, if a newer snapshot
+ * has replaced the pinned one, does it move to the newest from offset 0.
  */
 void raft__tick_snapshot(struct raft *r, struct raft_progress *pr)
 {
     CRAFT_ASSERT(pr->state == RAFT_PROGRESS_SNAPSHOT);
     /* Resend only to a follower that answers at all (its heartbeat
      * replies reset ticks_since_contact): chunks are large. */
-    if (++pr->snap_idle < CHUNK_RETRY_BEATS * r->opts.heartbeat_ticks ||
+    unsigned retry = CHUNK_RETRY_BEATS * r->opts.heartbeat_ticks;
+    if (r->opts.snapshot_retry_ticks > retry) {
+        retry = r->opts.snapshot_retry_ticks;
+    }
+    if (++pr->snap_idle < retry ||
         pr->ticks_since_contact >= r->opts.election_ticks_max) {
         return;
     }

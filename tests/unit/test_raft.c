@@ -1078,6 +1078,80 @@ static bool chunk_to(const struct raft_update *u, raft_id to,
     return false;
 }
 
+/* review2 G: with snapshot_retry_ticks set, a chunk whose answer is slow
+ * (the follower answers once it is durable) is not resent before that many
+ * ticks, and is resent, at the same offset, when they have passed. */
+static void snapshot_chunk_retry_ticks(void **state)
+{
+    (void)state;
+    struct raft_options o;
+    raft_options_default(&o);
+    o.snapshot_chunk_bytes = 8;
+    o.election_ticks_min = 200; /* contact and quorum hold throughout */
+    o.election_ticks_max = 400;
+    o.snapshot_retry_ticks = 5 * o.heartbeat_ticks;
+    struct raft_config cfg = {.n = 3, .ids = {1, 2, 3}};
+    struct raft_snapshot_meta meta = {
+        .index = 10, .term = 2, .config = cfg, .size = 40};
+    struct raft_entry es[2] = {ent(2, 11), ent(2, 12)};
+    struct raft_restore rs = {
+        .hs = {2, 0}, .snapshot = &meta, .entries = es, .n_entries = 2};
+    struct raft *r;
+    assert_int_equal(raft_new(1, &cfg, &o, 1, &rs, &h_alloc, &r), 0);
+    make_leader(r);
+    raft_term t = hstat(r).term;
+    struct raft_message rej = {
+        .type = RAFT_MSG_APPEND_RESP,
+        .from = 2,
+        .to = 1,
+        .term = t,
+        .append_resp = {.rejected = 12, .conflict_index = 1}};
+    struct raft_update u = recv(r, &rej);
+    struct raft_message ch;
+    assert_true(chunk_to(&u, 2, &ch));
+    assert_int_equal(ch.snapshot.offset, 0);
+    struct raft_message sr = {.type = RAFT_MSG_SNAPSHOT_RESP,
+                              .from = 2,
+                              .to = 1,
+                              .term = t,
+                              .snapshot_resp = {.index = 10, .next_offset = 8}};
+    u = recv(r, &sr);
+    assert_true(chunk_to(&u, 2, &ch));
+    assert_int_equal(ch.snapshot.offset, 8);
+    struct raft_event tk = {.type = RAFT_TICK};
+    unsigned retry_at = 0;
+    for (unsigned k = 1; k <= o.snapshot_retry_ticks + 1 && retry_at == 0;
+         k++) {
+        step_ok(r, &tk, &u);
+        if (chunk_to(&u, 2, &ch)) {
+            retry_at = k;
+            assert_int_equal(ch.snapshot.meta.index, 10);
+            assert_int_equal(ch.snapshot.offset, 8);
+        }
+    }
+    assert_int_equal(retry_at, o.snapshot_retry_ticks);
+    /* Shorter than two heartbeats: the two heartbeats hold. */
+    raft_free(r);
+    o.snapshot_retry_ticks = 1;
+    assert_int_equal(raft_new(1, &cfg, &o, 1, &rs, &h_alloc, &r), 0);
+    make_leader(r);
+    t = hstat(r).term;
+    rej.term = t;
+    u = recv(r, &rej);
+    assert_true(chunk_to(&u, 2, &ch));
+    retry_at = 0;
+    for (unsigned k = 1; k <= 2 * o.heartbeat_ticks && retry_at == 0; k++) {
+        step_ok(r, &tk, &u);
+        if (chunk_to(&u, 2, &ch)) {
+            retry_at = k;
+            assert_int_equal(ch.snapshot.offset, 0);
+        }
+    }
+    assert_int_equal(retry_at, 2 * o.heartbeat_ticks);
+    raft_free(r);
+    assert_int_equal(h_live_allocs, 0);
+}
+
 /* Review H1: a transfer stays pinned to its snapshot while it progresses,
  * so a leader that compacts more often than a transfer takes still gets a
  * lagging follower across (it used to restart from offset 0 with every
@@ -1819,6 +1893,7 @@ int main(int argc, char **argv)
         T(snapshot_install_keeps_matching_suffix),
         T(snapshot_leader_sends_and_ignores_duplicate_done),
         T(snapshot_transfer_pinned_across_compaction),
+        T(snapshot_chunk_retry_ticks),
         T(readindex_basic),
         T(readindex_waits_for_own_term_commit),
         T(flow_idle_heartbeats_bounded),
