@@ -19,6 +19,7 @@
 #include "craft/common.h"
 #include "server/resp.h"
 #include "util/assert.h"
+#include "util/obs.h"
 
 #include <uv.h>
 
@@ -462,6 +463,7 @@ void srv__config_command(const struct srv__config_src *srcs, size_t n_srcs,
     } else if (srv_arg_is(sub, n, "set")) {
         config_set(srcs, n_srcs, argc, argv, lens, b);
     } else if (srv_arg_is(sub, n, "resetstat") && argc == 2) {
+        obs_reset_stats();
         resp_write_simple(b, "OK");
     } else if (srv_arg_is(sub, n, "rewrite") && argc == 2) {
         resp_write_error(b, "ERR The server is running without a config "

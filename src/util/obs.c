@@ -48,6 +48,25 @@ void obs_init(void)
     obs.start_unix_ms = obs_unix_ms();
 }
 
+void obs_reset_stats(void)
+{
+    obs.connections_received = 0;
+    obs.connections_rejected = 0;
+    obs.commands = 0;
+    obs.keyspace_hits = 0;
+    obs.keyspace_misses = 0;
+    /* Names stay (cmd_hash indexes them); only their counts go. */
+    for (unsigned i = 0; i < obs.n_cmds; i++) {
+        memset(obs.cmds[i].calls, 0, sizeof obs.cmds[i].calls);
+    }
+    memset(obs.cmd_latency, 0, sizeof obs.cmd_latency);
+    memset(&obs.fsync, 0, sizeof obs.fsync);
+    obs.fsync_stalls = 0;
+    obs.sample_next = 0;
+    obs.n_samples = 0;
+    obs.sample_last_ms = 0;
+}
+
 void obs_command_filter(bool (*known)(const char *name, size_t len))
 {
     cmd_known = known;

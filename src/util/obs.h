@@ -139,6 +139,13 @@ void obs_command(const uint8_t *name, size_t len, enum obs_class cls,
                  enum obs_result result, const char *reply, size_t reply_len,
                  uint64_t ns);
 
+/* CONFIG RESETSTAT: zero the client and command statistics (connections,
+ * commands by name and result, keyspace hits and misses, command and fsync
+ * latencies, the ops/s samples), as Redis resets its INFO stats.  Raft and
+ * snapshot counters are kept.  Prometheus sees a counter reset, which
+ * rate() and increase() handle as after a restart. */
+void obs_reset_stats(void);
+
 /* Names for which known(lower-cased name, len) is false are counted as
  * "unknown" (invariant 3).  srv_start() sets its command table's; NULL
  * (the default) lets every well-formed name in.  obs_init() keeps it. */

@@ -227,6 +227,16 @@ def test_info():
         assert p1["rdb_last_bgsave_status"] == "ok", p1
         assert int(p1["rdb_last_save_time"]) >= \
             int(p0["rdb_last_save_time"]), (p0, p1)
+
+        # CONFIG RESETSTAT zeroes the command statistics, not the keys.
+        k = Conn(leader.port)
+        assert k.call("CONFIG", "RESETSTAT") == "OK"
+        k.close()
+        reset = info(leader.port)
+        assert int(reset["stats"]["total_commands_processed"]) <= 3, \
+            reset["stats"]
+        assert int(reset["stats"]["keyspace_hits"]) == 0, reset["stats"]
+        assert int(kv(reset["keyspace"]["db0"])["keys"]) == 142, reset
     finally:
         c.close()
 

@@ -289,6 +289,39 @@ static void ops_per_sec(void **state)
     assert_true(r > 450 && r < 550);
 }
 
+/* CONFIG RESETSTAT: the client and command statistics go back to zero,
+ * command names keep their labels (and are found again), Raft counters
+ * stay. */
+static void reset_stats(void **state)
+{
+    (void)state;
+    obs_init();
+    const char ok[] = "+OK\r\n";
+    obs_command((const uint8_t *)"set", 3, OBS_WRITE, OBS_OK, ok, 5, 1000);
+    obs_command((const uint8_t *)"get", 3, OBS_READ, OBS_OK, "$1\r\nv\r\n", 7,
+                1000);
+    obs.connections_received = 7;
+    obs.elections = 3;
+    obs_fsync(100000);
+    for (uint64_t t = 0; t <= 500; t += 100) {
+        obs_tick(t);
+    }
+    obs_reset_stats();
+    assert_int_equal(obs.commands, 0);
+    assert_int_equal(obs.keyspace_hits, 0);
+    assert_int_equal(obs.connections_received, 0);
+    assert_int_equal(obs.fsync.count, 0);
+    assert_int_equal(obs.cmd_latency[OBS_WRITE].count, 0);
+    assert_int_equal(obs.cmds[0].calls[OBS_OK], 0);
+    assert_true(obs_ops_per_sec() == 0);
+    assert_int_equal(obs.elections, 3);
+    obs_command((const uint8_t *)"SET", 3, OBS_WRITE, OBS_OK, ok, 5, 1000);
+    assert_int_equal(obs.n_cmds, 2);
+    assert_string_equal(obs.cmds[0].name, "set");
+    assert_int_equal(obs.cmds[0].calls[OBS_OK], 1);
+    assert_int_equal(obs.commands, 1);
+}
+
 static void info_sections(void **state)
 {
     (void)state;
@@ -374,6 +407,7 @@ int main(void)
         cmocka_unit_test(command_labels_filtered),
         cmocka_unit_test(heap_sampled),
         cmocka_unit_test(ops_per_sec),
+        cmocka_unit_test(reset_stats),
         cmocka_unit_test(info_sections),
         cmocka_unit_test(report_writers),
     };
