@@ -7,44 +7,27 @@
 #include "util/assert.h"
 #include "util/rng.h"
 
-struct fixture {
-    struct test_alloc ta;
-    struct craft_alloc alloc;
-    struct kvsm *sm;
-};
+/* Small session limits, so that the tests reach them. */
+static void small_sessions(struct kvsm_config *c)
+{
+    c->sessions_max = 4;
+    c->session_timeout_ms = 10000;
+    c->session_replies_max = 3;
+}
 
 static int setup(void **state)
 {
-    struct fixture *f = calloc(1, sizeof *f);
-    f->alloc = test_alloc_of(&f->ta);
-    struct kvsm_config c;
-    kvsm_config_default(&c);
-    c.alloc = &f->alloc;
-    c.sessions_max = 4;
-    c.session_timeout_ms = 10000;
-    c.session_replies_max = 3;
-    assert_int_equal(kvsm_new(&c, &f->sm), 0);
-    *state = f;
-    return 0;
+    return kv_fixture_setup(state, small_sessions);
 }
 
 static int teardown(void **state)
 {
-    struct fixture *f = *state;
-    assert_true(kvsm_check(f->sm));
-    kvsm_free(f->sm);
-    /* No leaked allocations. */
-    assert_int_equal(f->ta.live, 0);
-    free(f);
-    return 0;
+    return kv_fixture_teardown(state);
 }
-
-#define APPLY(line) kv_apply(f->sm, ++idx, now, (line))
-#define READ(line) kv_read(f->sm, (line), 0)
 
 static void strings_basic(void **state)
 {
-    struct fixture *f = *state;
+    struct kv_fixture *f = *state;
     uint64_t idx = 0, now = 1000;
     assert_string_equal(APPLY("SET k v"), "+OK\r\n");
     assert_string_equal(APPLY("get k"), "$1\r\nv\r\n");
@@ -83,7 +66,7 @@ static void strings_basic(void **state)
 
 static void binary_safe_keys_and_values(void **state)
 {
-    struct fixture *f = *state;
+    struct kv_fixture *f = *state;
     const uint8_t key[] = {0, 'k', '\r', '\n', 0xff};
     const uint8_t val[] = {'v', 0, 0, '\n'};
     const uint8_t *argv[] = {(const uint8_t *)"SET", key, val};
@@ -107,7 +90,7 @@ static void binary_safe_keys_and_values(void **state)
 
 static void integers_like_redis(void **state)
 {
-    struct fixture *f = *state;
+    struct kv_fixture *f = *state;
     uint64_t idx = 0, now = 1;
     assert_string_equal(APPLY("INCR n"), ":1\r\n");
     assert_string_equal(APPLY("INCRBY n 41"), ":42\r\n");
@@ -137,7 +120,7 @@ static void integers_like_redis(void **state)
 
 static void errors_like_redis(void **state)
 {
-    struct fixture *f = *state;
+    struct kv_fixture *f = *state;
     uint64_t idx = 0, now = 1;
     assert_string_equal(APPLY("GET"), "-ERR wrong number of arguments for "
                                       "'get' command\r\n");
@@ -167,7 +150,7 @@ static void errors_like_redis(void **state)
 
 static void set_options(void **state)
 {
-    struct fixture *f = *state;
+    struct kv_fixture *f = *state;
     uint64_t idx = 0, now = 1;
     assert_string_equal(APPLY("SET k v XX"), "$-1\r\n");
     assert_string_equal(APPLY("SET k v NX"), "+OK\r\n");
@@ -181,7 +164,7 @@ static void set_options(void **state)
 
 static void rename_setrange_incrbyfloat(void **state)
 {
-    struct fixture *f = *state;
+    struct kv_fixture *f = *state;
     uint64_t idx = 0, now = 1000;
     assert_string_equal(APPLY("RENAME a b"), "-ERR no such key\r\n");
     assert_string_equal(APPLY("SET a 1 PX 100"), "+OK\r\n");
@@ -217,7 +200,7 @@ static void rename_setrange_incrbyfloat(void **state)
 
 static void key_expiry_by_leader_time(void **state)
 {
-    struct fixture *f = *state;
+    struct kv_fixture *f = *state;
     uint64_t idx = 0, now = 1000;
     assert_string_equal(APPLY("SET k v PX 100"), "+OK\r\n");
     assert_string_equal(APPLY("SET j v EX 10"), "+OK\r\n");
@@ -413,7 +396,7 @@ static void entry_codec_strict(void **state)
 
 static void entry_fuzz_never_crashes(void **state)
 {
-    struct fixture *f = *state;
+    struct kv_fixture *f = *state;
     struct rng r;
     rng_init(&r, test_seed("entry_fuzz_never_crashes", 99));
     const uint8_t *argv[] = {(const uint8_t *)"INCRBY", (const uint8_t *)"k",
@@ -480,7 +463,7 @@ static const char *apply_multi(struct kvsm *sm, uint64_t index,
 
 static void multi_exec_is_one_entry(void **state)
 {
-    struct fixture *f = *state;
+    struct kv_fixture *f = *state;
     uint64_t idx = 0, now = 1;
     const char *tx[] = {"SET a 1", "INCR a",        "INCR s",
                         "GET a",   "CRAFT.SESSION", "SET s x"};
@@ -513,7 +496,7 @@ static void multi_exec_is_one_entry(void **state)
 
 static void session_exactly_once(void **state)
 {
-    struct fixture *f = *state;
+    struct kv_fixture *f = *state;
     uint64_t idx = 0, now = 1000;
     assert_string_equal(APPLY("CRAFT.SESSION"), ":1\r\n");
     uint64_t id = 1;
@@ -548,7 +531,7 @@ static void session_exactly_once(void **state)
 
 static void session_pipelining(void **state)
 {
-    struct fixture *f = *state;
+    struct kv_fixture *f = *state;
     uint64_t idx = 0, now = 1;
     assert_string_equal(APPLY("CRAFT.SESSION"), ":1\r\n");
     /* Three requests in flight; the client still awaits seq 1. */
@@ -610,7 +593,7 @@ static void session_bytes_bounded(void **state)
 
 static void session_expiry_and_eviction(void **state)
 {
-    struct fixture *f = *state;
+    struct kv_fixture *f = *state;
     uint64_t idx = 0, now = 1000;
     /* timeout 10 s, at most 4 sessions. */
     assert_string_equal(APPLY("CRAFT.SESSION"), ":1\r\n");
@@ -883,7 +866,7 @@ static void ht_scan_survives_resizes(void **state)
 
 static void keys_and_scan_commands(void **state)
 {
-    struct fixture *f = *state;
+    struct kv_fixture *f = *state;
     uint64_t idx = 0, now = 1000;
     char line[64];
     for (int i = 0; i < 300; i++) {

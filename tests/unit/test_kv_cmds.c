@@ -10,36 +10,15 @@
 #include "util/encoding.h"
 #include "util/rng.h"
 
-struct fixture {
-    struct test_alloc ta;
-    struct craft_alloc alloc;
-    struct kvsm *sm;
-};
-
 static int setup(void **state)
 {
-    struct fixture *f = calloc(1, sizeof *f);
-    f->alloc = test_alloc_of(&f->ta);
-    struct kvsm_config c;
-    kvsm_config_default(&c);
-    c.alloc = &f->alloc;
-    assert_int_equal(kvsm_new(&c, &f->sm), 0);
-    *state = f;
-    return 0;
+    return kv_fixture_setup(state, NULL);
 }
 
 static int teardown(void **state)
 {
-    struct fixture *f = *state;
-    assert_true(kvsm_check(f->sm));
-    kvsm_free(f->sm);
-    assert_int_equal(f->ta.live, 0);
-    free(f);
-    return 0;
+    return kv_fixture_teardown(state);
 }
-
-#define APPLY(line) kv_apply(f->sm, ++idx, now, (line))
-#define READ(line) kv_read(f->sm, (line), 0)
 
 struct sink {
     struct buf b;
@@ -97,7 +76,7 @@ static const char *read_at(const struct kvsm *sm, uint64_t at, const char *line)
  * no write touching them; the count of keys with a TTL follows. */
 static void clock_entry_expires_keys(void **state)
 {
-    struct fixture *f = *state;
+    struct kv_fixture *f = *state;
     uint64_t idx = 0, now = 1000;
     assert_int_equal(kvsm_next_expiry_ms(f->sm), 0);
     assert_string_equal(APPLY("SET a 1 PX 100"), "+OK\r\n");
@@ -184,7 +163,7 @@ static void expiry_is_bounded_per_entry(void **state)
 /* Every way of setting, moving or dropping an expiry keeps the count. */
 static void expires_count_follows_every_command(void **state)
 {
-    struct fixture *f = *state;
+    struct kv_fixture *f = *state;
     uint64_t idx = 0, now = 1000;
     APPLY("SET k v EX 10");
     APPLY("SET j v");
@@ -227,7 +206,7 @@ static void expires_count_follows_every_command(void **state)
  * the clock command is not for clients. */
 static void read_at_leader_time(void **state)
 {
-    struct fixture *f = *state;
+    struct kv_fixture *f = *state;
     uint64_t idx = 0, now = 1000;
     APPLY("SET k v PX 1000");
     assert_string_equal(read_at(f->sm, 0, "PTTL k"), ":1000\r\n");
@@ -366,7 +345,7 @@ static void ht_expiry_heap_matches_reference(void **state)
  * due key stays in the state and a snapshot taken right then loads. */
 static void set_past_time_deletes(void **state)
 {
-    struct fixture *f = *state;
+    struct kv_fixture *f = *state;
     uint64_t idx = 0, now = 5000;
     assert_string_equal(APPLY("SET k v PXAT 10"), "+OK\r\n");
     assert_true(kvsm_check(f->sm));
@@ -402,7 +381,7 @@ static void reseal(struct buf *b)
  * this check could write) loads with the key dropped. */
 static void snapshot_versions_and_due_keys(void **state)
 {
-    struct fixture *f = *state;
+    struct kv_fixture *f = *state;
     uint64_t idx = 0, now = 1000;
     APPLY("SET k v PX 100");
     APPLY("SET j v");
@@ -494,7 +473,7 @@ static const char *exec_watch(struct kvsm *sm, uint64_t index, uint64_t now,
  * nothing; no change lets it run. */
 static void watch_aborts_on_any_change(void **state)
 {
-    struct fixture *f = *state;
+    struct kv_fixture *f = *state;
     uint64_t idx = 0, now = 1000;
     assert_int_equal(version_of(f->sm, "k"), 0);
     APPLY("SET k 1");
@@ -559,7 +538,7 @@ static void watch_aborts_on_any_change(void **state)
  * EXEC as the others do. */
 static void watch_versions_in_snapshots(void **state)
 {
-    struct fixture *f = *state;
+    struct kv_fixture *f = *state;
     uint64_t idx = 0, now = 1000;
     APPLY("SET a 1");
     APPLY("SET b 1");

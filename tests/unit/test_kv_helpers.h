@@ -158,4 +158,45 @@ static inline uint64_t test_seed(const char *name, uint64_t dflt)
     return seed;
 }
 
+/* The fixture of the command tests: a state machine on the leak-counting
+ * allocator.  kv_fixture_setup() takes the default configuration, adjusted
+ * by tune (NULL: none); kv_fixture_teardown() checks every invariant and
+ * that nothing leaked. */
+struct kv_fixture {
+    struct test_alloc ta;
+    struct craft_alloc alloc;
+    struct kvsm *sm;
+};
+
+static inline int kv_fixture_setup(void **state,
+                                   void (*tune)(struct kvsm_config *))
+{
+    struct kv_fixture *f = calloc(1, sizeof *f);
+    assert_non_null(f);
+    f->alloc = test_alloc_of(&f->ta);
+    struct kvsm_config c;
+    kvsm_config_default(&c);
+    c.alloc = &f->alloc;
+    if (tune != NULL) {
+        tune(&c);
+    }
+    assert_int_equal(kvsm_new(&c, &f->sm), 0);
+    *state = f;
+    return 0;
+}
+
+static inline int kv_fixture_teardown(void **state)
+{
+    struct kv_fixture *f = *state;
+    assert_true(kvsm_check(f->sm));
+    kvsm_free(f->sm);
+    assert_int_equal(f->ta.live, 0); /* no leaked allocations */
+    free(f);
+    return 0;
+}
+
+/* Inside a test with locals f (struct kv_fixture *), idx and now. */
+#define APPLY(line) kv_apply(f->sm, ++idx, now, (line))
+#define READ(line) kv_read(f->sm, (line), 0)
+
 #endif /* CRAFT_TEST_KV_HELPERS_H */

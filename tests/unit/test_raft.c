@@ -1006,6 +1006,31 @@ static void snapshot_install_keeps_matching_suffix(void **state)
     assert_int_equal(h_live_allocs, 0);
 }
 
+/* A leader of {1, 2, 3} restored from a snapshot at index 10 (snap_size
+ * bytes, term 2) and entries 11-12, to which node 2 has just answered that
+ * it lacks everything: *u is the update with the transfer's first chunk. */
+static struct raft *snapshot_leader(const struct raft_options *o,
+                                    uint64_t snap_size, struct raft_update *u)
+{
+    struct raft_config cfg = {.n = 3, .ids = {1, 2, 3}};
+    struct raft_snapshot_meta meta = {
+        .index = 10, .term = 2, .config = cfg, .size = snap_size};
+    struct raft_entry es[2] = {ent(2, 11), ent(2, 12)};
+    struct raft_restore rs = {
+        .hs = {2, 0}, .snapshot = &meta, .entries = es, .n_entries = 2};
+    struct raft *r;
+    assert_int_equal(raft_new(1, &cfg, o, 1, &rs, &h_alloc, &r), 0);
+    make_leader(r);
+    struct raft_message rej = {
+        .type = RAFT_MSG_APPEND_RESP,
+        .from = 2,
+        .to = 1,
+        .term = hstat(r).term,
+        .append_resp = {.rejected = 12, .conflict_index = 1}};
+    *u = recv(r, &rej);
+    return r;
+}
+
 /* The leader sends a snapshot to a follower whose log is too short, then a
  * duplicated "done" reply must not overfill the pipeline (found by the
  * simulator with max_inflight 1). */
@@ -1017,23 +1042,9 @@ static void snapshot_leader_sends_and_ignores_duplicate_done(void **state)
     o.max_inflight = 1;
     o.max_msg_entries = 1;
     o.snapshot_chunk_bytes = 5;
-    struct raft_config cfg = {.n = 3, .ids = {1, 2, 3}};
-    struct raft_snapshot_meta meta = {
-        .index = 10, .term = 2, .config = cfg, .size = 8};
-    struct raft_entry es[2] = {ent(2, 11), ent(2, 12)};
-    struct raft_restore rs = {
-        .hs = {2, 0}, .snapshot = &meta, .entries = es, .n_entries = 2};
-    struct raft *r;
-    assert_int_equal(raft_new(1, &cfg, &o, 1, &rs, &h_alloc, &r), 0);
-    make_leader(r);
+    struct raft_update u;
+    struct raft *r = snapshot_leader(&o, 8, &u);
     raft_term t = hstat(r).term;
-    struct raft_message rej = {
-        .type = RAFT_MSG_APPEND_RESP,
-        .from = 2,
-        .to = 1,
-        .term = t,
-        .append_resp = {.rejected = 12, .conflict_index = 1}};
-    struct raft_update u = recv(r, &rej);
     assert_int_equal(hstat(r).progress[1].state, RAFT_PROGRESS_SNAPSHOT);
     assert_int_equal(u.n_messages, 1);
     assert_int_equal(u.messages[0].type, RAFT_MSG_SNAPSHOT);
@@ -1090,23 +1101,9 @@ static void snapshot_chunk_retry_ticks(void **state)
     o.election_ticks_min = 200; /* contact and quorum hold throughout */
     o.election_ticks_max = 400;
     o.snapshot_retry_ticks = 5 * o.heartbeat_ticks;
-    struct raft_config cfg = {.n = 3, .ids = {1, 2, 3}};
-    struct raft_snapshot_meta meta = {
-        .index = 10, .term = 2, .config = cfg, .size = 40};
-    struct raft_entry es[2] = {ent(2, 11), ent(2, 12)};
-    struct raft_restore rs = {
-        .hs = {2, 0}, .snapshot = &meta, .entries = es, .n_entries = 2};
-    struct raft *r;
-    assert_int_equal(raft_new(1, &cfg, &o, 1, &rs, &h_alloc, &r), 0);
-    make_leader(r);
+    struct raft_update u;
+    struct raft *r = snapshot_leader(&o, 40, &u);
     raft_term t = hstat(r).term;
-    struct raft_message rej = {
-        .type = RAFT_MSG_APPEND_RESP,
-        .from = 2,
-        .to = 1,
-        .term = t,
-        .append_resp = {.rejected = 12, .conflict_index = 1}};
-    struct raft_update u = recv(r, &rej);
     struct raft_message ch;
     assert_true(chunk_to(&u, 2, &ch));
     assert_int_equal(ch.snapshot.offset, 0);
@@ -1133,11 +1130,7 @@ static void snapshot_chunk_retry_ticks(void **state)
     /* Shorter than two heartbeats: the two heartbeats hold. */
     raft_free(r);
     o.snapshot_retry_ticks = 1;
-    assert_int_equal(raft_new(1, &cfg, &o, 1, &rs, &h_alloc, &r), 0);
-    make_leader(r);
-    t = hstat(r).term;
-    rej.term = t;
-    u = recv(r, &rej);
+    r = snapshot_leader(&o, 40, &u);
     assert_true(chunk_to(&u, 2, &ch));
     retry_at = 0;
     for (unsigned k = 1; k <= 2 * o.heartbeat_ticks && retry_at == 0; k++) {
@@ -1164,24 +1157,10 @@ static void snapshot_transfer_pinned_across_compaction(void **state)
     struct raft_options o;
     raft_options_default(&o);
     o.snapshot_chunk_bytes = 8;
-    struct raft_config cfg = {.n = 3, .ids = {1, 2, 3}};
-    struct raft_snapshot_meta meta = {
-        .index = 10, .term = 2, .config = cfg, .size = 40};
-    struct raft_entry es[2] = {ent(2, 11), ent(2, 12)};
-    struct raft_restore rs = {
-        .hs = {2, 0}, .snapshot = &meta, .entries = es, .n_entries = 2};
-    struct raft *r;
-    assert_int_equal(raft_new(1, &cfg, &o, 1, &rs, &h_alloc, &r), 0);
-    make_leader(r);
-    raft_term t = hstat(r).term;
     /* Node 2 lacks everything: the transfer of snapshot 10 starts. */
-    struct raft_message rej = {
-        .type = RAFT_MSG_APPEND_RESP,
-        .from = 2,
-        .to = 1,
-        .term = t,
-        .append_resp = {.rejected = 12, .conflict_index = 1}};
-    struct raft_update u = recv(r, &rej);
+    struct raft_update u;
+    struct raft *r = snapshot_leader(&o, 40, &u);
+    raft_term t = hstat(r).term;
     struct raft_message ch;
     assert_true(chunk_to(&u, 2, &ch));
     assert_int_equal(ch.snapshot.meta.index, 10);
